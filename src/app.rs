@@ -1,0 +1,187 @@
+//! Assembly: open the database, build the router, bind, serve, shut down cleanly.
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket};
+
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::http::{self, state::AppState};
+use crate::services::identity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Db(#[from] DbError),
+}
+
+/// A built application: database open and migrated, port bound, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+/// Creates the data directory (mode 0700) when missing.
+pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
+    let err = |source| StartError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    if !dir.exists() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(dir).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    // tokio's default backlog (1024) overflows when thousands of clients connect at once.
+    socket.listen(4096)
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        ensure_data_dir(&config.data_dir)?;
+        // More sockets than the usual soft limit of 1024; best effort.
+        let _ = rlimit::increase_nofile_limit(65_536);
+        let db_path = config.database_path();
+        let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
+            .await
+            .map_err(|_| DbError::TaskFailed)??;
+        let listener = bind(config.listen).map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let base_url = config.base_url(addr);
+        let state = AppState::new(db, config, base_url);
+        Ok(Self {
+            listener,
+            addr,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.state.base_url
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.state.db
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes; then finishes in-flight requests, stops the
+    /// background tasks and checkpoints the database.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let cleanup = tokio::spawn(background_cleanup(state.clone()));
+        let router = http::router(self.state);
+        let served = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await;
+        cleanup.abort();
+        tracing::info!("stopped accepting; flushing the database");
+        if let Err(e) = state.db.shutdown().await {
+            tracing::error!(error = %e, "database shutdown");
+        }
+        served
+    }
+
+    /// Prints where to go and, on an empty instance, how to create the first admin.
+    pub async fn announce(&self) {
+        let url = self.base_url().to_string();
+        println!("xagent {} listening on {url}", crate::VERSION);
+        tracing::info!(url = %url, "listening");
+        if identity::user_count(self.db()).await.unwrap_or(1) == 0 {
+            let dir = self.state.config.data_dir.display();
+            println!(
+                "\nThis instance has no users yet. Create the first administrator with:\n\n    \
+                 xagent admin create-user --data-dir {dir} --email you@example.com --name \"Your Name\" --superuser --password-stdin\n\n\
+                 (type the password and press Enter), then sign in at {url}/login\n"
+            );
+        }
+    }
+}
+
+async fn background_cleanup(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        match identity::purge_dead_sessions(&state.db, state.session_policy()).await {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "session cleanup failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

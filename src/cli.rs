@@ -1,0 +1,253 @@
+//! The command line. Every verb takes `--data-dir` and works while a server runs on the
+//! same directory (SQLite does the locking).
+use std::io::{BufRead, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{Application, ensure_data_dir};
+use crate::config::{Config, Secret};
+use crate::db::{self, Db};
+use crate::services::{ClientMeta, identity};
+use crate::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "xagent",
+    version,
+    about = "The organization layer of the xAgent platform: one binary, one database file."
+)]
+struct Cli {
+    /// Where the database and key files live.
+    #[arg(long, global = true, env = "XAGENT_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Log filter, e.g. `info`, `debug`, `xagent=debug,tower_http=info`.
+    #[arg(long, global = true, env = "XAGENT_LOG", default_value = "info")]
+    log: String,
+    /// Log line format.
+    #[arg(long, global = true, env = "XAGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Instance administration.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Write a consistent copy of the live database to FILE.
+    Backup {
+        /// Destination file (must not exist).
+        file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "XAGENT_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The URL people use to reach this server (for links); defaults to http://LISTEN.
+    #[arg(long, env = "XAGENT_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Mark the session cookie Secure (default: when the public URL is https).
+    #[arg(long, env = "XAGENT_COOKIE_SECURE")]
+    cookie_secure: Option<bool>,
+    /// Master key for secrets at rest (32 bytes, base64 or hex).
+    #[arg(long, env = "XAGENT_MASTER_KEY", hide_env_values = true)]
+    master_key: Option<String>,
+    /// Reverse proxies whose X-Forwarded-For is trusted (comma-separated IPs).
+    #[arg(long, env = "XAGENT_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<IpAddr>,
+    /// Minutes of inactivity after which a session ends.
+    #[arg(long, env = "XAGENT_SESSION_IDLE_MINUTES", default_value_t = 24 * 60)]
+    session_idle_minutes: u64,
+    /// Hours after sign-in after which a session ends regardless of activity.
+    #[arg(long, env = "XAGENT_SESSION_MAX_HOURS", default_value_t = 30 * 24)]
+    session_max_hours: u64,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "XAGENT_BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
+    body_limit_bytes: usize,
+    /// Seconds a request may take before it is answered 408.
+    #[arg(long, env = "XAGENT_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    request_timeout_secs: u64,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a user and their personal organization.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        /// Display name (defaults to the part of the email before @).
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from standard input (one line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Make the user an instance administrator.
+        #[arg(long)]
+        superuser: bool,
+    },
+    /// Allow or forbid open sign-up over HTTP.
+    Signup {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(&cli.log, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve(a) => {
+            let mut config = Config::new(cli.data_dir);
+            config.listen = a.listen;
+            config.public_url = a.public_url;
+            config.log = cli.log;
+            config.log_format = cli.log_format;
+            config.cookie_secure = a.cookie_secure;
+            config.master_key = a.master_key.map(Secret::new);
+            config.trusted_proxies = a.trusted_proxies;
+            config.session_idle =
+                std::time::Duration::from_secs(a.session_idle_minutes.max(1) * 60);
+            config.session_max_age =
+                std::time::Duration::from_secs(a.session_max_hours.max(1) * 3600);
+            config.body_limit_bytes = a.body_limit_bytes;
+            config.request_timeout = std::time::Duration::from_secs(a.request_timeout_secs.max(1));
+            let app = Application::build(config)
+                .await
+                .map_err(|e| e.to_string())?;
+            app.announce().await;
+            app.run_until_stopped().await.map_err(|e| e.to_string())
+        }
+        Command::Migrate => {
+            ensure_data_dir(&cli.data_dir).map_err(|e| e.to_string())?;
+            let path = cli.data_dir.join("xagent.db");
+            let applied = tokio::task::spawn_blocking(move || db::migrate_only(&path))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            if applied.is_empty() {
+                println!("database is up to date");
+            } else {
+                for m in applied {
+                    println!("applied {m}");
+                }
+            }
+            Ok(())
+        }
+        Command::Backup { file } => {
+            let src = cli.data_dir.join("xagent.db");
+            if !src.exists() {
+                return Err(format!("no database at {}", src.display()));
+            }
+            let dest = file.clone();
+            tokio::task::spawn_blocking(move || db::backup(&src, &dest))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            println!("backup written to {}", file.display());
+            Ok(())
+        }
+        Command::Admin(cmd) => admin(cli.data_dir, cmd).await,
+    }
+}
+
+async fn open_db(dir: PathBuf) -> Result<Db, String> {
+    ensure_data_dir(&dir).map_err(|e| e.to_string())?;
+    let path = dir.join("xagent.db");
+    tokio::task::spawn_blocking(move || Db::open(&path))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+async fn admin(dir: PathBuf, cmd: AdminCommand) -> Result<(), String> {
+    let db = open_db(dir).await?;
+    let meta = ClientMeta {
+        ip: None,
+        user_agent: Some("xagent-cli".into()),
+    };
+    let result = match cmd {
+        AdminCommand::CreateUser {
+            email,
+            name,
+            password_stdin: _,
+            superuser,
+        } => {
+            let password = read_password()?;
+            let name =
+                name.unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_string());
+            identity::create_user(&db, &email, &name, &password, superuser, &meta)
+                .await
+                .map(|(user, org)| {
+                    println!(
+                        "created {}user {} <{}> with personal organization \"{}\" ({})",
+                        if superuser { "super" } else { "" },
+                        user.name,
+                        user.email,
+                        org.name,
+                        org.slug
+                    );
+                })
+                .map_err(describe)
+        }
+        AdminCommand::Signup { state } => identity::set_signup(&db, state == "on", None)
+            .await
+            .map(|()| println!("sign-up is now {state}"))
+            .map_err(describe),
+    };
+    let _ = db.shutdown().await;
+    result
+}
+
+fn describe(e: crate::error::AppError) -> String {
+    match e {
+        crate::error::AppError::Internal(cause) => cause,
+        other => other.public_message(),
+    }
+}
+
+/// One line from standard input, without its line ending; nothing else is trimmed.
+fn read_password() -> Result<String, String> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("Password: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    let pw = line.strip_suffix('\n').unwrap_or(&line);
+    let pw = pw.strip_suffix('\r').unwrap_or(pw);
+    Ok(pw.to_string())
+}

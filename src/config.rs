@@ -1,0 +1,91 @@
+//! Configuration, built once at start from flags and `XAGENT_*` variables (flags win).
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::telemetry::LogFormat;
+
+/// A secret string whose `Debug` never shows the value.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The address people type in a browser; used in links (invitations) and printed at start.
+    pub public_url: Option<String>,
+    pub log: String,
+    pub log_format: LogFormat,
+    /// `Secure` attribute on the session cookie; `None` means "when public_url is https".
+    pub cookie_secure: Option<bool>,
+    pub master_key: Option<Secret>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    pub session_idle: Duration,
+    pub session_max_age: Duration,
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+    /// Failed sign-ins allowed per account, and per client IP, within `login_window`.
+    pub login_max_failures_per_account: u32,
+    pub login_max_failures_per_ip: u32,
+    pub login_window: Duration,
+}
+
+impl Config {
+    /// Defaults for a data directory; everything else as `xagent serve` starts without flags.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: data_dir.into(),
+            public_url: None,
+            log: "info".into(),
+            log_format: LogFormat::Text,
+            cookie_secure: None,
+            master_key: None,
+            trusted_proxies: Vec::new(),
+            session_idle: Duration::from_secs(24 * 3600),
+            session_max_age: Duration::from_secs(30 * 24 * 3600),
+            body_limit_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            login_max_failures_per_account: 10,
+            login_max_failures_per_ip: 50,
+            login_window: Duration::from_secs(15 * 60),
+        }
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("xagent.db")
+    }
+
+    /// The base URL for links, without a trailing slash.
+    pub fn base_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.cookie_secure.unwrap_or_else(|| {
+            self.public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+        })
+    }
+}

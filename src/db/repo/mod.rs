@@ -1,0 +1,37 @@
+//! All SQL lives here, one file per aggregate. Functions on tenant tables take an
+//! `&OrgContext` (or, when they create the organization, return the one they made).
+pub mod audit;
+pub mod orgs;
+pub mod resources;
+pub mod sessions;
+pub mod settings;
+pub mod tokens;
+pub mod users;
+
+use rusqlite::Row;
+use uuid::Uuid;
+
+/// Reads a UUID stored as text; a malformed one is a conversion error, not a panic.
+pub(crate) fn uuid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Uuid> {
+    let s: String = row.get(idx)?;
+    Uuid::parse_str(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+pub(crate) fn opt_uuid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Uuid>> {
+    let s: Option<String> = row.get(idx)?;
+    s.map(|s| {
+        Uuid::parse_str(&s).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+        })
+    })
+    .transpose()
+}
+
+pub(crate) fn json_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<serde_json::Value> {
+    let s: String = row.get(idx)?;
+    serde_json::from_str(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}

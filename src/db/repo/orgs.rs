@@ -1,0 +1,103 @@
+//! Organizations (the tenants themselves) and the owner membership made with each.
+use rusqlite::{Row, params};
+use serde::Serialize;
+
+use super::{json_at, uuid_at};
+use crate::db::{Conn, DbError, WriteTx};
+use crate::domain::{OrgId, OrgKind, OrgName, Role, Slug, UserId};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Org {
+    pub id: OrgId,
+    pub name: String,
+    pub slug: String,
+    pub kind: OrgKind,
+    pub plan: String,
+    pub settings: serde_json::Value,
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub(crate) const ORG_COLUMNS: &str =
+    "o.id, o.name, o.slug, o.kind, o.plan, o.settings, o.status, o.created_at, o.updated_at";
+
+pub(crate) fn org_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Org> {
+    let kind: String = r.get(at + 3)?;
+    Ok(Org {
+        id: OrgId::from_uuid(uuid_at(r, at)?),
+        name: r.get(at + 1)?,
+        slug: r.get(at + 2)?,
+        kind: OrgKind::parse(&kind).unwrap_or(OrgKind::Team),
+        plan: r.get(at + 4)?,
+        settings: json_at(r, at + 5)?,
+        status: r.get(at + 6)?,
+        created_at: r.get(at + 7)?,
+        updated_at: r.get(at + 8)?,
+    })
+}
+
+/// By id or by slug, as `{org}` in a path may be either.
+pub fn find_by_ref(c: &Conn<'_>, org_ref: &str) -> Result<Option<Org>, DbError> {
+    match OrgId::parse(org_ref) {
+        Some(id) => c.query_opt(
+            &format!("SELECT {ORG_COLUMNS} FROM organizations o WHERE o.id = ?1"),
+            [id.to_string()],
+            |r| org_from_row(r, 0),
+        ),
+        None => c.query_opt(
+            &format!("SELECT {ORG_COLUMNS} FROM organizations o WHERE o.slug = ?1"),
+            [org_ref],
+            |r| org_from_row(r, 0),
+        ),
+    }
+}
+
+pub fn slug_taken(c: &Conn<'_>, slug: &Slug) -> Result<bool, DbError> {
+    Ok(c.query_opt(
+        "SELECT 1 FROM organizations WHERE slug = ?1",
+        [slug.as_str()],
+        |_| Ok(()),
+    )?
+    .is_some())
+}
+
+pub struct NewOrg<'a> {
+    pub id: OrgId,
+    pub name: &'a OrgName,
+    pub slug: &'a Slug,
+    pub kind: OrgKind,
+    pub plan: &'a str,
+    pub owner: UserId,
+    pub now: &'a str,
+}
+
+/// Creates the organization with `owner` as its first (owner) member.
+pub fn create_with_owner(tx: &WriteTx<'_>, o: &NewOrg<'_>) -> Result<Org, DbError> {
+    tx.execute(
+        "INSERT INTO organizations (id, name, slug, kind, plan, created_by, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        params![
+            o.id.to_string(),
+            o.name.as_str(),
+            o.slug.as_str(),
+            o.kind.as_str(),
+            o.plan,
+            o.owner.to_string(),
+            o.now
+        ],
+    )?;
+    tx.execute(
+        "INSERT INTO organization_members (organization_id, user_id, role, joined_at, last_active_at)
+         VALUES (?1, ?2, ?3, ?4, ?4)",
+        params![o.id.to_string(), o.owner.to_string(), Role::Owner.as_str(), o.now],
+    )?;
+    find_by_ref(tx, &o.id.to_string())?.ok_or(DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+}
+
+pub fn plan_exists(c: &Conn<'_>, plan: &str) -> Result<bool, DbError> {
+    Ok(
+        c.query_opt("SELECT 1 FROM plans WHERE id = ?1", [plan], |_| Ok(()))?
+            .is_some(),
+    )
+}

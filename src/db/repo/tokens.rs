@@ -1,0 +1,108 @@
+//! API tokens: `xa_…` secrets bound to one user and one organization; only hashes stored.
+use rusqlite::{Row, params};
+use serde::Serialize;
+
+use super::uuid_at;
+use crate::db::{Conn, DbError, WriteTx};
+use crate::domain::{ApiTokenId, OrgId, UserId};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiToken {
+    pub id: ApiTokenId,
+    #[serde(skip)]
+    pub user_id: UserId,
+    pub organization_id: OrgId,
+    pub name: String,
+    pub token_hint: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+const COLUMNS: &str = "id, user_id, organization_id, name, token_hint, created_at, expires_at,
+                       last_used_at, revoked_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
+    Ok(ApiToken {
+        id: ApiTokenId::from_uuid(uuid_at(r, 0)?),
+        user_id: UserId::from_uuid(uuid_at(r, 1)?),
+        organization_id: OrgId::from_uuid(uuid_at(r, 2)?),
+        name: r.get(3)?,
+        token_hint: r.get(4)?,
+        created_at: r.get(5)?,
+        expires_at: r.get(6)?,
+        last_used_at: r.get(7)?,
+        revoked_at: r.get(8)?,
+    })
+}
+
+pub struct NewToken<'a> {
+    pub id: ApiTokenId,
+    pub user_id: UserId,
+    pub organization_id: OrgId,
+    pub name: &'a str,
+    pub token_hash: &'a str,
+    pub token_hint: &'a str,
+    pub now: &'a str,
+    pub expires_at: Option<&'a str>,
+}
+
+pub fn insert(tx: &WriteTx<'_>, t: &NewToken<'_>) -> Result<ApiToken, DbError> {
+    tx.execute(
+        "INSERT INTO api_tokens (id, user_id, organization_id, name, token_hash, token_hint,
+                                 created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            t.id.to_string(),
+            t.user_id.to_string(),
+            t.organization_id.to_string(),
+            t.name,
+            t.token_hash,
+            t.token_hint,
+            t.now,
+            t.expires_at
+        ],
+    )?;
+    find(tx, t.user_id, t.id)?.ok_or(DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+}
+
+pub fn find(c: &Conn<'_>, user: UserId, id: ApiTokenId) -> Result<Option<ApiToken>, DbError> {
+    c.query_opt(
+        &format!("SELECT {COLUMNS} FROM api_tokens WHERE id = ?1 AND user_id = ?2"),
+        params![id.to_string(), user.to_string()],
+        from_row,
+    )
+}
+
+pub fn find_by_hash(c: &Conn<'_>, token_hash: &str) -> Result<Option<ApiToken>, DbError> {
+    c.query_opt(
+        &format!("SELECT {COLUMNS} FROM api_tokens WHERE token_hash = ?1"),
+        [token_hash],
+        from_row,
+    )
+}
+
+/// The user's tokens, newest first, revoked ones included (they show as revoked).
+pub fn list_for_user(c: &Conn<'_>, user: UserId) -> Result<Vec<ApiToken>, DbError> {
+    c.query_vec(
+        &format!("SELECT {COLUMNS} FROM api_tokens WHERE user_id = ?1 ORDER BY created_at DESC"),
+        [user.to_string()],
+        from_row,
+    )
+}
+
+pub fn revoke(tx: &WriteTx<'_>, user: UserId, id: ApiTokenId, now: &str) -> Result<bool, DbError> {
+    Ok(tx.execute(
+        "UPDATE api_tokens SET revoked_at = ?3 WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
+        params![id.to_string(), user.to_string(), now],
+    )? == 1)
+}
+
+pub fn touch(tx: &WriteTx<'_>, id: ApiTokenId, now: &str) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1",
+        params![id.to_string(), now],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! Users (a global table: a person may belong to many organizations).
+use rusqlite::{Row, params};
+use serde::Serialize;
+
+use super::{opt_uuid_at, uuid_at};
+use crate::db::{Conn, DbError, WriteTx};
+use crate::domain::{Email, OrgId, PersonName, UserId};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub name: String,
+    pub is_superuser: bool,
+    pub status: String,
+    pub created_at: String,
+    #[serde(skip)]
+    pub current_organization_id: Option<OrgId>,
+}
+
+const COLUMNS: &str =
+    "id, email, name, is_superuser, status, created_at, current_organization_id, password_hash";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<(User, Option<String>)> {
+    Ok((
+        User {
+            id: UserId::from_uuid(uuid_at(r, 0)?),
+            email: r.get(1)?,
+            name: r.get(2)?,
+            is_superuser: r.get(3)?,
+            status: r.get(4)?,
+            created_at: r.get(5)?,
+            current_organization_id: opt_uuid_at(r, 6)?.map(OrgId::from_uuid),
+        },
+        r.get(7)?,
+    ))
+}
+
+pub struct NewUser<'a> {
+    pub id: UserId,
+    pub email: &'a Email,
+    pub name: &'a PersonName,
+    pub password_hash: Option<&'a str>,
+    pub is_superuser: bool,
+    pub now: &'a str,
+}
+
+pub fn insert(tx: &WriteTx<'_>, u: &NewUser<'_>) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO users (id, email, name, password_hash, is_superuser, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![
+            u.id.to_string(),
+            u.email.as_str(),
+            u.name.as_str(),
+            u.password_hash,
+            u.is_superuser,
+            u.now
+        ],
+    )?;
+    Ok(())
+}
+
+/// The user and their password hash.
+pub fn find_by_email(
+    c: &Conn<'_>,
+    email: &Email,
+) -> Result<Option<(User, Option<String>)>, DbError> {
+    c.query_opt(
+        &format!("SELECT {COLUMNS} FROM users WHERE email = ?1"),
+        [email.as_str()],
+        from_row,
+    )
+}
+
+pub fn find_by_id(c: &Conn<'_>, id: UserId) -> Result<Option<User>, DbError> {
+    Ok(c.query_opt(
+        &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
+        [id.to_string()],
+        from_row,
+    )?
+    .map(|(u, _)| u))
+}
+
+pub fn count(c: &Conn<'_>) -> Result<i64, DbError> {
+    Ok(c.query_opt("SELECT COUNT(*) FROM users", [], |r| r.get(0))?
+        .unwrap_or(0))
+}
+
+pub fn set_current_org(tx: &WriteTx<'_>, id: UserId, org: OrgId, now: &str) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE users SET current_organization_id = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id.to_string(), org.to_string(), now],
+    )?;
+    Ok(())
+}
+
+pub fn set_last_login(tx: &WriteTx<'_>, id: UserId, now: &str) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE users SET last_login_at = ?2 WHERE id = ?1",
+        params![id.to_string(), now],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! The single writer: one connection, one thread, group commit.
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::DbError;
+use super::conn::{Conn, WriteTx};
+
+/// Jobs taken into one transaction at most; bounds the latency of the first job in a batch.
+const MAX_BATCH: usize = 128;
+
+/// Called with the outcome of the batch's COMMIT; delivers the job's result to its caller.
+type Finish = Box<dyn FnOnce(Result<(), &DbError>) + Send>;
+/// Runs inside the job's savepoint; says whether the job succeeded (else it is rolled back).
+pub(super) type Job = Box<dyn FnOnce(&WriteTx<'_>) -> (bool, Finish) + Send>;
+
+pub(super) enum Msg {
+    Job(Job),
+    Shutdown(oneshot::Sender<Result<(), DbError>>),
+}
+
+pub(super) fn job<T, E, F>(f: F, reply: oneshot::Sender<Result<T, E>>) -> Job
+where
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+    F: FnOnce(&WriteTx<'_>) -> Result<T, E> + Send + 'static,
+{
+    Box::new(move |tx| {
+        let result = f(tx);
+        let ok = result.is_ok();
+        let finish: Finish = Box::new(move |commit| {
+            let out = match commit {
+                Ok(()) => result,
+                Err(e) => Err(E::from(DbError::Migration(format!("commit failed: {e}")))),
+            };
+            let _ = reply.send(out);
+        });
+        (ok, finish)
+    })
+}
+
+pub(super) fn spawn(conn: Connection) -> Result<mpsc::Sender<Msg>, DbError> {
+    let (tx, rx) = mpsc::channel::<Msg>(4096);
+    std::thread::Builder::new()
+        .name("xagent-db-writer".into())
+        .spawn(move || run(conn, rx))?;
+    Ok(tx)
+}
+
+fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
+    let mut shutdown: Option<oneshot::Sender<Result<(), DbError>>> = None;
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = Vec::new();
+        match first {
+            Msg::Job(j) => batch.push(j),
+            Msg::Shutdown(reply) => {
+                shutdown = Some(reply);
+            }
+        }
+        while shutdown.is_none() && batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Msg::Job(j)) => batch.push(j),
+                Ok(Msg::Shutdown(reply)) => shutdown = Some(reply),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            commit_batch(&conn, batch);
+        }
+        if shutdown.is_some() {
+            break;
+        }
+    }
+    // Nothing else may be queued: refuse late jobs by dropping the receiver.
+    rx.close();
+    while let Ok(Msg::Job(j)) = rx.try_recv() {
+        commit_batch(&conn, vec![j]);
+    }
+    let result = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|_| ())
+        .map_err(DbError::from);
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "final WAL checkpoint failed");
+    }
+    if let Some(reply) = shutdown {
+        let _ = reply.send(result);
+    }
+}
+
+fn commit_batch(conn: &Connection, batch: Vec<Job>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = DbError::from(e);
+        tracing::error!(error = %err, "cannot begin write transaction");
+        // The jobs never ran; dropping them closes their reply channels, so each caller
+        // gets an error instead of waiting.
+        drop(batch);
+        return;
+    }
+    let mut finishes = Vec::with_capacity(batch.len());
+    for job in batch {
+        let (_, finish) = run_job_in_savepoint(conn, job);
+        finishes.push(finish);
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(DbError::from);
+    if let Err(e) = &commit {
+        tracing::error!(error = %e, "batch commit failed; rolling back");
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let outcome = commit.as_ref().map(|_| ());
+    for finish in finishes {
+        finish(outcome);
+    }
+}
+
+fn run_job_in_savepoint(conn: &Connection, job: Job) -> (bool, Finish) {
+    if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        let err = DbError::from(e);
+        tracing::error!(error = %err, "cannot open savepoint");
+        return (false, Box::new(|_: Result<(), &DbError>| {}));
+    }
+    let tx = WriteTx(Conn::new(conn));
+    let (ok, finish) = match catch_unwind(AssertUnwindSafe(|| job(&tx))) {
+        Ok(pair) => pair,
+        Err(_) => {
+            tracing::error!("a write job panicked; its changes are rolled back");
+            // Dropping the job's reply channel tells the caller the write failed.
+            (false, Box::new(|_: Result<(), &DbError>| {}) as Finish)
+        }
+    };
+    let end = if ok {
+        conn.execute_batch("RELEASE job")
+    } else {
+        conn.execute_batch("ROLLBACK TO job; RELEASE job")
+    };
+    if let Err(e) = end {
+        tracing::error!(error = %e, "cannot close savepoint");
+    }
+    (ok, finish)
+}

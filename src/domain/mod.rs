@@ -1,0 +1,43 @@
+//! Pure types and rules, parsed at the edge: ids, emails, slugs, roles, permissions.
+mod ids;
+mod permissions;
+mod values;
+
+pub use ids::{ApiTokenId, OrgId, SessionId, UserId, new_id};
+pub use permissions::{PERMISSIONS, Permission, PermissionSet, Role};
+pub use values::{Email, OrgKind, OrgName, Password, PersonName, Slug, TokenName, Visibility};
+
+/// A rule broken by input, with the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+/// Now, as stored: RFC 3339 UTC with microseconds, so text order is time order.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+pub fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+pub fn now_str() -> String {
+    fmt_time(now())
+}

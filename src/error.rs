@@ -1,0 +1,199 @@
+//! The one error type. Rendered as the JSON envelope of API.md for `/api` and `/v1`, and
+//! as an HTML page for browser pages (see `http::pages::html_errors`). Internal causes
+//! are logged with the request's id and never shown.
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::db::DbError;
+use crate::domain::Invalid;
+
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{message}")]
+    BadRequest {
+        code: &'static str,
+        message: String,
+        fields: BTreeMap<String, String>,
+    },
+    #[error("not signed in")]
+    Unauthorized,
+    /// The same for an unknown email and a wrong password.
+    #[error("email or password is incorrect")]
+    InvalidCredentials,
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    #[error("not found")]
+    NotFound { code: &'static str },
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: Option<u64>,
+    },
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// What a page-rendering layer needs to turn an error response into HTML.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl AppError {
+    pub fn not_found() -> Self {
+        AppError::NotFound { code: "not_found" }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        AppError::Forbidden {
+            code: "forbidden",
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::BadRequest {
+            code,
+            message: message.into(),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Validation failures, with the field each concerns.
+    pub fn invalid(errors: Vec<Invalid>) -> Self {
+        let message = errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let fields = errors
+            .into_iter()
+            .map(|e| (e.field.to_string(), e.reason))
+            .collect();
+        AppError::BadRequest {
+            code: "validation_failed",
+            message,
+            fields,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized | AppError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            AppError::NotFound { .. } => StatusCode::NOT_FOUND,
+            AppError::Conflict { .. } => StatusCode::CONFLICT,
+            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::BadRequest { code, .. }
+            | AppError::Forbidden { code, .. }
+            | AppError::NotFound { code }
+            | AppError::Conflict { code, .. }
+            | AppError::Unprocessable { code, .. } => code,
+            AppError::Unauthorized => "unauthorized",
+            AppError::InvalidCredentials => "invalid_credentials",
+            AppError::PayloadTooLarge => "payload_too_large",
+            AppError::TooManyRequests { .. } => "rate_limited",
+            AppError::Internal(_) => "internal",
+        }
+    }
+
+    /// The text shown to the client: never the internal cause.
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Internal(_) => "Something went wrong on our side; it has been logged.".into(),
+            AppError::NotFound {
+                code: "invitation_invalid",
+            } => {
+                "This invitation is not valid: it may have expired, been cancelled or used.".into()
+            }
+            AppError::NotFound { .. } => "Not found.".into(),
+            AppError::Unauthorized => "Sign in first.".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<DbError> for AppError {
+    fn from(e: DbError) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::auth::HashError> for AppError {
+    fn from(e: crate::auth::HashError) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
+impl From<askama::Error> for AppError {
+    fn from(e: askama::Error) -> Self {
+        AppError::Internal(format!("template: {e}"))
+    }
+}
+
+impl From<Invalid> for AppError {
+    fn from(e: Invalid) -> Self {
+        AppError::invalid(vec![e])
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let AppError::Internal(cause) = &self {
+            tracing::error!(cause = %cause, "internal error");
+        }
+        let mut body = json!({"code": self.code(), "message": self.public_message()});
+        if let AppError::BadRequest { fields, .. } = &self
+            && !fields.is_empty()
+        {
+            body["fields"] = json!(fields);
+        }
+        let info = ErrorInfo {
+            status,
+            code: self.code(),
+            message: self.public_message(),
+        };
+        let mut res = (status, Json(json!({ "error": body }))).into_response();
+        if let AppError::TooManyRequests {
+            retry_after_secs: Some(s),
+            ..
+        } = self
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        res.extensions_mut().insert(info);
+        res
+    }
+}

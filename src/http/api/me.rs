@@ -1,0 +1,154 @@
+//! The signed-in user: profile, current organization, API tokens, sessions.
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{delete, get, put};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::pagination::{Page, paginate};
+use super::{created, items, no_content, ok};
+use crate::db::repo::sessions::Session;
+use crate::domain::{ApiTokenId, SessionId};
+use crate::error::{AppError, Result};
+use crate::http::extract::{ApiJson, ApiQuery, AuthKind, CurrentUser};
+use crate::http::state::AppState;
+use crate::services::identity;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/me/current-organization", put(set_current))
+        .route("/api/v1/me/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/me/tokens/{id}", delete(revoke_token))
+        .route("/api/v1/me/sessions", get(list_sessions))
+        .route("/api/v1/me/sessions/{id}", delete(revoke_session))
+}
+
+async fn me(State(s): State<AppState>, user: CurrentUser) -> Result<Response> {
+    let mut me = identity::me(&s.db, user.user.id).await?;
+    let mut current = me.current_organization_id;
+    // A token acts in its organization only; it sees nothing of the user's others.
+    if let AuthKind::Token(t) = &user.kind {
+        me.memberships
+            .retain(|m| m.organization.id == t.organization_id);
+        current = Some(t.organization_id);
+    }
+    let memberships: Vec<_> = me
+        .memberships
+        .iter()
+        .map(|m| json!({"organization": m.organization, "role": m.role}))
+        .collect();
+    Ok(ok(json!({
+        "user": me.user,
+        "memberships": memberships,
+        "current_organization_id": current,
+    })))
+}
+
+#[derive(Deserialize)]
+struct CurrentOrgBody {
+    organization_id: String,
+}
+
+async fn set_current(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    ApiJson(b): ApiJson<CurrentOrgBody>,
+) -> Result<Response> {
+    user.require_session()?;
+    let ctx = identity::set_current_org(&s.db, user.user.id, b.organization_id).await?;
+    Ok(ok(json!({
+        "current_organization_id": ctx.org_id(),
+        "organization": ctx.org(),
+        "role": ctx.role(),
+    })))
+}
+
+#[derive(Deserialize)]
+struct CreateTokenBody {
+    name: String,
+    organization_id: String,
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+async fn create_token(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    ApiJson(b): ApiJson<CreateTokenBody>,
+) -> Result<Response> {
+    user.require_session()?;
+    let new = identity::create_api_token(
+        &s.db,
+        &user.actor(),
+        &b.name,
+        b.organization_id,
+        b.expires_at.as_deref(),
+    )
+    .await?;
+    let mut body =
+        serde_json::to_value(&new.token).map_err(|e| AppError::Internal(e.to_string()))?;
+    body["token"] = json!(new.secret);
+    Ok(created(body))
+}
+
+async fn list_tokens(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Result<Response> {
+    user.require_session()?;
+    let all = identity::list_api_tokens(&s.db, user.user.id).await?;
+    let (page_items, next) = paginate(all, &page, |t| format!("{}|{}", t.created_at, t.id))?;
+    Ok(items(&page_items, next))
+}
+
+async fn revoke_token(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    user.require_session()?;
+    let id = ApiTokenId::parse(&id).ok_or_else(AppError::not_found)?;
+    identity::revoke_api_token(&s.db, &user.actor(), id).await?;
+    Ok(no_content())
+}
+
+#[derive(Serialize)]
+struct SessionView {
+    #[serde(flatten)]
+    session: Session,
+    current: bool,
+}
+
+async fn list_sessions(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Result<Response> {
+    let current = user.require_session()?.session_id;
+    let all = identity::list_sessions(&s.db, s.session_policy(), user.user.id).await?;
+    let views: Vec<SessionView> = all
+        .into_iter()
+        .map(|session| SessionView {
+            current: session.id == current,
+            session,
+        })
+        .collect();
+    let (page_items, next) = paginate(views, &page, |v| {
+        format!("{}|{}", v.session.created_at, v.session.id)
+    })?;
+    Ok(items(&page_items, next))
+}
+
+async fn revoke_session(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    user.require_session()?;
+    let id = SessionId::parse(&id).ok_or_else(AppError::not_found)?;
+    identity::revoke_session(&s.db, &user.actor(), id).await?;
+    Ok(no_content())
+}

@@ -1,0 +1,62 @@
+//! JSON API under `/api/v1` (see API.md). Each area owns its router.
+mod auth;
+mod me;
+mod orgs;
+pub mod pagination;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+
+use super::state::AppState;
+use crate::db::repo::orgs::Org;
+use crate::db::unscoped::Membership;
+use crate::domain::Role;
+use crate::error::AppError;
+
+/// The API routes, with a JSON 404 for any other path under `/api`.
+pub fn router_with_prefix() -> Router<AppState> {
+    let unknown = || async { AppError::not_found() };
+    Router::new()
+        .merge(auth::router())
+        .merge(me::router())
+        .merge(orgs::router())
+        .route("/api", axum::routing::any(unknown))
+        .route("/api/{*rest}", axum::routing::any(unknown))
+}
+
+/// An organization as the caller sees it: with their role in it.
+#[derive(Serialize)]
+pub struct OrgWithRole<'a> {
+    #[serde(flatten)]
+    pub organization: &'a Org,
+    pub role: Role,
+}
+
+pub fn orgs_with_roles(memberships: &[Membership]) -> Vec<OrgWithRole<'_>> {
+    memberships
+        .iter()
+        .map(|m| OrgWithRole {
+            organization: &m.organization,
+            role: m.role,
+        })
+        .collect()
+}
+
+pub fn created(body: serde_json::Value) -> Response {
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+pub fn ok(body: serde_json::Value) -> Response {
+    axum::Json(body).into_response()
+}
+
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub fn items<T: Serialize>(items: &[T], next_cursor: Option<String>) -> Response {
+    ok(json!({"items": items, "next_cursor": next_cursor}))
+}

@@ -1,0 +1,71 @@
+//! Organizations the caller belongs to.
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{created, items, ok, orgs_with_roles};
+use crate::domain::Role;
+use crate::error::Result;
+use crate::http::extract::{ApiJson, AuthKind, CurrentUser};
+use crate::http::state::AppState;
+use crate::services::orgs::{self, CreateOrg};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/orgs", get(list).post(create))
+        .route("/api/v1/orgs/{org}", get(show))
+}
+
+async fn list(State(s): State<AppState>, user: CurrentUser) -> Result<Response> {
+    let mut all = orgs::list_mine(&s.db, user.user.id).await?;
+    if let AuthKind::Token(t) = &user.kind {
+        all.retain(|m| m.organization.id == t.organization_id);
+    }
+    Ok(items(&orgs_with_roles(&all), None))
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    name: String,
+    #[serde(default)]
+    slug: Option<String>,
+    #[serde(default)]
+    plan: Option<String>,
+}
+
+async fn create(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    ApiJson(b): ApiJson<CreateBody>,
+) -> Result<Response> {
+    user.require_session()?;
+    let org = orgs::create(
+        &s.db,
+        &user.actor(),
+        user.user.is_superuser,
+        CreateOrg {
+            name: b.name,
+            slug: b.slug,
+            plan: b.plan,
+        },
+    )
+    .await?;
+    let mut body = json!(org);
+    body["role"] = json!(Role::Owner);
+    Ok(created(body))
+}
+
+async fn show(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let mut body = json!(ctx.org());
+    body["role"] = json!(ctx.role());
+    body["permissions"] = json!(ctx.permissions().iter().collect::<Vec<_>>());
+    Ok(ok(body))
+}

@@ -1,0 +1,64 @@
+//! `?limit=&cursor=` for lists (API.md): default 50, at most 200; the cursor is opaque.
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+
+use crate::error::AppError;
+
+#[derive(Debug, Deserialize, Default)]
+pub struct Page {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    pub fn limit(&self) -> Result<usize, AppError> {
+        match self.limit {
+            None => Ok(50),
+            Some(n) if (1..=200).contains(&n) => Ok(n as usize),
+            Some(_) => Err(AppError::bad_request(
+                "invalid_query",
+                "limit must be between 1 and 200",
+            )),
+        }
+    }
+
+    /// The sort key the previous page ended at.
+    pub fn after(&self) -> Result<Option<String>, AppError> {
+        self.cursor
+            .as_deref()
+            .map(|c| {
+                URL_SAFE_NO_PAD
+                    .decode(c)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| AppError::bad_request("invalid_query", "cursor is not valid"))
+            })
+            .transpose()
+    }
+}
+
+pub fn encode_cursor(key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(key.as_bytes())
+}
+
+/// Pages a list already sorted by `key` descending (newest first); for small per-user lists.
+pub fn paginate<T>(
+    items: Vec<T>,
+    page: &Page,
+    key: impl Fn(&T) -> String,
+) -> Result<(Vec<T>, Option<String>), AppError> {
+    let limit = page.limit()?;
+    let after = page.after()?;
+    let mut rest: Vec<T> = match after {
+        Some(a) => items.into_iter().filter(|i| key(i) < a).collect(),
+        None => items,
+    };
+    let next = if rest.len() > limit {
+        rest.truncate(limit);
+        rest.last().map(|l| encode_cursor(&key(l)))
+    } else {
+        None
+    };
+    Ok((rest, next))
+}

@@ -1,0 +1,321 @@
+//! Extractors: who is calling (session cookie or API token), from where, and request
+//! bodies whose rejections become the API's error envelope.
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use super::state::AppState;
+use crate::auth;
+use crate::db::OrgContext;
+use crate::db::repo::users::User;
+use crate::domain::SessionId;
+use crate::error::AppError;
+use crate::services::identity::{self, SessionAuth, TokenAuth};
+use crate::services::{Actor, ClientMeta, orgs};
+
+pub const SESSION_COOKIE: &str = "xagent_session";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The peer address, honouring `X-Forwarded-For` only from configured trusted proxies:
+/// the client is the right-most address that is not a trusted proxy.
+pub fn client_ip(parts: &Parts, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted.contains(ip))
+            .unwrap_or(peer),
+    )
+}
+
+impl FromRequestParts<AppState> for ClientMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect());
+        Ok(ClientMeta {
+            ip: client_ip(parts, &state.config.trusted_proxies).map(|i| i.to_string()),
+            user_agent,
+        })
+    }
+}
+
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthKind {
+    Session(SessionAuth),
+    Token(TokenAuth),
+}
+
+/// The authenticated caller. For `/api` requests made with the session cookie, a
+/// state-changing method also needs the `X-CSRF-Token` header (pages use `CsrfForm`).
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub user: User,
+    pub kind: AuthKind,
+    pub meta: ClientMeta,
+}
+
+impl CurrentUser {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user_id: self.user.id,
+            email: self.user.email.clone(),
+            meta: self.meta.clone(),
+        }
+    }
+
+    pub fn session(&self) -> Option<&SessionAuth> {
+        match &self.kind {
+            AuthKind::Session(s) => Some(s),
+            AuthKind::Token(_) => None,
+        }
+    }
+
+    pub fn session_id(&self) -> Option<SessionId> {
+        self.session().map(|s| s.session_id)
+    }
+
+    pub fn csrf_token(&self) -> &str {
+        self.session().map_or("", |s| s.csrf_token.as_str())
+    }
+
+    /// Account management (tokens, sessions, switching) needs a browser session: a token
+    /// acts in one organization and must not mint or end other credentials.
+    pub fn require_session(&self) -> Result<&SessionAuth, AppError> {
+        self.session().ok_or(AppError::Forbidden {
+            code: "session_required",
+            message: "this action needs a signed-in session, not an API token".into(),
+        })
+    }
+
+    /// The organization context for `{org}`: the membership check, and for an API token
+    /// also "this is the token's organization". Anything else is 404.
+    pub async fn org_context(
+        &self,
+        state: &AppState,
+        org_ref: String,
+    ) -> Result<OrgContext, AppError> {
+        let ctx = orgs::context(&state.db, self.user.id, org_ref).await?;
+        if let AuthKind::Token(t) = &self.kind
+            && t.organization_id != ctx.org_id()
+        {
+            return Err(AppError::not_found());
+        }
+        Ok(ctx)
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        if let Some(existing) = parts.extensions.get::<CurrentUser>() {
+            return Ok(existing.clone());
+        }
+        let Ok(meta) = ClientMeta::from_request_parts(parts, state).await;
+        let current = if let Some(token) = bearer(&parts.headers) {
+            let auth = identity::authenticate_api_token(&state.db, token)
+                .await?
+                .ok_or(AppError::Unauthorized)?;
+            CurrentUser {
+                user: auth.user.clone(),
+                kind: AuthKind::Token(auth),
+                meta,
+            }
+        } else {
+            let cookie =
+                cookie_value(&parts.headers, SESSION_COOKIE).ok_or(AppError::Unauthorized)?;
+            let auth = identity::authenticate_session(&state.db, state.session_policy(), cookie)
+                .await?
+                .ok_or(AppError::Unauthorized)?;
+            if parts.uri.path().starts_with("/api/") && !is_safe(&parts.method) {
+                let sent = parts
+                    .headers
+                    .get(CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !auth::tokens_equal(sent, &auth.csrf_token) {
+                    return Err(AppError::Forbidden {
+                        code: "csrf_failed",
+                        message:
+                            "missing or wrong X-CSRF-Token header (use the csrf_token from login)"
+                                .into(),
+                    });
+                }
+            }
+            CurrentUser {
+                user: auth.user.clone(),
+                kind: AuthKind::Session(auth),
+                meta,
+            }
+        };
+        parts.extensions.insert(current.clone());
+        Ok(current)
+    }
+}
+
+/// The signed-in user if there is one (pages that also serve visitors).
+pub struct MaybeUser(pub Option<CurrentUser>);
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        match CurrentUser::from_request_parts(parts, state).await {
+            Ok(u) => Ok(MaybeUser(Some(u))),
+            Err(AppError::Unauthorized) => Ok(MaybeUser(None)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn body_rejection(status: StatusCode, text: String, code: &'static str) -> AppError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge
+    } else if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        AppError::bad_request("unsupported_media_type", text)
+    } else {
+        AppError::bad_request(code, text)
+    }
+}
+
+/// JSON body whose failures are API errors: 400 `malformed_json` / `invalid_body`
+/// (wrong types, missing fields), 413 when over the size limit.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rej) => Err(match &rej {
+                JsonRejection::JsonSyntaxError(_) => {
+                    AppError::bad_request("malformed_json", "the body is not valid JSON")
+                }
+                JsonRejection::JsonDataError(e) => {
+                    AppError::bad_request("invalid_body", e.body_text())
+                }
+                JsonRejection::MissingJsonContentType(_) => AppError::bad_request(
+                    "unsupported_media_type",
+                    "send the body as JSON with Content-Type: application/json",
+                ),
+                other => body_rejection(other.status(), other.body_text(), "invalid_body"),
+            }),
+        }
+    }
+}
+
+/// Query string with 400 `invalid_query` on bad input.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e: QueryRejection| AppError::bad_request("invalid_query", e.body_text()))
+    }
+}
+
+/// A urlencoded page form that must carry the session's `csrf_token` field.
+pub struct CsrfForm<T>(pub CurrentUser, pub T);
+
+#[derive(serde::Deserialize)]
+struct WithCsrf<T> {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(flatten)]
+    inner: T,
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, AppError> {
+        let (mut parts, body) = req.into_parts();
+        let user = CurrentUser::from_request_parts(&mut parts, state).await?;
+        let req = Request::from_parts(parts, body);
+        let form = axum::Form::<WithCsrf<T>>::from_request(req, state)
+            .await
+            .map_err(|e: FormRejection| {
+                body_rejection(e.status(), e.body_text(), "invalid_form")
+            })?;
+        if !auth::tokens_equal(&form.0.csrf_token, user.csrf_token()) {
+            return Err(AppError::Forbidden {
+                code: "csrf_failed",
+                message: "the form has expired; reload the page and try again".into(),
+            });
+        }
+        Ok(CsrfForm(user, form.0.inner))
+    }
+}
+
+/// A page form for visitors (sign-in, accept invitation): no session, so no CSRF token;
+/// the Origin check and SameSite cookies guard these.
+pub struct PublicForm<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for PublicForm<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, AppError> {
+        axum::Form::<T>::from_request(req, state)
+            .await
+            .map(|f| PublicForm(f.0))
+            .map_err(|e: FormRejection| body_rejection(e.status(), e.body_text(), "invalid_form"))
+    }
+}

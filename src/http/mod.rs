@@ -1,0 +1,139 @@
+//! The axum router: API, pages, assets, health, and the layers around them.
+pub mod api;
+mod assets;
+pub mod extract;
+pub mod pages;
+pub mod state;
+pub mod views;
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::AppError;
+use state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let timeout = state.config.request_timeout;
+    let body_limit = state.config.body_limit_bytes;
+    let routes = Router::new()
+        .merge(api::router_with_prefix())
+        .merge(pages::router())
+        .merge(assets::router())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
+    pages::html_errors(routes)
+        .layer(middleware::from_fn(same_origin_writes))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                        let id = req
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(CompressionLayer::new())
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_FRAME_OPTIONS,
+                    HeaderValue::from_static("DENY"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("same-origin"),
+                )),
+        )
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), s.db.ping()).await {
+        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable"})),
+        )
+            .into_response(),
+    }
+}
+
+/// Refuses state-changing requests that a browser sent from another origin. With
+/// SameSite=Lax cookies and CSRF tokens this is a third, cheap line of defence.
+async fn same_origin_writes(req: Request, next: Next) -> Response {
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if unsafe_method
+        && let (Some(origin), Some(host)) = (
+            req.headers()
+                .get(header::ORIGIN)
+                .and_then(|v| v.to_str().ok()),
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok()),
+        )
+    {
+        let origin_host = origin.split("://").nth(1).unwrap_or("");
+        if origin != "null" && origin_host != host {
+            return AppError::Forbidden {
+                code: "cross_origin",
+                message: "cross-origin request refused".into(),
+            }
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The session cookie: HttpOnly, SameSite=Lax, Secure when configured.
+pub mod session_cookie {
+    use super::state::AppState;
+    use crate::http::extract::SESSION_COOKIE;
+
+    pub fn set(s: &AppState, token: &str) -> String {
+        let secure = if s.config.secure_cookies() {
+            "; Secure"
+        } else {
+            ""
+        };
+        format!(
+            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+            s.config.session_max_age.as_secs()
+        )
+    }
+
+    pub fn clear(s: &AppState) -> String {
+        let secure = if s.config.secure_cookies() {
+            "; Secure"
+        } else {
+            ""
+        };
+        format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")
+    }
+}

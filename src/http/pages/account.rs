@@ -1,0 +1,165 @@
+//! The account page: sessions (with revoke) and API tokens (create, shown once; revoke).
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{layout, render, render_status, see_other};
+use crate::domain::{ApiTokenId, SessionId};
+use crate::error::{AppError, Result};
+use crate::http::extract::{CsrfForm, CurrentUser};
+use crate::http::state::AppState;
+use crate::http::views::{AccountPage, NewTokenView, SessionRow, TokenRow, short_time};
+use crate::services::identity;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/account", get(show))
+        .route("/account/tokens", post(create_token))
+        .route("/account/tokens/{id}/revoke", post(revoke_token))
+        .route("/account/sessions/{id}/revoke", post(revoke_session))
+}
+
+async fn page(s: &AppState, user: &CurrentUser) -> Result<AccountPage> {
+    user.require_session()?;
+    let layout = layout(s, user, "Account", None).await?;
+    let current = user.session_id();
+    let sessions = identity::list_sessions(&s.db, s.session_policy(), user.user.id)
+        .await?
+        .into_iter()
+        .map(|session| SessionRow {
+            current: Some(session.id) == current,
+            created: short_time(&session.created_at),
+            last_seen: short_time(&session.last_seen_at),
+            session,
+        })
+        .collect();
+    let tokens = identity::list_api_tokens(&s.db, user.user.id)
+        .await?
+        .into_iter()
+        .map(|token| {
+            let org_name = layout
+                .orgs
+                .iter()
+                .find(|o| o.id == token.organization_id.to_string())
+                .map(|o| o.name.clone())
+                .unwrap_or_else(|| "(no longer a member)".into());
+            let now = crate::domain::now_str();
+            let active = token.revoked_at.is_none()
+                && token.expires_at.as_deref().is_none_or(|e| e > now.as_str());
+            TokenRow {
+                org_name,
+                created: short_time(&token.created_at),
+                expires: token
+                    .expires_at
+                    .as_deref()
+                    .map(short_time)
+                    .unwrap_or_else(|| "never".into()),
+                last_used: token
+                    .last_used_at
+                    .as_deref()
+                    .map(short_time)
+                    .unwrap_or_else(|| "never".into()),
+                active,
+                token,
+            }
+        })
+        .collect();
+    Ok(AccountPage {
+        layout,
+        sessions,
+        tokens,
+        new_token: None,
+        form_error: None,
+        form_name: String::new(),
+    })
+}
+
+async fn show(State(s): State<AppState>, user: CurrentUser) -> Result<Response> {
+    render(&page(&s, &user).await?)
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    organization_id: String,
+    #[serde(default)]
+    expires_at: String,
+}
+
+async fn create_token(
+    State(s): State<AppState>,
+    CsrfForm(user, f): CsrfForm<TokenForm>,
+) -> Result<Response> {
+    user.require_session()?;
+    let created = identity::create_api_token(
+        &s.db,
+        &user.actor(),
+        &f.name,
+        f.organization_id,
+        Some(&f.expires_at),
+    )
+    .await;
+    let mut p = page(&s, &user).await?;
+    match created {
+        Ok(new) => {
+            let org_name = p
+                .layout
+                .orgs
+                .iter()
+                .find(|o| o.id == new.token.organization_id.to_string())
+                .map(|o| o.name.clone())
+                .unwrap_or_default();
+            p.new_token = Some(NewTokenView {
+                name: new.token.name.clone(),
+                secret: new.secret,
+                org_name,
+            });
+            // The secret is in this response only: never cache it.
+            let mut res = render_status(StatusCode::CREATED, &p)?;
+            res.headers_mut().insert(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            );
+            Ok(res)
+        }
+        Err(e @ AppError::BadRequest { .. }) => {
+            p.form_error = Some(e.public_message());
+            p.form_name = f.name;
+            render_status(StatusCode::BAD_REQUEST, &p)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct Empty {}
+
+async fn revoke_token(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm(user, _): CsrfForm<Empty>,
+) -> Result<Response> {
+    user.require_session()?;
+    let id = ApiTokenId::parse(&id).ok_or_else(AppError::not_found)?;
+    identity::revoke_api_token(&s.db, &user.actor(), id).await?;
+    Ok(see_other("/account#tokens"))
+}
+
+async fn revoke_session(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm(user, _): CsrfForm<Empty>,
+) -> Result<Response> {
+    user.require_session()?;
+    let id = SessionId::parse(&id).ok_or_else(AppError::not_found)?;
+    identity::revoke_session(&s.db, &user.actor(), id).await?;
+    if Some(id) == user.session_id() {
+        return Ok(see_other("/login"));
+    }
+    Ok(see_other("/account#sessions"))
+}

@@ -1,0 +1,142 @@
+//! Sign-in, sign-out, and the front door.
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{render, render_status, safe_next, see_other};
+use crate::error::{AppError, Result};
+use crate::http::extract::{CsrfForm, MaybeUser, PublicForm};
+use crate::http::session_cookie;
+use crate::http::state::AppState;
+use crate::http::views::{Layout, LoginPage};
+use crate::services::{ClientMeta, identity};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+}
+
+async fn index(State(s): State<AppState>, MaybeUser(user): MaybeUser) -> Result<Response> {
+    let Some(user) = user else {
+        return Ok(see_other("/login"));
+    };
+    let me = identity::me(&s.db, user.user.id).await?;
+    let target = me
+        .current_organization_id
+        .and_then(|id| me.memberships.iter().find(|m| m.organization.id == id))
+        .map(|m| format!("/o/{}", m.organization.slug))
+        .unwrap_or_else(|| "/account".to_string());
+    Ok(see_other(&target))
+}
+
+#[derive(Deserialize, Default)]
+struct NextQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+async fn login_form(
+    State(s): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Query(q): Query<NextQuery>,
+) -> Result<Response> {
+    let next = safe_next(q.next.as_deref().unwrap_or("/"));
+    if user.is_some() {
+        return Ok(see_other(&next));
+    }
+    let first_run = identity::user_count(&s.db).await? == 0;
+    render(&LoginPage {
+        layout: Layout {
+            title: "Sign in".into(),
+            ..Default::default()
+        },
+        email: String::new(),
+        next,
+        error: None,
+        first_run,
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+async fn login(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    PublicForm(f): PublicForm<LoginForm>,
+) -> Result<Response> {
+    let next = safe_next(&f.next);
+    match identity::login(
+        &s.db,
+        s.session_policy(),
+        &s.throttle,
+        &f.email,
+        &f.password,
+        &meta,
+    )
+    .await
+    {
+        Ok(out) => {
+            let cookie = session_cookie::set(&s, &out.session_token);
+            Ok((
+                StatusCode::SEE_OTHER,
+                [(header::SET_COOKIE, cookie), (header::LOCATION, next)],
+            )
+                .into_response())
+        }
+        Err(
+            e @ (AppError::InvalidCredentials
+            | AppError::TooManyRequests { .. }
+            | AppError::BadRequest { .. }),
+        ) => {
+            let status = e.status();
+            let message = match &e {
+                AppError::InvalidCredentials => "Email or password is incorrect.".to_string(),
+                other => other.public_message(),
+            };
+            render_status(
+                status,
+                &LoginPage {
+                    layout: Layout {
+                        title: "Sign in".into(),
+                        ..Default::default()
+                    },
+                    email: f.email,
+                    next,
+                    error: Some(message),
+                    first_run: false,
+                },
+            )
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct Empty {}
+
+async fn logout(State(s): State<AppState>, CsrfForm(user, _): CsrfForm<Empty>) -> Result<Response> {
+    if let Some(id) = user.session_id() {
+        identity::logout(&s.db, &user.actor(), id).await?;
+    }
+    Ok((
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, session_cookie::clear(&s)),
+            (header::LOCATION, "/login".to_string()),
+        ],
+    )
+        .into_response())
+}

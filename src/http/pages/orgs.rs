@@ -1,0 +1,141 @@
+//! Organization pages: home, create, switch.
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{layout, render, render_status, safe_next, see_other};
+use crate::db::scope::has_permission;
+use crate::error::{AppError, Result};
+use crate::http::extract::{CsrfForm, CurrentUser};
+use crate::http::state::AppState;
+use crate::http::views::{AuditRow, NavOrg, NewOrgPage, OrgHomePage, short_time};
+use crate::services::{identity, orgs};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/o/{org}", get(home))
+        .route("/orgs/new", get(new_form).post(create))
+        .route("/switch-org", post(switch))
+}
+
+async fn home(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let layout = layout(&s, &user, ctx.org().name.as_str(), Some(ctx.org_id())).await?;
+    let can_view_audit = has_permission(&ctx, "audit.view");
+    let recent = if can_view_audit {
+        orgs::recent_activity(&s.db, ctx.clone(), 10)
+            .await?
+            .into_iter()
+            .map(|r| AuditRow {
+                at: short_time(&r.at),
+                actor: r.actor_email.unwrap_or_else(|| "system".into()),
+                action: r.action,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let o = ctx.org();
+    render(&OrgHomePage {
+        org: NavOrg {
+            id: o.id.to_string(),
+            name: o.name.clone(),
+            slug: o.slug.clone(),
+            role: ctx.role().to_string(),
+            personal: o.kind == crate::domain::OrgKind::Personal,
+            current: true,
+        },
+        plan: o.plan.clone(),
+        kind: o.kind.as_str().to_string(),
+        created: short_time(&o.created_at),
+        permissions: ctx.permissions().iter().map(str::to_string).collect(),
+        recent,
+        can_view_audit,
+        layout,
+    })
+}
+
+async fn new_form(State(s): State<AppState>, user: CurrentUser) -> Result<Response> {
+    render(&NewOrgPage {
+        layout: layout(&s, &user, "New organization", None).await?,
+        name: String::new(),
+        slug: String::new(),
+        errors: Vec::new(),
+    })
+}
+
+#[derive(Deserialize)]
+struct NewOrgForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    slug: String,
+}
+
+async fn create(
+    State(s): State<AppState>,
+    CsrfForm(user, f): CsrfForm<NewOrgForm>,
+) -> Result<Response> {
+    let result = orgs::create(
+        &s.db,
+        &user.actor(),
+        user.user.is_superuser,
+        orgs::CreateOrg {
+            name: f.name.clone(),
+            slug: Some(f.slug.clone()),
+            plan: None,
+        },
+    )
+    .await;
+    match result {
+        Ok(org) => {
+            identity::set_current_org(&s.db, user.user.id, org.id.to_string()).await?;
+            Ok(see_other(&format!("/o/{}", org.slug)))
+        }
+        Err(e @ (AppError::BadRequest { .. } | AppError::Conflict { .. })) => {
+            let status = e.status();
+            let errors = match e {
+                AppError::BadRequest {
+                    fields, message, ..
+                } if fields.is_empty() => vec![("name".into(), message)],
+                AppError::BadRequest { fields, .. } => fields.into_iter().collect(),
+                other => vec![("slug".into(), other.public_message())],
+            };
+            render_status(
+                status,
+                &NewOrgPage {
+                    layout: layout(&s, &user, "New organization", None).await?,
+                    name: f.name,
+                    slug: f.slug,
+                    errors,
+                },
+            )
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct SwitchForm {
+    organization_id: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+async fn switch(
+    State(s): State<AppState>,
+    CsrfForm(user, f): CsrfForm<SwitchForm>,
+) -> Result<Response> {
+    let ctx = identity::set_current_org(&s.db, user.user.id, f.organization_id).await?;
+    let target = match f.next.as_deref() {
+        Some(n) if !n.is_empty() && !n.starts_with("/o/") => safe_next(n),
+        _ => format!("/o/{}", ctx.org().slug),
+    };
+    Ok(see_other(&target))
+}

@@ -1,0 +1,39 @@
+//! What every handler can reach.
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::services::identity::SessionPolicy;
+use crate::services::throttle::LoginThrottle;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub throttle: Arc<LoginThrottle>,
+    /// The base URL links are built from (public URL, or the bound address).
+    pub base_url: Arc<str>,
+}
+
+impl AppState {
+    pub fn new(db: Db, config: Config, base_url: String) -> Self {
+        let throttle = LoginThrottle::new(
+            config.login_window,
+            config.login_max_failures_per_account,
+            config.login_max_failures_per_ip,
+        );
+        Self {
+            db,
+            config: Arc::new(config),
+            throttle: Arc::new(throttle),
+            base_url: base_url.into(),
+        }
+    }
+
+    pub fn session_policy(&self) -> SessionPolicy {
+        SessionPolicy {
+            idle: self.config.session_idle,
+            max_age: self.config.session_max_age,
+        }
+    }
+}

@@ -1,0 +1,667 @@
+//! Accounts, sign-in, sessions and API tokens.
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::throttle::LoginThrottle;
+use super::{Actor, ClientMeta};
+use crate::auth;
+use crate::db::repo::{audit, orgs, sessions, settings, tokens, users};
+use crate::db::scope::membership_check;
+use crate::db::unscoped::{Membership, unscoped_memberships_of};
+use crate::db::{Db, OrgContext};
+use crate::domain::{
+    ApiTokenId, Email, Invalid, OrgId, OrgKind, OrgName, Password, PersonName, SessionId, Slug,
+    TokenName, UserId, fmt_time, now, now_str,
+};
+use crate::error::{AppError, Result};
+
+/// How long sessions live.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    pub idle: Duration,
+    pub max_age: Duration,
+}
+
+impl SessionPolicy {
+    fn idle_cutoff(&self, at: DateTime<Utc>) -> String {
+        fmt_time(at - chrono::Duration::from_std(self.idle).unwrap_or(chrono::Duration::days(1)))
+    }
+}
+
+/// Last-seen times are written at most this often, so reads stay reads.
+const TOUCH_EVERY: chrono::Duration = chrono::Duration::seconds(60);
+
+// ---------------------------------------------------------------- users
+
+/// Creates a user and their personal organization (they own it; it becomes current).
+pub async fn create_user(
+    db: &Db,
+    email: &str,
+    name: &str,
+    password: &str,
+    superuser: bool,
+    meta: &ClientMeta,
+) -> Result<(users::User, orgs::Org)> {
+    let mut errors = Vec::new();
+    let email = Email::parse(email).map_err(|e| errors.push(e)).ok();
+    let name = PersonName::parse(name).map_err(|e| errors.push(e)).ok();
+    let password = Password::parse(password).map_err(|e| errors.push(e)).ok();
+    let (Some(email), Some(name), Some(password)) = (email, name, password) else {
+        return Err(AppError::invalid(errors));
+    };
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|_| AppError::Internal("hashing task failed".into()))??;
+    let meta = meta.clone();
+    db.write(move |tx| {
+        if users::find_by_email(tx, &email)?.is_some() {
+            return Err(AppError::conflict(
+                "email_taken",
+                "an account with this email already exists",
+            ));
+        }
+        let now = now_str();
+        let id = UserId::new();
+        users::insert(
+            tx,
+            &users::NewUser {
+                id,
+                email: &email,
+                name: &name,
+                password_hash: Some(&hash),
+                is_superuser: superuser,
+                now: &now,
+            },
+        )?;
+        let actor = Actor {
+            user_id: id,
+            email: email.to_string(),
+            meta,
+        };
+        let local = email.as_str().split('@').next().unwrap_or("user");
+        let slug = super::orgs::free_slug(tx, &Slug::derive_from(local))?;
+        let org_name = OrgName::parse(&format!("{} (personal)", name.as_str()))
+            .or_else(|_| OrgName::parse("Personal workspace"))?;
+        let org =
+            super::orgs::create_in_tx(tx, &actor, &org_name, &slug, OrgKind::Personal, "free")?;
+        users::set_current_org(tx, id, org.id, &now)?;
+        audit::append_instance(
+            tx,
+            &actor.entry(
+                "user.created",
+                "user",
+                Some(id.to_string()),
+                json!({"email": email.as_str(), "superuser": superuser}),
+            ),
+            &now,
+        )?;
+        let user = users::find_by_id(tx, id)?.ok_or_else(AppError::not_found)?;
+        Ok((user, org))
+    })
+    .await
+}
+
+pub async fn signup(
+    db: &Db,
+    email: &str,
+    name: &str,
+    password: &str,
+    meta: &ClientMeta,
+) -> Result<(users::User, orgs::Org)> {
+    let enabled = db
+        .read(|tx| Ok::<_, AppError>(settings::get_bool(tx, settings::SIGNUP_ENABLED)?))
+        .await?;
+    if !enabled {
+        return Err(AppError::Forbidden {
+            code: "signup_disabled",
+            message:
+                "sign-up is turned off on this instance; ask an administrator for an invitation"
+                    .into(),
+        });
+    }
+    create_user(db, email, name, password, false, meta).await
+}
+
+pub async fn user_count(db: &Db) -> Result<i64> {
+    db.read(|tx| Ok(users::count(tx)?)).await
+}
+
+pub async fn set_signup(db: &Db, enabled: bool, actor: Option<&Actor>) -> Result<()> {
+    let actor = actor.cloned();
+    db.write(move |tx| {
+        let now = now_str();
+        settings::set(
+            tx,
+            settings::SIGNUP_ENABLED,
+            if enabled { "true" } else { "false" },
+            &now,
+        )?;
+        let entry = audit::Entry {
+            actor_id: actor.as_ref().map(|a| a.user_id),
+            actor_email: actor.as_ref().map(|a| a.email.as_str()),
+            action: "instance.signup_changed",
+            resource_type: "instance",
+            resource_id: None,
+            ip: actor.as_ref().and_then(|a| a.meta.ip.as_deref()),
+            user_agent: actor.as_ref().and_then(|a| a.meta.user_agent.as_deref()),
+            details: json!({"signup_enabled": enabled}),
+        };
+        audit::append_instance(tx, &entry, &now)?;
+        Ok(())
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- sign-in
+
+pub struct LoginOutcome {
+    pub user: users::User,
+    pub memberships: Vec<Membership>,
+    pub current_organization_id: Option<OrgId>,
+    pub session_token: String,
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Checks the password and opens a session. Unknown email and wrong password give the
+/// same error after the same work; failures are counted (throttling) and audited.
+pub async fn login(
+    db: &Db,
+    policy: SessionPolicy,
+    throttle: &LoginThrottle,
+    email_raw: &str,
+    password: &str,
+    meta: &ClientMeta,
+) -> Result<LoginOutcome> {
+    if email_raw.trim().is_empty() || password.is_empty() {
+        let mut errs = Vec::new();
+        if email_raw.trim().is_empty() {
+            errs.push(Invalid::new("email", "is required"));
+        }
+        if password.is_empty() {
+            errs.push(Invalid::new("password", "is required"));
+        }
+        return Err(AppError::invalid(errs));
+    }
+    let email_key = email_raw.trim().to_lowercase();
+    if let Some(wait) = throttle.blocked(&email_key, meta.ip.as_deref()) {
+        audit_login_failure(db, &email_key, "throttled", meta).await?;
+        return Err(AppError::TooManyRequests {
+            message: "too many failed sign-in attempts; try again later".into(),
+            retry_after_secs: Some(wait),
+        });
+    }
+    let found = match Email::parse(email_raw) {
+        Ok(email) => {
+            db.read(move |tx| Ok::<_, AppError>(users::find_by_email(tx, &email)?))
+                .await?
+        }
+        Err(_) => None,
+    };
+    let (stored_hash, user) = match found {
+        Some((user, Some(hash))) => (hash, Some(user)),
+        _ => (auth::dummy_hash().to_string(), None),
+    };
+    let pw = password.to_string();
+    let password_ok = tokio::task::spawn_blocking(move || auth::verify_password(&pw, &stored_hash))
+        .await
+        .map_err(|_| AppError::Internal("verification task failed".into()))?;
+    let user = match user {
+        Some(u) if password_ok && u.status == "active" => u,
+        Some(u) => {
+            throttle.record_failure(&email_key, meta.ip.as_deref());
+            let reason = if password_ok {
+                "account_disabled"
+            } else {
+                "wrong_password"
+            };
+            audit_login_failure_user(db, &u, reason, meta).await?;
+            return Err(AppError::InvalidCredentials);
+        }
+        None => {
+            throttle.record_failure(&email_key, meta.ip.as_deref());
+            audit_login_failure(db, &email_key, "unknown_email", meta).await?;
+            return Err(AppError::InvalidCredentials);
+        }
+    };
+    throttle.record_success(&email_key);
+
+    let session_token = auth::random_token();
+    let csrf_token = auth::random_token();
+    let started = now();
+    let expires_at =
+        started + chrono::Duration::from_std(policy.max_age).unwrap_or(chrono::Duration::days(30));
+    let (hash, csrf, meta2, user_id) = (
+        auth::token_hash(&session_token),
+        csrf_token.clone(),
+        meta.clone(),
+        user.id,
+    );
+    let email = user.email.clone();
+    let (memberships, current) = db
+        .write(move |tx| {
+            let now_s = fmt_time(started);
+            let sid = SessionId::new();
+            sessions::insert(
+                tx,
+                &sessions::NewSession {
+                    id: sid,
+                    user_id,
+                    token_hash: &hash,
+                    csrf_token: &csrf,
+                    now: &now_s,
+                    expires_at: &fmt_time(expires_at),
+                    ip: meta2.ip.as_deref(),
+                    user_agent: meta2.user_agent.as_deref(),
+                },
+            )?;
+            users::set_last_login(tx, user_id, &now_s)?;
+            let actor = Actor {
+                user_id,
+                email,
+                meta: meta2,
+            };
+            audit::append_instance(
+                tx,
+                &actor.entry("auth.login", "session", Some(sid.to_string()), json!({})),
+                &now_s,
+            )?;
+            let memberships = unscoped_memberships_of(tx, user_id)?;
+            let current = current_org_in(tx, user_id, &memberships)?;
+            Ok::<_, AppError>((memberships, current))
+        })
+        .await?;
+    Ok(LoginOutcome {
+        user,
+        memberships,
+        current_organization_id: current,
+        session_token,
+        csrf_token,
+        expires_at,
+    })
+}
+
+async fn audit_login_failure(
+    db: &Db,
+    email: &str,
+    reason: &'static str,
+    meta: &ClientMeta,
+) -> Result<()> {
+    let (email, meta) = (email.to_string(), meta.clone());
+    db.write(move |tx| {
+        let entry = audit::Entry {
+            actor_id: None,
+            actor_email: Some(&email),
+            action: "auth.login_failed",
+            resource_type: "user",
+            resource_id: None,
+            ip: meta.ip.as_deref(),
+            user_agent: meta.user_agent.as_deref(),
+            details: json!({"email": email, "reason": reason}),
+        };
+        audit::append_instance(tx, &entry, &now_str())?;
+        Ok(())
+    })
+    .await
+}
+
+async fn audit_login_failure_user(
+    db: &Db,
+    user: &users::User,
+    reason: &'static str,
+    meta: &ClientMeta,
+) -> Result<()> {
+    let actor = Actor {
+        user_id: user.id,
+        email: user.email.clone(),
+        meta: meta.clone(),
+    };
+    db.write(move |tx| {
+        audit::append_instance(
+            tx,
+            &actor.entry(
+                "auth.login_failed",
+                "user",
+                Some(actor.user_id.to_string()),
+                json!({"reason": reason}),
+            ),
+            &now_str(),
+        )?;
+        Ok(())
+    })
+    .await
+}
+
+/// The user's current organization: the stored one while they are still a member of it,
+/// else their personal organization (first in the list), else none.
+fn current_org_in(
+    tx: &crate::db::Conn<'_>,
+    user: UserId,
+    memberships: &[Membership],
+) -> Result<Option<OrgId>> {
+    let stored = users::find_by_id(tx, user)?.and_then(|u| u.current_organization_id);
+    Ok(match stored {
+        Some(id) if memberships.iter().any(|m| m.organization.id == id) => Some(id),
+        _ => memberships.first().map(|m| m.organization.id),
+    })
+}
+
+// ---------------------------------------------------------------- authentication
+
+/// A signed-in browser session.
+#[derive(Debug, Clone)]
+pub struct SessionAuth {
+    pub session_id: SessionId,
+    pub csrf_token: String,
+    pub user: users::User,
+}
+
+/// Resolves a session cookie; `None` for unknown, revoked, expired or idle sessions and
+/// for disabled users.
+pub async fn authenticate_session(
+    db: &Db,
+    policy: SessionPolicy,
+    token: &str,
+) -> Result<Option<SessionAuth>> {
+    let hash = auth::token_hash(token);
+    let at = now();
+    let (now_s, idle_cutoff) = (fmt_time(at), policy.idle_cutoff(at));
+    let found = db
+        .read(move |tx| {
+            let Some(s) = sessions::find_by_hash(tx, &hash)? else {
+                return Ok::<_, AppError>(None);
+            };
+            if s.revoked_at.is_some() || s.expires_at <= now_s || s.last_seen_at <= idle_cutoff {
+                return Ok(None);
+            }
+            let Some(user) = users::find_by_id(tx, s.user_id)? else {
+                return Ok(None);
+            };
+            if user.status != "active" {
+                return Ok(None);
+            }
+            Ok(Some((s, user)))
+        })
+        .await?;
+    let Some((s, user)) = found else {
+        return Ok(None);
+    };
+    if needs_touch(&s.last_seen_at, at) {
+        let (db, id, stamp) = (db.clone(), s.id, fmt_time(at));
+        tokio::spawn(async move {
+            let _ = db
+                .write(move |tx| Ok::<_, AppError>(sessions::touch(tx, id, &stamp)?))
+                .await;
+        });
+    }
+    Ok(Some(SessionAuth {
+        session_id: s.id,
+        csrf_token: s.csrf_token,
+        user,
+    }))
+}
+
+fn needs_touch(last: &str, at: DateTime<Utc>) -> bool {
+    DateTime::parse_from_rfc3339(last).map_or(true, |t| at.signed_duration_since(t) > TOUCH_EVERY)
+}
+
+/// A request authenticated by an API token: it acts in the token's organization only.
+#[derive(Debug, Clone)]
+pub struct TokenAuth {
+    pub token_id: ApiTokenId,
+    pub organization_id: OrgId,
+    pub user: users::User,
+}
+
+pub async fn authenticate_api_token(db: &Db, token: &str) -> Result<Option<TokenAuth>> {
+    if !token.starts_with(auth::API_TOKEN_PREFIX) {
+        return Ok(None);
+    }
+    let hash = auth::token_hash(token);
+    let at = now();
+    let now_s = fmt_time(at);
+    let found = db
+        .read(move |tx| {
+            let Some(t) = tokens::find_by_hash(tx, &hash)? else {
+                return Ok::<_, AppError>(None);
+            };
+            if t.revoked_at.is_some()
+                || t.expires_at.as_deref().is_some_and(|e| e <= now_s.as_str())
+            {
+                return Ok(None);
+            }
+            let Some(user) = users::find_by_id(tx, t.user_id)? else {
+                return Ok(None);
+            };
+            if user.status != "active" {
+                return Ok(None);
+            }
+            Ok(Some((t, user)))
+        })
+        .await?;
+    let Some((t, user)) = found else {
+        return Ok(None);
+    };
+    if t.last_used_at.as_deref().is_none_or(|l| needs_touch(l, at)) {
+        let (db, id, stamp) = (db.clone(), t.id, fmt_time(at));
+        tokio::spawn(async move {
+            let _ = db
+                .write(move |tx| Ok::<_, AppError>(tokens::touch(tx, id, &stamp)?))
+                .await;
+        });
+    }
+    Ok(Some(TokenAuth {
+        token_id: t.id,
+        organization_id: t.organization_id,
+        user,
+    }))
+}
+
+// ---------------------------------------------------------------- the signed-in user
+
+pub struct Me {
+    pub user: users::User,
+    pub memberships: Vec<Membership>,
+    pub current_organization_id: Option<OrgId>,
+}
+
+pub async fn me(db: &Db, user: UserId) -> Result<Me> {
+    db.read(move |tx| {
+        let user = users::find_by_id(tx, user)?.ok_or(AppError::Unauthorized)?;
+        let memberships = unscoped_memberships_of(tx, user.id)?;
+        let current = current_org_in(tx, user.id, &memberships)?;
+        Ok(Me {
+            user,
+            memberships,
+            current_organization_id: current,
+        })
+    })
+    .await
+}
+
+/// Switches the user's current organization; 404 unless they are a member of it.
+pub async fn set_current_org(db: &Db, user: UserId, org_ref: String) -> Result<OrgContext> {
+    db.write(move |tx| {
+        let ctx = membership_check(tx, user, &org_ref)?.ok_or_else(AppError::not_found)?;
+        users::set_current_org(tx, user, ctx.org_id(), &now_str())?;
+        Ok(ctx)
+    })
+    .await
+}
+
+pub async fn logout(db: &Db, actor: &Actor, session: SessionId) -> Result<()> {
+    revoke_session(db, actor, session)
+        .await
+        .or_else(|e| match e {
+            AppError::NotFound { .. } => Ok(()),
+            e => Err(e),
+        })
+}
+
+pub async fn list_sessions(
+    db: &Db,
+    policy: SessionPolicy,
+    user: UserId,
+) -> Result<Vec<sessions::Session>> {
+    let at = now();
+    let (now_s, cutoff) = (fmt_time(at), policy.idle_cutoff(at));
+    db.read(move |tx| Ok(sessions::list_active(tx, user, &now_s, &cutoff)?))
+        .await
+}
+
+/// Ends one of the actor's own sessions; 404 for anyone else's.
+pub async fn revoke_session(db: &Db, actor: &Actor, session: SessionId) -> Result<()> {
+    let actor = actor.clone();
+    db.write(move |tx| {
+        let now = now_str();
+        if !sessions::revoke(tx, actor.user_id, session, &now)? {
+            return Err(AppError::not_found());
+        }
+        audit::append_instance(
+            tx,
+            &actor.entry(
+                "session.revoked",
+                "session",
+                Some(session.to_string()),
+                json!({}),
+            ),
+            &now,
+        )?;
+        Ok(())
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- API tokens
+
+pub struct NewApiToken {
+    pub token: tokens::ApiToken,
+    /// Shown once, never stored.
+    pub secret: String,
+}
+
+pub async fn create_api_token(
+    db: &Db,
+    actor: &Actor,
+    name: &str,
+    org_ref: String,
+    expires_at: Option<&str>,
+) -> Result<NewApiToken> {
+    let mut errors = Vec::new();
+    let name = TokenName::parse(name).map_err(|e| errors.push(e)).ok();
+    let expires = match expires_at.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Some(None),
+        Some(raw) => match parse_expiry(raw) {
+            Ok(t) if t > now() => Some(Some(fmt_time(t))),
+            Ok(_) => {
+                errors.push(Invalid::new("expires_at", "must be in the future"));
+                None
+            }
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        },
+    };
+    let (Some(name), Some(expires)) = (name, expires) else {
+        return Err(AppError::invalid(errors));
+    };
+    let secret = auth::new_api_token();
+    let (hash, hint) = (auth::token_hash(&secret), auth::hint(&secret));
+    let actor = actor.clone();
+    let token = db
+        .write(move |tx| {
+            let ctx =
+                membership_check(tx, actor.user_id, &org_ref)?.ok_or_else(AppError::not_found)?;
+            let now = now_str();
+            let id = ApiTokenId::new();
+            let token = tokens::insert(
+                tx,
+                &tokens::NewToken {
+                    id,
+                    user_id: actor.user_id,
+                    organization_id: ctx.org_id(),
+                    name: name.as_str(),
+                    token_hash: &hash,
+                    token_hint: &hint,
+                    now: &now,
+                    expires_at: expires.as_deref(),
+                },
+            )?;
+            audit::append(
+                tx,
+                &ctx,
+                &actor.entry(
+                    "api_token.created",
+                    "api_token",
+                    Some(id.to_string()),
+                    json!({"name": name.as_str(), "expires_at": expires}),
+                ),
+                &now,
+            )?;
+            Ok::<_, AppError>(token)
+        })
+        .await?;
+    Ok(NewApiToken { token, secret })
+}
+
+/// An RFC 3339 time, or a date (`2027-01-31`, meaning the end of that day, UTC).
+fn parse_expiry(raw: &str) -> std::result::Result<DateTime<Utc>, Invalid> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(23, 59, 59))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            Invalid::new(
+                "expires_at",
+                "must be an RFC 3339 time or a date (YYYY-MM-DD)",
+            )
+        })
+}
+
+pub async fn list_api_tokens(db: &Db, user: UserId) -> Result<Vec<tokens::ApiToken>> {
+    db.read(move |tx| Ok(tokens::list_for_user(tx, user)?))
+        .await
+}
+
+/// Revokes one of the actor's own tokens; 404 for anyone else's or an already revoked one.
+pub async fn revoke_api_token(db: &Db, actor: &Actor, id: ApiTokenId) -> Result<()> {
+    let actor = actor.clone();
+    db.write(move |tx| {
+        let token = tokens::find(tx, actor.user_id, id)?.ok_or_else(AppError::not_found)?;
+        let now = now_str();
+        if !tokens::revoke(tx, actor.user_id, id, &now)? {
+            return Err(AppError::not_found());
+        }
+        // Audited in the token's organization while the user still belongs to it.
+        if let Some(ctx) = membership_check(tx, actor.user_id, &token.organization_id.to_string())?
+        {
+            audit::append(
+                tx,
+                &ctx,
+                &actor.entry(
+                    "api_token.revoked",
+                    "api_token",
+                    Some(id.to_string()),
+                    json!({"name": token.name}),
+                ),
+                &now,
+            )?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Removes dead sessions (background cleanup).
+pub async fn purge_dead_sessions(db: &Db, policy: SessionPolicy) -> Result<usize> {
+    let at = now();
+    let (now_s, cutoff) = (fmt_time(at), policy.idle_cutoff(at));
+    db.write(move |tx| Ok(sessions::delete_dead(tx, &now_s, &cutoff)?))
+        .await
+}

@@ -1,0 +1,141 @@
+//! Organizations: listing the caller's, creating new ones, resolving `{org}` to a context.
+use serde_json::json;
+
+use super::Actor;
+use crate::db::repo::{audit, orgs};
+use crate::db::scope::membership_check;
+use crate::db::unscoped::{Membership, unscoped_memberships_of};
+use crate::db::{Db, OrgContext, WriteTx};
+use crate::domain::{Invalid, OrgId, OrgKind, OrgName, Slug, UserId, now_str};
+use crate::error::{AppError, Result};
+
+pub async fn list_mine(db: &Db, user: UserId) -> Result<Vec<Membership>> {
+    db.read(move |tx| Ok(unscoped_memberships_of(tx, user)?))
+        .await
+}
+
+/// The membership check as a service: 404 for anything the user may not act in.
+pub async fn context(db: &Db, user: UserId, org_ref: String) -> Result<OrgContext> {
+    db.read(move |tx| membership_check(tx, user, &org_ref)?.ok_or_else(AppError::not_found))
+        .await
+}
+
+pub struct CreateOrg {
+    pub name: String,
+    pub slug: Option<String>,
+    pub plan: Option<String>,
+}
+
+/// Creates a team organization with the actor as owner.
+pub async fn create(
+    db: &Db,
+    actor: &Actor,
+    is_superuser: bool,
+    input: CreateOrg,
+) -> Result<orgs::Org> {
+    let mut errors = Vec::new();
+    let name = OrgName::parse(&input.name).map_err(|e| errors.push(e)).ok();
+    let slug = match input
+        .slug
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        Some(s) => Slug::parse(s).map_err(|e| errors.push(e)).ok().map(Some),
+        None => Some(None),
+    };
+    let plan = input.plan.unwrap_or_else(|| "free".to_string());
+    let (Some(name), Some(slug)) = (name, slug) else {
+        return Err(AppError::invalid(errors));
+    };
+    if plan != "free" && !is_superuser {
+        return Err(AppError::Forbidden {
+            code: "plan_requires_admin",
+            message: "only an instance administrator can put an organization on a paid plan".into(),
+        });
+    }
+    let actor = actor.clone();
+    db.write(move |tx| {
+        if !orgs::plan_exists(tx, &plan)? {
+            return Err(AppError::invalid(vec![Invalid::new(
+                "plan",
+                "no such plan",
+            )]));
+        }
+        let slug = match slug {
+            Some(s) => {
+                if orgs::slug_taken(tx, &s)? {
+                    return Err(AppError::conflict(
+                        "slug_taken",
+                        format!("the slug \"{s}\" is taken"),
+                    ));
+                }
+                s
+            }
+            None => free_slug(tx, &Slug::derive_from(name.as_str()))?,
+        };
+        create_in_tx(tx, &actor, &name, &slug, OrgKind::Team, &plan)
+    })
+    .await
+}
+
+/// A slug like `base` that is not taken yet.
+pub(crate) fn free_slug(tx: &WriteTx<'_>, base: &Slug) -> Result<Slug> {
+    if !orgs::slug_taken(tx, base)? {
+        return Ok(base.clone());
+    }
+    for _ in 0..8 {
+        let suffix = &crate::auth::random_token()
+            .to_lowercase()
+            .replace(['-', '_'], "")[..6];
+        let candidate = base.with_suffix(suffix);
+        if !orgs::slug_taken(tx, &candidate)? {
+            return Ok(candidate);
+        }
+    }
+    Err(AppError::conflict(
+        "slug_taken",
+        "could not find a free slug; choose one",
+    ))
+}
+
+pub(crate) fn create_in_tx(
+    tx: &WriteTx<'_>,
+    actor: &Actor,
+    name: &OrgName,
+    slug: &Slug,
+    kind: OrgKind,
+    plan: &str,
+) -> Result<orgs::Org> {
+    let now = now_str();
+    let org = orgs::create_with_owner(
+        tx,
+        &orgs::NewOrg {
+            id: OrgId::new(),
+            name,
+            slug,
+            kind,
+            plan,
+            owner: actor.user_id,
+            now: &now,
+        },
+    )?;
+    audit::append_for_org(
+        tx,
+        org.id,
+        &actor.entry(
+            "organization.created",
+            "organization",
+            Some(org.id.to_string()),
+            json!({"name": org.name, "slug": org.slug, "kind": kind.as_str(), "plan": plan}),
+        ),
+        &now,
+    )?;
+    Ok(org)
+}
+
+/// The newest audit rows of the organization (its home page); the caller checked
+/// `audit.view`.
+pub async fn recent_activity(db: &Db, ctx: OrgContext, limit: i64) -> Result<Vec<audit::Record>> {
+    db.read(move |tx| Ok(audit::recent(tx, &ctx, limit)?)).await
+}
