@@ -75,6 +75,11 @@ fn binds_organization(lower: &str) -> bool {
     })
 }
 
+/// Whether statements are checked (debug builds, which is every test run).
+pub fn enabled() -> bool {
+    cfg!(debug_assertions)
+}
+
 /// Checks one statement; `Err(Unscoped)` when it names a tenant table without the filter.
 pub fn check(sql: &str) -> Result<(), DbError> {
     let tables = tenant_tables_in(sql);
@@ -118,6 +123,34 @@ mod tests {
                 "accepted: {bad}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_planted_unscoped_query_fails_through_the_real_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(&dir.path().join("t.db")).unwrap();
+        let unscoped = db
+            .read(|tx| tx.query_vec("SELECT id FROM agents", [], |r| r.get::<_, String>(0)))
+            .await;
+        assert!(
+            matches!(unscoped, Err(DbError::Unscoped(_))),
+            "{unscoped:?}"
+        );
+        let write = db
+            .write(|tx| tx.execute("DELETE FROM agents WHERE id = ?1", ["x"]))
+            .await;
+        assert!(matches!(write, Err(DbError::Unscoped(_))));
+        let scoped = db
+            .read(|tx| {
+                tx.query_vec(
+                    "SELECT id FROM agents WHERE organization_id = ?1",
+                    ["o"],
+                    |r| r.get::<_, String>(0),
+                )
+            })
+            .await;
+        assert_eq!(scoped.unwrap(), Vec::<String>::new());
+        db.shutdown().await.unwrap();
     }
 
     #[test]

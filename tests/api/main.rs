@@ -1,1 +1,13 @@
-fn main() {}
+//! API integration tests: the real server on a free port, a temporary database, real HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
+mod errors;
+mod guards;
+mod identity;
+mod isolation;
+mod orgs;
+mod pages;

@@ -1,0 +1,170 @@
+//! The tenancy guards. Static: SQL naming a tenant table appears only under src/db/.
+//! Runtime: in test builds every statement on a tenant table must bind organization_id
+//! (src/db/guard.rs; its unit tests run a planted unscoped query through the real Db).
+use std::path::{Path, PathBuf};
+
+use xagent::db::guard::{TENANT_TABLES, tenant_tables_in};
+
+const SQL_WORDS: &[&str] = &[
+    "select", "insert", "update", "delete", "from", "join", "into",
+];
+
+/// String literals of a Rust source file (plain and raw), roughly but without misses for
+/// the way SQL is written here.
+fn string_literals(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let bytes = src.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'\'' => {
+                // char literal or lifetime: skip an escaped or plain char literal
+                if bytes.get(i + 2) == Some(&b'\'') {
+                    i += 3;
+                    continue;
+                }
+                if bytes.get(i + 1) == Some(&b'\\')
+                    && let Some(end) = src[i + 2..].find('\'')
+                {
+                    i += end + 3;
+                    continue;
+                }
+                i += 1;
+            }
+            b'r' if bytes.get(i + 1) == Some(&b'#') || bytes.get(i + 1) == Some(&b'"') => {
+                let hashes = bytes[i + 1..].iter().take_while(|b| **b == b'#').count();
+                if bytes.get(i + 1 + hashes) != Some(&b'"') {
+                    i += 1;
+                    continue;
+                }
+                let start = i + 2 + hashes;
+                let close = format!("\"{}", "#".repeat(hashes));
+                let end = src[start..].find(&close).map_or(src.len(), |e| start + e);
+                out.push(src[start..end].to_string());
+                i = end + close.len();
+            }
+            b'"' => {
+                let mut j = i + 1;
+                let mut s = String::new();
+                while j < bytes.len() && bytes[j] != b'"' {
+                    if bytes[j] == b'\\' {
+                        j += 1;
+                    }
+                    if j < bytes.len() {
+                        s.push(bytes[j] as char);
+                    }
+                    j += 1;
+                }
+                out.push(s);
+                i = j + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+fn looks_like_sql(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    lower
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|w| SQL_WORDS.contains(&w))
+}
+
+/// Files outside `<root>/db/` with SQL naming a tenant table, as "path: table".
+fn violations(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if path != root.join("db") {
+                    stack.push(path);
+                }
+                continue;
+            }
+            if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+                continue;
+            }
+            let src = std::fs::read_to_string(&path).unwrap();
+            for lit in string_literals(&src) {
+                if looks_like_sql(&lit) {
+                    for t in tenant_tables_in(&lit) {
+                        found.push(format!("{}: {t}", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+fn src_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+#[test]
+fn no_sql_on_tenant_tables_outside_the_db_module() {
+    let v = violations(&src_dir());
+    assert!(v.is_empty(), "tenant-table SQL outside src/db: {v:#?}");
+    // The scan really read the tree: the db module itself is full of such SQL.
+    let db_only = violations(&src_dir().join("db").join("repo"));
+    assert!(
+        !db_only.is_empty(),
+        "the scanner found no SQL even in src/db/repo"
+    );
+}
+
+#[test]
+fn the_static_guard_catches_a_planted_violation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("src");
+    std::fs::create_dir_all(root.join("http")).unwrap();
+    std::fs::create_dir_all(root.join("db")).unwrap();
+    std::fs::write(
+        root.join("http").join("planted.rs"),
+        "fn f(c: &Conn) { c.query(\"SELECT id, name FROM agents WHERE id = ?1\", []); }\n\
+         fn g() { let _ = r#\"DELETE FROM team_members WHERE user_id = ?\"#; }\n\
+         fn ok() { let _ = \"agents.create\"; let _ = 'x'; }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("db").join("fine.rs"),
+        "const Q: &str = \"SELECT id FROM agents WHERE organization_id = ?1\";\n",
+    )
+    .unwrap();
+    let v = violations(&root);
+    assert_eq!(v.len(), 2, "{v:#?}");
+    assert!(v.iter().any(|s| s.ends_with("planted.rs: agents")));
+    assert!(v.iter().any(|s| s.ends_with("planted.rs: team_members")));
+}
+
+#[test]
+fn the_runtime_guard_is_active_in_test_builds_and_refuses_unscoped_sql() {
+    assert!(
+        xagent::db::guard::enabled(),
+        "tests must run with the runtime tenancy guard"
+    );
+    assert!(xagent::db::guard::check("SELECT * FROM agents WHERE id = ?1").is_err());
+    assert!(
+        xagent::db::guard::check("SELECT * FROM agents WHERE organization_id = ?1 AND id = ?2")
+            .is_ok()
+    );
+    // Every tenant table is known to the guard and exists in the schema.
+    let schema = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/V1__init.sql"),
+    )
+    .unwrap();
+    for t in TENANT_TABLES {
+        assert!(
+            schema.contains(&format!("CREATE TABLE {t} (")),
+            "{t} not in the schema"
+        );
+    }
+}
