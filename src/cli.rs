@@ -1,6 +1,6 @@
 //! The command line. Every verb takes `--data-dir` and works while a server runs on the
 //! same directory (SQLite does the locking).
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{Application, ensure_data_dir};
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use crate::db::{self, Db};
 use crate::services::{ClientMeta, identity};
 use crate::telemetry::{self, LogFormat};
@@ -60,9 +60,6 @@ struct ServeArgs {
     /// Mark the session cookie Secure (default: when the public URL is https).
     #[arg(long, env = "XAGENT_COOKIE_SECURE")]
     cookie_secure: Option<bool>,
-    /// Master key for secrets at rest (32 bytes, base64 or hex).
-    #[arg(long, env = "XAGENT_MASTER_KEY", hide_env_values = true)]
-    master_key: Option<String>,
     /// Reverse proxies whose X-Forwarded-For is trusted (comma-separated IPs).
     #[arg(long, env = "XAGENT_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<IpAddr>,
@@ -134,7 +131,6 @@ async fn run(cli: Cli) -> Result<(), String> {
             config.log = cli.log;
             config.log_format = cli.log_format;
             config.cookie_secure = a.cookie_secure;
-            config.master_key = a.master_key.map(Secret::new);
             config.trusted_proxies = a.trusted_proxies;
             config.session_idle =
                 std::time::Duration::from_secs(a.session_idle_minutes.max(1) * 60);
@@ -239,8 +235,8 @@ fn describe(e: crate::error::AppError) -> String {
 /// One line from standard input, without its line ending; nothing else is trimmed.
 fn read_password() -> Result<String, String> {
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        eprint!("Password: ");
-        let _ = std::io::stderr().flush();
+        // Typed at a terminal: do not echo it.
+        return rpassword::prompt_password("Password: ").map_err(|e| format!("cannot read the password: {e}"));
     }
     let mut line = String::new();
     std::io::stdin()

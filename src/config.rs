@@ -34,7 +34,6 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `Secure` attribute on the session cookie; `None` means "when public_url is https".
     pub cookie_secure: Option<bool>,
-    pub master_key: Option<Secret>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
     pub session_idle: Duration,
@@ -57,7 +56,6 @@ impl Config {
             log: "info".into(),
             log_format: LogFormat::Text,
             cookie_secure: None,
-            master_key: None,
             trusted_proxies: Vec::new(),
             session_idle: Duration::from_secs(24 * 3600),
             session_max_age: Duration::from_secs(30 * 24 * 3600),
