@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use conn::{Conn, ReadTx, WriteTx};
 pub use scope::OrgContext;
+pub use writer::WriterStats;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -55,6 +56,7 @@ struct Inner {
     path: PathBuf,
     readers: r2d2::Pool<SqliteConnectionManager>,
     writer: mpsc::Sender<writer::Msg>,
+    stats: Arc<WriterStats>,
 }
 
 impl Db {
@@ -68,14 +70,21 @@ impl Db {
             .max_size(16)
             .min_idle(Some(2))
             .build(manager)?;
-        let writer = writer::spawn(wconn)?;
+        let stats = Arc::new(WriterStats::default());
+        let writer = writer::spawn(wconn, stats.clone())?;
         Ok(Db {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 readers,
                 writer,
+                stats,
             }),
         })
+    }
+
+    /// The writer's counters (commits, jobs): group commit means commits <= jobs.
+    pub fn writer_stats(&self) -> &WriterStats {
+        &self.inner.stats
     }
 
     pub fn path(&self) -> &Path {
@@ -177,4 +186,126 @@ pub fn migrate_only(path: &Path) -> Result<Vec<String>, DbError> {
     let mut conn = rusqlite::Connection::open(path)?;
     conn::configure_writer(&conn)?;
     migrate::run(&mut conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn count(db: &Db) -> i64 {
+        db.read(|tx| {
+            tx.query_opt("SELECT COUNT(*) FROM instance_settings", [], |r| r.get(0))
+                .map(|n| n.unwrap_or(0))
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_commit_in_batches_and_a_failing_job_sinks_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let mut handles = Vec::new();
+        for i in 0..300 {
+            let db = db.clone();
+            handles.push(tokio::spawn(async move {
+                db.write(move |tx| {
+                    tx.execute(
+                        "INSERT INTO instance_settings (key, value, updated_at) VALUES (?1, 'v', 'now')",
+                        [format!("k{i}")],
+                    )?;
+                    if i % 50 == 7 {
+                        // This job's insert must be rolled back, the batch's others kept.
+                        return Err(DbError::Migration("planted failure".into()));
+                    }
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        let mut failed = 0;
+        for h in handles {
+            if h.await.unwrap().is_err() {
+                failed += 1;
+            }
+        }
+        assert_eq!(failed, 6);
+        assert_eq!(count(&db).await, 294);
+        let stats = db.writer_stats();
+        let (jobs, commits) = (
+            stats.jobs.load(std::sync::atomic::Ordering::Relaxed),
+            stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        assert_eq!(jobs, 300);
+        assert!(
+            commits < jobs,
+            "no batching: {commits} commits for {jobs} jobs"
+        );
+        // Answered only after commit: a fresh reader sees every acknowledged write.
+        let present: Option<String> = db
+            .read(|tx| {
+                tx.query_opt(
+                    "SELECT value FROM instance_settings WHERE key = 'k8'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(present.as_deref(), Some("v"));
+        let missing: Option<String> = db
+            .read(|tx| {
+                tx.query_opt(
+                    "SELECT value FROM instance_settings WHERE key = 'k7'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .await
+            .unwrap();
+        assert!(missing.is_none());
+        db.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_an_error_not_a_dead_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let r: Result<(), DbError> = db
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO instance_settings (key, value, updated_at) VALUES ('p', 'v', 'now')",
+                    [],
+                )?;
+                panic!("boom");
+            })
+            .await;
+        assert!(r.is_err());
+        assert_eq!(count(&db).await, 0);
+        db.write(|tx| {
+            tx.execute(
+                "INSERT INTO instance_settings (key, value, updated_at) VALUES ('q', 'v', 'now')",
+                [],
+            )
+            .map(|_| ())
+        })
+        .await
+        .unwrap();
+        assert_eq!(count(&db).await, 1);
+    }
+
+    #[tokio::test]
+    async fn readers_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let r = db
+            .read(|tx| {
+                tx.execute(
+                    "INSERT INTO instance_settings (key, value, updated_at) VALUES ('x', 'v', 'now')",
+                    [],
+                )
+            })
+            .await;
+        assert!(r.is_err());
+    }
 }

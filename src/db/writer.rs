@@ -1,5 +1,7 @@
 //! The single writer: one connection, one thread, group commit.
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -40,15 +42,27 @@ where
     })
 }
 
-pub(super) fn spawn(conn: Connection) -> Result<mpsc::Sender<Msg>, DbError> {
+/// Counters of the writer's work, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Transactions committed (each holds one or more jobs).
+    pub commits: AtomicU64,
+    /// Jobs run.
+    pub jobs: AtomicU64,
+}
+
+pub(super) fn spawn(
+    conn: Connection,
+    stats: Arc<WriterStats>,
+) -> Result<mpsc::Sender<Msg>, DbError> {
     let (tx, rx) = mpsc::channel::<Msg>(4096);
     std::thread::Builder::new()
         .name("xagent-db-writer".into())
-        .spawn(move || run(conn, rx))?;
+        .spawn(move || run(conn, rx, stats))?;
     Ok(tx)
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
+fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, stats: Arc<WriterStats>) {
     let mut shutdown: Option<oneshot::Sender<Result<(), DbError>>> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = Vec::new();
@@ -66,7 +80,10 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
             }
         }
         if !batch.is_empty() {
-            commit_batch(&conn, batch);
+            stats.jobs.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            if commit_batch(&conn, batch) {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if shutdown.is_some() {
             break;
@@ -75,7 +92,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
     // Nothing else may be queued: refuse late jobs by dropping the receiver.
     rx.close();
     while let Ok(Msg::Job(j)) = rx.try_recv() {
-        commit_batch(&conn, vec![j]);
+        let _ = commit_batch(&conn, vec![j]);
     }
     let result = conn
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
@@ -91,14 +108,15 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>) {
     }
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<Job>) {
+/// Runs the jobs in one transaction; true when it committed.
+fn commit_batch(conn: &Connection, batch: Vec<Job>) -> bool {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = DbError::from(e);
         tracing::error!(error = %err, "cannot begin write transaction");
         // The jobs never ran; dropping them closes their reply channels, so each caller
         // gets an error instead of waiting.
         drop(batch);
-        return;
+        return false;
     }
     let mut finishes = Vec::with_capacity(batch.len());
     for job in batch {
@@ -114,6 +132,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) {
     for finish in finishes {
         finish(outcome);
     }
+    commit.is_ok()
 }
 
 fn run_job_in_savepoint(conn: &Connection, job: Job) -> (bool, Finish) {
