@@ -32,6 +32,8 @@ pub enum AppError {
     NotFound { code: &'static str },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("{message}")]
@@ -105,6 +107,7 @@ impl AppError {
             AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
             AppError::NotFound { .. } => StatusCode::NOT_FOUND,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
+            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -121,6 +124,7 @@ impl AppError {
             | AppError::Unprocessable { code, .. } => code,
             AppError::Unauthorized => "unauthorized",
             AppError::InvalidCredentials => "invalid_credentials",
+            AppError::MethodNotAllowed => "method_not_allowed",
             AppError::PayloadTooLarge => "payload_too_large",
             AppError::TooManyRequests { .. } => "rate_limited",
             AppError::Internal(_) => "internal",

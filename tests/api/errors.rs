@@ -114,6 +114,11 @@ async fn unknown_ids_routes_and_missing_auth_are_clean_errors() {
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
         assert_clean(&r);
     }
+    let r = s
+        .send(reqwest::Method::PATCH, "/api/v1/me", Some(json!({})))
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_clean(&r);
     let r = s.get("/api/v1/no/such/thing").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_clean(&r);
@@ -197,4 +202,26 @@ async fn health_and_readiness_answer() {
     let r = reply(reqwest::get(app.url("/readyz")).await.unwrap()).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(h.headers.contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn the_openapi_description_lists_every_api_route() {
+    let app = TestApp::spawn().await;
+    let r = reply(reqwest::get(app.url("/api/openapi.json")).await.unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let paths = r.body["paths"].as_object().unwrap();
+    // Every route string registered in src/http/api is described.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http/api");
+    let mut routes = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let src = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for part in src.split(".route(\"").skip(1) {
+            let path = part.split('"').next().unwrap();
+            if path.starts_with("/api/v1") {
+                routes += 1;
+                assert!(paths.contains_key(path), "{path} missing from openapi.json");
+            }
+        }
+    }
+    assert!(routes >= 10, "found only {routes} routes");
 }

@@ -23,8 +23,19 @@ pub fn router_with_prefix() -> Router<AppState> {
         .merge(auth::router())
         .merge(me::router())
         .merge(orgs::router())
+        .route("/api/openapi.json", axum::routing::get(openapi))
         .route("/api", axum::routing::any(unknown))
         .route("/api/{*rest}", axum::routing::any(unknown))
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+}
+
+/// The OpenAPI description of this API (kept beside the assets, embedded in the binary).
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("../../../assets/openapi.json"),
+    )
+        .into_response()
 }
 
 /// An organization as the caller sees it: with their role in it.
