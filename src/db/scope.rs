@@ -14,6 +14,7 @@ pub struct OrgContext {
     role: Role,
     permissions: PermissionSet,
     teams: Vec<String>,
+    last_active_at: Option<String>,
 }
 
 impl OrgContext {
@@ -35,6 +36,10 @@ impl OrgContext {
     pub fn teams(&self) -> &[String] {
         &self.teams
     }
+    /// When the member last acted in this organization (updated at most every few minutes).
+    pub fn last_active_at(&self) -> Option<&str> {
+        self.last_active_at.as_deref()
+    }
 }
 
 /// The one permission check everything calls.
@@ -52,7 +57,7 @@ pub fn membership_check(
 ) -> Result<Option<OrgContext>, DbError> {
     let by_id = OrgId::parse(org_ref).is_some();
     let sql = format!(
-        "SELECT {ORG_COLUMNS}, m.role, m.permissions
+        "SELECT {ORG_COLUMNS}, m.role, m.permissions, m.last_active_at
          FROM organizations o
          JOIN organization_members m ON m.organization_id = o.id
          WHERE {} AND m.organization_id = o.id AND m.user_id = ?2 AND m.status = 'active'",
@@ -65,9 +70,10 @@ pub fn membership_check(
             let org = org_from_row(r, 0)?;
             let role: String = r.get(9)?;
             let perms: String = r.get(10)?;
-            Ok((org, role, perms))
+            let last: Option<String> = r.get(11)?;
+            Ok((org, role, perms, last))
         })?;
-    let Some((org, role, perms)) = found else {
+    let Some((org, role, perms, last_active_at)) = found else {
         return Ok(None);
     };
     let Some(role) = Role::parse(&role) else {
@@ -85,6 +91,7 @@ pub fn membership_check(
         user_id: user,
         role,
         teams,
+        last_active_at,
     }))
 }
 

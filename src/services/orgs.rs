@@ -15,9 +15,27 @@ pub async fn list_mine(db: &Db, user: UserId) -> Result<Vec<Membership>> {
 }
 
 /// The membership check as a service: 404 for anything the user may not act in.
+/// Also keeps the member's "last active" time (written at most every five minutes).
 pub async fn context(db: &Db, user: UserId, org_ref: String) -> Result<OrgContext> {
-    db.read(move |tx| membership_check(tx, user, &org_ref)?.ok_or_else(AppError::not_found))
-        .await
+    let ctx = db
+        .read(move |tx| membership_check(tx, user, &org_ref)?.ok_or_else(AppError::not_found))
+        .await?;
+    let now = crate::domain::now();
+    let stale = ctx.last_active_at().is_none_or(|t| {
+        chrono::DateTime::parse_from_rfc3339(t).map_or(true, |t| {
+            now.signed_duration_since(t) > chrono::Duration::minutes(5)
+        })
+    });
+    if stale {
+        let (db, touch) = (db.clone(), ctx.clone());
+        tokio::spawn(async move {
+            let stamp = crate::domain::fmt_time(now);
+            let _ = db
+                .write(move |tx| Ok::<_, AppError>(orgs::touch_member(tx, &touch, &stamp)?))
+                .await;
+        });
+    }
+    Ok(ctx)
 }
 
 pub struct CreateOrg {

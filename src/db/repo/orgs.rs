@@ -101,3 +101,17 @@ pub fn plan_exists(c: &Conn<'_>, plan: &str) -> Result<bool, DbError> {
             .is_some(),
     )
 }
+
+/// Records that the context's member acted in the organization now.
+pub fn touch_member(
+    tx: &WriteTx<'_>,
+    ctx: &crate::db::OrgContext,
+    now: &str,
+) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE organization_members SET last_active_at = ?3
+         WHERE organization_id = ?1 AND user_id = ?2",
+        params![ctx.org_id().to_string(), ctx.user_id().to_string(), now],
+    )?;
+    Ok(())
+}
