@@ -1,1 +1,837 @@
-fn main() {}
+//! Browser tests: the real server (TestApp) driven through headless Chromium over WebDriver.
+//!
+//! Each test starts its own server, its own chromedriver and its own throw-away Chromium
+//! profile. They take turns (one Chromium at a time) because Chromium is heavy on a small
+//! machine. Chromium and chromedriver are required: a missing one fails the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{PASSWORD, TestApp, TestUser};
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// How long a page may take to show what a test waits for.
+const WAIT: Duration = Duration::from_secs(15);
+const POLL: Duration = Duration::from_millis(50);
+
+/// Without these Chromium hangs on this closed network (it keeps trying to reach Google).
+const CHROMIUM_ARGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,900",
+];
+
+/// One Chromium at a time: tests in this binary run on parallel threads otherwise.
+static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const ADA_EMAIL: &str = "ada@example.com";
+const ADA_NAME: &str = "Ada Lovelace";
+const ADA_PERSONAL_ORG: &str = "Ada Lovelace (personal)";
+
+// ---------------------------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_stays_on_sign_in_and_the_right_one_opens_the_personal_org_home() {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    let ada = app.create_user(ADA_EMAIL, ADA_NAME).await;
+    let b = Browser::launch(&app).await;
+
+    b.fill_sign_in(ADA_EMAIL, "not the password").await;
+    let error = b.wait_for("#login-error").await;
+    assert_eq!(
+        error.text().await.unwrap(),
+        "Email or password is incorrect."
+    );
+    assert_eq!(b.path().await, "/login", "a failed sign-in stays on /login");
+    assert!(
+        b.absent("#sign-out").await,
+        "a failed sign-in shows no signed-in header"
+    );
+    let kept = b.wait_for("#email").await.prop("value").await.unwrap();
+    assert_eq!(kept.as_deref(), Some(ADA_EMAIL), "the email is kept");
+
+    b.fill_sign_in(ADA_EMAIL, PASSWORD).await;
+    b.wait_for_path(&format!("/o/{}", ada.personal_slug)).await;
+    b.wait_for_text("#org-name", ADA_PERSONAL_ORG).await;
+    assert_eq!(b.text_of("#org-role").await, "owner");
+    assert!(b.absent("#login-error").await);
+    b.wait_for("#sign-out").await;
+
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_organization_can_be_created_and_the_header_switcher_changes_the_current_one() {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    let ada = app.create_user(ADA_EMAIL, ADA_NAME).await;
+    let b = Browser::launch(&app).await;
+    b.sign_in(&ada).await;
+
+    // Create a second organization through the page.
+    b.wait_for("a[href='/orgs/new']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_for("#new-org").await;
+    b.type_into("#org-name-input", "Analytical Engines").await;
+    b.type_into("#org-slug-input", "engines").await;
+    b.wait_for("#create-org").await.click().await.unwrap();
+    b.wait_for_path("/o/engines").await;
+    b.wait_for_text("#org-name", "Analytical Engines").await;
+    assert_eq!(b.text_of("#org-role").await, "owner");
+
+    let options = b.switcher_options().await;
+    assert_eq!(
+        options.len(),
+        2,
+        "both orgs are in the switcher: {options:?}"
+    );
+    let engines = options
+        .iter()
+        .find(|o| o.text.starts_with("Analytical Engines"))
+        .unwrap_or_else(|| panic!("no switcher option for the new org: {options:?}"))
+        .clone();
+    assert_ne!(engines.value, ada.personal_org);
+    assert_only_marked(&options, &engines.value);
+
+    // Switch back with the form's own button (the no-JavaScript path): pick the option
+    // without firing `change`, so htmx's auto-submit stays out of it.
+    let picked = b
+        .client
+        .execute(
+            "const s = document.getElementById('switch-org'); s.value = arguments[0]; return s.value;",
+            vec![json!(ada.personal_org)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        picked,
+        json!(ada.personal_org),
+        "the personal org is an option"
+    );
+    b.wait_for("#switch-org-go").await.click().await.unwrap();
+    b.wait_for_path(&format!("/o/{}", ada.personal_slug)).await;
+    b.wait_for_text("#org-name", ADA_PERSONAL_ORG).await;
+    assert_only_marked(&b.switcher_options().await, &ada.personal_org);
+
+    // The choice is stored: the account says so, and the front door leads there.
+    let me = cookie_get(&app, &b.cookie_header().await, "/api/v1/me").await;
+    assert_eq!(me.0, StatusCode::OK, "{:?}", me.1);
+    assert_eq!(me.1["current_organization_id"], json!(ada.personal_org));
+    b.goto("/").await;
+    b.wait_for_path(&format!("/o/{}", ada.personal_slug)).await;
+    b.wait_for_text("#org-name", ADA_PERSONAL_ORG).await;
+
+    // htmx submits the switcher as soon as the selection changes.
+    b.wait_for("#switch-org")
+        .await
+        .select_by_value(&engines.value)
+        .await
+        .unwrap();
+    b.wait_for_path("/o/engines").await;
+    b.wait_for_text("#org-name", "Analytical Engines").await;
+    assert_only_marked(&b.switcher_options().await, &engines.value);
+    b.goto("/").await;
+    b.wait_for_path("/o/engines").await;
+    b.wait_for_text("#org-name", "Analytical Engines").await;
+
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_token_made_on_the_account_page_works_until_it_is_revoked_there() {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    let ada = app.create_user(ADA_EMAIL, ADA_NAME).await;
+    let b = Browser::launch(&app).await;
+    b.sign_in(&ada).await;
+
+    b.wait_for("a[href='/account']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_for_path("/account").await;
+    b.wait_for("#create-token").await;
+    assert!(
+        b.absent("#token-table").await,
+        "a new account has no tokens"
+    );
+    b.type_into("#token-name", "CI deploy").await;
+    b.wait_for("#token-org")
+        .await
+        .select_by_value(&ada.personal_org)
+        .await
+        .unwrap();
+    // A date input's typing format depends on the browser locale; set its value directly.
+    b.client
+        .execute(
+            "document.getElementById('token-expires').value = '2099-12-31';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.wait_for("#create-token-btn").await.click().await.unwrap();
+
+    let secret = b.wait_for("#new-token-value").await.text().await.unwrap();
+    let secret = secret.trim().to_string();
+    assert!(secret.starts_with("xa_"), "token secret {secret:?}");
+    assert!(secret.len() > 20, "token secret {secret:?} is too short");
+    let notice = b.text_of("#new-token").await;
+    assert!(
+        notice.contains("CI deploy") && notice.contains(ADA_PERSONAL_ORG),
+        "creation notice: {notice:?}"
+    );
+
+    let (status, me) = bearer_get(&app, &secret, "/api/v1/me").await;
+    assert_eq!(status, StatusCode::OK, "the new token works: {me:?}");
+    assert_eq!(me["user"]["email"], json!(ADA_EMAIL));
+
+    let rows = b
+        .client
+        .find_all(Locator::Css("#token-table tr[data-token-id]"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one token row");
+    let token_id = rows[0].attr("data-token-id").await.unwrap().unwrap();
+    let row_css = format!("#token-table tr[data-token-id='{token_id}']");
+    let row = b.text_of(&row_css).await;
+    assert!(row.contains("CI deploy"), "row: {row:?}");
+    assert!(row.contains("active"), "row: {row:?}");
+    assert!(
+        row.contains("2099-12-31"),
+        "row shows the expiry date: {row:?}"
+    );
+    assert!(!row.contains(&secret), "the table never shows the secret");
+
+    // Accepting the confirmation revokes it.
+    let revoke_css = format!("{row_css} button.revoke-token");
+    b.wait_for(&revoke_css).await.click().await.unwrap();
+    b.wait_for_alert().await;
+    b.client.accept_alert().await.unwrap();
+    b.wait_until_text_contains(&row_css, "revoked").await;
+    assert!(
+        b.absent(&revoke_css).await,
+        "a revoked token has no revoke button"
+    );
+    let (status, body) = bearer_get(&app, &secret, "/api/v1/me").await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a revoked token is refused: {body:?}"
+    );
+
+    // The secret was shown once and is nowhere on the page afterwards.
+    b.goto("/account").await;
+    b.wait_for("#token-table").await;
+    assert!(b.absent("#new-token-value").await);
+    let html = b.client.source().await.unwrap();
+    assert!(
+        !html.contains(&secret),
+        "the secret is still on /account after a reload"
+    );
+    assert!(b.text_of(&row_css).await.contains("revoked"));
+
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_confirmation_on_the_account_page_revokes_nothing() {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    let ada = app.create_user(ADA_EMAIL, ADA_NAME).await;
+    let b = Browser::launch(&app).await;
+    b.sign_in(&ada).await;
+    let cookie = b.cookie_header().await;
+
+    b.goto("/account").await;
+    b.type_into("#token-name", "keep me").await;
+    b.wait_for("#create-token-btn").await.click().await.unwrap();
+    let secret = b.wait_for("#new-token-value").await.text().await.unwrap();
+    let secret = secret.trim().to_string();
+    b.goto("/account").await;
+    b.wait_for("#token-table").await;
+
+    // "Cancel" on "Revoke this token?"
+    let revoke_css = "#token-table tr[data-token-id] button.revoke-token";
+    b.wait_for(revoke_css).await.click().await.unwrap();
+    let question = b.wait_for_alert().await;
+    assert!(
+        question.contains("Revoke this token"),
+        "confirm text: {question:?}"
+    );
+    b.client.dismiss_alert().await.unwrap();
+    // Give a wrongly sent form time to land before looking.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (token_status, _) = bearer_get(&app, &secret, "/api/v1/me").await;
+
+    // "Cancel" on "Sign this session out?" for this browser's own session.
+    b.goto("/account").await;
+    let sign_out_css = "#session-table tr:has(.pill.ok) button";
+    b.wait_for(sign_out_css).await.click().await.unwrap();
+    let question = b.wait_for_alert().await;
+    assert!(
+        question.contains("Sign this session out"),
+        "confirm text: {question:?}"
+    );
+    b.client.dismiss_alert().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (session_status, _) = cookie_get(&app, &cookie, "/api/v1/me").await;
+
+    assert_eq!(
+        (token_status, session_status),
+        (StatusCode::OK, StatusCode::OK),
+        "(token, session) after cancelling their revoke confirmations: \
+         a cancelled confirm must not send the form"
+    );
+
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn form_errors_are_shown_next_to_the_form() {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    let ada = app.create_user(ADA_EMAIL, ADA_NAME).await;
+    let b = Browser::launch(&app).await;
+    b.sign_in(&ada).await;
+
+    // A slug that is taken (by Ada's personal org).
+    b.wait_for("a[href='/orgs/new']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_for("#new-org").await;
+    b.type_into("#org-name-input", "Taken Slug").await;
+    b.type_into("#org-slug-input", &ada.personal_slug).await;
+    b.wait_for("#create-org").await.click().await.unwrap();
+    let error = b.text_of("#slug-error").await;
+    assert!(!error.trim().is_empty(), "the slug error says something");
+    assert_eq!(b.path().await, "/orgs/new");
+    let kept = b
+        .wait_for("#org-name-input")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.as_deref(),
+        Some("Taken Slug"),
+        "the typed name is kept"
+    );
+
+    // An expiry date in the past.
+    b.goto("/account").await;
+    b.type_into("#token-name", "too late").await;
+    b.client
+        .execute(
+            "document.getElementById('token-expires').value = '2001-01-01';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.wait_for("#create-token-btn").await.click().await.unwrap();
+    let error = b.text_of("#create-token .field-error").await;
+    assert!(
+        !error.trim().is_empty(),
+        "the token form error says something"
+    );
+    assert!(b.absent("#new-token-value").await, "no token was made");
+    let kept = b.wait_for("#token-name").await.prop("value").await.unwrap();
+    assert_eq!(kept.as_deref(), Some("too late"), "the typed name is kept");
+
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_secret_is_not_kept_by_the_browser_after_it_was_shown() {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    let ada = app.create_user(ADA_EMAIL, ADA_NAME).await;
+    let b = Browser::launch(&app).await;
+    b.sign_in(&ada).await;
+
+    b.wait_for("a[href='/account']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_for("#create-token").await;
+    b.type_into("#token-name", "shown once").await;
+    b.wait_for("#create-token-btn").await.click().await.unwrap();
+    let secret = b.wait_for("#new-token-value").await.text().await.unwrap();
+    let secret = secret.trim().to_string();
+    assert!(secret.starts_with("xa_"), "token secret {secret:?}");
+
+    // Leave the page the way people do: a link (htmx snapshots the page it leaves).
+    b.wait_for("a[href='/orgs/new']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_for("#new-org").await;
+    let stored = b
+        .client
+        .execute(
+            "return JSON.stringify(Object.assign({}, localStorage)) + \
+             JSON.stringify(Object.assign({}, sessionStorage));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        !stored.as_str().unwrap_or_default().contains(&secret),
+        "the token secret was written to the browser's storage (htmx history cache)"
+    );
+
+    // Back shows the account page, not the secret again.
+    b.client.back().await.unwrap();
+    b.wait_for("#create-token").await;
+    assert!(
+        !b.client.source().await.unwrap().contains(&secret),
+        "Back shows the token secret again"
+    );
+
+    // The address bar holds a page that can be reloaded.
+    b.client.refresh().await.unwrap();
+    b.wait_for("#create-token").await;
+    assert_eq!(b.path().await, "/account");
+    assert!(!b.client.source().await.unwrap().contains(&secret));
+
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_ends_the_session_and_account_pages_send_back_to_sign_in() {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    let ada = app.create_user(ADA_EMAIL, ADA_NAME).await;
+    let b = Browser::launch(&app).await;
+    b.sign_in(&ada).await;
+
+    let cookie = b.cookie_header().await;
+    let (status, _) = cookie_get(&app, &cookie, "/api/v1/me").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the browser's cookie is a live session"
+    );
+
+    b.wait_for("#sign-out").await.click().await.unwrap();
+    b.wait_for_path("/login").await;
+    b.wait_for("#sign-in").await;
+    assert!(
+        b.absent("#sign-out").await,
+        "no signed-in header after signing out"
+    );
+
+    let (status, _) = cookie_get(&app, &cookie, "/api/v1/me").await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "signing out ends the session on the server, not only in the browser"
+    );
+
+    b.goto("/account").await;
+    b.wait_for_path("/login").await;
+    b.wait_for("#sign-in").await;
+    let url = b.client.current_url().await.unwrap();
+    assert_eq!(url.query(), Some("next=/account"), "{url}");
+
+    // Signing in again goes back to where the visitor was headed.
+    b.fill_sign_in(ADA_EMAIL, PASSWORD).await;
+    b.wait_for_path("/account").await;
+    b.wait_for("#create-token").await;
+
+    b.close().await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct SwitcherOption {
+    value: String,
+    text: String,
+    /// The `selected` attribute the server rendered.
+    marked: bool,
+    /// What the select shows now.
+    selected: bool,
+}
+
+fn assert_only_marked(options: &[SwitcherOption], org_id: &str) {
+    for o in options {
+        let expected = o.value == org_id;
+        assert_eq!(
+            (o.marked, o.selected),
+            (expected, expected),
+            "switcher option {o:?} (expected only {org_id} selected): {options:?}"
+        );
+    }
+    assert!(
+        options.iter().any(|o| o.value == org_id),
+        "{org_id} is not in the switcher: {options:?}"
+    );
+}
+
+async fn bearer_get(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
+    let res = reqwest::Client::new()
+        .get(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn cookie_get(app: &TestApp, cookie: &str, path: &str) -> (StatusCode, Value) {
+    let res = reqwest::Client::new()
+        .get(app.url(path))
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// chromedriver, started by us, in its own process group so that dropping it also ends the
+/// Chromium it started — even when a test panics before `close`.
+struct Driver {
+    child: Child,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Driver {
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = log.len().saturating_sub(3000);
+        log.get(start..).unwrap_or_default().to_string()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Browser {
+    client: Client,
+    base: String,
+    /// Dropped after `client`; the browser's profile directory goes with it.
+    driver: Driver,
+}
+
+impl Browser {
+    async fn launch(app: &TestApp) -> Browser {
+        for (path, what) in [(CHROMIUM, "Chromium"), (CHROMEDRIVER, "chromedriver")] {
+            assert!(
+                Path::new(path).exists(),
+                "{what} is missing at {path}: the browser tests need it. \
+                 Install it with `apt-get install chromium chromium-driver`."
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("profile");
+        std::fs::create_dir(&profile).unwrap();
+        let log = dir.path().join("chromedriver.log");
+        let port = free_port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {CHROMEDRIVER}: {e}. \
+                     Install it with `apt-get install chromium chromium-driver`."
+                )
+            });
+        let mut driver = Driver {
+            child,
+            log,
+            _dir: dir,
+        };
+
+        let webdriver = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(exit)) = driver.child.try_wait() {
+                panic!(
+                    "chromedriver exited at start ({exit}):\n{}",
+                    driver.log_tail()
+                );
+            }
+            let ready = reqwest::get(format!("{webdriver}/status"))
+                .await
+                .ok()
+                .filter(|r| r.status().is_success());
+            if ready.is_some() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not answer on port {port}:\n{}",
+                driver.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| a.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": CHROMIUM, "args": args }),
+        );
+        let client = match ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&webdriver)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => panic!(
+                "chromedriver could not start {CHROMIUM}: {e}\n{}",
+                driver.log_tail()
+            ),
+        };
+        Browser {
+            client,
+            base: app.base.clone(),
+            driver,
+        }
+    }
+
+    /// Ends the WebDriver session (Chromium quits); the driver process ends on drop.
+    async fn close(self) {
+        let Browser { client, driver, .. } = self;
+        let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+        drop(driver);
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
+    }
+
+    async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_string()
+    }
+
+    /// Where the browser is and what it shows, for failure messages.
+    async fn diagnostics(&self) -> String {
+        let url = match self.client.current_url().await {
+            Ok(u) => u.to_string(),
+            Err(e) => format!("(no url: {e})"),
+        };
+        let text = match self
+            .client
+            .execute(
+                "return document.body ? document.body.innerText : '';",
+                vec![],
+            )
+            .await
+        {
+            Ok(Value::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(e) => format!("(no page text: {e})"),
+        };
+        format!("at {url}, the page reads:\n{text}")
+    }
+
+    async fn wait_for(&self, css: &str) -> Element {
+        match self
+            .client
+            .wait()
+            .at_most(WAIT)
+            .every(POLL)
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => panic!("`{css}` did not appear ({e}); {}", self.diagnostics().await),
+        }
+    }
+
+    async fn absent(&self, css: &str) -> bool {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap()
+            .is_empty()
+    }
+
+    async fn text_of(&self, css: &str) -> String {
+        self.wait_for(css).await.text().await.unwrap()
+    }
+
+    /// Waits until `css` shows exactly `expected` (htmx swaps pages in place, so the element
+    /// of the previous page may still be there for a moment).
+    async fn wait_for_text(&self, css: &str, expected: &str) {
+        self.wait_until(css, |t| t.trim() == expected, &format!("= {expected:?}"))
+            .await;
+    }
+
+    async fn wait_until_text_contains(&self, css: &str, part: &str) {
+        self.wait_until(css, |t| t.contains(part), &format!("containing {part:?}"))
+            .await;
+    }
+
+    async fn wait_until(&self, css: &str, ok: impl Fn(&str) -> bool, what: &str) {
+        let started = Instant::now();
+        let mut last = None;
+        while started.elapsed() < WAIT {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await
+                && let Ok(text) = el.text().await
+            {
+                if ok(&text) {
+                    return;
+                }
+                last = Some(text);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        panic!(
+            "`{css}` never had text {what} (last seen: {last:?}); {}",
+            self.diagnostics().await
+        );
+    }
+
+    async fn wait_for_path(&self, expected: &str) {
+        let started = Instant::now();
+        while started.elapsed() < WAIT {
+            if let Ok(url) = self.client.current_url().await
+                && url.path() == expected
+            {
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        panic!(
+            "the browser never reached {expected}; {}",
+            self.diagnostics().await
+        );
+    }
+
+    async fn wait_for_alert(&self) -> String {
+        let started = Instant::now();
+        while started.elapsed() < WAIT {
+            if let Ok(text) = self.client.get_alert_text().await {
+                return text;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        panic!("no confirm dialog appeared; {}", self.diagnostics().await);
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let input = self.wait_for(css).await;
+        input.clear().await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
+
+    async fn fill_sign_in(&self, email: &str, password: &str) {
+        if self.path().await != "/login" {
+            self.goto("/login").await;
+        }
+        self.type_into("#email", email).await;
+        self.type_into("#password", password).await;
+        self.wait_for("#sign-in").await.click().await.unwrap();
+    }
+
+    async fn sign_in(&self, user: &TestUser) {
+        self.fill_sign_in(&user.email, PASSWORD).await;
+        self.wait_for_path(&format!("/o/{}", user.personal_slug))
+            .await;
+        self.wait_for("#org-name").await;
+    }
+
+    async fn switcher_options(&self) -> Vec<SwitcherOption> {
+        let raw = self
+            .client
+            .execute(
+                "return Array.from(document.querySelectorAll('#switch-org option')).map(o => \
+                 ({value: o.value, text: o.textContent.trim(), marked: o.defaultSelected, \
+                 selected: o.selected}));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        raw.as_array()
+            .unwrap_or_else(|| panic!("switcher options: {raw}"))
+            .iter()
+            .map(|o| SwitcherOption {
+                value: o["value"].as_str().unwrap_or_default().to_string(),
+                text: o["text"].as_str().unwrap_or_default().to_string(),
+                marked: o["marked"].as_bool().unwrap_or_default(),
+                selected: o["selected"].as_bool().unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// The browser's cookies (the session cookie is HttpOnly, but WebDriver sees it).
+    async fn cookie_header(&self) -> String {
+        let cookies = self.client.get_all_cookies().await.unwrap();
+        assert!(!cookies.is_empty(), "no cookies after signing in");
+        cookies
+            .iter()
+            .map(|c| format!("{}={}", c.name(), c.value()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}

@@ -17,7 +17,10 @@ use crate::services::identity;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/account", get(show))
-        .route("/account/tokens", post(create_token))
+        .route(
+            "/account/tokens",
+            get(|| async { see_other("/account") }).post(create_token),
+        )
         .route("/account/tokens/{id}/revoke", post(revoke_token))
         .route("/account/sessions/{id}/revoke", post(revoke_session))
 }
@@ -125,12 +128,21 @@ async fn create_token(
                 axum::http::header::CACHE_CONTROL,
                 axum::http::HeaderValue::from_static("no-store"),
             );
+            res.headers_mut().insert(
+                "hx-push-url",
+                axum::http::HeaderValue::from_static("/account"),
+            );
             Ok(res)
         }
         Err(e @ AppError::BadRequest { .. }) => {
             p.form_error = Some(e.public_message());
             p.form_name = f.name;
-            render_status(StatusCode::BAD_REQUEST, &p)
+            let mut res = render_status(StatusCode::BAD_REQUEST, &p)?;
+            res.headers_mut().insert(
+                "hx-push-url",
+                axum::http::HeaderValue::from_static("/account"),
+            );
+            Ok(res)
         }
         Err(e) => Err(e),
     }
