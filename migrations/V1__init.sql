@@ -169,7 +169,7 @@ CREATE TABLE team_members (
     FOREIGN KEY (organization_id, user_id)
         REFERENCES organization_members (organization_id, user_id) ON DELETE CASCADE
 );
-CREATE INDEX team_members_by_user ON team_members (organization_id, user_id);
+CREATE INDEX team_members_by_user ON team_members (organization_id, user_id, team_id);
 
 -- ---------------------------------------------------------------- LLM keys, quota, usage
 
@@ -498,4 +498,4 @@ CREATE TABLE resource_shares (
     created_at       TEXT NOT NULL,
     PRIMARY KEY (organization_id, resource_type, resource_id, principal_type, principal_id)
 );
-CREATE INDEX resource_shares_by_principal ON resource_shares (organization_id, principal_type, principal_id, resource_type);
+CREATE INDEX resource_shares_by_principal ON resource_shares (organization_id, principal_type, principal_id, resource_type, resource_id);

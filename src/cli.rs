@@ -236,7 +236,8 @@ fn describe(e: crate::error::AppError) -> String {
 fn read_password() -> Result<String, String> {
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         // Typed at a terminal: do not echo it.
-        return rpassword::prompt_password("Password: ").map_err(|e| format!("cannot read the password: {e}"));
+        return rpassword::prompt_password("Password: ")
+            .map_err(|e| format!("cannot read the password: {e}"));
     }
     let mut line = String::new();
     std::io::stdin()

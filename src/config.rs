@@ -44,6 +44,31 @@ pub struct Config {
     pub login_max_failures_per_account: u32,
     pub login_max_failures_per_ip: u32,
     pub login_window: Duration,
+    /// Outgoing mail for invitations; without it the invite link is shown to copy.
+    pub smtp: Option<SmtpConfig>,
+    /// How often the background tasks run (retention purge, cleanup).
+    pub maintenance_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SmtpTls {
+    /// Plain connection (a relay on localhost).
+    None,
+    /// Upgrade with STARTTLS (usually port 587).
+    Starttls,
+    /// TLS from the start (usually port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The sender, e.g. `xagent <noreply@example.com>`.
+    pub from: String,
 }
 
 impl Config {
@@ -64,6 +89,8 @@ impl Config {
             login_max_failures_per_account: 10,
             login_max_failures_per_ip: 50,
             login_window: Duration::from_secs(15 * 60),
+            smtp: None,
+            maintenance_interval: Duration::from_secs(3600),
         }
     }
 

@@ -113,3 +113,43 @@ pub(crate) fn visibility_predicate(kind: &str) -> String {
                         WHERE tm.organization_id = ?1 AND tm.user_id = ?2)))))"
     )
 }
+
+/// The context of someone joining through a valid invitation: the proof is the token
+/// (already checked pending by the caller), the role is the invited one.
+pub(crate) fn joining_context(
+    c: &Conn<'_>,
+    invitation: &super::repo::invitations::Invitation,
+    user: UserId,
+) -> Result<Option<OrgContext>, DbError> {
+    let Some(org) = super::repo::orgs::find_by_ref(c, &invitation.organization_id.to_string())?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(OrgContext {
+        permissions: PermissionSet::effective(invitation.role, &Default::default()),
+        org,
+        user_id: user,
+        role: invitation.role,
+        teams: Vec::new(),
+        last_active_at: None,
+    }))
+}
+
+/// The context background tasks and maintenance commands act in (audit retention,
+/// chain verification). Loudly named: nothing that serves a request may use it.
+pub fn system_context_for_maintenance(
+    c: &Conn<'_>,
+    org: OrgId,
+) -> Result<Option<OrgContext>, DbError> {
+    let Some(org) = super::repo::orgs::find_by_ref(c, &org.to_string())? else {
+        return Ok(None);
+    };
+    Ok(Some(OrgContext {
+        permissions: PermissionSet::effective(Role::Owner, &Default::default()),
+        org,
+        user_id: UserId::from_uuid(uuid::Uuid::nil()),
+        role: Role::Owner,
+        teams: Vec::new(),
+        last_active_at: None,
+    }))
+}

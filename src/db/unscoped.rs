@@ -32,3 +32,24 @@ pub fn unscoped_memberships_of(c: &Conn<'_>, user: UserId) -> Result<Vec<Members
         })
         .collect())
 }
+
+/// An invitation by its token hash, whichever organization it belongs to: the token is
+/// the proof, so this is how an invitee (not yet a member) finds it.
+pub fn unscoped_invitation_by_token(
+    c: &Conn<'_>,
+    token_hash: &str,
+) -> Result<Option<super::repo::invitations::Invitation>, DbError> {
+    super::repo::invitations::find_by_token_hash(&c.unscoped(), token_hash)
+}
+
+/// Every organization's id (maintenance tasks walk them one by one).
+pub fn unscoped_all_org_ids(c: &Conn<'_>) -> Result<Vec<crate::domain::OrgId>, DbError> {
+    let ids: Vec<uuid::Uuid> =
+        c.query_vec("SELECT id FROM organizations ORDER BY id", [], |r| {
+            super::repo::uuid_at(r, 0)
+        })?;
+    Ok(ids
+        .into_iter()
+        .map(crate::domain::OrgId::from_uuid)
+        .collect())
+}

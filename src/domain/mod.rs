@@ -1,10 +1,12 @@
 //! Pure types and rules, parsed at the edge: ids, emails, slugs, roles, permissions.
 mod ids;
 mod permissions;
+mod settings;
 mod values;
 
 pub use ids::{ApiTokenId, OrgId, SessionId, UserId, new_id};
 pub use permissions::{PERMISSIONS, Permission, PermissionSet, Role};
+pub use settings::OrgSettings;
 pub use values::{Email, OrgKind, OrgName, Password, PersonName, Slug, TokenName, Visibility};
 
 /// A rule broken by input, with the field it concerns.

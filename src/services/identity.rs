@@ -51,56 +51,72 @@ pub async fn create_user(
     let (Some(email), Some(name), Some(password)) = (email, name, password) else {
         return Err(AppError::invalid(errors));
     };
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|_| AppError::Internal("hashing task failed".into()))??;
+    let hash = hash_off_thread(password).await?;
     let meta = meta.clone();
-    db.write(move |tx| {
-        if users::find_by_email(tx, &email)?.is_some() {
-            return Err(AppError::conflict(
-                "email_taken",
-                "an account with this email already exists",
-            ));
-        }
-        let now = now_str();
-        let id = UserId::new();
-        users::insert(
-            tx,
-            &users::NewUser {
-                id,
-                email: &email,
-                name: &name,
-                password_hash: Some(&hash),
-                is_superuser: superuser,
-                now: &now,
-            },
-        )?;
-        let actor = Actor {
-            user_id: id,
-            email: email.to_string(),
-            meta,
-        };
-        let local = email.as_str().split('@').next().unwrap_or("user");
-        let slug = super::orgs::free_slug(tx, &Slug::derive_from(local))?;
-        let org_name = OrgName::parse(&format!("{} (personal)", name.as_str()))
-            .or_else(|_| OrgName::parse("Personal workspace"))?;
-        let org =
-            super::orgs::create_in_tx(tx, &actor, &org_name, &slug, OrgKind::Personal, "free")?;
-        users::set_current_org(tx, id, org.id, &now)?;
-        audit::append_instance(
-            tx,
-            &actor.entry(
-                "user.created",
-                "user",
-                Some(id.to_string()),
-                json!({"email": email.as_str(), "superuser": superuser}),
-            ),
-            &now,
-        )?;
-        let user = users::find_by_id(tx, id)?.ok_or_else(AppError::not_found)?;
-        Ok((user, org))
-    })
-    .await
+    db.write(move |tx| insert_user_with_workspace(tx, &email, &name, &hash, superuser, &meta))
+        .await
+}
+
+/// Hashes a password off the async threads (argon2 is deliberately slow).
+pub(crate) async fn hash_off_thread(password: Password) -> Result<String> {
+    tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|_| AppError::Internal("hashing task failed".into()))?
+        .map_err(AppError::from)
+}
+
+/// The user row, their personal organization (owner, current) and the audit rows, inside
+/// the caller's write job.
+pub(crate) fn insert_user_with_workspace(
+    tx: &crate::db::WriteTx<'_>,
+    email: &Email,
+    name: &PersonName,
+    password_hash: &str,
+    superuser: bool,
+    meta: &ClientMeta,
+) -> Result<(users::User, orgs::Org)> {
+    if users::find_by_email(tx, email)?.is_some() {
+        return Err(AppError::conflict(
+            "email_taken",
+            "an account with this email already exists",
+        ));
+    }
+    let now = now_str();
+    let id = UserId::new();
+    users::insert(
+        tx,
+        &users::NewUser {
+            id,
+            email,
+            name,
+            password_hash: Some(password_hash),
+            is_superuser: superuser,
+            now: &now,
+        },
+    )?;
+    let actor = Actor {
+        user_id: id,
+        email: email.to_string(),
+        meta: meta.clone(),
+    };
+    let local = email.as_str().split('@').next().unwrap_or("user");
+    let slug = super::orgs::free_slug(tx, &Slug::derive_from(local))?;
+    let org_name = OrgName::parse(&format!("{} (personal)", name.as_str()))
+        .or_else(|_| OrgName::parse("Personal workspace"))?;
+    let org = super::orgs::create_in_tx(tx, &actor, &org_name, &slug, OrgKind::Personal, "free")?;
+    users::set_current_org(tx, id, org.id, &now)?;
+    audit::append_instance(
+        tx,
+        &actor.entry(
+            "user.created",
+            "user",
+            Some(id.to_string()),
+            json!({"email": email.as_str(), "superuser": superuser}),
+        ),
+        &now,
+    )?;
+    let user = users::find_by_id(tx, id)?.ok_or_else(AppError::not_found)?;
+    Ok((user, org))
 }
 
 pub async fn signup(

@@ -1,11 +1,31 @@
 //! Use cases. Each public function is one operation: it checks the rules, runs its SQL
 //! through `db::repo` inside one `db.read`/`db.write`, and writes its audit row in the
 //! same write job as the change.
+pub mod audit;
 pub mod identity;
+pub mod invitations;
+pub mod mail;
+pub mod members;
 pub mod orgs;
+pub mod teams;
 pub mod throttle;
 
+use crate::db::OrgContext;
+use crate::db::scope::has_permission;
 use crate::domain::UserId;
+use crate::error::AppError;
+
+/// 403 unless the member holds `permission` (after their role defaults and overrides).
+pub fn require(ctx: &OrgContext, permission: &str) -> Result<(), AppError> {
+    if has_permission(ctx, permission) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden {
+            code: "permission_denied",
+            message: format!("this needs the {permission} permission in this organization"),
+        })
+    }
+}
 
 /// Where a request came from, for audit rows and session lists.
 #[derive(Debug, Clone, Default)]
@@ -41,4 +61,14 @@ impl Actor {
             details,
         }
     }
+}
+
+/// The actor's context re-read inside a write job, so that rules about roles are checked
+/// against the committed state, not the one seen when the request arrived.
+pub(crate) fn fresh_context(
+    tx: &crate::db::WriteTx<'_>,
+    ctx: &OrgContext,
+) -> Result<OrgContext, AppError> {
+    crate::db::scope::membership_check(tx, ctx.user_id(), &ctx.org_id().to_string())?
+        .ok_or_else(AppError::not_found)
 }

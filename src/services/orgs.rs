@@ -6,7 +6,7 @@ use crate::db::repo::{audit, orgs};
 use crate::db::scope::membership_check;
 use crate::db::unscoped::{Membership, unscoped_memberships_of};
 use crate::db::{Db, OrgContext, WriteTx};
-use crate::domain::{Invalid, OrgId, OrgKind, OrgName, Slug, UserId, now_str};
+use crate::domain::{Invalid, OrgId, OrgKind, OrgName, OrgSettings, Slug, UserId, now_str};
 use crate::error::{AppError, Result};
 
 pub async fn list_mine(db: &Db, user: UserId) -> Result<Vec<Membership>> {
@@ -156,4 +156,125 @@ pub(crate) fn create_in_tx(
 /// `audit.view`.
 pub async fn recent_activity(db: &Db, ctx: OrgContext, limit: i64) -> Result<Vec<audit::Record>> {
     db.read(move |tx| Ok(audit::recent(tx, &ctx, limit)?)).await
+}
+
+pub struct UpdateOrg {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    pub settings: Option<serde_json::Value>,
+}
+
+/// Renames, re-slugs or re-configures the organization (`org.update`); audited with the
+/// values before and after.
+pub async fn update(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    input: UpdateOrg,
+) -> Result<orgs::Org> {
+    super::require(ctx, "org.update")?;
+    let mut errors = Vec::new();
+    let name = input
+        .name
+        .as_deref()
+        .map(|n| OrgName::parse(n).map_err(|e| errors.push(e)).ok());
+    let slug = input
+        .slug
+        .as_deref()
+        .map(|s| Slug::parse(s).map_err(|e| errors.push(e)).ok());
+    let current = OrgSettings::from_stored(&ctx.org().settings);
+    let settings = input
+        .settings
+        .as_ref()
+        .map(|p| current.merged(p).map_err(|e| errors.push(e)).ok());
+    if !errors.is_empty() {
+        return Err(AppError::invalid(errors));
+    }
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let before =
+            orgs::find_by_ref(tx, &ctx.org_id().to_string())?.ok_or_else(AppError::not_found)?;
+        let new_name = name
+            .flatten()
+            .map_or(before.name.clone(), |n| n.into_inner());
+        let new_slug = slug
+            .flatten()
+            .map_or(before.slug.clone(), |s| s.into_inner());
+        let new_settings = match settings.flatten() {
+            Some(s) => serde_json::to_value(s).map_err(|e| AppError::Internal(e.to_string()))?,
+            None => before.settings.clone(),
+        };
+        if new_slug != before.slug {
+            let s = Slug::parse(&new_slug)?;
+            if orgs::slug_taken(tx, &s)? {
+                return Err(AppError::conflict(
+                    "slug_taken",
+                    format!("the slug \"{new_slug}\" is taken"),
+                ));
+            }
+        }
+        let now = now_str();
+        orgs::update(tx, &ctx, &new_name, &new_slug, &new_settings, &now)?;
+        let mut changed_before = serde_json::Map::new();
+        let mut changed_after = serde_json::Map::new();
+        for (k, b, a) in [
+            ("name", json!(before.name), json!(new_name)),
+            ("slug", json!(before.slug), json!(new_slug)),
+            ("settings", before.settings.clone(), new_settings.clone()),
+        ] {
+            if b != a {
+                changed_before.insert(k.into(), b);
+                changed_after.insert(k.into(), a);
+            }
+        }
+        audit::append(
+            tx,
+            &ctx,
+            &actor.entry(
+                "organization.updated",
+                "organization",
+                Some(ctx.org_id().to_string()),
+                json!({"before": changed_before, "after": changed_after}),
+            ),
+            &now,
+        )?;
+        orgs::find_by_ref(tx, &ctx.org_id().to_string())?.ok_or_else(AppError::not_found)
+    })
+    .await
+}
+
+/// Deletes a team organization and everything in it, in one transaction; owners only,
+/// never a personal organization. Audited in the instance log (the org's own log goes).
+pub async fn delete(db: &Db, ctx: &OrgContext, actor: &Actor) -> Result<()> {
+    if ctx.role() != crate::domain::Role::Owner {
+        return Err(AppError::Forbidden {
+            code: "owner_required",
+            message: "only an owner can delete the organization".into(),
+        });
+    }
+    if ctx.org().kind == OrgKind::Personal {
+        return Err(AppError::conflict(
+            "personal_organization",
+            "a personal workspace cannot be deleted",
+        ));
+    }
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let now = now_str();
+        if !orgs::delete(tx, &ctx)? {
+            return Err(AppError::not_found());
+        }
+        audit::append_instance(
+            tx,
+            &actor.entry(
+                "organization.deleted",
+                "organization",
+                Some(ctx.org_id().to_string()),
+                json!({"name": ctx.org().name, "slug": ctx.org().slug}),
+            ),
+            &now,
+        )?;
+        Ok(())
+    })
+    .await
 }

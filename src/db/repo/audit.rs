@@ -174,6 +174,8 @@ pub fn append_instance(tx: &WriteTx<'_>, e: &Entry<'_>, at: &str) -> Result<(), 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Record {
     pub id: String,
+    #[serde(skip)]
+    pub seq: i64,
     pub at: String,
     pub actor_id: Option<String>,
     pub actor_email: Option<String>,
@@ -192,47 +194,224 @@ pub fn recent(
     limit: i64,
 ) -> Result<Vec<Record>, DbError> {
     c.query_vec(
-        "SELECT id, at, actor_id, actor_email, action, resource_type, resource_id, ip,
-                user_agent, details
-         FROM organization_audit_logs WHERE organization_id = ?1 ORDER BY seq DESC LIMIT ?2",
+        &format!(
+            "SELECT {RECORD_COLUMNS} FROM organization_audit_logs
+             WHERE organization_id = ?1 ORDER BY seq DESC LIMIT ?2"
+        ),
         params![ctx.org_id().to_string(), limit],
-        |r| {
-            Ok(Record {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                actor_id: r.get(2)?,
-                actor_email: r.get(3)?,
-                action: r.get(4)?,
-                resource_type: r.get(5)?,
-                resource_id: r.get(6)?,
-                ip: r.get(7)?,
-                user_agent: r.get(8)?,
-                details: super::json_at(r, 9)?,
-            })
-        },
+        record_from_row,
     )
 }
 
 /// The newest rows of the instance log (instance administration, tests).
 pub fn recent_instance(c: &crate::db::Conn<'_>, limit: i64) -> Result<Vec<Record>, DbError> {
     c.query_vec(
-        "SELECT id, at, actor_id, actor_email, action, resource_type, resource_id, ip,
-                user_agent, details
-         FROM instance_audit_logs ORDER BY seq DESC LIMIT ?1",
+        &format!("SELECT {RECORD_COLUMNS} FROM instance_audit_logs ORDER BY seq DESC LIMIT ?1"),
         [limit],
-        |r| {
-            Ok(Record {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                actor_id: r.get(2)?,
-                actor_email: r.get(3)?,
-                action: r.get(4)?,
-                resource_type: r.get(5)?,
-                resource_id: r.get(6)?,
-                ip: r.get(7)?,
-                user_agent: r.get(8)?,
-                details: super::json_at(r, 9)?,
-            })
-        },
+        record_from_row,
     )
+}
+
+const RECORD_COLUMNS: &str = "id, seq, at, actor_id, actor_email, action, resource_type, resource_id, ip, user_agent, details";
+
+fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    Ok(Record {
+        id: r.get(0)?,
+        seq: r.get(1)?,
+        at: r.get(2)?,
+        actor_id: r.get(3)?,
+        actor_email: r.get(4)?,
+        action: r.get(5)?,
+        resource_type: r.get(6)?,
+        resource_id: r.get(7)?,
+        ip: r.get(8)?,
+        user_agent: r.get(9)?,
+        details: super::json_at(r, 10)?,
+    })
+}
+
+/// What to select from an organization's log; every field optional.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub action: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub actor_id: Option<String>,
+    /// Inclusive lower bound on `at` (RFC 3339).
+    pub since: Option<String>,
+    /// Exclusive upper bound on `at`.
+    pub until: Option<String>,
+}
+
+/// Matching rows, newest first, with seq below `before_seq` when given.
+pub fn query(
+    c: &crate::db::Conn<'_>,
+    ctx: &OrgContext,
+    f: &Filter,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Record>, DbError> {
+    // One statement for every combination of filters: each is "unset or equal".
+    c.query_vec(
+        &format!(
+            "SELECT {RECORD_COLUMNS} FROM organization_audit_logs
+             WHERE organization_id = ?1 AND seq < ?2
+               AND (?3 IS NULL OR action = ?3)
+               AND (?4 IS NULL OR resource_type = ?4)
+               AND (?5 IS NULL OR resource_id = ?5)
+               AND (?6 IS NULL OR actor_id = ?6)
+               AND (?7 IS NULL OR at >= ?7)
+               AND (?8 IS NULL OR at < ?8)
+             ORDER BY seq DESC LIMIT ?9"
+        ),
+        params![
+            ctx.org_id().to_string(),
+            before_seq.unwrap_or(i64::MAX),
+            f.action,
+            f.resource_type,
+            f.resource_id,
+            f.actor_id,
+            f.since,
+            f.until,
+            limit
+        ],
+        record_from_row,
+    )
+}
+
+/// One row as the hash covers it, for verification.
+#[derive(Debug, Clone)]
+pub struct ChainRow {
+    pub id: String,
+    pub seq: i64,
+    pub at: String,
+    pub actor_id: Option<String>,
+    pub actor_email: Option<String>,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl ChainRow {
+    pub fn computed_hash(&self, scope: &str) -> String {
+        row_hash(
+            scope,
+            self.seq,
+            &self.at,
+            self.actor_id.as_deref(),
+            self.actor_email.as_deref(),
+            &self.action,
+            &self.resource_type,
+            self.resource_id.as_deref(),
+            self.ip.as_deref(),
+            self.user_agent.as_deref(),
+            &self.details,
+            &self.prev_hash,
+        )
+    }
+}
+
+const CHAIN_COLUMNS: &str =
+    "id, seq, at, actor_id, actor_email, action, resource_type, resource_id,
+    ip, user_agent, details, prev_hash, hash";
+
+fn chain_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChainRow> {
+    Ok(ChainRow {
+        id: r.get(0)?,
+        seq: r.get(1)?,
+        at: r.get(2)?,
+        actor_id: r.get(3)?,
+        actor_email: r.get(4)?,
+        action: r.get(5)?,
+        resource_type: r.get(6)?,
+        resource_id: r.get(7)?,
+        ip: r.get(8)?,
+        user_agent: r.get(9)?,
+        details: r.get(10)?,
+        prev_hash: r.get(11)?,
+        hash: r.get(12)?,
+    })
+}
+
+/// A batch of the organization's chain in seq order, after `after_seq`.
+pub fn chain_batch(
+    c: &crate::db::Conn<'_>,
+    ctx: &OrgContext,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<ChainRow>, DbError> {
+    c.query_vec(
+        &format!(
+            "SELECT {CHAIN_COLUMNS} FROM organization_audit_logs
+             WHERE organization_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+        ),
+        params![ctx.org_id().to_string(), after_seq, limit],
+        chain_from_row,
+    )
+}
+
+/// A batch of the instance chain in seq order, after `after_seq`.
+pub fn instance_chain_batch(
+    c: &crate::db::Conn<'_>,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<ChainRow>, DbError> {
+    c.query_vec(
+        &format!(
+            "SELECT {CHAIN_COLUMNS} FROM instance_audit_logs WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        ),
+        params![after_seq, limit],
+        chain_from_row,
+    )
+}
+
+/// The anchor a purge left: rows up to `seq` were removed, the last of them hashed `hash`.
+/// Read from the organization's `audit.purged` rows.
+pub fn purge_anchor(
+    c: &crate::db::Conn<'_>,
+    ctx: &OrgContext,
+) -> Result<Option<(i64, String)>, DbError> {
+    let rows = c.query_vec(
+        "SELECT details FROM organization_audit_logs
+         WHERE organization_id = ?1 AND action = 'audit.purged' ORDER BY seq DESC LIMIT 1",
+        [ctx.org_id().to_string()],
+        |r| super::json_at(r, 0),
+    )?;
+    Ok(rows.into_iter().next().and_then(|d| {
+        Some((
+            d["up_to_seq"].as_i64()?,
+            d["up_to_hash"].as_str()?.to_string(),
+        ))
+    }))
+}
+
+/// Deletes rows older than `cutoff` (never the newest row, which anchors the chain);
+/// returns how many went and the seq and hash of the last one removed.
+pub fn purge_before(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    cutoff: &str,
+) -> Result<Option<(usize, i64, String)>, DbError> {
+    let org = ctx.org_id().to_string();
+    let last: Option<(i64, String)> = tx.query_opt(
+        "SELECT seq, hash FROM organization_audit_logs
+         WHERE organization_id = ?1 AND at < ?2
+           AND seq < (SELECT MAX(seq) FROM organization_audit_logs WHERE organization_id = ?1)
+         ORDER BY seq DESC LIMIT 1",
+        params![org, cutoff],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let Some((seq, hash)) = last else {
+        return Ok(None);
+    };
+    let n = tx.execute(
+        "DELETE FROM organization_audit_logs WHERE organization_id = ?1 AND seq <= ?2",
+        params![org, seq],
+    )?;
+    Ok(Some((n, seq, hash)))
 }

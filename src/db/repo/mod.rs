@@ -1,10 +1,13 @@
 //! All SQL lives here, one file per aggregate. Functions on tenant tables take an
 //! `&OrgContext` (or, when they create the organization, return the one they made).
 pub mod audit;
+pub mod invitations;
+pub mod members;
 pub mod orgs;
 pub mod resources;
 pub mod sessions;
 pub mod settings;
+pub mod teams;
 pub mod tokens;
 pub mod users;
 

@@ -115,3 +115,28 @@ pub fn touch_member(
     )?;
     Ok(())
 }
+
+/// Renames, re-slugs or re-configures the context's organization.
+pub fn update(
+    tx: &WriteTx<'_>,
+    ctx: &crate::db::OrgContext,
+    name: &str,
+    slug: &str,
+    settings: &serde_json::Value,
+    now: &str,
+) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE organizations SET name = ?2, slug = ?3, settings = ?4, updated_at = ?5 WHERE id = ?1",
+        params![ctx.org_id().to_string(), name, slug, settings.to_string(), now],
+    )?;
+    Ok(())
+}
+
+/// Deletes the organization; every tenant table follows by ON DELETE CASCADE, in the
+/// caller's transaction.
+pub fn delete(tx: &WriteTx<'_>, ctx: &crate::db::OrgContext) -> Result<bool, DbError> {
+    Ok(tx.execute(
+        "DELETE FROM organizations WHERE id = ?1",
+        [ctx.org_id().to_string()],
+    )? == 1)
+}

@@ -1,0 +1,159 @@
+//! Invitations: an email, a role, a hashed single-use token with an expiry.
+use rusqlite::{Row, params};
+use serde::Serialize;
+
+use super::{opt_uuid_at, uuid_at};
+use crate::db::{Conn, DbError, OrgContext, WriteTx};
+use crate::domain::{OrgId, Role, UserId};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Invitation {
+    pub id: String,
+    #[serde(skip)]
+    pub organization_id: OrgId,
+    pub email: String,
+    pub role: Role,
+    pub invited_by: Option<UserId>,
+    pub created_at: String,
+    pub expires_at: String,
+    #[serde(skip)]
+    pub accepted_at: Option<String>,
+    #[serde(skip)]
+    pub cancelled_at: Option<String>,
+}
+
+impl Invitation {
+    /// Usable: not accepted, not cancelled, not expired at `now`.
+    pub fn is_pending(&self, now: &str) -> bool {
+        self.accepted_at.is_none() && self.cancelled_at.is_none() && self.expires_at.as_str() > now
+    }
+}
+
+const COLUMNS: &str = "id, organization_id, email, role, invited_by, created_at, expires_at, accepted_at, cancelled_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Invitation> {
+    let role: String = r.get(3)?;
+    Ok(Invitation {
+        id: r.get(0)?,
+        organization_id: OrgId::from_uuid(uuid_at(r, 1)?),
+        email: r.get(2)?,
+        role: Role::parse(&role).unwrap_or(Role::Guest),
+        invited_by: opt_uuid_at(r, 4)?.map(UserId::from_uuid),
+        created_at: r.get(5)?,
+        expires_at: r.get(6)?,
+        accepted_at: r.get(7)?,
+        cancelled_at: r.get(8)?,
+    })
+}
+
+pub struct NewInvitation<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub role: Role,
+    pub token_hash: &'a str,
+    pub invited_by: UserId,
+    pub now: &'a str,
+    pub expires_at: &'a str,
+}
+
+pub fn insert(tx: &WriteTx<'_>, ctx: &OrgContext, i: &NewInvitation<'_>) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO organization_invitations (id, organization_id, email, role, token_hash,
+             invited_by, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            i.id,
+            ctx.org_id().to_string(),
+            i.email,
+            i.role.as_str(),
+            i.token_hash,
+            i.invited_by.to_string(),
+            i.now,
+            i.expires_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// Pending invitations, newest first.
+pub fn list_pending(c: &Conn<'_>, ctx: &OrgContext, now: &str) -> Result<Vec<Invitation>, DbError> {
+    c.query_vec(
+        &format!(
+            "SELECT {COLUMNS} FROM organization_invitations
+             WHERE organization_id = ?1 AND accepted_at IS NULL AND cancelled_at IS NULL
+               AND expires_at > ?2
+             ORDER BY created_at DESC"
+        ),
+        params![ctx.org_id().to_string(), now],
+        from_row,
+    )
+}
+
+pub fn find(c: &Conn<'_>, ctx: &OrgContext, id: &str) -> Result<Option<Invitation>, DbError> {
+    c.query_opt(
+        &format!(
+            "SELECT {COLUMNS} FROM organization_invitations WHERE organization_id = ?1 AND id = ?2"
+        ),
+        params![ctx.org_id().to_string(), id],
+        from_row,
+    )
+}
+
+/// Cancels pending invitations of `email` (re-inviting replaces the previous link).
+pub fn cancel_pending_for_email(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    email: &str,
+    now: &str,
+) -> Result<usize, DbError> {
+    tx.execute(
+        "UPDATE organization_invitations SET cancelled_at = ?3
+         WHERE organization_id = ?1 AND email = ?2 AND accepted_at IS NULL AND cancelled_at IS NULL",
+        params![ctx.org_id().to_string(), email, now],
+    )
+}
+
+pub fn cancel(tx: &WriteTx<'_>, ctx: &OrgContext, id: &str, now: &str) -> Result<bool, DbError> {
+    Ok(tx.execute(
+        "UPDATE organization_invitations SET cancelled_at = ?3
+         WHERE organization_id = ?1 AND id = ?2 AND accepted_at IS NULL AND cancelled_at IS NULL
+           AND expires_at > ?3",
+        params![ctx.org_id().to_string(), id, now],
+    )? == 1)
+}
+
+/// Marks the invitation used; false when someone else used it first.
+pub fn mark_accepted(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    id: &str,
+    user: UserId,
+    now: &str,
+) -> Result<bool, DbError> {
+    Ok(tx.execute(
+        "UPDATE organization_invitations SET accepted_at = ?3, accepted_by = ?4
+         WHERE organization_id = ?1 AND id = ?2 AND accepted_at IS NULL AND cancelled_at IS NULL",
+        params![ctx.org_id().to_string(), id, now, user.to_string()],
+    )? == 1)
+}
+
+/// Deletes invitations that ended (used, cancelled or expired) more than `before` ago.
+pub fn purge_finished(tx: &WriteTx<'_>, ctx: &OrgContext, before: &str) -> Result<usize, DbError> {
+    tx.execute(
+        "DELETE FROM organization_invitations
+         WHERE organization_id = ?1 AND (expires_at < ?2 OR accepted_at < ?2 OR cancelled_at < ?2)",
+        params![ctx.org_id().to_string(), before],
+    )
+}
+
+/// Only through `unscoped::unscoped_invitation_by_token`: the token is the proof.
+pub(in crate::db) fn find_by_token_hash(
+    c: &Conn<'_>,
+    token_hash: &str,
+) -> Result<Option<Invitation>, DbError> {
+    c.query_opt(
+        &format!("SELECT {COLUMNS} FROM organization_invitations WHERE token_hash = ?1"),
+        [token_hash],
+        from_row,
+    )
+}

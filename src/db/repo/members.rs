@@ -1,0 +1,186 @@
+//! Memberships of one organization: roles, permission overrides, status.
+use std::collections::BTreeMap;
+
+use rusqlite::{Row, params};
+use serde::Serialize;
+
+use super::{json_at, uuid_at};
+use crate::db::{Conn, DbError, OrgContext, WriteTx};
+use crate::domain::{Role, UserId};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberUser {
+    pub id: UserId,
+    pub email: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    pub user: MemberUser,
+    pub role: Role,
+    /// The explicit overrides (`{"path": true|false}`), not the effective set.
+    pub permissions: BTreeMap<String, bool>,
+    pub status: String,
+    pub joined_at: String,
+    pub last_active_at: Option<String>,
+}
+
+const COLUMNS: &str =
+    "u.id, u.email, u.name, m.role, m.permissions, m.status, m.joined_at, m.last_active_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Member> {
+    let role: String = r.get(3)?;
+    let perms = json_at(r, 4)?;
+    Ok(Member {
+        user: MemberUser {
+            id: UserId::from_uuid(uuid_at(r, 0)?),
+            email: r.get(1)?,
+            name: r.get(2)?,
+        },
+        role: Role::parse(&role).unwrap_or(Role::Guest),
+        permissions: serde_json::from_value(perms).unwrap_or_default(),
+        status: r.get(5)?,
+        joined_at: r.get(6)?,
+        last_active_at: r.get(7)?,
+    })
+}
+
+/// Members in join order; `after` is the (joined_at, user id) the previous page ended at.
+pub fn list(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    after: Option<(&str, &str)>,
+    limit: i64,
+) -> Result<Vec<Member>, DbError> {
+    let (at, id) = after.unwrap_or(("", ""));
+    c.query_vec(
+        &format!(
+            "SELECT {COLUMNS} FROM organization_members m JOIN users u ON u.id = m.user_id
+             WHERE m.organization_id = ?1 AND (m.joined_at, m.user_id) > (?2, ?3)
+             ORDER BY m.joined_at, m.user_id LIMIT ?4"
+        ),
+        params![ctx.org_id().to_string(), at, id, limit],
+        from_row,
+    )
+}
+
+pub fn find(c: &Conn<'_>, ctx: &OrgContext, user: UserId) -> Result<Option<Member>, DbError> {
+    c.query_opt(
+        &format!(
+            "SELECT {COLUMNS} FROM organization_members m JOIN users u ON u.id = m.user_id
+             WHERE m.organization_id = ?1 AND m.user_id = ?2"
+        ),
+        params![ctx.org_id().to_string(), user.to_string()],
+        from_row,
+    )
+}
+
+pub fn find_by_email(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    email: &str,
+) -> Result<Option<Member>, DbError> {
+    c.query_opt(
+        &format!(
+            "SELECT {COLUMNS} FROM organization_members m JOIN users u ON u.id = m.user_id
+             WHERE m.organization_id = ?1 AND u.email = ?2"
+        ),
+        params![ctx.org_id().to_string(), email],
+        from_row,
+    )
+}
+
+/// Active owners of the organization.
+pub fn count_owners(c: &Conn<'_>, ctx: &OrgContext) -> Result<i64, DbError> {
+    Ok(c.query_opt(
+        "SELECT COUNT(*) FROM organization_members
+             WHERE organization_id = ?1 AND role = 'owner' AND status = 'active'",
+        [ctx.org_id().to_string()],
+        |r| r.get(0),
+    )?
+    .unwrap_or(0))
+}
+
+pub fn count(c: &Conn<'_>, ctx: &OrgContext) -> Result<i64, DbError> {
+    Ok(c.query_opt(
+        "SELECT COUNT(*) FROM organization_members WHERE organization_id = ?1",
+        [ctx.org_id().to_string()],
+        |r| r.get(0),
+    )?
+    .unwrap_or(0))
+}
+
+pub fn set_role(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    user: UserId,
+    role: Role,
+) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE organization_members SET role = ?3 WHERE organization_id = ?1 AND user_id = ?2",
+        params![ctx.org_id().to_string(), user.to_string(), role.as_str()],
+    )?;
+    Ok(())
+}
+
+pub fn set_permissions(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    user: UserId,
+    overrides: &BTreeMap<String, bool>,
+) -> Result<(), DbError> {
+    let json = serde_json::to_string(overrides).unwrap_or_else(|_| "{}".into());
+    tx.execute(
+        "UPDATE organization_members SET permissions = ?3 WHERE organization_id = ?1 AND user_id = ?2",
+        params![ctx.org_id().to_string(), user.to_string(), json],
+    )?;
+    Ok(())
+}
+
+pub fn insert(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    user: UserId,
+    role: Role,
+    invited_by: Option<UserId>,
+    now: &str,
+) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO organization_members (organization_id, user_id, role, invited_by, joined_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            ctx.org_id().to_string(),
+            user.to_string(),
+            role.as_str(),
+            invited_by.map(|u| u.to_string()),
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+/// Removes the membership (team memberships and the member's own keys go with it by
+/// foreign key) and revokes the user's API tokens for this organization.
+pub fn remove(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    user: UserId,
+    now: &str,
+) -> Result<bool, DbError> {
+    let n = tx.execute(
+        "DELETE FROM organization_members WHERE organization_id = ?1 AND user_id = ?2",
+        params![ctx.org_id().to_string(), user.to_string()],
+    )?;
+    tx.execute(
+        "UPDATE api_tokens SET revoked_at = ?3
+         WHERE organization_id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
+        params![ctx.org_id().to_string(), user.to_string(), now],
+    )?;
+    tx.execute(
+        "UPDATE users SET current_organization_id = NULL
+         WHERE id = ?2 AND current_organization_id = ?1",
+        params![ctx.org_id().to_string(), user.to_string()],
+    )?;
+    Ok(n == 1)
+}

@@ -1,0 +1,309 @@
+//! Invitations: create (role up to the inviter's), list pending, cancel, accept — by a
+//! signed-in user with the invited email, or by a visitor who makes an account on the spot.
+use serde_json::json;
+
+use super::{Actor, ClientMeta, fresh_context, require};
+use crate::auth;
+use crate::config::SmtpConfig;
+use crate::db::repo::orgs::Org;
+use crate::db::repo::{audit, invitations, members, users};
+use crate::db::scope::joining_context;
+use crate::db::unscoped::unscoped_invitation_by_token;
+use crate::db::{Db, OrgContext, WriteTx};
+use crate::domain::{Email, OrgKind, OrgSettings, Role, UserId, fmt_time, new_id, now, now_str};
+use crate::error::{AppError, Result};
+
+pub struct Created {
+    pub invitation: invitations::Invitation,
+    /// Shown once.
+    pub token: String,
+    pub accept_url: String,
+    /// Whether an email went out (SMTP configured and the send worked).
+    pub email_sent: bool,
+}
+
+fn invalid() -> AppError {
+    AppError::NotFound {
+        code: "invitation_invalid",
+    }
+}
+
+pub fn accept_url(base_url: &str, token: &str) -> String {
+    format!("{base_url}/invite/{token}")
+}
+
+pub async fn create(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    email: &str,
+    role: Role,
+    base_url: &str,
+    smtp: Option<&SmtpConfig>,
+) -> Result<Created> {
+    require(ctx, "members.invite")?;
+    let email = Email::parse(email)?;
+    if ctx.org().kind == OrgKind::Personal {
+        return Err(AppError::conflict(
+            "personal_organization",
+            "a personal workspace has no other members; create an organization to invite people",
+        ));
+    }
+    let token = auth::random_token();
+    let hash = auth::token_hash(&token);
+    let (ctx2, actor2, email2) = (ctx.clone(), actor.clone(), email.clone());
+    let invitation = db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx2)?;
+            require(&me, "members.invite")?;
+            if role == Role::Owner && me.role() != Role::Owner {
+                return Err(AppError::Forbidden {
+                    code: "owner_required",
+                    message: "only an owner can invite an owner".into(),
+                });
+            }
+            if role.rank() > me.role().rank() {
+                return Err(AppError::Forbidden {
+                    code: "role_above_own",
+                    message: "you cannot invite someone with a role above your own".into(),
+                });
+            }
+            if members::find_by_email(tx, &me, email2.as_str())?.is_some() {
+                return Err(AppError::conflict(
+                    "already_member",
+                    "this person is already a member",
+                ));
+            }
+            let at = now();
+            let now_s = fmt_time(at);
+            let ttl = OrgSettings::from_stored(&me.org().settings).invitation_ttl_days;
+            let expires = fmt_time(at + chrono::Duration::days(i64::from(ttl)));
+            // Inviting again replaces the earlier link.
+            invitations::cancel_pending_for_email(tx, &me, email2.as_str(), &now_s)?;
+            let id = new_id().to_string();
+            invitations::insert(
+                tx,
+                &me,
+                &invitations::NewInvitation {
+                    id: &id,
+                    email: email2.as_str(),
+                    role,
+                    token_hash: &hash,
+                    invited_by: actor2.user_id,
+                    now: &now_s,
+                    expires_at: &expires,
+                },
+            )?;
+            audit::append(
+                tx,
+                &me,
+                &actor2.entry(
+                    "member.invited",
+                    "invitation",
+                    Some(id.clone()),
+                    json!({"email": email2.as_str(), "role": role, "expires_at": expires}),
+                ),
+                &now_s,
+            )?;
+            invitations::find(tx, &me, &id)?.ok_or_else(AppError::not_found)
+        })
+        .await?;
+    let url = accept_url(base_url, &token);
+    let email_sent = match smtp {
+        Some(cfg) => {
+            let mail = super::mail::InvitationMail {
+                to: email.as_str(),
+                org_name: &ctx.org().name,
+                inviter: &actor.email,
+                role: role.as_str(),
+                accept_url: &url,
+                expires_at: &invitation.expires_at,
+            };
+            match super::mail::send_invitation(cfg, &mail).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, invitation = %invitation.id, "invitation email not sent");
+                    false
+                }
+            }
+        }
+        None => false,
+    };
+    Ok(Created {
+        invitation,
+        token,
+        accept_url: url,
+        email_sent,
+    })
+}
+
+pub async fn list_pending(db: &Db, ctx: &OrgContext) -> Result<Vec<invitations::Invitation>> {
+    require(ctx, "members.invite")?;
+    let ctx = ctx.clone();
+    db.read(move |tx| Ok(invitations::list_pending(tx, &ctx, &now_str())?))
+        .await
+}
+
+pub async fn cancel(db: &Db, ctx: &OrgContext, actor: &Actor, id: String) -> Result<()> {
+    require(ctx, "members.invite")?;
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, "members.invite")?;
+        let inv = invitations::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+        let now = now_str();
+        if !invitations::cancel(tx, &me, &id, &now)? {
+            return Err(AppError::not_found());
+        }
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                "invitation.cancelled",
+                "invitation",
+                Some(id.clone()),
+                json!({"email": inv.email, "role": inv.role}),
+            ),
+            &now,
+        )?;
+        Ok(())
+    })
+    .await
+}
+
+/// What the accept page shows about a pending invitation.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    pub org_name: String,
+    pub email: String,
+    pub role: Role,
+    pub expires_at: String,
+    pub inviter_name: Option<String>,
+    pub account_exists: bool,
+}
+
+pub async fn preview(db: &Db, token: &str) -> Result<Preview> {
+    let hash = auth::token_hash(token);
+    db.read(move |tx| {
+        let inv = unscoped_invitation_by_token(tx, &hash)?
+            .filter(|i| i.is_pending(&now_str()))
+            .ok_or_else(invalid)?;
+        let org = crate::db::repo::orgs::find_by_ref(tx, &inv.organization_id.to_string())?
+            .ok_or_else(invalid)?;
+        let inviter_name = match inv.invited_by {
+            Some(u) => users::find_by_id(tx, u)?.map(|u| u.name),
+            None => None,
+        };
+        let account_exists = users::find_by_email(tx, &Email::parse(&inv.email)?)?.is_some();
+        Ok(Preview {
+            org_name: org.name,
+            email: inv.email,
+            role: inv.role,
+            expires_at: inv.expires_at,
+            inviter_name,
+            account_exists,
+        })
+    })
+    .await
+}
+
+/// Joins `user` to the invitation's organization inside the caller's write job.
+fn join(
+    tx: &WriteTx<'_>,
+    token_hash: &str,
+    user: &users::User,
+    meta: &ClientMeta,
+) -> Result<(Org, Role)> {
+    let now = now_str();
+    let inv = unscoped_invitation_by_token(tx, token_hash)?
+        .filter(|i| i.is_pending(&now))
+        .ok_or_else(invalid)?;
+    if !inv.email.eq_ignore_ascii_case(&user.email) {
+        return Err(AppError::Forbidden {
+            code: "invitation_email_mismatch",
+            message:
+                "this invitation was sent to a different email address; sign in with that account"
+                    .into(),
+        });
+    }
+    let ctx = joining_context(tx, &inv, user.id)?.ok_or_else(invalid)?;
+    if members::find(tx, &ctx, user.id)?.is_some() {
+        return Err(AppError::conflict(
+            "already_member",
+            "you are already a member of this organization",
+        ));
+    }
+    if !invitations::mark_accepted(tx, &ctx, &inv.id, user.id, &now)? {
+        return Err(invalid());
+    }
+    members::insert(tx, &ctx, user.id, inv.role, inv.invited_by, &now)?;
+    let actor = Actor {
+        user_id: user.id,
+        email: user.email.clone(),
+        meta: meta.clone(),
+    };
+    audit::append(
+        tx,
+        &ctx,
+        &actor.entry(
+            "member.joined",
+            "member",
+            Some(user.id.to_string()),
+            json!({"email": user.email, "role": inv.role, "invitation_id": inv.id}),
+        ),
+        &now,
+    )?;
+    users::set_current_org(tx, user.id, ctx.org_id(), &now)?;
+    Ok((ctx.org().clone(), inv.role))
+}
+
+/// A signed-in user accepts; their email must be the invited one.
+pub async fn accept(db: &Db, user: UserId, token: &str, meta: &ClientMeta) -> Result<(Org, Role)> {
+    let hash = auth::token_hash(token);
+    let meta = meta.clone();
+    db.write(move |tx| {
+        let user = users::find_by_id(tx, user)?.ok_or(AppError::Unauthorized)?;
+        join(tx, &hash, &user, &meta)
+    })
+    .await
+}
+
+/// A visitor without an account: makes one for the invited email (even when open
+/// sign-up is off — the invitation is the way in) and joins.
+pub async fn accept_with_new_account(
+    db: &Db,
+    token: &str,
+    name: &str,
+    password: &str,
+    meta: &ClientMeta,
+) -> Result<(users::User, Org, Role)> {
+    let mut errors = Vec::new();
+    let name = crate::domain::PersonName::parse(name)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let password = crate::domain::Password::parse(password)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let (Some(name), Some(password)) = (name, password) else {
+        return Err(AppError::invalid(errors));
+    };
+    let p = preview(db, token).await?;
+    if p.account_exists {
+        return Err(AppError::conflict(
+            "account_exists",
+            "an account with this email exists; sign in to accept the invitation",
+        ));
+    }
+    let email = Email::parse(&p.email)?;
+    let hash = super::identity::hash_off_thread(password).await?;
+    let token_hash = auth::token_hash(token);
+    let meta = meta.clone();
+    // One transaction: no account is left behind if the invitation went meanwhile.
+    db.write(move |tx| {
+        let (user, _) =
+            super::identity::insert_user_with_workspace(tx, &email, &name, &hash, false, &meta)?;
+        let (org, role) = join(tx, &token_hash, &user, &meta)?;
+        Ok((user, org, role))
+    })
+    .await
+}

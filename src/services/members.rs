@@ -1,0 +1,232 @@
+//! Members of an organization: list, change role and permission overrides, remove.
+//! The guard rails (ARCHITECTURE §3) are checked inside the write transaction.
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::{Actor, fresh_context, require};
+use crate::db::repo::{audit, members};
+use crate::db::{Db, OrgContext};
+use crate::domain::{Invalid, Permission, Role, UserId, now_str};
+use crate::error::{AppError, Result};
+
+pub async fn list(
+    db: &Db,
+    ctx: &OrgContext,
+    after: Option<(String, String)>,
+    limit: i64,
+) -> Result<Vec<members::Member>> {
+    require(ctx, "members.view")?;
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        let after = after.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+        Ok(members::list(tx, &ctx, after, limit)?)
+    })
+    .await
+}
+
+pub async fn get(db: &Db, ctx: &OrgContext, user: UserId) -> Result<members::Member> {
+    require(ctx, "members.view")?;
+    let ctx = ctx.clone();
+    db.read(move |tx| members::find(tx, &ctx, user)?.ok_or_else(AppError::not_found))
+        .await
+}
+
+fn forbidden(code: &'static str, message: &str) -> AppError {
+    AppError::Forbidden {
+        code,
+        message: message.to_string(),
+    }
+}
+
+/// Whether `actor` may act on `target` at all: owners only by owners; otherwise only
+/// members ranked no higher than the actor.
+fn may_manage(actor: &OrgContext, target: Role) -> Result<()> {
+    if target == Role::Owner && actor.role() != Role::Owner {
+        return Err(forbidden(
+            "owner_protected",
+            "only an owner can change or remove an owner",
+        ));
+    }
+    if target.rank() > actor.role().rank() {
+        return Err(forbidden(
+            "role_above_own",
+            "you cannot change a member ranked above you",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `actor` may hand out `role`.
+fn may_grant_role(actor: &OrgContext, role: Role) -> Result<()> {
+    if role == Role::Owner && actor.role() != Role::Owner {
+        return Err(forbidden(
+            "owner_required",
+            "only an owner can make someone an owner",
+        ));
+    }
+    if role.rank() > actor.role().rank() {
+        return Err(forbidden(
+            "role_above_own",
+            "you cannot grant a role above your own",
+        ));
+    }
+    Ok(())
+}
+
+pub fn parse_overrides(raw: &BTreeMap<String, bool>) -> Result<BTreeMap<String, bool>> {
+    let unknown: Vec<&String> = raw
+        .keys()
+        .filter(|k| Permission::parse(k).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        let list = unknown
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(AppError::invalid(vec![Invalid::new(
+            "permissions",
+            format!("unknown permission: {list}"),
+        )]));
+    }
+    Ok(raw.clone())
+}
+
+pub struct MemberUpdate {
+    pub role: Option<Role>,
+    /// The complete set of overrides (replaces the previous one).
+    pub permissions: Option<BTreeMap<String, bool>>,
+}
+
+pub async fn update(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    user: UserId,
+    change: MemberUpdate,
+) -> Result<members::Member> {
+    require(ctx, "members.manage")?;
+    let overrides = change
+        .permissions
+        .as_ref()
+        .map(parse_overrides)
+        .transpose()?;
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, "members.manage")?;
+        let target = members::find(tx, &me, user)?.ok_or_else(AppError::not_found)?;
+        may_manage(&me, target.role)?;
+        let now = now_str();
+        if let Some(role) = change.role.filter(|r| *r != target.role) {
+            may_grant_role(&me, role)?;
+            if target.role == Role::Owner && members::count_owners(tx, &me)? <= 1 {
+                return Err(AppError::conflict(
+                    "last_owner",
+                    "an organization needs at least one owner; make someone else owner first",
+                ));
+            }
+            members::set_role(tx, &me, user, role)?;
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    "member.role_changed",
+                    "member",
+                    Some(user.to_string()),
+                    json!({"email": target.user.email, "before": target.role, "after": role}),
+                ),
+                &now,
+            )?;
+        }
+        if let Some(new) = overrides.filter(|o| *o != target.permissions) {
+            // Granting is limited to what the actor holds; denying is always allowed.
+            let above: Vec<&String> = new
+                .iter()
+                .filter(|(p, grant)| {
+                    **grant
+                        && !me.permissions().contains(p)
+                        && target.permissions.get(*p) != Some(&true)
+                })
+                .map(|(p, _)| p)
+                .collect();
+            if !above.is_empty() {
+                let list = above
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(forbidden(
+                    "permission_above_own",
+                    &format!("you cannot grant permissions you do not hold: {list}"),
+                ));
+            }
+            if new.get("org.delete") == Some(&true) {
+                return Err(forbidden(
+                    "owner_required",
+                    "org.delete belongs to owners and cannot be granted",
+                ));
+            }
+            members::set_permissions(tx, &me, user, &new)?;
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    "member.permissions_changed",
+                    "member",
+                    Some(user.to_string()),
+                    json!({"email": target.user.email, "before": target.permissions, "after": new}),
+                ),
+                &now,
+            )?;
+        }
+        members::find(tx, &me, user)?.ok_or_else(AppError::not_found)
+    })
+    .await
+}
+
+/// Removes a member (members.manage), or the caller leaves (anyone). The last owner
+/// cannot go. Their API tokens for this organization are revoked with them.
+pub async fn remove(db: &Db, ctx: &OrgContext, actor: &Actor, user: UserId) -> Result<()> {
+    let leaving = user == ctx.user_id();
+    if !leaving {
+        require(ctx, "members.manage")?;
+    }
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        let target = members::find(tx, &me, user)?.ok_or_else(AppError::not_found)?;
+        if !leaving {
+            require(&me, "members.manage")?;
+            may_manage(&me, target.role)?;
+        }
+        if target.role == Role::Owner && members::count_owners(tx, &me)? <= 1 {
+            return Err(AppError::conflict(
+                "last_owner",
+                "an organization needs at least one owner; make someone else owner first",
+            ));
+        }
+        let now = now_str();
+        if !members::remove(tx, &me, user, &now)? {
+            return Err(AppError::not_found());
+        }
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                if leaving {
+                    "member.left"
+                } else {
+                    "member.removed"
+                },
+                "member",
+                Some(user.to_string()),
+                json!({"email": target.user.email, "role": target.role}),
+            ),
+            &now,
+        )?;
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,232 @@
+//! Teams inside an organization (what `team` visibility and team shares refer to).
+use serde_json::json;
+
+use super::{Actor, fresh_context, require};
+use crate::db::repo::members::MemberUser;
+use crate::db::repo::{audit, members, teams};
+use crate::db::{Db, OrgContext};
+use crate::domain::{Invalid, UserId, new_id, now_str};
+use crate::error::{AppError, Result};
+
+fn parse_name(raw: &str) -> std::result::Result<String, Invalid> {
+    let n = raw.trim();
+    if n.is_empty() || n.chars().count() > 100 || n.chars().any(char::is_control) {
+        return Err(Invalid::new("name", "must be 1 to 100 characters"));
+    }
+    Ok(n.to_string())
+}
+
+fn parse_description(raw: &str) -> std::result::Result<String, Invalid> {
+    if raw.chars().count() > 1000 {
+        return Err(Invalid::new(
+            "description",
+            "must be at most 1000 characters",
+        ));
+    }
+    Ok(raw.trim().to_string())
+}
+
+fn taken(name: &str) -> AppError {
+    AppError::conflict(
+        "team_name_taken",
+        format!("a team named \"{name}\" exists already"),
+    )
+}
+
+pub async fn list(db: &Db, ctx: &OrgContext) -> Result<Vec<teams::Team>> {
+    require(ctx, "teams.view")?;
+    let ctx = ctx.clone();
+    db.read(move |tx| Ok(teams::list(tx, &ctx)?)).await
+}
+
+pub async fn get(db: &Db, ctx: &OrgContext, id: String) -> Result<(teams::Team, Vec<MemberUser>)> {
+    require(ctx, "teams.view")?;
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        let team = teams::find(tx, &ctx, &id)?.ok_or_else(AppError::not_found)?;
+        let members = teams::members(tx, &ctx, &id)?;
+        Ok((team, members))
+    })
+    .await
+}
+
+pub async fn create(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    name: &str,
+    description: &str,
+) -> Result<teams::Team> {
+    require(ctx, "teams.manage")?;
+    let mut errors = Vec::new();
+    let name = parse_name(name).map_err(|e| errors.push(e)).ok();
+    let description = parse_description(description)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let (Some(name), Some(description)) = (name, description) else {
+        return Err(AppError::invalid(errors));
+    };
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, "teams.manage")?;
+        if teams::name_taken(tx, &me, &name, None)? {
+            return Err(taken(&name));
+        }
+        let id = new_id().to_string();
+        let now = now_str();
+        teams::insert(tx, &me, &id, &name, &description, &now)?;
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                "team.created",
+                "team",
+                Some(id.clone()),
+                json!({"name": name}),
+            ),
+            &now,
+        )?;
+        teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)
+    })
+    .await
+}
+
+pub async fn update(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    id: String,
+    name: Option<&str>,
+    description: Option<&str>,
+) -> Result<teams::Team> {
+    require(ctx, "teams.manage")?;
+    let mut errors = Vec::new();
+    let name = name.map(|n| parse_name(n).map_err(|e| errors.push(e)).ok());
+    let description = description.map(|d| parse_description(d).map_err(|e| errors.push(e)).ok());
+    if !errors.is_empty() {
+        return Err(AppError::invalid(errors));
+    }
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, "teams.manage")?;
+        let before = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+        let new_name = name.flatten().unwrap_or_else(|| before.name.clone());
+        let new_desc = description
+            .flatten()
+            .unwrap_or_else(|| before.description.clone());
+        if new_name != before.name && teams::name_taken(tx, &me, &new_name, Some(&id))? {
+            return Err(taken(&new_name));
+        }
+        let now = now_str();
+        teams::update(tx, &me, &id, &new_name, &new_desc, &now)?;
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                "team.updated",
+                "team",
+                Some(id.clone()),
+                json!({"before": {"name": before.name, "description": before.description},
+                       "after": {"name": new_name, "description": new_desc}}),
+            ),
+            &now,
+        )?;
+        teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)
+    })
+    .await
+}
+
+pub async fn delete(db: &Db, ctx: &OrgContext, actor: &Actor, id: String) -> Result<()> {
+    require(ctx, "teams.manage")?;
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, "teams.manage")?;
+        let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+        let now = now_str();
+        teams::delete(tx, &me, &id)?;
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                "team.deleted",
+                "team",
+                Some(id.clone()),
+                json!({"name": team.name}),
+            ),
+            &now,
+        )?;
+        Ok(())
+    })
+    .await
+}
+
+/// Adds an organization member to the team; true when newly added (PUT is idempotent).
+pub async fn add_member(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    id: String,
+    user: UserId,
+) -> Result<bool> {
+    require(ctx, "teams.manage")?;
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, "teams.manage")?;
+        let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+        let member = members::find(tx, &me, user)?.ok_or_else(AppError::not_found)?;
+        let now = now_str();
+        let added = teams::add_member(tx, &me, &id, user, &now)?;
+        if added {
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    "team.member_added",
+                    "team",
+                    Some(id.clone()),
+                    json!({"team": team.name, "user_id": user, "email": member.user.email}),
+                ),
+                &now,
+            )?;
+        }
+        Ok(added)
+    })
+    .await
+}
+
+pub async fn remove_member(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    id: String,
+    user: UserId,
+) -> Result<()> {
+    require(ctx, "teams.manage")?;
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, "teams.manage")?;
+        let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+        if !teams::remove_member(tx, &me, &id, user)? {
+            return Err(AppError::not_found());
+        }
+        let now = now_str();
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                "team.member_removed",
+                "team",
+                Some(id.clone()),
+                json!({"team": team.name, "user_id": user}),
+            ),
+            &now,
+        )?;
+        Ok(())
+    })
+    .await
+}
