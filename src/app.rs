@@ -2,7 +2,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -152,14 +151,22 @@ impl Application {
     }
 }
 
+/// Periodic upkeep: dead sessions, audit retention. Each step is idempotent, so a
+/// missed or repeated tick (restart, sleep) does no harm.
 async fn background_cleanup(state: AppState) {
-    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    let mut every = tokio::time::interval(state.config.maintenance_interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
         match identity::purge_dead_sessions(&state.db, state.session_policy()).await {
             Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions removed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "session cleanup failed"),
+        }
+        match crate::services::audit::purge_expired(&state.db).await {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "audit rows past retention purged"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "audit retention failed"),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{Application, ensure_data_dir};
-use crate::config::Config;
+use crate::config::{Config, Secret, SmtpConfig, SmtpTls};
 use crate::db::{self, Db};
 use crate::services::{ClientMeta, identity};
 use crate::telemetry::{self, LogFormat};
@@ -42,6 +42,9 @@ enum Command {
     /// Instance administration.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Write a consistent copy of the live database to FILE.
     Backup {
         /// Destination file (must not exist).
@@ -72,9 +75,37 @@ struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "XAGENT_BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
     body_limit_bytes: usize,
+    /// SMTP server for invitation emails (without it, invite links are shown to copy).
+    #[arg(long, env = "XAGENT_SMTP_HOST")]
+    smtp_host: Option<String>,
+    #[arg(long, env = "XAGENT_SMTP_PORT", default_value_t = 587)]
+    smtp_port: u16,
+    #[arg(long, env = "XAGENT_SMTP_TLS", value_enum, default_value_t = SmtpTls::Starttls)]
+    smtp_tls: SmtpTls,
+    #[arg(long, env = "XAGENT_SMTP_USERNAME")]
+    smtp_username: Option<String>,
+    #[arg(long, env = "XAGENT_SMTP_PASSWORD", hide_env_values = true)]
+    smtp_password: Option<String>,
+    /// Sender address, e.g. "xagent <noreply@example.com>".
+    #[arg(
+        long,
+        env = "XAGENT_SMTP_FROM",
+        default_value = "xagent <noreply@localhost>"
+    )]
+    smtp_from: String,
     /// Seconds a request may take before it is answered 408.
     #[arg(long, env = "XAGENT_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     request_timeout_secs: u64,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chains and report the first broken link (exit status 1 if any).
+    Verify {
+        /// Only this organization (id or slug); default: the instance and every organization.
+        #[arg(long)]
+        org: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,6 +169,14 @@ async fn run(cli: Cli) -> Result<(), String> {
                 std::time::Duration::from_secs(a.session_max_hours.max(1) * 3600);
             config.body_limit_bytes = a.body_limit_bytes;
             config.request_timeout = std::time::Duration::from_secs(a.request_timeout_secs.max(1));
+            config.smtp = a.smtp_host.map(|host| SmtpConfig {
+                host,
+                port: a.smtp_port,
+                tls: a.smtp_tls,
+                username: a.smtp_username,
+                password: a.smtp_password.map(Secret::new),
+                from: a.smtp_from,
+            });
             let app = Application::build(config)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -174,6 +213,36 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Admin(cmd) => admin(cli.data_dir, cmd).await,
+        Command::Audit(AuditCommand::Verify { org }) => {
+            let db = open_db(cli.data_dir).await?;
+            let reports = crate::services::audit::verify(&db, org)
+                .await
+                .map_err(describe);
+            let _ = db.shutdown().await;
+            let reports = reports?;
+            let mut broken = 0;
+            for r in &reports {
+                match &r.broken {
+                    None => println!("ok      {} — {} rows", r.scope, r.rows),
+                    Some((seq, id, why)) => {
+                        broken += 1;
+                        println!(
+                            "BROKEN  {} — first broken link at seq {seq} (row {id}): {why}",
+                            r.scope
+                        );
+                    }
+                }
+            }
+            if broken > 0 {
+                Err(format!(
+                    "{broken} of {} audit chains are broken",
+                    reports.len()
+                ))
+            } else {
+                println!("all {} audit chains verified", reports.len());
+                Ok(())
+            }
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! JSON API under `/api/v1` (see API.md). Each area owns its router.
+pub mod audit;
 mod auth;
 mod me;
+mod members;
 mod orgs;
 pub mod pagination;
 
@@ -23,6 +25,8 @@ pub fn router_with_prefix() -> Router<AppState> {
         .merge(auth::router())
         .merge(me::router())
         .merge(orgs::router())
+        .merge(members::router())
+        .merge(audit::router())
         .route("/api/openapi.json", axum::routing::get(openapi))
         .route("/api", axum::routing::any(unknown))
         .route("/api/{*rest}", axum::routing::any(unknown))

@@ -16,7 +16,11 @@ use crate::services::orgs::{self, CreateOrg};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/orgs", get(list).post(create))
-        .route("/api/v1/orgs/{org}", get(show))
+        .route(
+            "/api/v1/orgs/{org}",
+            get(show).patch(update).delete(delete_org),
+        )
+        .route("/api/v1/roles", get(roles))
 }
 
 async fn list(State(s): State<AppState>, user: CurrentUser) -> Result<Response> {
@@ -68,4 +72,57 @@ async fn show(
     body["role"] = json!(ctx.role());
     body["permissions"] = json!(ctx.permissions().iter().collect::<Vec<_>>());
     Ok(ok(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    slug: Option<String>,
+    #[serde(default)]
+    settings: Option<serde_json::Value>,
+}
+
+async fn update(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+    ApiJson(b): ApiJson<UpdateBody>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let org = orgs::update(
+        &s.db,
+        &ctx,
+        &user.actor(),
+        orgs::UpdateOrg {
+            name: b.name,
+            slug: b.slug,
+            settings: b.settings,
+        },
+    )
+    .await?;
+    let mut body = json!(org);
+    body["role"] = json!(ctx.role());
+    Ok(ok(body))
+}
+
+async fn delete_org(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    orgs::delete(&s.db, &ctx, &user.actor()).await?;
+    Ok(super::no_content())
+}
+
+/// The six roles and their default permissions (the table every check starts from).
+async fn roles(_user: CurrentUser) -> Response {
+    let roles: Vec<_> = Role::ALL
+        .iter()
+        .map(|r| json!({"role": r, "permissions": r.default_permissions()}))
+        .collect();
+    ok(json!({"items": roles, "permissions": crate::domain::PERMISSIONS}))
 }

@@ -1,0 +1,294 @@
+//! Members, invitations and teams of an organization.
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::pagination::{Page, encode_cursor};
+use super::{created, items, no_content, ok};
+use crate::domain::{Role, UserId};
+use crate::error::{AppError, Result};
+use crate::http::extract::{ApiJson, ApiQuery, CurrentUser};
+use crate::http::state::AppState;
+use crate::services::{invitations, members, teams};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/orgs/{org}/members", get(list_members))
+        .route(
+            "/api/v1/orgs/{org}/members/{user_id}",
+            get(get_member).patch(update_member).delete(remove_member),
+        )
+        .route(
+            "/api/v1/orgs/{org}/invitations",
+            get(list_invitations).post(invite),
+        )
+        .route(
+            "/api/v1/orgs/{org}/invitations/{id}",
+            axum::routing::delete(cancel_invitation),
+        )
+        .route("/api/v1/invitations/accept", post(accept))
+        .route(
+            "/api/v1/orgs/{org}/teams",
+            get(list_teams).post(create_team),
+        )
+        .route(
+            "/api/v1/orgs/{org}/teams/{id}",
+            get(get_team).patch(update_team).delete(delete_team),
+        )
+        .route(
+            "/api/v1/orgs/{org}/teams/{id}/members/{user_id}",
+            put(add_team_member).delete(remove_team_member),
+        )
+}
+
+fn user_id(raw: &str) -> Result<UserId> {
+    UserId::parse(raw).ok_or_else(AppError::not_found)
+}
+
+async fn list_members(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let limit = page.limit()? as i64;
+    let after = page
+        .after()?
+        .map(|c| {
+            c.split_once('|')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| AppError::bad_request("invalid_query", "cursor is not valid"))
+        })
+        .transpose()?;
+    let mut list = members::list(&s.db, &ctx, after, limit + 1).await?;
+    let next = if list.len() as i64 > limit {
+        list.truncate(limit as usize);
+        list.last()
+            .map(|m| encode_cursor(&format!("{}|{}", m.joined_at, m.user.id)))
+    } else {
+        None
+    };
+    Ok(items(&list, next))
+}
+
+async fn get_member(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, uid)): Path<(String, String)>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let m = members::get(&s.db, &ctx, user_id(&uid)?).await?;
+    Ok(ok(json!(m)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberPatch {
+    #[serde(default)]
+    role: Option<Role>,
+    #[serde(default)]
+    permissions: Option<BTreeMap<String, bool>>,
+}
+
+async fn update_member(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, uid)): Path<(String, String)>,
+    ApiJson(b): ApiJson<MemberPatch>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let m = members::update(
+        &s.db,
+        &ctx,
+        &user.actor(),
+        user_id(&uid)?,
+        members::MemberUpdate {
+            role: b.role,
+            permissions: b.permissions,
+        },
+    )
+    .await?;
+    Ok(ok(json!(m)))
+}
+
+async fn remove_member(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, uid)): Path<(String, String)>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    members::remove(&s.db, &ctx, &user.actor(), user_id(&uid)?).await?;
+    Ok(no_content())
+}
+
+#[derive(Deserialize)]
+struct InviteBody {
+    email: String,
+    role: Role,
+}
+
+async fn invite(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+    ApiJson(b): ApiJson<InviteBody>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let c = invitations::create(
+        &s.db,
+        &ctx,
+        &user.actor(),
+        &b.email,
+        b.role,
+        &s.base_url,
+        s.config.smtp.as_ref(),
+    )
+    .await?;
+    let mut body = json!(c.invitation);
+    body["token"] = json!(c.token);
+    body["accept_url"] = json!(c.accept_url);
+    body["email_sent"] = json!(c.email_sent);
+    Ok(created(body))
+}
+
+async fn list_invitations(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let list = invitations::list_pending(&s.db, &ctx).await?;
+    Ok(items(&list, None))
+}
+
+async fn cancel_invitation(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    invitations::cancel(&s.db, &ctx, &user.actor(), id).await?;
+    Ok(no_content())
+}
+
+#[derive(Deserialize)]
+struct AcceptBody {
+    token: String,
+}
+
+async fn accept(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    ApiJson(b): ApiJson<AcceptBody>,
+) -> Result<Response> {
+    user.require_session()?;
+    let (org, role) = invitations::accept(&s.db, user.user.id, &b.token, &user.meta).await?;
+    Ok(ok(json!({"organization": org, "role": role})))
+}
+
+async fn list_teams(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    Ok(items(&teams::list(&s.db, &ctx).await?, None))
+}
+
+#[derive(Deserialize)]
+struct TeamBody {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create_team(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+    ApiJson(b): ApiJson<TeamBody>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let t = teams::create(&s.db, &ctx, &user.actor(), &b.name, &b.description).await?;
+    Ok(created(json!(t)))
+}
+
+async fn get_team(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let (team, members) = teams::get(&s.db, &ctx, id).await?;
+    let mut body = json!(team);
+    body["members"] = json!(members);
+    Ok(ok(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeamPatch {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+async fn update_team(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, id)): Path<(String, String)>,
+    ApiJson(b): ApiJson<TeamPatch>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let t = teams::update(
+        &s.db,
+        &ctx,
+        &user.actor(),
+        id,
+        b.name.as_deref(),
+        b.description.as_deref(),
+    )
+    .await?;
+    Ok(ok(json!(t)))
+}
+
+async fn delete_team(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    teams::delete(&s.db, &ctx, &user.actor(), id).await?;
+    Ok(no_content())
+}
+
+async fn add_team_member(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, id, uid)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let added = teams::add_member(&s.db, &ctx, &user.actor(), id, user_id(&uid)?).await?;
+    Ok(if added {
+        created(json!({"added": true}))
+    } else {
+        ok(json!({"added": false}))
+    })
+}
+
+async fn remove_team_member(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, id, uid)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    teams::remove_member(&s.db, &ctx, &user.actor(), id, user_id(&uid)?).await?;
+    Ok(no_content())
+}
