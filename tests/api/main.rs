@@ -4,10 +4,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod audit_chain;
 mod cli;
 mod errors;
 mod guards;
 mod identity;
+mod invitations;
 mod isolation;
 mod orgs;
 mod pages;
