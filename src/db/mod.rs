@@ -65,6 +65,9 @@ impl Db {
         let mut wconn = rusqlite::Connection::open(path)?;
         conn::configure_writer(&wconn)?;
         migrate::run(&mut wconn)?;
+        // Gather planner statistics where they are missing or stale (SQLite's advice for
+        // long-lived connections; cheap when there is nothing to do).
+        wconn.execute_batch("PRAGMA optimize = 0x10002;")?;
         let manager = SqliteConnectionManager::file(path).with_init(conn::configure_reader);
         let readers = r2d2::Pool::builder()
             .max_size(16)

@@ -94,6 +94,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, stats: Arc<WriterStats>) {
     while let Ok(Msg::Job(j)) = rx.try_recv() {
         let _ = commit_batch(&conn, vec![j]);
     }
+    let _ = conn.execute_batch("PRAGMA optimize;");
     let result = conn
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
             r.get::<_, i64>(0)
