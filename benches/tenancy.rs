@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use rusqlite::{Connection, OpenFlags, params};
-use xagent::db::repo::resources::{ResourceKind, list_visible};
+use xagent::db::repo::resources::{ListQuery, ResourceKind, list_visible};
 use xagent::db::scope::membership_check;
 use xagent::db::{Db, DbError};
 use xagent::domain::{UserId, fmt_time};
@@ -648,7 +648,7 @@ fn tenancy(c: &mut Criterion) {
     let list = |db: Db, org_ref: String| async move {
         db.read(move |tx| -> Result<_, DbError> {
             match membership_check(tx, user, &org_ref)? {
-                Some(ctx) => list_visible(tx, &ctx, ResourceKind::Agent, LIMIT),
+                Some(ctx) => list_visible(tx, &ctx, ResourceKind::Agent, &ListQuery::first(LIMIT)),
                 None => Ok(Vec::new()),
             }
         })

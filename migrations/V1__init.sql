@@ -340,6 +340,8 @@ CREATE TABLE agents (
 CREATE INDEX agents_by_owner ON agents (organization_id, user_id, created_at);
 CREATE INDEX agents_by_visibility ON agents (organization_id, visibility, created_at);
 CREATE INDEX agents_by_time ON agents (organization_id, created_at);
+-- The public gallery is the one deliberate cross-organization read.
+CREATE INDEX agents_public ON agents (created_at) WHERE visibility = 'public';
 
 CREATE TABLE agent_personality_traits (
     organization_id  TEXT NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
@@ -374,6 +376,8 @@ CREATE TABLE workflows (
 CREATE INDEX workflows_by_owner ON workflows (organization_id, user_id, created_at);
 CREATE INDEX workflows_by_visibility ON workflows (organization_id, visibility, created_at);
 CREATE INDEX workflows_by_time ON workflows (organization_id, created_at);
+-- The public gallery is the one deliberate cross-organization read.
+CREATE INDEX workflows_public ON workflows (created_at) WHERE visibility = 'public';
 
 CREATE TABLE uploaded_documents (
     id               TEXT PRIMARY KEY,
@@ -393,6 +397,8 @@ CREATE TABLE uploaded_documents (
 CREATE INDEX uploaded_documents_by_owner ON uploaded_documents (organization_id, user_id, created_at);
 CREATE INDEX uploaded_documents_by_visibility ON uploaded_documents (organization_id, visibility, created_at);
 CREATE INDEX uploaded_documents_by_time ON uploaded_documents (organization_id, created_at);
+-- The public gallery is the one deliberate cross-organization read.
+CREATE INDEX uploaded_documents_public ON uploaded_documents (created_at) WHERE visibility = 'public';
 
 -- The bytes live in the database so that one file is a complete backup; kept apart
 -- from the metadata so listing documents never reads them.
@@ -419,6 +425,8 @@ CREATE TABLE tools (
 CREATE INDEX tools_by_owner ON tools (organization_id, user_id, created_at);
 CREATE INDEX tools_by_visibility ON tools (organization_id, visibility, created_at);
 CREATE INDEX tools_by_time ON tools (organization_id, created_at);
+-- The public gallery is the one deliberate cross-organization read.
+CREATE INDEX tools_public ON tools (created_at) WHERE visibility = 'public';
 
 CREATE TABLE knowledge_bases (
     id               TEXT PRIMARY KEY,
@@ -436,6 +444,8 @@ CREATE TABLE knowledge_bases (
 CREATE INDEX knowledge_bases_by_owner ON knowledge_bases (organization_id, user_id, created_at);
 CREATE INDEX knowledge_bases_by_visibility ON knowledge_bases (organization_id, visibility, created_at);
 CREATE INDEX knowledge_bases_by_time ON knowledge_bases (organization_id, created_at);
+-- The public gallery is the one deliberate cross-organization read.
+CREATE INDEX knowledge_bases_public ON knowledge_bases (created_at) WHERE visibility = 'public';
 
 CREATE TABLE knowledge_base_documents (
     organization_id    TEXT NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
@@ -473,6 +483,8 @@ CREATE TABLE conversations (
 CREATE INDEX conversations_by_owner ON conversations (organization_id, user_id, created_at);
 CREATE INDEX conversations_by_visibility ON conversations (organization_id, visibility, created_at);
 CREATE INDEX conversations_by_time ON conversations (organization_id, created_at);
+-- The public gallery is the one deliberate cross-organization read.
+CREATE INDEX conversations_public ON conversations (created_at) WHERE visibility = 'public';
 
 CREATE TABLE messages (
     id               TEXT PRIMARY KEY,

@@ -78,8 +78,8 @@ pub async fn create(
             let now_s = fmt_time(at);
             let ttl = OrgSettings::from_stored(&me.org().settings).invitation_ttl_days;
             let expires = fmt_time(at + chrono::Duration::days(i64::from(ttl)));
-            // Inviting again replaces the earlier link.
-            invitations::cancel_pending_for_email(tx, &me, email2.as_str(), &now_s)?;
+            // Inviting again replaces the earlier link (recorded in this row's details).
+            let replaced = invitations::cancel_pending_for_email(tx, &me, email2.as_str(), &now_s)?;
             let id = new_id().to_string();
             invitations::insert(
                 tx,
@@ -101,7 +101,7 @@ pub async fn create(
                     "member.invited",
                     "invitation",
                     Some(id.clone()),
-                    json!({"email": email2.as_str(), "role": role, "expires_at": expires}),
+                    json!({"email": email2.as_str(), "role": role, "expires_at": expires, "replaced_pending": replaced}),
                 ),
                 &now_s,
             )?;
@@ -151,6 +151,15 @@ pub async fn cancel(db: &Db, ctx: &OrgContext, actor: &Actor, id: String) -> Res
         let me = fresh_context(tx, &ctx)?;
         require(&me, "members.invite")?;
         let inv = invitations::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+        // Cancelling follows the rules of inviting: not above your own role.
+        if (inv.role == Role::Owner && me.role() != Role::Owner)
+            || inv.role.rank() > me.role().rank()
+        {
+            return Err(AppError::Forbidden {
+                code: "role_above_own",
+                message: "you cannot cancel an invitation for a role above your own".into(),
+            });
+        }
         let now = now_str();
         if !invitations::cancel(tx, &me, &id, &now)? {
             return Err(AppError::not_found());

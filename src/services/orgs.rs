@@ -20,6 +20,8 @@ pub async fn context(db: &Db, user: UserId, org_ref: String) -> Result<OrgContex
     let ctx = db
         .read(move |tx| membership_check(tx, user, &org_ref)?.ok_or_else(AppError::not_found))
         .await?;
+    // A member whose org.view is denied by an override is shut out of the organization.
+    super::require(&ctx, "org.view")?;
     let now = crate::domain::now();
     let stale = ctx.last_active_at().is_none_or(|t| {
         chrono::DateTime::parse_from_rfc3339(t).map_or(true, |t| {
@@ -213,6 +215,9 @@ pub async fn update(
                 ));
             }
         }
+        if new_name == before.name && new_slug == before.slug && new_settings == before.settings {
+            return Ok(before);
+        }
         let now = now_str();
         orgs::update(tx, &ctx, &new_name, &new_slug, &new_settings, &now)?;
         let mut changed_before = serde_json::Map::new();
@@ -246,7 +251,11 @@ pub async fn update(
 /// Deletes a team organization and everything in it, in one transaction; owners only,
 /// never a personal organization. Audited in the instance log (the org's own log goes).
 pub async fn delete(db: &Db, ctx: &OrgContext, actor: &Actor) -> Result<()> {
-    if ctx.role() != crate::domain::Role::Owner {
+    // org.delete is an owner's permission (it cannot be granted to others, and an owner
+    // may have it denied by an override).
+    if ctx.role() != crate::domain::Role::Owner
+        || !crate::db::scope::has_permission(ctx, "org.delete")
+    {
         return Err(AppError::Forbidden {
             code: "owner_required",
             message: "only an owner can delete the organization".into(),

@@ -116,6 +116,9 @@ pub async fn update(
         let new_desc = description
             .flatten()
             .unwrap_or_else(|| before.description.clone());
+        if new_name == before.name && new_desc == before.description {
+            return Ok(before);
+        }
         if new_name != before.name && teams::name_taken(tx, &me, &new_name, Some(&id))? {
             return Err(taken(&new_name));
         }

@@ -5,10 +5,6 @@ use std::path::{Path, PathBuf};
 
 use xagent::db::guard::{TENANT_TABLES, tenant_tables_in};
 
-const SQL_WORDS: &[&str] = &[
-    "select", "insert", "update", "delete", "from", "join", "into",
-];
-
 /// String literals of a Rust source file (plain and raw), roughly but without misses for
 /// the way SQL is written here.
 fn string_literals(src: &str) -> Vec<String> {
@@ -71,9 +67,17 @@ fn string_literals(src: &str) -> Vec<String> {
 
 fn looks_like_sql(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();
-    lower
+    let words: Vec<&str> = lower
         .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .any(|w| SQL_WORDS.contains(&w))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let has = |w: &str| words.contains(&w);
+    // Statement shapes, not single words: a route like "/teams/{id}/delete" is no SQL.
+    (has("select") && has("from"))
+        || (has("insert") && has("into"))
+        || (has("update") && has("set"))
+        || (has("delete") && has("from"))
+        || has("join")
 }
 
 /// Files outside `<root>/db/` with SQL naming a tenant table, as "path: table".
@@ -131,7 +135,7 @@ fn the_static_guard_catches_a_planted_violation() {
         root.join("http").join("planted.rs"),
         "fn f(c: &Conn) { c.query(\"SELECT id, name FROM agents WHERE id = ?1\", []); }\n\
          fn g() { let _ = r#\"DELETE FROM team_members WHERE user_id = ?\"#; }\n\
-         fn ok() { let _ = \"agents.create\"; let _ = 'x'; }\n",
+         fn ok() { let _ = \"agents.create\"; let _ = \"/o/{org}/teams/{id}/delete\"; let _ = 'x'; }\n",
     )
     .unwrap();
     std::fs::write(

@@ -5,11 +5,17 @@
 mod common;
 
 mod audit_chain;
+mod audit_trail;
 mod cli;
 mod errors;
 mod guards;
 mod identity;
 mod invitations;
 mod isolation;
+mod org_admin;
+mod org_fixture;
+mod org_isolation;
 mod orgs;
+mod owner_race;
 mod pages;
+mod role_matrix;

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod invitations;
 pub mod members;
 pub mod orgs;
+pub mod plans;
 pub mod resources;
 pub mod sessions;
 pub mod settings;

@@ -1,13 +1,20 @@
-//! Shareable resources, read through the visibility predicate.
-use rusqlite::params;
+//! Shareable resources (agents, workflows, documents, tools, knowledge bases,
+//! conversations): one generic set of queries over six tables, always inside one
+//! organization and, for reads, through the visibility predicate of ARCHITECTURE §4.
+use std::collections::BTreeMap;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Row, params, params_from_iter};
 use serde::Serialize;
+use serde_json::{Map, Value};
 
-use super::opt_uuid_at;
+use super::{opt_uuid_at, uuid_at};
 use crate::db::scope::{has_permission, visibility_predicate};
-use crate::db::{Conn, DbError, OrgContext};
-use crate::domain::Role;
+use crate::db::{Conn, DbError, OrgContext, WriteTx};
+use crate::domain::{OrgId, Role, UserId, Visibility};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ResourceKind {
     Agent,
     Workflow,
@@ -17,7 +24,41 @@ pub enum ResourceKind {
     Conversation,
 }
 
+/// How a type-specific column is stored and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Col {
+    Text,
+    OptText,
+    Json,
+    Int,
+}
+
 impl ResourceKind {
+    pub const ALL: [ResourceKind; 6] = [
+        ResourceKind::Agent,
+        ResourceKind::Workflow,
+        ResourceKind::Document,
+        ResourceKind::Tool,
+        ResourceKind::KnowledgeBase,
+        ResourceKind::Conversation,
+    ];
+
+    /// The `{type}` segment of API paths.
+    pub fn from_path(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.path() == s)
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            ResourceKind::Agent => "agents",
+            ResourceKind::Workflow => "workflows",
+            ResourceKind::Document => "documents",
+            ResourceKind::Tool => "tools",
+            ResourceKind::KnowledgeBase => "knowledge-bases",
+            ResourceKind::Conversation => "conversations",
+        }
+    }
+
     pub fn table(self) -> &'static str {
         match self {
             ResourceKind::Agent => "agents",
@@ -28,7 +69,8 @@ impl ResourceKind {
             ResourceKind::Conversation => "conversations",
         }
     }
-    /// The name used in `resource_shares.resource_type` and audit rows.
+
+    /// The name used in `resource_shares.resource_type` and in audit rows.
     pub fn share_type(self) -> &'static str {
         match self {
             ResourceKind::Agent => "agent",
@@ -39,7 +81,8 @@ impl ResourceKind {
             ResourceKind::Conversation => "conversation",
         }
     }
-    /// The permission prefix (`agents.manage`, ...).
+
+    /// The permission prefix (`agents.create`, `knowledge_bases.manage`, ...).
     pub fn permission_prefix(self) -> &'static str {
         match self {
             ResourceKind::Agent => "agents",
@@ -50,56 +93,679 @@ impl ResourceKind {
             ResourceKind::Conversation => "conversations",
         }
     }
+
+    /// Type-specific columns, in a fixed order; the only identifiers ever put in SQL text.
+    pub fn columns(self) -> &'static [(&'static str, Col)] {
+        match self {
+            ResourceKind::Agent => &[
+                ("model", Col::OptText),
+                ("system_prompt", Col::Text),
+                ("tools", Col::Json),
+                ("config", Col::Json),
+            ],
+            ResourceKind::Workflow => &[("steps", Col::Json)],
+            ResourceKind::Document => &[
+                ("filename", Col::Text),
+                ("content_type", Col::Text),
+                ("size_bytes", Col::Int),
+                ("sha256", Col::Text),
+            ],
+            ResourceKind::Tool => &[("input_schema", Col::Json), ("config", Col::Json)],
+            ResourceKind::KnowledgeBase => {
+                &[("embedding_model", Col::OptText), ("config", Col::Json)]
+            }
+            ResourceKind::Conversation => &[("agent_id", Col::OptText)],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SharedWith {
+    pub users: Vec<String>,
+    pub teams: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ResourceSummary {
+pub struct Resource {
     pub id: String,
+    #[serde(rename = "type")]
+    pub kind: ResourceKind,
+    pub organization_id: OrgId,
+    pub owner_id: Option<UserId>,
     pub name: String,
     pub description: String,
-    pub visibility: String,
-    pub owner_id: Option<String>,
+    pub visibility: Visibility,
+    pub shared_with: SharedWith,
+    pub version: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// The type's own fields (`model`, `steps`, ...), flattened into the JSON.
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
 }
 
-/// The newest `limit` resources of `kind` the context's user may read in its organization.
+const COMMON: &str = "a.id, a.organization_id, a.user_id, a.name, a.description, a.visibility, a.version, a.created_at, a.updated_at";
+const COMMON_N: usize = 9;
+
+fn select_list(kind: ResourceKind) -> String {
+    let mut s = COMMON.to_string();
+    for (c, _) in kind.columns() {
+        s.push_str(", a.");
+        s.push_str(c);
+    }
+    s
+}
+
+fn visibility_of(s: &str) -> Visibility {
+    match s {
+        "team" => Visibility::Team,
+        "organization" => Visibility::Organization,
+        "public" => Visibility::Public,
+        _ => Visibility::Private,
+    }
+}
+
+fn from_row(kind: ResourceKind, r: &Row<'_>) -> rusqlite::Result<Resource> {
+    let vis: String = r.get(5)?;
+    let mut fields = Map::new();
+    for (i, (name, col)) in kind.columns().iter().enumerate() {
+        let idx = COMMON_N + i;
+        let v = match col {
+            Col::Text => Value::String(r.get::<_, String>(idx)?),
+            Col::OptText => r
+                .get::<_, Option<String>>(idx)?
+                .map_or(Value::Null, Value::String),
+            Col::Int => Value::from(r.get::<_, i64>(idx)?),
+            Col::Json => super::json_at(r, idx)?,
+        };
+        fields.insert((*name).to_string(), v);
+    }
+    Ok(Resource {
+        id: r.get(0)?,
+        kind,
+        organization_id: OrgId::from_uuid(uuid_at(r, 1)?),
+        owner_id: opt_uuid_at(r, 2)?.map(UserId::from_uuid),
+        name: r.get(3)?,
+        description: r.get(4)?,
+        visibility: visibility_of(&vis),
+        shared_with: SharedWith::default(),
+        version: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+        fields,
+    })
+}
+
+/// The read flags the predicate needs: ?3 manage, ?4 not a guest.
+fn read_flags(ctx: &OrgContext, kind: ResourceKind) -> (bool, bool) {
+    (
+        has_permission(ctx, &format!("{}.manage", kind.permission_prefix())),
+        ctx.role() != Role::Guest,
+    )
+}
+
+/// Filters and position of a list page.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub visibility: Option<Visibility>,
+    /// Substring of name or description (case-insensitive for ASCII).
+    pub q: Option<String>,
+    /// The (created_at, id) the previous page ended at.
+    pub after: Option<(String, String)>,
+    pub limit: i64,
+}
+
+impl ListQuery {
+    pub fn first(limit: i64) -> Self {
+        Self {
+            limit,
+            ..Default::default()
+        }
+    }
+}
+
+/// `%` and `_` in a search term are literal.
+fn like_pattern(q: &str) -> String {
+    let escaped = q
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// What the context's user may read of `kind` in its organization, newest first.
 pub fn list_visible(
     c: &Conn<'_>,
     ctx: &OrgContext,
     kind: ResourceKind,
-    limit: i64,
-) -> Result<Vec<ResourceSummary>, DbError> {
+    q: &ListQuery,
+) -> Result<Vec<Resource>, DbError> {
     let sql = format!(
-        "SELECT a.id, a.name, a.description, a.visibility, a.user_id, a.created_at, a.updated_at
-         FROM {} a
+        "SELECT {} FROM {} a
          WHERE {}
+           AND (?5 IS NULL OR a.visibility = ?5)
+           AND (?6 IS NULL OR a.name LIKE ?6 ESCAPE '\\' OR a.description LIKE ?6 ESCAPE '\\')
+           AND (?7 IS NULL OR (a.created_at, a.id) < (?7, ?8))
          ORDER BY a.created_at DESC, a.id DESC
-         LIMIT ?5",
+         LIMIT ?9",
+        select_list(kind),
         kind.table(),
         visibility_predicate(kind.share_type())
     );
-    let manage = has_permission(ctx, &format!("{}.manage", kind.permission_prefix()));
-    let not_guest = ctx.role() != Role::Guest;
-    c.query_vec(
+    let (manage, not_guest) = read_flags(ctx, kind);
+    let (after_at, after_id) = match &q.after {
+        Some((a, b)) => (Some(a.as_str()), Some(b.as_str())),
+        None => (None, None),
+    };
+    let mut rows = c.query_vec(
         &sql,
         params![
             ctx.org_id().to_string(),
             ctx.user_id().to_string(),
             manage,
             not_guest,
-            limit
+            q.visibility.map(|v| v.as_str()),
+            q.q.as_deref().map(like_pattern),
+            after_at,
+            after_id,
+            q.limit
         ],
+        |r| from_row(kind, r),
+    )?;
+    attach_shares(c, ctx, kind, &mut rows)?;
+    Ok(rows)
+}
+
+/// One resource if the context's user may read it.
+pub fn find_visible(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    kind: ResourceKind,
+    id: &str,
+) -> Result<Option<Resource>, DbError> {
+    let sql = format!(
+        "SELECT {} FROM {} a WHERE {} AND a.id = ?5",
+        select_list(kind),
+        kind.table(),
+        visibility_predicate(kind.share_type())
+    );
+    let (manage, not_guest) = read_flags(ctx, kind);
+    let found = c.query_opt(
+        &sql,
+        params![
+            ctx.org_id().to_string(),
+            ctx.user_id().to_string(),
+            manage,
+            not_guest,
+            id
+        ],
+        |r| from_row(kind, r),
+    )?;
+    let mut rows: Vec<Resource> = found.into_iter().collect();
+    attach_shares(c, ctx, kind, &mut rows)?;
+    Ok(rows.pop())
+}
+
+/// One resource of the organization regardless of the user's visibility (for the access
+/// explanation and administrative moves; callers check permissions first).
+pub fn find_in_org(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    kind: ResourceKind,
+    id: &str,
+) -> Result<Option<Resource>, DbError> {
+    let sql = format!(
+        "SELECT {} FROM {} a WHERE a.organization_id = ?1 AND a.id = ?2",
+        select_list(kind),
+        kind.table()
+    );
+    let found = c.query_opt(&sql, params![ctx.org_id().to_string(), id], |r| {
+        from_row(kind, r)
+    })?;
+    let mut rows: Vec<Resource> = found.into_iter().collect();
+    attach_shares(c, ctx, kind, &mut rows)?;
+    Ok(rows.pop())
+}
+
+fn attach_shares(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    kind: ResourceKind,
+    rows: &mut [Resource],
+) -> Result<(), DbError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let placeholders = (0..rows.len())
+        .map(|i| format!("?{}", i + 3))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT resource_id, principal_type, principal_id FROM resource_shares
+         WHERE organization_id = ?1 AND resource_type = ?2 AND resource_id IN ({placeholders})
+         ORDER BY principal_type, principal_id"
+    );
+    let mut args: Vec<SqlValue> = vec![
+        SqlValue::Text(ctx.org_id().to_string()),
+        SqlValue::Text(kind.share_type().to_string()),
+    ];
+    args.extend(rows.iter().map(|r| SqlValue::Text(r.id.clone())));
+    let shares: Vec<(String, String, String)> = c.query_vec(&sql, params_from_iter(args), |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    let mut by_id: BTreeMap<String, SharedWith> = BTreeMap::new();
+    for (rid, ptype, pid) in shares {
+        let e = by_id.entry(rid).or_default();
+        if ptype == "team" {
+            e.teams.push(pid);
+        } else {
+            e.users.push(pid);
+        }
+    }
+    for r in rows.iter_mut() {
+        if let Some(s) = by_id.remove(&r.id) {
+            r.shared_with = s;
+        }
+    }
+    Ok(())
+}
+
+/// A value for a type-specific column, already validated by the service.
+pub type Fields = BTreeMap<&'static str, SqlValue>;
+
+pub struct NewResource<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub visibility: Visibility,
+    pub fields: &'a Fields,
+    pub now: &'a str,
+}
+
+pub fn insert(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    kind: ResourceKind,
+    r: &NewResource<'_>,
+) -> Result<(), DbError> {
+    let cols = kind.columns();
+    let mut names = String::from(
+        "id, organization_id, user_id, name, description, visibility, created_at, updated_at",
+    );
+    let mut marks = String::from("?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7");
+    let mut args: Vec<SqlValue> = vec![
+        SqlValue::Text(r.id.to_string()),
+        SqlValue::Text(ctx.org_id().to_string()),
+        SqlValue::Text(ctx.user_id().to_string()),
+        SqlValue::Text(r.name.to_string()),
+        SqlValue::Text(r.description.to_string()),
+        SqlValue::Text(r.visibility.as_str().to_string()),
+        SqlValue::Text(r.now.to_string()),
+    ];
+    for (name, _) in cols {
+        if let Some(v) = r.fields.get(name) {
+            names.push_str(", ");
+            names.push_str(name);
+            args.push(v.clone());
+            marks.push_str(&format!(", ?{}", args.len()));
+        }
+    }
+    tx.execute(
+        &format!("INSERT INTO {} ({names}) VALUES ({marks})", kind.table()),
+        params_from_iter(args),
+    )?;
+    Ok(())
+}
+
+pub struct Changes<'a> {
+    pub name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub visibility: Option<Visibility>,
+    pub fields: &'a Fields,
+    pub now: &'a str,
+    /// Optimistic concurrency: only update when the row still has this version.
+    pub expected_version: i64,
+}
+
+/// Applies the changes and bumps the version; false when the version moved on.
+pub fn update(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    kind: ResourceKind,
+    id: &str,
+    ch: &Changes<'_>,
+) -> Result<bool, DbError> {
+    let mut sets = vec![
+        "version = version + 1".to_string(),
+        "updated_at = ?3".to_string(),
+    ];
+    let mut args: Vec<SqlValue> = vec![
+        SqlValue::Text(ctx.org_id().to_string()),
+        SqlValue::Text(id.to_string()),
+        SqlValue::Text(ch.now.to_string()),
+        SqlValue::Integer(ch.expected_version),
+    ];
+    let mut push = |col: &str, v: SqlValue, args: &mut Vec<SqlValue>| {
+        args.push(v);
+        sets.push(format!("{col} = ?{}", args.len()));
+    };
+    if let Some(n) = ch.name {
+        push("name", SqlValue::Text(n.into()), &mut args);
+    }
+    if let Some(d) = ch.description {
+        push("description", SqlValue::Text(d.into()), &mut args);
+    }
+    if let Some(v) = ch.visibility {
+        push("visibility", SqlValue::Text(v.as_str().into()), &mut args);
+    }
+    for (name, _) in kind.columns() {
+        if let Some(v) = ch.fields.get(name) {
+            push(name, v.clone(), &mut args);
+        }
+    }
+    let sql = format!(
+        "UPDATE {} SET {} WHERE organization_id = ?1 AND id = ?2 AND version = ?4",
+        kind.table(),
+        sets.join(", ")
+    );
+    Ok(tx.execute(&sql, params_from_iter(args))? == 1)
+}
+
+pub fn delete(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    kind: ResourceKind,
+    id: &str,
+) -> Result<bool, DbError> {
+    tx.execute(
+        "DELETE FROM resource_shares WHERE organization_id = ?1 AND resource_type = ?2 AND resource_id = ?3",
+        params![ctx.org_id().to_string(), kind.share_type(), id],
+    )?;
+    Ok(tx.execute(
+        &format!(
+            "DELETE FROM {} WHERE organization_id = ?1 AND id = ?2",
+            kind.table()
+        ),
+        params![ctx.org_id().to_string(), id],
+    )? == 1)
+}
+
+/// Replaces the resource's shares.
+pub fn set_shares(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    kind: ResourceKind,
+    id: &str,
+    shared: &SharedWith,
+    now: &str,
+) -> Result<(), DbError> {
+    let org = ctx.org_id().to_string();
+    tx.execute(
+        "DELETE FROM resource_shares WHERE organization_id = ?1 AND resource_type = ?2 AND resource_id = ?3",
+        params![org, kind.share_type(), id],
+    )?;
+    for (ptype, ids) in [("user", &shared.users), ("team", &shared.teams)] {
+        for pid in ids {
+            tx.execute(
+                "INSERT INTO resource_shares (organization_id, resource_type, resource_id, principal_type, principal_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                params![org, kind.share_type(), id, ptype, pid, now],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// How many resources of `kind` the organization has.
+pub fn count(c: &Conn<'_>, ctx: &OrgContext, kind: ResourceKind) -> Result<i64, DbError> {
+    Ok(c.query_opt(
+        &format!(
+            "SELECT COUNT(*) FROM {} WHERE organization_id = ?1",
+            kind.table()
+        ),
+        [ctx.org_id().to_string()],
+        |r| r.get(0),
+    )?
+    .unwrap_or(0))
+}
+
+/// Counts by visibility.
+pub fn count_by_visibility(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    kind: ResourceKind,
+) -> Result<BTreeMap<String, i64>, DbError> {
+    let rows: Vec<(String, i64)> = c.query_vec(
+        &format!(
+            "SELECT visibility, COUNT(*) FROM {} WHERE organization_id = ?1 GROUP BY visibility",
+            kind.table()
+        ),
+        [ctx.org_id().to_string()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Bytes of uploaded documents stored for the organization.
+pub fn storage_bytes(c: &Conn<'_>, ctx: &OrgContext) -> Result<i64, DbError> {
+    Ok(c.query_opt(
+        "SELECT COALESCE(SUM(size_bytes), 0) FROM uploaded_documents WHERE organization_id = ?1",
+        [ctx.org_id().to_string()],
+        |r| r.get(0),
+    )?
+    .unwrap_or(0))
+}
+
+/// Gives every resource `from` owns in the organization to `to`; counts per type.
+pub fn transfer_owner(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    from: UserId,
+    to: UserId,
+    now: &str,
+) -> Result<BTreeMap<ResourceKind, usize>, DbError> {
+    let mut out = BTreeMap::new();
+    for kind in ResourceKind::ALL {
+        let n = tx.execute(
+            &format!(
+                "UPDATE {} SET user_id = ?3, updated_at = ?4, version = version + 1
+                 WHERE organization_id = ?1 AND user_id = ?2",
+                kind.table()
+            ),
+            params![
+                ctx.org_id().to_string(),
+                from.to_string(),
+                to.to_string(),
+                now
+            ],
+        )?;
+        if n > 0 {
+            out.insert(kind, n);
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Trait {
+    #[serde(rename = "trait")]
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Skill {
+    #[serde(rename = "skill")]
+    pub name: String,
+    #[serde(default)]
+    pub level: String,
+}
+
+pub fn agent_traits(c: &Conn<'_>, ctx: &OrgContext, agent: &str) -> Result<Vec<Trait>, DbError> {
+    c.query_vec(
+        "SELECT trait, value FROM agent_personality_traits WHERE organization_id = ?1 AND agent_id = ?2 ORDER BY position",
+        params![ctx.org_id().to_string(), agent],
+        |r| Ok(Trait { name: r.get(0)?, value: r.get(1)? }),
+    )
+}
+
+pub fn agent_skills(c: &Conn<'_>, ctx: &OrgContext, agent: &str) -> Result<Vec<Skill>, DbError> {
+    c.query_vec(
+        "SELECT skill, level FROM agent_skills WHERE organization_id = ?1 AND agent_id = ?2 ORDER BY position",
+        params![ctx.org_id().to_string(), agent],
+        |r| Ok(Skill { name: r.get(0)?, level: r.get(1)? }),
+    )
+}
+
+pub fn set_agent_traits(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    agent: &str,
+    traits: &[Trait],
+) -> Result<(), DbError> {
+    let org = ctx.org_id().to_string();
+    tx.execute(
+        "DELETE FROM agent_personality_traits WHERE organization_id = ?1 AND agent_id = ?2",
+        params![org, agent],
+    )?;
+    for (i, t) in traits.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO agent_personality_traits (organization_id, agent_id, position, trait, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![org, agent, i as i64, t.name, t.value],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn set_agent_skills(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    agent: &str,
+    skills: &[Skill],
+) -> Result<(), DbError> {
+    let org = ctx.org_id().to_string();
+    tx.execute(
+        "DELETE FROM agent_skills WHERE organization_id = ?1 AND agent_id = ?2",
+        params![org, agent],
+    )?;
+    for (i, s) in skills.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO agent_skills (organization_id, agent_id, position, skill, level) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![org, agent, i as i64, s.name, s.level],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn insert_document_content(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    doc: &str,
+    bytes: &[u8],
+) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO document_contents (organization_id, document_id, content) VALUES (?1, ?2, ?3)",
+        params![ctx.org_id().to_string(), doc, bytes],
+    )?;
+    Ok(())
+}
+
+pub fn document_content(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    doc: &str,
+) -> Result<Option<Vec<u8>>, DbError> {
+    c.query_opt(
+        "SELECT content FROM document_contents WHERE organization_id = ?1 AND document_id = ?2",
+        params![ctx.org_id().to_string(), doc],
+        |r| r.get(0),
+    )
+}
+
+/// Documents linked to a knowledge base (ids, in the order they were added).
+pub fn kb_documents(c: &Conn<'_>, ctx: &OrgContext, kb: &str) -> Result<Vec<String>, DbError> {
+    c.query_vec(
+        "SELECT document_id FROM knowledge_base_documents WHERE organization_id = ?1 AND knowledge_base_id = ?2 ORDER BY added_at, document_id",
+        params![ctx.org_id().to_string(), kb],
+        |r| r.get(0),
+    )
+}
+
+pub fn kb_add_document(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    kb: &str,
+    doc: &str,
+    now: &str,
+) -> Result<bool, DbError> {
+    Ok(tx.execute(
+        "INSERT INTO knowledge_base_documents (organization_id, knowledge_base_id, document_id, added_at)
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        params![ctx.org_id().to_string(), kb, doc, now],
+    )? == 1)
+}
+
+pub fn kb_remove_document(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    kb: &str,
+    doc: &str,
+) -> Result<bool, DbError> {
+    Ok(tx.execute(
+        "DELETE FROM knowledge_base_documents WHERE organization_id = ?1 AND knowledge_base_id = ?2 AND document_id = ?3",
+        params![ctx.org_id().to_string(), kb, doc],
+    )? == 1)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub id: String,
+    pub role: String,
+    pub content: String,
+    pub user_id: Option<String>,
+    pub created_at: String,
+}
+
+/// Messages of a conversation, oldest first, after `after` (created_at, id).
+pub fn messages(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    conv: &str,
+    after: Option<(&str, &str)>,
+    limit: i64,
+) -> Result<Vec<Message>, DbError> {
+    let (at, id) = after.unwrap_or(("", ""));
+    c.query_vec(
+        "SELECT id, role, content, user_id, created_at FROM messages
+         WHERE organization_id = ?1 AND conversation_id = ?2 AND (created_at, id) > (?3, ?4)
+         ORDER BY created_at, id LIMIT ?5",
+        params![ctx.org_id().to_string(), conv, at, id, limit],
         |r| {
-            Ok(ResourceSummary {
+            Ok(Message {
                 id: r.get(0)?,
-                name: r.get(1)?,
-                description: r.get(2)?,
-                visibility: r.get(3)?,
-                owner_id: opt_uuid_at(r, 4)?.map(|u| u.to_string()),
-                created_at: r.get(5)?,
-                updated_at: r.get(6)?,
+                role: r.get(1)?,
+                content: r.get(2)?,
+                user_id: r.get(3)?,
+                created_at: r.get(4)?,
             })
         },
     )
+}
+
+pub fn add_message(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    conv: &str,
+    id: &str,
+    role: &str,
+    content: &str,
+    now: &str,
+) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO messages (id, organization_id, conversation_id, user_id, role, content, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![id, ctx.org_id().to_string(), conv, ctx.user_id().to_string(), role, content, now],
+    )?;
+    Ok(())
 }

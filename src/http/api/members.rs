@@ -8,7 +8,7 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::pagination::{Page, encode_cursor};
+use super::pagination::{Page, encode_cursor, paginate, paginate_asc};
 use super::{created, items, no_content, ok};
 use crate::domain::{Role, UserId};
 use crate::error::{AppError, Result};
@@ -161,10 +161,12 @@ async fn list_invitations(
     State(s): State<AppState>,
     user: CurrentUser,
     Path(org): Path<String>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let list = invitations::list_pending(&s.db, &ctx).await?;
-    Ok(items(&list, None))
+    let (list, next) = paginate(list, &page, |i| format!("{}|{}", i.created_at, i.id))?;
+    Ok(items(&list, next))
 }
 
 async fn cancel_invitation(
@@ -196,9 +198,15 @@ async fn list_teams(
     State(s): State<AppState>,
     user: CurrentUser,
     Path(org): Path<String>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    Ok(items(&teams::list(&s.db, &ctx).await?, None))
+    let mut list = teams::list(&s.db, &ctx).await?;
+    // By name, case-insensitively; the separator sorts below any character a name may hold.
+    let key = |t: &crate::db::repo::teams::Team| format!("{}\u{1}{}", t.name.to_lowercase(), t.id);
+    list.sort_by_key(key);
+    let (list, next) = paginate_asc(list, &page, key)?;
+    Ok(items(&list, next))
 }
 
 #[derive(Deserialize)]

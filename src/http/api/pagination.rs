@@ -42,16 +42,38 @@ pub fn encode_cursor(key: &str) -> String {
     URL_SAFE_NO_PAD.encode(key.as_bytes())
 }
 
-/// Pages a list already sorted by `key` descending (newest first); for small per-user lists.
+/// Pages a list already sorted by `key` descending (newest first); for small lists that
+/// are read whole (a user's tokens, an organization's invitations).
 pub fn paginate<T>(
     items: Vec<T>,
     page: &Page,
     key: impl Fn(&T) -> String,
 ) -> Result<(Vec<T>, Option<String>), AppError> {
+    paginate_by(items, page, key, true)
+}
+
+/// The same for lists sorted by `key` ascending (by name).
+pub fn paginate_asc<T>(
+    items: Vec<T>,
+    page: &Page,
+    key: impl Fn(&T) -> String,
+) -> Result<(Vec<T>, Option<String>), AppError> {
+    paginate_by(items, page, key, false)
+}
+
+fn paginate_by<T>(
+    items: Vec<T>,
+    page: &Page,
+    key: impl Fn(&T) -> String,
+    descending: bool,
+) -> Result<(Vec<T>, Option<String>), AppError> {
     let limit = page.limit()?;
     let after = page.after()?;
     let mut rest: Vec<T> = match after {
-        Some(a) => items.into_iter().filter(|i| key(i) < a).collect(),
+        Some(a) => items
+            .into_iter()
+            .filter(|i| if descending { key(i) < a } else { key(i) > a })
+            .collect(),
         None => items,
     };
     let next = if rest.len() > limit {
