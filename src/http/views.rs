@@ -160,3 +160,279 @@ mod tests {
         assert_eq!(short_time("never"), "never");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Organization administration: members, invitations, teams, settings, audit log.
+// ---------------------------------------------------------------------------------------------
+
+/// The side navigation of an organization's pages: only the sections the viewer may use.
+#[derive(Debug, Clone, Default)]
+pub struct OrgNav {
+    pub slug: String,
+    pub name: String,
+    /// `home`, `members`, `teams`, `audit` or `settings`.
+    pub section: String,
+    pub members: bool,
+    pub teams: bool,
+    pub audit: bool,
+    pub settings: bool,
+}
+
+impl OrgNav {
+    /// `has` answers "does the viewer hold this permission".
+    pub fn new(slug: &str, name: &str, section: &str, has: impl Fn(&str) -> bool) -> Self {
+        Self {
+            slug: slug.to_string(),
+            name: name.to_string(),
+            section: section.to_string(),
+            members: has("members.view"),
+            teams: has("teams.view"),
+            audit: has("audit.view"),
+            settings: has("org.update") || has("org.delete"),
+        }
+    }
+
+    /// For the org home page, which knows the viewer's permissions as a list.
+    pub fn for_home(slug: &str, name: &str, permissions: &[String]) -> Self {
+        Self::new(slug, name, "home", |p| permissions.iter().any(|x| x == p))
+    }
+}
+
+/// The field errors of one form, shown next to each field.
+#[derive(Debug, Clone, Default)]
+pub struct FormErrors(pub Vec<(String, String)>);
+
+impl FormErrors {
+    pub fn one(field: &str, message: impl Into<String>) -> Self {
+        Self(vec![(field.to_string(), message.into())])
+    }
+
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, m)| m.as_str())
+    }
+
+    pub fn has(&self, field: &str) -> bool {
+        self.get(field).is_some()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/members/index.html")]
+pub struct MembersPage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    pub members: Vec<MemberRow>,
+    /// The `after` cursor of the next page, when there is one.
+    pub next_page: Option<String>,
+    pub first_page: bool,
+    pub personal: bool,
+    pub can_invite: bool,
+    pub invitations: Vec<InvitationRow>,
+    /// Roles the viewer may invite with.
+    pub invite_roles: Vec<String>,
+    pub invite_email: String,
+    pub invite_role: String,
+    pub invite_errors: FormErrors,
+    /// An invitation just made: its link is shown this once.
+    pub new_invite: Option<NewInviteView>,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+    pub matrix_roles: Vec<String>,
+    pub matrix: Vec<MatrixRow>,
+}
+
+pub struct MemberRow {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub role: String,
+    pub status: String,
+    pub joined: String,
+    pub last_active: String,
+    pub is_self: bool,
+    /// Roles the viewer may set; empty when the role is not theirs to change.
+    pub role_options: Vec<RoleOption>,
+    pub can_remove: bool,
+    /// How many permission overrides the member has.
+    pub overrides: usize,
+}
+
+pub struct RoleOption {
+    pub value: String,
+    pub selected: bool,
+}
+
+pub struct InvitationRow {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub invited: String,
+    pub expires: String,
+    /// Whether the viewer may cancel it (not for a role above their own).
+    pub can_cancel: bool,
+}
+
+pub struct NewInviteView {
+    pub email: String,
+    pub role: String,
+    pub accept_url: String,
+    pub email_sent: bool,
+}
+
+pub struct MatrixRow {
+    pub permission: String,
+    /// One per role, in the order of `matrix_roles`.
+    pub granted: Vec<bool>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/members/member.html")]
+pub struct MemberPage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    pub member: MemberRow,
+    /// Whether the viewer may change this member's overrides.
+    pub editable: bool,
+    pub permissions: Vec<PermissionRow>,
+    pub saved: bool,
+    pub error: Option<String>,
+}
+
+pub struct PermissionRow {
+    pub path: String,
+    /// Part of the member's role by default.
+    pub by_role: bool,
+    /// `default`, `grant` or `deny`.
+    pub setting: String,
+    /// What the member has with the override applied.
+    pub effective: bool,
+    /// Whether the viewer may grant it (one cannot hand out what one does not hold).
+    pub can_grant: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/invite/accept.html")]
+pub struct InvitePage {
+    pub layout: Layout,
+    pub token: String,
+    pub org_name: String,
+    pub email: String,
+    pub role: String,
+    pub expires: String,
+    pub inviter: Option<String>,
+    /// `accept` (signed in with the invited email), `other_account` (signed in as someone
+    /// else), `sign_up` (visitor, no account yet) or `sign_in` (visitor, account exists).
+    pub mode: String,
+    /// The signed-in user's email, when there is one.
+    pub signed_in_as: String,
+    pub name: String,
+    pub errors: FormErrors,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/teams/index.html")]
+pub struct TeamsPage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    pub teams: Vec<TeamRow>,
+    pub can_manage: bool,
+    pub name: String,
+    pub description: String,
+    pub errors: FormErrors,
+    pub notice: Option<String>,
+}
+
+pub struct TeamRow {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub members: i64,
+    pub created: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/teams/team.html")]
+pub struct TeamPage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    pub team: TeamRow,
+    pub members: Vec<PersonRow>,
+    /// Organization members not in the team yet (the add-member choices).
+    pub candidates: Vec<PersonRow>,
+    pub can_manage: bool,
+    pub name: String,
+    pub description: String,
+    pub errors: FormErrors,
+    pub error: Option<String>,
+    pub notice: Option<String>,
+}
+
+pub struct PersonRow {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/settings/index.html")]
+pub struct SettingsPage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    pub can_update: bool,
+    pub can_delete: bool,
+    pub personal: bool,
+    /// The slug as stored (what the delete confirmation asks for).
+    pub current_slug: String,
+    pub name: String,
+    pub slug: String,
+    pub invitation_ttl_days: String,
+    pub audit_retention_days: String,
+    pub errors: FormErrors,
+    pub delete_errors: FormErrors,
+    pub saved: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/audit/index.html")]
+pub struct AuditPage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    pub rows: Vec<AuditLogRow>,
+    pub actors: Vec<ActorOption>,
+    pub action: String,
+    pub resource_type: String,
+    pub since: String,
+    pub until: String,
+    pub errors: FormErrors,
+    pub filtered: bool,
+    pub older_href: Option<String>,
+    pub newest_href: Option<String>,
+    pub export_csv: String,
+    pub export_ndjson: String,
+}
+
+pub struct AuditLogRow {
+    pub id: String,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub resource: String,
+    pub ip: String,
+    pub user_agent: String,
+    /// The details document, pretty-printed.
+    pub details: String,
+}
+
+pub struct ActorOption {
+    pub id: String,
+    pub label: String,
+    pub selected: bool,
+}

@@ -7,6 +7,7 @@ pub mod invitations;
 pub mod mail;
 pub mod members;
 pub mod orgs;
+pub mod resources;
 pub mod teams;
 pub mod throttle;
 

@@ -184,25 +184,35 @@ pub async fn update(
         .slug
         .as_deref()
         .map(|s| Slug::parse(s).map_err(|e| errors.push(e)).ok());
+    // Checked here for a quick answer, and merged again inside the write job against
+    // the committed settings, so that concurrent changes to other keys are not lost.
     let current = OrgSettings::from_stored(&ctx.org().settings);
-    let settings = input
-        .settings
-        .as_ref()
-        .map(|p| current.merged(p).map_err(|e| errors.push(e)).ok());
+    if let Some(p) = input.settings.as_ref()
+        && let Err(e) = current.merged(p)
+    {
+        errors.push(e);
+    }
     if !errors.is_empty() {
         return Err(AppError::invalid(errors));
     }
+    let patch = input.settings;
     let (ctx, actor) = (ctx.clone(), actor.clone());
     db.write(move |tx| {
+        let ctx = super::fresh_context(tx, &ctx)?;
+        super::require(&ctx, "org.update")?;
         let before =
             orgs::find_by_ref(tx, &ctx.org_id().to_string())?.ok_or_else(AppError::not_found)?;
+        let settings = patch
+            .as_ref()
+            .map(|p| OrgSettings::from_stored(&before.settings).merged(p))
+            .transpose()?;
         let new_name = name
             .flatten()
             .map_or(before.name.clone(), |n| n.into_inner());
         let new_slug = slug
             .flatten()
             .map_or(before.slug.clone(), |s| s.into_inner());
-        let new_settings = match settings.flatten() {
+        let new_settings = match settings {
             Some(s) => serde_json::to_value(s).map_err(|e| AppError::Internal(e.to_string()))?,
             None => before.settings.clone(),
         };

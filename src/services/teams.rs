@@ -214,6 +214,7 @@ pub async fn remove_member(
         let me = fresh_context(tx, &ctx)?;
         require(&me, "teams.manage")?;
         let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+        let email = members::find(tx, &me, user)?.map(|m| m.user.email);
         if !teams::remove_member(tx, &me, &id, user)? {
             return Err(AppError::not_found());
         }
@@ -225,7 +226,7 @@ pub async fn remove_member(
                 "team.member_removed",
                 "team",
                 Some(id.clone()),
-                json!({"team": team.name, "user_id": user}),
+                json!({"team": team.name, "user_id": user, "email": email}),
             ),
             &now,
         )?;

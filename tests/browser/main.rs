@@ -478,6 +478,193 @@ async fn signing_out_ends_the_session_and_account_pages_send_back_to_sign_in() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_invites_bob_who_joins_from_the_link_and_the_audit_log_tells_the_story() {
+    const BOB_EMAIL: &str = "bob@example.com";
+    const BOB_NAME: &str = "Bob Babbage";
+    const BOB_PASSWORD: &str = "difference engine no 2";
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    let ada = app.create_user(ADA_EMAIL, ADA_NAME).await;
+    let owner = Browser::launch(&app).await;
+    owner.sign_in(&ada).await;
+
+    // The owner makes a team organization and invites Bob from its members page.
+    owner.goto("/orgs/new").await;
+    owner
+        .type_into("#org-name-input", "Analytical Engines")
+        .await;
+    owner.type_into("#org-slug-input", "engines").await;
+    owner.wait_for("#create-org").await.click().await.unwrap();
+    owner.wait_for_path("/o/engines").await;
+    owner
+        .wait_for("#org-nav a[href='/o/engines/members']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    owner.wait_for_path("/o/engines/members").await;
+    owner.type_into("#invite-email", BOB_EMAIL).await;
+    owner
+        .wait_for("#invite-role")
+        .await
+        .select_by_value("member")
+        .await
+        .unwrap();
+    owner.wait_for("#invite-btn").await.click().await.unwrap();
+    let link = owner.text_of("#invite-link").await.trim().to_string();
+    assert!(
+        link.starts_with(&format!("{}/invite/", app.base)),
+        "accept link {link:?}"
+    );
+    let notice = owner.text_of("#new-invite").await;
+    assert!(notice.contains(BOB_EMAIL), "invitation notice: {notice:?}");
+    assert_eq!(
+        owner.path().await,
+        "/o/engines/members",
+        "the address bar holds the members page, not the form's address"
+    );
+    owner
+        .wait_until_text_contains("#invitation-table", BOB_EMAIL)
+        .await;
+
+    // Bob, in a browser of his own and not signed in, makes his account from the link.
+    let bob = Browser::launch(&app).await;
+    bob.client.goto(&link).await.unwrap();
+    bob.wait_for("#sign-up-form").await;
+    assert_eq!(bob.text_of("#invite-org").await, "Analytical Engines");
+    assert_eq!(bob.text_of("#invite-role").await, "member");
+    assert_eq!(bob.text_of("#invite-email").await, BOB_EMAIL);
+    bob.type_into("#sign-up-name", BOB_NAME).await;
+    bob.type_into("#sign-up-password", BOB_PASSWORD).await;
+    bob.type_into("#sign-up-confirm", BOB_PASSWORD).await;
+    bob.wait_for("#sign-up-accept").await.click().await.unwrap();
+    bob.wait_for_path("/o/engines").await;
+    bob.wait_for_text("#org-name", "Analytical Engines").await;
+    assert_eq!(bob.text_of("#org-role").await, "member");
+    bob.wait_for("#sign-out").await;
+
+    // The link was used up.
+    bob.client.goto(&link).await.unwrap();
+    bob.wait_until_text_contains("main", "This invitation is not valid")
+        .await;
+
+    // The owner makes Bob a manager on the members page.
+    owner.goto("/o/engines/members").await;
+    owner.wait_for("#members-table").await;
+    let bob_id = owner
+        .client
+        .execute(
+            "const r = Array.from(document.querySelectorAll('#members-table tr[data-user-id]')) \
+             .find(r => r.textContent.includes(arguments[0])); \
+             return r ? r.dataset.userId : null;",
+            vec![json!(BOB_EMAIL)],
+        )
+        .await
+        .unwrap();
+    let bob_id = bob_id
+        .as_str()
+        .unwrap_or_else(|| panic!("Bob is not in the members table: {bob_id}"))
+        .to_string();
+    assert!(
+        owner.absent("#invitation-table").await,
+        "no invitation is pending after Bob joined"
+    );
+    let row = format!("#members-table tr[data-user-id='{bob_id}']");
+    owner
+        .wait_for(&format!("{row} select.role-select"))
+        .await
+        .select_by_value("manager")
+        .await
+        .unwrap();
+    owner
+        .wait_for(&format!("{row} button.save-role"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    owner
+        .wait_until_text_contains("#members-notice", "Role changed")
+        .await;
+    let shown = owner
+        .wait_for(&format!("{row} select.role-select"))
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(shown.as_deref(), Some("manager"));
+    bob.goto("/o/engines").await;
+    bob.wait_for_text("#org-role", "manager").await;
+
+    // The audit log tells the three steps, newest first, each by whom it was done.
+    owner
+        .wait_for("#org-nav a[href='/o/engines/audit']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    owner.wait_for_path("/o/engines/audit").await;
+    owner.wait_for("#audit-table").await;
+    let rows = owner
+        .client
+        .execute(
+            "return Array.from(document.querySelectorAll('#audit-table tbody tr')).map(r => \
+             [r.querySelector('.audit-action').textContent.trim(), r.cells[1].textContent.trim()]);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let rows: Vec<(String, String)> = serde_json::from_value(rows).unwrap();
+    let wanted = ["member.role_changed", "member.joined", "member.invited"];
+    let seen: Vec<&(String, String)> = rows
+        .iter()
+        .filter(|(a, _)| wanted.contains(&a.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            &("member.role_changed".to_string(), ADA_EMAIL.to_string()),
+            &("member.joined".to_string(), BOB_EMAIL.to_string()),
+            &("member.invited".to_string(), ADA_EMAIL.to_string()),
+        ],
+        "audit rows: {rows:?}"
+    );
+
+    // Filtering by action narrows the table to that event.
+    owner.type_into("#audit-action", "member.joined").await;
+    owner.wait_for("#audit-apply").await.click().await.unwrap();
+    owner
+        .wait_until(
+            "#audit-table tbody",
+            |t| !t.contains("member.invited"),
+            "without member.invited",
+        )
+        .await;
+    assert_eq!(
+        owner
+            .client
+            .find_all(Locator::Css("#audit-table tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let export = owner
+        .wait_for("#export-csv")
+        .await
+        .attr("href")
+        .await
+        .unwrap();
+    assert!(
+        export.is_some_and(|h| h.contains("action=member.joined") && h.contains("format=csv")),
+        "the export link carries the filter"
+    );
+
+    bob.close().await;
+    owner.close().await;
+    app.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,13 @@
 //! Browser pages: server-rendered HTML that works without JavaScript; htmx only enhances.
 mod account;
+mod audit;
 mod auth;
+mod invite;
+mod members;
+mod org_frame;
 mod orgs;
+mod settings;
+mod teams;
 
 use askama::Template;
 use axum::Router;
@@ -22,6 +28,11 @@ pub fn router() -> Router<AppState> {
         .merge(auth::router())
         .merge(account::router())
         .merge(orgs::router())
+        .merge(members::router())
+        .merge(invite::router())
+        .merge(teams::router())
+        .merge(settings::router())
+        .merge(audit::router())
         .fallback(not_found)
 }
 

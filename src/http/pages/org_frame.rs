@@ -1,0 +1,146 @@
+//! What the organization administration pages share: the side navigation, field errors
+//! made from service errors, and the headers of a form post answered with a page.
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+
+use crate::db::OrgContext;
+use crate::db::scope::has_permission;
+use crate::error::AppError;
+use crate::http::views::{FormErrors, OrgNav};
+
+/// The side navigation of `ctx`'s pages, with `section` marked as the current one.
+pub(super) fn nav(ctx: &OrgContext, section: &str) -> OrgNav {
+    OrgNav::new(&ctx.org().slug, &ctx.org().name, section, |p| {
+        has_permission(ctx, p)
+    })
+}
+
+/// Whether the person can do something about `e` on the page they are on (wrong input, a
+/// rule, a conflict), as opposed to errors that deserve the error page.
+pub(super) fn is_user_error(e: &AppError) -> bool {
+    matches!(
+        e,
+        AppError::BadRequest { .. }
+            | AppError::Forbidden { .. }
+            | AppError::Conflict { .. }
+            | AppError::Unprocessable { .. }
+    )
+}
+
+/// Field errors from a service error: a field the form has keeps its name, anything else
+/// goes to `fallback`. `None` when the error is not the person's to fix.
+pub(super) fn form_errors(e: &AppError, fields: &[&str], fallback: &str) -> Option<FormErrors> {
+    if !is_user_error(e) {
+        return None;
+    }
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut add = |field: &str, message: &str| {
+        let field = if fields.contains(&field) {
+            field
+        } else {
+            fallback
+        };
+        match out.iter_mut().find(|(f, _)| f == field) {
+            Some((_, m)) => {
+                m.push_str("; ");
+                m.push_str(message);
+            }
+            None => out.push((field.to_string(), message.to_string())),
+        }
+    };
+    match e {
+        AppError::BadRequest {
+            fields: by_field, ..
+        } if !by_field.is_empty() => {
+            for (f, m) in by_field {
+                add(f, m);
+            }
+        }
+        other => add(fallback, &other.public_message()),
+    }
+    Some(FormErrors(out))
+}
+
+/// A page answering a form post: the address bar shows `page` (a URL that can be reloaded)
+/// instead of the post's address.
+pub(super) fn shown_at(mut res: Response, page: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(page) {
+        res.headers_mut().insert("hx-push-url", v);
+    }
+    res
+}
+
+/// Responses holding something shown once (an invitation link) are never cached.
+pub(super) fn no_store(mut res: Response) -> Response {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn service_errors_become_field_errors_on_known_fields_or_the_fallback() {
+        let mut fields = BTreeMap::new();
+        fields.insert("email".to_string(), "is not an email".to_string());
+        fields.insert("weird".to_string(), "odd".to_string());
+        fields.insert("other".to_string(), "odder".to_string());
+        let e = AppError::BadRequest {
+            code: "validation_failed",
+            message: "x".into(),
+            fields,
+        };
+        let errs = form_errors(&e, &["email", "role"], "role").unwrap();
+        assert_eq!(errs.get("email"), Some("is not an email"));
+        assert_eq!(errs.get("role"), Some("odder; odd"));
+
+        let e = AppError::conflict("already_member", "this person is already a member");
+        let errs = form_errors(&e, &["email"], "email").unwrap();
+        assert_eq!(errs.get("email"), Some("this person is already a member"));
+
+        assert!(form_errors(&AppError::Internal("db".into()), &[], "x").is_none());
+        assert!(form_errors(&AppError::not_found(), &[], "x").is_none());
+    }
+
+    #[test]
+    fn the_org_home_page_links_only_the_sections_the_viewer_may_use() {
+        use askama::Template;
+
+        use crate::http::views::{Layout, NavOrg, OrgHomePage};
+        let home = |permissions: &[&str]| OrgHomePage {
+            layout: Layout::default(),
+            org: NavOrg {
+                id: "o1".into(),
+                name: "Acme".into(),
+                slug: "acme".into(),
+                role: "viewer".into(),
+                personal: false,
+                current: true,
+            },
+            plan: "free".into(),
+            kind: "team".into(),
+            created: "2026-11-28 14:05 UTC".into(),
+            permissions: permissions.iter().map(|p| p.to_string()).collect(),
+            recent: Vec::new(),
+            can_view_audit: false,
+        };
+        let html = home(&["org.view", "members.view", "teams.view"])
+            .render()
+            .unwrap();
+        assert!(html.contains("href=\"/o/acme\" aria-current=\"page\""));
+        assert!(html.contains("href=\"/o/acme/members\""));
+        assert!(html.contains("href=\"/o/acme/teams\""));
+        assert!(!html.contains("href=\"/o/acme/audit\""));
+        assert!(!html.contains("href=\"/o/acme/settings\""));
+        let html = home(&["org.view", "audit.view", "org.update"])
+            .render()
+            .unwrap();
+        assert!(!html.contains("href=\"/o/acme/members\""));
+        assert!(html.contains("href=\"/o/acme/audit\""));
+        assert!(html.contains("href=\"/o/acme/settings\""));
+    }
+}

@@ -1,0 +1,800 @@
+//! Resources of an organization: create, read, update, delete, share, search, explain
+//! access, and the plan limits that bound them. Reads go through the visibility predicate;
+//! writes need the type's permission and ownership, or `<type>.manage` (ARCHITECTURE §4).
+use rusqlite::types::Value as SqlValue;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{Actor, fresh_context, require};
+use crate::db::repo::resources::{
+    self as repo, Changes, Fields, ListQuery, NewResource, Resource, ResourceKind, SharedWith,
+    Skill, Trait,
+};
+use crate::db::repo::{audit, members, plans, teams};
+use crate::db::scope::has_permission;
+use crate::db::{Conn, Db, OrgContext, WriteTx};
+use crate::domain::{Invalid, Role, UserId, Visibility, new_id, now_str};
+use crate::error::{AppError, Result};
+
+/// Who a resource is shared with, as sent by clients.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedWithInput {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub teams: Vec<String>,
+}
+
+/// A create or update request: common fields plus the type's own.
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub visibility: Option<Visibility>,
+    pub shared_with: Option<SharedWithInput>,
+    pub fields: Map<String, Value>,
+    /// The version the client last saw (optimistic concurrency); None = last write wins.
+    pub version: Option<i64>,
+}
+
+/// A resource with what the caller may do to it and, per type, its parts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct View {
+    #[serde(flatten)]
+    pub resource: Resource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub personality_traits: Option<Vec<Trait>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skills: Option<Vec<Skill>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub documents: Option<Vec<String>>,
+    pub can_write: bool,
+}
+
+fn text(v: &Value, field: &'static str, max: usize, errors: &mut Vec<Invalid>) -> Option<String> {
+    match v.as_str() {
+        Some(s) if s.chars().count() <= max => Some(s.to_string()),
+        Some(_) => {
+            errors.push(Invalid::new(
+                field,
+                format!("must be at most {max} characters"),
+            ));
+            None
+        }
+        None => {
+            errors.push(Invalid::new(field, "must be a string"));
+            None
+        }
+    }
+}
+
+fn opt_text(
+    v: &Value,
+    field: &'static str,
+    max: usize,
+    errors: &mut Vec<Invalid>,
+) -> Option<SqlValue> {
+    if v.is_null() {
+        return Some(SqlValue::Null);
+    }
+    text(v, field, max, errors).map(|s| {
+        if s.trim().is_empty() {
+            SqlValue::Null
+        } else {
+            SqlValue::Text(s.trim().to_string())
+        }
+    })
+}
+
+fn json_of(
+    v: &Value,
+    field: &'static str,
+    object: bool,
+    errors: &mut Vec<Invalid>,
+) -> Option<SqlValue> {
+    let ok = if object { v.is_object() } else { v.is_array() };
+    if !ok {
+        errors.push(Invalid::new(
+            field,
+            if object {
+                "must be an object"
+            } else {
+                "must be an array"
+            },
+        ));
+        return None;
+    }
+    if v.to_string().len() > 256 * 1024 {
+        errors.push(Invalid::new(field, "is too large (256 KiB at most)"));
+        return None;
+    }
+    Some(SqlValue::Text(v.to_string()))
+}
+
+/// Type-specific fields, checked. Agents' traits and skills come back separately.
+pub struct Parsed {
+    pub fields: Fields,
+    pub traits: Option<Vec<Trait>>,
+    pub skills: Option<Vec<Skill>>,
+}
+
+fn parse_fields(
+    kind: ResourceKind,
+    input: &Map<String, Value>,
+    errors: &mut Vec<Invalid>,
+) -> Parsed {
+    let mut fields = Fields::new();
+    let (mut traits, mut skills) = (None, None);
+    for (key, v) in input {
+        match (kind, key.as_str()) {
+            (ResourceKind::Agent, "model") => {
+                if let Some(x) = opt_text(v, "model", 200, errors) {
+                    fields.insert("model", x);
+                }
+            }
+            (ResourceKind::Agent, "system_prompt") => {
+                if let Some(x) = text(v, "system_prompt", 100_000, errors) {
+                    fields.insert("system_prompt", SqlValue::Text(x));
+                }
+            }
+            (ResourceKind::Agent, "tools") => {
+                let ok = v.as_array().is_some_and(|a| {
+                    a.len() <= 100
+                        && a.iter()
+                            .all(|t| t.as_str().is_some_and(|s| !s.is_empty() && s.len() <= 200))
+                });
+                if ok {
+                    fields.insert("tools", SqlValue::Text(v.to_string()));
+                } else {
+                    errors.push(Invalid::new(
+                        "tools",
+                        "must be an array of at most 100 tool names or ids",
+                    ));
+                }
+            }
+            (ResourceKind::Agent, "personality_traits") => match serde_json::from_value::<Vec<Trait>>(
+                v.clone(),
+            ) {
+                Ok(t)
+                    if t.len() <= 50
+                        && t.iter().all(|t| {
+                            !t.name.trim().is_empty() && t.name.len() <= 100 && t.value.len() <= 500
+                        }) =>
+                {
+                    traits = Some(t)
+                }
+                _ => errors.push(Invalid::new(
+                    "personality_traits",
+                    "must be at most 50 items like {\"trait\": \"curious\", \"value\": \"high\"}",
+                )),
+            },
+            (ResourceKind::Agent, "skills") => {
+                match serde_json::from_value::<Vec<Skill>>(v.clone()) {
+                    Ok(s)
+                        if s.len() <= 50
+                            && s.iter().all(|s| {
+                                !s.name.trim().is_empty()
+                                    && s.name.len() <= 100
+                                    && s.level.len() <= 100
+                            }) =>
+                    {
+                        skills = Some(s)
+                    }
+                    _ => errors.push(Invalid::new(
+                        "skills",
+                        "must be at most 50 items like {\"skill\": \"sql\", \"level\": \"expert\"}",
+                    )),
+                }
+            }
+            (ResourceKind::Agent | ResourceKind::Tool | ResourceKind::KnowledgeBase, "config") => {
+                if let Some(x) = json_of(v, "config", true, errors) {
+                    fields.insert("config", x);
+                }
+            }
+            (ResourceKind::Workflow, "steps") => match validate_steps(v) {
+                Ok(()) => {
+                    fields.insert("steps", SqlValue::Text(v.to_string()));
+                }
+                Err(e) => errors.push(e),
+            },
+            (ResourceKind::Tool, "input_schema") => match validate_schema(v) {
+                Ok(()) => {
+                    fields.insert("input_schema", SqlValue::Text(v.to_string()));
+                }
+                Err(e) => errors.push(e),
+            },
+            (ResourceKind::KnowledgeBase, "embedding_model") => {
+                if let Some(x) = opt_text(v, "embedding_model", 200, errors) {
+                    fields.insert("embedding_model", x);
+                }
+            }
+            (ResourceKind::Conversation, "agent_id") => {
+                if let Some(x) = opt_text(v, "agent_id", 64, errors) {
+                    fields.insert("agent_id", x);
+                }
+            }
+            _ => errors.push(Invalid::new(
+                "body",
+                format!("unknown field for {}: {key}", kind.path()),
+            )),
+        }
+    }
+    Parsed {
+        fields,
+        traits,
+        skills,
+    }
+}
+
+/// Workflow steps: an ordered array of at most 200 objects, each with a `name` and a
+/// `type`, and ids (when given) unique.
+pub fn validate_steps(v: &Value) -> std::result::Result<(), Invalid> {
+    let bad = |why: String| Invalid::new("steps", why);
+    let steps = v
+        .as_array()
+        .ok_or_else(|| bad("must be an array of steps".into()))?;
+    if steps.len() > 200 {
+        return Err(bad("has more than 200 steps".into()));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, s) in steps.iter().enumerate() {
+        let o = s
+            .as_object()
+            .ok_or_else(|| bad(format!("step {i} must be an object")))?;
+        for key in ["name", "type"] {
+            match o.get(key).and_then(Value::as_str) {
+                Some(x) if !x.trim().is_empty() && x.len() <= 100 => {}
+                _ => {
+                    return Err(bad(format!(
+                        "step {i} needs a \"{key}\" (1-100 characters)"
+                    )));
+                }
+            }
+        }
+        if let Some(id) = o.get("id") {
+            let id = id
+                .as_str()
+                .ok_or_else(|| bad(format!("step {i}: id must be a string")))?;
+            if !ids.insert(id.to_string()) {
+                return Err(bad(format!("step {i}: duplicate id \"{id}\"")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A tool's input schema must be a valid JSON Schema describing an object.
+pub fn validate_schema(v: &Value) -> std::result::Result<(), Invalid> {
+    let bad = |why: &str| Invalid::new("input_schema", why);
+    if !v.is_object() {
+        return Err(bad("must be a JSON Schema object"));
+    }
+    if v.get("type").and_then(Value::as_str) != Some("object") {
+        return Err(bad(
+            "must have \"type\": \"object\" (tool inputs are named arguments)",
+        ));
+    }
+    jsonschema::meta::validate(v)
+        .map_err(|e| Invalid::new("input_schema", format!("is not a valid JSON Schema: {e}")))?;
+    Ok(())
+}
+
+fn check_shares(c: &Conn<'_>, ctx: &OrgContext, s: &SharedWithInput) -> Result<SharedWith> {
+    if s.users.len() + s.teams.len() > 200 {
+        return Err(AppError::invalid(vec![Invalid::new(
+            "shared_with",
+            "at most 200 users and teams",
+        )]));
+    }
+    let mut out = SharedWith::default();
+    for u in &s.users {
+        let id = UserId::parse(u).ok_or_else(|| {
+            AppError::invalid(vec![Invalid::new(
+                "shared_with",
+                format!("{u} is not a member"),
+            )])
+        })?;
+        if members::find(c, ctx, id)?.is_none() {
+            return Err(AppError::invalid(vec![Invalid::new(
+                "shared_with",
+                format!("{u} is not a member"),
+            )]));
+        }
+        if !out.users.contains(&id.to_string()) {
+            out.users.push(id.to_string());
+        }
+    }
+    for t in &s.teams {
+        if teams::find(c, ctx, t)?.is_none() {
+            return Err(AppError::invalid(vec![Invalid::new(
+                "shared_with",
+                format!("{t} is not a team of this organization"),
+            )]));
+        }
+        if !out.teams.contains(t) {
+            out.teams.push(t.clone());
+        }
+    }
+    out.users.sort();
+    out.teams.sort();
+    Ok(out)
+}
+
+/// Write access: the type's `manage`, or ownership with the type's `create`.
+pub fn can_write(ctx: &OrgContext, r: &Resource) -> bool {
+    let p = r.kind.permission_prefix();
+    has_permission(ctx, &format!("{p}.manage"))
+        || (r.owner_id == Some(ctx.user_id()) && has_permission(ctx, &format!("{p}.create")))
+}
+
+fn view(c: &Conn<'_>, ctx: &OrgContext, r: Resource) -> Result<View> {
+    let (traits, skills) = if r.kind == ResourceKind::Agent {
+        (
+            Some(repo::agent_traits(c, ctx, &r.id)?),
+            Some(repo::agent_skills(c, ctx, &r.id)?),
+        )
+    } else {
+        (None, None)
+    };
+    let documents = (r.kind == ResourceKind::KnowledgeBase)
+        .then(|| repo::kb_documents(c, ctx, &r.id))
+        .transpose()?;
+    Ok(View {
+        can_write: can_write(ctx, &r),
+        resource: r,
+        personality_traits: traits,
+        skills,
+        documents,
+    })
+}
+
+pub async fn list(
+    db: &Db,
+    ctx: &OrgContext,
+    kind: ResourceKind,
+    q: ListQuery,
+) -> Result<Vec<View>> {
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        repo::list_visible(tx, &ctx, kind, &q)?
+            .into_iter()
+            .map(|r| {
+                Ok(View {
+                    can_write: can_write(&ctx, &r),
+                    resource: r,
+                    personality_traits: None,
+                    skills: None,
+                    documents: None,
+                })
+            })
+            .collect()
+    })
+    .await
+}
+
+pub async fn get(db: &Db, ctx: &OrgContext, kind: ResourceKind, id: String) -> Result<View> {
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        let r = repo::find_visible(tx, &ctx, kind, &id)?.ok_or_else(AppError::not_found)?;
+        view(tx, &ctx, r)
+    })
+    .await
+}
+
+fn plan_limit(kind: ResourceKind, plan: &plans::Plan) -> Option<i64> {
+    match kind {
+        ResourceKind::Agent => plan.max_agents,
+        ResourceKind::Workflow => plan.max_workflows,
+        _ => None,
+    }
+}
+
+fn limit_reached(what: &str, max: i64, plan: &str) -> AppError {
+    AppError::Unprocessable {
+        code: "plan_limit",
+        message: format!(
+            "the {plan} plan allows at most {max} {what}; upgrade the plan or remove some"
+        ),
+    }
+}
+
+/// Counts against the plan inside the write job: the single writer makes the check and
+/// the insert atomic, so parallel creates never pass the limit.
+fn check_count_limit(tx: &WriteTx<'_>, ctx: &OrgContext, kind: ResourceKind) -> Result<()> {
+    let plan = plans::for_org(tx, ctx)?.ok_or_else(AppError::not_found)?;
+    if let Some(max) = plan_limit(kind, &plan)
+        && repo::count(tx, ctx, kind)? >= max
+    {
+        return Err(limit_reached(kind.path(), max, &plan.name));
+    }
+    Ok(())
+}
+
+fn check_conversation_agent(c: &Conn<'_>, ctx: &OrgContext, parsed: &Parsed) -> Result<()> {
+    if let Some(SqlValue::Text(agent)) = parsed.fields.get("agent_id")
+        && repo::find_visible(c, ctx, ResourceKind::Agent, agent)?.is_none()
+    {
+        return Err(AppError::invalid(vec![Invalid::new(
+            "agent_id",
+            "no such agent in this organization",
+        )]));
+    }
+    Ok(())
+}
+
+fn short(v: &Value) -> Value {
+    let s = v.to_string();
+    if s.len() > 500 {
+        Value::String(format!(
+            "{}…",
+            &s[..s.char_indices().nth(500).map_or(s.len(), |(i, _)| i)]
+        ))
+    } else {
+        v.clone()
+    }
+}
+
+pub async fn create(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    kind: ResourceKind,
+    input: Input,
+) -> Result<View> {
+    require(ctx, &format!("{}.create", kind.permission_prefix()))?;
+    let mut errors = Vec::new();
+    let name = match input.name.as_deref().map(str::trim) {
+        Some(n) if !n.is_empty() && n.chars().count() <= 200 => Some(n.to_string()),
+        _ => {
+            errors.push(Invalid::new("name", "is required (1-200 characters)"));
+            None
+        }
+    };
+    let description = input.description.clone().unwrap_or_default();
+    if description.chars().count() > 5000 {
+        errors.push(Invalid::new(
+            "description",
+            "must be at most 5000 characters",
+        ));
+    }
+    let parsed = parse_fields(kind, &input.fields, &mut errors);
+    let (Some(name), true) = (name, errors.is_empty()) else {
+        return Err(AppError::invalid(errors));
+    };
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, &format!("{}.create", kind.permission_prefix()))?;
+        check_count_limit(tx, &me, kind)?;
+        check_conversation_agent(tx, &me, &parsed)?;
+        let shares = input
+            .shared_with
+            .as_ref()
+            .map(|s| check_shares(tx, &me, s))
+            .transpose()?
+            .unwrap_or_default();
+        let id = new_id().to_string();
+        let now = now_str();
+        let visibility = input.visibility.unwrap_or(Visibility::Private);
+        repo::insert(
+            tx,
+            &me,
+            kind,
+            &NewResource {
+                id: &id,
+                name: &name,
+                description: description.trim(),
+                visibility,
+                fields: &parsed.fields,
+                now: &now,
+            },
+        )?;
+        if let Some(t) = &parsed.traits {
+            repo::set_agent_traits(tx, &me, &id, t)?;
+        }
+        if let Some(s) = &parsed.skills {
+            repo::set_agent_skills(tx, &me, &id, s)?;
+        }
+        repo::set_shares(tx, &me, kind, &id, &shares, &now)?;
+        let action = format!("{}.created", kind.share_type());
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                &action,
+                kind.share_type(),
+                Some(id.clone()),
+                json!({"name": name, "visibility": visibility, "shared_with": shares}),
+            ),
+            &now,
+        )?;
+        let r = repo::find_in_org(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+        view(tx, &me, r)
+    })
+    .await
+}
+
+pub async fn update(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    kind: ResourceKind,
+    id: String,
+    input: Input,
+) -> Result<View> {
+    let mut errors = Vec::new();
+    let name = input.name.as_deref().map(str::trim).map(|n| {
+        if n.is_empty() || n.chars().count() > 200 {
+            errors.push(Invalid::new("name", "must be 1-200 characters"));
+        }
+        n.to_string()
+    });
+    if input
+        .description
+        .as_deref()
+        .is_some_and(|d| d.chars().count() > 5000)
+    {
+        errors.push(Invalid::new(
+            "description",
+            "must be at most 5000 characters",
+        ));
+    }
+    let parsed = parse_fields(kind, &input.fields, &mut errors);
+    if !errors.is_empty() {
+        return Err(AppError::invalid(errors));
+    }
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        let before = repo::find_visible(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+        if !can_write(&me, &before) {
+            return Err(AppError::Forbidden {
+                code: "permission_denied",
+                message: format!("you may read this {} but not change it", kind.share_type()),
+            });
+        }
+        if let Some(v) = input.version
+            && v != before.version
+        {
+            return Err(AppError::conflict(
+                "version_conflict",
+                format!(
+                    "this {} was changed meanwhile (now version {}); reload and try again",
+                    kind.share_type(),
+                    before.version
+                ),
+            ));
+        }
+        check_conversation_agent(tx, &me, &parsed)?;
+        let shares = input
+            .shared_with
+            .as_ref()
+            .map(|s| check_shares(tx, &me, s))
+            .transpose()?;
+        let now = now_str();
+        let changes = Changes {
+            name: name.as_deref(),
+            description: input.description.as_deref().map(str::trim),
+            visibility: input.visibility,
+            fields: &parsed.fields,
+            now: &now,
+            expected_version: before.version,
+        };
+        if !repo::update(tx, &me, kind, &id, &changes)? {
+            return Err(AppError::conflict(
+                "version_conflict",
+                "changed meanwhile; reload and try again",
+            ));
+        }
+        if let Some(t) = &parsed.traits {
+            repo::set_agent_traits(tx, &me, &id, t)?;
+        }
+        if let Some(s) = &parsed.skills {
+            repo::set_agent_skills(tx, &me, &id, s)?;
+        }
+        if let Some(s) = &shares {
+            repo::set_shares(tx, &me, kind, &id, s, &now)?;
+        }
+        let after = repo::find_in_org(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+        let (mut b, mut a) = (Map::new(), Map::new());
+        let common = [
+            ("name", json!(before.name), json!(after.name)),
+            (
+                "description",
+                json!(before.description),
+                json!(after.description),
+            ),
+            (
+                "visibility",
+                json!(before.visibility),
+                json!(after.visibility),
+            ),
+            (
+                "shared_with",
+                json!(before.shared_with),
+                json!(after.shared_with),
+            ),
+        ];
+        for (k, x, y) in common {
+            if x != y {
+                b.insert(k.into(), x);
+                a.insert(k.into(), y);
+            }
+        }
+        for (k, x) in &before.fields {
+            let y = after.fields.get(k).cloned().unwrap_or(Value::Null);
+            if *x != y {
+                b.insert(k.clone(), short(x));
+                a.insert(k.clone(), short(&y));
+            }
+        }
+        if parsed.traits.is_some() {
+            a.insert("personality_traits".into(), json!(parsed.traits));
+        }
+        if parsed.skills.is_some() {
+            a.insert("skills".into(), json!(parsed.skills));
+        }
+        let action = format!("{}.updated", kind.share_type());
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                &action,
+                kind.share_type(),
+                Some(id.clone()),
+                json!({"before": b, "after": a}),
+            ),
+            &now,
+        )?;
+        view(tx, &me, after)
+    })
+    .await
+}
+
+pub async fn delete(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    kind: ResourceKind,
+    id: String,
+) -> Result<()> {
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        let r = repo::find_visible(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+        if !can_write(&me, &r) {
+            return Err(AppError::Forbidden {
+                code: "permission_denied",
+                message: format!("you may read this {} but not delete it", kind.share_type()),
+            });
+        }
+        let now = now_str();
+        repo::delete(tx, &me, kind, &id)?;
+        let action = format!("{}.deleted", kind.share_type());
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                &action,
+                kind.share_type(),
+                Some(id.clone()),
+                json!({"name": r.name}),
+            ),
+            &now,
+        )?;
+        Ok(())
+    })
+    .await
+}
+
+/// Why a user can or cannot read and write a resource.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Access {
+    pub user_id: UserId,
+    pub role: Option<Role>,
+    pub can_read: bool,
+    pub can_write: bool,
+    pub reasons: Vec<String>,
+}
+
+/// Explains access to a resource for every member (or one): owner, visibility, teams,
+/// direct shares, manage permission. For admins (members.manage) and the owner.
+pub async fn explain_access(
+    db: &Db,
+    ctx: &OrgContext,
+    kind: ResourceKind,
+    id: String,
+    only: Option<UserId>,
+) -> Result<Vec<Access>> {
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        let r = repo::find_visible(tx, &ctx, kind, &id)?.ok_or_else(AppError::not_found)?;
+        if !(r.owner_id == Some(ctx.user_id()) || has_permission(&ctx, "members.manage")) {
+            return Err(AppError::Forbidden {
+                code: "permission_denied",
+                message: "only the owner and administrators can see who has access".into(),
+            });
+        }
+        let mut out = Vec::new();
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let page = members::list(
+                tx,
+                &ctx,
+                after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+                500,
+            )?;
+            if page.is_empty() {
+                break;
+            }
+            after = page
+                .last()
+                .map(|m| (m.joined_at.clone(), m.user.id.to_string()));
+            for m in page {
+                if only.is_some_and(|u| u != m.user.id) {
+                    continue;
+                }
+                let Some(mctx) =
+                    crate::db::scope::membership_check(tx, m.user.id, &ctx.org_id().to_string())?
+                else {
+                    continue;
+                };
+                let p = kind.permission_prefix();
+                let manage = has_permission(&mctx, &format!("{p}.manage"));
+                let owner = r.owner_id == Some(m.user.id);
+                let mut reasons = Vec::new();
+                if owner {
+                    reasons.push("owner of the resource".to_string());
+                }
+                if matches!(r.visibility, Visibility::Organization | Visibility::Public) {
+                    if mctx.role() == Role::Guest {
+                        reasons.push(format!(
+                            "not by {} visibility: guests see only what is shared with them",
+                            r.visibility.as_str()
+                        ));
+                    } else {
+                        reasons.push(format!("{} visibility", r.visibility.as_str()));
+                    }
+                }
+                if r.shared_with.users.contains(&m.user.id.to_string()) {
+                    reasons.push("shared directly".to_string());
+                }
+                for t in &r.shared_with.teams {
+                    if mctx.teams().contains(t) {
+                        let name = teams::find(tx, &ctx, t)?.map_or(t.clone(), |x| x.name);
+                        reasons.push(format!("member of team {name}"));
+                    }
+                }
+                if manage {
+                    reasons.push(format!("holds {p}.manage"));
+                }
+                let can_read = repo::find_visible(tx, &mctx, kind, &r.id)?.is_some();
+                if !can_read {
+                    reasons.retain(|x| x.starts_with("not by"));
+                    reasons.push("no owner, visibility, share or manage rule applies".to_string());
+                }
+                out.push(Access {
+                    user_id: m.user.id,
+                    role: Some(mctx.role()),
+                    can_read,
+                    can_write: can_read && can_write(&mctx, &r),
+                    reasons,
+                });
+            }
+        }
+        if let Some(u) = only
+            && out.is_empty()
+        {
+            out.push(Access {
+                user_id: u,
+                role: None,
+                can_read: false,
+                can_write: false,
+                reasons: vec!["not a member of this organization".into()],
+            });
+        }
+        Ok(out)
+    })
+    .await
+}
