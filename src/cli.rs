@@ -93,6 +93,9 @@ struct ServeArgs {
         default_value = "xagent <noreply@localhost>"
     )]
     smtp_from: String,
+    /// Largest document upload, in bytes (plans may allow less).
+    #[arg(long, env = "XAGENT_UPLOAD_LIMIT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    upload_limit_bytes: usize,
     /// Seconds a request may take before it is answered 408.
     #[arg(long, env = "XAGENT_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     request_timeout_secs: u64,
@@ -168,6 +171,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             config.session_max_age =
                 std::time::Duration::from_secs(a.session_max_hours.max(1) * 3600);
             config.body_limit_bytes = a.body_limit_bytes;
+            config.upload_limit_bytes = a.upload_limit_bytes;
             config.request_timeout = std::time::Duration::from_secs(a.request_timeout_secs.max(1));
             config.smtp = a.smtp_host.map(|host| SmtpConfig {
                 host,

@@ -39,6 +39,8 @@ pub struct Config {
     pub session_idle: Duration,
     pub session_max_age: Duration,
     pub body_limit_bytes: usize,
+    /// Largest document upload accepted at all (plans may allow less).
+    pub upload_limit_bytes: usize,
     pub request_timeout: Duration,
     /// Failed sign-ins allowed per account, and per client IP, within `login_window`.
     pub login_max_failures_per_account: u32,
@@ -85,6 +87,7 @@ impl Config {
             session_idle: Duration::from_secs(24 * 3600),
             session_max_age: Duration::from_secs(30 * 24 * 3600),
             body_limit_bytes: 1024 * 1024,
+            upload_limit_bytes: 64 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             login_max_failures_per_account: 10,
             login_max_failures_per_ip: 50,

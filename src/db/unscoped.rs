@@ -53,3 +53,12 @@ pub fn unscoped_all_org_ids(c: &Conn<'_>) -> Result<Vec<crate::domain::OrgId>, D
         .map(crate::domain::OrgId::from_uuid)
         .collect())
 }
+
+/// Public items of every organization for the gallery, with the owning organization's name.
+pub fn unscoped_public_gallery(
+    c: &Conn<'_>,
+    kind: super::repo::resources::ResourceKind,
+    q: &super::repo::resources::ListQuery,
+) -> Result<Vec<(super::repo::resources::Resource, String)>, DbError> {
+    super::repo::resources::public_gallery(&c.unscoped(), kind, q)
+}

@@ -30,7 +30,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout;
     let body_limit = state.config.body_limit_bytes;
     let routes = Router::new()
-        .merge(api::router_with_prefix())
+        .merge(api::router_with_prefix(state.config.upload_limit_bytes))
         .merge(pages::router())
         .merge(assets::router())
         .route("/healthz", get(healthz))

@@ -798,3 +798,471 @@ pub async fn explain_access(
     })
     .await
 }
+
+/// One item of the cross-organization "accessible to me" view.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Accessible {
+    #[serde(flatten)]
+    pub view: View,
+    pub organization: crate::db::repo::orgs::Org,
+}
+
+/// Everything of `kind` the user may read in any of their organizations (the seed's
+/// `user_accessible_agents`), newest first: each organization is read through its own
+/// context (role, overrides, teams), then the pages are merged.
+pub async fn accessible(
+    db: &Db,
+    user: UserId,
+    kind: ResourceKind,
+    q: ListQuery,
+    only_org: Option<crate::domain::OrgId>,
+) -> Result<Vec<Accessible>> {
+    db.read(move |tx| {
+        let memberships = crate::db::unscoped::unscoped_memberships_of(tx, user)?;
+        let mut all = Vec::new();
+        for m in memberships {
+            if only_org.is_some_and(|o| o != m.organization.id) {
+                continue;
+            }
+            let Some(ctx) =
+                crate::db::scope::membership_check(tx, user, &m.organization.id.to_string())?
+            else {
+                continue;
+            };
+            if !has_permission(&ctx, "org.view") {
+                continue;
+            }
+            for r in repo::list_visible(tx, &ctx, kind, &q)? {
+                all.push(Accessible {
+                    view: View {
+                        can_write: can_write(&ctx, &r),
+                        resource: r,
+                        personality_traits: None,
+                        skills: None,
+                        documents: None,
+                    },
+                    organization: ctx.org().clone(),
+                });
+            }
+        }
+        all.sort_by(|a, b| {
+            (&b.view.resource.created_at, &b.view.resource.id)
+                .cmp(&(&a.view.resource.created_at, &a.view.resource.id))
+        });
+        all.truncate(q.limit.max(0) as usize);
+        Ok(all)
+    })
+    .await
+}
+
+/// The public gallery: public items of every organization, read-only, with nothing that
+/// tells about the owning organization beyond its name.
+pub async fn public(db: &Db, kind: ResourceKind, q: ListQuery) -> Result<Vec<Value>> {
+    db.read(move |tx| {
+        let rows = crate::db::unscoped::unscoped_public_gallery(tx, kind, &q)?;
+        Ok(rows
+            .into_iter()
+            .map(|(r, org_name)| {
+                let mut v = json!({
+                    "id": r.id, "type": r.kind, "name": r.name, "description": r.description,
+                    "created_at": r.created_at, "updated_at": r.updated_at,
+                    "organization": {"name": org_name},
+                });
+                // Only fields that describe the item itself; never ids of other items,
+                // owners, shares or configuration.
+                let keep: &[&str] = match kind {
+                    ResourceKind::Agent => &["model", "system_prompt"],
+                    ResourceKind::Workflow => &["steps"],
+                    ResourceKind::Document => &["filename", "content_type", "size_bytes"],
+                    ResourceKind::Tool => &["input_schema"],
+                    ResourceKind::KnowledgeBase => &["embedding_model"],
+                    ResourceKind::Conversation => &[],
+                };
+                for k in keep {
+                    if let Some(x) = r.fields.get(*k) {
+                        v[*k] = x.clone();
+                    }
+                }
+                v
+            })
+            .collect())
+    })
+    .await
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Limit {
+    pub used: i64,
+    pub max: Option<i64>,
+}
+
+/// `GET …/limits`: usage against the plan.
+pub async fn limits(db: &Db, ctx: &OrgContext) -> Result<Value> {
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        let plan = plans::for_org(tx, &ctx)?.ok_or_else(AppError::not_found)?;
+        let period = chrono::Utc::now().format("%Y-%m").to_string();
+        let (cost, _) = plans::period_cost(tx, &ctx, &period)?;
+        Ok(json!({
+            "plan": plan.id,
+            "agents": Limit { used: repo::count(tx, &ctx, ResourceKind::Agent)?, max: plan.max_agents },
+            "workflows": Limit { used: repo::count(tx, &ctx, ResourceKind::Workflow)?, max: plan.max_workflows },
+            "users": Limit { used: members::count(tx, &ctx)?, max: plan.max_members },
+            "storage_bytes": Limit { used: repo::storage_bytes(tx, &ctx)?, max: plan.max_storage_bytes },
+            "ai_credits": Limit { used: cost, max: plan.monthly_ai_credits_micros },
+            "document_bytes": {"max": plan.max_document_bytes},
+        }))
+    })
+    .await
+}
+
+/// `GET …/summary` (the seed's `organization_resource_summary`).
+pub async fn summary(db: &Db, ctx: &OrgContext) -> Result<Value> {
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        let mut resources = Map::new();
+        for kind in ResourceKind::ALL {
+            let by = repo::count_by_visibility(tx, &ctx, kind)?;
+            let total: i64 = by.values().sum();
+            resources.insert(
+                kind.path().to_string(),
+                json!({"total": total, "by_visibility": by}),
+            );
+        }
+        let period = chrono::Utc::now().format("%Y-%m").to_string();
+        let (cost, requests) = plans::period_cost(tx, &ctx, &period)?;
+        Ok(json!({
+            "organization_id": ctx.org_id(),
+            "resources": resources,
+            "members": members::count(tx, &ctx)?,
+            "teams": teams::list(tx, &ctx)?.len(),
+            "storage_bytes": repo::storage_bytes(tx, &ctx)?,
+            "usage": {"period": period, "requests": requests, "cost_micros": cost},
+        }))
+    })
+    .await
+}
+
+/// What an upload turned out to be, by its bytes (not by what the client said).
+pub fn sniff(bytes: &[u8], filename: &str) -> std::result::Result<&'static str, AppError> {
+    const BINARY: &[&str] = &[
+        "application/pdf",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+    ];
+    if let Some(t) = infer::get(bytes) {
+        return BINARY.iter().find(|b| **b == t.mime_type()).copied().ok_or_else(|| AppError::Unprocessable {
+            code: "unsupported_content_type",
+            message: format!("files of type {} are not accepted; upload PDF, Office documents, images or text", t.mime_type()),
+        });
+    }
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|s| !s.contains('\0'))
+        .ok_or_else(|| AppError::Unprocessable {
+            code: "unsupported_content_type",
+            message: "this file is neither text nor a known document type".into(),
+        })?;
+    let ext = filename
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    Ok(match ext.as_str() {
+        "md" | "markdown" => "text/markdown",
+        "csv" => "text/csv",
+        "json" => {
+            if serde_json::from_str::<Value>(text).is_err() {
+                return Err(AppError::invalid(vec![Invalid::new(
+                    "file",
+                    "is named .json but is not valid JSON",
+                )]));
+            }
+            "application/json"
+        }
+        _ => "text/plain",
+    })
+}
+
+/// The declared type must agree with the sniffed one (generic declarations are fine).
+fn declared_matches(declared: Option<&str>, sniffed: &str) -> bool {
+    let Some(d) = declared.map(|d| {
+        d.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    }) else {
+        return true;
+    };
+    d.is_empty()
+        || d == "application/octet-stream"
+        || d == sniffed
+        || (d.starts_with("text/")
+            && (sniffed.starts_with("text/") || sniffed == "application/json"))
+        || (d == "application/json" && sniffed == "application/json")
+}
+
+fn clean_filename(raw: &str) -> String {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
+    let s: String = base
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"')
+        .take(200)
+        .collect();
+    if s.trim().is_empty() {
+        "document".into()
+    } else {
+        s.trim().to_string()
+    }
+}
+
+pub struct Upload {
+    pub filename: String,
+    pub declared_type: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+/// Stores an uploaded document (bytes inside the database, so one file is a backup).
+pub async fn upload_document(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    mut input: Input,
+    upload: Upload,
+) -> Result<View> {
+    require(ctx, "documents.create")?;
+    if upload.bytes.is_empty() {
+        return Err(AppError::invalid(vec![Invalid::new("file", "is empty")]));
+    }
+    let filename = clean_filename(&upload.filename);
+    let content_type = sniff(&upload.bytes, &filename)?;
+    if !declared_matches(upload.declared_type.as_deref(), content_type) {
+        return Err(AppError::bad_request(
+            "content_type_mismatch",
+            format!(
+                "the file was sent as {} but its content is {content_type}",
+                upload.declared_type.unwrap_or_default()
+            ),
+        ));
+    }
+    let name = input
+        .name
+        .take()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| filename.clone());
+    if name.chars().count() > 200
+        || input
+            .description
+            .as_deref()
+            .is_some_and(|d| d.chars().count() > 5000)
+    {
+        return Err(AppError::invalid(vec![Invalid::new(
+            "name",
+            "must be 1-200 characters; description at most 5000",
+        )]));
+    }
+    let size = upload.bytes.len() as i64;
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&upload.bytes))
+    };
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, "documents.create")?;
+        let plan = plans::for_org(tx, &me)?.ok_or_else(AppError::not_found)?;
+        if let Some(max) = plan.max_document_bytes.filter(|m| size > *m) {
+            return Err(AppError::Unprocessable { code: "plan_limit", message: format!("the {} plan accepts documents up to {max} bytes; this one has {size}", plan.name) });
+        }
+        if let Some(max) = plan.max_storage_bytes.filter(|m| repo::storage_bytes(tx, &me).map_or(true, |u| u + size > *m)) {
+            return Err(AppError::Unprocessable { code: "plan_limit", message: format!("the {} plan allows {max} bytes of documents in all; this upload would pass it", plan.name) });
+        }
+        let shares = input.shared_with.as_ref().map(|s| check_shares(tx, &me, s)).transpose()?.unwrap_or_default();
+        let id = new_id().to_string();
+        let now = now_str();
+        let visibility = input.visibility.unwrap_or(Visibility::Private);
+        let mut fields = Fields::new();
+        fields.insert("filename", SqlValue::Text(filename.clone()));
+        fields.insert("content_type", SqlValue::Text(content_type.into()));
+        fields.insert("size_bytes", SqlValue::Integer(size));
+        fields.insert("sha256", SqlValue::Text(sha.clone()));
+        let description = input.description.clone().unwrap_or_default();
+        repo::insert(tx, &me, ResourceKind::Document, &NewResource { id: &id, name: name.trim(), description: description.trim(), visibility, fields: &fields, now: &now })?;
+        repo::insert_document_content(tx, &me, &id, &upload.bytes)?;
+        repo::set_shares(tx, &me, ResourceKind::Document, &id, &shares, &now)?;
+        audit::append(
+            tx,
+            &me,
+            &actor.entry("document.created", "document", Some(id.clone()), json!({"name": name, "filename": filename, "content_type": content_type, "size_bytes": size, "sha256": sha, "visibility": visibility})),
+            &now,
+        )?;
+        let r = repo::find_in_org(tx, &me, ResourceKind::Document, &id)?.ok_or_else(AppError::not_found)?;
+        view(tx, &me, r)
+    })
+    .await
+}
+
+/// The stored bytes of a document the caller may read: (filename, content type, bytes).
+pub async fn document_content(
+    db: &Db,
+    ctx: &OrgContext,
+    id: String,
+) -> Result<(String, String, Vec<u8>)> {
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        let r = repo::find_visible(tx, &ctx, ResourceKind::Document, &id)?
+            .ok_or_else(AppError::not_found)?;
+        let bytes = repo::document_content(tx, &ctx, &id)?.ok_or_else(AppError::not_found)?;
+        let field = |k: &str| {
+            r.fields
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        Ok((field("filename"), field("content_type"), bytes))
+    })
+    .await
+}
+
+/// Adds (or removes) a readable document to a knowledge base the caller may change.
+pub async fn kb_document(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    kb: String,
+    doc: String,
+    add: bool,
+) -> Result<bool> {
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        let base = repo::find_visible(tx, &me, ResourceKind::KnowledgeBase, &kb)?
+            .ok_or_else(AppError::not_found)?;
+        if !can_write(&me, &base) {
+            return Err(AppError::Forbidden {
+                code: "permission_denied",
+                message: "you may read this knowledge base but not change it".into(),
+            });
+        }
+        let document = repo::find_visible(tx, &me, ResourceKind::Document, &doc)?
+            .ok_or_else(AppError::not_found)?;
+        let now = now_str();
+        let changed = if add {
+            repo::kb_add_document(tx, &me, &kb, &doc, &now)?
+        } else {
+            repo::kb_remove_document(tx, &me, &kb, &doc)?
+        };
+        if !add && !changed {
+            return Err(AppError::not_found());
+        }
+        if changed {
+            let action = if add {
+                "knowledge_base.document_added"
+            } else {
+                "knowledge_base.document_removed"
+            };
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    action,
+                    "knowledge_base",
+                    Some(kb.clone()),
+                    json!({"document_id": doc, "document": document.name}),
+                ),
+                &now,
+            )?;
+        }
+        Ok(changed)
+    })
+    .await
+}
+
+pub async fn messages(
+    db: &Db,
+    ctx: &OrgContext,
+    conv: String,
+    after: Option<(String, String)>,
+    limit: i64,
+) -> Result<Vec<repo::Message>> {
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        repo::find_visible(tx, &ctx, ResourceKind::Conversation, &conv)?
+            .ok_or_else(AppError::not_found)?;
+        Ok(repo::messages(
+            tx,
+            &ctx,
+            &conv,
+            after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+            limit,
+        )?)
+    })
+    .await
+}
+
+pub async fn add_message(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    conv: String,
+    role: &str,
+    content: &str,
+) -> Result<repo::Message> {
+    if !["system", "user", "assistant", "tool"].contains(&role) {
+        return Err(AppError::invalid(vec![Invalid::new(
+            "role",
+            "must be system, user, assistant or tool",
+        )]));
+    }
+    if content.is_empty() || content.len() > 512 * 1024 {
+        return Err(AppError::invalid(vec![Invalid::new(
+            "content",
+            "must be 1 byte to 512 KiB",
+        )]));
+    }
+    let (ctx, actor, role, content) = (
+        ctx.clone(),
+        actor.clone(),
+        role.to_string(),
+        content.to_string(),
+    );
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        let c = repo::find_visible(tx, &me, ResourceKind::Conversation, &conv)?
+            .ok_or_else(AppError::not_found)?;
+        if !can_write(&me, &c) {
+            return Err(AppError::Forbidden {
+                code: "permission_denied",
+                message: "you may read this conversation but not add to it".into(),
+            });
+        }
+        let id = new_id().to_string();
+        let now = now_str();
+        repo::add_message(tx, &me, &conv, &id, &role, &content, &now)?;
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                "conversation.message_added",
+                "conversation",
+                Some(conv.clone()),
+                json!({"message_id": id, "role": role, "length": content.len()}),
+            ),
+            &now,
+        )?;
+        Ok(repo::Message {
+            id,
+            role,
+            content,
+            user_id: Some(me.user_id().to_string()),
+            created_at: now,
+        })
+    })
+    .await
+}

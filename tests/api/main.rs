@@ -18,4 +18,5 @@ mod org_isolation;
 mod orgs;
 mod owner_race;
 mod pages;
+mod resources;
 mod role_matrix;

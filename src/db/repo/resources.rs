@@ -769,3 +769,35 @@ pub fn add_message(
     )?;
     Ok(())
 }
+
+/// Only through `unscoped::unscoped_public_gallery`.
+pub(in crate::db) fn public_gallery(
+    c: &Conn<'_>,
+    kind: ResourceKind,
+    q: &ListQuery,
+) -> Result<Vec<(Resource, String)>, DbError> {
+    let sql = format!(
+        "SELECT {}, o.name FROM {} a JOIN organizations o ON o.id = a.organization_id
+         WHERE a.visibility = 'public'
+           AND (?1 IS NULL OR a.name LIKE ?1 ESCAPE '\\' OR a.description LIKE ?1 ESCAPE '\\')
+           AND (?2 IS NULL OR (a.created_at, a.id) < (?2, ?3))
+         ORDER BY a.created_at DESC, a.id DESC LIMIT ?4",
+        select_list(kind),
+        kind.table()
+    );
+    let (after_at, after_id) = match &q.after {
+        Some((a, b)) => (Some(a.as_str()), Some(b.as_str())),
+        None => (None, None),
+    };
+    let n = COMMON_N + kind.columns().len();
+    c.query_vec(
+        &sql,
+        params![
+            q.q.as_deref().map(like_pattern),
+            after_at,
+            after_id,
+            q.limit
+        ],
+        |r| Ok((from_row(kind, r)?, r.get(n)?)),
+    )
+}

@@ -5,6 +5,7 @@ mod me;
 mod members;
 mod orgs;
 pub mod pagination;
+mod resources;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -19,7 +20,7 @@ use crate::domain::Role;
 use crate::error::AppError;
 
 /// The API routes, with a JSON 404 for any other path under `/api`.
-pub fn router_with_prefix() -> Router<AppState> {
+pub fn router_with_prefix(upload_limit: usize) -> Router<AppState> {
     let unknown = || async { AppError::not_found() };
     Router::new()
         .merge(auth::router())
@@ -27,6 +28,7 @@ pub fn router_with_prefix() -> Router<AppState> {
         .merge(orgs::router())
         .merge(members::router())
         .merge(audit::router())
+        .merge(resources::router(upload_limit))
         .route("/api/openapi.json", axum::routing::get(openapi))
         .route("/api", axum::routing::any(unknown))
         .route("/api/{*rest}", axum::routing::any(unknown))

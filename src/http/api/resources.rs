@@ -1,0 +1,539 @@
+//! Resources: the same collection shape for agents, workflows, documents, tools,
+//! knowledge bases and conversations (API.md "Resources").
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::pagination::{Page, encode_cursor};
+use super::{created, items, no_content, ok};
+use crate::db::repo::resources::{ListQuery, ResourceKind};
+use crate::domain::{UserId, Visibility};
+use crate::error::{AppError, Result};
+use crate::http::extract::{ApiJson, ApiQuery, CurrentUser};
+use crate::http::state::AppState;
+use crate::services::resources::{self as svc, Input, SharedWithInput, Upload};
+
+pub fn router(upload_limit: usize) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/orgs/{org}/{type}",
+            get(list).post(create).layer(DefaultBodyLimit::max(
+                upload_limit.saturating_add(64 * 1024),
+            )),
+        )
+        .route(
+            "/api/v1/orgs/{org}/{type}/{id}",
+            get(show).patch(update).delete(remove),
+        )
+        .route("/api/v1/orgs/{org}/{type}/{id}/access", get(access))
+        .route("/api/v1/orgs/{org}/{type}/{id}/content", get(content))
+        .route(
+            "/api/v1/orgs/{org}/{type}/{id}/messages",
+            get(list_messages).post(add_message),
+        )
+        .route(
+            "/api/v1/orgs/{org}/{type}/{id}/documents/{doc_id}",
+            put(kb_add).delete(kb_remove),
+        )
+        .route("/api/v1/orgs/{org}/limits", get(limits))
+        .route("/api/v1/orgs/{org}/summary", get(summary))
+        .route("/api/v1/me/accessible/{type}", get(accessible))
+        .route("/api/v1/public/{type}", get(public))
+}
+
+fn kind(raw: &str) -> Result<ResourceKind> {
+    ResourceKind::from_path(raw).ok_or_else(AppError::not_found)
+}
+
+fn only(k: ResourceKind, want: ResourceKind) -> Result<()> {
+    if k == want {
+        Ok(())
+    } else {
+        Err(AppError::not_found())
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct ListParams {
+    visibility: Option<Visibility>,
+    q: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+    organization_id: Option<String>,
+}
+
+impl ListParams {
+    fn query(&self) -> Result<ListQuery> {
+        let page = Page {
+            limit: self.limit,
+            cursor: self.cursor.clone(),
+        };
+        let limit = page.limit()? as i64;
+        let after = page
+            .after()?
+            .map(|c| {
+                c.split_once('|')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| AppError::bad_request("invalid_query", "cursor is not valid"))
+            })
+            .transpose()?;
+        let q = self
+            .q
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(str::to_string);
+        if q.as_deref().is_some_and(|q| q.chars().count() > 200) {
+            return Err(AppError::bad_request(
+                "invalid_query",
+                "q must be at most 200 characters",
+            ));
+        }
+        // One more than asked, to know whether there is a next page.
+        Ok(ListQuery {
+            visibility: self.visibility,
+            q,
+            after,
+            limit: limit + 1,
+        })
+    }
+}
+
+fn page_out<T: serde::Serialize>(
+    mut rows: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> String,
+) -> Response {
+    let next = if rows.len() as i64 > limit - 1 {
+        rows.truncate((limit - 1) as usize);
+        rows.last().map(|r| encode_cursor(&key(r)))
+    } else {
+        None
+    };
+    items(&rows, next)
+}
+
+async fn list(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, ty)): Path<(String, String)>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Response> {
+    let k = kind(&ty)?;
+    let ctx = user.org_context(&s, org).await?;
+    let q = p.query()?;
+    let limit = q.limit;
+    let rows = svc::list(&s.db, &ctx, k, q).await?;
+    Ok(page_out(rows, limit, |v| {
+        format!("{}|{}", v.resource.created_at, v.resource.id)
+    }))
+}
+
+/// Splits a JSON body into the common fields and the type's own.
+fn input_from(mut body: Map<String, Value>) -> Result<Input> {
+    let take_str = |b: &mut Map<String, Value>, k: &str| -> Result<Option<String>> {
+        match b.remove(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(AppError::bad_request(
+                "invalid_body",
+                format!("{k} must be a string"),
+            )),
+        }
+    };
+    let name = take_str(&mut body, "name")?;
+    let description = take_str(&mut body, "description")?;
+    let visibility = match body.remove("visibility") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(serde_json::from_value::<Visibility>(v).map_err(|_| {
+            AppError::bad_request(
+                "invalid_body",
+                "visibility must be private, team, organization or public",
+            )
+        })?),
+    };
+    let shared_with = match body.remove("shared_with") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(serde_json::from_value::<SharedWithInput>(v).map_err(|e| {
+            AppError::bad_request(
+                "invalid_body",
+                format!("shared_with must be {{\"users\": [ids], \"teams\": [ids]}}: {e}"),
+            )
+        })?),
+    };
+    let version =
+        match body.remove("version") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_i64().ok_or_else(|| {
+                AppError::bad_request("invalid_body", "version must be an integer")
+            })?),
+        };
+    for k in [
+        "id",
+        "organization_id",
+        "owner_id",
+        "type",
+        "created_at",
+        "updated_at",
+        "can_write",
+    ] {
+        if body.contains_key(k) {
+            return Err(AppError::bad_request(
+                "invalid_body",
+                format!("{k} cannot be set"),
+            ));
+        }
+    }
+    Ok(Input {
+        name,
+        description,
+        visibility,
+        shared_with,
+        fields: body,
+        version,
+    })
+}
+
+async fn create(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, ty)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response> {
+    let k = kind(&ty)?;
+    let ctx = user.org_context(&s, org).await?;
+    let view = if k == ResourceKind::Document {
+        let upload = read_upload(req, &s).await?;
+        svc::upload_document(&s.db, &ctx, &user.actor(), upload.0, upload.1).await?
+    } else {
+        let limited = limit_body(req, s.config.body_limit_bytes);
+        let ApiJson(body) = ApiJson::<Map<String, Value>>::from_request(limited, &s).await?;
+        svc::create(&s.db, &ctx, &user.actor(), k, input_from(body)?).await?
+    };
+    let mut res = created(json!(view));
+    etag(&mut res, view.resource.version);
+    Ok(res)
+}
+
+/// JSON bodies keep the ordinary limit even on the route that also takes uploads.
+fn limit_body(req: Request, limit: usize) -> Request {
+    let (parts, body) = req.into_parts();
+    let body = Body::new(http_body_util::Limited::new(body, limit));
+    Request::from_parts(parts, body)
+}
+
+async fn read_upload(req: Request, s: &AppState) -> Result<(Input, Upload)> {
+    let mut mp = Multipart::from_request(req, s).await.map_err(|e| {
+        AppError::bad_request(
+            "invalid_body",
+            format!(
+                "send the document as multipart/form-data: {}",
+                e.body_text()
+            ),
+        )
+    })?;
+    let mut meta = Map::new();
+    let mut file: Option<Upload> = None;
+    while let Some(field) = mp.next_field().await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge
+        } else {
+            AppError::bad_request("invalid_body", e.body_text())
+        }
+    })? {
+        let name = field.name().unwrap_or_default().to_string();
+        match name.as_str() {
+            "file" => {
+                let filename = field.file_name().unwrap_or("document").to_string();
+                let declared = field.content_type().map(str::to_string);
+                let bytes = field.bytes().await.map_err(|e| {
+                    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                        AppError::PayloadTooLarge
+                    } else {
+                        AppError::bad_request("invalid_body", e.body_text())
+                    }
+                })?;
+                file = Some(Upload {
+                    filename,
+                    declared_type: declared,
+                    bytes: bytes.to_vec(),
+                });
+            }
+            "name" | "description" | "visibility" => {
+                let v = field
+                    .text()
+                    .await
+                    .map_err(|e| AppError::bad_request("invalid_body", e.body_text()))?;
+                meta.insert(name, Value::String(v));
+            }
+            "shared_with" => {
+                let v = field
+                    .text()
+                    .await
+                    .map_err(|e| AppError::bad_request("invalid_body", e.body_text()))?;
+                let parsed: Value = serde_json::from_str(&v).map_err(|_| {
+                    AppError::bad_request("invalid_body", "shared_with must be JSON")
+                })?;
+                meta.insert(name, parsed);
+            }
+            other => {
+                return Err(AppError::bad_request(
+                    "invalid_body",
+                    format!("unknown form field {other}"),
+                ));
+            }
+        }
+    }
+    let file = file.ok_or_else(|| {
+        AppError::invalid(vec![crate::domain::Invalid::new("file", "is required")])
+    })?;
+    Ok((input_from(meta)?, file))
+}
+
+fn etag(res: &mut Response, version: i64) {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+}
+
+async fn show(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, ty, id)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let k = kind(&ty)?;
+    let ctx = user.org_context(&s, org).await?;
+    let view = svc::get(&s.db, &ctx, k, id).await?;
+    let mut res = ok(json!(view));
+    etag(&mut res, view.resource.version);
+    Ok(res)
+}
+
+async fn update(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, ty, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Map<String, Value>>,
+) -> Result<Response> {
+    let k = kind(&ty)?;
+    let ctx = user.org_context(&s, org).await?;
+    let mut input = input_from(body)?;
+    if let Some(v) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        let n = v
+            .trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .parse::<i64>()
+            .map_err(|_| {
+                AppError::bad_request(
+                    "invalid_header",
+                    "If-Match must be the ETag of the resource",
+                )
+            })?;
+        input.version = Some(n);
+    }
+    let view = svc::update(&s.db, &ctx, &user.actor(), k, id, input).await?;
+    let mut res = ok(json!(view));
+    etag(&mut res, view.resource.version);
+    Ok(res)
+}
+
+async fn remove(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, ty, id)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let k = kind(&ty)?;
+    let ctx = user.org_context(&s, org).await?;
+    svc::delete(&s.db, &ctx, &user.actor(), k, id).await?;
+    Ok(no_content())
+}
+
+#[derive(Deserialize)]
+struct AccessQuery {
+    user_id: Option<String>,
+}
+
+async fn access(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, ty, id)): Path<(String, String, String)>,
+    ApiQuery(q): ApiQuery<AccessQuery>,
+) -> Result<Response> {
+    let k = kind(&ty)?;
+    let ctx = user.org_context(&s, org).await?;
+    let only =
+        match q.user_id.as_deref().filter(|u| !u.is_empty()) {
+            Some(u) => Some(UserId::parse(u).ok_or_else(|| {
+                AppError::bad_request("invalid_query", "user_id must be a user id")
+            })?),
+            None => None,
+        };
+    let list = svc::explain_access(&s.db, &ctx, k, id, only).await?;
+    Ok(items(&list, None))
+}
+
+async fn content(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, ty, id)): Path<(String, String, String)>,
+) -> Result<Response> {
+    only(kind(&ty)?, ResourceKind::Document)?;
+    let ctx = user.org_context(&s, org).await?;
+    let (filename, ctype, bytes) = svc::document_content(&s.db, &ctx, id).await?;
+    let ascii: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, ctype),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{ascii}\""),
+            ),
+            (header::CONTENT_SECURITY_POLICY, "sandbox".to_string()),
+            (header::CACHE_CONTROL, "private, no-store".to_string()),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn list_messages(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, ty, id)): Path<(String, String, String)>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Result<Response> {
+    only(kind(&ty)?, ResourceKind::Conversation)?;
+    let ctx = user.org_context(&s, org).await?;
+    let limit = page.limit()? as i64;
+    let after = page.after()?.and_then(|c| {
+        c.split_once('|')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+    });
+    let mut rows = svc::messages(&s.db, &ctx, id, after, limit + 1).await?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last()
+            .map(|m| encode_cursor(&format!("{}|{}", m.created_at, m.id)))
+    } else {
+        None
+    };
+    Ok(items(&rows, next))
+}
+
+#[derive(Deserialize)]
+struct MessageBody {
+    role: String,
+    content: String,
+}
+
+async fn add_message(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, ty, id)): Path<(String, String, String)>,
+    ApiJson(b): ApiJson<MessageBody>,
+) -> Result<Response> {
+    only(kind(&ty)?, ResourceKind::Conversation)?;
+    let ctx = user.org_context(&s, org).await?;
+    let m = svc::add_message(&s.db, &ctx, &user.actor(), id, &b.role, &b.content).await?;
+    Ok(created(json!(m)))
+}
+
+async fn kb_add(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, ty, id, doc)): Path<(String, String, String, String)>,
+) -> Result<Response> {
+    only(kind(&ty)?, ResourceKind::KnowledgeBase)?;
+    let ctx = user.org_context(&s, org).await?;
+    let added = svc::kb_document(&s.db, &ctx, &user.actor(), id, doc, true).await?;
+    Ok(if added {
+        created(json!({"added": true}))
+    } else {
+        ok(json!({"added": false}))
+    })
+}
+
+async fn kb_remove(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, ty, id, doc)): Path<(String, String, String, String)>,
+) -> Result<Response> {
+    only(kind(&ty)?, ResourceKind::KnowledgeBase)?;
+    let ctx = user.org_context(&s, org).await?;
+    svc::kb_document(&s.db, &ctx, &user.actor(), id, doc, false).await?;
+    Ok(no_content())
+}
+
+async fn limits(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    Ok(ok(svc::limits(&s.db, &ctx).await?))
+}
+
+async fn summary(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    Ok(ok(svc::summary(&s.db, &ctx).await?))
+}
+
+async fn accessible(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(ty): Path<String>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Response> {
+    let k = kind(&ty)?;
+    let q = p.query()?;
+    let limit = q.limit;
+    // A token sees its own organization only.
+    let only_org = match (&user.kind, p.organization_id.as_deref()) {
+        (crate::http::extract::AuthKind::Token(t), _) => Some(t.organization_id),
+        (_, Some(o)) => Some(crate::domain::OrgId::parse(o).ok_or_else(AppError::not_found)?),
+        _ => None,
+    };
+    let rows = svc::accessible(&s.db, user.user.id, k, q, only_org).await?;
+    Ok(page_out(rows, limit, |a| {
+        format!("{}|{}", a.view.resource.created_at, a.view.resource.id)
+    }))
+}
+
+async fn public(
+    State(s): State<AppState>,
+    _user: CurrentUser,
+    Path(ty): Path<String>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Response> {
+    let k = kind(&ty)?;
+    let q = p.query()?;
+    let limit = q.limit;
+    let rows = svc::public(&s.db, k, q).await?;
+    Ok(page_out(rows, limit, |v| {
+        format!(
+            "{}|{}",
+            v["created_at"].as_str().unwrap_or(""),
+            v["id"].as_str().unwrap_or("")
+        )
+    }))
+}
