@@ -126,3 +126,41 @@ async fn only_instance_admins_choose_a_paid_plan() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
+    let app = TestApp::spawn_with(|c| c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    let ann = app.create_user("ann@example.com", "Ann").await;
+    let s = app.login("ann@example.com").await;
+    let r = reply(
+        s.client
+            .post(s.url("/api/v1/orgs"))
+            .header("x-csrf-token", &s.csrf)
+            // The client claims 10.9.9.9; the proxy (127.0.0.1, trusted) appended 203.0.113.7.
+            .header("x-forwarded-for", "10.9.9.9, 203.0.113.7")
+            .json(&json!({"name": "Proxied"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let ctx = xagent::services::orgs::context(
+        &app.db,
+        xagent::domain::UserId::parse(&ann.id).unwrap(),
+        id,
+    )
+    .await
+    .unwrap();
+    let rows = app
+        .db
+        .read(move |tx| audit::recent(tx, &ctx, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows[0].ip.as_deref(),
+        Some("203.0.113.7"),
+        "the right-most untrusted address"
+    );
+}
