@@ -189,6 +189,19 @@ pub async fn update(
 /// Removes a member (members.manage), or the caller leaves (anyone). The last owner
 /// cannot go. Their API tokens for this organization are revoked with them.
 pub async fn remove(db: &Db, ctx: &OrgContext, actor: &Actor, user: UserId) -> Result<()> {
+    remove_with_transfer(db, ctx, actor, user, None).await
+}
+
+/// Removes a member and hands everything they own in the organization to `transfer_to`
+/// (a member; default: the remover, or for someone leaving, the longest-standing owner),
+/// so that nothing is left owned by someone who can no longer reach it.
+pub async fn remove_with_transfer(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    user: UserId,
+    transfer_to: Option<UserId>,
+) -> Result<()> {
     let leaving = user == ctx.user_id();
     if !leaving {
         require(ctx, "members.manage")?;
@@ -207,10 +220,42 @@ pub async fn remove(db: &Db, ctx: &OrgContext, actor: &Actor, user: UserId) -> R
                 "an organization needs at least one owner; make someone else owner first",
             ));
         }
+        let heir = match transfer_to {
+            Some(h) if h == user => {
+                return Err(AppError::invalid(vec![Invalid::new(
+                    "transfer_to",
+                    "must be someone other than the member being removed",
+                )]));
+            }
+            Some(h) => {
+                members::find(tx, &me, h)?
+                    .ok_or_else(|| {
+                        AppError::invalid(vec![Invalid::new(
+                            "transfer_to",
+                            "is not a member of this organization",
+                        )])
+                    })?
+                    .user
+                    .id
+            }
+            None if !leaving => me.user_id(),
+            None => members::list(tx, &me, None, 1000)?
+                .into_iter()
+                .find(|m| m.role == Role::Owner && m.user.id != user)
+                .map(|m| m.user.id)
+                .ok_or_else(|| {
+                    AppError::conflict("last_owner", "an organization needs at least one owner")
+                })?,
+        };
         let now = now_str();
+        let transferred = crate::db::repo::resources::transfer_owner(tx, &me, user, heir, &now)?;
         if !members::remove(tx, &me, user, &now)? {
             return Err(AppError::not_found());
         }
+        let moved: serde_json::Map<String, serde_json::Value> = transferred
+            .iter()
+            .map(|(k, n)| (k.path().to_string(), json!(n)))
+            .collect();
         audit::append(
             tx,
             &me,
@@ -222,7 +267,8 @@ pub async fn remove(db: &Db, ctx: &OrgContext, actor: &Actor, user: UserId) -> R
                 },
                 "member",
                 Some(user.to_string()),
-                json!({"email": target.user.email, "role": target.role}),
+                json!({"email": target.user.email, "role": target.role,
+                       "resources_transferred_to": heir, "resources_transferred": moved}),
             ),
             &now,
         )?;

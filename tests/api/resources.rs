@@ -787,3 +787,206 @@ async fn access_is_explained_for_admins_and_owners_only() {
     let denied = o.other.get(&format!("{path}/{id}/access")).await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_removed_members_resources_go_to_the_chosen_member_or_the_remover() {
+    let o = org().await;
+    let path = format!("/api/v1/orgs/{}/agents", o.org);
+    let private = o
+        .other
+        .post(&path, json!({"name": "other's private"}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shared = o
+        .other
+        .post(
+            &path,
+            json!({"name": "other's shared", "visibility": "organization"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = o
+        .admin
+        .delete(&format!(
+            "/api/v1/orgs/{}/members/{}?transfer_to={}",
+            o.org, o.ids["other"], o.ids["member"]
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    for id in [&private, &shared] {
+        let got = o.member.get(&format!("{path}/{id}")).await;
+        assert_eq!(got.status, StatusCode::OK);
+        assert_eq!(got.body["owner_id"], o.ids["member"].as_str());
+        assert_eq!(got.body["can_write"], true);
+    }
+    // Default heir: the remover.
+    let mine = o.member.post(&path, json!({"name": "member's"})).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = o
+        .admin
+        .delete(&format!(
+            "/api/v1/orgs/{}/members/{}",
+            o.org, o.ids["member"]
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        o.admin.get(&format!("{path}/{mine}")).await.body["owner_id"],
+        o.ids["admin"].as_str()
+    );
+    let log = o
+        .owner
+        .get(&format!(
+            "/api/v1/orgs/{}/audit?action=member.removed",
+            o.org
+        ))
+        .await;
+    assert_eq!(
+        log.body["items"][0]["details"]["resources_transferred"]["agents"],
+        3
+    );
+    // The heir must be a member, and not the one leaving.
+    let bad = o
+        .admin
+        .delete(&format!(
+            "/api/v1/orgs/{}/members/{}?transfer_to=0190a0b0-0000-7000-8000-000000000000",
+            o.org, o.ids["viewer"]
+        ))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        o.owner
+            .get(&format!(
+                "/api/v1/orgs/{}/members/{}",
+                o.org, o.ids["viewer"]
+            ))
+            .await
+            .status,
+        StatusCode::OK,
+        "nothing changed"
+    );
+}
+
+#[tokio::test]
+async fn resources_move_from_the_personal_workspace_into_an_organization() {
+    let o = org().await;
+    let me = o.member.get("/api/v1/me").await;
+    let personal = me.body["memberships"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["organization"]["kind"] == "personal")
+        .unwrap()["organization"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agent = o
+        .member
+        .post(
+            &format!("/api/v1/orgs/{personal}/agents"),
+            json!({"name": "mine", "personality_traits": [{"trait": "calm"}]}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let conv = o
+        .member
+        .post(
+            &format!("/api/v1/orgs/{personal}/conversations"),
+            json!({"name": "c", "agent_id": agent}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    o.member
+        .post(
+            &format!("/api/v1/orgs/{personal}/conversations/{conv}/messages"),
+            json!({"role": "user", "content": "hello"}),
+        )
+        .await;
+    let doc = upload(
+        &o.member,
+        &personal,
+        "n.txt",
+        b"text".to_vec(),
+        "text/plain",
+    )
+    .await
+    .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A viewer of the target may not create there.
+    let refused = o
+        .viewer
+        .post(
+            "/api/v1/me/move-to-organization",
+            json!({"from_organization_id": personal, "to_organization_id": o.org}),
+        )
+        .await;
+    assert_ne!(refused.status, StatusCode::OK);
+    let r = o
+        .member
+        .post(
+            "/api/v1/me/move-to-organization",
+            json!({"from_organization_id": personal, "to_organization_id": o.org}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["moved"]["agents"], 1);
+    assert_eq!(r.body["moved"]["conversations"], 1);
+    assert_eq!(
+        o.member
+            .get(&format!("/api/v1/orgs/{personal}/agents/{agent}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let moved = o
+        .member
+        .get(&format!("/api/v1/orgs/{}/agents/{agent}", o.org))
+        .await;
+    assert_eq!(moved.status, StatusCode::OK);
+    assert_eq!(moved.body["personality_traits"][0]["trait"], "calm");
+    let msgs = o
+        .member
+        .get(&format!(
+            "/api/v1/orgs/{}/conversations/{conv}/messages",
+            o.org
+        ))
+        .await;
+    assert_eq!(msgs.body["items"][0]["content"], "hello");
+    let bytes = o
+        .member
+        .client
+        .get(
+            o.member
+                .url(&format!("/api/v1/orgs/{}/documents/{doc}/content", o.org)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bytes.bytes().await.unwrap().as_ref(), b"text");
+    // Moving from a team organization is refused.
+    let back = o
+        .member
+        .post(
+            "/api/v1/me/move-to-organization",
+            json!({"from_organization_id": o.org, "to_organization_id": personal}),
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::BAD_REQUEST);
+}

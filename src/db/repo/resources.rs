@@ -801,3 +801,105 @@ pub(in crate::db) fn public_gallery(
         |r| Ok((from_row(kind, r)?, r.get(n)?)),
     )
 }
+
+/// Counts of the user's own resources in the organization, per type.
+pub fn owned_counts(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    user: UserId,
+) -> Result<BTreeMap<ResourceKind, i64>, DbError> {
+    let mut out = BTreeMap::new();
+    for kind in ResourceKind::ALL {
+        let n: i64 = c
+            .query_opt(
+                &format!(
+                    "SELECT COUNT(*) FROM {} WHERE organization_id = ?1 AND user_id = ?2",
+                    kind.table()
+                ),
+                params![ctx.org_id().to_string(), user.to_string()],
+                |r| r.get(0),
+            )?
+            .unwrap_or(0);
+        if n > 0 {
+            out.insert(kind, n);
+        }
+    }
+    Ok(out)
+}
+
+/// Bytes of documents the user owns in the organization.
+pub fn owned_storage(c: &Conn<'_>, ctx: &OrgContext, user: UserId) -> Result<i64, DbError> {
+    Ok(c
+        .query_opt(
+            "SELECT COALESCE(SUM(size_bytes), 0) FROM uploaded_documents WHERE organization_id = ?1 AND user_id = ?2",
+            params![ctx.org_id().to_string(), user.to_string()],
+            |r| r.get(0),
+        )?
+        .unwrap_or(0))
+}
+
+/// Moves every resource the user owns in `from` (their personal workspace, where they own
+/// everything) into `to`, with all their parts. Shares do not cross organizations: they are
+/// dropped, and `team` visibility becomes `private`.
+pub fn move_owned(
+    tx: &WriteTx<'_>,
+    from: &OrgContext,
+    to: &OrgContext,
+    user: UserId,
+    now: &str,
+) -> Result<(), DbError> {
+    let (f, t, u) = (
+        from.org_id().to_string(),
+        to.org_id().to_string(),
+        user.to_string(),
+    );
+    for kind in ResourceKind::ALL {
+        tx.execute(
+            &format!(
+                "DELETE FROM resource_shares WHERE organization_id = ?1 AND resource_type = ?2
+                   AND resource_id IN (SELECT id FROM {} WHERE organization_id = ?1 AND user_id = ?3)",
+                kind.table()
+            ),
+            params![f, kind.share_type(), u],
+        )?;
+    }
+    // Parts first (they find their parent by the parent's current organization).
+    let parts: [(&str, &str, &str); 7] = [
+        ("agent_personality_traits", "agent_id", "agents"),
+        ("agent_skills", "agent_id", "agents"),
+        ("document_contents", "document_id", "uploaded_documents"),
+        ("document_chunks", "document_id", "uploaded_documents"),
+        (
+            "knowledge_base_documents",
+            "knowledge_base_id",
+            "knowledge_bases",
+        ),
+        ("messages", "conversation_id", "conversations"),
+        (
+            "knowledge_base_documents",
+            "document_id",
+            "uploaded_documents",
+        ),
+    ];
+    for (table, fk, parent) in parts {
+        tx.execute(
+            &format!(
+                "UPDATE {table} SET organization_id = ?2
+                 WHERE organization_id = ?1 AND {fk} IN (SELECT id FROM {parent} WHERE organization_id = ?1 AND user_id = ?3)"
+            ),
+            params![f, t, u],
+        )?;
+    }
+    for kind in ResourceKind::ALL {
+        tx.execute(
+            &format!(
+                "UPDATE {} SET organization_id = ?2, updated_at = ?4, version = version + 1,
+                        visibility = CASE visibility WHEN 'team' THEN 'private' ELSE visibility END
+                 WHERE organization_id = ?1 AND user_id = ?3",
+                kind.table()
+            ),
+            params![f, t, u, now],
+        )?;
+    }
+    Ok(())
+}

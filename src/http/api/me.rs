@@ -23,6 +23,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/me/tokens/{id}", delete(revoke_token))
         .route("/api/v1/me/sessions", get(list_sessions))
         .route("/api/v1/me/sessions/{id}", delete(revoke_session))
+        .route(
+            "/api/v1/me/move-to-organization",
+            axum::routing::post(move_to_org),
+        )
 }
 
 async fn me(State(s): State<AppState>, user: CurrentUser) -> Result<Response> {
@@ -151,4 +155,27 @@ async fn revoke_session(
     let id = SessionId::parse(&id).ok_or_else(AppError::not_found)?;
     identity::revoke_session(&s.db, &user.actor(), id).await?;
     Ok(no_content())
+}
+
+#[derive(Deserialize)]
+struct MoveBody {
+    from_organization_id: String,
+    to_organization_id: String,
+}
+
+/// Moves everything the caller owns in their personal workspace into an organization.
+async fn move_to_org(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    ApiJson(b): ApiJson<MoveBody>,
+) -> Result<Response> {
+    user.require_session()?;
+    let out = crate::services::resources::move_to_organization(
+        &s.db,
+        &user.actor(),
+        b.from_organization_id,
+        b.to_organization_id,
+    )
+    .await?;
+    Ok(ok(out))
 }

@@ -121,10 +121,22 @@ async fn remove_member(
     State(s): State<AppState>,
     user: CurrentUser,
     Path((org, uid)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<RemoveQuery>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    members::remove(&s.db, &ctx, &user.actor(), user_id(&uid)?).await?;
+    let heir = match q.transfer_to.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => Some(UserId::parse(t).ok_or_else(|| {
+            AppError::bad_request("invalid_query", "transfer_to must be a user id")
+        })?),
+        None => None,
+    };
+    members::remove_with_transfer(&s.db, &ctx, &user.actor(), user_id(&uid)?, heir).await?;
     Ok(no_content())
+}
+
+#[derive(Deserialize, Default)]
+struct RemoveQuery {
+    transfer_to: Option<String>,
 }
 
 #[derive(Deserialize)]
