@@ -436,3 +436,277 @@ pub struct ActorOption {
     pub label: String,
     pub selected: bool,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Resources (agents, workflows, documents, tools, knowledge bases, conversations), the public
+// gallery and the organization dashboard.
+// ---------------------------------------------------------------------------------------------
+
+/// How the pages name a resource type.
+#[derive(Debug, Clone, Default)]
+pub struct KindLabel {
+    /// The address segment: `agents`, `knowledge-bases`, ...
+    pub path: String,
+    /// "Agents", "Knowledge bases".
+    pub plural: String,
+    /// "agent", "knowledge base".
+    pub singular: String,
+}
+
+impl KindLabel {
+    pub fn of(kind: crate::db::repo::resources::ResourceKind) -> Self {
+        use crate::db::repo::resources::ResourceKind as K;
+        let (plural, singular) = match kind {
+            K::Agent => ("Agents", "agent"),
+            K::Workflow => ("Workflows", "workflow"),
+            K::Document => ("Documents", "document"),
+            K::Tool => ("Tools", "tool"),
+            K::KnowledgeBase => ("Knowledge bases", "knowledge base"),
+            K::Conversation => ("Conversations", "conversation"),
+        };
+        Self {
+            path: kind.path().to_string(),
+            plural: plural.to_string(),
+            singular: singular.to_string(),
+        }
+    }
+}
+
+/// A resource form as typed (new and edit), refilled after an error. Lists are text: tools
+/// comma-separated, traits and skills one `name=value` per line, steps and schemas JSON.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ResourceFormValues {
+    pub name: String,
+    pub description: String,
+    pub visibility: String,
+    pub model: String,
+    pub system_prompt: String,
+    pub tools: String,
+    pub personality_traits: String,
+    pub skills: String,
+    pub steps: String,
+    pub input_schema: String,
+    pub embedding_model: String,
+    pub agent_id: String,
+    /// The version the edit form was made from (a concurrent edit is refused).
+    pub version: String,
+}
+
+/// One choice of a select or a checkbox list.
+#[derive(Debug, Clone, Default)]
+pub struct ChoiceOption {
+    pub id: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/resources/index.html")]
+pub struct ResourcesPage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    pub kind: KindLabel,
+    pub rows: Vec<ResourceRow>,
+    pub q: String,
+    /// The visibility filter (empty: any).
+    pub visibility: String,
+    pub filtered: bool,
+    pub older_href: Option<String>,
+    pub newest_href: Option<String>,
+    pub can_create: bool,
+    pub form: ResourceFormValues,
+    pub errors: FormErrors,
+    /// The agents a new conversation may use.
+    pub agents: Vec<ChoiceOption>,
+    /// The largest document accepted ("10 MiB").
+    pub max_upload: String,
+    pub notice: Option<String>,
+}
+
+pub struct ResourceRow {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub visibility: String,
+    pub owner: String,
+    pub updated: String,
+}
+
+pub struct ResourceDetail {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub visibility: String,
+    pub owner: String,
+    pub created: String,
+    pub updated: String,
+    pub version: i64,
+}
+
+/// A type-specific field as shown: `block` values (prompts, JSON) get a preformatted box.
+pub struct Fact {
+    pub label: String,
+    pub value: String,
+    pub block: bool,
+}
+
+pub struct NamedValue {
+    pub name: String,
+    pub value: String,
+}
+
+/// The share dialog of a resource: visibility, and members and teams it is shared with.
+#[derive(Default)]
+pub struct ShareDialog {
+    pub open: bool,
+    pub visibility: String,
+    pub members: Vec<ChoiceOption>,
+    pub teams: Vec<ChoiceOption>,
+    /// Shares the viewer cannot list (no members.view / teams.view): kept as they are.
+    pub kept_users: Vec<String>,
+    pub kept_teams: Vec<String>,
+    pub error: Option<String>,
+}
+
+pub struct KbDocumentRow {
+    pub id: String,
+    pub name: String,
+    /// Whether the viewer may open it (otherwise only its id is known).
+    pub readable: bool,
+}
+
+pub struct MessageRow {
+    pub role: String,
+    pub content: String,
+    pub author: String,
+    pub at: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/resources/show.html")]
+pub struct ResourcePage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    pub kind: KindLabel,
+    pub item: ResourceDetail,
+    pub facts: Vec<Fact>,
+    pub traits: Vec<NamedValue>,
+    pub skills: Vec<NamedValue>,
+    pub can_write: bool,
+    pub form: ResourceFormValues,
+    pub errors: FormErrors,
+    pub notice: Option<String>,
+    /// An action on the page that failed (delete, knowledge-base documents).
+    pub error: Option<String>,
+    pub share: ShareDialog,
+    /// The agents a conversation may use (edit form).
+    pub agents: Vec<ChoiceOption>,
+    pub download_href: Option<String>,
+    pub kb_documents: Vec<KbDocumentRow>,
+    pub kb_candidates: Vec<ChoiceOption>,
+    pub messages: Vec<MessageRow>,
+    pub message_role: String,
+    pub message_content: String,
+    pub message_errors: FormErrors,
+}
+
+pub struct AccessRow {
+    pub name: String,
+    pub email: String,
+    pub role: String,
+    pub can_read: bool,
+    pub can_write: bool,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/resources/access.html")]
+pub struct AccessPage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    pub kind: KindLabel,
+    pub item_id: String,
+    pub item_name: String,
+    pub visibility: String,
+    pub rows: Vec<AccessRow>,
+}
+
+pub struct GalleryTab {
+    pub path: String,
+    pub label: String,
+    pub current: bool,
+}
+
+pub struct GalleryCard {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub organization: String,
+    /// One line about the item itself (an agent's model, a document's file name).
+    pub detail: String,
+    pub created: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/gallery/index.html")]
+pub struct GalleryPage {
+    pub layout: Layout,
+    pub kind: KindLabel,
+    pub tabs: Vec<GalleryTab>,
+    pub cards: Vec<GalleryCard>,
+    pub q: String,
+    pub older_href: Option<String>,
+    pub newest_href: Option<String>,
+}
+
+/// Resources of one type on the dashboard.
+pub struct ResourceCount {
+    pub path: String,
+    pub label: String,
+    pub total: i64,
+    /// "2 private · 1 organization".
+    pub breakdown: String,
+}
+
+/// Usage against a plan limit, drawn as a bar.
+pub struct UsageMeter {
+    pub id: String,
+    pub label: String,
+    pub used: i64,
+    /// None: the plan sets no limit.
+    pub max: Option<i64>,
+    /// "3 of 5", "1.2 MiB of 100 MiB", "4 (no limit)".
+    pub text: String,
+    /// 0 to 100, for the bar's width.
+    pub percent: i64,
+    /// `ok`, `warn` (80 % or more) or `full`.
+    pub level: String,
+}
+
+#[derive(Default)]
+pub struct Dashboard {
+    pub counts: Vec<ResourceCount>,
+    pub meters: Vec<UsageMeter>,
+    pub period: String,
+    pub requests: i64,
+    pub members: i64,
+    pub teams: i64,
+}
+
+/// The organization home with the dashboard: the same page as `OrgHomePage` (its
+/// template extends the home template) plus resource counts and usage against the plan.
+#[derive(Template)]
+#[template(path = "pages/orgs/dashboard.html")]
+pub struct OrgDashboardPage {
+    pub layout: Layout,
+    pub org: NavOrg,
+    pub plan: String,
+    pub kind: String,
+    pub created: String,
+    pub permissions: Vec<String>,
+    pub recent: Vec<AuditRow>,
+    pub can_view_audit: bool,
+    /// None for members who may not see organization-wide counts (guests).
+    pub dashboard: Option<Dashboard>,
+}

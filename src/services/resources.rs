@@ -267,6 +267,10 @@ pub fn validate_steps(v: &Value) -> std::result::Result<(), Invalid> {
 /// A tool's input schema must be a valid JSON Schema describing an object.
 pub fn validate_schema(v: &Value) -> std::result::Result<(), Invalid> {
     let bad = |why: &str| Invalid::new("input_schema", why);
+    // `{}` is what a tool has before anyone describes its inputs.
+    if v.as_object().is_some_and(|o| o.is_empty()) {
+        return Ok(());
+    }
     if !v.is_object() {
         return Err(bad("must be a JSON Schema object"));
     }
@@ -898,6 +902,9 @@ pub struct Limit {
 
 /// `GET …/limits`: usage against the plan.
 pub async fn limits(db: &Db, ctx: &OrgContext) -> Result<Value> {
+    // Guests see only what is shared with them; counts of the rest are not theirs to see.
+    require(ctx, "members.view")?;
+    let usage = has_permission(ctx, "usage.view");
     let ctx = ctx.clone();
     db.read(move |tx| {
         let plan = plans::for_org(tx, &ctx)?.ok_or_else(AppError::not_found)?;
@@ -909,7 +916,7 @@ pub async fn limits(db: &Db, ctx: &OrgContext) -> Result<Value> {
             "workflows": Limit { used: repo::count(tx, &ctx, ResourceKind::Workflow)?, max: plan.max_workflows },
             "users": Limit { used: members::count(tx, &ctx)?, max: plan.max_members },
             "storage_bytes": Limit { used: repo::storage_bytes(tx, &ctx)?, max: plan.max_storage_bytes },
-            "ai_credits": Limit { used: cost, max: plan.monthly_ai_credits_micros },
+            "ai_credits": if usage { json!(Limit { used: cost, max: plan.monthly_ai_credits_micros }) } else { json!({"max": plan.monthly_ai_credits_micros}) },
             "document_bytes": {"max": plan.max_document_bytes},
         }))
     })
@@ -918,6 +925,8 @@ pub async fn limits(db: &Db, ctx: &OrgContext) -> Result<Value> {
 
 /// `GET …/summary` (the seed's `organization_resource_summary`).
 pub async fn summary(db: &Db, ctx: &OrgContext) -> Result<Value> {
+    require(ctx, "members.view")?;
+    let usage = has_permission(ctx, "usage.view");
     let ctx = ctx.clone();
     db.read(move |tx| {
         let mut resources = Map::new();
@@ -937,7 +946,7 @@ pub async fn summary(db: &Db, ctx: &OrgContext) -> Result<Value> {
             "members": members::count(tx, &ctx)?,
             "teams": teams::list(tx, &ctx)?.len(),
             "storage_bytes": repo::storage_bytes(tx, &ctx)?,
-            "usage": {"period": period, "requests": requests, "cost_micros": cost},
+            "usage": if usage { json!({"period": period, "requests": requests, "cost_micros": cost}) } else { Value::Null },
         }))
     })
     .await

@@ -990,3 +990,54 @@ async fn resources_move_from_the_personal_workspace_into_an_organization() {
         .await;
     assert_eq!(back.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn guests_see_neither_counts_nor_usage_of_the_organization() {
+    let o = org().await;
+    o.member
+        .post(
+            &format!("/api/v1/orgs/{}/agents", o.org),
+            json!({"name": "private one"}),
+        )
+        .await;
+    for p in ["limits", "summary"] {
+        let r = o.guest.get(&format!("/api/v1/orgs/{}/{p}", o.org)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{p}");
+    }
+    let home = reply(
+        o.guest
+            .client
+            .get(o.guest.url("/o/res"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(!home.text.contains("resource-counts"));
+    let home = reply(
+        o.member
+            .client
+            .get(o.member.url("/o/res"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(home.text.contains("resource-counts"));
+    // Members see counts but not spending; the owner sees both.
+    assert!(
+        o.member
+            .get(&format!("/api/v1/orgs/{}/summary", o.org))
+            .await
+            .body["usage"]
+            .is_null()
+    );
+    assert!(
+        o.owner
+            .get(&format!("/api/v1/orgs/{}/summary", o.org))
+            .await
+            .body["usage"]["period"]
+            .is_string()
+    );
+}

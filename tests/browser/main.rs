@@ -665,6 +665,253 @@ async fn an_owner_invites_bob_who_joins_from_the_link_and_the_audit_log_tells_th
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_shares_an_agent_with_the_organization_uploads_a_document_and_publishes_to_the_gallery()
+ {
+    const AGENT: &str = "Difference Engine helper";
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    app.create_user(ADA_EMAIL, ADA_NAME).await;
+    let bob_user = app.create_user("bob@example.com", "Bob Babbage").await;
+    let carol_user = app.create_user("carol@example.com", "Carol Herschel").await;
+
+    // The owner makes a team organization; Bob and Carol join it as members (API).
+    let owner = app.login(ADA_EMAIL).await;
+    let org = owner
+        .post(
+            "/api/v1/orgs",
+            json!({"name": "Analytical Engines", "slug": "engines"}),
+        )
+        .await;
+    assert_eq!(org.status, StatusCode::CREATED, "{}", org.text);
+    let org_id = org.body["id"].as_str().unwrap().to_string();
+    for who in [&bob_user, &carol_user] {
+        let inv = owner
+            .post(
+                &format!("/api/v1/orgs/{org_id}/invitations"),
+                json!({"email": who.email, "role": "member"}),
+            )
+            .await;
+        assert_eq!(inv.status, StatusCode::CREATED, "{}", inv.text);
+        let joined = app
+            .login(&who.email)
+            .await
+            .post(
+                "/api/v1/invitations/accept",
+                json!({"token": inv.body["token"]}),
+            )
+            .await;
+        assert_eq!(joined.status, StatusCode::OK, "{}", joined.text);
+    }
+
+    // Bob creates an agent on the agents page: private unless he says otherwise.
+    let bob = Browser::launch(&app).await;
+    bob.fill_sign_in(&bob_user.email, PASSWORD).await;
+    bob.wait_for("#sign-out").await;
+    bob.goto("/o/engines").await;
+    bob.wait_for("#org-nav a[href='/o/engines/agents']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    bob.wait_for_path("/o/engines/agents").await;
+    bob.wait_for("details.new-resource > summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    bob.type_into("#resource-name", AGENT).await;
+    bob.type_into("#resource-system-prompt", "Tabulate polynomials.")
+        .await;
+    bob.type_into("#resource-traits", "patient=very").await;
+    bob.wait_for("#create-resource")
+        .await
+        .click()
+        .await
+        .unwrap();
+    bob.wait_for_text("#resource-title", AGENT).await;
+    assert_eq!(bob.text_of("#resource-visibility-badge").await, "private");
+    let agent_path = bob.path().await;
+    assert!(
+        agent_path.starts_with("/o/engines/agents/"),
+        "the new agent's page: {agent_path}"
+    );
+    bob.wait_until_text_contains("#resource-facts", "patient: very")
+        .await;
+
+    // Carol, a member too, does not see it; the owner does (owners hold agents.manage).
+    let carol = Browser::launch(&app).await;
+    carol.fill_sign_in(&carol_user.email, PASSWORD).await;
+    carol.wait_for("#sign-out").await;
+    carol.goto("/o/engines/agents").await;
+    carol.wait_for_text("#resources-title", "Agents").await;
+    assert!(
+        !carol.text_of("main").await.contains(AGENT),
+        "a private agent is listed for another member"
+    );
+    let owner_page = owner.get("/o/engines/agents").await;
+    assert!(
+        owner_page.text.contains(AGENT),
+        "the owner's list shows every agent"
+    );
+
+    // Bob opens the share dialog and makes it visible to the organization.
+    bob.wait_for("#share > summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    bob.wait_for("#share-visibility input[value='organization']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    bob.wait_for("#save-share").await.click().await.unwrap();
+    bob.wait_until_text_contains("#resource-notice", "Sharing saved")
+        .await;
+    bob.wait_for_text("#resource-visibility-badge", "organization")
+        .await;
+    assert_eq!(bob.path().await, agent_path);
+
+    // Who has access: Carol can read it now, by its visibility; she cannot write.
+    bob.wait_for("#share > summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    bob.wait_for("#who-has-access").await.click().await.unwrap();
+    bob.wait_for_path(&format!("{agent_path}/access")).await;
+    let carol_row = bob
+        .client
+        .execute(
+            "const r = Array.from(document.querySelectorAll('#access-table tbody tr')) \
+             .find(r => r.textContent.includes('Carol Herschel')); \
+             return r ? Array.from(r.cells).map(c => c.textContent.trim()) : null;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let carol_row: Vec<String> = serde_json::from_value(carol_row).unwrap();
+    assert_eq!(carol_row[1], "member", "{carol_row:?}");
+    assert_eq!(carol_row[2], "yes", "{carol_row:?}");
+    assert_eq!(carol_row[3], "no", "{carol_row:?}");
+    assert!(
+        carol_row[4].contains("organization visibility"),
+        "{carol_row:?}"
+    );
+
+    // Carol's list shows it now, with the organization badge.
+    carol.goto("/o/engines/agents").await;
+    let row = "#resource-table tbody tr";
+    carol.wait_until_text_contains(row, AGENT).await;
+    let badge = carol
+        .client
+        .execute(
+            "const r = Array.from(document.querySelectorAll('#resource-table tbody tr')) \
+             .find(r => r.textContent.includes(arguments[0])); \
+             return r ? r.querySelector('.vis').textContent.trim() : null;",
+            vec![json!(AGENT)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(badge, json!("organization"));
+    assert!(
+        carol.text_of(row).await.contains("Bob Babbage"),
+        "the owner's name is shown"
+    );
+
+    // Bob uploads a small text document on the documents page and downloads it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    let content = "Notes on the engine: the mill and the store.\n";
+    std::fs::write(&file, content).unwrap();
+    bob.goto("/o/engines/documents").await;
+    bob.wait_for("details.new-resource > summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    bob.wait_for("#resource-file")
+        .await
+        .send_keys(&file.display().to_string())
+        .await
+        .unwrap();
+    bob.wait_for("#create-resource")
+        .await
+        .click()
+        .await
+        .unwrap();
+    bob.wait_for_text("#resource-title", "notes.txt").await;
+    assert_eq!(bob.text_of("#resource-visibility-badge").await, "private");
+    bob.wait_until_text_contains("#resource-facts", "text/plain")
+        .await;
+    let href = bob
+        .wait_for("#download-document")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let res = reqwest::Client::new()
+        .get(app.url(&href))
+        .header(reqwest::header::COOKIE, bob.cookie_header().await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "download {href}");
+    let disposition = res
+        .headers()
+        .get(reqwest::header::CONTENT_DISPOSITION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(disposition.contains("notes.txt"), "{disposition}");
+    assert_eq!(res.text().await.unwrap(), content);
+
+    // The gallery shows the agent once it is public, and not before.
+    carol
+        .wait_for(".topnav a[href='/gallery/agents']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    carol.wait_for_path("/gallery/agents").await;
+    carol.wait_for_text("#gallery-title", "Gallery").await;
+    assert!(
+        !carol.text_of("main").await.contains(AGENT),
+        "an organization-wide agent is in the public gallery"
+    );
+    bob.goto(&agent_path).await;
+    bob.wait_for("#share > summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    bob.wait_for("#share-visibility input[value='public']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    bob.wait_for("#save-share").await.click().await.unwrap();
+    bob.wait_for_text("#resource-visibility-badge", "public")
+        .await;
+    carol.goto("/gallery/agents").await;
+    carol
+        .wait_until_text_contains("#gallery-cards", AGENT)
+        .await;
+    assert!(
+        carol
+            .text_of("#gallery-cards")
+            .await
+            .contains("Analytical Engines"),
+        "the card names the organization"
+    );
+
+    carol.close().await;
+    bob.close().await;
+    app.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------

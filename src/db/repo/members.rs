@@ -172,6 +172,12 @@ pub fn remove(
         "DELETE FROM organization_members WHERE organization_id = ?1 AND user_id = ?2",
         params![ctx.org_id().to_string(), user.to_string()],
     )?;
+    // Direct shares end with the membership (team shares end with the team membership,
+    // which the foreign key removes).
+    tx.execute(
+        "DELETE FROM resource_shares WHERE organization_id = ?1 AND principal_type = 'user' AND principal_id = ?2",
+        params![ctx.org_id().to_string(), user.to_string()],
+    )?;
     tx.execute(
         "UPDATE api_tokens SET revoked_at = ?3
          WHERE organization_id = ?1 AND user_id = ?2 AND revoked_at IS NULL",

@@ -2,10 +2,14 @@
 mod account;
 mod audit;
 mod auth;
+mod dashboard;
+mod gallery;
 mod invite;
 mod members;
 mod org_frame;
 mod orgs;
+mod resource_forms;
+mod resources;
 mod settings;
 mod teams;
 
@@ -33,6 +37,8 @@ pub fn router() -> Router<AppState> {
         .merge(teams::router())
         .merge(settings::router())
         .merge(audit::router())
+        .merge(resources::router())
+        .merge(gallery::router())
         .fallback(not_found)
 }
 

@@ -10,8 +10,8 @@ use crate::db::scope::has_permission;
 use crate::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, CurrentUser};
 use crate::http::state::AppState;
-use crate::http::views::{AuditRow, NavOrg, NewOrgPage, OrgHomePage, short_time};
-use crate::services::{identity, orgs};
+use crate::http::views::{AuditRow, NavOrg, NewOrgPage, OrgDashboardPage, short_time};
+use crate::services::{identity, orgs, resources};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -41,8 +41,16 @@ async fn home(
     } else {
         Vec::new()
     };
+    // Organization-wide counts are for members who may list members (not guests).
+    let dashboard = if has_permission(&ctx, "members.view") {
+        let limits = resources::limits(&s.db, &ctx).await?;
+        let summary = resources::summary(&s.db, &ctx).await?;
+        Some(super::dashboard::dashboard_of(&limits, &summary))
+    } else {
+        None
+    };
     let o = ctx.org();
-    render(&OrgHomePage {
+    render(&OrgDashboardPage {
         org: NavOrg {
             id: o.id.to_string(),
             name: o.name.clone(),
@@ -58,6 +66,7 @@ async fn home(
         recent,
         can_view_audit,
         layout,
+        dashboard,
     })
 }
 
