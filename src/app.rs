@@ -52,6 +52,21 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Thousands of concurrent clients need more sockets than the usual soft limit of 1024.
+/// Raises the limit as far as the hard limit allows, and says what it got.
+fn raise_open_file_limit() {
+    const WANTED: u64 = 65_536;
+    match rlimit::increase_nofile_limit(WANTED) {
+        Ok(n) if n >= WANTED => tracing::info!(limit = n, "open-file limit"),
+        Ok(n) => tracing::warn!(
+            limit = n,
+            wanted = WANTED,
+            "open-file limit is low: fewer concurrent connections can be served (raise the hard limit, e.g. LimitNOFILE in the systemd unit)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+}
+
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -68,8 +83,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         ensure_data_dir(&config.data_dir)?;
-        // More sockets than the usual soft limit of 1024; best effort.
-        let _ = rlimit::increase_nofile_limit(65_536);
+        raise_open_file_limit();
         let db_path = config.database_path();
         let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
             .await
