@@ -234,12 +234,39 @@ fn like_pattern(q: &str) -> String {
 }
 
 /// What the context's user may read of `kind` in its organization, newest first.
+///
+/// Two plans for the same rule. Most members can see much of the organization, so the
+/// organization's rows are walked newest first and the predicate stops after `limit`
+/// hits. A guest (without `<type>.manage`) sees only what they own or what is shared with
+/// them or their teams; walking the organization would cost its size, so their candidates
+/// are collected from the owner and share indexes instead (bounded by their shares).
 pub fn list_visible(
     c: &Conn<'_>,
     ctx: &OrgContext,
     kind: ResourceKind,
     q: &ListQuery,
 ) -> Result<Vec<Resource>, DbError> {
+    let (manage, not_guest) = read_flags(ctx, kind);
+    let filter = if !manage && !not_guest {
+        format!(
+            "a.organization_id = ?1 AND a.id IN (
+                SELECT o.id FROM {table} o WHERE o.organization_id = ?1 AND o.user_id = ?2
+                UNION
+                SELECT s.resource_id FROM resource_shares s
+                WHERE s.organization_id = ?1 AND s.principal_type = 'user' AND s.principal_id = ?2
+                  AND s.resource_type = '{share}'
+                UNION
+                SELECT s.resource_id FROM resource_shares s
+                WHERE s.organization_id = ?1 AND s.principal_type = 'team' AND s.resource_type = '{share}'
+                  AND s.principal_id IN (SELECT tm.team_id FROM team_members tm
+                                         WHERE tm.organization_id = ?1 AND tm.user_id = ?2))
+             AND ?3 = ?3 AND ?4 = ?4",
+            table = kind.table(),
+            share = kind.share_type()
+        )
+    } else {
+        visibility_predicate(kind.share_type())
+    };
     let sql = format!(
         "SELECT {} FROM {} a
          WHERE {}
@@ -250,9 +277,8 @@ pub fn list_visible(
          LIMIT ?9",
         select_list(kind),
         kind.table(),
-        visibility_predicate(kind.share_type())
+        filter
     );
-    let (manage, not_guest) = read_flags(ctx, kind);
     let (after_at, after_id) = match &q.after {
         Some((a, b)) => (Some(a.as_str()), Some(b.as_str())),
         None => (None, None),
