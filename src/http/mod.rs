@@ -41,19 +41,21 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(
-                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                        let id = req
-                            .headers()
-                            .get("x-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-");
-                        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
-                    }),
-                )
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    let path = loggable_path(req.uri().path());
+                    tracing::info_span!("request", id = %id, method = %req.method(), path = %path)
+                }))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(CompressionLayer::new())
-                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    timeout,
+                ))
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
@@ -68,6 +70,21 @@ pub fn router(state: AppState) -> Router {
                 )),
         )
         .with_state(state)
+}
+
+/// The request path as logs may show it: invitation links carry their token in the
+/// path, and a token is a secret.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/invite/") {
+        Some(rest) => {
+            let tail = rest
+                .split_once('/')
+                .map(|(_, t)| format!("/{t}"))
+                .unwrap_or_default();
+            std::borrow::Cow::Owned(format!("/invite/[token]{tail}"))
+        }
+        None => std::borrow::Cow::Borrowed(path),
+    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -135,5 +152,20 @@ pub mod session_cookie {
             ""
         };
         format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn invitation_tokens_never_reach_the_logs() {
+        assert_eq!(
+            loggable_path("/invite/abcDEF123/accept"),
+            "/invite/[token]/accept"
+        );
+        assert_eq!(loggable_path("/invite/abcDEF123"), "/invite/[token]");
+        assert_eq!(loggable_path("/o/acme/members"), "/o/acme/members");
     }
 }
