@@ -32,7 +32,7 @@ CREATE TABLE plans (
 INSERT INTO plans (id, name, max_agents, max_workflows, max_members, max_storage_bytes,
                    max_document_bytes, monthly_ai_credits_micros, price_monthly_micros,
                    created_at, updated_at) VALUES
-    ('free',       'Free',       10,   10,   5,    104857600,    10485760,  5000000,      0,
+    ('free',       'Free',       10,   10,   10,   104857600,    10485760,  5000000,      0,
      '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z'),
     ('team',       'Team',       200,  200,  100,  10737418240,  52428800,  200000000,    49000000,
      '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z'),

@@ -80,6 +80,20 @@ pub async fn create(
             let expires = fmt_time(at + chrono::Duration::days(i64::from(ttl)));
             // Inviting again replaces the earlier link (recorded in this row's details).
             let replaced = invitations::cancel_pending_for_email(tx, &me, email2.as_str(), &now_s)?;
+            // Members and pending invitations together stay within the plan.
+            let plan = crate::db::repo::plans::for_org(tx, &me)?.ok_or_else(AppError::not_found)?;
+            if let Some(max) = plan.max_members {
+                let taken = members::count(tx, &me)? + invitations::count_pending(tx, &me, &now_s)?;
+                if taken >= max {
+                    return Err(AppError::Unprocessable {
+                        code: "plan_limit",
+                        message: format!(
+                            "the {} plan allows at most {max} members, counting pending invitations; upgrade the plan, cancel an invitation or remove a member",
+                            plan.name
+                        ),
+                    });
+                }
+            }
             let id = new_id().to_string();
             invitations::insert(
                 tx,
@@ -241,6 +255,18 @@ fn join(
             "already_member",
             "you are already a member of this organization",
         ));
+    }
+    let plan = crate::db::repo::plans::for_org(tx, &ctx)?.ok_or_else(invalid)?;
+    if let Some(max) = plan.max_members
+        && members::count(tx, &ctx)? >= max
+    {
+        return Err(AppError::Unprocessable {
+            code: "plan_limit",
+            message: format!(
+                "this organization has reached its {} plan's member limit; ask an owner to upgrade",
+                plan.name
+            ),
+        });
     }
     if !invitations::mark_accepted(tx, &ctx, &inv.id, user.id, &now)? {
         return Err(invalid());

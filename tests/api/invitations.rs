@@ -399,3 +399,47 @@ async fn an_unreachable_smtp_server_does_not_lose_the_invitation() {
     assert!(!inv.text.contains("smtp-secret-pw"));
     assert!(inv.body["token"].is_string());
 }
+
+#[tokio::test]
+async fn the_plans_member_limit_counts_members_and_pending_invitations() {
+    let app = TestApp::spawn().await;
+    app.create_user("owner@example.com", "Owner").await;
+    let owner = app.login("owner@example.com").await;
+    let org = team_org(&owner, "full").await;
+    // The free plan allows 10 members: the owner plus nine invitations fill it.
+    let mut tokens = Vec::new();
+    for i in 0..9 {
+        let r = owner
+            .post(
+                &format!("/api/v1/orgs/{org}/invitations"),
+                json!({"email": format!("u{i}@example.com"), "role": "member"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        tokens.push(r.body["token"].as_str().unwrap().to_string());
+    }
+    let over = owner
+        .post(
+            &format!("/api/v1/orgs/{org}/invitations"),
+            json!({"email": "u9@example.com", "role": "member"}),
+        )
+        .await;
+    assert_eq!(over.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(over.code(), "plan_limit");
+    assert!(
+        over.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("10")
+    );
+    // Re-inviting someone already invited replaces the invitation and still fits.
+    let again = owner
+        .post(
+            &format!("/api/v1/orgs/{org}/invitations"),
+            json!({"email": "u0@example.com", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    let limits = owner.get(&format!("/api/v1/orgs/{org}/limits")).await;
+    assert_eq!(limits.body["users"], json!({"used": 1, "max": 10}));
+}

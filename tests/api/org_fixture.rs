@@ -163,6 +163,9 @@ async fn build_org(app: &TestApp, word: &str, cap: &str) -> Org {
     }
     let name = format!("{cap} Works");
     let (id, slug) = create_org(&people[0].s, &name, &format!("{word}-works")).await;
+    // On the team plan, so that role and isolation tests are not bounded by the free
+    // plan's member limit (that limit has its own test).
+    set_plan(app, &id, "team");
     for p in &people[1..] {
         invite_and_join(&people[0].s, &id, &p.user.email, p.role, &p.s).await;
     }
@@ -287,4 +290,18 @@ pub async fn role_of(s: &Session, org: &str, user: &str) -> Option<String> {
         .into_iter()
         .find(|(id, _)| id == user)
         .map(|(_, r)| r)
+}
+
+/// Puts an organization on a plan, directly in the database file (the instance-admin API
+/// for plans is not part of these tests).
+pub fn set_plan(app: &TestApp, org_id: &str, plan: &str) {
+    let c = rusqlite::Connection::open(app.data_dir().join("xagent.db")).unwrap();
+    c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    let n = c
+        .execute(
+            "UPDATE organizations SET plan = ?1 WHERE id = ?2",
+            [plan, org_id],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
 }

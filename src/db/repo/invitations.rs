@@ -157,3 +157,15 @@ pub(in crate::db) fn find_by_token_hash(
         from_row,
     )
 }
+
+/// Pending invitations (they will become members), for the plan's member limit.
+pub fn count_pending(c: &Conn<'_>, ctx: &OrgContext, now: &str) -> Result<i64, DbError> {
+    Ok(c
+        .query_opt(
+            "SELECT COUNT(*) FROM organization_invitations
+             WHERE organization_id = ?1 AND accepted_at IS NULL AND cancelled_at IS NULL AND expires_at > ?2",
+            params![ctx.org_id().to_string(), now],
+            |r| r.get(0),
+        )?
+        .unwrap_or(0))
+}
