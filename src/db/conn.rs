@@ -11,7 +11,13 @@ const COMMON_PRAGMAS: &str = "PRAGMA foreign_keys = ON;
     PRAGMA temp_store = MEMORY;
     PRAGMA cache_size = -16000;";
 
+/// Prepared statements kept per connection. rusqlite's default (16) is fewer than the
+/// statements one request runs (membership, teams, the list, its shares, ...), and
+/// re-preparing the visibility query costs more than running it.
+const STATEMENT_CACHE: usize = 256;
+
 pub(super) fn configure_writer(conn: &Connection) -> Result<(), DbError> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // WAL first: it is persistent, and the other pragmas are per connection.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -24,6 +30,7 @@ pub(super) fn configure_writer(conn: &Connection) -> Result<(), DbError> {
 }
 
 pub(super) fn configure_reader(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.execute_batch(COMMON_PRAGMAS)?;
     // Readers cannot write even by mistake: every write goes through the writer.
     conn.execute_batch("PRAGMA query_only = ON;")

@@ -46,6 +46,10 @@ impl DbError {
     }
 }
 
+/// Reader connections. More than a few per core only adds lock contention: SQLite work
+/// is CPU-bound here (the database lives in the page cache).
+const READERS: u32 = 8;
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
@@ -55,6 +59,9 @@ pub struct Db {
 struct Inner {
     path: PathBuf,
     readers: r2d2::Pool<SqliteConnectionManager>,
+    /// One permit per reader connection: requests beyond that wait here, asynchronously,
+    /// instead of as parked blocking threads contending for SQLite's and malloc's locks.
+    read_permits: tokio::sync::Semaphore,
     writer: mpsc::Sender<writer::Msg>,
     stats: Arc<WriterStats>,
 }
@@ -70,7 +77,7 @@ impl Db {
         wconn.execute_batch("PRAGMA optimize = 0x10002;")?;
         let manager = SqliteConnectionManager::file(path).with_init(conn::configure_reader);
         let readers = r2d2::Pool::builder()
-            .max_size(16)
+            .max_size(READERS)
             .min_idle(Some(2))
             .build(manager)?;
         let stats = Arc::new(WriterStats::default());
@@ -79,6 +86,7 @@ impl Db {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 readers,
+                read_permits: tokio::sync::Semaphore::new(READERS as usize),
                 writer,
                 stats,
             }),
@@ -101,6 +109,12 @@ impl Db {
         E: From<DbError> + Send + 'static,
         F: FnOnce(&ReadTx<'_>) -> Result<T, E> + Send + 'static,
     {
+        let _permit = self
+            .inner
+            .read_permits
+            .acquire()
+            .await
+            .map_err(|_| E::from(DbError::TaskFailed))?;
         let pool = self.inner.readers.clone();
         tokio::task::spawn_blocking(move || {
             let conn = pool.get().map_err(DbError::from)?;
