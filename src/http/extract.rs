@@ -295,6 +295,8 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
             .map_err(|e: FormRejection| {
                 body_rejection(e.status(), e.body_text(), "invalid_form")
             })?;
+        // Page forms belong to browser sessions; an API token has no CSRF token to match.
+        user.require_session()?;
         if !auth::tokens_equal(&form.0.csrf_token, user.csrf_token()) {
             return Err(AppError::Forbidden {
                 code: "csrf_failed",

@@ -166,3 +166,27 @@ async fn assets_are_embedded_with_etags_and_compression() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn page_forms_are_for_browser_sessions_not_api_tokens() {
+    let app = TestApp::spawn().await;
+    let ann = app.create_user("ann@example.com", "Ann").await;
+    let s = app.login("ann@example.com").await;
+    let t = s
+        .post(
+            "/api/v1/me/tokens",
+            serde_json::json!({"name": "t", "organization_id": ann.personal_org}),
+        )
+        .await;
+    let token = t.body["token"].as_str().unwrap();
+    let r = reqwest::Client::new()
+        .post(app.url("/orgs/new"))
+        .bearer_auth(token)
+        .form(&[("name", "Via Token"), ("slug", ""), ("csrf_token", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let orgs = s.get("/api/v1/orgs").await;
+    assert!(!orgs.text.contains("Via Token"));
+}

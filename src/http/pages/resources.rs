@@ -456,6 +456,7 @@ async fn upload(
         Err(e) => return Err(e),
     };
     let sent = text.get("csrf_token").map(String::as_str).unwrap_or("");
+    user.require_session()?;
     if !auth::tokens_equal(sent, user.csrf_token()) {
         return Err(AppError::Forbidden {
             code: "csrf_failed",
