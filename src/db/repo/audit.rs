@@ -63,6 +63,46 @@ pub fn append(tx: &WriteTx<'_>, ctx: &OrgContext, e: &Entry<'_>, at: &str) -> Re
 }
 
 /// For the few events that happen before a context exists (creating the organization).
+/// The next link of a chain: its seq, the previous hash, its own hash, and the stored
+/// forms of the actor and details.
+struct Link {
+    seq: i64,
+    prev: String,
+    hash: String,
+    actor: Option<String>,
+    details: String,
+}
+
+fn link(scope: &str, last: Option<(i64, String)>, e: &Entry<'_>, at: &str) -> Link {
+    let (seq, prev) = match last {
+        Some((s, h)) => (s + 1, h),
+        None => (1, GENESIS.to_string()),
+    };
+    let details = e.details.to_string();
+    let actor = e.actor_id.map(|a| a.to_string());
+    let hash = row_hash(
+        scope,
+        seq,
+        at,
+        actor.as_deref(),
+        e.actor_email,
+        e.action,
+        e.resource_type,
+        e.resource_id.as_deref(),
+        e.ip,
+        e.user_agent,
+        &details,
+        &prev,
+    );
+    Link {
+        seq,
+        prev,
+        hash,
+        actor,
+        details,
+    }
+}
+
 pub(crate) fn append_for_org(
     tx: &WriteTx<'_>,
     org: OrgId,
@@ -76,26 +116,7 @@ pub(crate) fn append_for_org(
         [&org_s],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let (seq, prev) = match last {
-        Some((s, h)) => (s + 1, h),
-        None => (1, GENESIS.to_string()),
-    };
-    let details = e.details.to_string();
-    let actor = e.actor_id.map(|a| a.to_string());
-    let hash = row_hash(
-        &org_s,
-        seq,
-        at,
-        actor.as_deref(),
-        e.actor_email,
-        e.action,
-        e.resource_type,
-        e.resource_id.as_deref(),
-        e.ip,
-        e.user_agent,
-        &details,
-        &prev,
-    );
+    let l = link(&org_s, last, e, at);
     tx.execute(
         "INSERT INTO organization_audit_logs (id, organization_id, seq, at, actor_id, actor_email,
              action, resource_type, resource_id, ip, user_agent, details, prev_hash, hash)
@@ -103,18 +124,18 @@ pub(crate) fn append_for_org(
         params![
             new_id().to_string(),
             org_s,
-            seq,
+            l.seq,
             at,
-            actor,
+            l.actor,
             e.actor_email,
             e.action,
             e.resource_type,
             e.resource_id,
             e.ip,
             e.user_agent,
-            details,
-            prev,
-            hash
+            l.details,
+            l.prev,
+            l.hash
         ],
     )?;
     Ok(())
@@ -127,44 +148,25 @@ pub fn append_instance(tx: &WriteTx<'_>, e: &Entry<'_>, at: &str) -> Result<(), 
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let (seq, prev) = match last {
-        Some((s, h)) => (s + 1, h),
-        None => (1, GENESIS.to_string()),
-    };
-    let details = e.details.to_string();
-    let actor = e.actor_id.map(|a| a.to_string());
-    let hash = row_hash(
-        "instance",
-        seq,
-        at,
-        actor.as_deref(),
-        e.actor_email,
-        e.action,
-        e.resource_type,
-        e.resource_id.as_deref(),
-        e.ip,
-        e.user_agent,
-        &details,
-        &prev,
-    );
+    let l = link("instance", last, e, at);
     tx.execute(
         "INSERT INTO instance_audit_logs (id, seq, at, actor_id, actor_email, action,
              resource_type, resource_id, ip, user_agent, details, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             new_id().to_string(),
-            seq,
+            l.seq,
             at,
-            actor,
+            l.actor,
             e.actor_email,
             e.action,
             e.resource_type,
             e.resource_id,
             e.ip,
             e.user_agent,
-            details,
-            prev,
-            hash
+            l.details,
+            l.prev,
+            l.hash
         ],
     )?;
     Ok(())
