@@ -77,6 +77,39 @@ pub(super) fn no_store(mut res: Response) -> Response {
     res
 }
 
+/// Every member of the organization, by name (owner names, share and add-member choices),
+/// or nobody when the viewer may not list members.
+pub(super) async fn org_people(
+    s: &crate::http::state::AppState,
+    ctx: &OrgContext,
+) -> Result<Vec<crate::http::views::PersonRow>, AppError> {
+    const BATCH: i64 = 500;
+    const MAX: usize = 5000;
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let batch = match crate::services::members::list(&s.db, ctx, after.clone(), BATCH).await {
+            Ok(b) => b,
+            Err(AppError::Forbidden { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let full = batch.len() as i64 == BATCH;
+        after = batch
+            .last()
+            .map(|m| (m.joined_at.clone(), m.user.id.to_string()));
+        out.extend(batch.into_iter().map(|m| crate::http::views::PersonRow {
+            id: m.user.id.to_string(),
+            name: m.user.name,
+            email: m.user.email,
+        }));
+        if !full || out.len() >= MAX {
+            break;
+        }
+    }
+    out.sort_by_key(|p| p.name.to_lowercase());
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

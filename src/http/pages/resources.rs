@@ -16,7 +16,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::org_frame::{form_errors, is_user_error, nav, shown_at};
+use super::org_frame::{form_errors, is_user_error, nav, org_people, shown_at};
 use super::resource_forms::{
     FORM_FIELDS, facts_of, form_of, human_bytes, input_from_form, parse_visibility, traits_of,
 };
@@ -36,7 +36,7 @@ use crate::http::views::{
     ShareDialog, short_time,
 };
 use crate::services::resources::{self as svc, Input, SharedWithInput, Upload, View};
-use crate::services::{members, teams};
+use crate::services::teams;
 
 /// Items per list page.
 const PAGE_SIZE: i64 = 25;
@@ -110,36 +110,6 @@ fn item_url(ctx: &OrgContext, kind: ResourceKind, id: &str) -> String {
 async fn back_to_item(uri: Uri) -> Response {
     let item: Vec<&str> = uri.path().split('/').take(5).collect();
     see_other(&item.join("/"))
-}
-
-/// Every member of the organization when the viewer may list them (owner names, the share
-/// dialog), else nobody.
-async fn people(s: &AppState, ctx: &OrgContext) -> Result<Vec<PersonRow>> {
-    const BATCH: i64 = 500;
-    const MAX: usize = 5000;
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let batch = match members::list(&s.db, ctx, after.clone(), BATCH).await {
-            Ok(b) => b,
-            Err(AppError::Forbidden { .. }) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let full = batch.len() as i64 == BATCH;
-        after = batch
-            .last()
-            .map(|m| (m.joined_at.clone(), m.user.id.to_string()));
-        out.extend(batch.into_iter().map(|m| PersonRow {
-            id: m.user.id.to_string(),
-            name: m.user.name,
-            email: m.user.email,
-        }));
-        if !full || out.len() >= MAX {
-            break;
-        }
-    }
-    out.sort_by_key(|p| p.name.to_lowercase());
-    Ok(out)
 }
 
 /// Names by user id, for owners and message authors.
@@ -269,7 +239,7 @@ async fn list_page(
         None
     };
     let newest_href = (!p.cursor.is_empty()).then(|| with_query(&base, &filters));
-    let people = people(s, ctx).await?;
+    let people = org_people(s, ctx).await?;
     let names = Names::new(ctx, &people);
     let can_create = has_permission(ctx, &format!("{}.create", kind.permission_prefix()));
     let agents = if kind == ResourceKind::Conversation && can_create {
@@ -558,7 +528,7 @@ async fn item_page(
 ) -> Result<ResourcePage> {
     let view = svc::get(&s.db, ctx, kind, id).await?;
     let r = &view.resource;
-    let people = people(s, ctx).await?;
+    let people = org_people(s, ctx).await?;
     let names = Names::new(ctx, &people);
     let form = form_of(&view);
     let (agents, agent_name) = if kind == ResourceKind::Conversation {
@@ -847,7 +817,7 @@ async fn access(
     let ctx = user.org_context(&s, org).await?;
     let view = svc::get(&s.db, &ctx, kind, id.clone()).await?;
     let list = svc::explain_access(&s.db, &ctx, kind, id, None).await?;
-    let people = people(&s, &ctx).await?;
+    let people = org_people(&s, &ctx).await?;
     let rows = list
         .into_iter()
         .map(|a| {

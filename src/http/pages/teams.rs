@@ -6,7 +6,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::org_frame::{form_errors, is_user_error, nav, shown_at};
+use super::org_frame::{form_errors, is_user_error, nav, org_people, shown_at};
 use super::{layout, render, render_status, see_other};
 use crate::db::OrgContext;
 use crate::db::repo::teams::Team;
@@ -16,7 +16,7 @@ use crate::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, CurrentUser};
 use crate::http::state::AppState;
 use crate::http::views::{FormErrors, PersonRow, TeamPage, TeamRow, TeamsPage, short_time};
-use crate::services::{members, teams};
+use crate::services::teams;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -129,35 +129,6 @@ async fn create(
     }
 }
 
-/// Every member of the organization (the add-member choices), when the viewer may list them.
-async fn all_members(s: &AppState, ctx: &OrgContext) -> Result<Vec<PersonRow>> {
-    const BATCH: i64 = 200;
-    const MAX: usize = 5000;
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let batch = match members::list(&s.db, ctx, after.clone(), BATCH).await {
-            Ok(b) => b,
-            Err(AppError::Forbidden { .. }) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let full = batch.len() as i64 == BATCH;
-        after = batch
-            .last()
-            .map(|m| (m.joined_at.clone(), m.user.id.to_string()));
-        out.extend(batch.into_iter().map(|m| PersonRow {
-            id: m.user.id.to_string(),
-            name: m.user.name,
-            email: m.user.email,
-        }));
-        if !full || out.len() >= MAX {
-            break;
-        }
-    }
-    out.sort_by_key(|p| p.name.to_lowercase());
-    Ok(out)
-}
-
 async fn team_page(
     s: &AppState,
     user: &CurrentUser,
@@ -167,7 +138,7 @@ async fn team_page(
     let (team, in_team) = teams::get(&s.db, ctx, id).await?;
     let can_manage = has_permission(ctx, "teams.manage");
     let candidates = if can_manage {
-        all_members(s, ctx)
+        org_people(s, ctx)
             .await?
             .into_iter()
             .filter(|p| !in_team.iter().any(|m| m.id.to_string() == p.id))
