@@ -256,6 +256,7 @@ pub async fn login(
         user.id,
     );
     let email = user.email.clone();
+    let stored_current = user.current_organization_id;
     let (memberships, current) = db
         .write(move |tx| {
             let now_s = fmt_time(started);
@@ -285,7 +286,7 @@ pub async fn login(
                 &now_s,
             )?;
             let memberships = unscoped_memberships_of(tx, user_id)?;
-            let current = current_org_in(tx, user_id, &memberships)?;
+            let current = current_org_in(stored_current, &memberships);
             Ok::<_, AppError>((memberships, current))
         })
         .await?;
@@ -352,16 +353,11 @@ async fn audit_login_failure_user(
 
 /// The user's current organization: the stored one while they are still a member of it,
 /// else their personal organization (first in the list), else none.
-fn current_org_in(
-    tx: &crate::db::Conn<'_>,
-    user: UserId,
-    memberships: &[Membership],
-) -> Result<Option<OrgId>> {
-    let stored = users::find_by_id(tx, user)?.and_then(|u| u.current_organization_id);
-    Ok(match stored {
+fn current_org_in(stored: Option<OrgId>, memberships: &[Membership]) -> Option<OrgId> {
+    match stored {
         Some(id) if memberships.iter().any(|m| m.organization.id == id) => Some(id),
         _ => memberships.first().map(|m| m.organization.id),
-    })
+    }
 }
 
 // ---------------------------------------------------------------- authentication
@@ -487,7 +483,7 @@ pub async fn me(db: &Db, user: UserId) -> Result<Me> {
     db.read(move |tx| {
         let user = users::find_by_id(tx, user)?.ok_or(AppError::Unauthorized)?;
         let memberships = unscoped_memberships_of(tx, user.id)?;
-        let current = current_org_in(tx, user.id, &memberships)?;
+        let current = current_org_in(user.current_organization_id, &memberships);
         Ok(Me {
             user,
             memberships,
