@@ -929,15 +929,53 @@ async fn resources_move_from_the_personal_workspace_into_an_organization() {
         .unwrap()
         .to_string();
 
-    // A viewer of the target may not create there.
-    let refused = o
+    // Someone else's workspace is not found.
+    let foreign = o
         .viewer
         .post(
             "/api/v1/me/move-to-organization",
             json!({"from_organization_id": personal, "to_organization_id": o.org}),
         )
         .await;
-    assert_ne!(refused.status, StatusCode::OK);
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    // A viewer of the target may not create there, so their own agents cannot move in.
+    let vme = o.viewer.get("/api/v1/me").await;
+    let vpersonal = vme.body["memberships"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["organization"]["kind"] == "personal")
+        .unwrap()["organization"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let made = o
+        .viewer
+        .post(
+            &format!("/api/v1/orgs/{vpersonal}/agents"),
+            json!({"name": "viewer's"}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED);
+    let refused = o
+        .viewer
+        .post(
+            "/api/v1/me/move-to-organization",
+            json!({"from_organization_id": vpersonal, "to_organization_id": o.org}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        o.viewer
+            .get(&format!("/api/v1/orgs/{vpersonal}/agents"))
+            .await
+            .body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "nothing moved"
+    );
     let r = o
         .member
         .post(
