@@ -1,7 +1,8 @@
 //! Per-connection settings and the transaction wrappers every query goes through.
 use std::ops::Deref;
 
-use rusqlite::{Connection, Params, Row};
+use rusqlite::config::DbConfig;
+use rusqlite::{CachedStatement, Connection, Params, Row, StatementStatus};
 
 use super::{DbError, guard};
 
@@ -16,8 +17,19 @@ const COMMON_PRAGMAS: &str = "PRAGMA foreign_keys = ON;
 /// re-preparing the visibility query costs more than running it.
 const STATEMENT_CACHE: usize = 256;
 
+/// Plans must not depend on bound values. Otherwise SQLite marks a statement for
+/// re-planning whenever a parameter it looked at is re-bound (values compared with the
+/// STAT4 samples `PRAGMA optimize` gathers, any `LIKE ?`), and the cached statements of
+/// the hot paths (token, membership, lists) were parsed and planned again on every
+/// request: a fifth of a list request's CPU time.
+fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
+}
+
 pub(super) fn configure_writer(conn: &Connection) -> Result<(), DbError> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    stable_plans(conn)?;
     // WAL first: it is persistent, and the other pragmas are per connection.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -31,6 +43,7 @@ pub(super) fn configure_writer(conn: &Connection) -> Result<(), DbError> {
 
 pub(super) fn configure_reader(conn: &mut Connection) -> Result<(), rusqlite::Error> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    stable_plans(conn)?;
     conn.execute_batch(COMMON_PRAGMAS)?;
     // Readers cannot write even by mistake: every write goes through the writer.
     conn.execute_batch("PRAGMA query_only = ON;")
@@ -41,10 +54,14 @@ where
     E: From<DbError>,
     F: FnOnce(&ReadTx<'_>) -> Result<T, E>,
 {
-    conn.execute_batch("BEGIN").map_err(DbError::from)?;
+    conn.prepare_cached("BEGIN")
+        .and_then(|mut s| s.execute([]))
+        .map_err(DbError::from)?;
     let out = f(&ReadTx(Conn::new(conn)));
     // A read transaction has nothing to keep; ending it releases the snapshot.
-    let _ = conn.execute_batch("ROLLBACK");
+    let _ = conn
+        .prepare_cached("ROLLBACK")
+        .and_then(|mut s| s.execute([]));
     out
 }
 
@@ -73,11 +90,23 @@ impl<'a> Conn<'a> {
         }
     }
 
-    fn prepare(&self, sql: &str) -> Result<rusqlite::CachedStatement<'a>, DbError> {
+    fn prepare(&self, sql: &str) -> Result<CachedStatement<'a>, DbError> {
         if self.guarded {
             guard::check(sql)?;
         }
         Ok(self.inner.prepare_cached(sql)?)
+    }
+
+    /// Debug builds (tests) refuse a cached statement that SQLite plans again on every
+    /// run (see `stable_plans`). A schema change re-plans a statement once, which is fine.
+    fn check_replanned(stmt: &CachedStatement<'_>, sql: &str) -> Result<(), DbError> {
+        if cfg!(debug_assertions) {
+            let runs = stmt.get_status(StatementStatus::Run);
+            if runs >= 2 && stmt.get_status(StatementStatus::RePrepare) >= runs {
+                return Err(DbError::Replanned(sql.to_string()));
+            }
+        }
+        Ok(())
     }
 
     pub(in crate::db) fn query_opt<T, P: Params>(
@@ -88,10 +117,13 @@ impl<'a> Conn<'a> {
     ) -> Result<Option<T>, DbError> {
         let mut stmt = self.prepare(sql)?;
         let mut rows = stmt.query(params)?;
-        match rows.next()? {
-            Some(row) => Ok(Some(f(row)?)),
-            None => Ok(None),
-        }
+        let out = match rows.next()? {
+            Some(row) => Some(f(row)?),
+            None => None,
+        };
+        drop(rows);
+        Self::check_replanned(&stmt, sql)?;
+        Ok(out)
     }
 
     pub(in crate::db) fn query_vec<T, P: Params>(
@@ -106,12 +138,16 @@ impl<'a> Conn<'a> {
         while let Some(row) = rows.next()? {
             out.push(f(row)?);
         }
+        drop(rows);
+        Self::check_replanned(&stmt, sql)?;
         Ok(out)
     }
 
     pub(in crate::db) fn execute<P: Params>(&self, sql: &str, params: P) -> Result<usize, DbError> {
         let mut stmt = self.prepare(sql)?;
-        Ok(stmt.execute(params)?)
+        let n = stmt.execute(params)?;
+        Self::check_replanned(&stmt, sql)?;
+        Ok(n)
     }
 }
 
@@ -139,5 +175,61 @@ impl<'a> WriteTx<'a> {
     /// Reads inside the write transaction, for read-then-write rules (limits, last owner).
     pub fn as_read(&self) -> ReadTx<'a> {
         ReadTx(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(conn: &Connection) {
+        conn.execute_batch(
+            "CREATE TABLE t (a TEXT, b TEXT, name TEXT); CREATE INDEX t_ab ON t (a, b);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+             INSERT INTO t SELECT i % 37, i, 'x' || i FROM n;
+             ANALYZE;",
+        )
+        .unwrap();
+    }
+
+    fn run_twice(conn: &Connection, sql: &str) -> Result<(), DbError> {
+        let c = Conn {
+            inner: conn,
+            guarded: false,
+        };
+        for (a, b) in [("1", "%2%"), ("3", "%4%")] {
+            c.query_vec(sql, rusqlite::params![a, b], |r| r.get::<_, String>(0))?;
+        }
+        Ok(())
+    }
+
+    const BY_INDEX: &str = "SELECT name FROM t WHERE a = ?1 AND b > ?2";
+    const SEARCH: &str = "SELECT name FROM t WHERE a = ?1 AND name LIKE ?2";
+
+    #[test]
+    fn statements_are_planned_once_per_connection() {
+        let conn = Connection::open_in_memory().unwrap();
+        stable_plans(&conn).unwrap();
+        table(&conn);
+        let samples: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_stat4", [], |r| r.get(0))
+            .unwrap();
+        assert!(samples > 0, "the bundled SQLite gathers STAT4 samples");
+        run_twice(&conn, BY_INDEX).unwrap();
+        run_twice(&conn, SEARCH).unwrap();
+    }
+
+    #[test]
+    fn a_statement_planned_again_is_refused_in_tests() {
+        let conn = Connection::open_in_memory().unwrap();
+        table(&conn);
+        assert!(matches!(
+            run_twice(&conn, BY_INDEX),
+            Err(DbError::Replanned(_))
+        ));
+        assert!(matches!(
+            run_twice(&conn, SEARCH),
+            Err(DbError::Replanned(_))
+        ));
     }
 }

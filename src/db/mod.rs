@@ -27,6 +27,8 @@ pub enum DbError {
     Pool(#[from] r2d2::Error),
     #[error("statement on a tenant table without the organization filter: {0}")]
     Unscoped(String),
+    #[error("statement planned again on every run: {0}")]
+    Replanned(String),
     #[error("the database writer has stopped")]
     WriterGone,
     #[error("a database task failed")]

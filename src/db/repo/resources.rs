@@ -267,39 +267,55 @@ pub fn list_visible(
     } else {
         visibility_predicate(kind.share_type())
     };
+    let mut args = vec![
+        SqlValue::Text(ctx.org_id().to_string()),
+        SqlValue::Text(ctx.user_id().to_string()),
+        SqlValue::Integer(manage.into()),
+        SqlValue::Integer(not_guest.into()),
+    ];
     let sql = format!(
-        "SELECT {} FROM {} a
-         WHERE {}
-           AND (?5 IS NULL OR a.visibility = ?5)
-           AND (?6 IS NULL OR a.name LIKE ?6 ESCAPE '\\' OR a.description LIKE ?6 ESCAPE '\\')
-           AND (?7 IS NULL OR (a.created_at, a.id) < (?7, ?8))
-         ORDER BY a.created_at DESC, a.id DESC
-         LIMIT ?9",
+        "SELECT {} FROM {} a WHERE {}{}",
         select_list(kind),
         kind.table(),
-        filter
+        filter,
+        page_clauses(q, true, &mut args)
     );
-    let (after_at, after_id) = match &q.after {
-        Some((a, b)) => (Some(a.as_str()), Some(b.as_str())),
-        None => (None, None),
-    };
-    let mut rows = c.query_vec(
-        &sql,
-        params![
-            ctx.org_id().to_string(),
-            ctx.user_id().to_string(),
-            manage,
-            not_guest,
-            q.visibility.map(|v| v.as_str()),
-            q.q.as_deref().map(like_pattern),
-            after_at,
-            after_id,
-            q.limit
-        ],
-        |r| from_row(kind, r),
-    )?;
+    let mut rows = c.query_vec(&sql, params_from_iter(args), |r| from_row(kind, r))?;
     attach_shares(c, ctx, kind, &mut rows)?;
     Ok(rows)
+}
+
+/// The list API's filters, page position and order as SQL after a WHERE clause, binding
+/// their values after `args`. A clause is written only when its filter is given: SQLite
+/// re-plans a statement with `LIKE ?` every time the pattern is bound (even to NULL), so
+/// the plain list must not carry the search clause, and each shape keeps its own cached plan.
+fn page_clauses(q: &ListQuery, with_visibility: bool, args: &mut Vec<SqlValue>) -> String {
+    fn bind(args: &mut Vec<SqlValue>, v: String) -> usize {
+        args.push(SqlValue::Text(v));
+        args.len()
+    }
+    let mut sql = String::new();
+    if with_visibility && let Some(v) = q.visibility {
+        let n = bind(args, v.as_str().to_string());
+        sql.push_str(&format!(" AND a.visibility = ?{n}"));
+    }
+    if let Some(text) = q.q.as_deref() {
+        let n = bind(args, like_pattern(text));
+        sql.push_str(&format!(
+            " AND (a.name LIKE ?{n} ESCAPE '\\' OR a.description LIKE ?{n} ESCAPE '\\')"
+        ));
+    }
+    if let Some((at, id)) = &q.after {
+        let n = bind(args, at.clone());
+        let m = bind(args, id.clone());
+        sql.push_str(&format!(" AND (a.created_at, a.id) < (?{n}, ?{m})"));
+    }
+    args.push(SqlValue::Integer(q.limit));
+    sql.push_str(&format!(
+        " ORDER BY a.created_at DESC, a.id DESC LIMIT ?{}",
+        args.len()
+    ));
+    sql
 }
 
 /// One resource if the context's user may read it.
@@ -802,30 +818,18 @@ pub(in crate::db) fn public_gallery(
     kind: ResourceKind,
     q: &ListQuery,
 ) -> Result<Vec<(Resource, String)>, DbError> {
+    let mut args = Vec::new();
     let sql = format!(
         "SELECT {}, o.name FROM {} a JOIN organizations o ON o.id = a.organization_id
-         WHERE a.visibility = 'public'
-           AND (?1 IS NULL OR a.name LIKE ?1 ESCAPE '\\' OR a.description LIKE ?1 ESCAPE '\\')
-           AND (?2 IS NULL OR (a.created_at, a.id) < (?2, ?3))
-         ORDER BY a.created_at DESC, a.id DESC LIMIT ?4",
+         WHERE a.visibility = 'public'{}",
         select_list(kind),
-        kind.table()
+        kind.table(),
+        page_clauses(q, false, &mut args)
     );
-    let (after_at, after_id) = match &q.after {
-        Some((a, b)) => (Some(a.as_str()), Some(b.as_str())),
-        None => (None, None),
-    };
     let n = COMMON_N + kind.columns().len();
-    c.query_vec(
-        &sql,
-        params![
-            q.q.as_deref().map(like_pattern),
-            after_at,
-            after_id,
-            q.limit
-        ],
-        |r| Ok((from_row(kind, r)?, r.get(n)?)),
-    )
+    c.query_vec(&sql, params_from_iter(args), |r| {
+        Ok((from_row(kind, r)?, r.get(n)?))
+    })
 }
 
 /// Counts of the user's own resources in the organization, per type.

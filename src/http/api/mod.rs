@@ -11,7 +11,6 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::json;
 
 use super::state::AppState;
 use crate::db::repo::orgs::Org;
@@ -70,10 +69,23 @@ pub fn ok(body: serde_json::Value) -> Response {
     axum::Json(body).into_response()
 }
 
+/// `ok` for a typed body, without building a `serde_json::Value` first.
+pub fn ok_typed<T: Serialize>(body: &T) -> Response {
+    axum::Json(body).into_response()
+}
+
 pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// A page of a list. Serialized straight into the body: going through a `json!` value
+/// first copied every item into a tree of maps (a tenth of a list request's CPU time).
+#[derive(Serialize)]
+struct Page<'a, T> {
+    items: &'a [T],
+    next_cursor: Option<String>,
+}
+
 pub fn items<T: Serialize>(items: &[T], next_cursor: Option<String>) -> Response {
-    ok(json!({"items": items, "next_cursor": next_cursor}))
+    axum::Json(Page { items, next_cursor }).into_response()
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::pagination::{Page, encode_cursor};
-use super::{created, items, no_content, ok};
+use super::{created, items, no_content, ok, ok_typed};
 use crate::db::repo::resources::{ListQuery, ResourceKind};
 use crate::domain::{UserId, Visibility};
 use crate::error::{AppError, Result};
@@ -309,7 +309,7 @@ async fn show(
     let k = kind(&ty)?;
     let ctx = user.org_context(&s, org).await?;
     let view = svc::get(&s.db, &ctx, k, id).await?;
-    let mut res = ok(json!(view));
+    let mut res = ok_typed(&view);
     etag(&mut res, view.resource.version);
     Ok(res)
 }
@@ -339,7 +339,7 @@ async fn update(
         input.version = Some(n);
     }
     let view = svc::update(&s.db, &ctx, &user.actor(), k, id, input).await?;
-    let mut res = ok(json!(view));
+    let mut res = ok_typed(&view);
     etag(&mut res, view.resource.version);
     Ok(res)
 }
