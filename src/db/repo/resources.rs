@@ -156,6 +156,33 @@ fn select_list(kind: ResourceKind) -> String {
     s
 }
 
+/// `select_list` plus the resource's shares as one `type:id,...` column (organization
+/// bound as ?1): one index probe per returned row instead of a second statement.
+fn select_list_with_shares(kind: ResourceKind) -> String {
+    format!(
+        "{}, (SELECT group_concat(s.principal_type || ':' || s.principal_id, ','
+                                  ORDER BY s.principal_type, s.principal_id)
+              FROM resource_shares s
+              WHERE s.organization_id = ?1 AND s.resource_type = '{}' AND s.resource_id = a.id)",
+        select_list(kind),
+        kind.share_type()
+    )
+}
+
+/// `from_row` for `select_list_with_shares`.
+fn from_row_with_shares(kind: ResourceKind, r: &Row<'_>) -> rusqlite::Result<Resource> {
+    let mut res = from_row(kind, r)?;
+    let shares: Option<String> = r.get(COMMON_N + kind.columns().len())?;
+    for share in shares.as_deref().unwrap_or("").split(',') {
+        match share.split_once(':') {
+            Some(("team", id)) => res.shared_with.teams.push(id.to_string()),
+            Some((_, id)) => res.shared_with.users.push(id.to_string()),
+            None => {}
+        }
+    }
+    Ok(res)
+}
+
 fn visibility_of(s: &str) -> Visibility {
     match s {
         "team" => Visibility::Team,
@@ -275,14 +302,14 @@ pub fn list_visible(
     ];
     let sql = format!(
         "SELECT {} FROM {} a WHERE {}{}",
-        select_list(kind),
+        select_list_with_shares(kind),
         kind.table(),
         filter,
         page_clauses(q, true, &mut args)
     );
-    let mut rows = c.query_vec(&sql, params_from_iter(args), |r| from_row(kind, r))?;
-    attach_shares(c, ctx, kind, &mut rows)?;
-    Ok(rows)
+    c.query_vec(&sql, params_from_iter(args), |r| {
+        from_row_with_shares(kind, r)
+    })
 }
 
 /// The list API's filters, page position and order as SQL after a WHERE clause, binding
@@ -327,12 +354,12 @@ pub fn find_visible(
 ) -> Result<Option<Resource>, DbError> {
     let sql = format!(
         "SELECT {} FROM {} a WHERE {} AND a.id = ?5",
-        select_list(kind),
+        select_list_with_shares(kind),
         kind.table(),
         visibility_predicate(kind.share_type())
     );
     let (manage, not_guest) = read_flags(ctx, kind);
-    let found = c.query_opt(
+    c.query_opt(
         &sql,
         params![
             ctx.org_id().to_string(),
@@ -341,11 +368,8 @@ pub fn find_visible(
             not_guest,
             id
         ],
-        |r| from_row(kind, r),
-    )?;
-    let mut rows: Vec<Resource> = found.into_iter().collect();
-    attach_shares(c, ctx, kind, &mut rows)?;
-    Ok(rows.pop())
+        |r| from_row_with_shares(kind, r),
+    )
 }
 
 /// One resource of the organization regardless of the user's visibility (for the access
@@ -358,58 +382,12 @@ pub fn find_in_org(
 ) -> Result<Option<Resource>, DbError> {
     let sql = format!(
         "SELECT {} FROM {} a WHERE a.organization_id = ?1 AND a.id = ?2",
-        select_list(kind),
+        select_list_with_shares(kind),
         kind.table()
     );
-    let found = c.query_opt(&sql, params![ctx.org_id().to_string(), id], |r| {
-        from_row(kind, r)
-    })?;
-    let mut rows: Vec<Resource> = found.into_iter().collect();
-    attach_shares(c, ctx, kind, &mut rows)?;
-    Ok(rows.pop())
-}
-
-fn attach_shares(
-    c: &Conn<'_>,
-    ctx: &OrgContext,
-    kind: ResourceKind,
-    rows: &mut [Resource],
-) -> Result<(), DbError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let placeholders = (0..rows.len())
-        .map(|i| format!("?{}", i + 3))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT resource_id, principal_type, principal_id FROM resource_shares
-         WHERE organization_id = ?1 AND resource_type = ?2 AND resource_id IN ({placeholders})
-         ORDER BY principal_type, principal_id"
-    );
-    let mut args: Vec<SqlValue> = vec![
-        SqlValue::Text(ctx.org_id().to_string()),
-        SqlValue::Text(kind.share_type().to_string()),
-    ];
-    args.extend(rows.iter().map(|r| SqlValue::Text(r.id.clone())));
-    let shares: Vec<(String, String, String)> = c.query_vec(&sql, params_from_iter(args), |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })?;
-    let mut by_id: BTreeMap<String, SharedWith> = BTreeMap::new();
-    for (rid, ptype, pid) in shares {
-        let e = by_id.entry(rid).or_default();
-        if ptype == "team" {
-            e.teams.push(pid);
-        } else {
-            e.users.push(pid);
-        }
-    }
-    for r in rows.iter_mut() {
-        if let Some(s) = by_id.remove(&r.id) {
-            r.shared_with = s;
-        }
-    }
-    Ok(())
+    c.query_opt(&sql, params![ctx.org_id().to_string(), id], |r| {
+        from_row_with_shares(kind, r)
+    })
 }
 
 /// A value for a type-specific column, already validated by the service.
