@@ -380,23 +380,21 @@ pub async fn authenticate_session(
     let hash = auth::token_hash(token);
     let at = now();
     let (now_s, idle_cutoff) = (fmt_time(at), policy.idle_cutoff(at));
-    let found = db
-        .read(move |tx| {
-            let Some(s) = sessions::find_by_hash(tx, &hash)? else {
-                return Ok::<_, AppError>(None);
-            };
-            if s.revoked_at.is_some() || s.expires_at <= now_s || s.last_seen_at <= idle_cutoff {
-                return Ok(None);
-            }
-            let Some(user) = users::find_by_id(tx, s.user_id)? else {
-                return Ok(None);
-            };
-            if user.status != "active" {
-                return Ok(None);
-            }
-            Ok(Some((s, user)))
-        })
-        .await?;
+    let found = db.lookup(|tx| {
+        let Some(s) = sessions::find_by_hash(tx, &hash)? else {
+            return Ok::<_, AppError>(None);
+        };
+        if s.revoked_at.is_some() || s.expires_at <= now_s || s.last_seen_at <= idle_cutoff {
+            return Ok(None);
+        }
+        let Some(user) = users::find_by_id(tx, s.user_id)? else {
+            return Ok(None);
+        };
+        if user.status != "active" {
+            return Ok(None);
+        }
+        Ok(Some((s, user)))
+    })?;
     let Some((s, user)) = found else {
         return Ok(None);
     };
@@ -434,25 +432,21 @@ pub async fn authenticate_api_token(db: &Db, token: &str) -> Result<Option<Token
     let hash = auth::token_hash(token);
     let at = now();
     let now_s = fmt_time(at);
-    let found = db
-        .read(move |tx| {
-            let Some(t) = tokens::find_by_hash(tx, &hash)? else {
-                return Ok::<_, AppError>(None);
-            };
-            if t.revoked_at.is_some()
-                || t.expires_at.as_deref().is_some_and(|e| e <= now_s.as_str())
-            {
-                return Ok(None);
-            }
-            let Some(user) = users::find_by_id(tx, t.user_id)? else {
-                return Ok(None);
-            };
-            if user.status != "active" {
-                return Ok(None);
-            }
-            Ok(Some((t, user)))
-        })
-        .await?;
+    let found = db.lookup(|tx| {
+        let Some(t) = tokens::find_by_hash(tx, &hash)? else {
+            return Ok::<_, AppError>(None);
+        };
+        if t.revoked_at.is_some() || t.expires_at.as_deref().is_some_and(|e| e <= now_s.as_str()) {
+            return Ok(None);
+        }
+        let Some(user) = users::find_by_id(tx, t.user_id)? else {
+            return Ok(None);
+        };
+        if user.status != "active" {
+            return Ok(None);
+        }
+        Ok(Some((t, user)))
+    })?;
     let Some((t, user)) = found else {
         return Ok(None);
     };

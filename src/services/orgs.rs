@@ -17,9 +17,8 @@ pub async fn list_mine(db: &Db, user: UserId) -> Result<Vec<Membership>> {
 /// The membership check as a service: 404 for anything the user may not act in.
 /// Also keeps the member's "last active" time (written at most every five minutes).
 pub async fn context(db: &Db, user: UserId, org_ref: String) -> Result<OrgContext> {
-    let ctx = db
-        .read(move |tx| membership_check(tx, user, &org_ref)?.ok_or_else(AppError::not_found))
-        .await?;
+    let ctx =
+        db.lookup(|tx| membership_check(tx, user, &org_ref)?.ok_or_else(AppError::not_found))?;
     // A member whose org.view is denied by an override is shut out of the organization.
     super::require(&ctx, "org.view")?;
     let now = crate::domain::now();

@@ -377,13 +377,12 @@ pub async fn list(
     .await
 }
 
+/// One resource by id: a lookup by key (plus its few parts), so it runs inline.
 pub async fn get(db: &Db, ctx: &OrgContext, kind: ResourceKind, id: String) -> Result<View> {
-    let ctx = ctx.clone();
-    db.read(move |tx| {
-        let r = repo::find_visible(tx, &ctx, kind, &id)?.ok_or_else(AppError::not_found)?;
-        view(tx, &ctx, r)
+    db.lookup(|tx| {
+        let r = repo::find_visible(tx, ctx, kind, &id)?.ok_or_else(AppError::not_found)?;
+        view(tx, ctx, r)
     })
-    .await
 }
 
 fn plan_limit(kind: ResourceKind, plan: &plans::Plan) -> Option<i64> {
