@@ -11,6 +11,8 @@ pub mod auth;
 pub mod cli;
 /// Configuration from flags and `XAGENT_*` variables, validated once at start.
 pub mod config;
+/// Secrets at rest: master keys, per-organization data keys, sealed provider keys.
+pub mod crypto;
 /// The only module that touches SQLite: pool, single writer, migrations, tenancy scope, SQL.
 pub mod db;
 /// Pure types and rules: ids, roles, permissions, emails, slugs.
