@@ -6,6 +6,7 @@ use std::path::Path;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::config::Config;
+use crate::crypto::Keyring;
 use crate::db::{Db, DbError};
 use crate::http::{self, state::AppState};
 use crate::services::identity;
@@ -24,6 +25,8 @@ pub enum StartError {
     },
     #[error("database: {0}")]
     Db(#[from] DbError),
+    #[error("master key: {0}")]
+    Keys(String),
 }
 
 /// A built application: database open and migrated, port bound, not yet serving.
@@ -88,6 +91,21 @@ impl Application {
         let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
             .await
             .map_err(|_| DbError::TaskFailed)??;
+        let keyring = Keyring::load(
+            config.master_key.as_ref().map(|k| k.expose()),
+            &config.data_dir,
+        )
+        .map_err(|e| StartError::Keys(e.to_string()))?;
+        let rewrapped = crate::services::llm::check_and_rewrap(&db, &keyring)
+            .await
+            .map_err(StartError::Keys)?;
+        if rewrapped > 0 {
+            tracing::info!(
+                data_keys = rewrapped,
+                master_key = keyring.current().id(),
+                "re-wrapped data keys under the current master key"
+            );
+        }
         let listener = bind(config.listen).map_err(|source| StartError::Listen {
             addr: config.listen,
             source,
@@ -97,7 +115,7 @@ impl Application {
             source,
         })?;
         let base_url = config.base_url(addr);
-        let state = AppState::new(db, config, base_url);
+        let state = AppState::new(db, config, keyring, base_url);
         Ok(Self {
             listener,
             addr,

@@ -50,6 +50,20 @@ enum Command {
         /// Destination file (must not exist).
         file: PathBuf,
     },
+    /// Master keys of the stored provider keys (XAGENT_MASTER_KEY or DATA_DIR/master.key).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Show the configured master keys and how many data keys each one wraps.
+    List,
+    /// Add a new master key to master.key and re-wrap every data key under it. Safe while
+    /// the server runs; the previous key stays in the file until `keys retire`.
+    Rotate,
+    /// Remove from master.key the keys that no data key is wrapped by any more.
+    Retire,
 }
 
 #[derive(Args)]
@@ -173,6 +187,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             config.body_limit_bytes = a.body_limit_bytes;
             config.upload_limit_bytes = a.upload_limit_bytes;
             config.request_timeout = std::time::Duration::from_secs(a.request_timeout_secs.max(1));
+            config.master_key = std::env::var("XAGENT_MASTER_KEY").ok().map(Secret::new);
+            config.env_providers = crate::config::env_providers(std::env::vars());
             config.smtp = a.smtp_host.map(|host| SmtpConfig {
                 host,
                 port: a.smtp_port,
@@ -217,6 +233,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Admin(cmd) => admin(cli.data_dir, cmd).await,
+        Command::Keys(cmd) => keys(cli.data_dir, cmd).await,
         Command::Audit(AuditCommand::Verify { org }) => {
             let db = open_db(cli.data_dir).await?;
             let reports = crate::services::audit::verify(&db, org)
@@ -248,6 +265,49 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
     }
+}
+
+async fn keys(dir: PathBuf, cmd: KeysCommand) -> Result<(), String> {
+    use crate::services::llm;
+    let db = open_db(dir.clone()).await?;
+    let env = std::env::var("XAGENT_MASTER_KEY").ok();
+    let ring = crate::crypto::Keyring::load(env.as_deref(), &dir).map_err(|e| e.to_string());
+    let out = async {
+        let ring = ring?;
+        match cmd {
+            KeysCommand::List => {
+                let used = llm::master_keys_in_use(&db).await.map_err(describe)?;
+                for (i, id) in ring.ids().iter().enumerate() {
+                    let role = if i == 0 { "current" } else { "older" };
+                    let state = if used.contains(id) { "in use" } else { "unused" };
+                    println!("{id}  {role}, {state}");
+                }
+                Ok(())
+            }
+            KeysCommand::Rotate => {
+                let new = ring.rotate().map_err(|e| e.to_string())?;
+                let n = llm::rewrap_all(&db, &ring).await.map_err(describe)?;
+                println!(
+                    "new master key {}; {n} data keys re-wrapped. The older keys stay in master.key until `xagent keys retire`.",
+                    new.id()
+                );
+                Ok(())
+            }
+            KeysCommand::Retire => {
+                let used = llm::master_keys_in_use(&db).await.map_err(describe)?;
+                let gone = ring.retire_except(&used).map_err(|e| e.to_string())?;
+                if gone.is_empty() {
+                    println!("nothing to retire");
+                } else {
+                    println!("retired {}", gone.join(", "));
+                }
+                Ok(())
+            }
+        }
+    }
+    .await;
+    let _ = db.shutdown().await;
+    out
 }
 
 async fn open_db(dir: PathBuf) -> Result<Db, String> {

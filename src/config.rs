@@ -1,4 +1,5 @@
 //! Configuration, built once at start from flags and `XAGENT_*` variables (flags win).
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,6 +51,52 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     /// How often the background tasks run (retention purge, cleanup).
     pub maintenance_interval: Duration,
+    /// `XAGENT_MASTER_KEY`: base64 master keys, newest first; without it the key file
+    /// `master.key` in the data directory is used (and created).
+    pub master_key: Option<Secret>,
+    /// Provider keys from the environment (`XAGENT_<PROVIDER>_API_KEY`,
+    /// `XAGENT_<PROVIDER>_BASE_URL`), the last fallback of key resolution.
+    pub env_providers: BTreeMap<String, EnvProvider>,
+}
+
+/// One provider configured through the environment, keyed by its provider name.
+#[derive(Debug, Clone, Default)]
+pub struct EnvProvider {
+    pub api_key: Option<Secret>,
+    pub base_url: Option<String>,
+}
+
+/// Collects `XAGENT_<PROVIDER>_API_KEY` / `_BASE_URL` pairs; `<PROVIDER>` becomes the
+/// lower-case provider name with `_` read as `-` (`XAGENT_AZURE_OPENAI_API_KEY` →
+/// `azure-openai`).
+pub fn env_providers(
+    vars: impl Iterator<Item = (String, String)>,
+) -> BTreeMap<String, EnvProvider> {
+    let mut out: BTreeMap<String, EnvProvider> = BTreeMap::new();
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("XAGENT_") else {
+            continue;
+        };
+        let (provider, is_key) = if let Some(p) = rest.strip_suffix("_API_KEY") {
+            (p, true)
+        } else if let Some(p) = rest.strip_suffix("_BASE_URL") {
+            (p, false)
+        } else {
+            continue;
+        };
+        if provider.is_empty() || value.trim().is_empty() {
+            continue;
+        }
+        let entry = out
+            .entry(provider.to_ascii_lowercase().replace('_', "-"))
+            .or_default();
+        if is_key {
+            entry.api_key = Some(Secret::new(value.trim()));
+        } else {
+            entry.base_url = Some(value.trim().trim_end_matches('/').to_string());
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -94,6 +141,8 @@ impl Config {
             login_window: Duration::from_secs(15 * 60),
             smtp: None,
             maintenance_interval: Duration::from_secs(3600),
+            master_key: None,
+            env_providers: BTreeMap::new(),
         }
     }
 

@@ -166,6 +166,19 @@ enum Source {
 pub struct Keyring {
     source: Source,
     keys: Arc<RwLock<Vec<Key>>>,
+    /// Which version of the key file was read (it is replaced by rename on every change).
+    loaded: Arc<RwLock<Option<FileStamp>>>,
+}
+
+type FileStamp = (std::time::SystemTime, u64, u64);
+
+fn modified(path: &Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((m.modified().ok()?, inode, m.len()))
 }
 
 impl Keyring {
@@ -180,20 +193,42 @@ impl Keyring {
             return Ok(Keyring {
                 source: Source::Environment,
                 keys: Arc::new(RwLock::new(keys)),
+                loaded: Arc::new(RwLock::new(None)),
             });
         }
         let path = data_dir.join(KEY_FILE);
         if !path.exists() {
             write_key_file(&path, &[Key::generate_master()])?;
         }
+        let stamp = modified(&path);
         let keys = read_key_file(&path)?;
         Ok(Keyring {
             source: Source::File(path),
             keys: Arc::new(RwLock::new(keys)),
+            loaded: Arc::new(RwLock::new(stamp)),
         })
     }
 
+    /// Reads the key file again when another process (`xagent keys rotate`) changed it.
+    fn refresh(&self) -> Result<(), CryptoError> {
+        let Source::File(path) = &self.source else {
+            return Ok(());
+        };
+        let stamp = modified(path);
+        if *self.loaded.read().unwrap_or_else(|e| e.into_inner()) == stamp {
+            return Ok(());
+        }
+        let fresh = read_key_file(path)?;
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = stamp;
+        Ok(())
+    }
+
+    /// The key new data keys are wrapped with (following a rotation by another process).
     pub fn current(&self) -> Key {
+        if let Err(e) = self.refresh() {
+            tracing::warn!(error = %e, "cannot re-read the master key file");
+        }
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
         // `load` never makes an empty ring: the file gets a key, the variable needs one.
         keys.first()
@@ -212,14 +247,9 @@ impl Keyring {
         if let Some(k) = self.find(id) {
             return Ok(k);
         }
-        if let Source::File(path) = &self.source {
-            let fresh = read_key_file(path)?;
-            *self.keys.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-            if let Some(k) = self.find(id) {
-                return Ok(k);
-            }
-        }
-        Err(CryptoError::UnknownMasterKey(id.to_string()))
+        self.refresh()?;
+        self.find(id)
+            .ok_or_else(|| CryptoError::UnknownMasterKey(id.to_string()))
     }
 
     fn find(&self, id: &str) -> Option<Key> {
@@ -240,6 +270,7 @@ impl Keyring {
         keys.insert(0, new.clone());
         write_key_file(path, &keys)?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = modified(path);
         Ok(new)
     }
 
@@ -260,6 +291,7 @@ impl Keyring {
         }
         write_key_file(path, &kept)?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = kept;
+        *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = modified(path);
         Ok(gone)
     }
 }

@@ -38,6 +38,9 @@ pub enum AppError {
     PayloadTooLarge,
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// Something the request depends on is missing (no provider key to call with).
+    #[error("{message}")]
+    FailedDependency { code: &'static str, message: String },
     #[error("{message}")]
     TooManyRequests {
         message: String,
@@ -110,6 +113,7 @@ impl AppError {
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::FailedDependency { .. } => StatusCode::FAILED_DEPENDENCY,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -121,7 +125,8 @@ impl AppError {
             | AppError::Forbidden { code, .. }
             | AppError::NotFound { code }
             | AppError::Conflict { code, .. }
-            | AppError::Unprocessable { code, .. } => code,
+            | AppError::Unprocessable { code, .. }
+            | AppError::FailedDependency { code, .. } => code,
             AppError::Unauthorized => "unauthorized",
             AppError::InvalidCredentials => "invalid_credentials",
             AppError::MethodNotAllowed => "method_not_allowed",

@@ -2,6 +2,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::crypto::Keyring;
 use crate::db::Db;
 use crate::services::identity::SessionPolicy;
 use crate::services::throttle::LoginThrottle;
@@ -11,12 +12,14 @@ pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
     pub throttle: Arc<LoginThrottle>,
+    /// Master keys for the stored provider keys.
+    pub keyring: Keyring,
     /// The base URL links are built from (public URL, or the bound address).
     pub base_url: Arc<str>,
 }
 
 impl AppState {
-    pub fn new(db: Db, config: Config, base_url: String) -> Self {
+    pub fn new(db: Db, config: Config, keyring: Keyring, base_url: String) -> Self {
         let throttle = LoginThrottle::new(
             config.login_window,
             config.login_max_failures_per_account,
@@ -26,6 +29,7 @@ impl AppState {
             db,
             config: Arc::new(config),
             throttle: Arc::new(throttle),
+            keyring,
             base_url: base_url.into(),
         }
     }

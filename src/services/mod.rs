@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod identity;
 pub mod invitations;
+pub mod llm;
 pub mod mail;
 pub mod members;
 pub mod orgs;

@@ -42,6 +42,8 @@ enum Probe {
 }
 
 const ORG_ISO: &str = "org_isolation.rs";
+const LLM: &str = "llm_keys.rs";
+const LLM_ISO: &str = "llm_settings_and_keys_of_another_org_are_not_found";
 const BY_REF: &str = "members_of_another_org_find_nothing_by_id_or_slug_and_change_nothing";
 const UNDER_OWN: &str = "ids_of_another_orgs_objects_under_ones_own_org_are_not_found";
 
@@ -49,6 +51,46 @@ const UNDER_OWN: &str = "ids_of_another_orgs_objects_under_ones_own_org_are_not_
 /// `/api/openapi.json` names it. A route missing here fails
 /// `every_route_with_an_org_or_an_id_has_a_case_in_the_isolation_table`.
 const ROUTES: &[(&str, &str, Probe)] = &[
+    (
+        "GET",
+        "/api/v1/orgs/{org}/llm",
+        Probe::Elsewhere(LLM, LLM_ISO),
+    ),
+    (
+        "PUT",
+        "/api/v1/orgs/{org}/llm/providers/{provider}",
+        Probe::Elsewhere(LLM, LLM_ISO),
+    ),
+    (
+        "DELETE",
+        "/api/v1/orgs/{org}/llm/providers/{provider}",
+        Probe::Elsewhere(LLM, LLM_ISO),
+    ),
+    (
+        "PATCH",
+        "/api/v1/orgs/{org}/llm/policy",
+        Probe::Elsewhere(LLM, LLM_ISO),
+    ),
+    (
+        "GET",
+        "/api/v1/orgs/{org}/llm/resolve",
+        Probe::Elsewhere(LLM, LLM_ISO),
+    ),
+    (
+        "GET",
+        "/api/v1/me/llm/providers",
+        Probe::Elsewhere(LLM, LLM_ISO),
+    ),
+    (
+        "PUT",
+        "/api/v1/me/llm/providers/{provider}",
+        Probe::Elsewhere(LLM, LLM_ISO),
+    ),
+    (
+        "DELETE",
+        "/api/v1/me/llm/providers/{provider}",
+        Probe::Elsewhere(LLM, LLM_ISO),
+    ),
     (
         "DELETE",
         "/api/v1/me/tokens/{id}",
@@ -210,7 +252,7 @@ const ROUTES: &[(&str, &str, Probe)] = &[
 
 /// A parameter or body field that names an organization or an object.
 fn names_something(name: &str) -> bool {
-    name.ends_with("_id") || name.contains("organization") || name == "transfer_to"
+    name.ends_with("_id") || name.contains("organization") || ["org", "transfer_to"].contains(&name)
 }
 
 /// Whether an operation of the OpenAPI description takes an org or an id anywhere: in

@@ -13,6 +13,7 @@ mod identity;
 mod invitations;
 mod isolation;
 mod isolation_matrix;
+mod llm_keys;
 mod org_admin;
 mod org_fixture;
 mod org_isolation;

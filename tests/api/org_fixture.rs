@@ -209,7 +209,11 @@ async fn build_org(app: &TestApp, word: &str, cap: &str) -> Org {
 /// each with owner, admin, manager, member, viewer and guest (`<role>@alpha.example`,
 /// `<role>@bravo.example`), a team with all six in it, and a pending invitation.
 pub async fn two_orgs_with_all_roles() -> World {
-    let app = TestApp::spawn().await;
+    two_orgs_in(TestApp::spawn().await).await
+}
+
+/// The two fixture organizations in an app started by the caller (e.g. with settings).
+pub async fn two_orgs_in(app: TestApp) -> World {
     let a = build_org(&app, "alpha", "Alpha").await;
     let b = build_org(&app, "bravo", "Bravo").await;
     World { app, a, b }

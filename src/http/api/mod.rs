@@ -1,6 +1,7 @@
 //! JSON API under `/api/v1` (see API.md). Each area owns its router.
 pub mod audit;
 mod auth;
+mod llm;
 mod me;
 mod members;
 mod orgs;
@@ -27,6 +28,7 @@ pub fn router_with_prefix(upload_limit: usize) -> Router<AppState> {
         .merge(orgs::router())
         .merge(members::router())
         .merge(audit::router())
+        .merge(llm::router())
         .merge(resources::router(upload_limit))
         .route("/api/openapi.json", axum::routing::get(openapi))
         .route("/api", axum::routing::any(unknown))

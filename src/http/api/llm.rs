@@ -1,0 +1,199 @@
+//! LLM providers, keys and policy (API.md "LLM settings").
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, patch, put};
+use serde::{Deserialize, Deserializer};
+use serde_json::json;
+
+use super::{no_content, ok, ok_typed};
+use crate::error::Result;
+use crate::http::extract::{ApiJson, ApiQuery, CurrentUser};
+use crate::http::state::AppState;
+use crate::services::llm::{self, PolicyInput, ProviderInput};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/orgs/{org}/llm", get(settings))
+        .route(
+            "/api/v1/orgs/{org}/llm/providers/{provider}",
+            put(put_provider).delete(delete_provider),
+        )
+        .route("/api/v1/orgs/{org}/llm/policy", patch(patch_policy))
+        .route("/api/v1/orgs/{org}/llm/resolve", get(resolve))
+        .route("/api/v1/me/llm/providers", get(my_keys))
+        .route(
+            "/api/v1/me/llm/providers/{provider}",
+            put(put_my_key).delete(delete_my_key),
+        )
+}
+
+/// Absent → `None` (unchanged), `null` → `Some(None)` (remove), a value → `Some(Some(v))`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+async fn settings(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    Ok(ok_typed(&llm::settings(&s.db, &ctx).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderBody {
+    #[serde(default, deserialize_with = "present")]
+    api_key: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    base_url: Option<Option<String>>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+async fn put_provider(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, provider)): Path<(String, String)>,
+    ApiJson(b): ApiJson<ProviderBody>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let view = llm::put_provider(
+        &s.db,
+        &s.keyring,
+        &ctx,
+        &user.actor(),
+        &provider,
+        ProviderInput {
+            api_key: b.api_key,
+            base_url: b.base_url,
+            enabled: b.enabled,
+        },
+    )
+    .await?;
+    Ok(ok_typed(&view))
+}
+
+async fn delete_provider(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, provider)): Path<(String, String)>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    llm::delete_provider(&s.db, &ctx, &user.actor(), &provider).await?;
+    Ok(no_content())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyBody {
+    #[serde(default)]
+    allow_user_keys: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    default_model: Option<Option<String>>,
+    #[serde(default)]
+    allowed_models: Option<Vec<String>>,
+}
+
+async fn patch_policy(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+    ApiJson(b): ApiJson<PolicyBody>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let view = llm::patch_policy(
+        &s.db,
+        &ctx,
+        &user.actor(),
+        PolicyInput {
+            allow_user_keys: b.allow_user_keys,
+            default_model: b.default_model,
+            allowed_models: b.allowed_models,
+        },
+    )
+    .await?;
+    Ok(ok_typed(&view))
+}
+
+#[derive(Deserialize)]
+struct ResolveQuery {
+    provider: String,
+}
+
+async fn resolve(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+    ApiQuery(q): ApiQuery<ResolveQuery>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let view = llm::resolve(
+        &s.db,
+        &s.keyring,
+        &s.config.env_providers,
+        &ctx,
+        &q.provider,
+    )
+    .await?;
+    Ok(ok_typed(&view))
+}
+
+#[derive(Deserialize)]
+struct OrgQuery {
+    org: String,
+}
+
+async fn my_keys(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(q): ApiQuery<OrgQuery>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, q.org).await?;
+    let keys = llm::my_keys(&s.db, &ctx).await?;
+    Ok(ok(json!({ "items": keys })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MyKeyBody {
+    api_key: String,
+    #[serde(default)]
+    base_url: Option<String>,
+}
+
+async fn put_my_key(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(provider): Path<String>,
+    ApiQuery(q): ApiQuery<OrgQuery>,
+    ApiJson(b): ApiJson<MyKeyBody>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, q.org).await?;
+    let view = llm::put_my_key(
+        &s.db,
+        &s.keyring,
+        &ctx,
+        &user.actor(),
+        &provider,
+        &b.api_key,
+        b.base_url.as_deref(),
+    )
+    .await?;
+    Ok(ok_typed(&view))
+}
+
+async fn delete_my_key(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(provider): Path<String>,
+    ApiQuery(q): ApiQuery<OrgQuery>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, q.org).await?;
+    llm::delete_my_key(&s.db, &ctx, &user.actor(), &provider).await?;
+    Ok(no_content())
+}

@@ -1,0 +1,730 @@
+//! LLM providers and keys: the organization's providers and policy, members' own keys,
+//! and which key a call would use (user → organization → environment).
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Actor, fresh_context, require};
+use crate::config::{EnvProvider, Secret};
+use crate::crypto::{Key, Keyring};
+use crate::db::repo::{audit, llm};
+use crate::db::{Conn, Db, OrgContext, WriteTx};
+use crate::domain::{Invalid, OrgId, UserId, new_id, now_str};
+use crate::error::AppError;
+
+type Result<T> = std::result::Result<T, AppError>;
+
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderView {
+    pub provider: String,
+    pub base_url: Option<String>,
+    /// `sk-…abcd`, or null when the entry has no key of its own.
+    pub key_hint: Option<String>,
+    pub enabled: bool,
+    pub updated_at: String,
+}
+
+impl From<llm::Provider> for ProviderView {
+    fn from(p: llm::Provider) -> Self {
+        ProviderView {
+            provider: p.provider,
+            base_url: p.base_url,
+            key_hint: p.key_hint,
+            enabled: p.enabled,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyView {
+    pub allow_user_keys: bool,
+    pub default_model: Option<String>,
+    pub allowed_models: Vec<String>,
+}
+
+impl From<llm::Policy> for PolicyView {
+    fn from(p: llm::Policy) -> Self {
+        PolicyView {
+            allow_user_keys: p.allow_user_keys,
+            default_model: p.default_model,
+            allowed_models: p.allowed_models,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub policy: PolicyView,
+    pub providers: Vec<ProviderView>,
+}
+
+pub fn parse_provider(raw: &str) -> Result<String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 32
+        && raw.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        Err(AppError::invalid(vec![Invalid::new(
+            "provider",
+            "a provider name is 1-32 characters: lower-case letters, digits and '-'",
+        )]))
+    }
+}
+
+fn parse_base_url(raw: &str) -> std::result::Result<String, Invalid> {
+    let url = raw.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(host)
+            if !host.is_empty() && url.len() <= 2048 && !url.contains(char::is_whitespace) =>
+        {
+            Ok(url.to_string())
+        }
+        _ => Err(Invalid::new(
+            "base_url",
+            "must be an http:// or https:// URL, e.g. https://api.openai.com/v1",
+        )),
+    }
+}
+
+fn parse_api_key(raw: &str) -> std::result::Result<String, Invalid> {
+    let key = raw.trim();
+    if key.is_empty() || key.len() > 4096 || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Invalid::new(
+            "api_key",
+            "must be 1-4096 printable characters without spaces",
+        ));
+    }
+    Ok(key.to_string())
+}
+
+fn org_aad(org: OrgId, provider: &str) -> String {
+    format!("{org}/llm/{provider}/organization")
+}
+
+fn user_aad(org: OrgId, user: UserId, provider: &str) -> String {
+    format!("{org}/llm/{provider}/user/{user}")
+}
+
+/// The organization's current data key, made and wrapped on first use.
+fn data_key_for_sealing(tx: &WriteTx<'_>, ctx: &OrgContext, keyring: &Keyring) -> Result<Key> {
+    if let Some(w) = llm::current_data_key(tx, ctx)? {
+        return unwrap(keyring, ctx, &w);
+    }
+    let key = Key::generate(format!("dk-{}", new_id()));
+    let master = keyring.current();
+    llm::insert_data_key(
+        tx,
+        ctx,
+        &llm::WrappedKey {
+            key_id: key.id().to_string(),
+            wrapped: master.wrap(&key, &ctx.org_id().to_string()),
+            master_key_id: master.id().to_string(),
+        },
+        &now_str(),
+    )?;
+    Ok(key)
+}
+
+fn unwrap(keyring: &Keyring, ctx: &OrgContext, w: &llm::WrappedKey) -> Result<Key> {
+    let master = keyring
+        .get(&w.master_key_id)
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    master
+        .unwrap_key(&w.wrapped, &ctx.org_id().to_string(), &w.key_id)
+        .map_err(|e| AppError::Internal(e.to_string()))
+}
+
+/// The plaintext of a stored key. Any failure is an internal error whose text names no
+/// secret (wrong master key, moved or altered ciphertext).
+fn open_key(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    keyring: &Keyring,
+    p: &llm::Provider,
+    aad: &str,
+) -> Result<Option<Secret>> {
+    let (Some(ct), Some(key_id)) = (&p.key_ciphertext, &p.key_id) else {
+        return Ok(None);
+    };
+    let w = llm::data_key(c, ctx, key_id)?
+        .ok_or_else(|| AppError::Internal(format!("data key {key_id} is missing")))?;
+    let dk = unwrap(keyring, ctx, &w)?;
+    let plain = dk
+        .open(ct, aad)
+        .map_err(|e| AppError::Internal(format!("{} ({})", e, p.provider)))?;
+    String::from_utf8(plain)
+        .map(|s| Some(Secret::new(s)))
+        .map_err(|_| AppError::Internal("a stored key is not text".into()))
+}
+
+pub async fn settings(db: &Db, ctx: &OrgContext) -> Result<Settings> {
+    require(ctx, "llm.use")?;
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        Ok(Settings {
+            policy: llm::policy(tx, &ctx)?.into(),
+            providers: llm::org_providers(tx, &ctx)?
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        })
+    })
+    .await
+}
+
+/// A change to a provider entry. `api_key`/`base_url`: absent = unchanged, `null` =
+/// remove, a string = set.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderInput {
+    pub api_key: Option<Option<String>>,
+    pub base_url: Option<Option<String>>,
+    pub enabled: Option<bool>,
+}
+
+pub async fn put_provider(
+    db: &Db,
+    keyring: &Keyring,
+    ctx: &OrgContext,
+    actor: &Actor,
+    provider: &str,
+    input: ProviderInput,
+) -> Result<ProviderView> {
+    require(ctx, "llm.keys.manage")?;
+    let provider = parse_provider(provider)?;
+    let mut errors = Vec::new();
+    let api_key = match input.api_key {
+        Some(Some(k)) => parse_api_key(&k).map_err(|e| errors.push(e)).ok().map(Some),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let base_url = match input.base_url {
+        Some(Some(u)) => parse_base_url(&u)
+            .map_err(|e| errors.push(e))
+            .ok()
+            .map(Some),
+        Some(None) => Some(None),
+        None => None,
+    };
+    if !errors.is_empty() {
+        return Err(AppError::invalid(errors));
+    }
+    let (ctx, actor, keyring) = (ctx.clone(), actor.clone(), keyring.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, "llm.keys.manage")?;
+        let now = now_str();
+        let mut row = llm::org_provider(tx, &me, &provider)?.unwrap_or(llm::Provider {
+            provider: provider.clone(),
+            base_url: None,
+            key_ciphertext: None,
+            key_id: None,
+            key_hint: None,
+            enabled: true,
+            updated_at: now.clone(),
+        });
+        let key_change = match &api_key {
+            Some(Some(k)) => {
+                let dk = data_key_for_sealing(tx, &me, &keyring)?;
+                row.key_ciphertext = Some(dk.seal(k.as_bytes(), &org_aad(me.org_id(), &provider)));
+                row.key_id = Some(dk.id().to_string());
+                row.key_hint = Some(crate::auth::hint(k));
+                "set"
+            }
+            Some(None) => {
+                row.key_ciphertext = None;
+                row.key_id = None;
+                row.key_hint = None;
+                "removed"
+            }
+            None => "unchanged",
+        };
+        if let Some(u) = base_url {
+            row.base_url = u;
+        }
+        if let Some(e) = input.enabled {
+            row.enabled = e;
+        }
+        row.updated_at = now.clone();
+        llm::save_org_provider(tx, &me, &row, me.user_id())?;
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                "llm.provider.updated",
+                "llm_provider",
+                Some(provider.clone()),
+                json!({"base_url": row.base_url, "enabled": row.enabled, "api_key": key_change}),
+            ),
+            &now,
+        )?;
+        Ok(ProviderView::from(row))
+    })
+    .await
+}
+
+pub async fn delete_provider(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    provider: &str,
+) -> Result<()> {
+    require(ctx, "llm.keys.manage")?;
+    let provider = parse_provider(provider)?;
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, "llm.keys.manage")?;
+        if !llm::delete_org_provider(tx, &me, &provider)? {
+            return Err(AppError::not_found());
+        }
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                "llm.provider.deleted",
+                "llm_provider",
+                Some(provider.clone()),
+                json!({}),
+            ),
+            &now_str(),
+        )?;
+        Ok(())
+    })
+    .await
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PolicyInput {
+    pub allow_user_keys: Option<bool>,
+    pub default_model: Option<Option<String>>,
+    pub allowed_models: Option<Vec<String>>,
+}
+
+fn parse_model(field: &'static str, m: &str) -> std::result::Result<String, Invalid> {
+    let m = m.trim();
+    if m.is_empty() || m.len() > 200 || m.chars().any(char::is_control) {
+        return Err(Invalid::new(field, "a model name is 1-200 characters"));
+    }
+    Ok(m.to_string())
+}
+
+pub async fn patch_policy(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    input: PolicyInput,
+) -> Result<PolicyView> {
+    require(ctx, "llm.policy.manage")?;
+    let mut errors = Vec::new();
+    let allowed = input.allowed_models.map(|models| {
+        let mut out: Vec<String> = Vec::new();
+        for m in models {
+            match parse_model("allowed_models", &m) {
+                Ok(m) if !out.contains(&m) => out.push(m),
+                Ok(_) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        out
+    });
+    if allowed.as_ref().is_some_and(|a| a.len() > 500) {
+        errors.push(Invalid::new("allowed_models", "at most 500 models"));
+    }
+    let default = match input.default_model {
+        Some(Some(m)) => parse_model("default_model", &m)
+            .map_err(|e| errors.push(e))
+            .ok()
+            .map(Some),
+        Some(None) => Some(None),
+        None => None,
+    };
+    if !errors.is_empty() {
+        return Err(AppError::invalid(errors));
+    }
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, "llm.policy.manage")?;
+        let mut p = llm::policy(tx, &me)?;
+        if let Some(a) = input.allow_user_keys {
+            p.allow_user_keys = a;
+        }
+        if let Some(a) = allowed {
+            p.allowed_models = a;
+        }
+        if let Some(d) = default {
+            p.default_model = d;
+        }
+        if let Some(d) = &p.default_model
+            && !p.allowed_models.is_empty()
+            && !p.allowed_models.contains(d)
+        {
+            return Err(AppError::invalid(vec![Invalid::new(
+                "default_model",
+                "must be one of allowed_models",
+            )]));
+        }
+        let now = now_str();
+        llm::save_policy(tx, &me, &p, me.user_id(), &now)?;
+        let view = PolicyView::from(p);
+        audit::append(
+            tx,
+            &me,
+            &actor.entry("llm.policy.updated", "llm_policy", None, json!(view)),
+            &now,
+        )?;
+        Ok(view)
+    })
+    .await
+}
+
+/// The caller's own keys in the organization.
+pub async fn my_keys(db: &Db, ctx: &OrgContext) -> Result<Vec<ProviderView>> {
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        Ok(llm::user_providers(tx, &ctx, ctx.user_id())?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    })
+    .await
+}
+
+fn user_keys_disabled() -> AppError {
+    AppError::Forbidden {
+        code: "user_keys_disabled",
+        message: "this organization does not allow members' own provider keys".into(),
+    }
+}
+
+pub async fn put_my_key(
+    db: &Db,
+    keyring: &Keyring,
+    ctx: &OrgContext,
+    actor: &Actor,
+    provider: &str,
+    api_key: &str,
+    base_url: Option<&str>,
+) -> Result<ProviderView> {
+    require(ctx, "llm.use")?;
+    let provider = parse_provider(provider)?;
+    let mut errors = Vec::new();
+    let key = parse_api_key(api_key).map_err(|e| errors.push(e)).ok();
+    let base_url = base_url
+        .map(parse_base_url)
+        .transpose()
+        .map_err(|e| errors.push(e))
+        .ok()
+        .flatten();
+    let Some(key) = key else {
+        return Err(AppError::invalid(errors));
+    };
+    if !errors.is_empty() {
+        return Err(AppError::invalid(errors));
+    }
+    let (ctx, actor, keyring) = (ctx.clone(), actor.clone(), keyring.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, "llm.use")?;
+        if !llm::policy(tx, &me)?.allow_user_keys {
+            return Err(user_keys_disabled());
+        }
+        let dk = data_key_for_sealing(tx, &me, &keyring)?;
+        let now = now_str();
+        let row = llm::Provider {
+            key_ciphertext: Some(dk.seal(
+                key.as_bytes(),
+                &user_aad(me.org_id(), me.user_id(), &provider),
+            )),
+            key_id: Some(dk.id().to_string()),
+            key_hint: Some(crate::auth::hint(&key)),
+            provider: provider.clone(),
+            base_url,
+            enabled: true,
+            updated_at: now.clone(),
+        };
+        llm::save_user_provider(tx, &me, me.user_id(), &row)?;
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                "llm.user_key.updated",
+                "llm_provider",
+                Some(provider.clone()),
+                json!({"base_url": row.base_url}),
+            ),
+            &now,
+        )?;
+        Ok(ProviderView::from(row))
+    })
+    .await
+}
+
+/// Removing one's own key is always allowed, also after the organization disallowed them.
+pub async fn delete_my_key(db: &Db, ctx: &OrgContext, actor: &Actor, provider: &str) -> Result<()> {
+    let provider = parse_provider(provider)?;
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        if !llm::delete_user_provider(tx, &me, me.user_id(), &provider)? {
+            return Err(AppError::not_found());
+        }
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                "llm.user_key.deleted",
+                "llm_provider",
+                Some(provider.clone()),
+                json!({}),
+            ),
+            &now_str(),
+        )?;
+        Ok(())
+    })
+    .await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeySource {
+    User,
+    Organization,
+    Environment,
+    None,
+}
+
+/// The key a call would use, with its plaintext (never serialized).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub provider: String,
+    pub source: KeySource,
+    pub api_key: Option<Secret>,
+    pub key_hint: Option<String>,
+    pub base_url: Option<String>,
+    /// Why there is no key, when there is none.
+    pub reason: Option<String>,
+}
+
+/// What `GET …/llm/resolve` answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolveView {
+    pub provider: String,
+    pub source: KeySource,
+    pub key_hint: Option<String>,
+    pub base_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl From<&Resolved> for ResolveView {
+    fn from(r: &Resolved) -> Self {
+        ResolveView {
+            provider: r.provider.clone(),
+            source: r.source,
+            key_hint: r.key_hint.clone(),
+            base_url: r.base_url.clone(),
+            reason: r.reason.clone(),
+        }
+    }
+}
+
+/// User key (when the organization allows them) → organization key → environment.
+/// A disabled organization entry switches the provider off for the whole organization.
+pub fn resolve_in(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    keyring: &Keyring,
+    env: &BTreeMap<String, EnvProvider>,
+    provider: &str,
+) -> Result<Resolved> {
+    let policy = llm::policy(c, ctx)?;
+    let org = llm::org_provider(c, ctx, provider)?;
+    let env = env.get(provider);
+    let default_url = (provider == "openai").then(|| OPENAI_BASE_URL.to_string());
+    let org_url = org.as_ref().and_then(|o| o.base_url.clone());
+    let env_url = env.and_then(|e| e.base_url.clone());
+    let fallback_url = org_url.clone().or(env_url.clone()).or(default_url.clone());
+    let mut out = Resolved {
+        provider: provider.to_string(),
+        source: KeySource::None,
+        api_key: None,
+        key_hint: None,
+        base_url: fallback_url.clone(),
+        reason: None,
+    };
+    if org.as_ref().is_some_and(|o| !o.enabled) {
+        out.reason = Some(format!(
+            "the provider {provider} is disabled in this organization"
+        ));
+        return Ok(out);
+    }
+    if policy.allow_user_keys
+        && let Some(mine) = llm::user_provider(c, ctx, ctx.user_id(), provider)?
+    {
+        let key = open_key(
+            c,
+            ctx,
+            keyring,
+            &mine,
+            &user_aad(ctx.org_id(), ctx.user_id(), provider),
+        )?;
+        if key.is_some() {
+            out.source = KeySource::User;
+            out.api_key = key;
+            out.key_hint = mine.key_hint;
+            out.base_url = mine.base_url.or(fallback_url);
+            return Ok(out);
+        }
+    }
+    if let Some(o) = &org {
+        let key = open_key(c, ctx, keyring, o, &org_aad(ctx.org_id(), provider))?;
+        if key.is_some() {
+            out.source = KeySource::Organization;
+            out.api_key = key;
+            out.key_hint = o.key_hint.clone();
+            out.base_url = org_url.or(env_url).or(default_url);
+            return Ok(out);
+        }
+    }
+    if let Some(k) = env.and_then(|e| e.api_key.clone()) {
+        out.source = KeySource::Environment;
+        out.key_hint = Some(crate::auth::hint(k.expose()));
+        out.api_key = Some(k);
+        return Ok(out);
+    }
+    out.reason = Some(format!(
+        "no key for {provider}: set one for the organization{}, or XAGENT_{}_API_KEY on the server",
+        if policy.allow_user_keys {
+            " or your own"
+        } else {
+            ""
+        },
+        provider.to_ascii_uppercase().replace('-', "_")
+    ));
+    Ok(out)
+}
+
+pub async fn resolve(
+    db: &Db,
+    keyring: &Keyring,
+    env: &BTreeMap<String, EnvProvider>,
+    ctx: &OrgContext,
+    provider: &str,
+) -> Result<ResolveView> {
+    require(ctx, "llm.use")?;
+    let provider = parse_provider(provider)?;
+    let (ctx, keyring, env) = (ctx.clone(), keyring.clone(), env.clone());
+    db.read(move |tx| {
+        let r = resolve_in(tx, &ctx, &keyring, &env, &provider)?;
+        Ok(ResolveView::from(&r))
+    })
+    .await
+}
+
+/// At start: every data key must be wrapped by a configured master key (a wrong
+/// `XAGENT_MASTER_KEY` stops the server with this message instead of failing later), and
+/// data keys still under an older master key are re-wrapped under the current one.
+pub async fn check_and_rewrap(db: &Db, keyring: &Keyring) -> std::result::Result<usize, String> {
+    let keyring = keyring.clone();
+    let (missing, stale) = db
+        .read({
+            let keyring = keyring.clone();
+            move |tx| {
+                let ids = crate::db::unscoped::unscoped_all_org_ids(tx)?;
+                let known = keyring.ids();
+                let (mut missing, mut stale) = (BTreeMap::new(), 0usize);
+                for id in ids {
+                    let Some(ctx) = crate::db::scope::system_context_for_maintenance(tx, id)?
+                    else {
+                        continue;
+                    };
+                    for w in llm::all_data_keys(tx, &ctx)? {
+                        if keyring.get(&w.master_key_id).is_err() {
+                            *missing.entry(w.master_key_id.clone()).or_insert(0usize) += 1;
+                        } else if known.first() != Some(&w.master_key_id) {
+                            stale += 1;
+                        }
+                    }
+                }
+                Ok::<_, AppError>((missing, stale))
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    if !missing.is_empty() {
+        let wanted: Vec<String> = missing.keys().cloned().collect();
+        return Err(format!(
+            "the configured master key does not match this database: its data keys are wrapped by {} (configured: {}). Set XAGENT_MASTER_KEY, or restore master.key in the data directory.",
+            wanted.join(", "),
+            keyring.ids().join(", ")
+        ));
+    }
+    if stale == 0 {
+        return Ok(0);
+    }
+    rewrap_all(db, &keyring).await.map_err(|e| e.to_string())
+}
+
+/// Re-wraps every data key that is not under the current master key. The provider keys
+/// themselves are untouched: nobody re-enters a credential.
+pub async fn rewrap_all(db: &Db, keyring: &Keyring) -> Result<usize> {
+    let keyring = keyring.clone();
+    db.write(move |tx| {
+        let current = keyring.current();
+        let mut n = 0;
+        for id in crate::db::unscoped::unscoped_all_org_ids(tx)? {
+            let Some(ctx) = crate::db::scope::system_context_for_maintenance(tx, id)? else {
+                continue;
+            };
+            for w in llm::all_data_keys(tx, &ctx)? {
+                if w.master_key_id == current.id() {
+                    continue;
+                }
+                let dk = unwrap(&keyring, &ctx, &w)?;
+                llm::rewrap_data_key(
+                    tx,
+                    &ctx,
+                    &llm::WrappedKey {
+                        key_id: w.key_id.clone(),
+                        wrapped: current.wrap(&dk, &id.to_string()),
+                        master_key_id: current.id().to_string(),
+                    },
+                )?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    })
+    .await
+}
+
+/// Master key ids some data key is wrapped by (for retiring the others).
+pub async fn master_keys_in_use(db: &Db) -> Result<Vec<String>> {
+    db.read(|tx| {
+        let mut used = Vec::new();
+        for id in crate::db::unscoped::unscoped_all_org_ids(tx)? {
+            let Some(ctx) = crate::db::scope::system_context_for_maintenance(tx, id)? else {
+                continue;
+            };
+            for w in llm::all_data_keys(tx, &ctx)? {
+                if !used.contains(&w.master_key_id) {
+                    used.push(w.master_key_id);
+                }
+            }
+        }
+        Ok(used)
+    })
+    .await
+}
