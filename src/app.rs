@@ -27,6 +27,8 @@ pub enum StartError {
     Db(#[from] DbError),
     #[error("master key: {0}")]
     Keys(String),
+    #[error("{0}")]
+    Upstream(String),
 }
 
 /// A built application: database open and migrated, port bound, not yet serving.
@@ -115,7 +117,8 @@ impl Application {
             source,
         })?;
         let base_url = config.base_url(addr);
-        let state = AppState::new(db, config, keyring, base_url);
+        let upstream = http::gateway::upstream_client().map_err(StartError::Upstream)?;
+        let state = AppState::new(db, config, keyring, upstream, base_url);
         Ok(Self {
             listener,
             addr,

@@ -2,6 +2,7 @@
 pub mod api;
 mod assets;
 pub mod extract;
+pub mod gateway;
 pub mod pages;
 pub mod state;
 pub mod views;
@@ -69,6 +70,13 @@ pub fn router(state: AppState) -> Router {
                     HeaderValue::from_static("same-origin"),
                 )),
         )
+        // The gateway sits outside the request timeout (completions and streams may run
+        // for minutes; upstream calls have their own limits) and renders its own errors.
+        .merge(gateway::router().layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                tracing::info_span!("gateway", method = %req.method(), path = %req.uri().path())
+            }),
+        ))
         .with_state(state)
 }
 

@@ -14,12 +14,20 @@ pub struct AppState {
     pub throttle: Arc<LoginThrottle>,
     /// Master keys for the stored provider keys.
     pub keyring: Keyring,
+    /// The pooled HTTP client for LLM providers.
+    pub upstream: reqwest::Client,
     /// The base URL links are built from (public URL, or the bound address).
     pub base_url: Arc<str>,
 }
 
 impl AppState {
-    pub fn new(db: Db, config: Config, keyring: Keyring, base_url: String) -> Self {
+    pub fn new(
+        db: Db,
+        config: Config,
+        keyring: Keyring,
+        upstream: reqwest::Client,
+        base_url: String,
+    ) -> Self {
         let throttle = LoginThrottle::new(
             config.login_window,
             config.login_max_failures_per_account,
@@ -30,6 +38,7 @@ impl AppState {
             config: Arc::new(config),
             throttle: Arc::new(throttle),
             keyring,
+            upstream,
             base_url: base_url.into(),
         }
     }

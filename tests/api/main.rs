@@ -8,6 +8,7 @@ mod audit_chain;
 mod audit_trail;
 mod cli;
 mod errors;
+mod gateway;
 mod guards;
 mod identity;
 mod invitations;

@@ -2,6 +2,8 @@
 //! spoken to over real HTTP.
 #![allow(dead_code)]
 
+pub mod mock_llm;
+
 use std::time::Duration;
 
 use reqwest::StatusCode;

@@ -11,6 +11,7 @@ pub mod sessions;
 pub mod settings;
 pub mod teams;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 
 use rusqlite::Row;

@@ -1,0 +1,102 @@
+//! Metering: one append-only event per gateway call and running totals per period.
+use rusqlite::params;
+
+use crate::db::{Conn, DbError, OrgContext, WriteTx};
+
+/// One call through the gateway, as metered.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: String,
+    pub api_token_id: Option<String>,
+    pub endpoint: &'static str,
+    pub provider: String,
+    pub model: String,
+    pub key_source: &'static str,
+    pub status_code: u16,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_micros: i64,
+    pub latency_ms: i64,
+    pub created_at: String,
+}
+
+/// Appends the event and adds it to the period's totals, in the caller's transaction.
+pub fn record(tx: &WriteTx<'_>, ctx: &OrgContext, period: &str, e: &Event) -> Result<(), DbError> {
+    let org = ctx.org_id().to_string();
+    tx.execute(
+        "INSERT INTO usage_events (id, organization_id, user_id, api_token_id, endpoint, provider,
+             model, key_source, status_code, input_tokens, output_tokens, cost_micros, latency_ms,
+             created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![
+            e.id,
+            org,
+            ctx.user_id().to_string(),
+            e.api_token_id,
+            e.endpoint,
+            e.provider,
+            e.model,
+            e.key_source,
+            e.status_code,
+            e.input_tokens,
+            e.output_tokens,
+            e.cost_micros,
+            e.latency_ms,
+            e.created_at
+        ],
+    )?;
+    tx.execute(
+        "INSERT INTO organization_usage (organization_id, period, requests, input_tokens,
+             output_tokens, cost_micros, updated_at)
+         VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)
+         ON CONFLICT (organization_id, period) DO UPDATE SET
+             requests = requests + 1,
+             input_tokens = input_tokens + excluded.input_tokens,
+             output_tokens = output_tokens + excluded.output_tokens,
+             cost_micros = cost_micros + excluded.cost_micros,
+             updated_at = excluded.updated_at",
+        params![
+            org,
+            period,
+            e.input_tokens,
+            e.output_tokens,
+            e.cost_micros,
+            e.created_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// (input, output) micro-units per million tokens; `None` when the model has no price.
+pub fn price(c: &Conn<'_>, model: &str) -> Result<Option<(i64, i64)>, DbError> {
+    c.query_opt(
+        "SELECT input_micros_per_mtok, output_micros_per_mtok FROM model_prices WHERE model = ?1",
+        params![model],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Totals {
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_micros: i64,
+}
+
+pub fn totals(c: &Conn<'_>, ctx: &OrgContext, period: &str) -> Result<Totals, DbError> {
+    Ok(c.query_opt(
+        "SELECT requests, input_tokens, output_tokens, cost_micros FROM organization_usage
+             WHERE organization_id = ?1 AND period = ?2",
+        params![ctx.org_id().to_string(), period],
+        |r| {
+            Ok(Totals {
+                requests: r.get(0)?,
+                input_tokens: r.get(1)?,
+                output_tokens: r.get(2)?,
+                cost_micros: r.get(3)?,
+            })
+        },
+    )?
+    .unwrap_or_default())
+}

@@ -1,0 +1,545 @@
+//! The OpenAI-compatible gateway (`/v1/...`), authenticated with `xa_` API tokens: the
+//! token's organization decides the key, the models and the usage it is metered to.
+//! Upstream bodies pass through unchanged; streams are forwarded chunk by chunk as they
+//! arrive and metered when they end, also when the client goes away mid-stream.
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::{Stream, StreamExt};
+use serde_json::{Value, json};
+
+use crate::http::extract::{AuthKind, CurrentUser};
+use crate::http::state::AppState;
+use crate::services::gateway::{self, Call, Refusal, Tokens};
+
+/// Chat requests carry whole conversations; larger than the API's default body limit.
+const BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// Largest upstream error body read to map it (the rest is dropped).
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// One HTTP client for every upstream: pooled connections, bounded connect and read
+/// times, no overall deadline (streams may run for minutes).
+pub fn upstream_client() -> Result<reqwest::Client, String> {
+    // The TLS backend is rustls with ring, the same one the mailer uses.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(300))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build()
+        .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))
+}
+
+struct GatewayError(Refusal);
+
+impl From<Refusal> for GatewayError {
+    fn from(r: Refusal) -> Self {
+        GatewayError(r)
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let r = self.0;
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let body =
+            json!({"error": {"message": r.message, "type": r.kind, "code": r.code, "param": null}});
+        let mut res = (status, axum::Json(body)).into_response();
+        if let Some(secs) = r.retry_after_secs
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        res
+    }
+}
+
+type GResult<T> = Result<T, GatewayError>;
+
+/// The caller: an API token only (the gateway is for programs, not browser sessions).
+async fn token_caller(
+    s: &AppState,
+    req: Request,
+) -> GResult<(CurrentUser, crate::db::OrgContext, Bytes)> {
+    let (mut parts, body) = req.into_parts();
+    let user = CurrentUser::from_request_parts(&mut parts, s)
+        .await
+        .map_err(|_| {
+            Refusal::from(crate::error::AppError::Unauthorized)
+                .with_message("missing or invalid API key: send `Authorization: Bearer xa_...`")
+        })?;
+    let AuthKind::Token(t) = &user.kind else {
+        return Err(Refusal::from(crate::error::AppError::Unauthorized)
+            .with_message("the gateway takes API tokens (xa_...), not browser sessions")
+            .into());
+    };
+    let ctx = user
+        .org_context(s, t.organization_id.to_string())
+        .await
+        .map_err(Refusal::from)?;
+    let bytes = axum::body::to_bytes(Body::new(body), BODY_LIMIT)
+        .await
+        .map_err(|_| Refusal::invalid("the request body is too large or unreadable"))?;
+    Ok((user, ctx, bytes))
+}
+
+fn token_id(user: &CurrentUser) -> Option<String> {
+    match &user.kind {
+        AuthKind::Token(t) => Some(t.token_id.to_string()),
+        AuthKind::Session(_) => None,
+    }
+}
+
+fn parse_body(bytes: &Bytes) -> GResult<serde_json::Map<String, Value>> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(Refusal::invalid("the body must be a JSON object").into()),
+    }
+}
+
+fn usage_of(v: &Value) -> Option<Tokens> {
+    let u = v.get("usage")?;
+    if u.is_null() {
+        return None;
+    }
+    let get = |k: &str| u.get(k).and_then(Value::as_i64).unwrap_or(0);
+    Some(Tokens {
+        input: get("prompt_tokens"),
+        output: get("completion_tokens"),
+    })
+}
+
+/// About four characters per token: the estimate used when the upstream reports nothing.
+fn estimate_tokens(chars: usize) -> i64 {
+    chars.div_ceil(4) as i64
+}
+
+async fn send_upstream(
+    s: &AppState,
+    call: &Call,
+    path: &str,
+    body: &serde_json::Map<String, Value>,
+) -> GResult<reqwest::Response> {
+    let url = format!("{}{path}", call.base_url.trim_end_matches('/'));
+    s.upstream
+        .post(&url)
+        .bearer_auth(call.api_key.expose())
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| {
+            // reqwest errors name the URL, never the Authorization header.
+            let what = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "could not be reached"
+            } else {
+                "failed"
+            };
+            GatewayError(Refusal {
+                status: 502,
+                kind: "upstream_error",
+                code: "upstream_unavailable",
+                message: format!("the provider {} {what}", call.provider),
+                retry_after_secs: None,
+            })
+        })
+}
+
+/// An upstream error as an OpenAI-style error naming the provider. The upstream's own
+/// message is kept when it is a clean OpenAI error, with any echo of the key removed.
+async fn upstream_failure(call: &Call, res: reqwest::Response) -> GatewayError {
+    let status = res.status().as_u16();
+    let mut raw = Vec::new();
+    let mut stream = res.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        raw.extend_from_slice(&chunk);
+        if raw.len() > ERROR_BODY_LIMIT {
+            break;
+        }
+    }
+    let upstream_message = serde_json::from_slice::<Value>(&raw)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .map(|m| m.replace(call.api_key.expose(), "[redacted]"));
+    let (out_status, kind, code) = match status {
+        401 | 403 => (502, "upstream_error", "upstream_auth_failed"),
+        404 => (404, "invalid_request_error", "model_not_found"),
+        400 | 422 => (400, "invalid_request_error", "upstream_rejected"),
+        429 => (429, "rate_limit_error", "upstream_rate_limited"),
+        _ => (502, "upstream_error", "upstream_error"),
+    };
+    let mut message = format!("the provider {} answered {status}", call.provider);
+    if let Some(m) = upstream_message {
+        message.push_str(": ");
+        message.push_str(&m.chars().take(500).collect::<String>());
+    }
+    GatewayError(Refusal {
+        status: out_status,
+        kind,
+        code,
+        message,
+        retry_after_secs: None,
+    })
+}
+
+async fn chat(State(s): State<AppState>, req: Request) -> Response {
+    match chat_inner(s, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn chat_inner(s: AppState, req: Request) -> GResult<Response> {
+    let (user, ctx, bytes) = token_caller(&s, req).await?;
+    let mut body = parse_body(&bytes)?;
+    if !body.get("messages").is_some_and(Value::is_array) {
+        return Err(Refusal::invalid("`messages` must be an array").into());
+    }
+    let requested = body
+        .get("model")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let call = gateway::prepare(
+        &s.db,
+        &s.keyring,
+        &s.config.env_providers,
+        &ctx,
+        requested.as_deref(),
+    )?;
+    body.insert("model".into(), Value::String(call.upstream_model.clone()));
+    let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let prompt_chars = body.get("messages").map_or(0, |m| m.to_string().len());
+    if streaming {
+        // Ask for the usage block at the end of the stream, keeping the client's options.
+        let opts = body.entry("stream_options").or_insert_with(|| json!({}));
+        if let Value::Object(o) = opts {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+    let started = Instant::now();
+    let res = send_upstream(&s, &call, "/chat/completions", &body).await;
+    let res = match res {
+        Ok(r) => r,
+        Err(e) => {
+            meter_now(
+                &s,
+                &call,
+                &user,
+                "chat.completions",
+                502,
+                Tokens::default(),
+                started,
+            );
+            return Err(e);
+        }
+    };
+    if !res.status().is_success() {
+        let status = res.status().as_u16();
+        let err = upstream_failure(&call, res).await;
+        meter_now(
+            &s,
+            &call,
+            &user,
+            "chat.completions",
+            status,
+            Tokens::default(),
+            started,
+        );
+        return Err(err);
+    }
+    if streaming {
+        let meter = StreamMeter {
+            state: s.clone(),
+            call,
+            token_id: token_id(&user),
+            started,
+            prompt_chars,
+            line: Vec::new(),
+            delivered_chars: 0,
+            usage: None,
+            finished: false,
+        };
+        let stream = MeteredStream {
+            inner: Box::pin(res.bytes_stream()),
+            meter,
+        };
+        let mut out = Response::new(Body::from_stream(stream));
+        let h = out.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        return Ok(out);
+    }
+    passthrough_metered(
+        &s,
+        &call,
+        &user,
+        "chat.completions",
+        res,
+        started,
+        prompt_chars,
+    )
+    .await
+}
+
+async fn embeddings(State(s): State<AppState>, req: Request) -> Response {
+    let out = async {
+        let (user, ctx, bytes) = token_caller(&s, req).await?;
+        let mut body = parse_body(&bytes)?;
+        if body.get("input").is_none() {
+            return Err(Refusal::invalid("`input` is required").into());
+        }
+        let requested = body
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let call = gateway::prepare(
+            &s.db,
+            &s.keyring,
+            &s.config.env_providers,
+            &ctx,
+            requested.as_deref(),
+        )?;
+        body.insert("model".into(), Value::String(call.upstream_model.clone()));
+        let input_chars = body.get("input").map_or(0, |m| m.to_string().len());
+        let started = Instant::now();
+        let res = match send_upstream(&s, &call, "/embeddings", &body).await {
+            Ok(r) => r,
+            Err(e) => {
+                meter_now(
+                    &s,
+                    &call,
+                    &user,
+                    "embeddings",
+                    502,
+                    Tokens::default(),
+                    started,
+                );
+                return Err(e);
+            }
+        };
+        if !res.status().is_success() {
+            let status = res.status().as_u16();
+            let err = upstream_failure(&call, res).await;
+            meter_now(
+                &s,
+                &call,
+                &user,
+                "embeddings",
+                status,
+                Tokens::default(),
+                started,
+            );
+            return Err(err);
+        }
+        passthrough_metered(&s, &call, &user, "embeddings", res, started, input_chars).await
+    }
+    .await;
+    out.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn models(State(s): State<AppState>, req: Request) -> Response {
+    let out = async {
+        let (_, ctx, _) = token_caller(&s, req).await?;
+        let list = gateway::models(&s.db, &ctx)?;
+        let data: Vec<Value> = list
+            .iter()
+            .map(|m| json!({"id": m, "object": "model", "owned_by": ctx.org().slug}))
+            .collect();
+        Ok::<_, GatewayError>(axum::Json(json!({"object": "list", "data": data})).into_response())
+    }
+    .await;
+    out.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Reads the whole upstream answer, meters it from its `usage`, returns it unchanged.
+async fn passthrough_metered(
+    s: &AppState,
+    call: &Call,
+    user: &CurrentUser,
+    endpoint: &'static str,
+    res: reqwest::Response,
+    started: Instant,
+    input_chars: usize,
+) -> GResult<Response> {
+    let status = res.status();
+    let content_type = res.headers().get(header::CONTENT_TYPE).cloned();
+    let bytes = match res.bytes().await {
+        Ok(b) => b,
+        Err(_) => {
+            meter_now(s, call, user, endpoint, 502, Tokens::default(), started);
+            return Err(GatewayError(Refusal {
+                status: 502,
+                kind: "upstream_error",
+                code: "upstream_unavailable",
+                message: format!("the provider {} broke off its answer", call.provider),
+                retry_after_secs: None,
+            }));
+        }
+    };
+    let tokens = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| usage_of(&v))
+        .unwrap_or(Tokens {
+            input: estimate_tokens(input_chars),
+            output: 0,
+        });
+    // Metered before answering: the call counts even if the client is gone by now.
+    let _ = gateway::meter(
+        &s.db,
+        call,
+        token_id(user),
+        endpoint,
+        status.as_u16(),
+        tokens,
+        started.elapsed().as_millis() as i64,
+    )
+    .await;
+    let mut out = Response::new(Body::from(bytes));
+    *out.status_mut() = status;
+    out.headers_mut().insert(
+        header::CONTENT_TYPE,
+        content_type.unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    Ok(out)
+}
+
+/// Meters a failed call without holding up the answer.
+fn meter_now(
+    s: &AppState,
+    call: &Call,
+    user: &CurrentUser,
+    endpoint: &'static str,
+    status: u16,
+    tokens: Tokens,
+    started: Instant,
+) {
+    let (db, call, token) = (s.db.clone(), call.clone(), token_id(user));
+    let ms = started.elapsed().as_millis() as i64;
+    tokio::spawn(async move {
+        if let Err(e) = gateway::meter(&db, &call, token, endpoint, status, tokens, ms).await {
+            tracing::error!(error = %e, "metering a failed call");
+        }
+    });
+}
+
+/// Watches the SSE lines going by for the usage block and the delivered text.
+struct StreamMeter {
+    state: AppState,
+    call: Call,
+    token_id: Option<String>,
+    started: Instant,
+    prompt_chars: usize,
+    line: Vec<u8>,
+    delivered_chars: usize,
+    usage: Option<Tokens>,
+    finished: bool,
+}
+
+impl StreamMeter {
+    fn observe(&mut self, chunk: &[u8]) {
+        for &b in chunk {
+            if b == b'\n' {
+                let line = std::mem::take(&mut self.line);
+                self.observe_line(&line);
+            } else if self.line.len() < 1 << 20 {
+                self.line.push(b);
+            }
+        }
+    }
+
+    fn observe_line(&mut self, line: &[u8]) {
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return;
+        };
+        let data = data.trim_ascii();
+        if data == b"[DONE]" {
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(data) else {
+            return;
+        };
+        if let Some(u) = usage_of(&v) {
+            self.usage = Some(u);
+        }
+        if let Some(choices) = v["choices"].as_array() {
+            for c in choices {
+                if let Some(t) = c["delta"]["content"].as_str() {
+                    self.delivered_chars += t.len();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for StreamMeter {
+    /// Runs when the stream ends or when the client disconnects (hyper drops the body):
+    /// either way what was delivered is metered.
+    fn drop(&mut self) {
+        let tokens = self.usage.unwrap_or(Tokens {
+            input: estimate_tokens(self.prompt_chars),
+            output: estimate_tokens(self.delivered_chars),
+        });
+        // 499: the client closed the connection before the end (nginx's convention).
+        let status = if self.finished { 200 } else { 499 };
+        let (db, call, token) = (
+            self.state.db.clone(),
+            self.call.clone(),
+            self.token_id.take(),
+        );
+        let ms = self.started.elapsed().as_millis() as i64;
+        tokio::spawn(async move {
+            if let Err(e) =
+                gateway::meter(&db, &call, token, "chat.completions", status, tokens, ms).await
+            {
+                tracing::error!(error = %e, "metering a stream");
+            }
+        });
+    }
+}
+
+struct MeteredStream {
+    inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    meter: StreamMeter,
+}
+
+impl Stream for MeteredStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.meter.observe(&chunk);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(_))) => {
+                // The upstream broke off: end the client's stream; what came is metered.
+                Poll::Ready(Some(Err(std::io::Error::other("upstream stream failed"))))
+            }
+            Poll::Ready(None) => {
+                self.meter.finished = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! The OpenAI-compatible gateway against a real local mock provider: pass-through,
+//! streaming, metering (also of a stream the client abandons), errors that never show a
+//! key, the model policy, and one organization's token never touching another's keys or
+//! usage.
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::mock_llm::MockLlm;
+use crate::common::{Session, TestApp, TokenClient};
+use crate::org_fixture::{create_org, invite_and_join, new_person, token_for};
+
+const ORG_KEY: &str = "sk-gateway-org-0000-AAAA1111";
+
+struct Bed {
+    app: TestApp,
+    mock: MockLlm,
+    owner: Session,
+    org: String,
+    /// A plain member's token for the org.
+    token: TokenClient,
+    token_id: String,
+    member_id: String,
+}
+
+async fn bed() -> Bed {
+    let mock = MockLlm::start().await;
+    let app = TestApp::spawn().await;
+    let (_, owner) = new_person(&app, "owner@gw.example", "Owner").await;
+    let (member, member_s) = new_person(&app, "member@gw.example", "Member").await;
+    let (org, _) = create_org(&owner, "Gateway Org", "gw-org").await;
+    invite_and_join(&owner, &org, "member@gw.example", "member", &member_s).await;
+    let r = owner
+        .put(
+            &format!("/api/v1/orgs/{org}/llm/providers/openai"),
+            json!({"api_key": ORG_KEY, "base_url": mock.base}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let (token_id, token) = token_for(&app, &member_s, &org, "gw").await;
+    // A price for the test model: 0.15 $ / 0.60 $ per million tokens.
+    raw_db(&app)
+        .execute(
+            "INSERT OR REPLACE INTO model_prices VALUES ('gpt-test', 150000, 600000, '2026-01-01T00:00:00Z')",
+            [],
+        )
+        .unwrap();
+    Bed {
+        app,
+        mock,
+        owner,
+        org,
+        token,
+        token_id,
+        member_id: member.id,
+    }
+}
+
+fn raw_db(app: &TestApp) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(app.data_dir().join("xagent.db")).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c
+}
+
+#[derive(Debug)]
+struct Event {
+    user_id: String,
+    token_id: Option<String>,
+    model: String,
+    key_source: String,
+    status: i64,
+    input: i64,
+    output: i64,
+    cost: i64,
+}
+
+/// The org's usage events, oldest first, waiting up to 5 s for `n` of them (metering of
+/// failures and streams is written right after the answer).
+async fn events(app: &TestApp, org: &str, n: usize) -> Vec<Event> {
+    for _ in 0..100 {
+        let db = raw_db(app);
+        let mut stmt = db
+            .prepare(
+                "SELECT user_id, api_token_id, model, key_source, status_code, input_tokens,
+                        output_tokens, cost_micros
+                 FROM usage_events WHERE organization_id = ?1 ORDER BY created_at, rowid",
+            )
+            .unwrap();
+        let rows: Vec<Event> = stmt
+            .query_map([org], |r| {
+                Ok(Event {
+                    user_id: r.get(0)?,
+                    token_id: r.get(1)?,
+                    model: r.get(2)?,
+                    key_source: r.get(3)?,
+                    status: r.get(4)?,
+                    input: r.get(5)?,
+                    output: r.get(6)?,
+                    cost: r.get(7)?,
+                })
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        if rows.len() >= n {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} usage events for {org}");
+}
+
+fn totals(app: &TestApp, org: &str) -> (i64, i64, i64, i64) {
+    raw_db(app)
+        .query_row(
+            "SELECT COALESCE(SUM(requests),0), COALESCE(SUM(input_tokens),0),
+                    COALESCE(SUM(output_tokens),0), COALESCE(SUM(cost_micros),0)
+             FROM organization_usage WHERE organization_id = ?1",
+            [org],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap()
+}
+
+fn chat_body(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "Say hello"}]})
+}
+
+#[tokio::test]
+async fn a_completion_passes_through_with_the_orgs_key_and_is_metered() {
+    let b = bed().await;
+    let r = b
+        .token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(chat_body("gpt-test")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.body["choices"][0]["message"]["content"],
+        "Hello from the mock"
+    );
+    assert_eq!(r.body["usage"]["completion_tokens"], 7);
+    let seen = b.mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].authorization, format!("Bearer {ORG_KEY}"));
+    assert_eq!(seen[0].body["messages"][0]["content"], "Say hello");
+    let ev = events(&b.app, &b.org, 1).await;
+    let e = &ev[0];
+    assert_eq!(e.user_id, b.member_id);
+    assert_eq!(e.token_id.as_deref(), Some(b.token_id.as_str()));
+    assert_eq!(
+        (e.model.as_str(), e.key_source.as_str()),
+        ("gpt-test", "organization")
+    );
+    assert_eq!((e.status, e.input, e.output), (200, 11, 7));
+    // 11 × 0.15 + 7 × 0.60 = 5.85 µ$, rounded up.
+    assert_eq!(e.cost, 6);
+    assert_eq!(totals(&b.app, &b.org), (1, 11, 7, 6));
+    // Embeddings go the same way.
+    let r = b
+        .token
+        .send(
+            Method::POST,
+            "/v1/embeddings",
+            Some(json!({"model": "gpt-test", "input": "hello"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["data"][0]["embedding"][2], 0.3);
+    let ev = events(&b.app, &b.org, 2).await;
+    assert_eq!((ev[1].input, ev[1].output, ev[1].status), (5, 0, 200));
+    // Without a usage block the call is still counted, from an estimate.
+    let r = b
+        .token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(chat_body("no-usage")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let ev = events(&b.app, &b.org, 3).await;
+    assert!(ev[2].input > 0, "{:?}", ev[2]);
+}
+
+#[tokio::test]
+async fn a_stream_is_forwarded_as_it_arrives_and_metered_from_its_usage_block() {
+    let b = bed().await;
+    let mut body = chat_body("gpt-test");
+    body["stream"] = json!(true);
+    let res = b
+        .token
+        .client
+        .post(format!("{}/v1/chat/completions", b.app.base))
+        .bearer_auth(&b.token.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let text = res.text().await.unwrap();
+    for i in 0..5 {
+        assert!(text.contains(&format!("tok{i} ")), "{text}");
+    }
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    // The gateway asked for the usage block.
+    let seen = b.mock.requests();
+    assert_eq!(seen[0].body["stream_options"]["include_usage"], true);
+    let ev = events(&b.app, &b.org, 1).await;
+    assert_eq!((ev[0].status, ev[0].input, ev[0].output), (200, 11, 5));
+}
+
+#[tokio::test]
+async fn a_stream_the_client_abandons_is_metered_for_what_was_delivered() {
+    let b = bed().await;
+    let mut body = chat_body("stream-slow");
+    body["stream"] = json!(true);
+    let res = b
+        .token
+        .client
+        .post(format!("{}/v1/chat/completions", b.app.base))
+        .bearer_auth(&b.token.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut stream = res.bytes_stream();
+    let mut got = String::new();
+    while !got.contains("tok3 ") {
+        let chunk = stream.next().await.unwrap().unwrap();
+        got.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(stream);
+    let ev = events(&b.app, &b.org, 1).await;
+    assert_eq!(ev[0].status, 499, "{:?}", ev[0]);
+    // "tokN " is 5 characters: about 2 tokens each; 40 chunks would be about 80.
+    assert!(ev[0].output >= 2 && ev[0].output < 40, "{:?}", ev[0]);
+    assert!(ev[0].input > 0);
+}
+
+#[tokio::test]
+async fn errors_are_openai_shaped_and_never_show_a_key() {
+    let b = bed().await;
+    let chat = |model: &str| {
+        b.token
+            .send(Method::POST, "/v1/chat/completions", Some(chat_body(model)))
+    };
+    // The upstream refuses the key and echoes it: mapped to 502, the key redacted.
+    let r = chat("fail-401").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "upstream_auth_failed");
+    assert!(!r.text.contains(ORG_KEY), "{}", r.text);
+    assert!(r.text.contains("[redacted]"), "{}", r.text);
+    let r = chat("fail-500").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(r.body["error"]["type"], "upstream_error");
+    // Failed calls are metered with their status and no tokens.
+    let ev = events(&b.app, &b.org, 2).await;
+    let mut statuses: Vec<i64> = ev.iter().map(|e| e.status).collect();
+    statuses.sort();
+    assert_eq!(statuses, vec![401, 500]);
+    assert!(
+        ev.iter()
+            .all(|e| e.input == 0 && e.output == 0 && e.cost == 0)
+    );
+    // Bad requests.
+    let r = b
+        .token
+        .client
+        .post(format!("{}/v1/chat/completions", b.app.base))
+        .bearer_auth(&b.token.token)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = b
+        .token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(json!({"model": "gpt-test"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["error"]["type"], "invalid_request_error");
+    // No token, a wrong token, a browser session: 401.
+    let anon = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", b.app.base))
+        .json(&chat_body("gpt-test"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+    let wrong = TokenClient::new(&b.app.base, "xa_wrong");
+    let r = wrong
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(chat_body("gpt-test")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body["error"]["type"], "authentication_error");
+    let r = b
+        .owner
+        .post("/v1/chat/completions", chat_body("gpt-test"))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The provider cannot be reached.
+    let r = b
+        .owner
+        .put(
+            &format!("/api/v1/orgs/{}/llm/providers/openai", b.org),
+            json!({"base_url": "http://127.0.0.1:9/v1"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = chat("gpt-test").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(r.body["error"]["code"], "upstream_unavailable");
+    assert!(!r.text.contains(ORG_KEY));
+    // No key anywhere: 424.
+    let r = b
+        .owner
+        .delete(&format!("/api/v1/orgs/{}/llm/providers/openai", b.org))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = chat("gpt-test").await;
+    assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "no_provider_key");
+}
+
+#[tokio::test]
+async fn the_model_policy_decides_what_may_be_called_and_listed() {
+    let b = bed().await;
+    let r = b
+        .owner
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{}/llm/policy", b.org),
+            Some(
+                json!({"allowed_models": ["gpt-test", "gpt-4o-mini"], "default_model": "gpt-test"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = b.token.get("/v1/models").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let ids: Vec<&str> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["gpt-test", "gpt-4o-mini"]);
+    let r = b
+        .token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(chat_body("gpt-4o")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.body["error"]["code"], "model_not_allowed");
+    assert!(
+        b.mock.requests().is_empty(),
+        "a refused call reached the provider"
+    );
+    // Without a model the default is used.
+    let r = b
+        .token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(json!({"messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(b.mock.requests()[0].body["model"], "gpt-test");
+}
+
+#[tokio::test]
+async fn a_token_spends_only_its_own_organizations_keys_and_usage() {
+    let b = bed().await;
+    let (_, other_owner) = new_person(&b.app, "other@gw.example", "Other").await;
+    let (other, _) = create_org(&other_owner, "Other Org", "other-gw").await;
+    let (_, other_token) = token_for(&b.app, &other_owner, &other, "other").await;
+    // Org B has no key: A's key is never used for B's token.
+    let r = other_token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(chat_body("gpt-test")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text);
+    assert!(b.mock.requests().is_empty());
+    // With its own key B's calls are metered to B only.
+    let r = other_owner
+        .put(
+            &format!("/api/v1/orgs/{other}/llm/providers/openai"),
+            json!({"api_key": "sk-gateway-other-0000-BBBB2222", "base_url": b.mock.base}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = other_token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(chat_body("gpt-test")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        b.mock.requests()[0].authorization,
+        "Bearer sk-gateway-other-0000-BBBB2222"
+    );
+    assert_eq!(events(&b.app, &other, 1).await.len(), 1);
+    assert_eq!(totals(&b.app, &b.org), (0, 0, 0, 0));
+    // A member removed from A loses the gateway at once.
+    let r = b
+        .token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(chat_body("gpt-test")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = b
+        .owner
+        .delete(&format!("/api/v1/orgs/{}/members/{}", b.org, b.member_id))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = b
+        .token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(chat_body("gpt-test")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+}

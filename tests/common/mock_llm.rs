@@ -1,0 +1,173 @@
+//! A real local HTTP server speaking the OpenAI format, standing in for an LLM provider.
+//! The model name picks the behaviour:
+//! - anything else: a normal answer with a `usage` block (11 prompt, 7 completion tokens);
+//! - `fail-401`: 401 whose message echoes the key it was sent, as some providers do;
+//! - `fail-500`: 500; `slow`: answers after 2 s;
+//! - `no-usage`: a normal answer without `usage`;
+//! - streams (`"stream": true`): 5 content chunks (`stream-slow`: 40 chunks, 50 ms apart),
+//!   then the usage chunk when `stream_options.include_usage` is set, then `[DONE]`.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub authorization: String,
+    pub path: String,
+    pub body: Value,
+}
+
+#[derive(Clone, Default)]
+pub struct MockLlm {
+    pub base: String,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl MockLlm {
+    /// Starts the mock on a free port; it lives as long as the test's runtime.
+    pub async fn start() -> MockLlm {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/embeddings", post(embeddings))
+            .route("/v1/models", get(models))
+            .with_state(seen.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        MockLlm {
+            base: format!("http://{addr}/v1"),
+            seen,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+type Shared = Arc<Mutex<Vec<Seen>>>;
+
+fn remember(seen: &Shared, headers: &HeaderMap, path: &str, body: &Value) {
+    seen.lock().unwrap().push(Seen {
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        path: path.to_string(),
+        body: body.clone(),
+    });
+}
+
+async fn chat(State(seen): State<Shared>, headers: HeaderMap, body: String) -> Response {
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    remember(&seen, &headers, "/chat/completions", &body);
+    let model = body["model"].as_str().unwrap_or("").to_string();
+    match model.as_str() {
+        "fail-401" => {
+            let key = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .trim_start_matches("Bearer ")
+                .to_string();
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": {"message": format!("Incorrect API key provided: {key}"), "type": "invalid_request_error", "code": "invalid_api_key"}})),
+            )
+                .into_response();
+        }
+        "fail-500" => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "upstream exploded").into_response();
+        }
+        "slow" => tokio::time::sleep(Duration::from_secs(2)).await,
+        _ => {}
+    }
+    if body["stream"].as_bool() == Some(true) {
+        let (n, pause) = if model == "stream-slow" {
+            (40, Duration::from_millis(50))
+        } else {
+            (5, Duration::from_millis(5))
+        };
+        let usage = body["stream_options"]["include_usage"].as_bool() == Some(true);
+        let stream = async_stream(model, n, pause, usage);
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(stream))
+            .unwrap();
+    }
+    let mut answer = json!({
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the mock"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    });
+    if model == "no-usage" {
+        answer.as_object_mut().unwrap().remove("usage");
+    }
+    axum::Json(answer).into_response()
+}
+
+fn async_stream(
+    model: String,
+    n: usize,
+    pause: Duration,
+    usage: bool,
+) -> impl futures_util::Stream<Item = Result<String, std::io::Error>> {
+    futures_util::stream::unfold(0usize, move |i| {
+        let model = model.clone();
+        async move {
+            if i > n + 1 {
+                return None;
+            }
+            tokio::time::sleep(pause).await;
+            let line = if i < n {
+                let chunk = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model,
+                    "choices": [{"index": 0, "delta": {"content": format!("tok{i} ")}, "finish_reason": null}]});
+                format!("data: {chunk}\n\n")
+            } else if i == n {
+                if usage {
+                    let chunk = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": model,
+                        "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": n, "total_tokens": 11 + n}});
+                    format!("data: {chunk}\n\n")
+                } else {
+                    String::new()
+                }
+            } else {
+                "data: [DONE]\n\n".to_string()
+            };
+            Some((Ok(line), i + 1))
+        }
+    })
+}
+
+async fn embeddings(State(seen): State<Shared>, headers: HeaderMap, body: String) -> Response {
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    remember(&seen, &headers, "/embeddings", &body);
+    axum::Json(json!({
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+        "model": body["model"],
+        "usage": {"prompt_tokens": 5, "total_tokens": 5}
+    }))
+    .into_response()
+}
+
+async fn models() -> Response {
+    axum::Json(json!({"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}]}))
+        .into_response()
+}
