@@ -18,6 +18,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "user_llm_settings",
     "organization_quotas",
     "organization_usage",
+    "member_usage",
     "usage_events",
     "invoices",
     "organization_audit_logs",

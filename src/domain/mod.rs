@@ -1,5 +1,6 @@
 //! Pure types and rules, parsed at the edge: ids, emails, slugs, roles, permissions.
 mod ids;
+pub mod period;
 mod permissions;
 mod settings;
 mod values;

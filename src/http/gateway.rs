@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::http::extract::{AuthKind, CurrentUser};
 use crate::http::state::AppState;
 use crate::services::gateway::{self, Call, Refusal, Tokens};
+use crate::services::quota::{self, Reservation};
 
 /// Chat requests carry whole conversations; larger than the API's default body limit.
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -199,19 +200,79 @@ async fn upstream_failure(call: &Call, res: reqwest::Response) -> GatewayError {
     })
 }
 
-async fn chat(State(s): State<AppState>, req: Request) -> Response {
-    match chat_inner(s, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+/// One admitted call on its way: what metering needs once the outcome is known. The
+/// quota reservation is released only after the call's usage is committed.
+struct Flight {
+    state: AppState,
+    call: Call,
+    token_id: Option<String>,
+    endpoint: &'static str,
+    started: Instant,
+    held: Reservation,
+}
+
+impl Flight {
+    async fn record(self, status: u16, tokens: Tokens) {
+        let ms = self.started.elapsed().as_millis() as i64;
+        let done = gateway::meter(
+            &self.state.db,
+            &self.call,
+            self.token_id.clone(),
+            self.endpoint,
+            status,
+            tokens,
+            ms,
+        )
+        .await;
+        if let Err(e) = done {
+            tracing::error!(error = %e, endpoint = self.endpoint, "metering a call");
+        }
+        drop(self.held);
+    }
+
+    /// Meters a failed call (no tokens) without holding up the answer.
+    fn fail(self, status: u16) {
+        tokio::spawn(self.record(status, Tokens::default()));
+    }
+
+    /// Sends the request upstream; a failure is metered and mapped.
+    async fn send(
+        self,
+        path: &str,
+        body: &serde_json::Map<String, Value>,
+    ) -> GResult<(Self, reqwest::Response)> {
+        match send_upstream(&self.state, &self.call, path, body).await {
+            Ok(res) if res.status().is_success() => Ok((self, res)),
+            Ok(res) => {
+                let status = res.status().as_u16();
+                let err = upstream_failure(&self.call, res).await;
+                self.fail(status);
+                Err(err)
+            }
+            Err(e) => {
+                self.fail(502);
+                Err(e)
+            }
+        }
     }
 }
 
-async fn chat_inner(s: AppState, req: Request) -> GResult<Response> {
-    let (user, ctx, bytes) = token_caller(&s, req).await?;
+/// Checks the body, picks provider and key, and reserves against the quota.
+async fn take_off(
+    s: &AppState,
+    req: Request,
+    endpoint: &'static str,
+    input_field: &str,
+) -> GResult<(Flight, serde_json::Map<String, Value>, usize)> {
+    let (user, ctx, bytes) = token_caller(s, req).await?;
     let mut body = parse_body(&bytes)?;
-    if !body.get("messages").is_some_and(Value::is_array) {
-        return Err(Refusal::invalid("`messages` must be an array").into());
-    }
+    let input_chars = match body.get(input_field) {
+        Some(v) if input_field != "messages" || v.is_array() => v.to_string().len(),
+        _ if input_field == "messages" => {
+            return Err(Refusal::invalid("`messages` must be an array").into());
+        }
+        _ => return Err(Refusal::invalid(format!("`{input_field}` is required")).into()),
+    };
     let requested = body
         .get("model")
         .and_then(Value::as_str)
@@ -224,8 +285,36 @@ async fn chat_inner(s: AppState, req: Request) -> GResult<Response> {
         requested.as_deref(),
     )?;
     body.insert("model".into(), Value::String(call.upstream_model.clone()));
+    let estimate = if endpoint == "embeddings" {
+        Tokens {
+            input: estimate_tokens(input_chars),
+            output: 0,
+        }
+    } else {
+        quota::estimate(input_chars, &body)
+    };
+    let held = s.gate.admit(&s.db, &call.ctx, &call.model, estimate)?;
+    let flight = Flight {
+        state: s.clone(),
+        call,
+        token_id: token_id(&user),
+        endpoint,
+        started: Instant::now(),
+        held,
+    };
+    Ok((flight, body, input_chars))
+}
+
+async fn chat(State(s): State<AppState>, req: Request) -> Response {
+    chat_inner(s, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn chat_inner(s: AppState, req: Request) -> GResult<Response> {
+    let (flight, mut body, prompt_chars) =
+        take_off(&s, req, "chat.completions", "messages").await?;
     let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let prompt_chars = body.get("messages").map_or(0, |m| m.to_string().len());
     if streaming {
         // Ask for the usage block at the end of the stream, keeping the client's options.
         let opts = body.entry("stream_options").or_insert_with(|| json!({}));
@@ -233,125 +322,36 @@ async fn chat_inner(s: AppState, req: Request) -> GResult<Response> {
             o.insert("include_usage".into(), Value::Bool(true));
         }
     }
-    let started = Instant::now();
-    let res = send_upstream(&s, &call, "/chat/completions", &body).await;
-    let res = match res {
-        Ok(r) => r,
-        Err(e) => {
-            meter_now(
-                &s,
-                &call,
-                &user,
-                "chat.completions",
-                502,
-                Tokens::default(),
-                started,
-            );
-            return Err(e);
-        }
-    };
-    if !res.status().is_success() {
-        let status = res.status().as_u16();
-        let err = upstream_failure(&call, res).await;
-        meter_now(
-            &s,
-            &call,
-            &user,
-            "chat.completions",
-            status,
-            Tokens::default(),
-            started,
-        );
-        return Err(err);
+    let (flight, res) = flight.send("/chat/completions", &body).await?;
+    if !streaming {
+        return passthrough_metered(flight, res, prompt_chars).await;
     }
-    if streaming {
-        let meter = StreamMeter {
-            state: s.clone(),
-            call,
-            token_id: token_id(&user),
-            started,
+    let stream = MeteredStream {
+        inner: Box::pin(res.bytes_stream()),
+        meter: StreamMeter {
+            flight: Some(flight),
             prompt_chars,
             line: Vec::new(),
             delivered_chars: 0,
             usage: None,
             finished: false,
-        };
-        let stream = MeteredStream {
-            inner: Box::pin(res.bytes_stream()),
-            meter,
-        };
-        let mut out = Response::new(Body::from_stream(stream));
-        let h = out.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        return Ok(out);
-    }
-    passthrough_metered(
-        &s,
-        &call,
-        &user,
-        "chat.completions",
-        res,
-        started,
-        prompt_chars,
-    )
-    .await
+        },
+    };
+    let mut out = Response::new(Body::from_stream(stream));
+    let h = out.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(out)
 }
 
 async fn embeddings(State(s): State<AppState>, req: Request) -> Response {
     let out = async {
-        let (user, ctx, bytes) = token_caller(&s, req).await?;
-        let mut body = parse_body(&bytes)?;
-        if body.get("input").is_none() {
-            return Err(Refusal::invalid("`input` is required").into());
-        }
-        let requested = body
-            .get("model")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let call = gateway::prepare(
-            &s.db,
-            &s.keyring,
-            &s.config.env_providers,
-            &ctx,
-            requested.as_deref(),
-        )?;
-        body.insert("model".into(), Value::String(call.upstream_model.clone()));
-        let input_chars = body.get("input").map_or(0, |m| m.to_string().len());
-        let started = Instant::now();
-        let res = match send_upstream(&s, &call, "/embeddings", &body).await {
-            Ok(r) => r,
-            Err(e) => {
-                meter_now(
-                    &s,
-                    &call,
-                    &user,
-                    "embeddings",
-                    502,
-                    Tokens::default(),
-                    started,
-                );
-                return Err(e);
-            }
-        };
-        if !res.status().is_success() {
-            let status = res.status().as_u16();
-            let err = upstream_failure(&call, res).await;
-            meter_now(
-                &s,
-                &call,
-                &user,
-                "embeddings",
-                status,
-                Tokens::default(),
-                started,
-            );
-            return Err(err);
-        }
-        passthrough_metered(&s, &call, &user, "embeddings", res, started, input_chars).await
+        let (flight, body, input_chars) = take_off(&s, req, "embeddings", "input").await?;
+        let (flight, res) = flight.send("/embeddings", &body).await?;
+        passthrough_metered(flight, res, input_chars).await
     }
     .await;
     out.unwrap_or_else(IntoResponse::into_response)
@@ -373,28 +373,22 @@ async fn models(State(s): State<AppState>, req: Request) -> Response {
 
 /// Reads the whole upstream answer, meters it from its `usage`, returns it unchanged.
 async fn passthrough_metered(
-    s: &AppState,
-    call: &Call,
-    user: &CurrentUser,
-    endpoint: &'static str,
+    flight: Flight,
     res: reqwest::Response,
-    started: Instant,
     input_chars: usize,
 ) -> GResult<Response> {
     let status = res.status();
     let content_type = res.headers().get(header::CONTENT_TYPE).cloned();
-    let bytes = match res.bytes().await {
-        Ok(b) => b,
-        Err(_) => {
-            meter_now(s, call, user, endpoint, 502, Tokens::default(), started);
-            return Err(GatewayError(Refusal {
-                status: 502,
-                kind: "upstream_error",
-                code: "upstream_unavailable",
-                message: format!("the provider {} broke off its answer", call.provider),
-                retry_after_secs: None,
-            }));
-        }
+    let provider = flight.call.provider.clone();
+    let Ok(bytes) = res.bytes().await else {
+        flight.fail(502);
+        return Err(GatewayError(Refusal {
+            status: 502,
+            kind: "upstream_error",
+            code: "upstream_unavailable",
+            message: format!("the provider {provider} broke off its answer"),
+            retry_after_secs: None,
+        }));
     };
     let tokens = serde_json::from_slice::<Value>(&bytes)
         .ok()
@@ -404,16 +398,7 @@ async fn passthrough_metered(
             output: 0,
         });
     // Metered before answering: the call counts even if the client is gone by now.
-    let _ = gateway::meter(
-        &s.db,
-        call,
-        token_id(user),
-        endpoint,
-        status.as_u16(),
-        tokens,
-        started.elapsed().as_millis() as i64,
-    )
-    .await;
+    flight.record(status.as_u16(), tokens).await;
     let mut out = Response::new(Body::from(bytes));
     *out.status_mut() = status;
     out.headers_mut().insert(
@@ -423,31 +408,9 @@ async fn passthrough_metered(
     Ok(out)
 }
 
-/// Meters a failed call without holding up the answer.
-fn meter_now(
-    s: &AppState,
-    call: &Call,
-    user: &CurrentUser,
-    endpoint: &'static str,
-    status: u16,
-    tokens: Tokens,
-    started: Instant,
-) {
-    let (db, call, token) = (s.db.clone(), call.clone(), token_id(user));
-    let ms = started.elapsed().as_millis() as i64;
-    tokio::spawn(async move {
-        if let Err(e) = gateway::meter(&db, &call, token, endpoint, status, tokens, ms).await {
-            tracing::error!(error = %e, "metering a failed call");
-        }
-    });
-}
-
 /// Watches the SSE lines going by for the usage block and the delivered text.
 struct StreamMeter {
-    state: AppState,
-    call: Call,
-    token_id: Option<String>,
-    started: Instant,
+    flight: Option<Flight>,
     prompt_chars: usize,
     line: Vec<u8>,
     delivered_chars: usize,
@@ -501,19 +464,9 @@ impl Drop for StreamMeter {
         });
         // 499: the client closed the connection before the end (nginx's convention).
         let status = if self.finished { 200 } else { 499 };
-        let (db, call, token) = (
-            self.state.db.clone(),
-            self.call.clone(),
-            self.token_id.take(),
-        );
-        let ms = self.started.elapsed().as_millis() as i64;
-        tokio::spawn(async move {
-            if let Err(e) =
-                gateway::meter(&db, &call, token, "chat.completions", status, tokens, ms).await
-            {
-                tracing::error!(error = %e, "metering a stream");
-            }
-        });
+        if let Some(flight) = self.flight.take() {
+            tokio::spawn(flight.record(status, tokens));
+        }
     }
 }
 

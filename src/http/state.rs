@@ -16,6 +16,8 @@ pub struct AppState {
     pub keyring: Keyring,
     /// The pooled HTTP client for LLM providers.
     pub upstream: reqwest::Client,
+    /// Quota reservations and rate limiters of the gateway.
+    pub gate: Arc<crate::services::quota::Gate>,
     /// The base URL links are built from (public URL, or the bound address).
     pub base_url: Arc<str>,
 }
@@ -39,6 +41,7 @@ impl AppState {
             throttle: Arc::new(throttle),
             keyring,
             upstream,
+            gate: Arc::default(),
             base_url: base_url.into(),
         }
     }

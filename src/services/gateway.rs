@@ -216,7 +216,8 @@ pub async fn meter(
     db.write(move |tx| {
         let price = usage::price(tx, &model)?;
         let now = now_str();
-        let period = now.get(..7).unwrap_or("").to_string();
+        let (_, period) = super::quota::current_period(tx, &ctx)?;
+        let period = period.label;
         usage::record(
             tx,
             &ctx,

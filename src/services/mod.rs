@@ -9,6 +9,7 @@ pub mod llm;
 pub mod mail;
 pub mod members;
 pub mod orgs;
+pub mod quota;
 pub mod resources;
 pub mod teams;
 pub mod throttle;

@@ -454,3 +454,192 @@ async fn a_token_spends_only_its_own_organizations_keys_and_usage() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
 }
+
+async fn set_quota(b: &Bed, body: Value) {
+    let r = b
+        .owner
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{}/quota", b.org),
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+/// A small chat call: the reservation is about 7 µ$ (prompt estimate + max_tokens 7),
+/// the metered cost 6 µ$ (11 prompt + 7 completion tokens).
+fn small_call() -> Value {
+    json!({"model": "gpt-test", "max_tokens": 7, "messages": [{"role": "user", "content": "Say hello"}]})
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_calls_at_the_edge_of_the_quota_overspend_by_at_most_one_reservation()
+{
+    let b = bed().await;
+    set_quota(&b, json!({"monthly_credits_micros": 60})).await;
+    let calls = (0..100).map(|_| {
+        b.token
+            .send(Method::POST, "/v1/chat/completions", Some(small_call()))
+    });
+    let replies = futures_util::future::join_all(calls).await;
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    for r in replies.iter().filter(|r| r.status != StatusCode::OK) {
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+        assert_eq!(r.body["error"]["type"], "insufficient_quota");
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("monthly AI credits"),
+            "{}",
+            r.text
+        );
+    }
+    let ev = events(&b.app, &b.org, ok).await;
+    let (requests, _, _, cost) = totals(&b.app, &b.org);
+    assert_eq!(requests as usize, ok);
+    assert_eq!(ev.len(), ok);
+    assert!(ok >= 9, "only {ok} calls fitted in 60 µ$");
+    assert!(cost <= 60 + 7, "overspent: {cost} µ$ for a limit of 60");
+    // Only admitted calls reached the provider.
+    assert_eq!(b.mock.requests().len(), ok);
+}
+
+#[tokio::test]
+async fn each_limit_refuses_by_name_and_rate_limits_say_when_to_retry() {
+    let b = bed().await;
+    let call = || {
+        b.token
+            .send(Method::POST, "/v1/chat/completions", Some(small_call()))
+    };
+    // Monthly requests.
+    set_quota(&b, json!({"monthly_requests": 3})).await;
+    for _ in 0..3 {
+        assert_eq!(call().await.status, StatusCode::OK);
+    }
+    let r = call().await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.text.contains("monthly requests"), "{}", r.text);
+    // The member's own cap (3 calls × 6 µ$ = 18 µ$ are already used).
+    set_quota(
+        &b,
+        json!({"monthly_requests": null, "member_monthly_credits_micros": 20}),
+    )
+    .await;
+    assert_eq!(call().await.status, StatusCode::OK);
+    let r = call().await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert!(r.text.contains("your monthly AI credits"), "{}", r.text);
+    // Requests per minute: 2, then 429 with Retry-After.
+    set_quota(
+        &b,
+        json!({"member_monthly_credits_micros": null, "rate_limit_rpm": 2}),
+    )
+    .await;
+    assert_eq!(call().await.status, StatusCode::OK);
+    assert_eq!(call().await.status, StatusCode::OK);
+    let r = call().await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.body["error"]["code"], "rate_limit_exceeded");
+    assert!(r.text.contains("2 requests per minute"), "{}", r.text);
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Tokens per minute: a call larger than the whole budget is refused outright.
+    set_quota(&b, json!({"rate_limit_rpm": null, "rate_limit_tpm": 10})).await;
+    let r = call().await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.text.contains("tokens per minute"), "{}", r.text);
+    // The usage report lists every limit that applies, with use where it is counted.
+    set_quota(
+        &b,
+        json!({"rate_limit_tpm": null, "monthly_credits_micros": 1000, "monthly_requests": 100,
+               "member_monthly_credits_micros": 500, "rate_limit_rpm": 60}),
+    )
+    .await;
+    let u = b.owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
+    assert_eq!(u.status, StatusCode::OK, "{}", u.text);
+    let names: Vec<&str> = u.body["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["org_credits", "org_requests", "member_credits", "rate_rpm"]
+    );
+    assert_eq!(u.body["totals"]["requests"], 6);
+    assert_eq!(u.body["quota"]["used"], 36);
+    assert_eq!(u.body["quota"]["percent"], 3.6);
+    assert_eq!(u.body["by_model"][0]["model"], "gpt-test");
+    assert_eq!(u.body["by_model"][0]["totals"]["requests"], 6);
+    assert_eq!(u.body["by_user"][0]["email"], "member@gw.example");
+    assert_eq!(u.body["by_user"][0]["totals"]["cost_micros"], 36);
+    assert_eq!(u.body["by_day"].as_array().unwrap().len(), 1);
+    let bad = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/usage?period=2026-13", b.org))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let past = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/usage?period=2001-01", b.org))
+        .await;
+    assert_eq!(past.body["totals"]["requests"], 0);
+}
+
+#[tokio::test]
+async fn usage_and_quota_of_another_org_are_not_found() {
+    let b = bed().await;
+    set_quota(&b, json!({"monthly_requests": 50})).await;
+    let (_, other_owner) = new_person(&b.app, "other@gw.example", "Other").await;
+    let (other, _) = create_org(&other_owner, "Other Org", "other-gw").await;
+    let (_, other_token) = token_for(&b.app, &other_owner, &other, "other").await;
+    let missing = "01890000-0000-7000-8000-000000000000";
+    let before = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/quota", b.org))
+        .await
+        .text;
+    for org in [b.org.as_str(), "gw-org"] {
+        for (m, path, body) in [
+            (Method::GET, format!("/api/v1/orgs/{org}/usage"), None),
+            (Method::GET, format!("/api/v1/orgs/{org}/quota"), None),
+            (
+                Method::PATCH,
+                format!("/api/v1/orgs/{org}/quota"),
+                Some(json!({"monthly_requests": 1})),
+            ),
+        ] {
+            let got = other_owner.send(m.clone(), &path, body.clone()).await;
+            let baseline = other_owner
+                .send(m.clone(), &path.replace(org, missing), body.clone())
+                .await;
+            assert_eq!(got.status, StatusCode::NOT_FOUND, "{m} {path}");
+            assert_eq!(got.body, baseline.body);
+            let got = other_token.send(m.clone(), &path, body).await;
+            assert_eq!(got.status, StatusCode::NOT_FOUND, "token {m} {path}");
+        }
+    }
+    assert_eq!(
+        b.owner
+            .get(&format!("/api/v1/orgs/{}/quota", b.org))
+            .await
+            .text,
+        before
+    );
+    // A member may read the usage but not change the quota.
+    let member = crate::common::TokenClient::new(&b.app.base, &b.token.token);
+    let r = member
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{}/quota", b.org),
+            Some(json!({"monthly_requests": 1})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}

@@ -43,6 +43,8 @@ enum Probe {
 
 const ORG_ISO: &str = "org_isolation.rs";
 const LLM: &str = "llm_keys.rs";
+const GATEWAY: &str = "gateway.rs";
+const GATEWAY_ISO: &str = "usage_and_quota_of_another_org_are_not_found";
 const LLM_ISO: &str = "llm_settings_and_keys_of_another_org_are_not_found";
 const BY_REF: &str = "members_of_another_org_find_nothing_by_id_or_slug_and_change_nothing";
 const UNDER_OWN: &str = "ids_of_another_orgs_objects_under_ones_own_org_are_not_found";
@@ -51,6 +53,21 @@ const UNDER_OWN: &str = "ids_of_another_orgs_objects_under_ones_own_org_are_not_
 /// `/api/openapi.json` names it. A route missing here fails
 /// `every_route_with_an_org_or_an_id_has_a_case_in_the_isolation_table`.
 const ROUTES: &[(&str, &str, Probe)] = &[
+    (
+        "GET",
+        "/api/v1/orgs/{org}/usage",
+        Probe::Elsewhere(GATEWAY, GATEWAY_ISO),
+    ),
+    (
+        "GET",
+        "/api/v1/orgs/{org}/quota",
+        Probe::Elsewhere(GATEWAY, GATEWAY_ISO),
+    ),
+    (
+        "PATCH",
+        "/api/v1/orgs/{org}/quota",
+        Probe::Elsewhere(GATEWAY, GATEWAY_ISO),
+    ),
     (
         "GET",
         "/api/v1/orgs/{org}/llm",

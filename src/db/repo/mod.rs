@@ -6,6 +6,7 @@ pub mod llm;
 pub mod members;
 pub mod orgs;
 pub mod plans;
+pub mod quotas;
 pub mod resources;
 pub mod sessions;
 pub mod settings;

@@ -64,6 +64,26 @@ pub fn record(tx: &WriteTx<'_>, ctx: &OrgContext, period: &str, e: &Event) -> Re
             e.created_at
         ],
     )?;
+    tx.execute(
+        "INSERT INTO member_usage (organization_id, user_id, period, requests, input_tokens,
+             output_tokens, cost_micros, updated_at)
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)
+         ON CONFLICT (organization_id, period, user_id) DO UPDATE SET
+             requests = requests + 1,
+             input_tokens = input_tokens + excluded.input_tokens,
+             output_tokens = output_tokens + excluded.output_tokens,
+             cost_micros = cost_micros + excluded.cost_micros,
+             updated_at = excluded.updated_at",
+        params![
+            org,
+            ctx.user_id().to_string(),
+            period,
+            e.input_tokens,
+            e.output_tokens,
+            e.cost_micros,
+            e.created_at
+        ],
+    )?;
     Ok(())
 }
 
@@ -84,6 +104,70 @@ pub struct Totals {
     pub cost_micros: i64,
 }
 
+fn totals_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Totals> {
+    Ok(Totals {
+        requests: r.get(0)?,
+        input_tokens: r.get(1)?,
+        output_tokens: r.get(2)?,
+        cost_micros: r.get(3)?,
+    })
+}
+
+/// The caller's own totals in the period.
+pub fn member_totals(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    user: crate::domain::UserId,
+    period: &str,
+) -> Result<Totals, DbError> {
+    Ok(c.query_opt(
+        "SELECT requests, input_tokens, output_tokens, cost_micros FROM member_usage
+             WHERE organization_id = ?1 AND period = ?2 AND user_id = ?3",
+        params![ctx.org_id().to_string(), period, user.to_string()],
+        totals_from,
+    )?
+    .unwrap_or_default())
+}
+
+/// Totals per member in the period, most expensive first.
+pub fn by_member(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    period: &str,
+) -> Result<Vec<(String, Totals)>, DbError> {
+    c.query_vec(
+        "SELECT requests, input_tokens, output_tokens, cost_micros, user_id FROM member_usage
+         WHERE organization_id = ?1 AND period = ?2 ORDER BY cost_micros DESC, user_id",
+        params![ctx.org_id().to_string(), period],
+        |r| Ok((r.get(4)?, totals_from(r)?)),
+    )
+}
+
+/// Totals per `key` (`model` or the day) over the events in [start, end).
+pub fn grouped(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    by_day: bool,
+    start: &str,
+    end: &str,
+) -> Result<Vec<(String, Totals)>, DbError> {
+    let key = if by_day {
+        "substr(created_at, 1, 10)"
+    } else {
+        "model"
+    };
+    c.query_vec(
+        &format!(
+            "SELECT COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_micros), {key}
+             FROM usage_events
+             WHERE organization_id = ?1 AND created_at >= ?2 AND created_at < ?3
+             GROUP BY {key} ORDER BY {key}"
+        ),
+        params![ctx.org_id().to_string(), start, end],
+        |r| Ok((r.get(4)?, totals_from(r)?)),
+    )
+}
+
 pub fn totals(c: &Conn<'_>, ctx: &OrgContext, period: &str) -> Result<Totals, DbError> {
     Ok(c.query_opt(
         "SELECT requests, input_tokens, output_tokens, cost_micros FROM organization_usage
@@ -98,5 +182,16 @@ pub fn totals(c: &Conn<'_>, ctx: &OrgContext, period: &str) -> Result<Totals, Db
             })
         },
     )?
+    .unwrap_or_default())
+}
+
+/// The alert thresholds (percent) already sent in the period.
+pub fn alerts_sent(c: &Conn<'_>, ctx: &OrgContext, period: &str) -> Result<Vec<u8>, DbError> {
+    Ok(c.query_opt(
+        "SELECT alerts_sent FROM organization_usage WHERE organization_id = ?1 AND period = ?2",
+        params![ctx.org_id().to_string(), period],
+        |r| r.get::<_, String>(0),
+    )?
+    .and_then(|s| serde_json::from_str(&s).ok())
     .unwrap_or_default())
 }

@@ -7,6 +7,7 @@ mod members;
 mod orgs;
 pub mod pagination;
 mod resources;
+mod usage;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -29,6 +30,7 @@ pub fn router_with_prefix(upload_limit: usize) -> Router<AppState> {
         .merge(members::router())
         .merge(audit::router())
         .merge(llm::router())
+        .merge(usage::router())
         .merge(resources::router(upload_limit))
         .route("/api/openapi.json", axum::routing::get(openapi))
         .route("/api", axum::routing::any(unknown))

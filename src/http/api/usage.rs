@@ -1,0 +1,92 @@
+//! Quotas and usage (API.md "Quotas, usage, billing").
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use serde::{Deserialize, Deserializer};
+
+use super::{ok, ok_typed};
+use crate::error::Result;
+use crate::http::extract::{ApiJson, ApiQuery, CurrentUser};
+use crate::http::state::AppState;
+use crate::services::quota::{self, QuotaInput};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/orgs/{org}/usage", get(usage))
+        .route("/api/v1/orgs/{org}/quota", get(show).patch(update))
+}
+
+#[derive(Deserialize)]
+struct UsageQuery {
+    #[serde(default)]
+    period: Option<String>,
+}
+
+async fn usage(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    Ok(ok(quota::report(&s.db, &ctx, q.period).await?))
+}
+
+async fn show(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    Ok(ok_typed(&quota::settings(&s.db, &ctx).await?))
+}
+
+/// Absent → unchanged; `null` → no limit (for credits: the plan's).
+fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotaBody {
+    #[serde(default, deserialize_with = "present")]
+    monthly_credits_micros: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    monthly_requests: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    rate_limit_rpm: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    rate_limit_tpm: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    member_monthly_credits_micros: Option<Option<i64>>,
+    #[serde(default)]
+    billing_anchor_day: Option<u32>,
+    #[serde(default)]
+    alert_thresholds: Option<Vec<u8>>,
+}
+
+async fn update(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+    ApiJson(b): ApiJson<QuotaBody>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let v = quota::patch(
+        &s.db,
+        &ctx,
+        &user.actor(),
+        QuotaInput {
+            monthly_credits_micros: b.monthly_credits_micros,
+            monthly_requests: b.monthly_requests,
+            rate_limit_rpm: b.rate_limit_rpm,
+            rate_limit_tpm: b.rate_limit_tpm,
+            member_monthly_credits_micros: b.member_monthly_credits_micros,
+            billing_anchor_day: b.billing_anchor_day,
+            alert_thresholds: b.alert_thresholds,
+        },
+    )
+    .await?;
+    Ok(ok_typed(&v))
+}

@@ -1,0 +1,517 @@
+//! Quotas and rate limits of the gateway, and the usage report.
+//!
+//! Admission reserves an estimate of the call's cost before it goes upstream; metering
+//! commits the real cost and only then releases the reservation. A call is admitted while
+//! committed use plus open reservations is below the limit, so concurrent calls at the
+//! edge of a quota overspend by at most one call's reservation. Committed totals are read
+//! while the organization's ledger is locked, and a reservation is released only after
+//! its usage committed, so no call is ever counted zero times.
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+use governor::{DefaultDirectRateLimiter, Quota as Rate, RateLimiter};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::gateway::{Refusal, Tokens, cost};
+use super::{Actor, fresh_context, require};
+use crate::db::repo::{audit, members, plans, quotas, usage};
+use crate::db::{Conn, Db, OrgContext};
+use crate::domain::period::{Period, period_at, period_named};
+use crate::domain::{Invalid, OrgId, UserId, now, now_str};
+use crate::error::AppError;
+
+type Result<T> = std::result::Result<T, AppError>;
+
+#[derive(Default)]
+struct Ledger {
+    period: String,
+    credits: i64,
+    requests: i64,
+    members: HashMap<UserId, i64>,
+}
+
+struct Limiters {
+    rpm: Option<(i64, DefaultDirectRateLimiter)>,
+    tpm: Option<(i64, DefaultDirectRateLimiter)>,
+}
+
+/// Open reservations and rate limiters, per organization, in memory.
+#[derive(Default)]
+pub struct Gate {
+    ledgers: Mutex<HashMap<OrgId, Arc<Mutex<Ledger>>>>,
+    limiters: Mutex<HashMap<OrgId, Arc<Mutex<Limiters>>>>,
+}
+
+/// What a call is expected to cost, reserved until its usage is committed.
+pub struct Reservation {
+    ledger: Arc<Mutex<Ledger>>,
+    period: String,
+    user: UserId,
+    credits: i64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut l = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        if l.period == self.period {
+            l.credits -= self.credits;
+            l.requests -= 1;
+            if let Some(m) = l.members.get_mut(&self.user) {
+                *m -= self.credits;
+            }
+        }
+    }
+}
+
+/// The period and limits that apply to one organization now.
+pub fn current_period(c: &Conn<'_>, ctx: &OrgContext) -> Result<(quotas::Quota, Period)> {
+    let q = quotas::get(c, ctx)?;
+    let p = period_at(now(), q.billing_anchor_day);
+    Ok((q, p))
+}
+
+fn exhausted(message: String) -> Refusal {
+    Refusal {
+        status: 429,
+        kind: "insufficient_quota",
+        code: "insufficient_quota",
+        message,
+        retry_after_secs: None,
+    }
+}
+
+fn rate_limited(message: String, retry_after_secs: u64) -> Refusal {
+    Refusal {
+        status: 429,
+        kind: "rate_limit_error",
+        code: "rate_limit_exceeded",
+        message,
+        retry_after_secs: Some(retry_after_secs.max(1)),
+    }
+}
+
+fn per_minute(n: i64) -> Option<DefaultDirectRateLimiter> {
+    let n = NonZeroU32::new(u32::try_from(n).ok()?)?;
+    Some(RateLimiter::direct(Rate::per_minute(n)))
+}
+
+impl Gate {
+    fn ledger(&self, org: OrgId) -> Arc<Mutex<Ledger>> {
+        let mut all = self.ledgers.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry(org).or_default().clone()
+    }
+
+    fn limiters(&self, org: OrgId) -> Arc<Mutex<Limiters>> {
+        let mut all = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry(org)
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(Limiters {
+                    rpm: None,
+                    tpm: None,
+                }))
+            })
+            .clone()
+    }
+
+    /// Checks every limit that applies to the caller and reserves the estimate; the
+    /// refusal names the limit that was hit.
+    pub fn admit(
+        &self,
+        db: &Db,
+        ctx: &OrgContext,
+        model: &str,
+        estimate: Tokens,
+    ) -> std::result::Result<Reservation, Refusal> {
+        let ledger = self.ledger(ctx.org_id());
+        let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let (q, period, plan_credits, org_used, member_used, price) = db.lookup(|tx| {
+            let (q, period) = current_period(tx, ctx)?;
+            let plan = plans::for_org(tx, ctx)?.and_then(|p| p.monthly_ai_credits_micros);
+            let org_used = usage::totals(tx, ctx, &period.label)?;
+            let member_used = usage::member_totals(tx, ctx, ctx.user_id(), &period.label)?;
+            let price = usage::price(tx, model)?;
+            Ok::<_, AppError>((q, period, plan, org_used, member_used, price))
+        })?;
+        if l.period != period.label {
+            // A new period: reservations of the old one are settled against the old one.
+            *l = Ledger {
+                period: period.label.clone(),
+                ..Ledger::default()
+            };
+        }
+        let reserve = cost(price, estimate);
+        if let Some(limit) = q.monthly_credits_micros.or(plan_credits)
+            && org_used.cost_micros + l.credits >= limit
+        {
+            return Err(exhausted(format!(
+                "the organization's monthly AI credits are used up ({} of {} micro-USD in {})",
+                org_used.cost_micros, limit, period.label
+            )));
+        }
+        if let Some(limit) = q.monthly_requests
+            && org_used.requests + l.requests >= limit
+        {
+            return Err(exhausted(format!(
+                "the organization's monthly requests are used up ({} of {} in {})",
+                org_used.requests, limit, period.label
+            )));
+        }
+        let mine = l.members.get(&ctx.user_id()).copied().unwrap_or(0);
+        if let Some(limit) = q.member_monthly_credits_micros
+            && member_used.cost_micros + mine >= limit
+        {
+            return Err(exhausted(format!(
+                "your monthly AI credits in this organization are used up ({} of {} micro-USD in {})",
+                member_used.cost_micros, limit, period.label
+            )));
+        }
+        l.credits += reserve;
+        l.requests += 1;
+        *l.members.entry(ctx.user_id()).or_insert(0) += reserve;
+        drop(l);
+        let reservation = Reservation {
+            ledger,
+            period: period.label,
+            user: ctx.user_id(),
+            credits: reserve,
+        };
+        // Rate limits after the quota, so that a refused call spends no rate.
+        self.check_rates(ctx.org_id(), &q, estimate)?;
+        Ok(reservation)
+    }
+
+    fn check_rates(
+        &self,
+        org: OrgId,
+        q: &quotas::Quota,
+        estimate: Tokens,
+    ) -> std::result::Result<(), Refusal> {
+        let limiters = self.limiters(org);
+        let mut lim = limiters.lock().unwrap_or_else(|e| e.into_inner());
+        if lim.rpm.as_ref().map(|(n, _)| *n) != q.rate_limit_rpm {
+            lim.rpm = q.rate_limit_rpm.and_then(|n| per_minute(n).map(|l| (n, l)));
+        }
+        if lim.tpm.as_ref().map(|(n, _)| *n) != q.rate_limit_tpm {
+            lim.tpm = q.rate_limit_tpm.and_then(|n| per_minute(n).map(|l| (n, l)));
+        }
+        let clock = governor::clock::DefaultClock::default();
+        if let Some((n, l)) = &lim.rpm
+            && let Err(not_until) = l.check()
+        {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&clock));
+            return Err(rate_limited(
+                format!("the organization's limit of {n} requests per minute is reached"),
+                wait.as_secs_f64().ceil() as u64,
+            ));
+        }
+        if let Some((n, l)) = &lim.tpm {
+            let tokens = (estimate.input + estimate.output).clamp(1, i64::from(u32::MAX));
+            let want = NonZeroU32::new(tokens as u32).unwrap_or(NonZeroU32::MIN);
+            match l.check_n(want) {
+                Ok(Ok(())) => {}
+                Ok(Err(not_until)) => {
+                    let wait = not_until.wait_time_from(governor::clock::Clock::now(&clock));
+                    return Err(rate_limited(
+                        format!("the organization's limit of {n} tokens per minute is reached"),
+                        wait.as_secs_f64().ceil() as u64,
+                    ));
+                }
+                Err(_) => {
+                    return Err(rate_limited(
+                        format!(
+                            "this call (about {tokens} tokens) is larger than the organization's limit of {n} tokens per minute"
+                        ),
+                        60,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Quota settings as the API shows and takes them.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaView {
+    pub monthly_credits_micros: Option<i64>,
+    pub plan_credits_micros: Option<i64>,
+    pub monthly_requests: Option<i64>,
+    pub rate_limit_rpm: Option<i64>,
+    pub rate_limit_tpm: Option<i64>,
+    pub member_monthly_credits_micros: Option<i64>,
+    pub billing_anchor_day: u32,
+    pub alert_thresholds: Vec<u8>,
+}
+
+/// A change to the quota; for the optional limits `Some(None)` means "no limit" (for
+/// credits: "the plan's").
+#[derive(Debug, Clone, Default)]
+pub struct QuotaInput {
+    pub monthly_credits_micros: Option<Option<i64>>,
+    pub monthly_requests: Option<Option<i64>>,
+    pub rate_limit_rpm: Option<Option<i64>>,
+    pub rate_limit_tpm: Option<Option<i64>>,
+    pub member_monthly_credits_micros: Option<Option<i64>>,
+    pub billing_anchor_day: Option<u32>,
+    pub alert_thresholds: Option<Vec<u8>>,
+}
+
+fn view(q: &quotas::Quota, plan: Option<i64>) -> QuotaView {
+    QuotaView {
+        monthly_credits_micros: q.monthly_credits_micros,
+        plan_credits_micros: plan,
+        monthly_requests: q.monthly_requests,
+        rate_limit_rpm: q.rate_limit_rpm,
+        rate_limit_tpm: q.rate_limit_tpm,
+        member_monthly_credits_micros: q.member_monthly_credits_micros,
+        billing_anchor_day: q.billing_anchor_day,
+        alert_thresholds: q.alert_thresholds.clone(),
+    }
+}
+
+pub async fn patch(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    input: QuotaInput,
+) -> Result<QuotaView> {
+    require(ctx, "quota.manage")?;
+    let mut errors = Vec::new();
+    let limits = [
+        ("monthly_credits_micros", input.monthly_credits_micros),
+        ("monthly_requests", input.monthly_requests),
+        ("rate_limit_rpm", input.rate_limit_rpm),
+        ("rate_limit_tpm", input.rate_limit_tpm),
+        (
+            "member_monthly_credits_micros",
+            input.member_monthly_credits_micros,
+        ),
+    ];
+    for (field, v) in limits {
+        if let Some(Some(n)) = v
+            && !(0..=i64::from(u32::MAX) * 1_000_000).contains(&n)
+        {
+            errors.push(Invalid::new(field, "must be a whole number, 0 or more"));
+        }
+    }
+    if input
+        .billing_anchor_day
+        .is_some_and(|d| !(1..=28).contains(&d))
+    {
+        errors.push(Invalid::new("billing_anchor_day", "must be 1-28"));
+    }
+    if let Some(t) = &input.alert_thresholds
+        && (t.len() > 10 || t.iter().any(|p| !(1..=100).contains(p)))
+    {
+        errors.push(Invalid::new(
+            "alert_thresholds",
+            "at most 10 percentages, each 1-100",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(AppError::invalid(errors));
+    }
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, "quota.manage")?;
+        let mut q = quotas::get(tx, &me)?;
+        let set = |slot: &mut Option<i64>, v: Option<Option<i64>>| {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        };
+        set(&mut q.monthly_credits_micros, input.monthly_credits_micros);
+        set(&mut q.monthly_requests, input.monthly_requests);
+        set(&mut q.rate_limit_rpm, input.rate_limit_rpm);
+        set(&mut q.rate_limit_tpm, input.rate_limit_tpm);
+        set(
+            &mut q.member_monthly_credits_micros,
+            input.member_monthly_credits_micros,
+        );
+        if let Some(d) = input.billing_anchor_day {
+            q.billing_anchor_day = d;
+        }
+        if let Some(mut t) = input.alert_thresholds {
+            t.sort_unstable();
+            t.dedup();
+            q.alert_thresholds = t;
+        }
+        let now = now_str();
+        quotas::save(tx, &me, &q, me.user_id(), &now)?;
+        let plan = plans::for_org(tx, &me)?.and_then(|p| p.monthly_ai_credits_micros);
+        let v = view(&q, plan);
+        audit::append(
+            tx,
+            &me,
+            &actor.entry("quota.updated", "quota", None, json!(v)),
+            &now,
+        )?;
+        Ok(v)
+    })
+    .await
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Limit {
+    /// `org_credits`, `org_requests`, `member_credits`, `rate_rpm`, `rate_tpm`.
+    pub name: &'static str,
+    pub description: String,
+    pub used: Option<i64>,
+    pub limit: i64,
+    pub percent: Option<f64>,
+}
+
+fn percent(used: i64, limit: i64) -> f64 {
+    if limit <= 0 {
+        return 100.0;
+    }
+    ((used as f64) * 1000.0 / (limit as f64)).round() / 10.0
+}
+
+/// `GET …/usage`: totals, breakdowns and every limit that applies to the caller.
+pub async fn report(db: &Db, ctx: &OrgContext, period: Option<String>) -> Result<Value> {
+    require(ctx, "usage.view")?;
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        let (q, current) = current_period(tx, &ctx)?;
+        let p = match period.as_deref() {
+            None => current,
+            Some(label) => period_named(label, q.billing_anchor_day).ok_or_else(|| {
+                AppError::invalid(vec![Invalid::new("period", "must be YYYY-MM")])
+            })?,
+        };
+        let totals = usage::totals(tx, &ctx, &p.label)?;
+        let alerts: Vec<u8> = usage::alerts_sent(tx, &ctx, &p.label)?;
+        let mine = usage::member_totals(tx, &ctx, ctx.user_id(), &p.label)?;
+        let plan = plans::for_org(tx, &ctx)?.and_then(|x| x.monthly_ai_credits_micros);
+        let (start, end) = (
+            crate::domain::fmt_time(p.start),
+            crate::domain::fmt_time(p.end),
+        );
+        let by_model = usage::grouped(tx, &ctx, false, &start, &end)?;
+        let by_day = usage::grouped(tx, &ctx, true, &start, &end)?;
+        let names: HashMap<String, (String, String)> = members::list(tx, &ctx, None, 100_000)?
+            .into_iter()
+            .map(|m| (m.user.id.to_string(), (m.user.email, m.user.name)))
+            .collect();
+        let by_user: Vec<Value> = usage::by_member(tx, &ctx, &p.label)?
+            .into_iter()
+            .map(|(id, t)| {
+                let (email, name) = names.get(&id).cloned().unwrap_or_default();
+                json!({"user_id": id, "email": email, "name": name, "totals": t})
+            })
+            .collect();
+        let credit_limit = q.monthly_credits_micros.or(plan);
+        let mut limits = Vec::new();
+        if let Some(l) = credit_limit {
+            limits.push(Limit {
+                name: "org_credits",
+                description: "the organization's monthly AI credits (micro-USD)".into(),
+                used: Some(totals.cost_micros),
+                limit: l,
+                percent: Some(percent(totals.cost_micros, l)),
+            });
+        }
+        if let Some(l) = q.monthly_requests {
+            limits.push(Limit {
+                name: "org_requests",
+                description: "the organization's monthly requests".into(),
+                used: Some(totals.requests),
+                limit: l,
+                percent: Some(percent(totals.requests, l)),
+            });
+        }
+        if let Some(l) = q.member_monthly_credits_micros {
+            limits.push(Limit {
+                name: "member_credits",
+                description: "your monthly AI credits in this organization (micro-USD)".into(),
+                used: Some(mine.cost_micros),
+                limit: l,
+                percent: Some(percent(mine.cost_micros, l)),
+            });
+        }
+        if let Some(l) = q.rate_limit_rpm {
+            limits.push(Limit {
+                name: "rate_rpm",
+                description: "requests per minute, for the whole organization".into(),
+                used: None,
+                limit: l,
+                percent: None,
+            });
+        }
+        if let Some(l) = q.rate_limit_tpm {
+            limits.push(Limit {
+                name: "rate_tpm",
+                description: "tokens per minute, for the whole organization".into(),
+                used: None,
+                limit: l,
+                percent: None,
+            });
+        }
+        let group = |rows: Vec<(String, usage::Totals)>, key: &str| -> Vec<Value> {
+            rows.into_iter()
+                .map(|(k, t)| json!({ key: k, "totals": t }))
+                .collect()
+        };
+        Ok(json!({
+            "period": p.label,
+            "start": start,
+            "end": end,
+            "totals": totals,
+            "mine": mine,
+            "by_model": group(by_model, "model"),
+            "by_day": group(by_day, "day"),
+            "by_user": by_user,
+            "quota": credit_limit.map(|l| json!({
+                "limit": l,
+                "used": totals.cost_micros,
+                "percent": percent(totals.cost_micros, l),
+                "alerts_sent": alerts,
+            })),
+            "limits": limits,
+            "settings": view(&q, plan),
+        }))
+    })
+    .await
+}
+
+/// The quota settings (for the usage page and `GET …/quota`).
+pub async fn settings(db: &Db, ctx: &OrgContext) -> Result<QuotaView> {
+    require(ctx, "usage.view")?;
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        let q = quotas::get(tx, &ctx)?;
+        let plan = plans::for_org(tx, &ctx)?.and_then(|p| p.monthly_ai_credits_micros);
+        Ok(view(&q, plan))
+    })
+    .await
+}
+
+/// Tokens to reserve for a call: the prompt estimate and the output the client allows.
+pub fn estimate(prompt_chars: usize, body: &serde_json::Map<String, Value>) -> Tokens {
+    let output = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .and_then(Value::as_i64)
+        .unwrap_or(1024)
+        .clamp(0, 1_000_000);
+    Tokens {
+        input: prompt_chars.div_ceil(4) as i64,
+        output,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_round_to_a_tenth() {
+        assert_eq!(percent(1, 3), 33.3);
+        assert_eq!(percent(5, 0), 100.0);
+        assert_eq!(percent(90, 100), 90.0);
+    }
+}
