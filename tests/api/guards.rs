@@ -160,15 +160,37 @@ fn the_runtime_guard_is_active_in_test_builds_and_refuses_unscoped_sql() {
         xagent::db::guard::check("SELECT * FROM agents WHERE organization_id = ?1 AND id = ?2")
             .is_ok()
     );
-    // Every tenant table is known to the guard and exists in the schema.
-    let schema = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/V1__init.sql"),
-    )
-    .unwrap();
+    // Every tenant table is known to the guard and exists in the schema (all migrations).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let schema: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
     for t in TENANT_TABLES {
         assert!(
             schema.contains(&format!("CREATE TABLE {t} (")),
             "{t} not in the schema"
         );
+    }
+    // And the other way round: a new table with an organization_id column is a tenant
+    // table the guard must know, unless it is one of the deliberate identity tables.
+    const NOT_TENANT: &[&str] = &["api_tokens"];
+    for block in schema.split("CREATE TABLE ").skip(1) {
+        let name = block.split_whitespace().next().unwrap();
+        let body = block.split(");").next().unwrap();
+        let has_org = body
+            .lines()
+            .any(|l| l.trim_start().starts_with("organization_id "));
+        if has_org && !NOT_TENANT.contains(&name) {
+            assert!(
+                TENANT_TABLES.contains(&name),
+                "{name} has organization_id but is not in guard::TENANT_TABLES"
+            );
+        }
     }
 }
