@@ -164,6 +164,8 @@ impl Application {
         .await;
         cleanup.abort();
         tracing::info!("stopped accepting; flushing the database");
+        // Usage of the calls answered so far is written before the writer stops.
+        state.meter.flush().await;
         if let Err(e) = state.db.shutdown().await {
             tracing::error!(error = %e, "database shutdown");
         }

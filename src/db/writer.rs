@@ -109,6 +109,12 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, stats: Arc<WriterStats>) {
     }
 }
 
+/// A statement without results through the statement cache (the savepoint statements run
+/// once per job; parsing them each time showed in profiles).
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// Runs the jobs in one transaction; true when it committed.
 fn commit_batch(conn: &Connection, batch: Vec<Job>) -> bool {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -137,7 +143,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) -> bool {
 }
 
 fn run_job_in_savepoint(conn: &Connection, job: Job) -> (bool, Finish) {
-    if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+    if let Err(e) = exec_cached(conn, "SAVEPOINT job") {
         let err = DbError::from(e);
         tracing::error!(error = %err, "cannot open savepoint");
         return (false, Box::new(|_: Result<(), &DbError>| {}));
@@ -152,7 +158,7 @@ fn run_job_in_savepoint(conn: &Connection, job: Job) -> (bool, Finish) {
         }
     };
     let end = if ok {
-        conn.execute_batch("RELEASE job")
+        exec_cached(conn, "RELEASE job")
     } else {
         conn.execute_batch("ROLLBACK TO job; RELEASE job")
     };

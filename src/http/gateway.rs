@@ -212,27 +212,25 @@ struct Flight {
 }
 
 impl Flight {
-    async fn record(self, status: u16, tokens: Tokens) {
-        let ms = self.started.elapsed().as_millis() as i64;
-        let done = gateway::meter(
-            &self.state.db,
-            &self.call,
-            self.token_id.clone(),
-            self.endpoint,
+    /// Hands the outcome to the meter; the reservation goes with it and ends when the
+    /// usage is committed. The answer does not wait for that commit.
+    fn record(self, status: u16, tokens: Tokens) {
+        let meter = self.state.meter.clone();
+        meter.submit(gateway::Metered {
+            latency_ms: self.started.elapsed().as_millis() as i64,
+            call: self.call,
+            token_id: self.token_id,
+            endpoint: self.endpoint,
             status,
             tokens,
-            ms,
-        )
-        .await;
-        if let Err(e) = done {
-            tracing::error!(error = %e, endpoint = self.endpoint, "metering a call");
-        }
-        drop(self.held);
+            created_at: crate::domain::now_str(),
+            reservation: Some(self.held),
+        });
     }
 
-    /// Meters a failed call (no tokens) without holding up the answer.
+    /// Meters a failed call (no tokens).
     fn fail(self, status: u16) {
-        tokio::spawn(self.record(status, Tokens::default()));
+        self.record(status, Tokens::default());
     }
 
     /// Sends the request upstream; a failure is metered and mapped.
@@ -397,8 +395,8 @@ async fn passthrough_metered(
             input: estimate_tokens(input_chars),
             output: 0,
         });
-    // Metered before answering: the call counts even if the client is gone by now.
-    flight.record(status.as_u16(), tokens).await;
+    // The reservation stays until the usage is committed, so the quota never misses the call.
+    flight.record(status.as_u16(), tokens);
     let mut out = Response::new(Body::from(bytes));
     *out.status_mut() = status;
     out.headers_mut().insert(
@@ -465,7 +463,7 @@ impl Drop for StreamMeter {
         // 499: the client closed the connection before the end (nginx's convention).
         let status = if self.finished { 200 } else { 499 };
         if let Some(flight) = self.flight.take() {
-            tokio::spawn(flight.record(status, tokens));
+            flight.record(status, tokens);
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct AppState {
     pub upstream: reqwest::Client,
     /// Quota reservations and rate limiters of the gateway.
     pub gate: Arc<crate::services::quota::Gate>,
+    /// Writes the gateway's usage in batches.
+    pub meter: crate::services::gateway::Meter,
     /// The base URL links are built from (public URL, or the bound address).
     pub base_url: Arc<str>,
 }
@@ -35,6 +37,7 @@ impl AppState {
             config.login_max_failures_per_account,
             config.login_max_failures_per_ip,
         );
+        let meter = crate::services::gateway::Meter::start(db.clone());
         Self {
             db,
             config: Arc::new(config),
@@ -42,6 +45,7 @@ impl AppState {
             keyring,
             upstream,
             gate: Arc::default(),
+            meter,
             base_url: base_url.into(),
         }
     }

@@ -7,7 +7,7 @@ use crate::config::{EnvProvider, Secret};
 use crate::crypto::Keyring;
 use crate::db::repo::{llm as repo, usage};
 use crate::db::{Db, OrgContext};
-use crate::domain::{new_id, now_str};
+use crate::domain::new_id;
 use crate::error::AppError;
 
 /// Why a call cannot go upstream, in the terms of the OpenAI error format.
@@ -195,51 +195,161 @@ pub fn cost(price: Option<(i64, i64)>, t: Tokens) -> i64 {
     (micro + 999_999) / 1_000_000
 }
 
-/// Writes the call's usage event and adds it to the period totals (one write job; the
-/// writer commits many of them together).
-pub async fn meter(
-    db: &Db,
-    call: &Call,
-    token_id: Option<String>,
-    endpoint: &'static str,
-    status: u16,
-    tokens: Tokens,
-    latency_ms: i64,
-) -> Result<(), AppError> {
-    let (ctx, provider, model) = (call.ctx.clone(), call.provider.clone(), call.model.clone());
-    let source = match call.source {
-        KeySource::User => "user",
-        KeySource::Organization => "organization",
-        KeySource::Environment => "environment",
-        KeySource::None => "none",
-    };
-    db.write(move |tx| {
-        let price = usage::price(tx, &model)?;
-        let now = now_str();
-        let (_, period) = super::quota::current_period(tx, &ctx)?;
-        let period = period.label;
-        usage::record(
-            tx,
-            &ctx,
-            &period,
-            &usage::Event {
-                id: new_id().to_string(),
-                api_token_id: token_id,
-                endpoint,
-                provider,
-                model,
-                key_source: source,
-                status_code: status,
-                input_tokens: tokens.input,
-                output_tokens: tokens.output,
-                cost_micros: cost(price, tokens),
-                latency_ms,
-                created_at: now,
-            },
-        )?;
-        Ok(())
-    })
-    .await
+/// One finished call waiting to be written.
+pub struct Metered {
+    pub call: Call,
+    pub token_id: Option<String>,
+    pub endpoint: &'static str,
+    pub status: u16,
+    pub tokens: Tokens,
+    pub latency_ms: i64,
+    pub created_at: String,
+    /// Released once the call's usage is committed.
+    pub reservation: Option<super::quota::Reservation>,
+}
+
+enum MeterMsg {
+    Call(Box<Metered>),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Writes usage in batches: every call's event, and the period totals per organization
+/// and member added up in memory first, in one write job for all the calls that arrived
+/// while the previous job was committing. One job per call spent most of the writer's
+/// time on per-job savepoints and repeated upserts.
+#[derive(Clone)]
+pub struct Meter {
+    tx: tokio::sync::mpsc::UnboundedSender<MeterMsg>,
+}
+
+/// Calls written per job at most.
+const METER_BATCH: usize = 1024;
+
+impl Meter {
+    pub fn start(db: Db) -> Meter {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<MeterMsg>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut calls = Vec::new();
+                let mut flushes = Vec::new();
+                let mut next = Some(first);
+                while let Some(msg) = next {
+                    match msg {
+                        MeterMsg::Call(c) => calls.push(*c),
+                        MeterMsg::Flush(done) => flushes.push(done),
+                    }
+                    next = if calls.len() < METER_BATCH {
+                        rx.try_recv().ok()
+                    } else {
+                        None
+                    };
+                }
+                if !calls.is_empty() {
+                    write_batch(&db, calls).await;
+                }
+                for done in flushes {
+                    let _ = done.send(());
+                }
+            }
+        });
+        Meter { tx }
+    }
+
+    pub fn submit(&self, m: Metered) {
+        if let Err(e) = self.tx.send(MeterMsg::Call(Box::new(m))) {
+            tracing::error!(error = %e, "the usage meter has stopped; a call was not metered");
+        }
+    }
+
+    /// Waits until everything submitted before this call is written (shutdown).
+    pub async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.tx.send(MeterMsg::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn write_batch(db: &Db, calls: Vec<Metered>) {
+    let rows: Vec<(OrgContext, usage::Event)> = calls
+        .iter()
+        .map(|m| {
+            let source = match m.call.source {
+                KeySource::User => "user",
+                KeySource::Organization => "organization",
+                KeySource::Environment => "environment",
+                KeySource::None => "none",
+            };
+            (
+                m.call.ctx.clone(),
+                usage::Event {
+                    id: new_id().to_string(),
+                    api_token_id: m.token_id.clone(),
+                    endpoint: m.endpoint,
+                    provider: m.call.provider.clone(),
+                    model: m.call.model.clone(),
+                    key_source: source,
+                    status_code: m.status,
+                    input_tokens: m.tokens.input,
+                    output_tokens: m.tokens.output,
+                    cost_micros: 0,
+                    latency_ms: m.latency_ms,
+                    created_at: m.created_at.clone(),
+                },
+            )
+        })
+        .collect();
+    let n = rows.len();
+    let done = db
+        .write(move |tx| {
+            let mut prices: BTreeMap<String, Option<(i64, i64)>> = BTreeMap::new();
+            let mut periods: BTreeMap<crate::domain::OrgId, String> = BTreeMap::new();
+            let mut batch = usage::Batch::default();
+            let mut costs = Vec::with_capacity(rows.len());
+            for (ctx, mut e) in rows {
+                let price = match prices.get(&e.model) {
+                    Some(p) => *p,
+                    None => {
+                        let p = usage::price(tx, &e.model)?;
+                        prices.insert(e.model.clone(), p);
+                        p
+                    }
+                };
+                e.cost_micros = cost(
+                    price,
+                    Tokens {
+                        input: e.input_tokens,
+                        output: e.output_tokens,
+                    },
+                );
+                costs.push(e.cost_micros);
+                let period = match periods.get(&ctx.org_id()) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let (_, p) = super::quota::current_period(tx, &ctx)?;
+                        periods.insert(ctx.org_id(), p.label.clone());
+                        p.label
+                    }
+                };
+                batch.add(tx, &ctx, &period, &e)?;
+            }
+            batch.commit_totals(tx)?;
+            Ok::<_, AppError>(costs)
+        })
+        .await;
+    match done {
+        Ok(costs) => {
+            for (m, c) in calls.into_iter().zip(costs) {
+                if let Some(r) = m.reservation {
+                    r.settle(c);
+                }
+            }
+        }
+        Err(e) => {
+            // The reservations end unsettled: nothing of these calls was committed.
+            tracing::error!(error = %e, calls = n, "writing usage failed");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! Quotas and rate limits of the gateway, and the usage report.
 //!
 //! Admission reserves an estimate of the call's cost before it goes upstream; metering
-//! commits the real cost and only then releases the reservation. A call is admitted while
-//! committed use plus open reservations is below the limit, so concurrent calls at the
-//! edge of a quota overspend by at most one call's reservation. Committed totals are read
-//! while the organization's ledger is locked, and a reservation is released only after
-//! its usage committed, so no call is ever counted zero times.
+//! commits the real cost, and then, in one step under the organization's ledger lock, the
+//! ledger adds the real cost to its committed use and drops the reservation. A call is
+//! admitted while committed use plus open reservations is below the limit, so concurrent
+//! calls at the edge of a quota overspend by at most one call's reservation, and a call is
+//! never counted zero times nor (in steady state) twice. The committed use is read from
+//! the database once per organization, member and period; after that the ledger keeps it.
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -24,12 +25,20 @@ use crate::error::AppError;
 
 type Result<T> = std::result::Result<T, AppError>;
 
+#[derive(Default, Clone, Copy)]
+struct Account {
+    loaded: bool,
+    used_credits: i64,
+    used_requests: i64,
+    reserved_credits: i64,
+    reserved_requests: i64,
+}
+
 #[derive(Default)]
 struct Ledger {
     period: String,
-    credits: i64,
-    requests: i64,
-    members: HashMap<UserId, i64>,
+    org: Account,
+    members: HashMap<UserId, Account>,
 }
 
 struct Limiters {
@@ -50,17 +59,44 @@ pub struct Reservation {
     period: String,
     user: UserId,
     credits: i64,
+    settled: bool,
+}
+
+impl Reservation {
+    /// The call's usage is committed: its real cost becomes committed use and the
+    /// reservation ends, in one step.
+    pub fn settle(mut self, cost_micros: i64) {
+        self.release(Some(cost_micros));
+        self.settled = true;
+    }
+
+    fn release(&self, committed: Option<i64>) {
+        let mut l = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        if l.period != self.period {
+            return;
+        }
+        let apply = |a: &mut Account| {
+            a.reserved_credits -= self.credits;
+            a.reserved_requests -= 1;
+            if let Some(c) = committed
+                && a.loaded
+            {
+                a.used_credits += c;
+                a.used_requests += 1;
+            }
+        };
+        apply(&mut l.org);
+        if let Some(m) = l.members.get_mut(&self.user) {
+            apply(m);
+        }
+    }
 }
 
 impl Drop for Reservation {
+    /// Not settled: the call was refused or its usage could not be written.
     fn drop(&mut self) {
-        let mut l = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        if l.period == self.period {
-            l.credits -= self.credits;
-            l.requests -= 1;
-            if let Some(m) = l.members.get_mut(&self.user) {
-                *m -= self.credits;
-            }
+        if !self.settled {
+            self.release(None);
         }
     }
 }
@@ -126,13 +162,11 @@ impl Gate {
     ) -> std::result::Result<Reservation, Refusal> {
         let ledger = self.ledger(ctx.org_id());
         let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
-        let (q, period, plan_credits, org_used, member_used, price) = db.lookup(|tx| {
+        let (q, period, plan_credits, price) = db.lookup(|tx| {
             let (q, period) = current_period(tx, ctx)?;
             let plan = plans::for_org(tx, ctx)?.and_then(|p| p.monthly_ai_credits_micros);
-            let org_used = usage::totals(tx, ctx, &period.label)?;
-            let member_used = usage::member_totals(tx, ctx, ctx.user_id(), &period.label)?;
             let price = usage::price(tx, model)?;
-            Ok::<_, AppError>((q, period, plan, org_used, member_used, price))
+            Ok::<_, AppError>((q, period, plan, price))
         })?;
         if l.period != period.label {
             // A new period: reservations of the old one are settled against the old one.
@@ -141,41 +175,68 @@ impl Gate {
                 ..Ledger::default()
             };
         }
+        // Committed use, read once under the lock; from then on the ledger keeps it.
+        let user = ctx.user_id();
+        let member_loaded = l.members.get(&user).is_some_and(|m| m.loaded);
+        if !l.org.loaded || !member_loaded {
+            let (org_used, member_used) = db.lookup(|tx| {
+                Ok::<_, AppError>((
+                    usage::totals(tx, ctx, &period.label)?,
+                    usage::member_totals(tx, ctx, user, &period.label)?,
+                ))
+            })?;
+            if !l.org.loaded {
+                l.org.loaded = true;
+                l.org.used_credits = org_used.cost_micros;
+                l.org.used_requests = org_used.requests;
+            }
+            let m = l.members.entry(user).or_default();
+            if !m.loaded {
+                m.loaded = true;
+                m.used_credits = member_used.cost_micros;
+                m.used_requests = member_used.requests;
+            }
+        }
         let reserve = cost(price, estimate);
+        let org = l.org;
         if let Some(limit) = q.monthly_credits_micros.or(plan_credits)
-            && org_used.cost_micros + l.credits >= limit
+            && org.used_credits + org.reserved_credits >= limit
         {
             return Err(exhausted(format!(
                 "the organization's monthly AI credits are used up ({} of {} micro-USD in {})",
-                org_used.cost_micros, limit, period.label
+                org.used_credits, limit, period.label
             )));
         }
         if let Some(limit) = q.monthly_requests
-            && org_used.requests + l.requests >= limit
+            && org.used_requests + org.reserved_requests >= limit
         {
             return Err(exhausted(format!(
                 "the organization's monthly requests are used up ({} of {} in {})",
-                org_used.requests, limit, period.label
+                org.used_requests, limit, period.label
             )));
         }
-        let mine = l.members.get(&ctx.user_id()).copied().unwrap_or(0);
+        let mine = l.members.get(&user).copied().unwrap_or_default();
         if let Some(limit) = q.member_monthly_credits_micros
-            && member_used.cost_micros + mine >= limit
+            && mine.used_credits + mine.reserved_credits >= limit
         {
             return Err(exhausted(format!(
                 "your monthly AI credits in this organization are used up ({} of {} micro-USD in {})",
-                member_used.cost_micros, limit, period.label
+                mine.used_credits, limit, period.label
             )));
         }
-        l.credits += reserve;
-        l.requests += 1;
-        *l.members.entry(ctx.user_id()).or_insert(0) += reserve;
+        l.org.reserved_credits += reserve;
+        l.org.reserved_requests += 1;
+        if let Some(m) = l.members.get_mut(&user) {
+            m.reserved_credits += reserve;
+            m.reserved_requests += 1;
+        }
         drop(l);
         let reservation = Reservation {
             ledger,
             period: period.label,
-            user: ctx.user_id(),
+            user,
             credits: reserve,
+            settled: false,
         };
         // Rate limits after the quota, so that a refused call spends no rate.
         self.check_rates(ctx.org_id(), &q, estimate)?;
@@ -196,11 +257,12 @@ impl Gate {
         if lim.tpm.as_ref().map(|(n, _)| *n) != q.rate_limit_tpm {
             lim.tpm = q.rate_limit_tpm.and_then(|n| per_minute(n).map(|l| (n, l)));
         }
-        let clock = governor::clock::DefaultClock::default();
+        // Each limiter's own clock: making a new one calibrates it (CPUID), which cost more
+        // than the rest of the admission when it was done per call.
         if let Some((n, l)) = &lim.rpm
             && let Err(not_until) = l.check()
         {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&clock));
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(l.clock()));
             return Err(rate_limited(
                 format!("the organization's limit of {n} requests per minute is reached"),
                 wait.as_secs_f64().ceil() as u64,
@@ -212,7 +274,7 @@ impl Gate {
             match l.check_n(want) {
                 Ok(Ok(())) => {}
                 Ok(Err(not_until)) => {
-                    let wait = not_until.wait_time_from(governor::clock::Clock::now(&clock));
+                    let wait = not_until.wait_time_from(governor::clock::Clock::now(l.clock()));
                     return Err(rate_limited(
                         format!("the organization's limit of {n} tokens per minute is reached"),
                         wait.as_secs_f64().ceil() as u64,

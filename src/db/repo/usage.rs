@@ -20,71 +20,125 @@ pub struct Event {
     pub created_at: String,
 }
 
-/// Appends the event and adds it to the period's totals, in the caller's transaction.
-pub fn record(tx: &WriteTx<'_>, ctx: &OrgContext, period: &str, e: &Event) -> Result<(), DbError> {
-    let org = ctx.org_id().to_string();
-    tx.execute(
-        "INSERT INTO usage_events (id, organization_id, user_id, api_token_id, endpoint, provider,
-             model, key_source, status_code, input_tokens, output_tokens, cost_micros, latency_ms,
-             created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        params![
-            e.id,
-            org,
-            ctx.user_id().to_string(),
-            e.api_token_id,
-            e.endpoint,
-            e.provider,
-            e.model,
-            e.key_source,
-            e.status_code,
-            e.input_tokens,
-            e.output_tokens,
-            e.cost_micros,
-            e.latency_ms,
-            e.created_at
-        ],
-    )?;
-    tx.execute(
-        "INSERT INTO organization_usage (organization_id, period, requests, input_tokens,
-             output_tokens, cost_micros, updated_at)
-         VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)
-         ON CONFLICT (organization_id, period) DO UPDATE SET
-             requests = requests + 1,
-             input_tokens = input_tokens + excluded.input_tokens,
-             output_tokens = output_tokens + excluded.output_tokens,
-             cost_micros = cost_micros + excluded.cost_micros,
-             updated_at = excluded.updated_at",
-        params![
-            org,
-            period,
-            e.input_tokens,
-            e.output_tokens,
-            e.cost_micros,
-            e.created_at
-        ],
-    )?;
-    tx.execute(
-        "INSERT INTO member_usage (organization_id, user_id, period, requests, input_tokens,
-             output_tokens, cost_micros, updated_at)
-         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)
-         ON CONFLICT (organization_id, period, user_id) DO UPDATE SET
-             requests = requests + 1,
-             input_tokens = input_tokens + excluded.input_tokens,
-             output_tokens = output_tokens + excluded.output_tokens,
-             cost_micros = cost_micros + excluded.cost_micros,
-             updated_at = excluded.updated_at",
-        params![
-            org,
-            ctx.user_id().to_string(),
-            period,
-            e.input_tokens,
-            e.output_tokens,
-            e.cost_micros,
-            e.created_at
-        ],
-    )?;
-    Ok(())
+#[derive(Default, Clone, Copy)]
+struct Sum {
+    requests: i64,
+    input: i64,
+    output: i64,
+    cost: i64,
+}
+
+/// Events of one write job, with their totals added up before they are written.
+#[derive(Default)]
+pub struct Batch {
+    orgs: std::collections::BTreeMap<(String, String), (OrgContext, Sum, String)>,
+    members: std::collections::BTreeMap<(String, String, String), (OrgContext, Sum, String)>,
+}
+
+impl Batch {
+    /// Appends the event (in the caller's transaction) and counts it for the totals.
+    pub fn add(
+        &mut self,
+        tx: &WriteTx<'_>,
+        ctx: &OrgContext,
+        period: &str,
+        e: &Event,
+    ) -> Result<(), DbError> {
+        let org = ctx.org_id().to_string();
+        let user = ctx.user_id().to_string();
+        tx.execute(
+            "INSERT INTO usage_events (id, organization_id, user_id, api_token_id, endpoint, provider,
+                 model, key_source, status_code, input_tokens, output_tokens, cost_micros, latency_ms,
+                 created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                e.id,
+                org,
+                user,
+                e.api_token_id,
+                e.endpoint,
+                e.provider,
+                e.model,
+                e.key_source,
+                e.status_code,
+                e.input_tokens,
+                e.output_tokens,
+                e.cost_micros,
+                e.latency_ms,
+                e.created_at
+            ],
+        )?;
+        let add = |s: &mut Sum| {
+            s.requests += 1;
+            s.input += e.input_tokens;
+            s.output += e.output_tokens;
+            s.cost += e.cost_micros;
+        };
+        let o = self
+            .orgs
+            .entry((org.clone(), period.to_string()))
+            .or_insert_with(|| (ctx.clone(), Sum::default(), String::new()));
+        add(&mut o.1);
+        o.2.clone_from(&e.created_at);
+        let m = self
+            .members
+            .entry((org, period.to_string(), user))
+            .or_insert_with(|| (ctx.clone(), Sum::default(), String::new()));
+        add(&mut m.1);
+        m.2.clone_from(&e.created_at);
+        Ok(())
+    }
+
+    /// Adds the batch to the organization and member totals of each period.
+    pub fn commit_totals(self, tx: &WriteTx<'_>) -> Result<(), DbError> {
+        for ((org, period), (ctx, s, at)) in &self.orgs {
+            debug_assert_eq!(*org, ctx.org_id().to_string());
+            tx.execute(
+                "INSERT INTO organization_usage (organization_id, period, requests, input_tokens,
+                     output_tokens, cost_micros, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (organization_id, period) DO UPDATE SET
+                     requests = requests + excluded.requests,
+                     input_tokens = input_tokens + excluded.input_tokens,
+                     output_tokens = output_tokens + excluded.output_tokens,
+                     cost_micros = cost_micros + excluded.cost_micros,
+                     updated_at = excluded.updated_at",
+                params![
+                    ctx.org_id().to_string(),
+                    period,
+                    s.requests,
+                    s.input,
+                    s.output,
+                    s.cost,
+                    at
+                ],
+            )?;
+        }
+        for ((_, period, user), (ctx, s, at)) in &self.members {
+            tx.execute(
+                "INSERT INTO member_usage (organization_id, user_id, period, requests, input_tokens,
+                     output_tokens, cost_micros, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (organization_id, period, user_id) DO UPDATE SET
+                     requests = requests + excluded.requests,
+                     input_tokens = input_tokens + excluded.input_tokens,
+                     output_tokens = output_tokens + excluded.output_tokens,
+                     cost_micros = cost_micros + excluded.cost_micros,
+                     updated_at = excluded.updated_at",
+                params![
+                    ctx.org_id().to_string(),
+                    user,
+                    period,
+                    s.requests,
+                    s.input,
+                    s.output,
+                    s.cost,
+                    at
+                ],
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// (input, output) micro-units per million tokens; `None` when the model has no price.
