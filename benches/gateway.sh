@@ -51,10 +51,10 @@ curl -sf -H "Authorization: Bearer $token" -H 'content-type: application/json' \
 echo "machine: $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 for c in "${conns[@]}"; do
   echo "== direct to the mock, $c connections, ${secs}s"
-  wrk -t2 -c"$c" -d"${secs}s" --latency -s "$dir/post.lua" "http://127.0.0.1:$mport/v1/chat/completions" |
+  wrk -t"$(( c < 2 ? 1 : 2 ))" -c"$c" -d"${secs}s" --latency -s "$dir/post.lua" "http://127.0.0.1:$mport/v1/chat/completions" |
     grep -E 'Requests/sec|Non-2xx|Socket errors|^ +50%|^ +90%|^ +99%'
   echo "== through xagent, $c connections, ${secs}s"
-  wrk -t2 -c"$c" -d"${secs}s" --latency -s "$dir/post.lua" -H "Authorization: Bearer $token" \
+  wrk -t"$(( c < 2 ? 1 : 2 ))" -c"$c" -d"${secs}s" --latency -s "$dir/post.lua" -H "Authorization: Bearer $token" \
     "$base/v1/chat/completions" |
     grep -E 'Requests/sec|Non-2xx|Socket errors|^ +50%|^ +90%|^ +99%'
 done
