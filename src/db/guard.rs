@@ -19,6 +19,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "organization_quotas",
     "organization_usage",
     "member_usage",
+    "notifications",
     "usage_events",
     "invoices",
     "organization_audit_logs",

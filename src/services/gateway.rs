@@ -333,7 +333,12 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
                 };
                 batch.add(tx, &ctx, &period, &e)?;
             }
+            let touched = batch.periods();
             batch.commit_totals(tx)?;
+            let now = crate::domain::now_str();
+            for (ctx, period) in touched {
+                super::quota::check_alerts(tx, &ctx, &period, &now)?;
+            }
             Ok::<_, AppError>(costs)
         })
         .await;

@@ -8,6 +8,7 @@ pub mod invitations;
 pub mod llm;
 pub mod mail;
 pub mod members;
+pub mod notifications;
 pub mod orgs;
 pub mod quota;
 pub mod resources;

@@ -632,6 +632,50 @@ async fn usage_and_quota_of_another_org_are_not_found() {
             .text,
         before
     );
+    // Notifications: another org's list and ids are not found, through either path.
+    set_quota(
+        &b,
+        json!({"monthly_credits_micros": 6, "alert_thresholds": [50]}),
+    )
+    .await;
+    let r = b
+        .token
+        .send(Method::POST, "/v1/chat/completions", Some(small_call()))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let _ = events(&b.app, &b.org, 1).await;
+    let mut notes = Value::Null;
+    for _ in 0..50 {
+        notes = b
+            .owner
+            .get(&format!("/api/v1/orgs/{}/notifications", b.org))
+            .await
+            .body;
+        if notes["items"].as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let note_id = notes["items"][0]["id"].as_str().unwrap().to_string();
+    for path in [
+        format!("/api/v1/orgs/{}/notifications", b.org),
+        format!("/api/v1/orgs/{}/notifications/{note_id}/read", b.org),
+        format!("/api/v1/orgs/{other}/notifications/{note_id}/read"),
+    ] {
+        let m = if path.ends_with("/read") {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let got = other_owner.send(m.clone(), &path, None).await;
+        assert_eq!(got.status, StatusCode::NOT_FOUND, "{m} {path}");
+        assert!(!got.text.contains(&note_id));
+    }
+    let still = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/notifications", b.org))
+        .await;
+    assert!(still.body["items"][0]["read_at"].is_null());
     // A member may read the usage but not change the quota.
     let member = crate::common::TokenClient::new(&b.app.base, &b.token.token);
     let r = member
@@ -642,4 +686,88 @@ async fn usage_and_quota_of_another_org_are_not_found() {
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn alerts_fire_once_per_threshold_and_period_even_under_concurrency() {
+    let b = bed().await;
+    set_quota(
+        &b,
+        json!({"monthly_credits_micros": 60, "alert_thresholds": [50, 80, 100]}),
+    )
+    .await;
+    let calls = (0..30).map(|_| {
+        b.token
+            .send(Method::POST, "/v1/chat/completions", Some(small_call()))
+    });
+    let ok = futures_util::future::join_all(calls)
+        .await
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    let _ = events(&b.app, &b.org, ok).await;
+    // Up and down again in the same period: what was sent stays sent.
+    set_quota(&b, json!({"monthly_credits_micros": 100000})).await;
+    assert_eq!(
+        b.token
+            .send(Method::POST, "/v1/chat/completions", Some(small_call()))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    set_quota(&b, json!({"monthly_credits_micros": 60})).await;
+    let _ = b
+        .token
+        .send(Method::POST, "/v1/chat/completions", Some(small_call()))
+        .await;
+    let _ = events(&b.app, &b.org, ok + 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let audit = b
+        .owner
+        .get(&format!(
+            "/api/v1/orgs/{}/audit?action=quota.alert&limit=100",
+            b.org
+        ))
+        .await;
+    let mut thresholds: Vec<i64> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "quota.alert")
+        .map(|r| r["details"]["threshold"].as_i64().unwrap())
+        .collect();
+    thresholds.sort();
+    assert_eq!(thresholds, vec![50, 80, 100], "{}", audit.text);
+    let usage = b.owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
+    assert_eq!(usage.body["quota"]["alerts_sent"], json!([50, 80, 100]));
+    // Owners and admins are told; a member is not.
+    let mine = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/notifications", b.org))
+        .await;
+    let items = mine.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{}", mine.text);
+    assert!(
+        items
+            .iter()
+            .all(|n| n["kind"] == "quota.alert" && n["read_at"].is_null())
+    );
+    assert!(items[0]["title"].as_str().unwrap().contains('%'));
+    let member = b
+        .token
+        .get(&format!("/api/v1/orgs/{}/notifications", b.org))
+        .await;
+    assert_eq!(member.body["items"], json!([]));
+    // Marking read: one's own only.
+    let id = items[0]["id"].as_str().unwrap();
+    let path = format!("/api/v1/orgs/{}/notifications/{id}/read", b.org);
+    let r = b.token.send(Method::POST, &path, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = b.owner.send(Method::POST, &path, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let again = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/notifications", b.org))
+        .await;
+    assert!(again.body["items"][0]["read_at"].is_string());
 }

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod invitations;
 pub mod llm;
 pub mod members;
+pub mod notifications;
 pub mod orgs;
 pub mod plans;
 pub mod quotas;

@@ -89,6 +89,14 @@ impl Batch {
         Ok(())
     }
 
+    /// The organizations and periods this batch adds to.
+    pub fn periods(&self) -> Vec<(OrgContext, String)> {
+        self.orgs
+            .iter()
+            .map(|((_, period), (ctx, _, _))| (ctx.clone(), period.clone()))
+            .collect()
+    }
+
     /// Adds the batch to the organization and member totals of each period.
     pub fn commit_totals(self, tx: &WriteTx<'_>) -> Result<(), DbError> {
         for ((org, period), (ctx, s, at)) in &self.orgs {
@@ -248,4 +256,18 @@ pub fn alerts_sent(c: &Conn<'_>, ctx: &OrgContext, period: &str) -> Result<Vec<u
     )?
     .and_then(|s| serde_json::from_str(&s).ok())
     .unwrap_or_default())
+}
+
+pub fn set_alerts_sent(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    period: &str,
+    sent: &[u8],
+) -> Result<(), DbError> {
+    let json = serde_json::to_string(sent).unwrap_or_else(|_| "[]".into());
+    tx.execute(
+        "UPDATE organization_usage SET alerts_sent = ?3 WHERE organization_id = ?1 AND period = ?2",
+        params![ctx.org_id().to_string(), period, json],
+    )?;
+    Ok(())
 }

@@ -15,6 +15,31 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/orgs/{org}/usage", get(usage))
         .route("/api/v1/orgs/{org}/quota", get(show).patch(update))
+        .route("/api/v1/orgs/{org}/notifications", get(notifications))
+        .route(
+            "/api/v1/orgs/{org}/notifications/{id}/read",
+            axum::routing::post(read_notification),
+        )
+}
+
+async fn notifications(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let list = crate::services::notifications::mine(&s.db, &ctx).await?;
+    Ok(super::items(&list, None))
+}
+
+async fn read_notification(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    crate::services::notifications::mark_read(&s.db, &ctx, id).await?;
+    Ok(super::no_content())
 }
 
 #[derive(Deserialize)]

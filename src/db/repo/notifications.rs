@@ -1,0 +1,107 @@
+//! In-app notifications of a member in an organization.
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::db::{Conn, DbError, OrgContext, WriteTx};
+use crate::domain::UserId;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Notification {
+    pub id: String,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub details: serde_json::Value,
+    pub created_at: String,
+    pub read_at: Option<String>,
+}
+
+pub struct New<'a> {
+    pub id: &'a str,
+    pub kind: &'a str,
+    pub title: &'a str,
+    pub body: &'a str,
+    pub details: &'a serde_json::Value,
+    pub now: &'a str,
+}
+
+pub fn insert(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    user: UserId,
+    n: &New<'_>,
+) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO notifications (id, organization_id, user_id, kind, title, body, details, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            n.id,
+            ctx.org_id().to_string(),
+            user.to_string(),
+            n.kind,
+            n.title,
+            n.body,
+            n.details.to_string(),
+            n.now
+        ],
+    )?;
+    Ok(())
+}
+
+/// The member's notifications, newest first.
+pub fn list(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    user: UserId,
+    limit: i64,
+) -> Result<Vec<Notification>, DbError> {
+    c.query_vec(
+        "SELECT id, kind, title, body, details, created_at, read_at FROM notifications
+         WHERE organization_id = ?1 AND user_id = ?2 ORDER BY created_at DESC, id DESC LIMIT ?3",
+        params![ctx.org_id().to_string(), user.to_string(), limit],
+        |r| {
+            Ok(Notification {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                title: r.get(2)?,
+                body: r.get(3)?,
+                details: super::json_at(r, 4)?,
+                created_at: r.get(5)?,
+                read_at: r.get(6)?,
+            })
+        },
+    )
+}
+
+/// Marks one of the member's notifications read; false when there is no such one.
+pub fn mark_read(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    user: UserId,
+    id: &str,
+    now: &str,
+) -> Result<bool, DbError> {
+    Ok(tx.execute(
+        "UPDATE notifications SET read_at = COALESCE(read_at, ?4)
+         WHERE organization_id = ?1 AND user_id = ?2 AND id = ?3",
+        params![ctx.org_id().to_string(), user.to_string(), id, now],
+    )? > 0)
+}
+
+/// Members with one of `roles`, to notify.
+pub fn members_with_roles(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    roles: &[&str],
+) -> Result<Vec<UserId>, DbError> {
+    let all: Vec<(String, String)> = c.query_vec(
+        "SELECT user_id, role FROM organization_members WHERE organization_id = ?1 AND status = 'active'",
+        params![ctx.org_id().to_string()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(all
+        .into_iter()
+        .filter(|(_, role)| roles.contains(&role.as_str()))
+        .filter_map(|(id, _)| uuid::Uuid::parse_str(&id).ok().map(UserId::from_uuid))
+        .collect())
+}

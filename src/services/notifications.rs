@@ -1,0 +1,25 @@
+//! A member's in-app notifications in an organization (quota alerts, ...).
+use crate::db::repo::notifications::{self, Notification};
+use crate::db::{Db, OrgContext};
+use crate::domain::now_str;
+use crate::error::AppError;
+
+/// The caller's newest notifications (at most 200).
+pub async fn mine(db: &Db, ctx: &OrgContext) -> Result<Vec<Notification>, AppError> {
+    let ctx = ctx.clone();
+    db.read(move |tx| Ok(notifications::list(tx, &ctx, ctx.user_id(), 200)?))
+        .await
+}
+
+/// Marks one of the caller's notifications read; someone else's is not found.
+pub async fn mark_read(db: &Db, ctx: &OrgContext, id: String) -> Result<(), AppError> {
+    let ctx = ctx.clone();
+    db.write(move |tx| {
+        if notifications::mark_read(tx, &ctx, ctx.user_id(), &id, &now_str())? {
+            Ok(())
+        } else {
+            Err(AppError::not_found())
+        }
+    })
+    .await
+}
