@@ -23,4 +23,5 @@ mod owner_race;
 mod pages;
 mod resources;
 mod role_matrix;
+mod secrets_in_logs;
 mod visibility_property;

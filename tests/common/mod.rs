@@ -163,7 +163,14 @@ impl Drop for TestApp {
     }
 }
 
+/// reqwest is built with rustls and no default crypto provider (the server installs ring
+/// at start); a test that makes a client before any server does needs it too.
+pub fn tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn cookie_client() -> reqwest::Client {
+    tls();
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -263,6 +270,7 @@ pub struct TokenClient {
 
 impl TokenClient {
     pub fn new(base: &str, token: &str) -> Self {
+        tls();
         Self {
             client: reqwest::Client::new(),
             token: token.to_string(),
