@@ -57,6 +57,8 @@ pub struct Config {
     /// Provider keys from the environment (`XAGENT_<PROVIDER>_API_KEY`,
     /// `XAGENT_<PROVIDER>_BASE_URL`), the last fallback of key resolution.
     pub env_providers: BTreeMap<String, EnvProvider>,
+    /// The clock of billing periods and metering (tests move it).
+    pub clock: crate::domain::Clock,
 }
 
 /// One provider configured through the environment, keyed by its provider name.
@@ -143,6 +145,7 @@ impl Config {
             maintenance_interval: Duration::from_secs(3600),
             master_key: None,
             env_providers: BTreeMap::new(),
+            clock: crate::domain::Clock::default(),
         }
     }
 

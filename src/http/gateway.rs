@@ -223,7 +223,7 @@ impl Flight {
             endpoint: self.endpoint,
             status,
             tokens,
-            created_at: crate::domain::now_str(),
+            at: self.state.config.clock.now(),
             reservation: Some(self.held),
         });
     }
@@ -291,7 +291,13 @@ async fn take_off(
     } else {
         quota::estimate(input_chars, &body)
     };
-    let held = s.gate.admit(&s.db, &call.ctx, &call.model, estimate)?;
+    let held = s.gate.admit(
+        &s.db,
+        &call.ctx,
+        &call.model,
+        estimate,
+        s.config.clock.now(),
+    )?;
     let flight = Flight {
         state: s.clone(),
         call,

@@ -203,7 +203,8 @@ pub struct Metered {
     pub status: u16,
     pub tokens: Tokens,
     pub latency_ms: i64,
-    pub created_at: String,
+    /// When the call ended (the gateway's clock): its period and the event's time.
+    pub at: chrono::DateTime<chrono::Utc>,
     /// Released once the call's usage is committed.
     pub reservation: Option<super::quota::Reservation>,
 }
@@ -271,7 +272,7 @@ impl Meter {
 }
 
 async fn write_batch(db: &Db, calls: Vec<Metered>) {
-    let rows: Vec<(OrgContext, usage::Event)> = calls
+    let rows: Vec<(OrgContext, chrono::DateTime<chrono::Utc>, usage::Event)> = calls
         .iter()
         .map(|m| {
             let source = match m.call.source {
@@ -282,6 +283,7 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
             };
             (
                 m.call.ctx.clone(),
+                m.at,
                 usage::Event {
                     id: new_id().to_string(),
                     api_token_id: m.token_id.clone(),
@@ -294,7 +296,7 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
                     output_tokens: m.tokens.output,
                     cost_micros: 0,
                     latency_ms: m.latency_ms,
-                    created_at: m.created_at.clone(),
+                    created_at: crate::domain::fmt_time(m.at),
                 },
             )
         })
@@ -303,10 +305,12 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
     let done = db
         .write(move |tx| {
             let mut prices: BTreeMap<String, Option<(i64, i64)>> = BTreeMap::new();
-            let mut periods: BTreeMap<crate::domain::OrgId, String> = BTreeMap::new();
+            let mut anchors: BTreeMap<crate::domain::OrgId, u32> = BTreeMap::new();
             let mut batch = usage::Batch::default();
             let mut costs = Vec::with_capacity(rows.len());
-            for (ctx, mut e) in rows {
+            let mut last = None;
+            for (ctx, at, mut e) in rows {
+                last = Some(at);
                 let price = match prices.get(&e.model) {
                     Some(p) => *p,
                     None => {
@@ -323,19 +327,20 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
                     },
                 );
                 costs.push(e.cost_micros);
-                let period = match periods.get(&ctx.org_id()) {
-                    Some(p) => p.clone(),
+                let anchor = match anchors.get(&ctx.org_id()) {
+                    Some(a) => *a,
                     None => {
-                        let (_, p) = super::quota::current_period(tx, &ctx)?;
-                        periods.insert(ctx.org_id(), p.label.clone());
-                        p.label
+                        let (q, _) = super::quota::current_period(tx, &ctx, at)?;
+                        anchors.insert(ctx.org_id(), q.billing_anchor_day);
+                        q.billing_anchor_day
                     }
                 };
+                let period = crate::domain::period::period_at(at, anchor).label;
                 batch.add(tx, &ctx, &period, &e)?;
             }
             let touched = batch.periods();
             batch.commit_totals(tx)?;
-            let now = crate::domain::now_str();
+            let now = crate::domain::fmt_time(last.unwrap_or_else(crate::domain::now));
             for (ctx, period) in touched {
                 super::quota::check_alerts(tx, &ctx, &period, &now)?;
             }

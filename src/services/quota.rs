@@ -20,7 +20,7 @@ use super::{Actor, fresh_context, require};
 use crate::db::repo::{audit, members, plans, quotas, usage};
 use crate::db::{Conn, Db, OrgContext};
 use crate::domain::period::{Period, period_at, period_named};
-use crate::domain::{Invalid, OrgId, UserId, now, now_str};
+use crate::domain::{Invalid, OrgId, UserId, now_str};
 use crate::error::AppError;
 
 type Result<T> = std::result::Result<T, AppError>;
@@ -102,9 +102,13 @@ impl Drop for Reservation {
 }
 
 /// The period and limits that apply to one organization now.
-pub fn current_period(c: &Conn<'_>, ctx: &OrgContext) -> Result<(quotas::Quota, Period)> {
+pub fn current_period(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(quotas::Quota, Period)> {
     let q = quotas::get(c, ctx)?;
-    let p = period_at(now(), q.billing_anchor_day);
+    let p = period_at(at, q.billing_anchor_day);
     Ok((q, p))
 }
 
@@ -159,11 +163,12 @@ impl Gate {
         ctx: &OrgContext,
         model: &str,
         estimate: Tokens,
+        at: chrono::DateTime<chrono::Utc>,
     ) -> std::result::Result<Reservation, Refusal> {
         let ledger = self.ledger(ctx.org_id());
         let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
         let (q, period, plan_credits, price) = db.lookup(|tx| {
-            let (q, period) = current_period(tx, ctx)?;
+            let (q, period) = current_period(tx, ctx, at)?;
             let plan = plans::for_org(tx, ctx)?.and_then(|p| p.monthly_ai_credits_micros);
             let price = usage::price(tx, model)?;
             Ok::<_, AppError>((q, period, plan, price))
@@ -508,11 +513,16 @@ fn percent(used: i64, limit: i64) -> f64 {
 }
 
 /// `GET …/usage`: totals, breakdowns and every limit that applies to the caller.
-pub async fn report(db: &Db, ctx: &OrgContext, period: Option<String>) -> Result<Value> {
+pub async fn report(
+    db: &Db,
+    ctx: &OrgContext,
+    period: Option<String>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Value> {
     require(ctx, "usage.view")?;
     let ctx = ctx.clone();
     db.read(move |tx| {
-        let (q, current) = current_period(tx, &ctx)?;
+        let (q, current) = current_period(tx, &ctx, at)?;
         let p = match period.as_deref() {
             None => current,
             Some(label) => period_named(label, q.billing_anchor_day).ok_or_else(|| {

@@ -16,6 +16,8 @@ const ORG_KEY: &str = "sk-gateway-org-0000-AAAA1111";
 
 struct Bed {
     app: TestApp,
+    /// The server's clock for billing periods (tests move it forward).
+    clock: xagent::domain::Clock,
     mock: MockLlm,
     owner: Session,
     org: String,
@@ -27,7 +29,8 @@ struct Bed {
 
 async fn bed() -> Bed {
     let mock = MockLlm::start().await;
-    let app = TestApp::spawn().await;
+    let clock = xagent::domain::Clock::default();
+    let app = TestApp::spawn_with(|c| c.clock = clock.clone()).await;
     let (_, owner) = new_person(&app, "owner@gw.example", "Owner").await;
     let (member, member_s) = new_person(&app, "member@gw.example", "Member").await;
     let (org, _) = create_org(&owner, "Gateway Org", "gw-org").await;
@@ -49,6 +52,7 @@ async fn bed() -> Bed {
         .unwrap();
     Bed {
         app,
+        clock,
         mock,
         owner,
         org,
@@ -770,4 +774,59 @@ async fn alerts_fire_once_per_threshold_and_period_even_under_concurrency() {
         .get(&format!("/api/v1/orgs/{}/notifications", b.org))
         .await;
     assert!(again.body["items"][0]["read_at"].is_string());
+}
+
+#[tokio::test]
+async fn a_new_period_starts_from_zero_and_its_alerts_fire_again() {
+    let b = bed().await;
+    set_quota(
+        &b,
+        json!({"monthly_credits_micros": 12, "alert_thresholds": [100]}),
+    )
+    .await;
+    let call = || {
+        b.token
+            .send(Method::POST, "/v1/chat/completions", Some(small_call()))
+    };
+    assert_eq!(call().await.status, StatusCode::OK);
+    let _ = events(&b.app, &b.org, 1).await;
+    assert_eq!(call().await.status, StatusCode::OK);
+    let _ = events(&b.app, &b.org, 2).await;
+    let r = call().await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    let old = b.owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
+    let old_period = old.body["period"].as_str().unwrap().to_string();
+    // Across the boundary (the anchor day is the 1st): a fresh quota.
+    b.clock.advance(Duration::from_secs(40 * 24 * 3600));
+    assert_eq!(call().await.status, StatusCode::OK);
+    let _ = events(&b.app, &b.org, 3).await;
+    let now = b.owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
+    assert_ne!(now.body["period"], old_period.as_str());
+    assert_eq!(now.body["totals"]["requests"], 1, "{}", now.text);
+    assert_eq!(now.body["quota"]["alerts_sent"], json!([]));
+    let before = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/usage?period={old_period}", b.org))
+        .await;
+    assert_eq!(before.body["totals"]["requests"], 2);
+    assert_eq!(before.body["quota"]["alerts_sent"], json!([100]));
+    // The new period reaches its limit and alerts once more, for itself.
+    assert_eq!(call().await.status, StatusCode::OK);
+    let _ = events(&b.app, &b.org, 4).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let audit = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/audit?limit=200", b.org))
+        .await;
+    let mut periods: Vec<String> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "quota.alert")
+        .map(|r| r["details"]["period"].as_str().unwrap().to_string())
+        .collect();
+    periods.sort();
+    assert_eq!(periods.len(), 2, "{periods:?}");
+    assert_eq!(periods[0], old_period);
+    assert_ne!(periods[1], old_period);
 }

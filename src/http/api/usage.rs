@@ -55,7 +55,13 @@ async fn usage(
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    Ok(ok(quota::report(&s.db, &ctx, q.period).await?))
+    Ok(ok(quota::report(
+        &s.db,
+        &ctx,
+        q.period,
+        s.config.clock.now(),
+    )
+    .await?))
 }
 
 async fn show(
