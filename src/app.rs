@@ -155,6 +155,14 @@ impl Application {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         let cleanup = tokio::spawn(background_cleanup(state.clone()));
+        let webhooks = tokio::spawn(crate::services::webhooks::run(
+            state.db.clone(),
+            state.keyring.clone(),
+            state.upstream.clone(),
+            state.config.clock.clone(),
+            state.config.webhook_tick,
+            state.config.webhook_retry_base,
+        ));
         let router = http::router(self.state);
         let served = axum::serve(
             self.listener,
@@ -163,6 +171,7 @@ impl Application {
         .with_graceful_shutdown(stop)
         .await;
         cleanup.abort();
+        webhooks.abort();
         tracing::info!("stopped accepting; flushing the database");
         // Usage of the calls answered so far is written before the writer stops.
         state.meter.flush().await;

@@ -59,6 +59,9 @@ pub struct Config {
     pub env_providers: BTreeMap<String, EnvProvider>,
     /// The clock of billing periods and metering (tests move it).
     pub clock: crate::domain::Clock,
+    /// How often due webhook deliveries are sent, and the first retry delay (doubling).
+    pub webhook_tick: Duration,
+    pub webhook_retry_base: Duration,
 }
 
 /// One provider configured through the environment, keyed by its provider name.
@@ -146,6 +149,8 @@ impl Config {
             master_key: None,
             env_providers: BTreeMap::new(),
             clock: crate::domain::Clock::default(),
+            webhook_tick: Duration::from_secs(2),
+            webhook_retry_base: Duration::from_secs(30),
         }
     }
 

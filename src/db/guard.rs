@@ -20,6 +20,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "organization_usage",
     "member_usage",
     "notifications",
+    "webhook_deliveries",
     "usage_events",
     "invoices",
     "organization_audit_logs",

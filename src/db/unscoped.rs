@@ -54,6 +54,27 @@ pub fn unscoped_all_org_ids(c: &Conn<'_>) -> Result<Vec<crate::domain::OrgId>, D
         .collect())
 }
 
+/// Webhook deliveries due by `now`, of every organization (the delivery worker's queue),
+/// as (organization, delivery id), oldest first.
+pub fn unscoped_due_webhook_deliveries(
+    c: &Conn<'_>,
+    now: &str,
+    limit: i64,
+) -> Result<Vec<(crate::domain::OrgId, String)>, DbError> {
+    c.unscoped().query_vec(
+        "SELECT organization_id, id FROM webhook_deliveries
+         WHERE status = 'pending' AND next_attempt_at <= ?1
+         ORDER BY next_attempt_at LIMIT ?2",
+        rusqlite::params![now, limit],
+        |r| {
+            Ok((
+                crate::domain::OrgId::from_uuid(super::repo::uuid_at(r, 0)?),
+                r.get(1)?,
+            ))
+        },
+    )
+}
+
 /// Public items of every organization for the gallery, with the owning organization's name.
 pub fn unscoped_public_gallery(
     c: &Conn<'_>,

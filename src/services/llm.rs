@@ -117,7 +117,11 @@ fn user_aad(org: OrgId, user: UserId, provider: &str) -> String {
 }
 
 /// The organization's current data key, made and wrapped on first use.
-fn data_key_for_sealing(tx: &WriteTx<'_>, ctx: &OrgContext, keyring: &Keyring) -> Result<Key> {
+pub(crate) fn data_key_for_sealing(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    keyring: &Keyring,
+) -> Result<Key> {
     if let Some(w) = llm::current_data_key(tx, ctx)? {
         return unwrap(keyring, ctx, &w);
     }
@@ -157,15 +161,31 @@ fn open_key(
     let (Some(ct), Some(key_id)) = (&p.key_ciphertext, &p.key_id) else {
         return Ok(None);
     };
+    open_sealed(c, ctx, keyring, key_id, ct, aad)
+        .map(Some)
+        .map_err(|e| AppError::Internal(format!("{e} ({})", p.provider)))
+}
+
+/// The plaintext of a value sealed under the organization's data key `key_id`. Any
+/// failure is an internal error whose text names no secret (wrong master key, moved or
+/// altered ciphertext).
+pub(crate) fn open_sealed(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    keyring: &Keyring,
+    key_id: &str,
+    sealed: &str,
+    aad: &str,
+) -> Result<Secret> {
     let w = llm::data_key(c, ctx, key_id)?
         .ok_or_else(|| AppError::Internal(format!("data key {key_id} is missing")))?;
     let dk = unwrap(keyring, ctx, &w)?;
     let plain = dk
-        .open(ct, aad)
-        .map_err(|e| AppError::Internal(format!("{} ({})", e, p.provider)))?;
+        .open(sealed, aad)
+        .map_err(|e| AppError::Internal(e.to_string()))?;
     String::from_utf8(plain)
-        .map(|s| Some(Secret::new(s)))
-        .map_err(|_| AppError::Internal("a stored key is not text".into()))
+        .map(Secret::new)
+        .map_err(|_| AppError::Internal("a stored secret is not text".into()))
 }
 
 pub async fn settings(db: &Db, ctx: &OrgContext) -> Result<Settings> {

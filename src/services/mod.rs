@@ -14,6 +14,7 @@ pub mod quota;
 pub mod resources;
 pub mod teams;
 pub mod throttle;
+pub mod webhooks;
 
 use crate::db::OrgContext;
 use crate::db::scope::has_permission;

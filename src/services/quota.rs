@@ -354,6 +354,23 @@ pub(crate) fn check_alerts(
             ctx.org().name,
             percent(used, limit)
         );
+        if let Some(url) = &q.webhook_url {
+            let payload = json!({
+                "event": "quota.alert",
+                "organization": {"id": ctx.org_id(), "slug": ctx.org().slug},
+                "period": period, "threshold": t, "used_micros": used,
+                "limit_micros": limit, "percent": percent(used, limit), "at": now,
+            });
+            crate::db::repo::webhooks::enqueue(
+                tx,
+                ctx,
+                &crate::domain::new_id().to_string(),
+                "quota.alert",
+                url,
+                &payload.to_string(),
+                now,
+            )?;
+        }
         for user in &admins {
             crate::db::repo::notifications::insert(
                 tx,
@@ -384,6 +401,10 @@ pub struct QuotaView {
     pub member_monthly_credits_micros: Option<i64>,
     pub billing_anchor_day: u32,
     pub alert_thresholds: Vec<u8>,
+    /// Where alerts are POSTed, if anywhere.
+    pub webhook_url: Option<String>,
+    /// Whether a signing secret is set (the secret itself is write-only).
+    pub webhook_secret_set: bool,
 }
 
 /// A change to the quota; for the optional limits `Some(None)` means "no limit" (for
@@ -397,6 +418,8 @@ pub struct QuotaInput {
     pub member_monthly_credits_micros: Option<Option<i64>>,
     pub billing_anchor_day: Option<u32>,
     pub alert_thresholds: Option<Vec<u8>>,
+    pub webhook_url: Option<Option<String>>,
+    pub webhook_secret: Option<Option<String>>,
 }
 
 fn view(q: &quotas::Quota, plan: Option<i64>) -> QuotaView {
@@ -409,11 +432,14 @@ fn view(q: &quotas::Quota, plan: Option<i64>) -> QuotaView {
         member_monthly_credits_micros: q.member_monthly_credits_micros,
         billing_anchor_day: q.billing_anchor_day,
         alert_thresholds: q.alert_thresholds.clone(),
+        webhook_url: q.webhook_url.clone(),
+        webhook_secret_set: q.webhook_secret_enc.is_some(),
     }
 }
 
 pub async fn patch(
     db: &Db,
+    keyring: &crate::crypto::Keyring,
     ctx: &OrgContext,
     actor: &Actor,
     input: QuotaInput,
@@ -451,10 +477,26 @@ pub async fn patch(
             "at most 10 percentages, each 1-100",
         ));
     }
+    if let Some(Some(url)) = &input.webhook_url {
+        let ok = (url.starts_with("https://") || url.starts_with("http://"))
+            && url.len() <= 2048
+            && !url.contains(char::is_whitespace);
+        if !ok {
+            errors.push(Invalid::new(
+                "webhook_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+    }
+    if let Some(Some(secret)) = &input.webhook_secret
+        && !(16..=256).contains(&secret.len())
+    {
+        errors.push(Invalid::new("webhook_secret", "must be 16-256 characters"));
+    }
     if !errors.is_empty() {
         return Err(AppError::invalid(errors));
     }
-    let (ctx, actor) = (ctx.clone(), actor.clone());
+    let (ctx, actor, keyring) = (ctx.clone(), actor.clone(), keyring.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
         require(&me, "quota.manage")?;
@@ -479,6 +521,24 @@ pub async fn patch(
             t.sort_unstable();
             t.dedup();
             q.alert_thresholds = t;
+        }
+        if let Some(url) = input.webhook_url {
+            q.webhook_url = url;
+        }
+        match input.webhook_secret {
+            Some(Some(secret)) => {
+                let dk = super::llm::data_key_for_sealing(tx, &me, &keyring)?;
+                q.webhook_secret_enc = Some(dk.seal(
+                    secret.as_bytes(),
+                    &super::webhooks::webhook_aad(me.org_id()),
+                ));
+                q.webhook_key_id = Some(dk.id().to_string());
+            }
+            Some(None) => {
+                q.webhook_secret_enc = None;
+                q.webhook_key_id = None;
+            }
+            None => {}
         }
         let now = now_str();
         quotas::save(tx, &me, &q, me.user_id(), &now)?;
@@ -648,6 +708,17 @@ pub fn estimate(prompt_chars: usize, body: &serde_json::Map<String, Value>) -> T
         input: prompt_chars.div_ceil(4) as i64,
         output,
     }
+}
+
+/// The organization's webhook deliveries and their status, newest first.
+pub async fn deliveries(
+    db: &Db,
+    ctx: &OrgContext,
+) -> Result<Vec<crate::db::repo::webhooks::Delivery>> {
+    require(ctx, "usage.view")?;
+    let ctx = ctx.clone();
+    db.read(move |tx| Ok(crate::db::repo::webhooks::list(tx, &ctx, 200)?))
+        .await
 }
 
 #[cfg(test)]

@@ -30,7 +30,12 @@ struct Bed {
 async fn bed() -> Bed {
     let mock = MockLlm::start().await;
     let clock = xagent::domain::Clock::default();
-    let app = TestApp::spawn_with(|c| c.clock = clock.clone()).await;
+    let app = TestApp::spawn_with(|c| {
+        c.clock = clock.clone();
+        c.webhook_tick = Duration::from_millis(50);
+        c.webhook_retry_base = Duration::from_millis(100);
+    })
+    .await;
     let (_, owner) = new_person(&app, "owner@gw.example", "Owner").await;
     let (member, member_s) = new_person(&app, "member@gw.example", "Member").await;
     let (org, _) = create_org(&owner, "Gateway Org", "gw-org").await;
@@ -829,4 +834,99 @@ async fn a_new_period_starts_from_zero_and_its_alerts_fire_again() {
     assert_eq!(periods.len(), 2, "{periods:?}");
     assert_eq!(periods[0], old_period);
     assert_ne!(periods[1], old_period);
+}
+
+/// A webhook receiver: answers 500 to the first delivery and 200 after, keeping what came.
+async fn receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(reqwest::header::HeaderMap, String)>>>,
+) {
+    use axum::http::HeaderMap;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let shared = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let shared = shared.clone();
+            async move {
+                let mut all = shared.lock().unwrap();
+                let mut h = reqwest::header::HeaderMap::new();
+                for (k, v) in &headers {
+                    if let (Ok(k), Ok(v)) = (
+                        reqwest::header::HeaderName::from_bytes(k.as_str().as_bytes()),
+                        reqwest::header::HeaderValue::from_bytes(v.as_bytes()),
+                    ) {
+                        h.insert(k, v);
+                    }
+                }
+                all.push((h, body));
+                if all.len() == 1 {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/hook"), got)
+}
+
+#[tokio::test]
+async fn an_alert_webhook_is_signed_retried_until_delivered_and_its_status_shown() {
+    use hmac::Mac;
+    let b = bed().await;
+    let (url, got) = receiver().await;
+    const SECRET: &str = "whsec-test-0000-0000-SSSS";
+    set_quota(
+        &b,
+        json!({"monthly_credits_micros": 12, "alert_thresholds": [50],
+               "webhook_url": url, "webhook_secret": SECRET}),
+    )
+    .await;
+    let q = b.owner.get(&format!("/api/v1/orgs/{}/quota", b.org)).await;
+    assert_eq!(q.body["webhook_secret_set"], true);
+    assert!(!q.text.contains(SECRET));
+    assert_eq!(
+        b.token
+            .send(Method::POST, "/v1/chat/completions", Some(small_call()))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let path = format!("/api/v1/orgs/{}/quota/webhook-deliveries", b.org);
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = b.owner.get(&path).await.body;
+        if last["items"][0]["status"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let d = &last["items"][0];
+    assert_eq!(d["status"], "delivered", "{last}");
+    assert_eq!(d["attempts"], 2);
+    assert_eq!(d["last_status_code"], 200);
+    assert_eq!(d["event"], "quota.alert");
+    assert!(!last.to_string().contains(SECRET));
+    let calls = got.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "one failure, one retry");
+    for (headers, body) in &calls {
+        let ts = headers["x-xagent-timestamp"].to_str().unwrap();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(format!("{ts}.{body}").as_bytes());
+        let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(headers["x-xagent-signature"].to_str().unwrap(), want);
+        let payload: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(payload["threshold"], 50);
+        assert_eq!(payload["organization"]["id"], b.org.as_str());
+        assert!(!body.contains(SECRET));
+    }
+    // Another organization sees none of it.
+    let (_, other_owner) = new_person(&b.app, "hook-other@gw.example", "Other").await;
+    assert_eq!(other_owner.get(&path).await.status, StatusCode::NOT_FOUND);
 }

@@ -15,6 +15,7 @@ pub mod teams;
 pub mod tokens;
 pub mod usage;
 pub mod users;
+pub mod webhooks;
 
 use rusqlite::Row;
 use uuid::Uuid;

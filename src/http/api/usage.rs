@@ -17,6 +17,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/orgs/{org}/quota", get(show).patch(update))
         .route("/api/v1/orgs/{org}/notifications", get(notifications))
         .route(
+            "/api/v1/orgs/{org}/quota/webhook-deliveries",
+            get(webhook_deliveries),
+        )
+        .route(
             "/api/v1/orgs/{org}/notifications/{id}/read",
             axum::routing::post(read_notification),
         )
@@ -95,6 +99,16 @@ struct QuotaBody {
     billing_anchor_day: Option<u32>,
     #[serde(default)]
     alert_thresholds: Option<Vec<u8>>,
+    #[serde(default, deserialize_with = "present_text")]
+    webhook_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present_text")]
+    webhook_secret: Option<Option<String>>,
+}
+
+fn present_text<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 async fn update(
@@ -106,6 +120,7 @@ async fn update(
     let ctx = user.org_context(&s, org).await?;
     let v = quota::patch(
         &s.db,
+        &s.keyring,
         &ctx,
         &user.actor(),
         QuotaInput {
@@ -116,8 +131,20 @@ async fn update(
             member_monthly_credits_micros: b.member_monthly_credits_micros,
             billing_anchor_day: b.billing_anchor_day,
             alert_thresholds: b.alert_thresholds,
+            webhook_url: b.webhook_url,
+            webhook_secret: b.webhook_secret,
         },
     )
     .await?;
     Ok(ok_typed(&v))
+}
+
+async fn webhook_deliveries(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let list = quota::deliveries(&s.db, &ctx).await?;
+    Ok(super::items(&list, None))
 }
