@@ -209,6 +209,11 @@ async fn background_cleanup(state: AppState) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "session cleanup failed"),
         }
+        match crate::services::invoices::close_periods(&state.db, state.config.clock.now()).await {
+            Ok(n) if n > 0 => tracing::info!(issued = n, "invoices issued for closed periods"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "closing billing periods failed"),
+        }
         match crate::services::audit::purge_expired(&state.db).await {
             Ok(n) if n > 0 => tracing::info!(removed = n, "audit rows past retention purged"),
             Ok(_) => {}

@@ -112,7 +112,7 @@ pub fn export_json(r: &Record) -> serde_json::Value {
 
 /// One CSV field: quoted when needed, and defused when a spreadsheet would read it as a
 /// formula (audit rows carry user-chosen names).
-fn csv_field(out: &mut String, v: &str) {
+pub(crate) fn csv_field(out: &mut String, v: &str) {
     let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{v}")
     } else {

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod gateway;
 pub mod identity;
 pub mod invitations;
+pub mod invoices;
 pub mod llm;
 pub mod mail;
 pub mod members;

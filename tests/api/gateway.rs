@@ -930,3 +930,85 @@ async fn an_alert_webhook_is_signed_retried_until_delivered_and_its_status_shown
     let (_, other_owner) = new_person(&b.app, "hook-other@gw.example", "Other").await;
     assert_eq!(other_owner.get(&path).await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_closed_period_becomes_one_invoice_and_only_its_org_sees_it() {
+    let b = bed().await;
+    for _ in 0..3 {
+        let r = b
+            .token
+            .send(Method::POST, "/v1/chat/completions", Some(small_call()))
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let _ = events(&b.app, &b.org, 3).await;
+    // The period is still open: nothing to invoice.
+    let now = b.clock.now();
+    assert_eq!(
+        xagent::services::invoices::close_periods(&b.app.db, now)
+            .await
+            .unwrap(),
+        0
+    );
+    b.clock.advance(Duration::from_secs(40 * 24 * 3600));
+    let later = b.clock.now();
+    let first = xagent::services::invoices::close_periods(&b.app.db, later)
+        .await
+        .unwrap();
+    let again = xagent::services::invoices::close_periods(&b.app.db, later)
+        .await
+        .unwrap();
+    assert_eq!((first, again), (1, 0), "closing must be idempotent");
+    let list = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/invoices", b.org))
+        .await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    let inv = &list.body["items"][0];
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    // 3 calls × 6 µ$ on the free plan (no plan fee).
+    assert_eq!(inv["total_micros"], 18);
+    assert_eq!(inv["line_items"][0]["model"], "gpt-test");
+    assert_eq!(inv["line_items"][0]["requests"], 3);
+    let id = inv["id"].as_str().unwrap();
+    let one = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/invoices/{id}", b.org))
+        .await;
+    assert_eq!(one.body["period"], inv["period"]);
+    let csv = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/invoices/{id}.csv", b.org))
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(
+        csv.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        csv.text.contains("gpt-test,3,33,21,0.000018"),
+        "{}",
+        csv.text
+    );
+    assert!(csv.text.contains(",total,,,,,0.000018"), "{}", csv.text);
+    // A member without billing.view, and another organization, see nothing.
+    let r = b
+        .token
+        .get(&format!("/api/v1/orgs/{}/invoices", b.org))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let (_, other_owner) = new_person(&b.app, "inv-other@gw.example", "Other").await;
+    let (other, _) = create_org(&other_owner, "Other Org", "inv-other-team").await;
+    for path in [
+        format!("/api/v1/orgs/{}/invoices", b.org),
+        format!("/api/v1/orgs/{}/invoices/{id}", b.org),
+        format!("/api/v1/orgs/{}/invoices/{id}.csv", b.org),
+        format!("/api/v1/orgs/{other}/invoices/{id}"),
+    ] {
+        let r = other_owner.get(&path).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!r.text.contains("gpt-test"));
+    }
+}

@@ -55,6 +55,22 @@ const UNDER_OWN: &str = "ids_of_another_orgs_objects_under_ones_own_org_are_not_
 const ROUTES: &[(&str, &str, Probe)] = &[
     (
         "GET",
+        "/api/v1/orgs/{org}/invoices",
+        Probe::Elsewhere(
+            GATEWAY,
+            "a_closed_period_becomes_one_invoice_and_only_its_org_sees_it",
+        ),
+    ),
+    (
+        "GET",
+        "/api/v1/orgs/{org}/invoices/{id}",
+        Probe::Elsewhere(
+            GATEWAY,
+            "a_closed_period_becomes_one_invoice_and_only_its_org_sees_it",
+        ),
+    ),
+    (
+        "GET",
         "/api/v1/orgs/{org}/quota/webhook-deliveries",
         Probe::Elsewhere(GATEWAY, GATEWAY_ISO),
     ),

@@ -2,6 +2,7 @@
 //! `&OrgContext` (or, when they create the organization, return the one they made).
 pub mod audit;
 pub mod invitations;
+pub mod invoices;
 pub mod llm;
 pub mod members;
 pub mod notifications;

@@ -15,6 +15,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/orgs/{org}/usage", get(usage))
         .route("/api/v1/orgs/{org}/quota", get(show).patch(update))
+        .route("/api/v1/orgs/{org}/invoices", get(invoices))
+        .route("/api/v1/orgs/{org}/invoices/{id}", get(invoice))
         .route("/api/v1/orgs/{org}/notifications", get(notifications))
         .route(
             "/api/v1/orgs/{org}/quota/webhook-deliveries",
@@ -147,4 +149,43 @@ async fn webhook_deliveries(
     let ctx = user.org_context(&s, org).await?;
     let list = quota::deliveries(&s.db, &ctx).await?;
     Ok(super::items(&list, None))
+}
+
+async fn invoices(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let list = crate::services::invoices::list(&s.db, &ctx).await?;
+    Ok(super::items(&list, None))
+}
+
+/// One invoice as JSON, or as CSV when the id ends in `.csv`.
+async fn invoice(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let (id, as_csv) = match id.strip_suffix(".csv") {
+        Some(id) => (id.to_string(), true),
+        None => (id, false),
+    };
+    let inv = crate::services::invoices::get(&s.db, &ctx, id).await?;
+    if !as_csv {
+        return Ok(ok_typed(&inv));
+    }
+    let body = crate::services::invoices::csv(&inv);
+    let disposition = format!("attachment; filename=\"invoice-{}.csv\"", inv.period);
+    Ok(axum::response::IntoResponse::into_response((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_string(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )))
 }

@@ -1,0 +1,77 @@
+//! Invoices: one per organization and closed billing period.
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::db::{Conn, DbError, OrgContext, WriteTx};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Invoice {
+    pub id: String,
+    pub period: String,
+    pub currency: String,
+    pub subtotal_micros: i64,
+    pub total_micros: i64,
+    pub line_items: serde_json::Value,
+    pub issued_at: String,
+}
+
+const COLUMNS: &str = "id, period, currency, subtotal_micros, total_micros, line_items, issued_at";
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Invoice> {
+    Ok(Invoice {
+        id: r.get(0)?,
+        period: r.get(1)?,
+        currency: r.get(2)?,
+        subtotal_micros: r.get(3)?,
+        total_micros: r.get(4)?,
+        line_items: super::json_at(r, 5)?,
+        issued_at: r.get(6)?,
+    })
+}
+
+/// Writes the invoice unless the period already has one; true when written.
+pub fn insert(tx: &WriteTx<'_>, ctx: &OrgContext, inv: &Invoice) -> Result<bool, DbError> {
+    Ok(tx.execute(
+        "INSERT OR IGNORE INTO invoices (id, organization_id, period, currency, subtotal_micros,
+             total_micros, line_items, issued_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            inv.id,
+            ctx.org_id().to_string(),
+            inv.period,
+            inv.currency,
+            inv.subtotal_micros,
+            inv.total_micros,
+            inv.line_items.to_string(),
+            inv.issued_at
+        ],
+    )? > 0)
+}
+
+pub fn list(c: &Conn<'_>, ctx: &OrgContext) -> Result<Vec<Invoice>, DbError> {
+    c.query_vec(
+        &format!("SELECT {COLUMNS} FROM invoices WHERE organization_id = ?1 ORDER BY period DESC"),
+        params![ctx.org_id().to_string()],
+        from_row,
+    )
+}
+
+pub fn get(c: &Conn<'_>, ctx: &OrgContext, id: &str) -> Result<Option<Invoice>, DbError> {
+    c.query_opt(
+        &format!("SELECT {COLUMNS} FROM invoices WHERE organization_id = ?1 AND id = ?2"),
+        params![ctx.org_id().to_string(), id],
+        from_row,
+    )
+}
+
+/// Periods with usage and no invoice yet.
+pub fn uninvoiced_periods(c: &Conn<'_>, ctx: &OrgContext) -> Result<Vec<String>, DbError> {
+    c.query_vec(
+        "SELECT u.period FROM organization_usage u
+         WHERE u.organization_id = ?1
+           AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.organization_id = ?1 AND i.period = u.period)
+         ORDER BY u.period",
+        params![ctx.org_id().to_string()],
+        |r| r.get(0),
+    )
+}
