@@ -339,6 +339,7 @@ async fn chat_inner(s: AppState, req: Request) -> GResult<Response> {
             delivered_chars: 0,
             usage: None,
             finished: false,
+            upstream_failed: false,
         },
     };
     let mut out = Response::new(Body::from_stream(stream));
@@ -420,6 +421,8 @@ struct StreamMeter {
     delivered_chars: usize,
     usage: Option<Tokens>,
     finished: bool,
+    /// The provider broke off the stream (as opposed to the client going away).
+    upstream_failed: bool,
 }
 
 impl StreamMeter {
@@ -466,8 +469,15 @@ impl Drop for StreamMeter {
             input: estimate_tokens(self.prompt_chars),
             output: estimate_tokens(self.delivered_chars),
         });
-        // 499: the client closed the connection before the end (nginx's convention).
-        let status = if self.finished { 200 } else { 499 };
+        // 499: the client closed the connection before the end (nginx's convention);
+        // 502: the provider broke off.
+        let status = if self.finished {
+            200
+        } else if self.upstream_failed {
+            502
+        } else {
+            499
+        };
         if let Some(flight) = self.flight.take() {
             flight.record(status, tokens);
         }
@@ -490,6 +500,7 @@ impl Stream for MeteredStream {
             }
             Poll::Ready(Some(Err(_))) => {
                 // The upstream broke off: end the client's stream; what came is metered.
+                self.meter.upstream_failed = true;
                 Poll::Ready(Some(Err(std::io::Error::other("upstream stream failed"))))
             }
             Poll::Ready(None) => {

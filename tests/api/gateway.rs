@@ -1012,3 +1012,40 @@ async fn a_closed_period_becomes_one_invoice_and_only_its_org_sees_it() {
         assert!(!r.text.contains("gpt-test"));
     }
 }
+
+#[tokio::test]
+async fn a_stream_the_provider_breaks_off_ends_for_the_client_and_is_metered_as_502() {
+    let b = bed().await;
+    let mut body = chat_body("stream-break");
+    body["stream"] = json!(true);
+    let res = b
+        .token
+        .client
+        .post(format!("{}/v1/chat/completions", b.app.base))
+        .bearer_auth(&b.token.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut stream = res.bytes_stream();
+    let mut got = String::new();
+    let mut broke = false;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => got.push_str(&String::from_utf8_lossy(&c)),
+            Err(_) => {
+                broke = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        broke,
+        "the client's stream must end in an error, not look complete: {got}"
+    );
+    assert!(got.contains("tok1 ") && !got.contains("[DONE]"), "{got}");
+    let ev = events(&b.app, &b.org, 1).await;
+    assert_eq!(ev[0].status, 502, "{:?}", ev[0]);
+    assert!(ev[0].output > 0, "{:?}", ev[0]);
+}

@@ -5,7 +5,8 @@
 //! - `fail-500`: 500; `slow`: answers after 2 s;
 //! - `no-usage`: a normal answer without `usage`;
 //! - streams (`"stream": true`): 5 content chunks (`stream-slow`: 40 chunks, 50 ms apart),
-//!   then the usage chunk when `stream_options.include_usage` is set, then `[DONE]`.
+//!   then the usage chunk when `stream_options.include_usage` is set, then `[DONE]`;
+//!   `stream-break` breaks the connection after 3 chunks.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
@@ -133,6 +134,9 @@ fn async_stream(
         async move {
             if i > n + 1 {
                 return None;
+            }
+            if model == "stream-break" && i == 3 {
+                return Some((Err(std::io::Error::other("provider broke off")), n + 2));
             }
             tokio::time::sleep(pause).await;
             let line = if i < n {
