@@ -721,6 +721,43 @@ pub async fn deliveries(
         .await
 }
 
+/// The usage report as CSV: one row per day, model and member of the period, each with
+/// requests, tokens and cost (formula-safe: model names come from clients).
+pub fn report_csv(report: &Value) -> String {
+    let mut out =
+        String::from("period,breakdown,key,requests,input_tokens,output_tokens,cost_usd\n");
+    let period = report["period"].as_str().unwrap_or("");
+    let usd = |micros: i64| format!("{}.{:06}", micros / 1_000_000, (micros % 1_000_000).abs());
+    let sections = [
+        ("day", "by_day", "day"),
+        ("model", "by_model", "model"),
+        ("member", "by_user", "email"),
+    ];
+    for (name, field, key) in sections {
+        for row in report[field].as_array().into_iter().flatten() {
+            let t = &row["totals"];
+            let n = |k: &str| t[k].as_i64().unwrap_or(0);
+            let fields = [
+                period.to_string(),
+                name.to_string(),
+                row[key].as_str().unwrap_or("").to_string(),
+                n("requests").to_string(),
+                n("input_tokens").to_string(),
+                n("output_tokens").to_string(),
+                usd(n("cost_micros")),
+            ];
+            for (i, f) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                super::audit::csv_field(&mut out, f);
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -589,6 +589,30 @@ async fn each_limit_refuses_by_name_and_rate_limits_say_when_to_retry() {
     assert_eq!(u.body["by_user"][0]["email"], "member@gw.example");
     assert_eq!(u.body["by_user"][0]["totals"]["cost_micros"], 36);
     assert_eq!(u.body["by_day"].as_array().unwrap().len(), 1);
+    let csv = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/usage.csv", b.org))
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(
+        csv.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let period = u.body["period"].as_str().unwrap();
+    assert!(
+        csv.text.contains(&format!("{period},model,gpt-test,6,")),
+        "{}",
+        csv.text
+    );
+    assert!(
+        csv.text.contains(&format!(
+            "{period},member,member@gw.example,6,66,42,0.000036"
+        )),
+        "{}",
+        csv.text
+    );
     let bad = b
         .owner
         .get(&format!("/api/v1/orgs/{}/usage?period=2026-13", b.org))
@@ -617,6 +641,7 @@ async fn usage_and_quota_of_another_org_are_not_found() {
     for org in [b.org.as_str(), "gw-org"] {
         for (m, path, body) in [
             (Method::GET, format!("/api/v1/orgs/{org}/usage"), None),
+            (Method::GET, format!("/api/v1/orgs/{org}/usage.csv"), None),
             (Method::GET, format!("/api/v1/orgs/{org}/quota"), None),
             (
                 Method::PATCH,

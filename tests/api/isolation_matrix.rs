@@ -55,6 +55,11 @@ const UNDER_OWN: &str = "ids_of_another_orgs_objects_under_ones_own_org_are_not_
 const ROUTES: &[(&str, &str, Probe)] = &[
     (
         "GET",
+        "/api/v1/orgs/{org}/usage.csv",
+        Probe::Elsewhere(GATEWAY, GATEWAY_ISO),
+    ),
+    (
+        "GET",
         "/api/v1/orgs/{org}/invoices",
         Probe::Elsewhere(
             GATEWAY,

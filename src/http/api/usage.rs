@@ -14,6 +14,7 @@ use crate::services::quota::{self, QuotaInput};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/orgs/{org}/usage", get(usage))
+        .route("/api/v1/orgs/{org}/usage.csv", get(usage_csv))
         .route("/api/v1/orgs/{org}/quota", get(show).patch(update))
         .route("/api/v1/orgs/{org}/invoices", get(invoices))
         .route("/api/v1/orgs/{org}/invoices/{id}", get(invoice))
@@ -187,5 +188,29 @@ async fn invoice(
             (axum::http::header::CONTENT_DISPOSITION, disposition),
         ],
         body,
+    )))
+}
+
+async fn usage_csv(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let report = quota::report(&s.db, &ctx, q.period, s.config.clock.now()).await?;
+    let period = report["period"].as_str().unwrap_or("period").to_string();
+    Ok(axum::response::IntoResponse::into_response((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"usage-{period}.csv\""),
+            ),
+        ],
+        quota::report_csv(&report),
     )))
 }
