@@ -140,7 +140,8 @@ pub fn prepare(
         }
         let providers = repo::org_providers(tx, ctx)?;
         let (provider, upstream_model) = pick_provider(&model, &providers, env);
-        let r = llm::resolve_in(tx, ctx, keyring, env, &provider)?;
+        let entry = providers.into_iter().find(|p| p.provider == provider);
+        let r = llm::resolve_with(tx, ctx, keyring, env, &provider, &policy, entry)?;
         match (r.api_key, r.base_url) {
             (Some(api_key), Some(base_url)) => Ok(Call {
                 ctx: ctx.clone(),

@@ -571,6 +571,20 @@ pub fn resolve_in(
 ) -> Result<Resolved> {
     let policy = llm::policy(c, ctx)?;
     let org = llm::org_provider(c, ctx, provider)?;
+    resolve_with(c, ctx, keyring, env, provider, &policy, org)
+}
+
+/// `resolve_in` with the policy and the organization's entry already read (the gateway
+/// has them at hand).
+pub fn resolve_with(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    keyring: &Keyring,
+    env: &BTreeMap<String, EnvProvider>,
+    provider: &str,
+    policy: &llm::Policy,
+    org: Option<llm::Provider>,
+) -> Result<Resolved> {
     let env = env.get(provider);
     let default_url = (provider == "openai").then(|| OPENAI_BASE_URL.to_string());
     let org_url = org.as_ref().and_then(|o| o.base_url.clone());
