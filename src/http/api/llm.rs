@@ -3,7 +3,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, patch, put};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::{no_content, ok, ok_typed};
@@ -28,13 +28,6 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// Absent → `None` (unchanged), `null` → `Some(None)` (remove), a value → `Some(Some(v))`.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> std::result::Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 async fn settings(
     State(s): State<AppState>,
     user: CurrentUser,
@@ -47,9 +40,9 @@ async fn settings(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProviderBody {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     api_key: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     base_url: Option<Option<String>>,
     #[serde(default)]
     enabled: Option<bool>,
@@ -93,7 +86,7 @@ async fn delete_provider(
 struct PolicyBody {
     #[serde(default)]
     allow_user_keys: Option<bool>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     default_model: Option<Option<String>>,
     #[serde(default)]
     allowed_models: Option<Vec<String>>,

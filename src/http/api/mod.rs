@@ -73,6 +73,16 @@ pub fn ok(body: serde_json::Value) -> Response {
     axum::Json(body).into_response()
 }
 
+/// For PATCH-like bodies: absent → `None` (unchanged), `null` → `Some(None)` (remove or
+/// unset), a value → `Some(Some(v))`. Use with `#[serde(default, deserialize_with = …)]`.
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 /// `ok` for a typed body, without building a `serde_json::Value` first.
 pub fn ok_typed<T: Serialize>(body: &T) -> Response {
     axum::Json(body).into_response()

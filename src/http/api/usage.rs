@@ -3,7 +3,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use super::{ok, ok_typed};
 use crate::error::Result;
@@ -80,38 +80,28 @@ async fn show(
     Ok(ok_typed(&quota::settings(&s.db, &ctx).await?))
 }
 
-/// Absent → unchanged; `null` → no limit (for credits: the plan's).
-fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<i64>>, D::Error> {
-    Option::<i64>::deserialize(d).map(Some)
-}
-
+/// For the limits, `null` means no limit (for credits: the plan's).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct QuotaBody {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     monthly_credits_micros: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     monthly_requests: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     rate_limit_rpm: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     rate_limit_tpm: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     member_monthly_credits_micros: Option<Option<i64>>,
     #[serde(default)]
     billing_anchor_day: Option<u32>,
     #[serde(default)]
     alert_thresholds: Option<Vec<u8>>,
-    #[serde(default, deserialize_with = "present_text")]
+    #[serde(default, deserialize_with = "super::present")]
     webhook_url: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present_text")]
+    #[serde(default, deserialize_with = "super::present")]
     webhook_secret: Option<Option<String>>,
-}
-
-fn present_text<'de, D: Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
 }
 
 async fn update(
