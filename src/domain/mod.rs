@@ -53,6 +53,13 @@ impl Clock {
     }
 }
 
+/// Micro-units of USD as dollars with all six decimals (`18` → `0.000018`).
+pub fn usd(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let m = micros.unsigned_abs();
+    format!("{sign}{}.{:06}", m / 1_000_000, m % 1_000_000)
+}
+
 /// Now, as stored: RFC 3339 UTC with microseconds, so text order is time order.
 pub fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()

@@ -112,7 +112,7 @@ pub fn export_json(r: &Record) -> serde_json::Value {
 
 /// One CSV field: quoted when needed, and defused when a spreadsheet would read it as a
 /// formula (audit rows carry user-chosen names).
-pub(crate) fn csv_field(out: &mut String, v: &str) {
+fn csv_field(out: &mut String, v: &str) {
     let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{v}")
     } else {
@@ -124,6 +124,17 @@ pub(crate) fn csv_field(out: &mut String, v: &str) {
         out.push('"');
     } else {
         out.push_str(&v);
+    }
+}
+
+/// One CSV record's fields, comma-separated and each made safe by `csv_field`; the caller
+/// ends the line.
+pub(crate) fn csv_fields<S: AsRef<str>>(out: &mut String, fields: &[S]) {
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        csv_field(out, f.as_ref());
     }
 }
 
@@ -141,12 +152,7 @@ fn csv_row(out: &mut String, r: &Record) {
         r.user_agent.as_deref().unwrap_or(""),
         details.as_str(),
     ];
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        csv_field(out, f);
-    }
+    csv_fields(out, &fields);
     out.push_str("\r\n");
 }
 

@@ -90,7 +90,6 @@ pub async fn get(db: &Db, ctx: &OrgContext, id: String) -> Result<invoices::Invo
 pub fn csv(inv: &invoices::Invoice) -> String {
     let mut out =
         String::from("period,kind,description,requests,input_tokens,output_tokens,amount_usd\n");
-    let usd = |micros: i64| format!("{}.{:06}", micros / 1_000_000, (micros % 1_000_000).abs());
     for line in inv.line_items.as_array().into_iter().flatten() {
         let description = line["model"]
             .as_str()
@@ -112,20 +111,15 @@ pub fn csv(inv: &invoices::Invoice) -> String {
                 .as_i64()
                 .map(|v| v.to_string())
                 .unwrap_or_default(),
-            usd(line["amount_micros"].as_i64().unwrap_or(0)),
+            crate::domain::usd(line["amount_micros"].as_i64().unwrap_or(0)),
         ];
-        for (i, f) in fields.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            super::audit::csv_field(&mut out, f);
-        }
+        super::audit::csv_fields(&mut out, &fields);
         out.push('\n');
     }
     out.push_str(&format!(
         "{},total,,,,,{}\n",
         inv.period,
-        usd(inv.total_micros)
+        crate::domain::usd(inv.total_micros)
     ));
     out
 }

@@ -727,7 +727,6 @@ pub fn report_csv(report: &Value) -> String {
     let mut out =
         String::from("period,breakdown,key,requests,input_tokens,output_tokens,cost_usd\n");
     let period = report["period"].as_str().unwrap_or("");
-    let usd = |micros: i64| format!("{}.{:06}", micros / 1_000_000, (micros % 1_000_000).abs());
     let sections = [
         ("day", "by_day", "day"),
         ("model", "by_model", "model"),
@@ -744,14 +743,9 @@ pub fn report_csv(report: &Value) -> String {
                 n("requests").to_string(),
                 n("input_tokens").to_string(),
                 n("output_tokens").to_string(),
-                usd(n("cost_micros")),
+                crate::domain::usd(n("cost_micros")),
             ];
-            for (i, f) in fields.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                super::audit::csv_field(&mut out, f);
-            }
+            super::audit::csv_fields(&mut out, &fields);
             out.push('\n');
         }
     }
