@@ -276,12 +276,6 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
     let rows: Vec<(OrgContext, chrono::DateTime<chrono::Utc>, usage::Event)> = calls
         .iter()
         .map(|m| {
-            let source = match m.call.source {
-                KeySource::User => "user",
-                KeySource::Organization => "organization",
-                KeySource::Environment => "environment",
-                KeySource::None => "none",
-            };
             (
                 m.call.ctx.clone(),
                 m.at,
@@ -291,7 +285,7 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
                     endpoint: m.endpoint,
                     provider: m.call.provider.clone(),
                     model: m.call.model.clone(),
-                    key_source: source,
+                    key_source: m.call.source.as_str(),
                     status_code: m.status,
                     input_tokens: m.tokens.input,
                     output_tokens: m.tokens.output,

@@ -525,6 +525,18 @@ pub enum KeySource {
     None,
 }
 
+impl KeySource {
+    /// As stored in usage events (the same words as the JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySource::User => "user",
+            KeySource::Organization => "organization",
+            KeySource::Environment => "environment",
+            KeySource::None => "none",
+        }
+    }
+}
+
 /// The key a call would use, with its plaintext (never serialized).
 #[derive(Debug, Clone)]
 pub struct Resolved {

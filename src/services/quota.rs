@@ -329,7 +329,7 @@ pub(crate) fn check_alerts(
     sent.extend(&due);
     sent.sort_unstable();
     usage::set_alerts_sent(tx, ctx, period, &sent)?;
-    let admins = crate::db::repo::notifications::members_with_roles(tx, ctx, &["owner", "admin"])?;
+    let admins = crate::db::repo::notifications::owners_and_admins(tx, ctx)?;
     for t in &due {
         let details = json!({"period": period, "threshold": t, "used_micros": used,
                              "limit_micros": limit, "percent": percent(used, limit)});

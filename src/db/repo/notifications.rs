@@ -88,20 +88,12 @@ pub fn mark_read(
     )? > 0)
 }
 
-/// Members with one of `roles`, to notify.
-pub fn members_with_roles(
-    c: &Conn<'_>,
-    ctx: &OrgContext,
-    roles: &[&str],
-) -> Result<Vec<UserId>, DbError> {
-    let all: Vec<(String, String)> = c.query_vec(
-        "SELECT user_id, role FROM organization_members WHERE organization_id = ?1 AND status = 'active'",
+/// The organization's active owners and admins (who are told about quota alerts).
+pub fn owners_and_admins(c: &Conn<'_>, ctx: &OrgContext) -> Result<Vec<UserId>, DbError> {
+    c.query_vec(
+        "SELECT user_id FROM organization_members
+         WHERE organization_id = ?1 AND status = 'active' AND role IN ('owner', 'admin')",
         params![ctx.org_id().to_string()],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    Ok(all
-        .into_iter()
-        .filter(|(_, role)| roles.contains(&role.as_str()))
-        .filter_map(|(id, _)| uuid::Uuid::parse_str(&id).ok().map(UserId::from_uuid))
-        .collect())
+        |r| super::uuid_at(r, 0).map(UserId::from_uuid),
+    )
 }
