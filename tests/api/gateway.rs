@@ -133,6 +133,20 @@ fn totals(app: &TestApp, org: &str) -> (i64, i64, i64, i64) {
         .unwrap()
 }
 
+/// A streaming chat completion through the gateway with the member's token.
+async fn stream_call(b: &Bed, model: &str) -> reqwest::Response {
+    let mut body = chat_body(model);
+    body["stream"] = json!(true);
+    b.token
+        .client
+        .post(format!("{}/v1/chat/completions", b.app.base))
+        .bearer_auth(&b.token.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn chat_body(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "Say hello"}]})
 }
@@ -200,17 +214,7 @@ async fn a_completion_passes_through_with_the_orgs_key_and_is_metered() {
 #[tokio::test]
 async fn a_stream_is_forwarded_as_it_arrives_and_metered_from_its_usage_block() {
     let b = bed().await;
-    let mut body = chat_body("gpt-test");
-    body["stream"] = json!(true);
-    let res = b
-        .token
-        .client
-        .post(format!("{}/v1/chat/completions", b.app.base))
-        .bearer_auth(&b.token.token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = stream_call(&b, "gpt-test").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
         res.headers()["content-type"].to_str().unwrap(),
@@ -231,17 +235,7 @@ async fn a_stream_is_forwarded_as_it_arrives_and_metered_from_its_usage_block() 
 #[tokio::test]
 async fn a_stream_the_client_abandons_is_metered_for_what_was_delivered() {
     let b = bed().await;
-    let mut body = chat_body("stream-slow");
-    body["stream"] = json!(true);
-    let res = b
-        .token
-        .client
-        .post(format!("{}/v1/chat/completions", b.app.base))
-        .bearer_auth(&b.token.token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = stream_call(&b, "stream-slow").await;
     assert_eq!(res.status(), StatusCode::OK);
     let mut stream = res.bytes_stream();
     let mut got = String::new();
@@ -1041,17 +1035,7 @@ async fn a_closed_period_becomes_one_invoice_and_only_its_org_sees_it() {
 #[tokio::test]
 async fn a_stream_the_provider_breaks_off_ends_for_the_client_and_is_metered_as_502() {
     let b = bed().await;
-    let mut body = chat_body("stream-break");
-    body["stream"] = json!(true);
-    let res = b
-        .token
-        .client
-        .post(format!("{}/v1/chat/completions", b.app.base))
-        .bearer_auth(&b.token.token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = stream_call(&b, "stream-break").await;
     assert_eq!(res.status(), StatusCode::OK);
     let mut stream = res.bytes_stream();
     let mut got = String::new();
