@@ -7,6 +7,7 @@ pub mod identity;
 pub mod invitations;
 pub mod invoices;
 pub mod llm;
+pub mod llm_probe;
 pub mod mail;
 pub mod members;
 pub mod notifications;

@@ -120,6 +120,16 @@ const ROUTES: &[(&str, &str, Probe)] = &[
         Probe::Elsewhere(LLM, LLM_ISO),
     ),
     (
+        "POST",
+        "/api/v1/orgs/{org}/llm/providers/{provider}/test",
+        Probe::Elsewhere(LLM, LLM_ISO),
+    ),
+    (
+        "POST",
+        "/api/v1/me/llm/providers/{provider}/test",
+        Probe::Elsewhere(LLM, LLM_ISO),
+    ),
+    (
         "PATCH",
         "/api/v1/orgs/{org}/llm/policy",
         Probe::Elsewhere(LLM, LLM_ISO),

@@ -6,6 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use xagent::config::{EnvProvider, Secret};
 
+use crate::common::mock_llm::MockLlm;
 use crate::common::{Session, TestApp};
 use crate::org_fixture::{World, create_org, invite_and_join, new_person, token_for, two_orgs_in};
 
@@ -451,6 +452,16 @@ async fn llm_settings_and_keys_of_another_org_are_not_found() {
                 Some(json!({"api_key": "sk-intruder-0000-ZZZZ9999"})),
             ),
             (
+                Method::POST,
+                format!("/api/v1/orgs/{org}/llm/providers/openai/test"),
+                None,
+            ),
+            (
+                Method::POST,
+                format!("/api/v1/me/llm/providers/openai/test?org={org}"),
+                None,
+            ),
+            (
                 Method::DELETE,
                 format!("/api/v1/orgs/{org}/llm/providers/openai"),
                 None,
@@ -514,4 +525,122 @@ async fn llm_settings_and_keys_of_another_org_are_not_found() {
     assert_eq!(b_view.body["providers"], json!([]));
     let b_resolve = resolve(w.b.owner(), &w.b.id).await;
     assert_eq!(b_resolve["source"], "environment");
+}
+
+#[tokio::test]
+async fn test_connection_asks_the_provider_with_the_key_calls_would_use_and_tells_what_happened() {
+    let mock = MockLlm::start().await;
+    let app = TestApp::spawn_with(with_env_key).await;
+    let (owner, member, org) = org_with_member(&app).await;
+    let test_org = format!("/api/v1/orgs/{org}/llm/providers/openai/test");
+
+    // The organization has no entry yet: the server's environment key is tested, at the
+    // real OpenAI address, which this closed network cannot reach.
+    let r = owner.post(&test_org, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["ok"], false);
+    assert_eq!(r.body["source"], "environment");
+    assert_eq!(r.body["base_url"], "https://api.openai.com/v1");
+    assert_no_secret("env test", &r.text);
+
+    let r = owner
+        .put(
+            &format!("/api/v1/orgs/{org}/llm/providers/openai"),
+            json!({"api_key": ORG_KEY, "base_url": mock.base}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = owner.post(&test_org, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["ok"], true, "{}", r.text);
+    assert_eq!(r.body["status"], 200);
+    assert_eq!(r.body["source"], "organization");
+    assert_eq!(r.body["key_hint"], "sk-…1111");
+    assert_eq!(r.body["model_count"], 2);
+    assert_eq!(r.body["models"], json!(["gpt-4o", "gpt-4o-mini"]));
+    assert_eq!(r.body["message"], "connected: the provider offers 2 models");
+    assert_no_secret("org test", &r.text);
+    let seen = mock.requests();
+    let last = seen.last().unwrap();
+    assert_eq!(last.path, "/models");
+    assert_eq!(last.authorization, format!("Bearer {ORG_KEY}"));
+
+    // A key the provider refuses (the mock echoes it in its answer): the result says so
+    // and carries neither the key nor the provider's text.
+    let bad = "sk-org-bad-key-0000-DDDD4444";
+    owner
+        .put(
+            &format!("/api/v1/orgs/{org}/llm/providers/openai"),
+            json!({"api_key": bad}),
+        )
+        .await;
+    let r = owner.post(&test_org, json!({})).await;
+    assert_eq!(r.body["ok"], false);
+    assert_eq!(r.body["status"], 401);
+    assert_eq!(r.body["message"], "the provider refused the key (HTTP 401)");
+    assert!(
+        !r.text.contains(bad) && !r.text.contains("Incorrect"),
+        "{}",
+        r.text
+    );
+
+    // A base URL with nothing listening.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    owner
+        .put(
+            &format!("/api/v1/orgs/{org}/llm/providers/openai"),
+            json!({"api_key": ORG_KEY, "base_url": format!("http://127.0.0.1:{closed}/v1")}),
+        )
+        .await;
+    let r = owner.post(&test_org, json!({})).await;
+    assert_eq!(r.body["ok"], false);
+    assert_eq!(r.body["status"], Value::Null);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be reached"),
+        "{}",
+        r.text
+    );
+
+    // Testing the organization's key is for key managers; a member tests their own key,
+    // which they must have.
+    let r = member.post(&test_org, json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let mine = format!("/api/v1/me/llm/providers/openai/test?org={org}");
+    assert_eq!(
+        member.post(&mine, json!({})).await.status,
+        StatusCode::NOT_FOUND
+    );
+    allow_user_keys(&owner, &org, true).await;
+    let r = member
+        .put(
+            &format!("/api/v1/me/llm/providers/openai?org={org}"),
+            json!({"api_key": USER_KEY, "base_url": mock.base}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = member.post(&mine, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["ok"], true, "{}", r.text);
+    assert_eq!(r.body["source"], "user");
+    assert_eq!(
+        mock.requests().last().unwrap().authorization,
+        format!("Bearer {USER_KEY}")
+    );
+    // The organization's test leaves members' keys out.
+    let r = owner.post(&test_org, json!({})).await;
+    assert_eq!(r.body["source"], "organization");
+    // Unknown provider names are refused before anything is sent.
+    let r = owner
+        .post(
+            &format!("/api/v1/orgs/{org}/llm/providers/Bad_Name/test"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }

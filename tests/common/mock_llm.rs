@@ -2,6 +2,7 @@
 //! The model name picks the behaviour:
 //! - anything else: a normal answer with a `usage` block (11 prompt, 7 completion tokens);
 //! - `fail-401`: 401 whose message echoes the key it was sent, as some providers do;
+//! - `GET /models`: two models, or 401 echoing the key when the key contains `-bad-`;
 //! - `fail-500`: 500; `slow`: answers after 2 s;
 //! - `no-usage`: a normal answer without `usage`;
 //! - streams (`"stream": true`): 5 content chunks (`stream-slow`: 40 chunks, 50 ms apart),
@@ -171,7 +172,24 @@ async fn embeddings(State(seen): State<Shared>, headers: HeaderMap, body: String
     .into_response()
 }
 
-async fn models() -> Response {
-    axum::Json(json!({"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}]}))
-        .into_response()
+async fn models(State(seen): State<Shared>, headers: HeaderMap) -> Response {
+    remember(&seen, &headers, "/models", &Value::Null);
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if auth.contains("-bad-") {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(
+                json!({"error": {"message": format!("Incorrect API key provided: {auth}")}}),
+            ),
+        )
+            .into_response();
+    }
+    axum::Json(json!({"object": "list", "data": [
+        {"id": "gpt-4o-mini", "object": "model"},
+        {"id": "gpt-4o", "object": "model"},
+    ]}))
+    .into_response()
 }

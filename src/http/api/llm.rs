@@ -2,7 +2,7 @@
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::{get, patch, put};
+use axum::routing::{get, patch, post, put};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::http::extract::{ApiJson, ApiQuery, CurrentUser};
 use crate::http::state::AppState;
 use crate::services::llm::{self, PolicyInput, ProviderInput};
+use crate::services::llm_probe::{self, Target};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -19,12 +20,20 @@ pub fn router() -> Router<AppState> {
             "/api/v1/orgs/{org}/llm/providers/{provider}",
             put(put_provider).delete(delete_provider),
         )
+        .route(
+            "/api/v1/orgs/{org}/llm/providers/{provider}/test",
+            post(test_org_provider),
+        )
         .route("/api/v1/orgs/{org}/llm/policy", patch(patch_policy))
         .route("/api/v1/orgs/{org}/llm/resolve", get(resolve))
         .route("/api/v1/me/llm/providers", get(my_keys))
         .route(
             "/api/v1/me/llm/providers/{provider}",
             put(put_my_key).delete(delete_my_key),
+        )
+        .route(
+            "/api/v1/me/llm/providers/{provider}/test",
+            post(test_my_key),
         )
 }
 
@@ -189,4 +198,43 @@ async fn delete_my_key(
     let ctx = user.org_context(&s, q.org).await?;
     llm::delete_my_key(&s.db, &ctx, &user.actor(), &provider).await?;
     Ok(no_content())
+}
+
+/// The provider's model list asked with the key `target` names (API.md "LLM settings").
+async fn probe(
+    s: &AppState,
+    user: &CurrentUser,
+    org: String,
+    provider: &str,
+    target: Target,
+) -> Result<Response> {
+    let ctx = user.org_context(s, org).await?;
+    let result = llm_probe::test_connection(
+        &s.db,
+        &s.keyring,
+        &s.config.env_providers,
+        &s.upstream,
+        &ctx,
+        provider,
+        target,
+    )
+    .await?;
+    Ok(ok_typed(&result))
+}
+
+async fn test_org_provider(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path((org, provider)): Path<(String, String)>,
+) -> Result<Response> {
+    probe(&s, &user, org, &provider, Target::Organization).await
+}
+
+async fn test_my_key(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(provider): Path<String>,
+    ApiQuery(q): ApiQuery<OrgQuery>,
+) -> Result<Response> {
+    probe(&s, &user, q.org, &provider, Target::Mine).await
 }
