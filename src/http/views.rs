@@ -176,6 +176,8 @@ pub struct OrgNav {
     pub teams: bool,
     pub audit: bool,
     pub settings: bool,
+    pub llm: bool,
+    pub usage: bool,
 }
 
 impl OrgNav {
@@ -189,6 +191,8 @@ impl OrgNav {
             teams: has("teams.view"),
             audit: has("audit.view"),
             settings: has("org.update") || has("org.delete"),
+            llm: has("llm.use"),
+            usage: has("usage.view"),
         }
     }
 
@@ -709,4 +713,159 @@ pub struct OrgDashboardPage {
     pub can_view_audit: bool,
     /// None for members who may not see organization-wide counts (guests).
     pub dashboard: Option<Dashboard>,
+}
+
+/// What a "test connection" found, as shown under the provider it tested.
+#[derive(Debug, Clone)]
+pub struct TestView {
+    pub ok: bool,
+    pub message: String,
+    /// Which key, where, how long: "organization key sk-…abcd · https://… · 120 ms".
+    pub detail: String,
+    /// The first model ids, comma-separated.
+    pub models: String,
+}
+
+/// A provider entry of the organization, or one configured only on the server.
+pub struct ProviderRow {
+    pub name: String,
+    pub base_url: String,
+    pub key_hint: String,
+    pub enabled: bool,
+    /// Which key the organization's calls use: "organization key", "server key", "none".
+    pub effective: String,
+    pub updated: String,
+    /// Configured only through the server's environment (no organization entry).
+    pub server_only: bool,
+    pub test: Option<TestView>,
+    /// Errors of this row's edit form, which is then open.
+    pub errors: FormErrors,
+}
+
+/// The organization's LLM providers and policy.
+#[derive(Template)]
+#[template(path = "pages/llm/settings.html")]
+pub struct LlmSettingsPage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    pub can_manage_keys: bool,
+    pub can_manage_policy: bool,
+    pub providers: Vec<ProviderRow>,
+    pub allow_user_keys: bool,
+    pub default_model: String,
+    /// One per line.
+    pub allowed_models: String,
+    pub policy_errors: FormErrors,
+    /// The add form: what was typed (never the key) and what is wrong with it.
+    pub new_name: String,
+    pub new_base_url: String,
+    pub new_errors: FormErrors,
+    pub notice: Option<String>,
+}
+
+pub struct MyKeyRow {
+    pub name: String,
+    pub base_url: String,
+    pub key_hint: String,
+    pub updated: String,
+    pub test: Option<TestView>,
+}
+
+/// Which key a member's calls use, per provider.
+pub struct ResolutionRow {
+    pub provider: String,
+    pub source: String,
+    pub key_hint: String,
+    pub reason: String,
+}
+
+/// A member's own provider keys in one organization.
+#[derive(Template)]
+#[template(path = "pages/llm/keys.html")]
+pub struct MyKeysPage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    pub allowed: bool,
+    pub keys: Vec<MyKeyRow>,
+    pub resolution: Vec<ResolutionRow>,
+    /// Provider names to suggest in the form.
+    pub known: Vec<String>,
+    pub form_provider: String,
+    pub form_base_url: String,
+    pub errors: FormErrors,
+    pub notice: Option<String>,
+}
+
+/// A line of a usage breakdown.
+pub struct UsageRow {
+    pub label: String,
+    /// A second line (a member's email).
+    pub sub: String,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost: String,
+}
+
+pub struct InvoiceRow {
+    pub id: String,
+    pub period: String,
+    pub total: String,
+    pub issued: String,
+}
+
+pub struct NotificationRow {
+    pub id: String,
+    pub title: String,
+    pub body: String,
+    pub when: String,
+    pub unread: bool,
+}
+
+/// The quota form's fields as typed (money in dollars).
+#[derive(Default)]
+pub struct QuotaFields {
+    pub monthly_credits: String,
+    pub monthly_requests: String,
+    pub rate_limit_rpm: String,
+    pub rate_limit_tpm: String,
+    pub member_monthly_credits: String,
+    pub billing_anchor_day: String,
+    pub alert_thresholds: String,
+    pub webhook_url: String,
+}
+
+/// An organization's usage in one period: limits, totals, the daily chart, breakdowns.
+#[derive(Template)]
+#[template(path = "pages/usage/index.html")]
+pub struct UsagePage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    pub org_id: String,
+    pub period: String,
+    /// "1 Nov 2026 – 30 Nov 2026".
+    pub range: String,
+    pub prev_period: String,
+    /// None for the current period (the future has no usage).
+    pub next_period: Option<String>,
+    pub limits: Vec<UsageMeter>,
+    /// Limits without a running count: "60 requests per minute".
+    pub rates: Vec<String>,
+    pub alerts_sent: String,
+    pub totals: UsageRow,
+    pub mine: UsageRow,
+    /// The daily cost chart, an SVG document drawn by the server.
+    pub chart_svg: String,
+    pub by_day: Vec<UsageRow>,
+    pub by_model: Vec<UsageRow>,
+    pub by_user: Vec<UsageRow>,
+    pub can_manage_quota: bool,
+    pub quota: QuotaFields,
+    pub plan_credits: String,
+    pub webhook_secret_set: bool,
+    pub quota_errors: FormErrors,
+    pub can_view_billing: bool,
+    pub invoices: Vec<InvoiceRow>,
+    pub notifications: Vec<NotificationRow>,
+    pub notice: Option<String>,
 }

@@ -2,9 +2,11 @@
 mod account;
 mod audit;
 mod auth;
+mod chart;
 mod dashboard;
 mod gallery;
 mod invite;
+mod llm;
 mod members;
 mod org_frame;
 mod orgs;
@@ -12,6 +14,7 @@ mod resource_forms;
 mod resources;
 mod settings;
 mod teams;
+mod usage;
 
 use askama::Template;
 use axum::Router;
@@ -39,6 +42,8 @@ pub fn router() -> Router<AppState> {
         .merge(audit::router())
         .merge(resources::router())
         .merge(gallery::router())
+        .merge(llm::router())
+        .merge(usage::router())
         .fallback(not_found)
 }
 

@@ -1,0 +1,585 @@
+//! The usage page: every limit that applies to the viewer with a bar, the period's totals,
+//! the daily cost chart (SVG drawn here), breakdowns by model and member, invoices, quota
+//! alerts, and the quota form for those who may change it. All from `GET …/usage`'s report.
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::chart::daily_cost_svg;
+use super::org_frame::{form_errors, nav, shown_at};
+use super::{layout, render_status, see_other};
+use crate::db::OrgContext;
+use crate::db::scope::has_permission;
+use crate::domain::parse_usd;
+use crate::domain::period::period_at;
+use crate::error::{AppError, Result};
+use crate::http::extract::{CsrfForm, CurrentUser};
+use crate::http::state::AppState;
+use crate::http::views::{
+    FormErrors, InvoiceRow, NotificationRow, QuotaFields, UsageMeter, UsagePage, UsageRow,
+    short_time,
+};
+use crate::services::{invoices, notifications, quota};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/o/{org}/usage", get(show))
+        .route("/o/{org}/usage/quota", post(save_quota))
+        .route("/o/{org}/usage/notifications/{id}/read", post(read))
+}
+
+fn usage_url(ctx: &OrgContext) -> String {
+    format!("/o/{}/usage", ctx.org().slug)
+}
+
+/// Dollars for people: cents from a dollar up, every digit below (a call can cost
+/// $0.000018, which "$0.00" would hide).
+pub(super) fn money(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let m = micros.unsigned_abs();
+    if m >= 1_000_000 {
+        let cents = (m + 5_000) / 10_000;
+        return format!("{sign}${}.{:02}", cents / 100, cents % 100);
+    }
+    let frac = format!("{m:06}");
+    let trimmed = frac.trim_end_matches('0');
+    let shown = if trimmed.len() < 2 {
+        &frac[..2]
+    } else {
+        trimmed
+    };
+    format!("{sign}$0.{shown}")
+}
+
+fn row(label: String, sub: String, t: &Value) -> UsageRow {
+    let n = |k: &str| t[k].as_i64().unwrap_or(0);
+    UsageRow {
+        label,
+        sub,
+        requests: n("requests"),
+        input_tokens: n("input_tokens"),
+        output_tokens: n("output_tokens"),
+        cost: money(n("cost_micros")),
+    }
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// A bar per counted limit; rate limits (no running count) as sentences.
+fn limits_of(report: &Value) -> (Vec<UsageMeter>, Vec<String>) {
+    let mut meters = Vec::new();
+    let mut rates = Vec::new();
+    for l in report["limits"].as_array().into_iter().flatten() {
+        let name = l["name"].as_str().unwrap_or_default();
+        let limit = l["limit"].as_i64().unwrap_or(0);
+        let Some(used) = l["used"].as_i64() else {
+            rates.push(match name {
+                "rate_tpm" => format!("{limit} tokens per minute, for the whole organization"),
+                _ => format!("{limit} requests per minute, for the whole organization"),
+            });
+            continue;
+        };
+        let (label, show): (&str, fn(i64) -> String) = match name {
+            "org_credits" => ("The organization's AI credits", money),
+            "member_credits" => ("Your AI credits in this organization", money),
+            _ => ("The organization's requests", |n: i64| n.to_string()),
+        };
+        let percent = l["percent"].as_f64().unwrap_or(0.0);
+        let level = if used >= limit {
+            "full"
+        } else if percent >= 80.0 {
+            "warn"
+        } else {
+            "ok"
+        };
+        meters.push(UsageMeter {
+            id: format!("limit-{}", name.replace('_', "-")),
+            label: label.to_string(),
+            used,
+            max: Some(limit),
+            text: format!("{} of {} ({percent}%)", show(used), show(limit)),
+            percent: (percent.round() as i64).clamp(0, 100),
+            level: level.to_string(),
+        });
+    }
+    (meters, rates)
+}
+
+/// Every day of the period with its cost (days without calls at zero).
+fn days_of(start: NaiveDate, end: NaiveDate, by_day: &[(String, i64)]) -> Vec<(NaiveDate, i64)> {
+    let mut out = Vec::new();
+    let mut d = start;
+    while d < end && out.len() < 31 {
+        let key = d.format("%Y-%m-%d").to_string();
+        let cost = by_day
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, c)| *c)
+            .unwrap_or(0);
+        out.push((d, cost));
+        d = d + Days::new(1);
+    }
+    out
+}
+
+fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(v.as_str()?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn quota_fields(settings: &Value) -> QuotaFields {
+    let num = |k: &str| {
+        settings[k]
+            .as_i64()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    };
+    let dollars = |k: &str| {
+        settings[k]
+            .as_i64()
+            .map(|n| money(n).trim_start_matches('$').to_string())
+            .unwrap_or_default()
+    };
+    QuotaFields {
+        monthly_credits: dollars("monthly_credits_micros"),
+        monthly_requests: num("monthly_requests"),
+        rate_limit_rpm: num("rate_limit_rpm"),
+        rate_limit_tpm: num("rate_limit_tpm"),
+        member_monthly_credits: dollars("member_monthly_credits_micros"),
+        billing_anchor_day: num("billing_anchor_day"),
+        alert_thresholds: settings["alert_thresholds"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_i64)
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default(),
+        webhook_url: text(&settings["webhook_url"]),
+    }
+}
+
+async fn usage_page(
+    s: &AppState,
+    user: &CurrentUser,
+    ctx: &OrgContext,
+    period: Option<String>,
+) -> Result<UsagePage> {
+    let now = s.config.clock.now();
+    let report = quota::report(&s.db, ctx, period, now).await?;
+    let settings = &report["settings"];
+    let anchor = settings["billing_anchor_day"].as_u64().unwrap_or(1) as u32;
+    let (Some(start), Some(end)) = (parse_time(&report["start"]), parse_time(&report["end"]))
+    else {
+        return Err(AppError::Internal("the usage report has no period".into()));
+    };
+    let prev_period = period_at(start - chrono::Duration::seconds(1), anchor).label;
+    let next_period = (end <= now).then(|| period_at(end, anchor).label);
+    let last_day = (end - chrono::Duration::seconds(1)).date_naive();
+    let range = format!(
+        "{} – {}",
+        start.format("%-d %b %Y"),
+        last_day.format("%-d %b %Y")
+    );
+    let day_rows: Vec<&Value> = report["by_day"].as_array().into_iter().flatten().collect();
+    let day_costs: Vec<(String, i64)> = day_rows
+        .iter()
+        .map(|r| {
+            (
+                text(&r["day"]),
+                r["totals"]["cost_micros"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let chart_svg = daily_cost_svg(&days_of(start.date_naive(), end.date_naive(), &day_costs));
+    let rows = |field: &str, key: &str| -> Vec<UsageRow> {
+        report[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| row(text(&r[key]), String::new(), &r["totals"]))
+            .collect()
+    };
+    let by_user = report["by_user"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let name = text(&r["name"]);
+            let email = text(&r["email"]);
+            if name.is_empty() && email.is_empty() {
+                row("a former member".into(), String::new(), &r["totals"])
+            } else {
+                row(name, email, &r["totals"])
+            }
+        })
+        .collect();
+    let (limits, rates) = limits_of(&report);
+    let alerts_sent = report["quota"]["alerts_sent"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_i64)
+                .map(|p| format!("{p}%"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let can_view_billing = has_permission(ctx, "billing.view");
+    let invoice_rows = if can_view_billing {
+        invoices::list(&s.db, ctx)
+            .await?
+            .into_iter()
+            .map(|i| InvoiceRow {
+                id: i.id,
+                period: i.period,
+                total: money(i.total_micros),
+                issued: short_time(&i.issued_at),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let notes = notifications::mine(&s.db, ctx)
+        .await?
+        .into_iter()
+        .take(10)
+        .map(|n| NotificationRow {
+            unread: n.read_at.is_none(),
+            id: n.id,
+            title: n.title,
+            body: n.body,
+            when: short_time(&n.created_at),
+        })
+        .collect();
+    let title = format!("Usage · {}", ctx.org().name);
+    Ok(UsagePage {
+        layout: layout(s, user, &title, Some(ctx.org_id())).await?,
+        nav: nav(ctx, "usage"),
+        org_id: ctx.org_id().to_string(),
+        period: text(&report["period"]),
+        range,
+        prev_period,
+        next_period,
+        limits,
+        rates,
+        alerts_sent,
+        totals: row(String::new(), String::new(), &report["totals"]),
+        mine: row(String::new(), String::new(), &report["mine"]),
+        chart_svg,
+        by_day: rows("by_day", "day"),
+        by_model: rows("by_model", "model"),
+        by_user,
+        can_manage_quota: has_permission(ctx, "quota.manage"),
+        quota: quota_fields(settings),
+        plan_credits: settings["plan_credits_micros"]
+            .as_i64()
+            .map(money)
+            .unwrap_or_default(),
+        webhook_secret_set: settings["webhook_secret_set"].as_bool().unwrap_or(false),
+        quota_errors: FormErrors::default(),
+        can_view_billing,
+        invoices: invoice_rows,
+        notifications: notes,
+        notice: None,
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct UsageQuery {
+    #[serde(default)]
+    period: Option<String>,
+    #[serde(default)]
+    saved: Option<String>,
+}
+
+async fn show(
+    State(s): State<AppState>,
+    user: CurrentUser,
+    Path(org): Path<String>,
+    Query(q): Query<UsageQuery>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let period = q.period.filter(|p| !p.is_empty());
+    let mut page = usage_page(&s, &user, &ctx, period).await?;
+    if q.saved.is_some() {
+        page.notice = Some("Quota saved.".into());
+    }
+    render_status(StatusCode::OK, &page)
+}
+
+#[derive(Deserialize, Default)]
+struct QuotaForm {
+    #[serde(default)]
+    monthly_credits: String,
+    #[serde(default)]
+    monthly_requests: String,
+    #[serde(default)]
+    member_monthly_credits: String,
+    #[serde(default)]
+    rate_limit_rpm: String,
+    #[serde(default)]
+    rate_limit_tpm: String,
+    #[serde(default)]
+    billing_anchor_day: String,
+    #[serde(default)]
+    alert_thresholds: String,
+    #[serde(default)]
+    webhook_url: String,
+    #[serde(default)]
+    webhook_secret: String,
+    #[serde(default)]
+    remove_webhook_secret: Option<String>,
+}
+
+/// The form as a quota change (empty limits mean "none"/"the plan's"), or field errors.
+fn quota_input(f: &QuotaForm) -> std::result::Result<quota::QuotaInput, FormErrors> {
+    let mut errors = Vec::new();
+    let mut fail = |field: &str, message: &str| errors.push((field.to_string(), message.into()));
+    let mut dollars = |field: &str, raw: &str| -> Option<i64> {
+        if raw.trim().is_empty() {
+            return None;
+        }
+        let v = parse_usd(raw);
+        if v.is_none() {
+            fail(field, "must be an amount in dollars, e.g. 25 or 12.50");
+        }
+        v
+    };
+    let credits = dollars("monthly_credits", &f.monthly_credits);
+    let member = dollars("member_monthly_credits", &f.member_monthly_credits);
+    let mut whole = |field: &str, raw: &str| -> Option<i64> {
+        let t = raw.trim();
+        if t.is_empty() {
+            return None;
+        }
+        let v = t.parse::<i64>().ok().filter(|n| *n >= 0);
+        if v.is_none() {
+            fail(field, "must be a whole number, 0 or more");
+        }
+        v
+    };
+    let requests = whole("monthly_requests", &f.monthly_requests);
+    let rpm = whole("rate_limit_rpm", &f.rate_limit_rpm);
+    let tpm = whole("rate_limit_tpm", &f.rate_limit_tpm);
+    let anchor = f.billing_anchor_day.trim().parse::<u32>().ok();
+    if anchor.is_none() {
+        fail("billing_anchor_day", "must be a day of the month, 1-28");
+    }
+    let thresholds: Option<Vec<u8>> = f
+        .alert_thresholds
+        .split([',', ' ', '%'])
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<u8>().ok())
+        .collect();
+    if thresholds.is_none() {
+        fail(
+            "alert_thresholds",
+            "must be percentages separated by commas, e.g. 80, 90, 100",
+        );
+    }
+    if !errors.is_empty() {
+        return Err(FormErrors(errors));
+    }
+    let url = f.webhook_url.trim();
+    let secret = f.webhook_secret.trim();
+    Ok(quota::QuotaInput {
+        monthly_credits_micros: Some(credits),
+        monthly_requests: Some(requests),
+        rate_limit_rpm: Some(rpm),
+        rate_limit_tpm: Some(tpm),
+        member_monthly_credits_micros: Some(member),
+        billing_anchor_day: anchor,
+        alert_thresholds: thresholds,
+        webhook_url: Some((!url.is_empty()).then(|| url.to_string())),
+        webhook_secret: if f.remove_webhook_secret.is_some() {
+            Some(None)
+        } else if secret.is_empty() {
+            None
+        } else {
+            Some(Some(secret.to_string()))
+        },
+    })
+}
+
+/// The service names money fields in micro-units; the form asks for dollars.
+fn form_field(service_field: String) -> String {
+    match service_field.as_str() {
+        "monthly_credits_micros" => "monthly_credits".into(),
+        "member_monthly_credits_micros" => "member_monthly_credits".into(),
+        _ => service_field,
+    }
+}
+
+async fn save_quota(
+    State(s): State<AppState>,
+    Path(org): Path<String>,
+    CsrfForm(user, f): CsrfForm<QuotaForm>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    let (errors, status) = match quota_input(&f) {
+        Err(errors) => (errors, StatusCode::BAD_REQUEST),
+        Ok(input) => match quota::patch(&s.db, &s.keyring, &ctx, &user.actor(), input).await {
+            Ok(_) => return Ok(see_other(&format!("{}?saved=1", usage_url(&ctx)))),
+            Err(e) => {
+                let fields = [
+                    "monthly_credits_micros",
+                    "monthly_requests",
+                    "member_monthly_credits_micros",
+                    "rate_limit_rpm",
+                    "rate_limit_tpm",
+                    "billing_anchor_day",
+                    "alert_thresholds",
+                    "webhook_url",
+                    "webhook_secret",
+                ];
+                let Some(errors) = form_errors(&e, &fields, "form") else {
+                    return Err(e);
+                };
+                let errors = FormErrors(
+                    errors
+                        .0
+                        .into_iter()
+                        .map(|(field, m)| (form_field(field), m))
+                        .collect(),
+                );
+                (errors, e.status())
+            }
+        },
+    };
+    let mut page = usage_page(&s, &user, &ctx, None).await?;
+    // What was typed stays, except the secret.
+    page.quota = QuotaFields {
+        monthly_credits: f.monthly_credits,
+        monthly_requests: f.monthly_requests,
+        rate_limit_rpm: f.rate_limit_rpm,
+        rate_limit_tpm: f.rate_limit_tpm,
+        member_monthly_credits: f.member_monthly_credits,
+        billing_anchor_day: f.billing_anchor_day,
+        alert_thresholds: f.alert_thresholds,
+        webhook_url: f.webhook_url,
+    };
+    page.quota_errors = errors;
+    Ok(shown_at(render_status(status, &page)?, &usage_url(&ctx)))
+}
+
+async fn read(
+    State(s): State<AppState>,
+    Path((org, id)): Path<(String, String)>,
+    CsrfForm(user, ()): CsrfForm<()>,
+) -> Result<Response> {
+    let ctx = user.org_context(&s, org).await?;
+    notifications::mark_read(&s.db, &ctx, id).await?;
+    Ok(see_other(&usage_url(&ctx)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn money_shows_cents_from_a_dollar_and_every_digit_below() {
+        assert_eq!(money(0), "$0.00");
+        assert_eq!(money(18), "$0.000018");
+        assert_eq!(money(250_000), "$0.25");
+        assert_eq!(money(123_456), "$0.123456");
+        assert_eq!(money(1_500_000), "$1.50");
+        assert_eq!(money(1_234_567), "$1.23");
+        assert_eq!(money(1_995_000), "$2.00");
+        assert_eq!(money(-2_500_000), "-$2.50");
+    }
+
+    #[test]
+    fn limits_become_bars_and_rates_sentences() {
+        let report = json!({"limits": [
+            {"name": "org_credits", "used": 900_000, "limit": 1_000_000, "percent": 90.0},
+            {"name": "member_credits", "used": 2_000_000, "limit": 1_000_000, "percent": 200.0},
+            {"name": "org_requests", "used": 3, "limit": 100, "percent": 3.0},
+            {"name": "rate_rpm", "used": null, "limit": 60, "percent": null},
+            {"name": "rate_tpm", "used": null, "limit": 10000, "percent": null},
+        ]});
+        let (meters, rates) = limits_of(&report);
+        assert_eq!(meters.len(), 3);
+        assert_eq!(meters[0].id, "limit-org-credits");
+        assert_eq!(meters[0].text, "$0.90 of $1.00 (90%)");
+        assert_eq!(meters[0].level, "warn");
+        assert_eq!(meters[1].level, "full");
+        assert_eq!(meters[1].percent, 100);
+        assert_eq!(meters[2].text, "3 of 100 (3%)");
+        assert_eq!(meters[2].level, "ok");
+        assert_eq!(
+            rates,
+            vec![
+                "60 requests per minute, for the whole organization",
+                "10000 tokens per minute, for the whole organization"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_chart_covers_every_day_of_the_period() {
+        let d = |day| NaiveDate::from_ymd_opt(2026, 11, day).unwrap();
+        let days = days_of(
+            d(15),
+            NaiveDate::from_ymd_opt(2026, 12, 15).unwrap(),
+            &[("2026-11-20".into(), 5)],
+        );
+        assert_eq!(days.len(), 30);
+        assert_eq!(days[0], (d(15), 0));
+        assert_eq!(days[5], (d(20), 5));
+    }
+
+    #[test]
+    fn the_quota_form_takes_dollars_and_empty_means_no_limit() {
+        let f = QuotaForm {
+            monthly_credits: "25".into(),
+            member_monthly_credits: "".into(),
+            monthly_requests: " 1000 ".into(),
+            billing_anchor_day: "15".into(),
+            alert_thresholds: "50%, 80, 100".into(),
+            webhook_secret: "".into(),
+            ..QuotaForm::default()
+        };
+        let q = quota_input(&f).unwrap();
+        assert_eq!(q.monthly_credits_micros, Some(Some(25_000_000)));
+        assert_eq!(q.member_monthly_credits_micros, Some(None));
+        assert_eq!(q.monthly_requests, Some(Some(1000)));
+        assert_eq!(q.rate_limit_rpm, Some(None));
+        assert_eq!(q.billing_anchor_day, Some(15));
+        assert_eq!(q.alert_thresholds, Some(vec![50, 80, 100]));
+        assert_eq!(q.webhook_url, Some(None));
+        assert_eq!(q.webhook_secret, None);
+        let bad = QuotaForm {
+            monthly_credits: "-3".into(),
+            monthly_requests: "lots".into(),
+            billing_anchor_day: "".into(),
+            alert_thresholds: "80, 300".into(),
+            ..QuotaForm::default()
+        };
+        let e = quota_input(&bad).unwrap_err();
+        for field in [
+            "monthly_credits",
+            "monthly_requests",
+            "billing_anchor_day",
+            "alert_thresholds",
+        ] {
+            assert!(e.has(field), "{field}");
+        }
+        assert_eq!(
+            form_field("monthly_credits_micros".into()),
+            "monthly_credits"
+        );
+    }
+}
