@@ -926,6 +926,267 @@ struct SwitcherOption {
     selected: bool,
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_configures_a_provider_a_member_brings_a_key_and_the_usage_page_shows_the_calls() {
+    const ORG_KEY: &str = "sk-live-secret-0000-ABCD1234";
+    const BOB_KEY: &str = "sk-bob-secret-0000-EFGH5678";
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let mock = common::mock_llm::MockLlm::start().await;
+    let app = TestApp::spawn().await;
+    app.create_user(ADA_EMAIL, ADA_NAME).await;
+    let bob_user = app.create_user("bob@example.com", "Bob Babbage").await;
+    let owner = app.login(ADA_EMAIL).await;
+    let org = owner
+        .post(
+            "/api/v1/orgs",
+            json!({"name": "Analytical Engines", "slug": "engines"}),
+        )
+        .await;
+    assert_eq!(org.status, StatusCode::CREATED, "{}", org.text);
+    let org_id = org.body["id"].as_str().unwrap().to_string();
+    let inv = owner
+        .post(
+            &format!("/api/v1/orgs/{org_id}/invitations"),
+            json!({"email": bob_user.email, "role": "member"}),
+        )
+        .await;
+    let bob_api = app.login(&bob_user.email).await;
+    let joined = bob_api
+        .post(
+            "/api/v1/invitations/accept",
+            json!({"token": inv.body["token"]}),
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::OK, "{}", joined.text);
+
+    // Ada adds the provider from the AI providers page: the key is accepted, then shown
+    // only as a hint, and the page never carries it.
+    let ada = Browser::launch(&app).await;
+    ada.fill_sign_in(ADA_EMAIL, PASSWORD).await;
+    ada.wait_for("#sign-out").await;
+    ada.goto("/o/engines").await;
+    ada.wait_for("#org-nav a[href='/o/engines/llm']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    ada.wait_for_path("/o/engines/llm").await;
+    ada.wait_for("#no-providers").await;
+    ada.type_into("#new-provider", "openai").await;
+    ada.type_into("#new-base-url", &mock.base).await;
+    ada.type_into("#new-key", ORG_KEY).await;
+    ada.wait_for("#add-provider").await.click().await.unwrap();
+    ada.wait_for_text("#llm-notice", "openai: provider saved.")
+        .await;
+    assert_eq!(ada.text_of("#hint-openai").await, "sk-…1234");
+    assert_eq!(
+        ada.text_of("#effective-openai").await,
+        "the organization's key"
+    );
+    assert!(!ada.client.source().await.unwrap().contains(ORG_KEY));
+
+    // "Test connection" asks the provider with that key.
+    ada.wait_for("#test-openai").await.click().await.unwrap();
+    ada.wait_until_text_contains("#test-result-openai", "the provider offers 2 models")
+        .await;
+    assert!(
+        ada.text_of("#test-result-openai")
+            .await
+            .contains("sk-…1234")
+    );
+    assert_eq!(
+        mock.requests().last().unwrap().authorization,
+        format!("Bearer {ORG_KEY}")
+    );
+
+    // A wrong base URL is refused next to the field, and nothing changes.
+    ada.wait_for("#edit-openai > summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    ada.wait_for("#base-url-openai")
+        .await
+        .clear()
+        .await
+        .unwrap();
+    ada.type_into("#base-url-openai", "ftp://nowhere").await;
+    // The browser's own URL check would stop the form; the server's answer is tested.
+    ada.client
+        .execute(
+            "document.getElementById('base-url-openai').type = 'text';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    ada.wait_for("#save-openai").await.click().await.unwrap();
+    ada.wait_until_text_contains("#edit-openai", "must be an http:// or https:// URL")
+        .await;
+    assert_eq!(
+        owner.get(&format!("/api/v1/orgs/{org_id}/llm")).await.body["providers"][0]["base_url"],
+        json!(mock.base)
+    );
+
+    // The policy lets members bring their own keys.
+    ada.goto("/o/engines/llm").await;
+    ada.wait_for("#allow-user-keys")
+        .await
+        .click()
+        .await
+        .unwrap();
+    ada.wait_for("#default-model").await.clear().await.unwrap();
+    ada.type_into("#default-model", "gpt-4o-mini").await;
+    ada.wait_for("#save-policy").await.click().await.unwrap();
+    ada.wait_for_text("#llm-notice", "Policy saved.").await;
+    let policy = owner.get(&format!("/api/v1/orgs/{org_id}/llm")).await.body;
+    assert_eq!(policy["policy"]["allow_user_keys"], true);
+    assert_eq!(policy["policy"]["default_model"], "gpt-4o-mini");
+
+    // Bob's calls use the organization's key until he saves his own.
+    let bob = Browser::launch(&app).await;
+    bob.fill_sign_in(&bob_user.email, PASSWORD).await;
+    bob.wait_for("#sign-out").await;
+    bob.goto("/o/engines/llm").await;
+    bob.wait_for("#providers-table").await;
+    assert!(bob.absent("#add-provider-form").await && bob.absent("#test-openai").await);
+    assert!(bob.absent("#org-nav a[href='/o/engines/usage']").await);
+    bob.wait_for("#my-keys-link").await.click().await.unwrap();
+    bob.wait_for_path("/o/engines/llm/keys").await;
+    assert_eq!(
+        bob.text_of("#resolves-openai .source").await,
+        "the organization's key"
+    );
+    bob.type_into("#my-provider", "openai").await;
+    bob.type_into("#my-key", BOB_KEY).await;
+    bob.wait_for("#save-my-key").await.click().await.unwrap();
+    bob.wait_for_text("#keys-notice", "openai: your key saved.")
+        .await;
+    assert_eq!(bob.text_of("#resolves-openai .source").await, "your key");
+    assert!(bob.text_of("#my-key-openai").await.contains("sk-…5678"));
+    assert!(!bob.client.source().await.unwrap().contains(BOB_KEY));
+    bob.wait_for("#test-my-openai").await.click().await.unwrap();
+    bob.wait_until_text_contains("#test-result-openai", "connected")
+        .await;
+    assert_eq!(
+        mock.requests().last().unwrap().authorization,
+        format!("Bearer {BOB_KEY}")
+    );
+
+    // Bob calls the gateway three times with a token; the usage page shows the calls.
+    let made = bob_api
+        .post(
+            "/api/v1/me/tokens",
+            json!({"name": "cli", "organization_id": org_id}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let token = common::TokenClient::new(&app.base, made.body["token"].as_str().unwrap());
+    for _ in 0..3 {
+        let r = token
+            .send(
+                reqwest::Method::POST,
+                "/v1/chat/completions",
+                Some(json!({"messages": [{"role": "user", "content": "hello"}]})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let mut usage = Value::Null;
+    for _ in 0..100 {
+        usage = owner
+            .get(&format!("/api/v1/orgs/{org_id}/usage"))
+            .await
+            .body;
+        if usage["totals"]["requests"] == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(usage["totals"]["requests"], 3, "{usage}");
+
+    ada.goto("/o/engines").await;
+    ada.wait_for("#org-nav a[href='/o/engines/usage']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    ada.wait_for_path("/o/engines/usage").await;
+    assert_eq!(ada.text_of("#total-requests").await, "3");
+    assert_eq!(ada.text_of("#total-input").await, "33");
+    assert_eq!(ada.text_of("#total-output").await, "21");
+    assert!(ada.text_of("#by-model").await.contains("gpt-4o-mini"));
+    let by_member = ada.text_of("#by-member").await;
+    assert!(by_member.contains("Bob Babbage") && by_member.contains("bob@example.com"));
+    // The free plan's monthly credits apply to every team organization.
+    assert!(
+        ada.text_of("#quota-limits")
+            .await
+            .contains("The organization's AI credits"),
+        "{}",
+        ada.diagnostics().await
+    );
+    // The chart is an SVG drawn by the server: one bar for today.
+    let bars = ada
+        .client
+        .execute(
+            "return [...document.querySelectorAll('#daily-cost-chart svg rect')]
+                .filter(r => (r.getAttribute('fill') || '').toLowerCase() === '#2f6eba').length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(bars, json!(1), "{}", ada.diagnostics().await);
+    // The CSV link downloads the same figures with the session.
+    let href = ada
+        .wait_for("#usage-csv")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let csv = cookie_text(&app, &ada.cookie_header().await, &href).await;
+    assert!(csv.starts_with("period,breakdown,key,requests"), "{csv}");
+    assert!(csv.contains(",model,gpt-4o-mini,3,33,21,"), "{csv}");
+
+    // Ada sets monthly credits; a wrong amount is refused next to the field first.
+    ada.type_into("#q-credits", "lots").await;
+    ada.wait_for("#save-quota").await.click().await.unwrap();
+    ada.wait_until_text_contains("#quota-error-monthly_credits", "amount in dollars")
+        .await;
+    ada.wait_for("#q-credits").await.clear().await.unwrap();
+    ada.type_into("#q-credits", "0.000100").await;
+    ada.wait_for("#q-thresholds").await.clear().await.unwrap();
+    ada.type_into("#q-thresholds", "50, 100").await;
+    ada.wait_for("#save-quota").await.click().await.unwrap();
+    ada.wait_for_text("#usage-notice", "Quota saved.").await;
+    let meter = ada.text_of("#quota-limits").await;
+    assert!(meter.contains("The organization's AI credits"), "{meter}");
+    assert!(meter.contains("of $0.0001"), "{meter}");
+    let q = owner
+        .get(&format!("/api/v1/orgs/{org_id}/quota"))
+        .await
+        .body;
+    assert_eq!(q["monthly_credits_micros"], 100);
+    assert_eq!(q["alert_thresholds"], json!([50, 100]));
+
+    // Bob, a member, may not see the organization's usage.
+    bob.goto("/o/engines/usage").await;
+    bob.wait_until_text_contains("main", "usage.view").await;
+    ada.close().await;
+    bob.close().await;
+}
+
+async fn cookie_text(app: &TestApp, cookie: &str, path: &str) -> String {
+    let res = reqwest::Client::new()
+        .get(format!("{}{path}", app.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{path}");
+    res.text().await.unwrap()
+}
+
 fn assert_only_marked(options: &[SwitcherOption], org_id: &str) {
     for o in options {
         let expected = o.value == org_id;

@@ -16,7 +16,10 @@ pub fn daily_cost_svg(days: &[(NaiveDate, i64)]) -> String {
     if days.is_empty() {
         return svg;
     }
-    if draw(&mut svg, days).is_err() {
+    // A chart is not worth a failed page: errors and panics inside the drawing library
+    // (it has had arithmetic overflows on odd ranges) leave the page without the chart.
+    let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| draw(&mut svg, days)));
+    if !matches!(drawn, Ok(Ok(()))) {
         tracing::warn!("the daily cost chart could not be drawn");
         return String::new();
     }
@@ -43,13 +46,14 @@ fn axis_top(max_usd: f64) -> f64 {
 }
 
 fn dollars(v: f64, top: f64) -> String {
-    if top < 0.1 {
-        format!("${v:.4}")
-    } else if top < 10.0 {
-        format!("${v:.2}")
+    // Enough decimals that the axis labels differ: two for dollars, more for fractions
+    // of a cent.
+    let decimals = if top >= 10.0 {
+        0
     } else {
-        format!("${v:.0}")
-    }
+        ((-top.log10()).ceil() as i64 + 1).clamp(2, 6) as usize
+    };
+    format!("${v:.decimals$}")
 }
 
 fn draw(svg: &mut String, days: &[(NaiveDate, i64)]) -> Result<(), Box<dyn std::error::Error>> {
@@ -67,7 +71,7 @@ fn draw(svg: &mut String, days: &[(NaiveDate, i64)]) -> Result<(), Box<dyn std::
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .light_line_style(GRID)
+        .light_line_style(TRANSPARENT)
         .bold_line_style(GRID)
         .axis_style(TEXT)
         .label_style(("sans-serif", 12).into_font().color(&TEXT))
@@ -124,6 +128,21 @@ mod tests {
     }
 
     #[test]
+    fn odd_periods_and_amounts_still_draw() {
+        for days in [
+            vec![(day(1), 0)],
+            vec![(day(1), i64::MAX)],
+            (1..=28).map(|d| (day(d), 1)).collect::<Vec<_>>(),
+            (1..=31)
+                .map(|d| (day(1) + chrono::Days::new(d), 0))
+                .collect::<Vec<_>>(),
+        ] {
+            let svg = daily_cost_svg(&days);
+            assert!(svg.starts_with("<svg"), "{} days", days.len());
+        }
+    }
+
+    #[test]
     fn the_axis_ends_on_a_round_figure() {
         assert_eq!(axis_top(0.0), 1.0);
         assert_eq!(axis_top(1.5), 2.0);
@@ -132,6 +151,8 @@ mod tests {
         assert_eq!(axis_top(0.00042), 0.0005);
         assert_eq!(dollars(0.5, 1.0), "$0.50");
         assert_eq!(dollars(20.0, 50.0), "$20");
-        assert_eq!(dollars(0.0001, 0.0005), "$0.0001");
+        assert_eq!(dollars(0.0001, 0.0005), "$0.00010");
+        assert_eq!(dollars(0.000012, 0.00002), "$0.000012");
+        assert_eq!(dollars(3.0, 5.0), "$3.00");
     }
 }
