@@ -644,3 +644,106 @@ async fn test_connection_asks_the_provider_with_the_key_calls_would_use_and_tell
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+/// A page form post with the session's CSRF field, as a browser sends it.
+async fn form_post(s: &Session, path: &str, fields: &[(&str, &str)]) -> crate::common::Reply {
+    let mut form: Vec<(&str, &str)> = vec![("csrf_token", s.csrf.as_str())];
+    form.extend_from_slice(fields);
+    crate::common::reply(s.client.post(s.url(path)).form(&form).send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn ai_provider_and_usage_pages_of_another_org_are_not_found_and_change_nothing() {
+    let app = TestApp::spawn_with(with_env_key).await;
+    let w: World = two_orgs_in(app).await;
+    let a = &w.a;
+    set_org_key(a.owner(), &a.id, Some(ORG_KEY)).await;
+    allow_user_keys(a.owner(), &a.id, true).await;
+    let member = &a.person("member").s;
+    member
+        .put(
+            &format!("/api/v1/me/llm/providers/openai?org={}", a.id),
+            json!({"api_key": USER_KEY}),
+        )
+        .await;
+    let llm_before = a.owner().get(&a.path("/llm")).await.text;
+    let quota_before = a.owner().get(&a.path("/quota")).await.text;
+    let audit_before = a.owner().get(&a.path("/audit?limit=200")).await.text;
+    let note = "01890000-0000-7000-8000-000000000001";
+    let gets = ["llm", "llm/keys", "usage", "usage?period=2026-01"];
+    let posts: [(&str, &[(&str, &str)]); 9] = [
+        (
+            "llm/providers",
+            &[
+                ("provider", "openai"),
+                ("api_key", "sk-intruder-0000-ZZZZ9999"),
+            ],
+        ),
+        ("llm/providers/openai/delete", &[]),
+        ("llm/providers/openai/test", &[]),
+        ("llm/policy", &[("allowed_models", "gpt-intruder")]),
+        (
+            "llm/keys",
+            &[
+                ("provider", "openai"),
+                ("api_key", "sk-intruder-0000-ZZZZ9999"),
+            ],
+        ),
+        ("llm/keys/openai/delete", &[]),
+        ("llm/keys/openai/test", &[]),
+        (
+            "usage/quota",
+            &[("monthly_credits", "0"), ("billing_anchor_day", "1")],
+        ),
+        (&"usage/notifications/X/read", &[]),
+    ];
+    for person in &w.b.people {
+        for org in [&a.id, &a.slug] {
+            for page in gets {
+                let r = person.s.get(&format!("/o/{org}/{page}")).await;
+                assert_eq!(
+                    r.status,
+                    StatusCode::NOT_FOUND,
+                    "{} GET {page}",
+                    person.role
+                );
+                assert!(r.text.contains("<html"));
+                assert_no_secret("cross-org page", &r.text);
+                assert!(!r.text.contains(&a.name), "{page} names the other org");
+            }
+            for (page, fields) in posts {
+                let page = page.replace('X', note);
+                let r = form_post(&person.s, &format!("/o/{org}/{page}"), fields).await;
+                assert_eq!(
+                    r.status,
+                    StatusCode::NOT_FOUND,
+                    "{} POST {page}",
+                    person.role
+                );
+                assert!(!r.text.contains(&a.name), "{page} names the other org");
+            }
+        }
+    }
+    assert_eq!(a.owner().get(&a.path("/llm")).await.text, llm_before);
+    assert_eq!(a.owner().get(&a.path("/quota")).await.text, quota_before);
+    assert_eq!(
+        a.owner().get(&a.path("/audit?limit=200")).await.text,
+        audit_before
+    );
+    assert_eq!(resolve(member, &a.id).await["source"], "user");
+    // The same pages of one's own organization answer (the 404s above are not a broken
+    // route): B's owner reads them, a made-up notification is not found.
+    let b = &w.b;
+    for page in gets {
+        let r = b.owner().get(&format!("/o/{}/{page}", b.slug)).await;
+        assert_eq!(r.status, StatusCode::OK, "own GET {page}: {}", r.text);
+        assert_no_secret("own page", &r.text);
+    }
+    let r = form_post(
+        b.owner(),
+        &format!("/o/{}/usage/notifications/{note}/read", b.slug),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
