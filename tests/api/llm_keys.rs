@@ -695,7 +695,7 @@ async fn ai_provider_and_usage_pages_of_another_org_are_not_found_and_change_not
             "usage/quota",
             &[("monthly_credits", "0"), ("billing_anchor_day", "1")],
         ),
-        (&"usage/notifications/X/read", &[]),
+        ("usage/notifications/X/read", &[]),
     ];
     for person in &w.b.people {
         for org in [&a.id, &a.slug] {
