@@ -563,6 +563,9 @@ async fn each_limit_refuses_by_name_and_rate_limits_say_when_to_retry() {
                "member_monthly_credits_micros": 500, "rate_limit_rpm": 60}),
     )
     .await;
+    // Usage is committed after the answers; wait for the six successful calls' events
+    // (refused calls are metered too).
+    let _ = events(&b.app, &b.org, 6).await;
     let u = b.owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
     assert_eq!(u.status, StatusCode::OK, "{}", u.text);
     let names: Vec<&str> = u.body["limits"]
