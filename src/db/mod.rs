@@ -71,6 +71,9 @@ struct Inner {
     read_permits: tokio::sync::Semaphore,
     writer: mpsc::Sender<writer::Msg>,
     stats: Arc<WriterStats>,
+    /// Counts write jobs other than usage (`write_usage`), bumped after each one ends:
+    /// anything cached from the database is current while this has not moved.
+    generation: AtomicU64,
 }
 
 impl Db {
@@ -98,6 +101,7 @@ impl Db {
                 read_permits: tokio::sync::Semaphore::new(READERS as usize),
                 writer,
                 stats,
+                generation: AtomicU64::new(0),
             }),
         })
     }
@@ -166,6 +170,35 @@ impl Db {
     /// Runs `f` inside the writer's next batch; returns once that batch has committed.
     /// An `Err` from `f` rolls back only this job's changes.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let out = self.submit(f).await;
+        // After the commit (or the rollback): a reader that saw the old generation
+        // also read before this change, so what it cached is dropped.
+        self.inner.generation.fetch_add(1, Ordering::Release);
+        out
+    }
+
+    /// `write` for the gateway's usage batches: they change no configuration, so they
+    /// leave `generation` alone (otherwise every batch would empty the gateway's cache).
+    pub async fn write_usage<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    {
+        self.submit(f).await
+    }
+
+    /// Read it before reading what is cached, and keep that only while it is unchanged.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    async fn submit<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,

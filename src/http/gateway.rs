@@ -275,8 +275,9 @@ async fn take_off(
         .get("model")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let call = gateway::prepare(
+    let (call, limits) = gateway::prepare(
         &s.db,
+        &s.setups,
         &s.keyring,
         &s.config.env_providers,
         &ctx,
@@ -291,13 +292,9 @@ async fn take_off(
     } else {
         quota::estimate(input_chars, &body)
     };
-    let held = s.gate.admit(
-        &s.db,
-        &call.ctx,
-        &call.model,
-        estimate,
-        s.config.clock.now(),
-    )?;
+    let held = s
+        .gate
+        .admit(&s.db, &call.ctx, &limits, estimate, s.config.clock.now())?;
     let flight = Flight {
         state: s.clone(),
         call,

@@ -18,6 +18,8 @@ pub struct AppState {
     pub upstream: reqwest::Client,
     /// Quota reservations and rate limiters of the gateway.
     pub gate: Arc<crate::services::quota::Gate>,
+    /// Provider, key and limits of recent gateway calls, until the configuration changes.
+    pub setups: Arc<crate::services::gateway::Setups>,
     /// Writes the gateway's usage in batches.
     pub meter: crate::services::gateway::Meter,
     /// The base URL links are built from (public URL, or the bound address).
@@ -45,6 +47,7 @@ impl AppState {
             keyring,
             upstream,
             gate: Arc::default(),
+            setups: Arc::default(),
             meter,
             base_url: base_url.into(),
         }

@@ -112,60 +112,165 @@ fn pick_provider(
     ("openai".to_string(), model.to_string())
 }
 
-/// Chooses provider, model and key for a call of the token's member. Lookups by key only,
-/// so it runs inline (`Db::lookup`).
+/// What admission needs besides the ledger: the quota settings, the plan's monthly
+/// credits and the model's price.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub quota: crate::db::repo::quotas::Quota,
+    pub plan_credits: Option<i64>,
+    pub price: Option<(i64, i64)>,
+}
+
+/// The database side of one member's calls with one model name: provider, key and
+/// limits. Reading it took about ten queries and a decryption per call.
+#[derive(Debug, Clone)]
+struct Setup {
+    provider: String,
+    model: String,
+    upstream_model: String,
+    base_url: String,
+    api_key: Secret,
+    source: KeySource,
+    limits: Limits,
+}
+
+/// Setups as of a database generation: any write other than usage (a key, the policy,
+/// the quota, a plan, a membership) moves the generation and so empties this, and an
+/// entry is read again after a minute at the latest. Decrypted keys stay in memory that
+/// long, as they did for the duration of each call before.
+#[derive(Default)]
+pub struct Setups {
+    entries: std::sync::Mutex<SetupMap>,
+}
+
+type SetupKey = (crate::domain::OrgId, crate::domain::UserId, Option<String>);
+type SetupMap = std::collections::HashMap<SetupKey, (u64, std::time::Instant, Setup)>;
+
+const SETUP_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Model names come from clients: past this many entries the cache starts over.
+const SETUP_MAX: usize = 10_000;
+
+impl Setups {
+    fn get(&self, key: &SetupKey, generation: u64) -> Option<Setup> {
+        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .filter(|(g, at, _)| *g == generation && at.elapsed() < SETUP_TTL)
+            .map(|(_, _, s)| s.clone())
+    }
+
+    fn put(&self, key: SetupKey, generation: u64, setup: Setup) {
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= SETUP_MAX || map.values().next().is_some_and(|(g, ..)| *g != generation) {
+            map.clear();
+        }
+        map.insert(key, (generation, std::time::Instant::now(), setup));
+    }
+}
+
+/// Chooses provider, model and key for a call of the token's member, with the limits
+/// that admit it. Lookups by key only, so it runs inline (`Db::lookup`); the result is
+/// kept in `setups` until the configuration changes.
 pub fn prepare(
     db: &Db,
+    setups: &Setups,
     keyring: &Keyring,
     env: &BTreeMap<String, EnvProvider>,
     ctx: &OrgContext,
     requested: Option<&str>,
-) -> Result<Call, Refusal> {
+) -> Result<(Call, Limits), Refusal> {
+    // Permissions come from the request's own membership check, never from the cache.
     super::require(ctx, "llm.use")?;
-    db.lookup(|tx| {
-        let policy = repo::policy(tx, ctx)?;
-        let model = match requested.map(str::trim).filter(|m| !m.is_empty()) {
-            Some(m) => m.to_string(),
-            None => policy.default_model.clone().ok_or_else(|| {
-                Refusal::invalid("`model` is required (this organization has no default model)")
-            })?,
-        };
-        if !policy.allowed_models.is_empty() && !policy.allowed_models.contains(&model) {
-            return Err(Refusal::new(
-                403,
-                "permission_error",
-                "model_not_allowed",
-                format!("the model {model} is not allowed in this organization"),
-            ));
+    let key = (
+        ctx.org_id(),
+        ctx.user_id(),
+        requested
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_string),
+    );
+    let generation = db.generation();
+    let setup = match setups.get(&key, generation) {
+        Some(s) => s,
+        None => {
+            let s = db.lookup(|tx| read_setup(tx, keyring, env, ctx, key.2.as_deref()))?;
+            setups.put(key, generation, s.clone());
+            s
         }
-        let providers = repo::org_providers(tx, ctx)?;
-        let (provider, upstream_model) = pick_provider(&model, &providers, env);
-        let entry = providers.into_iter().find(|p| p.provider == provider);
-        let r = llm::resolve_with(tx, ctx, keyring, env, &provider, &policy, entry)?;
-        match (r.api_key, r.base_url) {
-            (Some(api_key), Some(base_url)) => Ok(Call {
-                ctx: ctx.clone(),
-                provider,
-                model,
-                upstream_model,
-                base_url,
-                api_key,
-                source: r.source,
-            }),
-            (Some(_), None) => Err(Refusal::new(
+    };
+    Ok((
+        Call {
+            ctx: ctx.clone(),
+            provider: setup.provider,
+            model: setup.model,
+            upstream_model: setup.upstream_model,
+            base_url: setup.base_url,
+            api_key: setup.api_key,
+            source: setup.source,
+        },
+        setup.limits,
+    ))
+}
+
+fn read_setup(
+    tx: &crate::db::ReadTx<'_>,
+    keyring: &Keyring,
+    env: &BTreeMap<String, EnvProvider>,
+    ctx: &OrgContext,
+    requested: Option<&str>,
+) -> Result<Setup, Refusal> {
+    let policy = repo::policy(tx, ctx)?;
+    let model = match requested {
+        Some(m) => m.to_string(),
+        None => policy.default_model.clone().ok_or_else(|| {
+            Refusal::invalid("`model` is required (this organization has no default model)")
+        })?,
+    };
+    if !policy.allowed_models.is_empty() && !policy.allowed_models.contains(&model) {
+        return Err(Refusal::new(
+            403,
+            "permission_error",
+            "model_not_allowed",
+            format!("the model {model} is not allowed in this organization"),
+        ));
+    }
+    let providers = repo::org_providers(tx, ctx)?;
+    let (provider, upstream_model) = pick_provider(&model, &providers, env);
+    let entry = providers.into_iter().find(|p| p.provider == provider);
+    let r = llm::resolve_with(tx, ctx, keyring, env, &provider, &policy, entry)?;
+    let (api_key, base_url) = match (r.api_key, r.base_url) {
+        (Some(k), Some(u)) => (k, u),
+        (Some(_), None) => {
+            return Err(Refusal::new(
                 424,
                 "invalid_request_error",
                 "no_provider_url",
                 format!("the provider {provider} has a key but no base URL"),
-            )),
-            (None, _) => Err(Refusal::new(
+            ));
+        }
+        (None, _) => {
+            return Err(Refusal::new(
                 424,
                 "invalid_request_error",
                 "no_provider_key",
                 r.reason
                     .unwrap_or_else(|| format!("no key for the provider {provider}")),
-            )),
+            ));
         }
+    };
+    let limits = Limits {
+        quota: crate::db::repo::quotas::get(tx, ctx)?,
+        plan_credits: crate::db::repo::plans::for_org(tx, ctx)?
+            .and_then(|p| p.monthly_ai_credits_micros),
+        price: usage::price(tx, &model)?,
+    };
+    Ok(Setup {
+        provider,
+        model,
+        upstream_model,
+        base_url,
+        api_key,
+        source: r.source,
+        limits,
     })
 }
 
@@ -309,7 +414,7 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
         .collect();
     let n = rows.len();
     let done = db
-        .write(move |tx| {
+        .write_usage(move |tx| {
             let mut prices: BTreeMap<String, Option<(i64, i64)>> = BTreeMap::new();
             let mut anchors: BTreeMap<crate::domain::OrgId, u32> = BTreeMap::new();
             let mut batch = usage::Batch::default();
@@ -371,6 +476,41 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn setup(model: &str) -> Setup {
+        Setup {
+            provider: "openai".into(),
+            model: model.into(),
+            upstream_model: model.into(),
+            base_url: "http://127.0.0.1:1/v1".into(),
+            api_key: Secret::new("sk-test"),
+            source: KeySource::Organization,
+            limits: Limits {
+                quota: crate::db::repo::quotas::Quota::default(),
+                plan_credits: None,
+                price: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_setup_is_kept_only_for_its_generation_and_the_cache_is_bounded() {
+        let setups = Setups::default();
+        let org = crate::domain::OrgId::new();
+        let user = crate::domain::UserId::new();
+        let key = |m: &str| (org, user, Some(m.to_string()));
+        setups.put(key("a"), 1, setup("a"));
+        assert_eq!(setups.get(&key("a"), 1).unwrap().model, "a");
+        assert!(setups.get(&key("a"), 2).is_none());
+        assert!(setups.get(&key("b"), 1).is_none());
+        // Entries of an older generation go when a newer one is stored.
+        setups.put(key("b"), 2, setup("b"));
+        assert_eq!(setups.entries.lock().unwrap().len(), 1);
+        for i in 0..SETUP_MAX + 5 {
+            setups.put(key(&i.to_string()), 2, setup("x"));
+        }
+        assert!(setups.entries.lock().unwrap().len() <= SETUP_MAX);
+    }
 
     #[test]
     fn cost_rounds_up_and_is_zero_without_a_price() {

@@ -161,18 +161,15 @@ impl Gate {
         &self,
         db: &Db,
         ctx: &OrgContext,
-        model: &str,
+        limits: &super::gateway::Limits,
         estimate: Tokens,
         at: chrono::DateTime<chrono::Utc>,
     ) -> std::result::Result<Reservation, Refusal> {
         let ledger = self.ledger(ctx.org_id());
         let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
-        let (q, period, plan_credits, price) = db.lookup(|tx| {
-            let (q, period) = current_period(tx, ctx, at)?;
-            let plan = plans::for_org(tx, ctx)?.and_then(|p| p.monthly_ai_credits_micros);
-            let price = usage::price(tx, model)?;
-            Ok::<_, AppError>((q, period, plan, price))
-        })?;
+        let q = &limits.quota;
+        let (plan_credits, price) = (limits.plan_credits, limits.price);
+        let period = period_at(at, q.billing_anchor_day);
         if l.period != period.label {
             // A new period: reservations of the old one are settled against the old one.
             *l = Ledger {
@@ -244,7 +241,7 @@ impl Gate {
             settled: false,
         };
         // Rate limits after the quota, so that a refused call spends no rate.
-        self.check_rates(ctx.org_id(), &q, estimate)?;
+        self.check_rates(ctx.org_id(), q, estimate)?;
         Ok(reservation)
     }
 

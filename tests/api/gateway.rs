@@ -1061,3 +1061,93 @@ async fn a_stream_the_provider_breaks_off_ends_for_the_client_and_is_metered_as_
     assert_eq!(ev[0].status, 502, "{:?}", ev[0]);
     assert!(ev[0].output > 0, "{:?}", ev[0]);
 }
+
+/// The gateway keeps each member's provider, key and limits between calls; every change
+/// of them must reach the very next call.
+#[tokio::test]
+async fn a_changed_key_policy_quota_or_role_applies_to_the_very_next_call() {
+    let b = bed().await;
+    let call = || {
+        b.token
+            .send(Method::POST, "/v1/chat/completions", Some(small_call()))
+    };
+    let last_auth = || b.mock.requests().last().unwrap().authorization.clone();
+    assert_eq!(call().await.status, StatusCode::OK);
+    assert_eq!(last_auth(), format!("Bearer {ORG_KEY}"));
+
+    // A new organization key.
+    let new_key = "sk-gateway-org-0000-NEW22222";
+    let r = b
+        .owner
+        .put(
+            &format!("/api/v1/orgs/{}/llm/providers/openai", b.org),
+            json!({"api_key": new_key}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(call().await.status, StatusCode::OK);
+    assert_eq!(last_auth(), format!("Bearer {new_key}"));
+
+    // The policy no longer allows the model.
+    let r = b
+        .owner
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{}/llm/policy", b.org),
+            Some(json!({"allowed_models": ["gpt-other"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call().await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "model_not_allowed");
+    let r = b
+        .owner
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{}/llm/policy", b.org),
+            Some(json!({"allowed_models": []})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(call().await.status, StatusCode::OK);
+
+    // The provider is switched off.
+    let r = b
+        .owner
+        .put(
+            &format!("/api/v1/orgs/{}/llm/providers/openai", b.org),
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call().await;
+    assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text);
+    b.owner
+        .put(
+            &format!("/api/v1/orgs/{}/llm/providers/openai", b.org),
+            json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(call().await.status, StatusCode::OK);
+
+    // A request limit already used up.
+    set_quota(&b, json!({"monthly_requests": 1})).await;
+    let r = call().await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    set_quota(&b, json!({"monthly_requests": null})).await;
+    assert_eq!(call().await.status, StatusCode::OK);
+
+    // The member becomes a viewer (no llm.use): refused at once.
+    let r = b
+        .owner
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{}/members/{}", b.org, b.member_id),
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = call().await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+}
