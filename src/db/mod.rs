@@ -71,7 +71,7 @@ struct Inner {
     read_permits: tokio::sync::Semaphore,
     writer: mpsc::Sender<writer::Msg>,
     stats: Arc<WriterStats>,
-    /// Counts write jobs other than usage (`write_usage`), bumped after each one ends:
+    /// Counts write jobs other than bookkeeping (`write_bookkeeping`), bumped after each:
     /// anything cached from the database is current while this has not moved.
     generation: AtomicU64,
 }
@@ -182,9 +182,10 @@ impl Db {
         out
     }
 
-    /// `write` for the gateway's usage batches: they change no configuration, so they
-    /// leave `generation` alone (otherwise every batch would empty the gateway's cache).
-    pub async fn write_usage<T, E, F>(&self, f: F) -> Result<T, E>
+    /// `write` for bookkeeping that changes no configuration (usage batches, last-used
+    /// stamps of sessions and tokens): it leaves `generation` alone, otherwise every
+    /// such write would empty the caches that depend on it.
+    pub async fn write_bookkeeping<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,

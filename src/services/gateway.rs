@@ -414,7 +414,7 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
         .collect();
     let n = rows.len();
     let done = db
-        .write_usage(move |tx| {
+        .write_bookkeeping(move |tx| {
             let mut prices: BTreeMap<String, Option<(i64, i64)>> = BTreeMap::new();
             let mut anchors: BTreeMap<crate::domain::OrgId, u32> = BTreeMap::new();
             let mut batch = usage::Batch::default();

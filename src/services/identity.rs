@@ -402,7 +402,7 @@ pub async fn authenticate_session(
         let (db, id, stamp) = (db.clone(), s.id, fmt_time(at));
         tokio::spawn(async move {
             let _ = db
-                .write(move |tx| Ok::<_, AppError>(sessions::touch(tx, id, &stamp)?))
+                .write_bookkeeping(move |tx| Ok::<_, AppError>(sessions::touch(tx, id, &stamp)?))
                 .await;
         });
     }
@@ -454,7 +454,7 @@ pub async fn authenticate_api_token(db: &Db, token: &str) -> Result<Option<Token
         let (db, id, stamp) = (db.clone(), t.id, fmt_time(at));
         tokio::spawn(async move {
             let _ = db
-                .write(move |tx| Ok::<_, AppError>(tokens::touch(tx, id, &stamp)?))
+                .write_bookkeeping(move |tx| Ok::<_, AppError>(tokens::touch(tx, id, &stamp)?))
                 .await;
         });
     }
