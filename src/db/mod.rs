@@ -1,6 +1,7 @@
 //! The only module that touches SQLite. Reads run on a pool of read-only connections on
 //! blocking threads; writes go to one writer thread that commits jobs in batches
 //! (group commit: a savepoint per job, every job answered after its batch commits).
+pub mod cache;
 mod conn;
 pub mod guard;
 mod migrate;

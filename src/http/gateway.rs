@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 
+use crate::db::cache::GenerationCache;
 use crate::http::extract::{AuthKind, CurrentUser};
 use crate::http::state::AppState;
 use crate::services::gateway::{self, Call, Refusal, Tokens};
@@ -73,27 +74,85 @@ impl IntoResponse for GatewayError {
 
 type GResult<T> = Result<T, GatewayError>;
 
+/// Token holders of recent calls with their membership, by token hash, until the
+/// database's generation moves (a revoked token, a removed or changed member, a disabled
+/// user: every such change is a write job) and for a minute at most. Expiry is checked
+/// on every call.
+pub struct Callers(GenerationCache<String, (CurrentUser, crate::db::OrgContext)>);
+
+impl Default for Callers {
+    fn default() -> Self {
+        Callers(GenerationCache::new(Duration::from_secs(60), 100_000))
+    }
+}
+
+fn unauthorized() -> GatewayError {
+    Refusal::from(crate::error::AppError::Unauthorized)
+        .with_message("missing or invalid API key: send `Authorization: Bearer xa_...`")
+        .into()
+}
+
 /// The caller: an API token only (the gateway is for programs, not browser sessions).
 async fn token_caller(
     s: &AppState,
     req: Request,
 ) -> GResult<(CurrentUser, crate::db::OrgContext, Bytes)> {
     let (mut parts, body) = req.into_parts();
-    let user = CurrentUser::from_request_parts(&mut parts, s)
-        .await
-        .map_err(|_| {
-            Refusal::from(crate::error::AppError::Unauthorized)
-                .with_message("missing or invalid API key: send `Authorization: Bearer xa_...`")
+    let hash = crate::http::extract::bearer(&parts.headers)
+        .filter(|t| t.starts_with(crate::auth::API_TOKEN_PREFIX))
+        .map(crate::auth::token_hash)
+        .ok_or_else(|| {
+            if parts.headers.contains_key(header::COOKIE) {
+                Refusal::from(crate::error::AppError::Unauthorized)
+                    .with_message("the gateway takes API tokens (xa_...), not browser sessions")
+                    .into()
+            } else {
+                unauthorized()
+            }
         })?;
-    let AuthKind::Token(t) = &user.kind else {
-        return Err(Refusal::from(crate::error::AppError::Unauthorized)
-            .with_message("the gateway takes API tokens (xa_...), not browser sessions")
-            .into());
+    let now = crate::domain::now();
+    // Read before the lookups below, so that a change committed meanwhile drops them.
+    let generation = s.db.generation();
+    let (user, ctx) = match s.callers.0.get(&hash, generation) {
+        Some((mut user, ctx)) => {
+            let AuthKind::Token(t) = &mut user.kind else {
+                return Err(unauthorized());
+            };
+            if t.expired(now) {
+                return Err(unauthorized());
+            }
+            if let Some(stamp) = crate::services::identity::touch_token_if_due(
+                &s.db,
+                t.token_id,
+                t.last_used_at.as_deref(),
+                now,
+            ) {
+                t.last_used_at = Some(stamp);
+                s.callers
+                    .0
+                    .put(hash, generation, (user.clone(), ctx.clone()));
+            }
+            let Ok(meta) = crate::services::ClientMeta::from_request_parts(&mut parts, s).await;
+            user.meta = meta;
+            (user, ctx)
+        }
+        None => {
+            let user = CurrentUser::from_request_parts(&mut parts, s)
+                .await
+                .map_err(|_| unauthorized())?;
+            let AuthKind::Token(t) = &user.kind else {
+                return Err(unauthorized());
+            };
+            let ctx = user
+                .org_context(s, t.organization_id.to_string())
+                .await
+                .map_err(Refusal::from)?;
+            s.callers
+                .0
+                .put(hash, generation, (user.clone(), ctx.clone()));
+            (user, ctx)
+        }
     };
-    let ctx = user
-        .org_context(s, t.organization_id.to_string())
-        .await
-        .map_err(Refusal::from)?;
     let bytes = axum::body::to_bytes(Body::new(body), BODY_LIMIT)
         .await
         .map_err(|_| Refusal::invalid("the request body is too large or unreadable"))?;

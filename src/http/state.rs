@@ -20,6 +20,8 @@ pub struct AppState {
     pub gate: Arc<crate::services::quota::Gate>,
     /// Provider, key and limits of recent gateway calls, until the configuration changes.
     pub setups: Arc<crate::services::gateway::Setups>,
+    /// Token holders of recent gateway calls, until the database changes.
+    pub callers: Arc<crate::http::gateway::Callers>,
     /// Writes the gateway's usage in batches.
     pub meter: crate::services::gateway::Meter,
     /// The base URL links are built from (public URL, or the bound address).
@@ -48,6 +50,7 @@ impl AppState {
             upstream,
             gate: Arc::default(),
             setups: Arc::default(),
+            callers: Arc::default(),
             meter,
             base_url: base_url.into(),
         }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use super::llm::{self, KeySource};
 use crate::config::{EnvProvider, Secret};
 use crate::crypto::Keyring;
+use crate::db::cache::GenerationCache;
 use crate::db::repo::{llm as repo, usage};
 use crate::db::{Db, OrgContext};
 use crate::domain::new_id;
@@ -134,38 +135,23 @@ struct Setup {
     limits: Limits,
 }
 
-/// Setups as of a database generation: any write other than usage (a key, the policy,
-/// the quota, a plan, a membership) moves the generation and so empties this, and an
-/// entry is read again after a minute at the latest. Decrypted keys stay in memory that
-/// long, as they did for the duration of each call before.
-#[derive(Default)]
-pub struct Setups {
-    entries: std::sync::Mutex<SetupMap>,
+/// Setups as of a database generation: any write other than bookkeeping (a key, the
+/// policy, the quota, a plan, a membership) moves the generation and so empties this, and
+/// an entry is read again after a minute at the latest. Decrypted keys stay in memory
+/// that long, as they did for the duration of each call before.
+pub struct Setups(GenerationCache<SetupKey, Setup>);
+
+impl Default for Setups {
+    fn default() -> Self {
+        // Model names come from clients: the bound keeps that from growing the cache.
+        Setups(GenerationCache::new(
+            std::time::Duration::from_secs(60),
+            10_000,
+        ))
+    }
 }
 
 type SetupKey = (crate::domain::OrgId, crate::domain::UserId, Option<String>);
-type SetupMap = std::collections::HashMap<SetupKey, (u64, std::time::Instant, Setup)>;
-
-const SETUP_TTL: std::time::Duration = std::time::Duration::from_secs(60);
-/// Model names come from clients: past this many entries the cache starts over.
-const SETUP_MAX: usize = 10_000;
-
-impl Setups {
-    fn get(&self, key: &SetupKey, generation: u64) -> Option<Setup> {
-        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(key)
-            .filter(|(g, at, _)| *g == generation && at.elapsed() < SETUP_TTL)
-            .map(|(_, _, s)| s.clone())
-    }
-
-    fn put(&self, key: SetupKey, generation: u64, setup: Setup) {
-        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= SETUP_MAX || map.values().next().is_some_and(|(g, ..)| *g != generation) {
-            map.clear();
-        }
-        map.insert(key, (generation, std::time::Instant::now(), setup));
-    }
-}
 
 /// Chooses provider, model and key for a call of the token's member, with the limits
 /// that admit it. Lookups by key only, so it runs inline (`Db::lookup`); the result is
@@ -189,11 +175,11 @@ pub fn prepare(
             .map(str::to_string),
     );
     let generation = db.generation();
-    let setup = match setups.get(&key, generation) {
+    let setup = match setups.0.get(&key, generation) {
         Some(s) => s,
         None => {
             let s = db.lookup(|tx| read_setup(tx, keyring, env, ctx, key.2.as_deref()))?;
-            setups.put(key, generation, s.clone());
+            setups.0.put(key, generation, s.clone());
             s
         }
     };
@@ -476,41 +462,6 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn setup(model: &str) -> Setup {
-        Setup {
-            provider: "openai".into(),
-            model: model.into(),
-            upstream_model: model.into(),
-            base_url: "http://127.0.0.1:1/v1".into(),
-            api_key: Secret::new("sk-test"),
-            source: KeySource::Organization,
-            limits: Limits {
-                quota: crate::db::repo::quotas::Quota::default(),
-                plan_credits: None,
-                price: None,
-            },
-        }
-    }
-
-    #[test]
-    fn a_setup_is_kept_only_for_its_generation_and_the_cache_is_bounded() {
-        let setups = Setups::default();
-        let org = crate::domain::OrgId::new();
-        let user = crate::domain::UserId::new();
-        let key = |m: &str| (org, user, Some(m.to_string()));
-        setups.put(key("a"), 1, setup("a"));
-        assert_eq!(setups.get(&key("a"), 1).unwrap().model, "a");
-        assert!(setups.get(&key("a"), 2).is_none());
-        assert!(setups.get(&key("b"), 1).is_none());
-        // Entries of an older generation go when a newer one is stored.
-        setups.put(key("b"), 2, setup("b"));
-        assert_eq!(setups.entries.lock().unwrap().len(), 1);
-        for i in 0..SETUP_MAX + 5 {
-            setups.put(key(&i.to_string()), 2, setup("x"));
-        }
-        assert!(setups.entries.lock().unwrap().len() <= SETUP_MAX);
-    }
 
     #[test]
     fn cost_rounds_up_and_is_zero_without_a_price() {

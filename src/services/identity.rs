@@ -423,6 +423,38 @@ pub struct TokenAuth {
     pub token_id: ApiTokenId,
     pub organization_id: OrgId,
     pub user: users::User,
+    /// RFC 3339, as stored: for whoever keeps this beyond the request.
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
+impl TokenAuth {
+    pub fn expired(&self, at: DateTime<Utc>) -> bool {
+        self.expires_at
+            .as_deref()
+            .is_some_and(|e| e <= fmt_time(at).as_str())
+    }
+}
+
+/// Records that a token was used, at most once per touch interval (`last_used_at` is the
+/// stamp the caller knows). Returns the new stamp when it wrote one.
+pub fn touch_token_if_due(
+    db: &Db,
+    id: ApiTokenId,
+    last_used_at: Option<&str>,
+    at: DateTime<Utc>,
+) -> Option<String> {
+    if !last_used_at.is_none_or(|l| needs_touch(l, at)) {
+        return None;
+    }
+    let (db, stamp) = (db.clone(), fmt_time(at));
+    let written = stamp.clone();
+    tokio::spawn(async move {
+        let _ = db
+            .write_bookkeeping(move |tx| Ok::<_, AppError>(tokens::touch(tx, id, &written)?))
+            .await;
+    });
+    Some(stamp)
 }
 
 pub async fn authenticate_api_token(db: &Db, token: &str) -> Result<Option<TokenAuth>> {
@@ -450,18 +482,14 @@ pub async fn authenticate_api_token(db: &Db, token: &str) -> Result<Option<Token
     let Some((t, user)) = found else {
         return Ok(None);
     };
-    if t.last_used_at.as_deref().is_none_or(|l| needs_touch(l, at)) {
-        let (db, id, stamp) = (db.clone(), t.id, fmt_time(at));
-        tokio::spawn(async move {
-            let _ = db
-                .write_bookkeeping(move |tx| Ok::<_, AppError>(tokens::touch(tx, id, &stamp)?))
-                .await;
-        });
-    }
+    let last_used_at =
+        touch_token_if_due(db, t.id, t.last_used_at.as_deref(), at).or(t.last_used_at);
     Ok(Some(TokenAuth {
         token_id: t.id,
         organization_id: t.organization_id,
         user,
+        expires_at: t.expires_at,
+        last_used_at,
     }))
 }
 

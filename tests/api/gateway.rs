@@ -25,6 +25,8 @@ struct Bed {
     token: TokenClient,
     token_id: String,
     member_id: String,
+    /// The member's browser session (makes and revokes their tokens).
+    member: Session,
 }
 
 async fn bed() -> Bed {
@@ -64,6 +66,7 @@ async fn bed() -> Bed {
         token,
         token_id,
         member_id: member.id,
+        member: member_s,
     }
 }
 
@@ -1150,4 +1153,68 @@ async fn a_changed_key_policy_quota_or_role_applies_to_the_very_next_call() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let r = call().await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = b
+        .owner
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{}/members/{}", b.org, b.member_id),
+            Some(json!({"role": "member"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(call().await.status, StatusCode::OK);
+
+    // A token that expires: good until its time, refused from then on (checked on every
+    // call, also for a caller the gateway remembers).
+    let expires = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let r = b
+        .member
+        .post(
+            "/api/v1/me/tokens",
+            json!({"name": "short", "organization_id": b.org, "expires_at": expires}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let short = TokenClient::new(&b.app.base, r.body["token"].as_str().unwrap());
+    let short_call = || short.send(Method::POST, "/v1/chat/completions", Some(small_call()));
+    assert_eq!(short_call().await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(short_call().await.status, StatusCode::UNAUTHORIZED);
+
+    // A revoked token, at once.
+    let r = b
+        .member
+        .delete(&format!("/api/v1/me/tokens/{}", b.token_id))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!(call().await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Removing a member ends their token's access with the very next call.
+#[tokio::test]
+async fn a_removed_members_token_stops_at_once() {
+    let b = bed().await;
+    let call = || {
+        b.token
+            .send(Method::POST, "/v1/chat/completions", Some(small_call()))
+    };
+    assert_eq!(call().await.status, StatusCode::OK);
+    assert_eq!(call().await.status, StatusCode::OK);
+    let r = b
+        .owner
+        .delete(&format!("/api/v1/orgs/{}/members/{}", b.org, b.member_id))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = call().await;
+    assert!(
+        r.status == StatusCode::UNAUTHORIZED || r.status == StatusCode::NOT_FOUND,
+        "{} {}",
+        r.status,
+        r.text
+    );
+    assert_eq!(
+        b.mock.requests().len(),
+        2,
+        "the removed member reached the provider"
+    );
 }
