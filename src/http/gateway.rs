@@ -173,16 +173,98 @@ fn parse_body(bytes: &Bytes) -> GResult<serde_json::Map<String, Value>> {
     }
 }
 
-fn usage_of(v: &Value) -> Option<Tokens> {
-    let u = v.get("usage")?;
-    if u.is_null() {
-        return None;
+/// The parts of an answer (or of one stream chunk) that metering reads; serde skips the
+/// rest without building it (a completion can be large).
+#[derive(serde::Deserialize)]
+struct Metered<'a> {
+    #[serde(default)]
+    usage: Option<UsageBlock>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<Choice<'a>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct UsageBlock {
+    #[serde(default)]
+    prompt_tokens: Option<i64>,
+    #[serde(default)]
+    completion_tokens: Option<i64>,
+}
+
+#[derive(serde::Deserialize)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl Metered<'_> {
+    fn tokens(&self) -> Option<Tokens> {
+        self.usage.as_ref().map(|u| Tokens {
+            input: u.prompt_tokens.unwrap_or(0),
+            output: u.completion_tokens.unwrap_or(0),
+        })
     }
-    let get = |k: &str| u.get(k).and_then(Value::as_i64).unwrap_or(0);
-    Some(Tokens {
-        input: get("prompt_tokens"),
-        output: get("completion_tokens"),
-    })
+
+    /// Parses `body`; a shape the typed parse does not expect is read the slow way, so
+    /// that an odd but valid answer is still metered from its own figures.
+    fn read(body: &[u8], visit: impl FnOnce(Option<Tokens>, usize)) {
+        if let Ok(m) = serde_json::from_slice::<Metered<'_>>(body) {
+            let chars = m
+                .choices
+                .iter()
+                .flatten()
+                .filter_map(|c| c.delta.as_ref().and_then(|d| d.content.as_deref()))
+                .map(str::len)
+                .sum();
+            return visit(m.tokens(), chars);
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(body) else {
+            return;
+        };
+        let u = &v["usage"];
+        let tokens = u.is_object().then(|| Tokens {
+            input: u["prompt_tokens"].as_i64().unwrap_or(0),
+            output: u["completion_tokens"].as_i64().unwrap_or(0),
+        });
+        let chars = v["choices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["delta"]["content"].as_str())
+            .map(str::len)
+            .sum();
+        visit(tokens, chars);
+    }
+}
+
+fn usage_of(body: &[u8]) -> Option<Tokens> {
+    let mut out = None;
+    Metered::read(body, |t, _| out = t);
+    out
+}
+
+/// The length of `v` as JSON text, counted without writing the text.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 /// About four characters per token: the estimate used when the upstream reports nothing.
@@ -324,7 +406,7 @@ async fn take_off(
     let (user, ctx, bytes) = token_caller(s, req).await?;
     let mut body = parse_body(&bytes)?;
     let input_chars = match body.get(input_field) {
-        Some(v) if input_field != "messages" || v.is_array() => v.to_string().len(),
+        Some(v) if input_field != "messages" || v.is_array() => json_len(v),
         _ if input_field == "messages" => {
             return Err(Refusal::invalid("`messages` must be an array").into());
         }
@@ -451,13 +533,10 @@ async fn passthrough_metered(
             retry_after_secs: None,
         }));
     };
-    let tokens = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|v| usage_of(&v))
-        .unwrap_or(Tokens {
-            input: estimate_tokens(input_chars),
-            output: 0,
-        });
+    let tokens = usage_of(&bytes).unwrap_or(Tokens {
+        input: estimate_tokens(input_chars),
+        output: 0,
+    });
     // The reservation stays until the usage is committed, so the quota never misses the call.
     flight.record(status.as_u16(), tokens);
     let mut out = Response::new(Body::from(bytes));
@@ -501,19 +580,12 @@ impl StreamMeter {
         if data == b"[DONE]" {
             return;
         }
-        let Ok(v) = serde_json::from_slice::<Value>(data) else {
-            return;
-        };
-        if let Some(u) = usage_of(&v) {
-            self.usage = Some(u);
-        }
-        if let Some(choices) = v["choices"].as_array() {
-            for c in choices {
-                if let Some(t) = c["delta"]["content"].as_str() {
-                    self.delivered_chars += t.len();
-                }
+        Metered::read(data, |tokens, chars| {
+            if tokens.is_some() {
+                self.usage = tokens;
             }
-        }
+            self.delivered_chars += chars;
+        });
     }
 }
 
@@ -565,5 +637,43 @@ impl Stream for MeteredStream {
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(body: &str) -> (Option<Tokens>, usize) {
+        let mut out = (None, 0);
+        Metered::read(body.as_bytes(), |t, c| out = (t, c));
+        out
+    }
+
+    #[test]
+    fn usage_and_delivered_text_are_read_from_answers_and_chunks() {
+        let (t, c) = read(
+            r#"{"id":"x","choices":[{"message":{"content":"Hello"}}],"usage":{"prompt_tokens":11,"completion_tokens":7}}"#,
+        );
+        assert_eq!((t.map(|t| (t.input, t.output)), c), (Some((11, 7)), 0));
+        let (t, c) =
+            read(r#"{"choices":[{"delta":{"content":"Hé\n"}},{"delta":{}}],"usage":null}"#);
+        assert!(t.is_none());
+        assert_eq!(c, "Hé\n".len());
+        // Shapes the typed reading does not expect are still read.
+        let (t, c) = read(r#"{"choices":"odd","usage":{"prompt_tokens":3}}"#);
+        assert_eq!((t.map(|t| (t.input, t.output)), c), (Some((3, 0)), 0));
+        let (t, c) = read(
+            r#"{"choices":[{"delta":{"content":5}}],"usage":{"prompt_tokens":"x","completion_tokens":2}}"#,
+        );
+        assert_eq!((t.map(|t| (t.input, t.output)), c), (Some((0, 2)), 0));
+        let (t, c) = read("not json");
+        assert!(t.is_none() && c == 0);
+        let v = serde_json::json!([{"role": "user", "content": "Hé \"x\""}]);
+        assert_eq!(json_len(&v), v.to_string().len());
+        assert_eq!(
+            usage_of(br#"{"usage":{"prompt_tokens":1,"completion_tokens":1}}"#).map(|t| t.input),
+            Some(1)
+        );
     }
 }
