@@ -128,6 +128,10 @@ pub async fn test_connection(
     let body = read_capped(res).await;
     out.latency_ms = started.elapsed().as_millis() as u64;
     out.message = match status {
+        200..=299 if body.is_none() => format!(
+            "the provider answered with more than {} MiB; it was not read",
+            MAX_BODY >> 20
+        ),
         200..=299 => match body.as_deref().map(model_ids) {
             Some(Some(mut ids)) => {
                 ids.sort();

@@ -153,7 +153,7 @@ async fn attempt(
         fmt_time(now + wait)
     });
     let (ctx, id, now) = (job.ctx.clone(), d.id.clone(), fmt_time(now));
-    db.write(move |tx| {
+    db.write_bookkeeping(move |tx| {
         Ok::<_, AppError>(webhooks::record_attempt(
             tx,
             &ctx,
