@@ -44,6 +44,9 @@ pub fn upstream_client() -> Result<reqwest::Client, String> {
         .read_timeout(Duration::from_secs(300))
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
+        // A provider (or a webhook receiver) that redirects gets its 3xx reported, not
+        // followed: the key would be sent on to wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))
 }

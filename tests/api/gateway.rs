@@ -270,11 +270,18 @@ async fn errors_are_openai_shaped_and_never_show_a_key() {
     let r = chat("fail-500").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert_eq!(r.body["error"]["type"], "upstream_error");
+    // A redirect is not followed (the key would go along): the provider's answer is
+    // an error, and it was asked once.
+    let asked = b.mock.requests().len();
+    let r = chat("redirect").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text);
+    assert!(r.text.contains("answered 307"), "{}", r.text);
+    assert_eq!(b.mock.requests().len(), asked + 1);
     // Failed calls are metered with their status and no tokens.
-    let ev = events(&b.app, &b.org, 2).await;
+    let ev = events(&b.app, &b.org, 3).await;
     let mut statuses: Vec<i64> = ev.iter().map(|e| e.status).collect();
     statuses.sort();
-    assert_eq!(statuses, vec![401, 500]);
+    assert_eq!(statuses, vec![307, 401, 500]);
     assert!(
         ev.iter()
             .all(|e| e.input == 0 && e.output == 0 && e.cost == 0)

@@ -3,7 +3,7 @@
 //! - anything else: a normal answer with a `usage` block (11 prompt, 7 completion tokens);
 //! - `fail-401`: 401 whose message echoes the key it was sent, as some providers do;
 //! - `GET /models`: two models, or 401 echoing the key when the key contains `-bad-`;
-//! - `fail-500`: 500; `slow`: answers after 2 s;
+//! - `fail-500`: 500; `slow`: answers after 2 s; `redirect`: 307 to the same endpoint;
 //! - `no-usage`: a normal answer without `usage`;
 //! - streams (`"stream": true`): 5 content chunks (`stream-slow`: 40 chunks, 50 ms apart),
 //!   then the usage chunk when `stream_options.include_usage` is set, then `[DONE]`;
@@ -93,6 +93,14 @@ async fn chat(State(seen): State<Shared>, headers: HeaderMap, body: String) -> R
         }
         "fail-500" => {
             return (StatusCode::INTERNAL_SERVER_ERROR, "upstream exploded").into_response();
+        }
+        "redirect" => {
+            // Back to this very endpoint: a client that follows it would call twice.
+            return (
+                StatusCode::TEMPORARY_REDIRECT,
+                [("location", "/v1/chat/completions")],
+            )
+                .into_response();
         }
         "slow" => tokio::time::sleep(Duration::from_secs(2)).await,
         _ => {}
