@@ -506,10 +506,18 @@ async fn embeddings(State(s): State<AppState>, req: Request) -> Response {
 async fn models(State(s): State<AppState>, req: Request) -> Response {
     let out = async {
         let (_, ctx, _) = token_caller(&s, req).await?;
-        let list = gateway::models(&s.db, &ctx)?;
+        let list = gateway::models(
+            &s.db,
+            &s.setups,
+            &s.keyring,
+            &s.config.env_providers,
+            &s.upstream,
+            &ctx,
+        )
+        .await?;
         let data: Vec<Value> = list
             .iter()
-            .map(|m| json!({"id": m, "object": "model", "owned_by": ctx.org().slug}))
+            .map(|m| json!({"id": m.id, "object": "model", "owned_by": m.owned_by}))
             .collect();
         Ok::<_, GatewayError>(axum::Json(json!({"object": "list", "data": data})).into_response())
     }

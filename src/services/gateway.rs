@@ -139,15 +139,20 @@ struct Setup {
 /// policy, the quota, a plan, a membership) moves the generation and so empties this, and
 /// an entry is read again after a minute at the latest. Decrypted keys stay in memory
 /// that long, as they did for the duration of each call before.
-pub struct Setups(GenerationCache<SetupKey, Setup>);
+pub struct Setups {
+    calls: GenerationCache<SetupKey, Setup>,
+    /// `/v1/models` answers per member, on the same terms.
+    models: GenerationCache<(crate::domain::OrgId, crate::domain::UserId), Vec<ModelEntry>>,
+}
 
 impl Default for Setups {
     fn default() -> Self {
-        // Model names come from clients: the bound keeps that from growing the cache.
-        Setups(GenerationCache::new(
-            std::time::Duration::from_secs(60),
-            10_000,
-        ))
+        let minute = std::time::Duration::from_secs(60);
+        Setups {
+            // Model names come from clients: the bound keeps that from growing the cache.
+            calls: GenerationCache::new(minute, 10_000),
+            models: GenerationCache::new(minute, 10_000),
+        }
     }
 }
 
@@ -175,11 +180,11 @@ pub fn prepare(
             .map(str::to_string),
     );
     let generation = db.generation();
-    let setup = match setups.0.get(&key, generation) {
+    let setup = match setups.calls.get(&key, generation) {
         Some(s) => s,
         None => {
             let s = db.lookup(|tx| read_setup(tx, keyring, env, ctx, key.2.as_deref()))?;
-            setups.0.put(key, generation, s.clone());
+            setups.calls.put(key, generation, s.clone());
             s
         }
     };
@@ -260,15 +265,111 @@ fn read_setup(
     })
 }
 
-/// The models a token's member may call: the policy's list, or when it is empty, the
-/// default model and the priced models.
-pub fn models(db: &Db, ctx: &OrgContext) -> Result<Vec<String>, Refusal> {
+/// One line of `/v1/models`: the id to call it by and who serves it.
+#[derive(Debug, Clone)]
+pub struct ModelEntry {
+    pub id: String,
+    pub owned_by: String,
+}
+
+/// How long `/v1/models` waits for each provider's list.
+const MODEL_LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `/v1/models` for a token's member: the policy's allowed models when it lists any;
+/// otherwise what the providers the member can use offer, asked with the key a call
+/// would use (the provider that takes unprefixed names without prefix, the others as
+/// `provider/model`), plus the default model. A provider that does not answer is left out.
+pub async fn models(
+    db: &Db,
+    setups: &Setups,
+    keyring: &Keyring,
+    env: &BTreeMap<String, EnvProvider>,
+    client: &reqwest::Client,
+    ctx: &OrgContext,
+) -> Result<Vec<ModelEntry>, Refusal> {
     super::require(ctx, "llm.use")?;
-    let policy = db.lookup(|tx| repo::policy(tx, ctx))?;
-    if !policy.allowed_models.is_empty() {
-        return Ok(policy.allowed_models);
+    let key = (ctx.org_id(), ctx.user_id());
+    let generation = db.generation();
+    if let Some(list) = setups.models.get(&key, generation) {
+        return Ok(list);
     }
-    Ok(policy.default_model.into_iter().collect())
+    let (policy, unprefixed, sources) = db.lookup(|tx| {
+        let policy = repo::policy(tx, ctx)?;
+        let providers = repo::org_providers(tx, ctx)?;
+        let unprefixed = pick_provider("", &providers, env).0;
+        let mut names: Vec<String> = providers
+            .iter()
+            .filter(|p| p.enabled)
+            .map(|p| p.provider.clone())
+            .chain(env.keys().cloned())
+            .collect();
+        if policy.allow_user_keys {
+            names.extend(
+                repo::user_providers(tx, ctx, ctx.user_id())?
+                    .into_iter()
+                    .map(|p| p.provider),
+            );
+        }
+        names.sort();
+        names.dedup();
+        // A disabled organization entry switches the provider off, also for the others.
+        names.retain(|n| !providers.iter().any(|p| &p.provider == n && !p.enabled));
+        let mut sources = Vec::new();
+        if policy.allowed_models.is_empty() {
+            for name in names {
+                let entry = providers.iter().find(|p| p.provider == name).cloned();
+                let r = llm::resolve_with(tx, ctx, keyring, env, &name, &policy, entry)?;
+                if let (Some(k), Some(u)) = (r.api_key, r.base_url) {
+                    sources.push((name, u, k));
+                }
+            }
+        }
+        Ok::<_, Refusal>((policy, unprefixed, sources))
+    })?;
+    let org = ctx.org().slug.clone();
+    let list = if !policy.allowed_models.is_empty() {
+        policy
+            .allowed_models
+            .into_iter()
+            .map(|id| ModelEntry {
+                id,
+                owned_by: org.clone(),
+            })
+            .collect()
+    } else {
+        let asked = sources.iter().map(|(name, url, key)| async move {
+            let ids = super::llm_probe::list_models(client, url, key, MODEL_LIST_TIMEOUT).await;
+            if ids.is_none() {
+                tracing::debug!(provider = %name, "no model list from the provider");
+            }
+            (name, ids.unwrap_or_default())
+        });
+        let mut list: Vec<ModelEntry> = Vec::new();
+        for (name, ids) in futures_util::future::join_all(asked).await {
+            list.extend(ids.into_iter().map(|id| ModelEntry {
+                id: if *name == unprefixed {
+                    id
+                } else {
+                    format!("{name}/{id}")
+                },
+                owned_by: name.clone(),
+            }));
+        }
+        if let Some(d) = policy.default_model
+            && !list.iter().any(|m| m.id == d)
+        {
+            list.insert(
+                0,
+                ModelEntry {
+                    id: d,
+                    owned_by: org,
+                },
+            );
+        }
+        list
+    };
+    setups.models.put(key, generation, list.clone());
+    Ok(list)
 }
 
 /// Token counts of one call, from the upstream's `usage` or estimated when it gave none.

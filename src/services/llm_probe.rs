@@ -103,12 +103,7 @@ pub async fn test_connection(
         return Ok(out);
     };
     let started = Instant::now();
-    let sent = client
-        .get(format!("{}/models", base.trim_end_matches('/')))
-        .bearer_auth(key.expose())
-        .timeout(TIMEOUT)
-        .send()
-        .await;
+    let sent = models_request(client, base, key, TIMEOUT).send().await;
     let res = match sent {
         Ok(r) => r,
         Err(e) => {
@@ -153,6 +148,39 @@ pub async fn test_connection(
         _ => format!("the provider answered HTTP {status}"),
     };
     Ok(out)
+}
+
+fn models_request(
+    client: &reqwest::Client,
+    base_url: &str,
+    key: &crate::config::Secret,
+    timeout: Duration,
+) -> reqwest::RequestBuilder {
+    client
+        .get(format!("{}/models", base_url.trim_end_matches('/')))
+        .bearer_auth(key.expose())
+        .timeout(timeout)
+}
+
+/// The model ids a provider offers, sorted; `None` when it does not answer with a model
+/// list within `timeout`.
+pub async fn list_models(
+    client: &reqwest::Client,
+    base_url: &str,
+    key: &crate::config::Secret,
+    timeout: Duration,
+) -> Option<Vec<String>> {
+    let res = models_request(client, base_url, key, timeout)
+        .send()
+        .await
+        .ok()?;
+    if !res.status().is_success() {
+        return None;
+    }
+    let mut ids = model_ids(&read_capped(res).await?)?;
+    ids.sort();
+    ids.dedup();
+    Some(ids)
 }
 
 async fn read_capped(mut res: reqwest::Response) -> Option<Vec<u8>> {

@@ -1225,3 +1225,97 @@ async fn a_removed_members_token_stops_at_once() {
         "the removed member reached the provider"
     );
 }
+
+/// Without an allowed-models list, `/v1/models` lists what the member's providers offer.
+#[tokio::test]
+async fn models_are_asked_from_the_providers_when_the_policy_lists_none() {
+    let b = bed().await;
+    let ids = |r: &crate::common::Reply| -> Vec<(String, String)> {
+        r.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap().to_string(),
+                    m["owned_by"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |id: &str, by: &str| (id.to_string(), by.to_string());
+    let r = b.token.get("/v1/models").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        ids(&r),
+        vec![pair("gpt-4o", "openai"), pair("gpt-4o-mini", "openai")]
+    );
+    let asked = b.mock.requests();
+    let last = asked.last().unwrap();
+    assert_eq!(
+        (last.path.as_str(), last.authorization.as_str()),
+        ("/models", format!("Bearer {ORG_KEY}").as_str())
+    );
+    // A second provider is listed with its prefix (the name that routes to it), one
+    // that cannot be reached is left out, and the default model comes first.
+    for (name, url) in [
+        ("local", b.mock.base.clone()),
+        ("down", "http://127.0.0.1:9/v1".to_string()),
+    ] {
+        let r = b
+            .owner
+            .put(
+                &format!("/api/v1/orgs/{}/llm/providers/{name}", b.org),
+                json!({"api_key": "sk-local-0000-LLLL", "base_url": url}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let r = b
+        .owner
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{}/llm/policy", b.org),
+            Some(json!({"default_model": "gpt-test"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = b.token.get("/v1/models").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        ids(&r),
+        vec![
+            pair("gpt-test", "gw-org"),
+            pair("local/gpt-4o", "local"),
+            pair("local/gpt-4o-mini", "local"),
+            pair("gpt-4o", "openai"),
+            pair("gpt-4o-mini", "openai"),
+        ]
+    );
+    // A listed prefixed name is callable as listed.
+    let r = b
+        .token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(chat_body("local/gpt-4o")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let last = b.mock.requests().last().unwrap().clone();
+    assert_eq!(last.body["model"], "gpt-4o");
+    assert_eq!(last.authorization, "Bearer sk-local-0000-LLLL");
+    // A disabled provider is not listed.
+    b.owner
+        .put(
+            &format!("/api/v1/orgs/{}/llm/providers/local", b.org),
+            json!({"enabled": false}),
+        )
+        .await;
+    let r = b.token.get("/v1/models").await;
+    assert!(
+        ids(&r).iter().all(|(id, _)| !id.starts_with("local/")),
+        "{}",
+        r.text
+    );
+}
