@@ -7,8 +7,13 @@ use super::repo::orgs::{ORG_COLUMNS, Org, org_from_row};
 use super::{Conn, DbError};
 use crate::domain::{OrgId, PermissionSet, Role, UserId};
 
+/// Who acts in which organization, checked. Shared, not copied: a request hands it to
+/// several places (the gateway to its caches and to metering).
 #[derive(Debug, Clone)]
-pub struct OrgContext {
+pub struct OrgContext(std::sync::Arc<Ctx>);
+
+#[derive(Debug)]
+struct Ctx {
     org: Org,
     user_id: UserId,
     role: Role,
@@ -18,33 +23,37 @@ pub struct OrgContext {
 }
 
 impl OrgContext {
+    fn new(c: Ctx) -> Self {
+        OrgContext(std::sync::Arc::new(c))
+    }
+
     pub fn org(&self) -> &Org {
-        &self.org
+        &self.0.org
     }
     pub fn org_id(&self) -> OrgId {
-        self.org.id
+        self.0.org.id
     }
     pub fn user_id(&self) -> UserId {
-        self.user_id
+        self.0.user_id
     }
     pub fn role(&self) -> Role {
-        self.role
+        self.0.role
     }
     pub fn permissions(&self) -> &PermissionSet {
-        &self.permissions
+        &self.0.permissions
     }
     pub fn teams(&self) -> &[String] {
-        &self.teams
+        &self.0.teams
     }
     /// When the member last acted in this organization (updated at most every few minutes).
     pub fn last_active_at(&self) -> Option<&str> {
-        self.last_active_at.as_deref()
+        self.0.last_active_at.as_deref()
     }
 }
 
 /// The one permission check everything calls.
 pub fn has_permission(ctx: &OrgContext, path: &str) -> bool {
-    ctx.permissions.contains(path)
+    ctx.permissions().contains(path)
 }
 
 /// The membership check: `Some` only when `user` is an active member of the organization
@@ -85,14 +94,14 @@ pub fn membership_check(
         params![org.id.to_string(), user.to_string()],
         |r| r.get(0),
     )?;
-    Ok(Some(OrgContext {
+    Ok(Some(OrgContext::new(Ctx {
         permissions: PermissionSet::effective(role, &overrides),
         org,
         user_id: user,
         role,
         teams,
         last_active_at,
-    }))
+    })))
 }
 
 /// The read predicate of ARCHITECTURE §4 for resource alias `a` of type `kind`, with
@@ -125,14 +134,14 @@ pub(crate) fn joining_context(
     else {
         return Ok(None);
     };
-    Ok(Some(OrgContext {
+    Ok(Some(OrgContext::new(Ctx {
         permissions: PermissionSet::effective(invitation.role, &Default::default()),
         org,
         user_id: user,
         role: invitation.role,
         teams: Vec::new(),
         last_active_at: None,
-    }))
+    })))
 }
 
 /// The context background tasks and maintenance commands act in (audit retention,
@@ -144,12 +153,12 @@ pub fn system_context_for_maintenance(
     let Some(org) = super::repo::orgs::find_by_ref(c, &org.to_string())? else {
         return Ok(None);
     };
-    Ok(Some(OrgContext {
+    Ok(Some(OrgContext::new(Ctx {
         permissions: PermissionSet::effective(Role::Owner, &Default::default()),
         org,
         user_id: UserId::from_uuid(uuid::Uuid::nil()),
         role: Role::Owner,
         teams: Vec::new(),
         last_active_at: None,
-    }))
+    })))
 }

@@ -276,13 +276,13 @@ fn estimate_tokens(chars: usize) -> i64 {
 }
 
 async fn send_upstream(
-    s: &AppState,
+    upstream: &reqwest::Client,
     call: &Call,
     path: &str,
     body: &serde_json::Map<String, Value>,
 ) -> GResult<reqwest::Response> {
     let url = format!("{}{path}", call.base_url.trim_end_matches('/'));
-    s.upstream
+    upstream
         .post(&url)
         .bearer_auth(call.api_key.expose())
         .json(body)
@@ -347,7 +347,11 @@ async fn upstream_failure(call: &Call, res: reqwest::Response) -> GatewayError {
 /// One admitted call on its way: what metering needs once the outcome is known. The
 /// quota reservation is released only after the call's usage is committed.
 struct Flight {
-    state: AppState,
+    /// What the call needs of the server after admission (not the whole state: a flight
+    /// is made per call).
+    meter: gateway::Meter,
+    upstream: reqwest::Client,
+    clock: crate::domain::Clock,
     call: Call,
     token_id: Option<String>,
     endpoint: &'static str,
@@ -359,7 +363,7 @@ impl Flight {
     /// Hands the outcome to the meter; the reservation goes with it and ends when the
     /// usage is committed. The answer does not wait for that commit.
     fn record(self, status: u16, tokens: Tokens) {
-        let meter = self.state.meter.clone();
+        let meter = self.meter.clone();
         meter.submit(gateway::Metered {
             latency_ms: self.started.elapsed().as_millis() as i64,
             call: self.call,
@@ -367,7 +371,7 @@ impl Flight {
             endpoint: self.endpoint,
             status,
             tokens,
-            at: self.state.config.clock.now(),
+            at: self.clock.now(),
             reservation: Some(self.held),
         });
     }
@@ -383,7 +387,7 @@ impl Flight {
         path: &str,
         body: &serde_json::Map<String, Value>,
     ) -> GResult<(Self, reqwest::Response)> {
-        match send_upstream(&self.state, &self.call, path, body).await {
+        match send_upstream(&self.upstream, &self.call, path, body).await {
             Ok(res) if res.status().is_success() => Ok((self, res)),
             Ok(res) => {
                 let status = res.status().as_u16();
@@ -440,7 +444,9 @@ async fn take_off(
         .gate
         .admit(&s.db, &call.ctx, &limits, estimate, s.config.clock.now())?;
     let flight = Flight {
-        state: s.clone(),
+        meter: s.meter.clone(),
+        upstream: s.upstream.clone(),
+        clock: s.config.clock.clone(),
         call,
         token_id: token_id(&user),
         endpoint,
