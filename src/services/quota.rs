@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::gateway::{Refusal, Tokens, cost};
 use super::{Actor, fresh_context, require};
-use crate::db::repo::{audit, members, plans, quotas, usage};
+use crate::db::repo::{audit, plans, quotas, usage};
 use crate::db::{Conn, Db, OrgContext};
 use crate::domain::period::{Period, period_at, period_named};
 use crate::domain::{Invalid, OrgId, UserId, now_str};
@@ -596,15 +596,11 @@ pub async fn report(
         );
         let by_model = usage::grouped(tx, &ctx, false, &start, &end)?;
         let by_day = usage::grouped(tx, &ctx, true, &start, &end)?;
-        let names: HashMap<String, (String, String)> = members::list(tx, &ctx, None, 100_000)?
-            .into_iter()
-            .map(|m| (m.user.id.to_string(), (m.user.email, m.user.name)))
-            .collect();
+        // Names from the membership: a former member's usage stays, unnamed.
         let by_user: Vec<Value> = usage::by_member(tx, &ctx, &p.label)?
             .into_iter()
-            .map(|(id, t)| {
-                let (email, name) = names.get(&id).cloned().unwrap_or_default();
-                json!({"user_id": id, "email": email, "name": name, "totals": t})
+            .map(|m| {
+                json!({"user_id": m.user_id, "email": m.email, "name": m.name, "totals": m.totals})
             })
             .collect();
         let credit_limit = q.monthly_credits_micros.or(plan);

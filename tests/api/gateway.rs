@@ -1224,6 +1224,13 @@ async fn a_removed_members_token_stops_at_once() {
         2,
         "the removed member reached the provider"
     );
+    // Their usage stays in the organization's figures, no longer named.
+    let _ = events(&b.app, &b.org, 2).await;
+    let u = b.owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
+    assert_eq!(u.body["by_user"][0]["user_id"], b.member_id.as_str());
+    assert_eq!(u.body["by_user"][0]["email"], "");
+    assert_eq!(u.body["by_user"][0]["name"], "");
+    assert_eq!(u.body["by_user"][0]["totals"]["requests"], 2);
 }
 
 /// Without an allowed-models list, `/v1/models` lists what the member's providers offer.

@@ -192,16 +192,37 @@ pub fn member_totals(
 }
 
 /// Totals per member in the period, most expensive first.
+/// A member's totals in one period, with their email and name while they are a member.
+pub struct MemberTotals {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    pub totals: Totals,
+}
+
 pub fn by_member(
     c: &Conn<'_>,
     ctx: &OrgContext,
     period: &str,
-) -> Result<Vec<(String, Totals)>, DbError> {
+) -> Result<Vec<MemberTotals>, DbError> {
     c.query_vec(
-        "SELECT requests, input_tokens, output_tokens, cost_micros, user_id FROM member_usage
-         WHERE organization_id = ?1 AND period = ?2 ORDER BY cost_micros DESC, user_id",
+        "SELECT mu.requests, mu.input_tokens, mu.output_tokens, mu.cost_micros, mu.user_id,
+                coalesce(u.email, ''), coalesce(u.name, '')
+         FROM member_usage mu
+         LEFT JOIN organization_members m
+                ON m.organization_id = mu.organization_id AND m.user_id = mu.user_id
+         LEFT JOIN users u ON u.id = m.user_id
+         WHERE mu.organization_id = ?1 AND mu.period = ?2
+         ORDER BY mu.cost_micros DESC, mu.user_id",
         params![ctx.org_id().to_string(), period],
-        |r| Ok((r.get(4)?, totals_from(r)?)),
+        |r| {
+            Ok(MemberTotals {
+                totals: totals_from(r)?,
+                user_id: r.get(4)?,
+                email: r.get(5)?,
+                name: r.get(6)?,
+            })
+        },
     )
 }
 
