@@ -572,22 +572,10 @@ impl From<&Resolved> for ResolveView {
     }
 }
 
-/// User key (when the organization allows them) → organization key → environment.
-/// A disabled organization entry switches the provider off for the whole organization.
-pub fn resolve_in(
-    c: &Conn<'_>,
-    ctx: &OrgContext,
-    keyring: &Keyring,
-    env: &BTreeMap<String, EnvProvider>,
-    provider: &str,
-) -> Result<Resolved> {
-    let policy = llm::policy(c, ctx)?;
-    let org = llm::org_provider(c, ctx, provider)?;
-    resolve_with(c, ctx, keyring, env, provider, &policy, org)
-}
-
-/// `resolve_in` with the policy and the organization's entry already read (the gateway
-/// has them at hand).
+/// User key (when the organization allows them) → organization key → environment, with
+/// the policy and the organization's entry for `provider` already read (callers resolve
+/// several providers or have them at hand). A disabled organization entry switches the
+/// provider off for the whole organization.
 pub fn resolve_with(
     c: &Conn<'_>,
     ctx: &OrgContext,
@@ -669,12 +657,35 @@ pub async fn resolve(
     ctx: &OrgContext,
     provider: &str,
 ) -> Result<ResolveView> {
+    let mut one = resolve_each(db, keyring, env, ctx, vec![provider.to_string()]).await?;
+    one.pop()
+        .ok_or_else(|| AppError::Internal("resolve gave no answer".into()))
+}
+
+/// `resolve` for several providers, in one read (the member's keys page lists them all).
+pub async fn resolve_each(
+    db: &Db,
+    keyring: &Keyring,
+    env: &BTreeMap<String, EnvProvider>,
+    ctx: &OrgContext,
+    providers: Vec<String>,
+) -> Result<Vec<ResolveView>> {
     require(ctx, "llm.use")?;
-    let provider = parse_provider(provider)?;
+    let providers = providers
+        .iter()
+        .map(|p| parse_provider(p))
+        .collect::<Result<Vec<_>>>()?;
     let (ctx, keyring, env) = (ctx.clone(), keyring.clone(), env.clone());
     db.read(move |tx| {
-        let r = resolve_in(tx, &ctx, &keyring, &env, &provider)?;
-        Ok(ResolveView::from(&r))
+        let policy = llm::policy(tx, &ctx)?;
+        providers
+            .iter()
+            .map(|p| {
+                let org = llm::org_provider(tx, &ctx, p)?;
+                let r = resolve_with(tx, &ctx, &keyring, &env, p, &policy, org)?;
+                Ok(ResolveView::from(&r))
+            })
+            .collect()
     })
     .await
 }

@@ -374,16 +374,22 @@ async fn keys_page(s: &AppState, user: &CurrentUser, ctx: &OrgContext) -> Result
         .collect();
     known.sort();
     known.dedup();
-    let mut resolution = Vec::with_capacity(known.len());
-    for p in &known {
-        let r = llm::resolve(&s.db, &s.keyring, &s.config.env_providers, ctx, p).await?;
-        resolution.push(ResolutionRow {
-            provider: r.provider,
-            source: source_label(r.source).to_string(),
-            key_hint: r.key_hint.unwrap_or_default(),
-            reason: r.reason.unwrap_or_default(),
-        });
-    }
+    let resolution = llm::resolve_each(
+        &s.db,
+        &s.keyring,
+        &s.config.env_providers,
+        ctx,
+        known.clone(),
+    )
+    .await?
+    .into_iter()
+    .map(|r| ResolutionRow {
+        provider: r.provider,
+        source: source_label(r.source).to_string(),
+        key_hint: r.key_hint.unwrap_or_default(),
+        reason: r.reason.unwrap_or_default(),
+    })
+    .collect();
     let title = format!("My keys · {}", ctx.org().name);
     Ok(MyKeysPage {
         layout: layout(s, user, &title, Some(ctx.org_id())).await?,
