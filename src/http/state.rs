@@ -56,6 +56,26 @@ impl AppState {
         }
     }
 
+    /// "Test connection" with this server's keys, environment and upstream client (the
+    /// API and the pages both offer it).
+    pub async fn test_connection(
+        &self,
+        ctx: &crate::db::OrgContext,
+        provider: &str,
+        target: crate::services::llm_probe::Target,
+    ) -> crate::error::Result<crate::services::llm_probe::ConnectionTest> {
+        crate::services::llm_probe::test_connection(
+            &self.db,
+            &self.keyring,
+            &self.config.env_providers,
+            &self.upstream,
+            ctx,
+            provider,
+            target,
+        )
+        .await
+    }
+
     pub fn session_policy(&self) -> SessionPolicy {
         SessionPolicy {
             idle: self.config.session_idle,

@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::http::extract::{ApiJson, ApiQuery, CurrentUser};
 use crate::http::state::AppState;
 use crate::services::llm::{self, PolicyInput, ProviderInput};
-use crate::services::llm_probe::{self, Target};
+use crate::services::llm_probe::Target;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -209,16 +209,7 @@ async fn probe(
     target: Target,
 ) -> Result<Response> {
     let ctx = user.org_context(s, org).await?;
-    let result = llm_probe::test_connection(
-        &s.db,
-        &s.keyring,
-        &s.config.env_providers,
-        &s.upstream,
-        &ctx,
-        provider,
-        target,
-    )
-    .await?;
+    let result = s.test_connection(&ctx, provider, target).await?;
     Ok(ok_typed(&result))
 }
 

@@ -20,7 +20,7 @@ use crate::http::views::{
     short_time,
 };
 use crate::services::llm::{self, KeySource, PolicyInput, ProviderInput, parse_provider};
-use crate::services::llm_probe::{self, ConnectionTest, Target};
+use crate::services::llm_probe::{ConnectionTest, Target};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -295,16 +295,9 @@ async fn test_provider(
     CsrfForm(user, ()): CsrfForm<()>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let t = llm_probe::test_connection(
-        &s.db,
-        &s.keyring,
-        &s.config.env_providers,
-        &s.upstream,
-        &ctx,
-        &provider,
-        Target::Organization,
-    )
-    .await?;
+    let t = s
+        .test_connection(&ctx, &provider, Target::Organization)
+        .await?;
     let mut page = settings_page(&s, &user, &ctx).await?;
     let view = test_view(&t);
     match page.providers.iter_mut().find(|r| r.name == t.provider) {
@@ -489,16 +482,7 @@ async fn test_my_key(
     CsrfForm(user, ()): CsrfForm<()>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let t = llm_probe::test_connection(
-        &s.db,
-        &s.keyring,
-        &s.config.env_providers,
-        &s.upstream,
-        &ctx,
-        &provider,
-        Target::Mine,
-    )
-    .await?;
+    let t = s.test_connection(&ctx, &provider, Target::Mine).await?;
     let mut page = keys_page(&s, &user, &ctx).await?;
     if let Some(row) = page.keys.iter_mut().find(|k| k.name == t.provider) {
         row.test = Some(test_view(&t));
