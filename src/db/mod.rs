@@ -184,8 +184,9 @@ impl Db {
     }
 
     /// `write` for bookkeeping that changes no configuration (usage batches, last-used
-    /// stamps of sessions and tokens): it leaves `generation` alone, otherwise every
-    /// such write would empty the caches that depend on it.
+    /// stamps of sessions, tokens and memberships, webhook attempts): it leaves
+    /// `generation` alone, otherwise every such write would empty the caches that depend
+    /// on it.
     pub async fn write_bookkeeping<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,

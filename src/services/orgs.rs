@@ -32,7 +32,9 @@ pub async fn context(db: &Db, user: UserId, org_ref: String) -> Result<OrgContex
         tokio::spawn(async move {
             let stamp = crate::domain::fmt_time(now);
             let _ = db
-                .write(move |tx| Ok::<_, AppError>(orgs::touch_member(tx, &touch, &stamp)?))
+                .write_bookkeeping(move |tx| {
+                    Ok::<_, AppError>(orgs::touch_member(tx, &touch, &stamp)?)
+                })
                 .await;
         });
     }
