@@ -331,14 +331,7 @@ async fn errors_are_openai_shaped_and_never_show_a_key() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // The provider cannot be reached.
-    let r = b
-        .owner
-        .put(
-            &format!("/api/v1/orgs/{}/llm/providers/openai", b.org),
-            json!({"base_url": "http://127.0.0.1:9/v1"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
+    set_provider(&b, "openai", json!({"base_url": "http://127.0.0.1:9/v1"})).await;
     let r = chat("gpt-test").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert_eq!(r.body["error"]["code"], "upstream_unavailable");
@@ -357,17 +350,11 @@ async fn errors_are_openai_shaped_and_never_show_a_key() {
 #[tokio::test]
 async fn the_model_policy_decides_what_may_be_called_and_listed() {
     let b = bed().await;
-    let r = b
-        .owner
-        .send(
-            Method::PATCH,
-            &format!("/api/v1/orgs/{}/llm/policy", b.org),
-            Some(
-                json!({"allowed_models": ["gpt-test", "gpt-4o-mini"], "default_model": "gpt-test"}),
-            ),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    set_policy(
+        &b,
+        json!({"allowed_models": ["gpt-test", "gpt-4o-mini"], "default_model": "gpt-test"}),
+    )
+    .await;
     let r = b.token.get("/v1/models").await;
     assert_eq!(r.status, StatusCode::OK);
     let ids: Vec<&str> = r.body["data"]
@@ -466,6 +453,31 @@ async fn a_token_spends_only_its_own_organizations_keys_and_usage() {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+}
+
+/// Changes the organization's LLM policy (owner), which must succeed.
+async fn set_policy(b: &Bed, body: Value) {
+    let r = b
+        .owner
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{}/llm/policy", b.org),
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+/// Creates or changes one of the organization's providers (owner), which must succeed.
+async fn set_provider(b: &Bed, name: &str, body: Value) {
+    let r = b
+        .owner
+        .put(
+            &format!("/api/v1/orgs/{}/llm/providers/{name}", b.org),
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
 
 async fn set_quota(b: &Bed, body: Value) {
@@ -1087,58 +1099,23 @@ async fn a_changed_key_policy_quota_or_role_applies_to_the_very_next_call() {
 
     // A new organization key.
     let new_key = "sk-gateway-org-0000-NEW22222";
-    let r = b
-        .owner
-        .put(
-            &format!("/api/v1/orgs/{}/llm/providers/openai", b.org),
-            json!({"api_key": new_key}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
+    set_provider(&b, "openai", json!({"api_key": new_key})).await;
     assert_eq!(call().await.status, StatusCode::OK);
     assert_eq!(last_auth(), format!("Bearer {new_key}"));
 
     // The policy no longer allows the model.
-    let r = b
-        .owner
-        .send(
-            Method::PATCH,
-            &format!("/api/v1/orgs/{}/llm/policy", b.org),
-            Some(json!({"allowed_models": ["gpt-other"]})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
+    set_policy(&b, json!({"allowed_models": ["gpt-other"]})).await;
     let r = call().await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     assert_eq!(r.body["error"]["code"], "model_not_allowed");
-    let r = b
-        .owner
-        .send(
-            Method::PATCH,
-            &format!("/api/v1/orgs/{}/llm/policy", b.org),
-            Some(json!({"allowed_models": []})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
+    set_policy(&b, json!({"allowed_models": []})).await;
     assert_eq!(call().await.status, StatusCode::OK);
 
     // The provider is switched off.
-    let r = b
-        .owner
-        .put(
-            &format!("/api/v1/orgs/{}/llm/providers/openai", b.org),
-            json!({"enabled": false}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
+    set_provider(&b, "openai", json!({"enabled": false})).await;
     let r = call().await;
     assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text);
-    b.owner
-        .put(
-            &format!("/api/v1/orgs/{}/llm/providers/openai", b.org),
-            json!({"enabled": true}),
-        )
-        .await;
+    set_provider(&b, "openai", json!({"enabled": true})).await;
     assert_eq!(call().await.status, StatusCode::OK);
 
     // A request limit already used up.
@@ -1269,24 +1246,14 @@ async fn models_are_asked_from_the_providers_when_the_policy_lists_none() {
         ("local", b.mock.base.clone()),
         ("down", "http://127.0.0.1:9/v1".to_string()),
     ] {
-        let r = b
-            .owner
-            .put(
-                &format!("/api/v1/orgs/{}/llm/providers/{name}", b.org),
-                json!({"api_key": "sk-local-0000-LLLL", "base_url": url}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    }
-    let r = b
-        .owner
-        .send(
-            Method::PATCH,
-            &format!("/api/v1/orgs/{}/llm/policy", b.org),
-            Some(json!({"default_model": "gpt-test"})),
+        set_provider(
+            &b,
+            name,
+            json!({"api_key": "sk-local-0000-LLLL", "base_url": url}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::OK);
+    }
+    set_policy(&b, json!({"default_model": "gpt-test"})).await;
     let r = b.token.get("/v1/models").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(
@@ -1313,12 +1280,7 @@ async fn models_are_asked_from_the_providers_when_the_policy_lists_none() {
     assert_eq!(last.body["model"], "gpt-4o");
     assert_eq!(last.authorization, "Bearer sk-local-0000-LLLL");
     // A disabled provider is not listed.
-    b.owner
-        .put(
-            &format!("/api/v1/orgs/{}/llm/providers/local", b.org),
-            json!({"enabled": false}),
-        )
-        .await;
+    set_provider(&b, "local", json!({"enabled": false})).await;
     let r = b.token.get("/v1/models").await;
     assert!(
         ids(&r).iter().all(|(id, _)| !id.starts_with("local/")),
