@@ -569,13 +569,53 @@ fn percent(used: i64, limit: i64) -> f64 {
     ((used as f64) * 1000.0 / (limit as f64)).round() / 10.0
 }
 
+/// What `GET …/usage` answers (and the usage page and CSV show).
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageReport {
+    pub period: String,
+    pub start: String,
+    /// Exclusive.
+    pub end: String,
+    pub totals: usage::Totals,
+    /// The caller's own calls.
+    pub mine: usage::Totals,
+    pub by_model: Vec<ModelUsage>,
+    pub by_day: Vec<DayUsage>,
+    pub by_user: Vec<usage::MemberTotals>,
+    /// The credit quota, when one applies.
+    pub quota: Option<QuotaUse>,
+    pub limits: Vec<Limit>,
+    pub settings: QuotaView,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelUsage {
+    pub model: String,
+    pub totals: usage::Totals,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DayUsage {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    pub totals: usage::Totals,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuotaUse {
+    pub limit: i64,
+    pub used: i64,
+    pub percent: f64,
+    pub alerts_sent: Vec<u8>,
+}
+
 /// `GET …/usage`: totals, breakdowns and every limit that applies to the caller.
 pub async fn report(
     db: &Db,
     ctx: &OrgContext,
     period: Option<String>,
     at: chrono::DateTime<chrono::Utc>,
-) -> Result<Value> {
+) -> Result<UsageReport> {
     require(ctx, "usage.view")?;
     let ctx = ctx.clone();
     db.read(move |tx| {
@@ -594,15 +634,16 @@ pub async fn report(
             crate::domain::fmt_time(p.start),
             crate::domain::fmt_time(p.end),
         );
-        let by_model = usage::grouped(tx, &ctx, false, &start, &end)?;
-        let by_day = usage::grouped(tx, &ctx, true, &start, &end)?;
-        // Names from the membership: a former member's usage stays, unnamed.
-        let by_user: Vec<Value> = usage::by_member(tx, &ctx, &p.label)?
+        let by_model = usage::grouped(tx, &ctx, false, &start, &end)?
             .into_iter()
-            .map(|m| {
-                json!({"user_id": m.user_id, "email": m.email, "name": m.name, "totals": m.totals})
-            })
+            .map(|(model, totals)| ModelUsage { model, totals })
             .collect();
+        let by_day = usage::grouped(tx, &ctx, true, &start, &end)?
+            .into_iter()
+            .map(|(day, totals)| DayUsage { day, totals })
+            .collect();
+        // Names from the membership: a former member's usage stays, unnamed.
+        let by_user = usage::by_member(tx, &ctx, &p.label)?;
         let credit_limit = q.monthly_credits_micros.or(plan);
         let mut limits = Vec::new();
         if let Some(l) = credit_limit {
@@ -650,29 +691,24 @@ pub async fn report(
                 percent: None,
             });
         }
-        let group = |rows: Vec<(String, usage::Totals)>, key: &str| -> Vec<Value> {
-            rows.into_iter()
-                .map(|(k, t)| json!({ key: k, "totals": t }))
-                .collect()
-        };
-        Ok(json!({
-            "period": p.label,
-            "start": start,
-            "end": end,
-            "totals": totals,
-            "mine": mine,
-            "by_model": group(by_model, "model"),
-            "by_day": group(by_day, "day"),
-            "by_user": by_user,
-            "quota": credit_limit.map(|l| json!({
-                "limit": l,
-                "used": totals.cost_micros,
-                "percent": percent(totals.cost_micros, l),
-                "alerts_sent": alerts,
-            })),
-            "limits": limits,
-            "settings": view(&q, plan),
-        }))
+        Ok(UsageReport {
+            quota: credit_limit.map(|l| QuotaUse {
+                limit: l,
+                used: totals.cost_micros,
+                percent: percent(totals.cost_micros, l),
+                alerts_sent: alerts,
+            }),
+            period: p.label,
+            start,
+            end,
+            totals,
+            mine,
+            by_model,
+            by_day,
+            by_user,
+            limits,
+            settings: view(&q, plan),
+        })
     })
     .await
 }
@@ -716,31 +752,37 @@ pub async fn deliveries(
 
 /// The usage report as CSV: one row per day, model and member of the period, each with
 /// requests, tokens and cost (formula-safe: model names come from clients).
-pub fn report_csv(report: &Value) -> String {
+pub fn report_csv(report: &UsageReport) -> String {
     let mut out =
         String::from("period,breakdown,key,requests,input_tokens,output_tokens,cost_usd\n");
-    let period = report["period"].as_str().unwrap_or("");
-    let sections = [
-        ("day", "by_day", "day"),
-        ("model", "by_model", "model"),
-        ("member", "by_user", "email"),
-    ];
-    for (name, field, key) in sections {
-        for row in report[field].as_array().into_iter().flatten() {
-            let t = &row["totals"];
-            let n = |k: &str| t[k].as_i64().unwrap_or(0);
-            let fields = [
-                period.to_string(),
-                name.to_string(),
-                row[key].as_str().unwrap_or("").to_string(),
-                n("requests").to_string(),
-                n("input_tokens").to_string(),
-                n("output_tokens").to_string(),
-                crate::domain::usd(n("cost_micros")),
-            ];
-            super::audit::csv_fields(&mut out, &fields);
-            out.push('\n');
-        }
+    let rows = report
+        .by_day
+        .iter()
+        .map(|r| ("day", r.day.as_str(), &r.totals))
+        .chain(
+            report
+                .by_model
+                .iter()
+                .map(|r| ("model", r.model.as_str(), &r.totals)),
+        )
+        .chain(
+            report
+                .by_user
+                .iter()
+                .map(|r| ("member", r.email.as_str(), &r.totals)),
+        );
+    for (breakdown, key, t) in rows {
+        let fields = [
+            report.period.clone(),
+            breakdown.to_string(),
+            key.to_string(),
+            t.requests.to_string(),
+            t.input_tokens.to_string(),
+            t.output_tokens.to_string(),
+            crate::domain::usd(t.cost_micros),
+        ];
+        super::audit::csv_fields(&mut out, &fields);
+        out.push('\n');
     }
     out
 }

@@ -193,6 +193,7 @@ pub fn member_totals(
 
 /// Totals per member in the period, most expensive first.
 /// A member's totals in one period, with their email and name while they are a member.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct MemberTotals {
     pub user_id: String,
     pub email: String,

@@ -5,7 +5,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::{ok, ok_typed};
+use super::ok_typed;
 use crate::error::Result;
 use crate::http::extract::{ApiJson, ApiQuery, CurrentUser};
 use crate::http::state::AppState;
@@ -62,13 +62,9 @@ async fn usage(
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    Ok(ok(quota::report(
-        &s.db,
-        &ctx,
-        q.period,
-        s.config.clock.now(),
-    )
-    .await?))
+    Ok(ok_typed(
+        &quota::report(&s.db, &ctx, q.period, s.config.clock.now()).await?,
+    ))
 }
 
 async fn show(
@@ -189,7 +185,7 @@ async fn usage_csv(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let report = quota::report(&s.db, &ctx, q.period, s.config.clock.now()).await?;
-    let period = report["period"].as_str().unwrap_or("period").to_string();
+    let period = report.period.clone();
     Ok(axum::response::IntoResponse::into_response((
         [
             (

@@ -8,15 +8,15 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::chart::daily_cost_svg;
 use super::org_frame::{form_errors, nav, shown_at};
 use super::{layout, render_status, see_other};
 use crate::db::OrgContext;
+use crate::db::repo::usage::Totals;
 use crate::db::scope::has_permission;
-use crate::domain::parse_usd;
 use crate::domain::period::period_at;
+use crate::domain::{parse_usd, usd};
 use crate::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, CurrentUser};
 use crate::http::state::AppState;
@@ -56,30 +56,24 @@ pub(super) fn money(micros: i64) -> String {
     format!("{sign}$0.{shown}")
 }
 
-fn row(label: String, sub: String, t: &Value) -> UsageRow {
-    let n = |k: &str| t[k].as_i64().unwrap_or(0);
+fn row(label: String, sub: String, t: &Totals) -> UsageRow {
     UsageRow {
         label,
         sub,
-        requests: n("requests"),
-        input_tokens: n("input_tokens"),
-        output_tokens: n("output_tokens"),
-        cost: money(n("cost_micros")),
+        requests: t.requests,
+        input_tokens: t.input_tokens,
+        output_tokens: t.output_tokens,
+        cost: money(t.cost_micros),
     }
 }
 
-fn text(v: &Value) -> String {
-    v.as_str().unwrap_or_default().to_string()
-}
-
 /// A bar per counted limit; rate limits (no running count) as sentences.
-fn limits_of(report: &Value) -> (Vec<UsageMeter>, Vec<String>) {
+fn limits_of(limits: &[quota::Limit]) -> (Vec<UsageMeter>, Vec<String>) {
     let mut meters = Vec::new();
     let mut rates = Vec::new();
-    for l in report["limits"].as_array().into_iter().flatten() {
-        let name = l["name"].as_str().unwrap_or_default();
-        let limit = l["limit"].as_i64().unwrap_or(0);
-        let Some(used) = l["used"].as_i64() else {
+    for l in limits {
+        let (name, limit) = (l.name, l.limit);
+        let Some(used) = l.used else {
             rates.push(match name {
                 "rate_tpm" => format!("{limit} tokens per minute, for the whole organization"),
                 _ => format!("{limit} requests per minute, for the whole organization"),
@@ -91,7 +85,7 @@ fn limits_of(report: &Value) -> (Vec<UsageMeter>, Vec<String>) {
             "member_credits" => ("Your AI credits in this organization", money),
             _ => ("The organization's requests", |n: i64| n.to_string()),
         };
-        let percent = l["percent"].as_f64().unwrap_or(0.0);
+        let percent = l.percent.unwrap_or(0.0);
         let level = if used >= limit {
             "full"
         } else if percent >= 80.0 {
@@ -129,43 +123,39 @@ fn days_of(start: NaiveDate, end: NaiveDate, by_day: &[(String, i64)]) -> Vec<(N
     out
 }
 
-fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(v.as_str()?)
+fn parse_time(v: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(v)
         .ok()
         .map(|t| t.with_timezone(&Utc))
 }
 
-fn quota_fields(settings: &Value) -> QuotaFields {
-    let num = |k: &str| {
-        settings[k]
-            .as_i64()
-            .map(|n| n.to_string())
-            .unwrap_or_default()
-    };
-    let dollars = |k: &str| {
-        settings[k]
-            .as_i64()
-            .map(|n| money(n).trim_start_matches('$').to_string())
-            .unwrap_or_default()
-    };
+/// Dollars as the form shows them: every digit that is there (`25`, `1.234567`), so that
+/// saving the form unchanged keeps the amount.
+fn form_dollars(micros: Option<i64>) -> String {
+    micros
+        .map(|m| {
+            let d = usd(m);
+            d.trim_end_matches('0').trim_end_matches('.').to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn quota_fields(q: &quota::QuotaView) -> QuotaFields {
+    let num = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
     QuotaFields {
-        monthly_credits: dollars("monthly_credits_micros"),
-        monthly_requests: num("monthly_requests"),
-        rate_limit_rpm: num("rate_limit_rpm"),
-        rate_limit_tpm: num("rate_limit_tpm"),
-        member_monthly_credits: dollars("member_monthly_credits_micros"),
-        billing_anchor_day: num("billing_anchor_day"),
-        alert_thresholds: settings["alert_thresholds"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_i64)
-                    .map(|n| n.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default(),
-        webhook_url: text(&settings["webhook_url"]),
+        monthly_credits: form_dollars(q.monthly_credits_micros),
+        monthly_requests: num(q.monthly_requests),
+        rate_limit_rpm: num(q.rate_limit_rpm),
+        rate_limit_tpm: num(q.rate_limit_tpm),
+        member_monthly_credits: form_dollars(q.member_monthly_credits_micros),
+        billing_anchor_day: q.billing_anchor_day.to_string(),
+        alert_thresholds: q
+            .alert_thresholds
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        webhook_url: q.webhook_url.clone().unwrap_or_default(),
     }
 }
 
@@ -177,10 +167,9 @@ async fn usage_page(
 ) -> Result<UsagePage> {
     let now = s.config.clock.now();
     let report = quota::report(&s.db, ctx, period, now).await?;
-    let settings = &report["settings"];
-    let anchor = settings["billing_anchor_day"].as_u64().unwrap_or(1) as u32;
-    let (Some(start), Some(end)) = (parse_time(&report["start"]), parse_time(&report["end"]))
-    else {
+    let settings = &report.settings;
+    let anchor = settings.billing_anchor_day;
+    let (Some(start), Some(end)) = (parse_time(&report.start), parse_time(&report.end)) else {
         return Err(AppError::Internal("the usage report has no period".into()));
     };
     let prev_period = period_at(start - chrono::Duration::seconds(1), anchor).label;
@@ -191,45 +180,30 @@ async fn usage_page(
         start.format("%-d %b %Y"),
         last_day.format("%-d %b %Y")
     );
-    let day_rows: Vec<&Value> = report["by_day"].as_array().into_iter().flatten().collect();
-    let day_costs: Vec<(String, i64)> = day_rows
+    let day_costs: Vec<(String, i64)> = report
+        .by_day
         .iter()
-        .map(|r| {
-            (
-                text(&r["day"]),
-                r["totals"]["cost_micros"].as_i64().unwrap_or(0),
-            )
-        })
+        .map(|r| (r.day.clone(), r.totals.cost_micros))
         .collect();
     let chart_svg = daily_cost_svg(&days_of(start.date_naive(), end.date_naive(), &day_costs));
-    let rows = |field: &str, key: &str| -> Vec<UsageRow> {
-        report[field]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| row(text(&r[key]), String::new(), &r["totals"]))
-            .collect()
-    };
-    let by_user = report["by_user"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            let name = text(&r["name"]);
-            let email = text(&r["email"]);
-            if name.is_empty() && email.is_empty() {
-                row("a former member".into(), String::new(), &r["totals"])
+    let by_user = report
+        .by_user
+        .iter()
+        .map(|m| {
+            if m.name.is_empty() && m.email.is_empty() {
+                row("a former member".into(), String::new(), &m.totals)
             } else {
-                row(name, email, &r["totals"])
+                row(m.name.clone(), m.email.clone(), &m.totals)
             }
         })
         .collect();
-    let (limits, rates) = limits_of(&report);
-    let alerts_sent = report["quota"]["alerts_sent"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_i64)
+    let (limits, rates) = limits_of(&report.limits);
+    let alerts_sent = report
+        .quota
+        .as_ref()
+        .map(|q| {
+            q.alerts_sent
+                .iter()
                 .map(|p| format!("{p}%"))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -267,26 +241,31 @@ async fn usage_page(
         layout: layout(s, user, &title, Some(ctx.org_id())).await?,
         nav: nav(ctx, "usage"),
         org_id: ctx.org_id().to_string(),
-        period: text(&report["period"]),
+        period: report.period.clone(),
         range,
         prev_period,
         next_period,
         limits,
         rates,
         alerts_sent,
-        totals: row(String::new(), String::new(), &report["totals"]),
-        mine: row(String::new(), String::new(), &report["mine"]),
+        totals: row(String::new(), String::new(), &report.totals),
+        mine: row(String::new(), String::new(), &report.mine),
         chart_svg,
-        by_day: rows("by_day", "day"),
-        by_model: rows("by_model", "model"),
+        by_day: report
+            .by_day
+            .iter()
+            .map(|r| row(r.day.clone(), String::new(), &r.totals))
+            .collect(),
+        by_model: report
+            .by_model
+            .iter()
+            .map(|r| row(r.model.clone(), String::new(), &r.totals))
+            .collect(),
         by_user,
         can_manage_quota: has_permission(ctx, "quota.manage"),
         quota: quota_fields(settings),
-        plan_credits: settings["plan_credits_micros"]
-            .as_i64()
-            .map(money)
-            .unwrap_or_default(),
-        webhook_secret_set: settings["webhook_secret_set"].as_bool().unwrap_or(false),
+        plan_credits: settings.plan_credits_micros.map(money).unwrap_or_default(),
+        webhook_secret_set: settings.webhook_secret_set,
         quota_errors: FormErrors::default(),
         can_view_billing,
         invoices: invoice_rows,
@@ -485,7 +464,6 @@ async fn read(
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
 
     use super::*;
 
@@ -503,14 +481,21 @@ mod tests {
 
     #[test]
     fn limits_become_bars_and_rates_sentences() {
-        let report = json!({"limits": [
-            {"name": "org_credits", "used": 900_000, "limit": 1_000_000, "percent": 90.0},
-            {"name": "member_credits", "used": 2_000_000, "limit": 1_000_000, "percent": 200.0},
-            {"name": "org_requests", "used": 3, "limit": 100, "percent": 3.0},
-            {"name": "rate_rpm", "used": null, "limit": 60, "percent": null},
-            {"name": "rate_tpm", "used": null, "limit": 10000, "percent": null},
-        ]});
-        let (meters, rates) = limits_of(&report);
+        let limit = |name, used, limit, percent| quota::Limit {
+            name,
+            description: String::new(),
+            used,
+            limit,
+            percent,
+        };
+        let limits = [
+            limit("org_credits", Some(900_000), 1_000_000, Some(90.0)),
+            limit("member_credits", Some(2_000_000), 1_000_000, Some(200.0)),
+            limit("org_requests", Some(3), 100, Some(3.0)),
+            limit("rate_rpm", None, 60, None),
+            limit("rate_tpm", None, 10000, None),
+        ];
+        let (meters, rates) = limits_of(&limits);
         assert_eq!(meters.len(), 3);
         assert_eq!(meters[0].id, "limit-org-credits");
         assert_eq!(meters[0].text, "$0.90 of $1.00 (90%)");
@@ -581,5 +566,11 @@ mod tests {
             form_field("monthly_credits_micros".into()),
             "monthly_credits"
         );
+        // Amounts go back into the form with every digit, so saving unchanged keeps them.
+        assert_eq!(form_dollars(Some(1_234_567)), "1.234567");
+        assert_eq!(form_dollars(Some(25_000_000)), "25");
+        assert_eq!(form_dollars(Some(100)), "0.0001");
+        assert_eq!(form_dollars(None), "");
+        assert_eq!(parse_usd(&form_dollars(Some(1_234_567))), Some(1_234_567));
     }
 }
