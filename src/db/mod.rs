@@ -243,8 +243,15 @@ impl Db {
     }
 }
 
-/// A consistent online copy of the database at `src` into `dest`, through SQLite's
-/// backup API, safe while a server writes to `src`.
+/// A consistent online copy of the database at `src` into `dest`, safe while a server
+/// writes to `src`.
+///
+/// All pages are copied in one backup step, which is one read transaction on the source:
+/// in WAL mode that snapshot never blocks the writer, and nothing the writer commits
+/// meanwhile can restart the copy. (Copying a few pages per step, as before, restarts
+/// from the first page after every commit by another connection, so on a busy server the
+/// backup never finished.) The copy goes to a temporary file beside `dest`, is checked and
+/// synced, and only then renamed into place: `dest` is either complete or absent.
 pub fn backup(src: &Path, dest: &Path) -> Result<(), DbError> {
     if dest.exists() {
         return Err(DbError::Io(std::io::Error::new(
@@ -257,10 +264,45 @@ pub fn backup(src: &Path, dest: &Path) -> Result<(), DbError> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
     )?;
     from.busy_timeout(std::time::Duration::from_secs(10))?;
-    let mut to = rusqlite::Connection::open(dest)?;
+    let mut partial = dest.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let _ = std::fs::remove_file(&partial);
+    let result = copy_snapshot(&from, &partial).and_then(|()| {
+        std::fs::rename(&partial, dest)?;
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // The rename is durable only once the directory entry is.
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+fn copy_snapshot(from: &rusqlite::Connection, to_path: &Path) -> Result<(), DbError> {
+    let mut to = rusqlite::Connection::open(to_path)?;
     {
-        let backup = rusqlite::backup::Backup::new(&from, &mut to)?;
-        backup.run_to_completion(256, std::time::Duration::from_millis(5), None)?;
+        let backup = rusqlite::backup::Backup::new(from, &mut to)?;
+        // -1: every page in one step, from one snapshot.
+        let mut waits = 0;
+        loop {
+            match backup.step(-1)? {
+                rusqlite::backup::StepResult::Done => break,
+                // The source was locked for a moment (a checkpoint): wait, within reason.
+                _ if waits < 2000 => {
+                    waits += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                _ => {
+                    return Err(DbError::Io(std::io::Error::other(
+                        "the database stayed locked for 10 s",
+                    )));
+                }
+            }
+        }
     }
     // The copy is a standalone file: no WAL beside it.
     to.execute_batch("PRAGMA journal_mode=DELETE;")?;
@@ -269,7 +311,7 @@ pub fn backup(src: &Path, dest: &Path) -> Result<(), DbError> {
         return Err(DbError::Migration(format!("backup integrity check: {ok}")));
     }
     drop(to);
-    std::fs::File::open(dest)?.sync_all()?;
+    std::fs::File::open(to_path)?.sync_all()?;
     Ok(())
 }
 
