@@ -217,10 +217,10 @@ impl Application {
         println!("xagent {} listening on {url}", crate::VERSION);
         tracing::info!(url = %url, "listening");
         if identity::user_count(self.db()).await.unwrap_or(1) == 0 {
-            let dir = self.state.config.data_dir.display();
+            let command = self.state.config.create_user_command();
             println!(
                 "\nThis instance has no users yet. Create the first administrator with:\n\n    \
-                 xagent admin create-user --data-dir {dir} --email you@example.com --name \"Your Name\" --superuser --password-stdin\n\n\
+                 {command}\n\n\
                  (type the password and press Enter), then sign in at {url}/login\n"
             );
         }
