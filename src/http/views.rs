@@ -291,6 +291,7 @@ pub struct NewInviteView {
     pub role: String,
     pub accept_url: String,
     pub email_sent: bool,
+    pub replaced_invitation: bool,
 }
 
 pub struct MatrixRow {
