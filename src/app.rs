@@ -1,7 +1,7 @@
 //! Assembly: open the database, build the router, bind, serve, shut down cleanly.
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -57,6 +57,30 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
+/// The data directory and the files in it that others than their owner can read: they
+/// hold password hashes and the master key, so each is worth a warning at start.
+pub fn exposed_paths(dir: &Path) -> Vec<PathBuf> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let files = [
+            "xagent.db",
+            "xagent.db-wal",
+            "xagent.db-shm",
+            crate::crypto::KEY_FILE,
+        ];
+        std::iter::once(dir.to_path_buf())
+            .chain(files.iter().map(|f| dir.join(f)))
+            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o077 != 0))
+            .collect()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Vec::new()
+    }
+}
+
 /// Thousands of concurrent clients need more sockets than the usual soft limit of 1024.
 /// Raises the limit as far as the hard limit allows, and says what it got.
 fn raise_open_file_limit() {
@@ -89,6 +113,12 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         ensure_data_dir(&config.data_dir)?;
         raise_open_file_limit();
+        for path in exposed_paths(&config.data_dir) {
+            tracing::warn!(
+                path = %path.display(),
+                "readable by other users: it holds password hashes and keys (chmod 700 the data directory, 600 its files)"
+            );
+        }
         let db_path = config.database_path();
         let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
             .await
@@ -187,10 +217,10 @@ impl Application {
         println!("xagent {} listening on {url}", crate::VERSION);
         tracing::info!(url = %url, "listening");
         if identity::user_count(self.db()).await.unwrap_or(1) == 0 {
-            let dir = self.state.config.data_dir.display();
+            let command = self.state.config.create_user_command();
             println!(
                 "\nThis instance has no users yet. Create the first administrator with:\n\n    \
-                 xagent admin create-user --data-dir {dir} --email you@example.com --name \"Your Name\" --superuser --password-stdin\n\n\
+                 {command}\n\n\
                  (type the password and press Enter), then sign in at {url}/login\n"
             );
         }

@@ -158,6 +158,20 @@ impl Config {
         self.data_dir.join("xagent.db")
     }
 
+    /// The command that creates the first administrator in this server's database: with
+    /// `--data-dir` unless it is the default, or the user lands in another database.
+    pub fn create_user_command(&self) -> String {
+        let dir = self.data_dir.to_string_lossy();
+        let data_dir = if dir == "./data" || dir == "data" {
+            String::new()
+        } else {
+            format!(" --data-dir {}", shell_quote(&dir))
+        };
+        format!(
+            "xagent admin create-user{data_dir} --email you@example.com --name \"Your Name\" --superuser --password-stdin"
+        )
+    }
+
     /// The base URL for links, without a trailing slash.
     pub fn base_url(&self, bound: SocketAddr) -> String {
         match &self.public_url {
@@ -172,5 +186,36 @@ impl Config {
                 .as_deref()
                 .is_some_and(|u| u.starts_with("https://"))
         })
+    }
+}
+
+/// `word` as one shell word: as is when it is plain, else in single quotes.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_create_user_command_names_the_data_dir_only_when_it_is_not_the_default() {
+        let default = Config::new(PathBuf::from("./data")).create_user_command();
+        assert!(!default.contains("--data-dir"), "{default}");
+        let custom = Config::new(PathBuf::from("/srv/x agent's data")).create_user_command();
+        assert!(
+            custom.starts_with(
+                "xagent admin create-user --data-dir '/srv/x agent'\\''s data' --email"
+            ),
+            "{custom}"
+        );
     }
 }

@@ -80,6 +80,8 @@ struct Inner {
 impl Db {
     /// Opens (creating if needed) the database, applies pending migrations and starts the writer.
     pub fn open(path: &Path) -> Result<Db, DbError> {
+        // SQLite gives the -wal and -shm files the database file's mode.
+        create_private(path)?;
         let mut wconn = rusqlite::Connection::open(path)?;
         conn::configure_writer(&wconn)?;
         migrate::run(&mut wconn)?;
@@ -283,6 +285,7 @@ pub fn backup(src: &Path, dest: &Path) -> Result<(), DbError> {
 }
 
 fn copy_snapshot(from: &rusqlite::Connection, to_path: &Path) -> Result<(), DbError> {
+    create_private(to_path)?;
     let mut to = rusqlite::Connection::open(to_path)?;
     {
         let backup = rusqlite::backup::Backup::new(from, &mut to)?;
@@ -315,8 +318,26 @@ fn copy_snapshot(from: &rusqlite::Connection, to_path: &Path) -> Result<(), DbEr
     Ok(())
 }
 
+/// Creates `path` empty and readable by its owner only, unless it exists: a database
+/// holds password hashes and sealed keys, whatever the umask says.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Applies pending migrations without starting anything (`xagent migrate`).
 pub fn migrate_only(path: &Path) -> Result<Vec<String>, DbError> {
+    create_private(path)?;
     let mut conn = rusqlite::Connection::open(path)?;
     conn::configure_writer(&conn)?;
     migrate::run(&mut conn)

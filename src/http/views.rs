@@ -39,6 +39,8 @@ pub struct LoginPage {
     pub next: String,
     pub error: Option<String>,
     pub first_run: bool,
+    /// How to create the first administrator, shown when `first_run`.
+    pub create_user: String,
 }
 
 #[derive(Template)]
@@ -143,6 +145,7 @@ mod tests {
             next: "/account".into(),
             error: Some("Email or password is incorrect.".into()),
             first_run: false,
+            create_user: String::new(),
         };
         let html = page.render().unwrap();
         assert!(html.contains("<form"));
@@ -288,6 +291,7 @@ pub struct NewInviteView {
     pub role: String,
     pub accept_url: String,
     pub email_sent: bool,
+    pub replaced_invitation: bool,
 }
 
 pub struct MatrixRow {

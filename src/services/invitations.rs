@@ -20,6 +20,8 @@ pub struct Created {
     pub accept_url: String,
     /// Whether an email went out (SMTP configured and the send worked).
     pub email_sent: bool,
+    /// Whether a pending invitation for the same email was cancelled, its link dead.
+    pub replaced_invitation: bool,
 }
 
 fn invalid() -> AppError {
@@ -52,7 +54,7 @@ pub async fn create(
     let token = auth::random_token();
     let hash = auth::token_hash(&token);
     let (ctx2, actor2, email2) = (ctx.clone(), actor.clone(), email.clone());
-    let invitation = db
+    let (invitation, replaced_invitation) = db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx2)?;
             require(&me, "members.invite")?;
@@ -119,7 +121,8 @@ pub async fn create(
                 ),
                 &now_s,
             )?;
-            invitations::find(tx, &me, &id)?.ok_or_else(AppError::not_found)
+            let invitation = invitations::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+            Ok((invitation, replaced > 0))
         })
         .await?;
     let url = accept_url(base_url, &token);
@@ -148,6 +151,7 @@ pub async fn create(
         token,
         accept_url: url,
         email_sent,
+        replaced_invitation,
     })
 }
 

@@ -142,6 +142,12 @@ async fn backup_copies_a_live_database_consistently() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "delete", "the backup is a standalone file");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the backup holds password hashes: only its owner may read it"
+    );
     // Never overwrites.
     let again = xagent()
         .arg("backup")
@@ -151,6 +157,45 @@ async fn backup_copies_a_live_database_consistently() {
         .output()
         .unwrap();
     assert!(!again.status.success());
+}
+
+#[tokio::test]
+async fn the_database_and_its_wal_and_shm_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn().await;
+    app.create_user("u@example.com", "U").await;
+    let data = app.data_dir();
+    for name in ["xagent.db", "xagent.db-wal", "xagent.db-shm"] {
+        let mode = std::fs::metadata(data.join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} is {:o}", mode & 0o777);
+    }
+    assert!(
+        xagent::app::exposed_paths(&data).is_empty(),
+        "a fresh data directory is reported as readable by others"
+    );
+}
+
+#[tokio::test]
+async fn a_data_directory_or_database_readable_by_others_is_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn().await;
+    let data = app.data_dir();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        data.join("xagent.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let exposed = xagent::app::exposed_paths(&data);
+    assert!(exposed.contains(&data), "{exposed:?}");
+    assert!(exposed.contains(&data.join("xagent.db")), "{exposed:?}");
+    assert!(
+        !exposed.contains(&data.join("xagent.db-wal")),
+        "{exposed:?}"
+    );
 }
 
 #[tokio::test]

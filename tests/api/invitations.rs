@@ -171,6 +171,33 @@ async fn a_user_with_another_email_cannot_accept() {
 }
 
 #[tokio::test]
+async fn the_members_page_says_when_an_invitation_replaced_an_earlier_link() {
+    let app = TestApp::spawn().await;
+    app.create_user("owner@example.com", "Owner").await;
+    let owner = app.login("owner@example.com").await;
+    team_org(&owner, "acme").await;
+    let mut pages = Vec::new();
+    for _ in 0..2 {
+        let r = owner
+            .client
+            .post(app.url("/o/acme/invitations"))
+            .form(&[
+                ("email", "bob@example.com"),
+                ("role", "member"),
+                ("csrf_token", owner.csrf.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        pages.push(r.text().await.unwrap());
+    }
+    let note = "The link sent earlier to bob@example.com no longer works";
+    assert!(!pages[0].contains(note), "{}", pages[0]);
+    assert!(pages[1].contains(note), "{}", pages[1]);
+}
+
+#[tokio::test]
 async fn inviting_again_replaces_the_earlier_link_and_members_cannot_be_invited() {
     let app = TestApp::spawn().await;
     app.create_user("owner@example.com", "Owner").await;
@@ -189,6 +216,8 @@ async fn inviting_again_replaces_the_earlier_link_and_members_cannot_be_invited(
         )
         .await;
     assert_eq!(second.status, StatusCode::CREATED);
+    assert_eq!(first.body["replaced_invitation"], false);
+    assert_eq!(second.body["replaced_invitation"], true);
     let pending = owner.get(&format!("/api/v1/orgs/{org}/invitations")).await;
     let items = pending.body["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);

@@ -13,6 +13,21 @@ async fn form_login(app: &TestApp, email: &str, password: &str, next: &str) -> r
 }
 
 #[tokio::test]
+async fn the_first_run_hint_names_the_data_directory_the_server_uses() {
+    let app = TestApp::spawn().await;
+    let page = reply(reqwest::get(app.url("/login")).await.unwrap()).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let dir = app.data_dir().display().to_string();
+    assert!(
+        page.text.contains(&format!(
+            "xagent admin create-user --data-dir {dir} --email"
+        )),
+        "{}",
+        page.text
+    );
+}
+
+#[tokio::test]
 async fn the_sign_in_page_signs_in_and_refuses_open_redirects() {
     let app = TestApp::spawn().await;
     let ann = app.create_user("ann@example.com", "Ann").await;

@@ -166,6 +166,7 @@ async fn invite(
     body["token"] = json!(c.token);
     body["accept_url"] = json!(c.accept_url);
     body["email_sent"] = json!(c.email_sent);
+    body["replaced_invitation"] = json!(c.replaced_invitation);
     Ok(created(body))
 }
 

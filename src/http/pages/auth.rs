@@ -59,6 +59,7 @@ async fn login_form(
         next,
         error: None,
         first_run,
+        create_user: s.config.create_user_command(),
     })
 }
 
@@ -117,6 +118,7 @@ async fn login(
                     next,
                     error: Some(message),
                     first_run: false,
+                    create_user: String::new(),
                 },
             )
         }

@@ -359,6 +359,7 @@ async fn invite(
                 role: created.invitation.role.to_string(),
                 accept_url: created.accept_url,
                 email_sent: created.email_sent,
+                replaced_invitation: created.replaced_invitation,
             });
             // The link is in this response only: never cached, never in htmx's history.
             let res = render_status(StatusCode::CREATED, &page)?;
@@ -574,6 +575,7 @@ mod tests {
                 role: "member".into(),
                 accept_url: "http://x/invite/tok".into(),
                 email_sent: true,
+                replaced_invitation: false,
             }),
             notice: None,
             error: None,
