@@ -7,6 +7,7 @@ mod common;
 mod audit_chain;
 mod audit_trail;
 mod cli;
+mod compressed_bodies;
 mod errors;
 mod gateway;
 mod guards;
