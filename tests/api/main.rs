@@ -21,6 +21,7 @@ mod org_fixture;
 mod org_isolation;
 mod orgs;
 mod owner_race;
+mod panics;
 mod pages;
 mod resources;
 mod role_matrix;
