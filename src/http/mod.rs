@@ -17,6 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -36,7 +37,14 @@ pub fn router(state: AppState) -> Router {
         .merge(assets::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
+    // Debug builds only: lets the tests prove a panic answers a clean 500.
+    #[cfg(debug_assertions)]
+    let routes = routes
+        .route("/api/v1/debug/panic", get(debug_panic))
+        .route("/debug/panic", get(debug_panic));
     pages::html_errors(routes)
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn(panic_response))
         .layer(middleware::from_fn(same_origin_writes))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(
@@ -72,12 +80,74 @@ pub fn router(state: AppState) -> Router {
         )
         // The gateway sits outside the request timeout (completions and streams may run
         // for minutes; upstream calls have their own limits) and renders its own errors.
-        .merge(gateway::router().layer(
+        .merge(gateway_routes()
+            .layer(CatchPanicLayer::custom(panicked))
+            .layer(middleware::from_fn(panic_response))
+            .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 tracing::info_span!("gateway", method = %req.method(), path = %req.uri().path())
             }),
         ))
         .with_state(state)
+}
+
+fn gateway_routes() -> Router<AppState> {
+    let routes = gateway::router();
+    #[cfg(debug_assertions)]
+    let routes = routes.route("/v1/debug/panic", get(debug_panic));
+    routes
+}
+
+#[cfg(debug_assertions)]
+#[allow(clippy::panic)]
+async fn debug_panic() -> Response {
+    panic!("debug panic route")
+}
+
+/// Marks the bare 500 that `CatchPanicLayer` answers, for `panic_response` to shape.
+#[derive(Clone, Copy)]
+struct Panicked;
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let mut res = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    res.extensions_mut().insert(Panicked);
+    res
+}
+
+/// Turns a caught panic into the error the route's clients read (the JSON envelope for
+/// /api and /v1, the error page otherwise) and logs it once; the panic message itself is
+/// not shown, it may carry anything.
+async fn panic_response(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let method = req.method().clone();
+    let res = next.run(req).await;
+    if res.extensions().get::<Panicked>().is_none() {
+        return res;
+    }
+    let route = route.unwrap_or_else(|| loggable_path(&path).into_owned());
+    tracing::error!(request_id = %id, method = %method, route = %route, "request panicked");
+    if path == "/api" || path.starts_with("/api/") || path.starts_with("/v1/") {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": {"code": "internal", "message": "internal error"}})),
+        )
+            .into_response();
+    }
+    pages::error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong on our side; it has been logged.",
+        views::Layout::default(),
+    )
 }
 
 /// The request path as logs may show it: invitation links carry their token in the

@@ -1,7 +1,7 @@
 //! Reading the audit trail: filtered pages, streaming export, chain verification, and the
 //! retention purge (which is itself audited and leaves an anchor for verification).
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde_json::json;
 
 use super::require;
@@ -58,6 +58,8 @@ pub fn export(
         ExportFormat::Ndjson => None,
     };
     let state = (db, ctx, filter, None::<i64>, false, header);
+    // Fused: the compression layer polls once more after the end, and a bare `unfold`
+    // panics when polled after it finished, which cut compressed downloads off mid-body.
     Ok(futures_util::stream::unfold(
         state,
         move |(db, ctx, filter, before, done, header)| async move {
@@ -98,7 +100,8 @@ pub fn export(
                 }
             }
         },
-    ))
+    )
+    .fuse())
 }
 
 pub fn export_json(r: &Record) -> serde_json::Value {
