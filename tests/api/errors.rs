@@ -193,6 +193,43 @@ async fn lists_paginate_with_limit_and_cursor() {
     assert_eq!(seen, vec!["t4", "t3", "t2", "t1", "t0"]);
 }
 
+/// What a form with an empty cursor field sends: it means the first page, on every list.
+#[tokio::test]
+async fn an_empty_cursor_is_the_first_page_of_every_list() {
+    let app = TestApp::spawn().await;
+    let ann = app.create_user("ann@example.com", "Ann").await;
+    let s = app.login("ann@example.com").await;
+    let org = &ann.personal_org;
+    let r = s
+        .post(
+            "/api/v1/me/tokens",
+            json!({"name": "t", "organization_id": org}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = s
+        .post(&format!("/api/v1/orgs/{org}/agents"), json!({"name": "A"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    for list in [
+        "/api/v1/me/tokens".to_string(),
+        "/api/v1/me/sessions".to_string(),
+        format!("/api/v1/orgs/{org}/members"),
+        format!("/api/v1/orgs/{org}/agents"),
+        format!("/api/v1/orgs/{org}/audit"),
+        "/api/v1/me/accessible/agents".to_string(),
+    ] {
+        let first = s.get(&list).await;
+        let empty = s.get(&format!("{list}?cursor=")).await;
+        assert_eq!(empty.status, StatusCode::OK, "{list}: {}", empty.text);
+        assert!(
+            !first.body["items"].as_array().unwrap().is_empty(),
+            "{list}"
+        );
+        assert_eq!(empty.body["items"], first.body["items"], "{list}");
+    }
+}
+
 #[tokio::test]
 async fn health_and_readiness_answer() {
     let app = TestApp::spawn().await;
