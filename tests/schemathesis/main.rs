@@ -24,7 +24,7 @@ use xagent::services::identity;
 /// enough that both passes take a few minutes on two cores. Generation is deterministic
 /// (Hypothesis derandomized, one worker, no cache between runs): the same document and
 /// server give the same requests, so a failure in CI fails the same way locally.
-const MAX_EXAMPLES: u32 = 20;
+const MAX_EXAMPLES: u32 = 60;
 
 /// Operations whose valid input the server may still refuse with a 400, for a rule a
 /// JSON Schema cannot state; `positive_data_acceptance` is off for them, every other
@@ -504,10 +504,11 @@ struct Pass {
     exclude: &'static [&'static str],
 }
 
-async fn run(api: &Api<'_>, dir: &Path, bin: &str, scene: &Scene, pass: &Pass) {
+type Fixed = BTreeMap<String, Vec<(&'static str, String)>>;
+
+async fn run(api: &Api<'_>, dir: &Path, bin: &str, scene: &Scene, doomed: &Fixed, pass: &Pass) {
     let file = dir.join(format!("{}.toml", pass.name));
-    let doomed = doomed(api, scene, pass.name).await;
-    std::fs::write(&file, config(scene, &doomed, &pass.auth)).unwrap();
+    std::fs::write(&file, config(scene, doomed, &pass.auth)).unwrap();
     let mut cmd = tokio::process::Command::new(bin);
     cmd.arg("--config-file")
         .arg(&file)
@@ -611,8 +612,17 @@ async fn every_api_operation_answers_bad_and_good_input_as_its_openapi_document_
             exclude: &[],
         },
     ];
-    let dir = tempfile::tempdir().unwrap();
+    // Everything that signs in happens before the passes: their failed sign-ins lock
+    // the address out for a while (429), as they should.
+    let mut doomed_per_pass = Vec::new();
     for pass in &passes {
-        run(&api, dir.path(), &bin, &scene, pass).await;
+        doomed_per_pass.push(match pass.only {
+            Some(_) => Fixed::new(),
+            None => doomed(&api, &scene, pass.name).await,
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (pass, doomed) in passes.iter().zip(&doomed_per_pass) {
+        run(&api, dir.path(), &bin, &scene, doomed, pass).await;
     }
 }
