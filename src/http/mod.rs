@@ -42,11 +42,21 @@ pub fn router(state: AppState) -> Router {
     let routes = routes
         .route("/api/v1/debug/panic", get(debug_panic))
         .route("/debug/panic", get(debug_panic));
-    pages::html_errors(routes)
-        .layer(CatchPanicLayer::custom(panicked))
-        .layer(middleware::from_fn(panic_response))
+    // The gateway stays outside the request timeout (completions and streams may run for
+    // minutes; upstream calls have their own limits), the same-origin check (it is called
+    // with bearer tokens, never cookies) and the HTML error pages (it renders OpenAI-style
+    // errors); everything below the merge — request id, tracing, compression, security
+    // headers, the panic guard — covers both.
+    let app = pages::html_errors(routes)
         .layer(middleware::from_fn(same_origin_writes))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .merge(gateway_routes());
+    app.layer(CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn(panic_response))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
@@ -60,11 +70,9 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("request", id = %id, method = %req.method(), path = %path)
                 }))
                 .layer(PropagateRequestIdLayer::new(request_id))
+                // Event streams are left uncompressed by the default predicate: each
+                // event has to reach the client when it is sent.
                 .layer(CompressionLayer::new())
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    timeout,
-                ))
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
@@ -78,16 +86,6 @@ pub fn router(state: AppState) -> Router {
                     HeaderValue::from_static("same-origin"),
                 )),
         )
-        // The gateway sits outside the request timeout (completions and streams may run
-        // for minutes; upstream calls have their own limits) and renders its own errors.
-        .merge(gateway_routes()
-            .layer(CatchPanicLayer::custom(panicked))
-            .layer(middleware::from_fn(panic_response))
-            .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                tracing::info_span!("gateway", method = %req.method(), path = %req.uri().path())
-            }),
-        ))
         .with_state(state)
 }
 

@@ -1288,3 +1288,132 @@ async fn models_are_asked_from_the_providers_when_the_policy_lists_none() {
         r.text
     );
 }
+
+#[tokio::test]
+async fn gateway_answers_carry_the_same_security_headers_and_request_id_as_every_other_response() {
+    let b = bed().await;
+    let t = &b.token;
+    let bearer = |method: Method, path: &str| {
+        t.client
+            .request(method, format!("{}{path}", b.app.base))
+            .bearer_auth(&t.token)
+    };
+    let embed = json!({"model": "text-embedding-3-small", "input": "hello"});
+    let mut stream_body = chat_body("gpt-test");
+    stream_body["stream"] = json!(true);
+    let requests = [
+        ("GET /v1/models", bearer(Method::GET, "/v1/models")),
+        (
+            "POST /v1/chat/completions",
+            bearer(Method::POST, "/v1/chat/completions").json(&small_call()),
+        ),
+        (
+            "POST /v1/chat/completions (stream)",
+            bearer(Method::POST, "/v1/chat/completions").json(&stream_body),
+        ),
+        (
+            "POST /v1/embeddings",
+            bearer(Method::POST, "/v1/embeddings").json(&embed),
+        ),
+        (
+            "/v1 without a token",
+            t.client.get(format!("{}/v1/models", b.app.base)),
+        ),
+        ("GET /api/v1/me", bearer(Method::GET, "/api/v1/me")),
+        ("GET /login", t.client.get(format!("{}/login", b.app.base))),
+    ];
+    let mut ids = std::collections::HashSet::new();
+    for (what, req) in requests {
+        let res = req.send().await.unwrap();
+        let h = res.headers().clone();
+        let _ = res.bytes().await.unwrap();
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("x-frame-options", "DENY"),
+            ("referrer-policy", "same-origin"),
+        ] {
+            assert_eq!(
+                h.get(name).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "{what}: {name}"
+            );
+        }
+        let id = h
+            .get("x-request-id")
+            .unwrap_or_else(|| panic!("{what}: no x-request-id"));
+        assert!(
+            ids.insert(id.to_str().unwrap().to_string()),
+            "{what}: request id repeated"
+        );
+    }
+    // A request id the client sent comes back unchanged.
+    let res = bearer(Method::GET, "/v1/models")
+        .header("x-request-id", "client-chosen-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "client-chosen-42");
+}
+
+#[tokio::test]
+async fn gateway_answers_and_the_invoice_csv_end_cleanly_in_every_encoding() {
+    let b = bed().await;
+    let t = &b.token;
+    let base = &b.app.base;
+    let post = |body: Value| {
+        move || {
+            t.client
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(&t.token)
+                .json(&body)
+        }
+    };
+    let answer =
+        crate::compressed_bodies::same_for_every_encoding(post(small_call()), "chat completion")
+            .await;
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        "Hello from the mock"
+    );
+    crate::compressed_bodies::same_for_every_encoding(
+        || {
+            t.client
+                .get(format!("{}/v1/models", b.app.base))
+                .bearer_auth(&t.token)
+        },
+        "model list",
+    )
+    .await;
+    // An event stream is never compressed (each event must reach the client as it is
+    // sent), and it ends with its last event whatever the client accepts.
+    let mut stream_body = chat_body("gpt-test");
+    stream_body["stream"] = json!(true);
+    for body in
+        crate::compressed_bodies::uncompressed_for_every_encoding(post(stream_body), "stream").await
+    {
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    }
+    b.clock.advance(Duration::from_secs(40 * 24 * 3600));
+    let closed = xagent::services::invoices::close_periods(&b.app.db, b.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(closed, 1);
+    let list = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/invoices", b.org))
+        .await;
+    let id = list.body["items"][0]["id"].as_str().unwrap();
+    let csv = crate::compressed_bodies::same_for_every_encoding(
+        || {
+            b.owner.client.get(
+                b.owner
+                    .url(&format!("/api/v1/orgs/{}/invoices/{id}.csv", b.org)),
+            )
+        },
+        "invoice csv",
+    )
+    .await;
+    assert!(String::from_utf8(csv).unwrap().contains(",total,"));
+}

@@ -19,7 +19,10 @@ async fn a_panic_answers_a_clean_500_and_the_server_keeps_serving() {
             "{path}: {}",
             r.text
         );
-        assert!(!r.text.contains("debug panic route"), "{path} shows the panic");
+        assert!(
+            !r.text.contains("debug panic route"),
+            "{path} shows the panic"
+        );
     }
     let r = reply(client.get(app.url("/debug/panic")).send().await.unwrap()).await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
