@@ -113,12 +113,13 @@ fn pick_provider(
     ("openai".to_string(), model.to_string())
 }
 
-/// What admission needs besides the ledger: the quota settings, the plan's monthly
-/// credits and the model's price.
+/// What admission needs besides the ledger: the quota settings, the credit limit and the
+/// model's price.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub quota: crate::db::repo::quotas::Quota,
-    pub plan_credits: Option<i64>,
+    /// The organization's monthly credit limit (`quota::credit_limit`).
+    pub credit_limit: Option<i64>,
     pub price: Option<(i64, i64)>,
 }
 
@@ -248,10 +249,12 @@ fn read_setup(
             ));
         }
     };
+    let quota = crate::db::repo::quotas::get(tx, ctx)?;
+    let plan_credits =
+        crate::db::repo::plans::for_org(tx, ctx)?.and_then(|p| p.monthly_ai_credits_micros);
     let limits = Limits {
-        quota: crate::db::repo::quotas::get(tx, ctx)?,
-        plan_credits: crate::db::repo::plans::for_org(tx, ctx)?
-            .and_then(|p| p.monthly_ai_credits_micros),
+        credit_limit: super::quota::credit_limit(&quota, plan_credits),
+        quota,
         price: usage::price(tx, &model)?,
     };
     Ok(Setup {

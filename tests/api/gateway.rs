@@ -1417,3 +1417,61 @@ async fn gateway_answers_and_the_invoice_csv_end_cleanly_in_every_encoding() {
     .await;
     assert!(String::from_utf8(csv).unwrap().contains(",total,"));
 }
+
+#[tokio::test]
+async fn the_org_home_and_the_limits_api_show_the_credit_limit_the_gateway_enforces() {
+    let b = bed().await;
+    // The org's own quota replaces the plan's figure; 2 calls of 6 µ$ are 120 % of it.
+    set_quota(&b, json!({"monthly_credits_micros": 10})).await;
+    for _ in 0..2 {
+        let r = b
+            .token
+            .send(Method::POST, "/v1/chat/completions", Some(small_call()))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let _ = events(&b.app, &b.org, 2).await;
+    let usage = b.owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
+    assert_eq!(usage.body["quota"]["limit"], 10);
+    assert_eq!(usage.body["quota"]["used"], 12);
+    let limits = b.owner.get(&format!("/api/v1/orgs/{}/limits", b.org)).await;
+    assert_eq!(limits.status, StatusCode::OK, "{}", limits.text);
+    assert_eq!(
+        limits.body["ai_credits"],
+        json!({"used": 12, "max": 10}),
+        "{}",
+        limits.text
+    );
+    let summary = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/summary", b.org))
+        .await;
+    assert_eq!(summary.body["usage"]["period"], usage.body["period"]);
+    assert_eq!(summary.body["usage"]["cost_micros"], 12);
+    let home = b.owner.get(&format!("/o/{}", b.org)).await;
+    assert_eq!(home.status, StatusCode::OK);
+    let meter = home
+        .text
+        .split("id=\"usage-credits\"")
+        .nth(1)
+        .and_then(|t| t.split('>').next())
+        .unwrap_or_else(|| panic!("no credit meter: {}", home.text));
+    assert!(meter.contains("aria-valuenow=\"12\""), "{meter}");
+    assert!(meter.contains("aria-valuemax=\"10\""), "{meter}");
+    assert!(
+        home.text
+            .contains("meter meter-full\" id=\"usage-credits\"")
+    );
+    // The next billing period (the server's clock) starts from nothing, everywhere.
+    b.clock.advance(Duration::from_secs(40 * 24 * 3600));
+    let usage = b.owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
+    let limits = b.owner.get(&format!("/api/v1/orgs/{}/limits", b.org)).await;
+    let summary = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/summary", b.org))
+        .await;
+    assert_eq!(usage.body["quota"]["used"], 0);
+    assert_eq!(limits.body["ai_credits"], json!({"used": 0, "max": 10}));
+    assert_eq!(summary.body["usage"]["period"], usage.body["period"]);
+    assert_eq!(summary.body["usage"]["cost_micros"], 0);
+}
