@@ -255,7 +255,7 @@ fn read_setup(
     let limits = Limits {
         credit_limit: super::quota::credit_limit(&quota, plan_credits),
         quota,
-        price: usage::price(tx, &model)?,
+        price: usage::price(tx, &provider, &[&upstream_model])?,
     };
     Ok(Setup {
         provider,
@@ -398,6 +398,8 @@ pub struct Metered {
     pub endpoint: &'static str,
     pub status: u16,
     pub tokens: Tokens,
+    /// The model the provider's answer named, when it named one.
+    pub served_model: Option<String>,
     pub latency_ms: i64,
     /// When the call ended (the gateway's clock): its period and the event's time.
     pub at: chrono::DateTime<chrono::Utc>,
@@ -479,18 +481,26 @@ impl Meter {
 }
 
 async fn write_batch(db: &Db, calls: Vec<Metered>) {
-    let rows: Vec<(OrgContext, chrono::DateTime<chrono::Utc>, usage::Event)> = calls
+    let rows: Vec<(
+        OrgContext,
+        chrono::DateTime<chrono::Utc>,
+        String,
+        usage::Event,
+    )> = calls
         .iter()
         .map(|m| {
             (
                 m.call.ctx.clone(),
                 m.at,
+                m.call.upstream_model.clone(),
                 usage::Event {
                     id: new_id().to_string(),
                     api_token_id: m.token_id.clone(),
                     endpoint: m.endpoint,
                     provider: m.call.provider.clone(),
                     model: m.call.model.clone(),
+                    served_model: m.served_model.clone(),
+                    priced: false,
                     key_source: m.call.source.as_str(),
                     status_code: m.status,
                     input_tokens: m.tokens.input,
@@ -505,21 +515,25 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
     let n = rows.len();
     let done = db
         .write_bookkeeping(move |tx| {
-            let mut prices: BTreeMap<String, Option<(i64, i64)>> = BTreeMap::new();
+            type PriceKey = (String, Option<String>, String);
+            let mut prices: BTreeMap<PriceKey, Option<(i64, i64)>> = BTreeMap::new();
             let mut anchors: BTreeMap<crate::domain::OrgId, u32> = BTreeMap::new();
             let mut batch = usage::Batch::default();
             let mut costs = Vec::with_capacity(rows.len());
             let mut last = None;
-            for (ctx, at, mut e) in rows {
+            for (ctx, at, upstream_model, mut e) in rows {
                 last = Some(at);
-                let price = match prices.get(&e.model) {
+                let key = (e.provider.clone(), e.served_model.clone(), upstream_model);
+                let price = match prices.get(&key) {
                     Some(p) => *p,
                     None => {
-                        let p = usage::price(tx, &e.model)?;
-                        prices.insert(e.model.clone(), p);
+                        let served = key.1.as_deref().unwrap_or("");
+                        let p = usage::price(tx, &key.0, &[served, &key.2])?;
+                        prices.insert(key, p);
                         p
                     }
                 };
+                e.priced = price.is_some();
                 e.cost_micros = cost(
                     price,
                     Tokens {

@@ -623,6 +623,8 @@ pub struct UsageReport {
 pub struct ModelUsage {
     pub model: String,
     pub totals: usage::Totals,
+    /// Calls that used tokens but found no price: counted as free, shown as such.
+    pub unpriced_requests: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -667,11 +669,15 @@ pub async fn report(
         );
         let by_model = usage::grouped(tx, &ctx, false, &start, &end)?
             .into_iter()
-            .map(|(model, totals)| ModelUsage { model, totals })
+            .map(|(model, totals, unpriced_requests)| ModelUsage {
+                model,
+                totals,
+                unpriced_requests,
+            })
             .collect();
         let by_day = usage::grouped(tx, &ctx, true, &start, &end)?
             .into_iter()
-            .map(|(day, totals)| DayUsage { day, totals })
+            .map(|(day, totals, _)| DayUsage { day, totals })
             .collect();
         // Names from the membership: a former member's usage stays, unnamed.
         let by_user = usage::by_member(tx, &ctx, &p.label)?;

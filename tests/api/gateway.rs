@@ -1475,3 +1475,85 @@ async fn the_org_home_and_the_limits_api_show_the_credit_limit_the_gateway_enfor
     assert_eq!(summary.body["usage"]["period"], usage.body["period"]);
     assert_eq!(summary.body["usage"]["cost_micros"], 0);
 }
+
+#[tokio::test]
+async fn a_call_is_priced_by_the_model_the_provider_served_whatever_prefix_routed_it() {
+    let b = bed().await;
+    let call = |model: &str| json!({"model": model, "max_tokens": 7, "messages": [{"role": "user", "content": "Say hello"}]});
+    // `gpt-test` is priced (6 µ$ for this call); routed by prefix, by alias, streamed.
+    for model in [
+        "gpt-test",
+        "openai/gpt-test",
+        "gpt-test-latest",
+        "gpt-unpriced",
+    ] {
+        let r = b
+            .token
+            .send(Method::POST, "/v1/chat/completions", Some(call(model)))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{model}: {}", r.text);
+    }
+    let mut body = call("openai/gpt-test");
+    body["stream"] = json!(true);
+    let res = b
+        .token
+        .client
+        .post(format!("{}/v1/chat/completions", b.app.base))
+        .bearer_auth(&b.token.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.text().await.unwrap().contains("[DONE]"));
+    let ev = events(&b.app, &b.org, 5).await;
+    let costs: Vec<(&str, i64)> = ev.iter().map(|e| (e.model.as_str(), e.cost)).collect();
+    assert_eq!(
+        costs,
+        vec![
+            ("gpt-test", 6),
+            ("openai/gpt-test", 6),
+            ("gpt-test-latest", 6),
+            ("gpt-unpriced", 0),
+            // 11 prompt + 5 completion tokens, from the stream's usage block.
+            ("openai/gpt-test", 5),
+        ]
+    );
+    // A price set for one provider's model wins over the model's general price.
+    raw_db(&b.app)
+        .execute(
+            "INSERT INTO model_prices VALUES ('openai/gpt-test', 1500000, 6000000, '2026-01-01T00:00:00Z')",
+            [],
+        )
+        .unwrap();
+    let r = b
+        .token
+        .send(Method::POST, "/v1/chat/completions", Some(call("gpt-test")))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(events(&b.app, &b.org, 6).await[5].cost, 59);
+    // The unpriced model is flagged, in the report and on the page.
+    let usage = b.owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
+    let rows = usage.body["by_model"].as_array().unwrap();
+    let flag = |m: &str| {
+        rows.iter()
+            .find(|r| r["model"] == m)
+            .map(|r| r["unpriced_requests"].clone())
+    };
+    assert_eq!(flag("gpt-unpriced"), Some(json!(1)), "{}", usage.text);
+    assert_eq!(flag("gpt-test"), Some(json!(0)));
+    assert_eq!(flag("gpt-test-latest"), Some(json!(0)));
+    let page = b.owner.get(&format!("/o/{}/usage", b.org)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let row = page
+        .text
+        .split("<tr")
+        .find(|r| r.contains("gpt-unpriced"))
+        .unwrap_or_else(|| panic!("no row for gpt-unpriced: {}", page.text));
+    assert!(row.contains("no price"), "{row}");
+    let priced = page
+        .text
+        .split("<tr")
+        .find(|r| r.contains(">gpt-test<"))
+        .unwrap();
+    assert!(!priced.contains("no price"), "{priced}");
+}
