@@ -6,7 +6,7 @@
 //! 4 KB descriptions, spread over the organizations, until the file is about `MB` MB.
 //!
 //! `backup run ADDR DATA_DIR XAGENT_BIN [writers] [warmup_seconds]`: `writers` clients
-//! (default 16), each with its own API token, create tools with 4 KB descriptions as
+//! (default 16), each with its own API token, create tools with 1 KB descriptions as
 //! fast as the server answers (`POST /api/v1/orgs/{org}/tools`, one request in flight per
 //! client); after `warmup_seconds` (default 5) it runs `XAGENT_BIN backup DEST --data-dir
 //! DATA_DIR` and times it; the writers go on 1 s after it ends. Prints the backup time,
@@ -68,7 +68,7 @@ fn seed(dir: &Path, mb: u64) {
                      VALUES (?1, ?2, ?3, ?4, 'organization', ?5, ?5)",
                 )
                 .unwrap();
-            for _ in 0..10_000 {
+            for _ in 0..1_000 {
                 padded += 1;
                 let org = &m.org_ids[rng.below(m.org_ids.len())];
                 let id = uuid::Uuid::from_u128(u128::from(rng.next()) << 64 | u128::from(padded));
@@ -134,7 +134,7 @@ fn run(args: &[String]) {
             .build()
             .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let description = "x".repeat(4000);
+        let description = "x".repeat(1000);
         let mut tasks = Vec::new();
         for (w, (token, org)) in tokens.into_iter().enumerate() {
             let (client, stop, description) = (client.clone(), stop.clone(), description.clone());
@@ -225,6 +225,14 @@ fn run(args: &[String]) {
             v.sort();
             v
         };
+        // When the slow writes of the backup window started, relative to the backup.
+        let mut slow: Vec<(f64, f64)> = logs
+            .iter()
+            .flat_map(|l| l.latencies.iter())
+            .filter(|(at, d)| *at >= backup_started && *at <= backup_ended && *d > Duration::from_millis(50))
+            .map(|(at, d)| ((*at - backup_started).as_secs_f64(), d.as_secs_f64() * 1000.0))
+            .collect();
+        slow.sort_by(|a, b| a.0.total_cmp(&b.0));
         let errors: Vec<&String> = logs.iter().flat_map(|l| l.errors.iter()).collect();
         let warm_from = backup_started - Duration::from_secs(warmup.min(3));
         println!(
@@ -242,6 +250,15 @@ fn run(args: &[String]) {
         report(
             &format!("writers ({writers}) during the backup"),
             &window(backup_started, backup_ended),
+        );
+        println!(
+            "backup: writes over 50 ms during the backup: {} (started at s after the backup began → ms: {})",
+            slow.len(),
+            slow.iter()
+                .take(12)
+                .map(|(t, d)| format!("{t:.2}→{d:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         println!(
             "backup: {} tools acknowledged before the backup, {missing} missing from the copy; {} writer errors{}",

@@ -5,7 +5,7 @@
 # Usage: benches/backup.sh [sizes_mb...]   (default: 100 1000)
 # Honors CARGO_TARGET_DIR. For each size: seeds a fresh data dir (benches/backup.rs seed),
 # starts the server on 127.0.0.1 and a free port, runs benches/backup.rs run (16 writers,
-# the backup after 5 s of writing), stops the server. Everything is bounded and local.
+# the backup after 3 s of writing), stops the server. Everything is bounded and local.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=("$@")
@@ -28,7 +28,7 @@ for mb in "${sizes[@]}"; do
   trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
   for _ in $(seq 100); do curl -sf "http://$addr/healthz" >/dev/null && break; sleep 0.1; done
   echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-  timeout 600 "$bench" run "$addr" "$dir/data" "$bin" 16 5
+  timeout 600 "$bench" run "$addr" "$dir/data" "$bin" 16 3
   kill -TERM $pid; wait $pid 2>/dev/null || true
   echo "server warnings/errors: $(grep -ciE 'warn|error' "$dir/server.log" || true)"
   grep -iE 'warn|error' "$dir/server.log" | head -3 || true

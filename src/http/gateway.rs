@@ -296,29 +296,28 @@ async fn send_upstream(
     body: &serde_json::Map<String, Value>,
 ) -> GResult<reqwest::Response> {
     let url = format!("{}{path}", call.base_url.trim_end_matches('/'));
-    upstream
-        .post(&url)
-        .bearer_auth(call.api_key.expose())
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| {
-            // reqwest errors name the URL, never the Authorization header.
-            let what = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "could not be reached"
-            } else {
-                "failed"
-            };
-            GatewayError(Refusal {
-                status: 502,
-                kind: "upstream_error",
-                code: "upstream_unavailable",
-                message: format!("the provider {} {what}", call.provider),
-                retry_after_secs: None,
-            })
+    let req = upstream.post(&url);
+    let req = match &call.api_key {
+        Some(k) => req.bearer_auth(k.expose()),
+        None => req,
+    };
+    req.json(body).send().await.map_err(|e| {
+        // reqwest errors name the URL, never the Authorization header.
+        let what = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "could not be reached"
+        } else {
+            "failed"
+        };
+        GatewayError(Refusal {
+            status: 502,
+            kind: "upstream_error",
+            code: "upstream_unavailable",
+            message: format!("the provider {} {what}", call.provider),
+            retry_after_secs: None,
         })
+    })
 }
 
 /// An upstream error as an OpenAI-style error naming the provider. The upstream's own
@@ -336,7 +335,10 @@ async fn upstream_failure(call: &Call, res: reqwest::Response) -> GatewayError {
     let upstream_message = serde_json::from_slice::<Value>(&raw)
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .map(|m| m.replace(call.api_key.expose(), "[redacted]"));
+        .map(|m| match &call.api_key {
+            Some(k) => m.replace(k.expose(), "[redacted]"),
+            None => m,
+        });
     let (out_status, kind, code) = match status {
         401 | 403 => (502, "upstream_error", "upstream_auth_failed"),
         404 => (404, "invalid_request_error", "model_not_found"),

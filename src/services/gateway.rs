@@ -89,7 +89,8 @@ pub struct Call {
     /// The model as the upstream knows it (without a `provider/` prefix).
     pub upstream_model: String,
     pub base_url: String,
-    pub api_key: Secret,
+    /// None for a provider that needs no key.
+    pub api_key: Option<Secret>,
     pub source: KeySource,
 }
 
@@ -131,7 +132,7 @@ struct Setup {
     model: String,
     upstream_model: String,
     base_url: String,
-    api_key: Secret,
+    api_key: Option<Secret>,
     source: KeySource,
     limits: Limits,
 }
@@ -229,9 +230,10 @@ fn read_setup(
     let (provider, upstream_model) = pick_provider(&model, &providers, env);
     let entry = providers.into_iter().find(|p| p.provider == provider);
     let r = llm::resolve_with(tx, ctx, keyring, env, &provider, &policy, entry)?;
-    let (api_key, base_url) = match (r.api_key, r.base_url) {
-        (Some(k), Some(u)) => (k, u),
-        (Some(_), None) => {
+    let usable = r.usable();
+    let (api_key, base_url) = match (usable, r.api_key) {
+        (Some(u), _) => u,
+        (None, Some(_)) => {
             return Err(Refusal::new(
                 424,
                 "invalid_request_error",
@@ -239,7 +241,7 @@ fn read_setup(
                 format!("the provider {provider} has a key but no base URL"),
             ));
         }
-        (None, _) => {
+        (None, None) => {
             return Err(Refusal::new(
                 424,
                 "invalid_request_error",
@@ -322,7 +324,7 @@ pub async fn models(
             for name in names {
                 let entry = providers.iter().find(|p| p.provider == name).cloned();
                 let r = llm::resolve_with(tx, ctx, keyring, env, &name, &policy, entry)?;
-                if let (Some(k), Some(u)) = (r.api_key, r.base_url) {
+                if let Some((k, u)) = r.usable() {
                     sources.push((name, u, k));
                 }
             }
@@ -341,7 +343,8 @@ pub async fn models(
             .collect()
     } else {
         let asked = sources.iter().map(|(name, url, key)| async move {
-            let ids = super::llm_probe::list_models(client, url, key, MODEL_LIST_TIMEOUT).await;
+            let ids =
+                super::llm_probe::list_models(client, url, key.as_ref(), MODEL_LIST_TIMEOUT).await;
             if ids.is_none() {
                 tracing::debug!(provider = %name, "no model list from the provider");
             }
@@ -611,6 +614,7 @@ mod tests {
             key_hint: None,
             enabled,
             updated_at: String::new(),
+            key_required: true,
         }
     }
 

@@ -1479,7 +1479,7 @@ async fn the_org_home_and_the_limits_api_show_the_credit_limit_the_gateway_enfor
 #[tokio::test]
 async fn a_call_is_priced_by_the_model_the_provider_served_whatever_prefix_routed_it() {
     let b = bed().await;
-    let call = |model: &str| json!({"model": model, "max_tokens": 7, "messages": [{"role": "user", "content": "Say hello"}]});
+    let call = small_call_of;
     // `gpt-test` is priced (6 µ$ for this call); routed by prefix, by alias, streamed.
     for model in [
         "gpt-test",
@@ -1556,4 +1556,111 @@ async fn a_call_is_priced_by_the_model_the_provider_served_whatever_prefix_route
         .find(|r| r.contains(">gpt-test<"))
         .unwrap();
     assert!(!priced.contains("no price"), "{priced}");
+}
+
+#[tokio::test]
+async fn a_provider_that_needs_no_key_is_tested_and_called_without_one() {
+    let b = bed().await;
+    let path = format!("/api/v1/orgs/{}/llm/providers/ollama", b.org);
+    // Without saying so, a provider with only a base URL has no key: refused clearly.
+    let r = b.owner.put(&path, json!({"base_url": b.mock.base})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["key_required"], true);
+    let r = b
+        .token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(small_call_of("ollama/llama3")),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 424, "{}", r.text);
+    // "No key needed" needs a base URL to call.
+    let r = b
+        .owner
+        .put(
+            &format!("/api/v1/orgs/{}/llm/providers/vllm", b.org),
+            json!({"key_required": false}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(
+        r.body["error"]["fields"]["base_url"].is_string(),
+        "{}",
+        r.text
+    );
+    let r = b.owner.put(&path, json!({"key_required": false})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["key_required"], false);
+    assert_eq!(r.body["key_hint"], Value::Null);
+    let settings = b.owner.get(&format!("/api/v1/orgs/{}/llm", b.org)).await;
+    let entry = settings.body["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["provider"] == "ollama")
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["key_required"], false);
+    // Test connection reaches it, and so does the gateway, with no Authorization header.
+    let t = b.owner.post(&format!("{path}/test"), json!({})).await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.text);
+    assert_eq!(t.body["ok"], true, "{}", t.text);
+    let before = b.mock.requests().len();
+    let r = b
+        .token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(small_call_of("ollama/llama3")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let seen = b.mock.requests();
+    let last = &seen[seen.len() - 1];
+    assert!(seen.len() > before);
+    assert_eq!(last.body["model"], "llama3");
+    assert_eq!(
+        last.authorization, "",
+        "a keyless provider got an Authorization header"
+    );
+    // (The refused call above went nowhere and is not metered.)
+    let ev = events(&b.app, &b.org, 1).await;
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].key_source, "none");
+    // Its models are listed too.
+    let models = b.token.get("/v1/models").await;
+    assert!(
+        models.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "ollama/gpt-4o-mini"),
+        "{}",
+        models.text
+    );
+    // And a key can still be set later; then it is sent.
+    let r = b
+        .owner
+        .put(&path, json!({"api_key": "sk-ollama-proxy-0000-QQQQ"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = b
+        .token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(small_call_of("ollama/llama3")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = b.mock.requests();
+    assert_eq!(
+        seen[seen.len() - 1].authorization,
+        "Bearer sk-ollama-proxy-0000-QQQQ"
+    );
+}
+
+fn small_call_of(model: &str) -> Value {
+    json!({"model": model, "max_tokens": 7, "messages": [{"role": "user", "content": "Say hello"}]})
 }
