@@ -28,6 +28,7 @@ use crate::error::AppError;
 use state::AppState;
 
 pub fn router(state: AppState) -> Router {
+    install_panic_hook();
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.request_timeout;
     let body_limit = state.config.body_limit_bytes;
@@ -102,6 +103,41 @@ async fn debug_panic() -> Response {
     panic!("debug panic route")
 }
 
+tokio::task_local! {
+    /// Set while a request is handled: where the panic hook leaves the message and place
+    /// of a panic for `panic_response` to log, once, with the request id and route.
+    static PANIC_NOTE: std::cell::RefCell<Option<String>>;
+}
+
+/// A panic inside a request is noted for `panic_response` instead of printed (the default
+/// hook would log it a second time, without the request); any other panic goes to the
+/// hook that was there before.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let note: String = format!("{message} at {at}").chars().take(300).collect();
+            let noted = PANIC_NOTE
+                .try_with(|n| *n.borrow_mut() = Some(note))
+                .is_ok();
+            if !noted {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Marks the bare 500 that `CatchPanicLayer` answers, for `panic_response` to shape.
 #[derive(Clone, Copy)]
 struct Panicked;
@@ -128,12 +164,18 @@ async fn panic_response(req: Request, next: Next) -> Response {
         .unwrap_or("-")
         .to_string();
     let method = req.method().clone();
-    let res = next.run(req).await;
+    let (res, note) = PANIC_NOTE
+        .scope(std::cell::RefCell::new(None), async move {
+            let res = next.run(req).await;
+            (res, PANIC_NOTE.with(|n| n.borrow_mut().take()))
+        })
+        .await;
     if res.extensions().get::<Panicked>().is_none() {
         return res;
     }
     let route = route.unwrap_or_else(|| loggable_path(&path).into_owned());
-    tracing::error!(request_id = %id, method = %method, route = %route, "request panicked");
+    let panic = note.unwrap_or_default();
+    tracing::error!(request_id = %id, method = %method, route = %route, panic = %panic, "request panicked");
     if path == "/api" || path.starts_with("/api/") || path.starts_with("/v1/") {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
