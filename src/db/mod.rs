@@ -37,6 +37,9 @@ pub enum DbError {
     WriterGone,
     #[error("a database task failed")]
     TaskFailed,
+    /// An audit action outside the documented vocabulary (`domain::audit`).
+    #[error("audit action not in the vocabulary: {0}")]
+    UnknownAuditAction(String),
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("io: {0}")]

@@ -1,4 +1,5 @@
 //! Pure types and rules, parsed at the edge: ids, emails, slugs, roles, permissions.
+pub mod audit;
 mod ids;
 pub mod period;
 mod permissions;

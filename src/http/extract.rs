@@ -232,29 +232,65 @@ fn body_rejection(status: StatusCode, text: String, code: &'static str) -> AppEr
 }
 
 /// JSON body whose failures are API errors: 400 `malformed_json` / `invalid_body`
-/// (wrong types, missing fields), 413 when over the size limit.
+/// (not an object, wrong types, missing fields), 413 when over the size limit.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rej) => Err(match &rej {
-                JsonRejection::JsonSyntaxError(_) => {
-                    AppError::bad_request("malformed_json", "the body is not valid JSON")
-                }
-                JsonRejection::JsonDataError(e) => {
-                    AppError::bad_request("invalid_body", e.body_text())
-                }
-                JsonRejection::MissingJsonContentType(_) => AppError::bad_request(
-                    "unsupported_media_type",
-                    "send the body as JSON with Content-Type: application/json",
-                ),
-                other => body_rejection(other.status(), other.body_text(), "invalid_body"),
-            }),
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(rej) => {
+                return Err(match &rej {
+                    JsonRejection::JsonSyntaxError(_) => {
+                        AppError::bad_request("malformed_json", "the body is not valid JSON")
+                    }
+                    JsonRejection::MissingJsonContentType(_) => AppError::bad_request(
+                        "unsupported_media_type",
+                        "send the body as JSON with Content-Type: application/json",
+                    ),
+                    other => body_rejection(other.status(), other.body_text(), "invalid_body"),
+                });
+            }
+        };
+        // A struct would also take an array, field by field in order.
+        if !value.is_object() {
+            return Err(AppError::bad_request(
+                "invalid_body",
+                "the body must be a JSON object",
+            ));
         }
+        serde_json::from_value(whole_numbers_as_integers(value))
+            .map(ApiJson)
+            .map_err(|e| {
+                AppError::bad_request(
+                    "invalid_body",
+                    format!("Failed to deserialize the JSON body into the target type: {e}"),
+                )
+            })
+    }
+}
+
+/// JSON has one number type, and `17.0` is the integer 17 to JSON Schema and to most
+/// clients' encoders; serde would refuse it for an integer field.
+fn whole_numbers_as_integers(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            // Below 2^53 a float holds whole numbers exactly.
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => {
+                Value::from(f as i64)
+            }
+            _ => Value::Number(n),
+        },
+        Value::Array(a) => Value::Array(a.into_iter().map(whole_numbers_as_integers).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (k, whole_numbers_as_integers(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 

@@ -658,7 +658,6 @@ async fn audit_filters_select_exactly_the_matching_rows() {
                 at >= mid_at.as_str() && at < late_at.as_str() && r["resource_type"] == "team"
             }),
         ),
-        ("action=no.such".into(), vec![]),
     ];
     for (q, want) in cases {
         let r = owner.get(&a.path(&format!("/audit?limit=200&{q}"))).await;
@@ -686,7 +685,11 @@ async fn audit_filters_select_exactly_the_matching_rows() {
         pick(&|r| r["action"] == "team.created").len() == 4,
         "fixture team + three"
     );
+    // The action filter takes the documented vocabulary only: a typo is an error, not an
+    // empty log.
     for bad in [
+        "action=no.such",
+        "action=auth.login",
         "since=yesterday",
         "until=2024-13-45",
         "limit=0",
@@ -937,4 +940,117 @@ async fn the_audit_ip_is_the_peer_not_a_forwarded_for_header_from_an_untrusted_p
     assert_eq!(added.len(), 1);
     assert_eq!(added[0]["ip"], "127.0.0.1");
     assert_eq!(added[0]["user_agent"], owner.ua.as_str());
+}
+
+/// `"a.b_c"`-shaped string literals of a source file (audit actions, permissions, ...).
+fn dotted_literals(src: &str) -> BTreeSet<String> {
+    let dotted = |s: &str| {
+        !s.is_empty()
+            && s.split('.').count() > 1
+            && s.split('.').all(|part| {
+                !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            })
+    };
+    src.split('"')
+        .filter(|s| dotted(s))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The vocabulary is a contract integrations filter on: every action the services can
+/// write is in the one list in code, and the OpenAPI enum and the README table are that
+/// list, no more and no less. (The writer also refuses any other action at run time.)
+#[test]
+fn every_audit_action_the_code_writes_is_in_the_vocabulary_the_openapi_document_and_the_readme() {
+    use xagent::db::repo::resources::ResourceKind;
+    use xagent::domain::audit::{INSTANCE_AUDIT_ACTIONS, ORG_AUDIT_ACTIONS};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let org: BTreeSet<String> = ORG_AUDIT_ACTIONS.iter().map(|a| a.to_string()).collect();
+    let instance: BTreeSet<String> = INSTANCE_AUDIT_ACTIONS
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(
+        org.len(),
+        ORG_AUDIT_ACTIONS.len(),
+        "an action is listed twice"
+    );
+    assert!(org.is_disjoint(&instance), "an action is in both logs");
+    let all: BTreeSet<String> = org.union(&instance).cloned().collect();
+
+    // What the services spell out: literals, and `<type>.<verb>` for every resource type.
+    let permissions: BTreeSet<String> = xagent::domain::PERMISSIONS
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let mut written = BTreeSet::new();
+    for entry in std::fs::read_dir(root.join("src/services")).unwrap() {
+        let src = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        written.extend(
+            dotted_literals(&src)
+                .into_iter()
+                .filter(|l| !permissions.contains(l)),
+        );
+        for verb in src.split("let action = format!(\"{}.").skip(1) {
+            let verb: String = verb
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            for kind in ResourceKind::ALL {
+                written.insert(format!("{}.{verb}", kind.share_type()));
+            }
+        }
+    }
+    let unlisted: Vec<_> = written.difference(&all).collect();
+    assert!(
+        unlisted.is_empty(),
+        "written but not in domain::audit (add them there, to the README table and to the \
+         OpenAPI enum): {unlisted:?}"
+    );
+    let never: Vec<_> = all.difference(&written).collect();
+    assert!(never.is_empty(), "listed but never written: {never:?}");
+
+    // The OpenAPI enum of organization actions, used by the entry and both filters.
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("assets/openapi.json")).unwrap())
+            .unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let listed: Vec<&str> = schemas["AuditAction"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ORG_AUDIT_ACTIONS, "OpenAPI AuditAction enum");
+    assert_eq!(
+        schemas["AuditEntry"]["properties"]["action"]["$ref"],
+        "#/components/schemas/AuditAction"
+    );
+    for path in [
+        "/api/v1/orgs/{org}/audit",
+        "/api/v1/orgs/{org}/audit/export",
+    ] {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let action = params.iter().find(|p| p["name"] == "action").unwrap();
+        assert!(
+            action["schema"]
+                .to_string()
+                .contains("#/components/schemas/AuditAction"),
+            "{path}: {action}"
+        );
+    }
+
+    // The README table: a row for each action, and none for anything else.
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = readme
+        .split("### Audit actions")
+        .nth(1)
+        .expect("README has an Audit actions section");
+    let section = section.split("\n#").next().unwrap();
+    let mut in_table = BTreeSet::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let first = row.split('|').nth(1).unwrap();
+        in_table.extend(first.split('`').skip(1).step_by(2).map(str::to_string));
+    }
+    assert_eq!(in_table, all, "README audit actions table");
 }

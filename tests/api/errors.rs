@@ -71,6 +71,70 @@ async fn malformed_json_wrong_types_and_missing_fields_are_400() {
     let _ = ann;
 }
 
+/// A struct would also read a JSON array positionally (`[null, null]` was a valid PATCH
+/// of an organization); every body of this API is an object.
+#[tokio::test]
+async fn a_json_body_that_is_not_an_object_is_400_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let ann = app.create_user("ann@example.com", "Ann").await;
+    let s = app.login("ann@example.com").await;
+    let org = &ann.personal_org;
+    let before = s.get(&format!("/api/v1/orgs/{org}")).await;
+    for body in [
+        json!([null, null]),
+        json!(["New name"]),
+        json!("x"),
+        json!(7),
+    ] {
+        for path in [
+            format!("/api/v1/orgs/{org}"),
+            format!("/api/v1/orgs/{org}/quota"),
+            format!("/api/v1/orgs/{org}/llm/policy"),
+        ] {
+            let r = s
+                .send(reqwest::Method::PATCH, &path, Some(body.clone()))
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::BAD_REQUEST,
+                "{path} {body}: {}",
+                r.text
+            );
+            assert_eq!(r.code(), "invalid_body", "{path} {body}");
+        }
+    }
+    let after = s.get(&format!("/api/v1/orgs/{org}")).await;
+    assert_eq!(before.body, after.body);
+}
+
+/// JSON has one number type: `17.0` is the integer 17 (JSON Schema agrees), and a client
+/// that writes it so is not refused.
+#[tokio::test]
+async fn a_whole_number_written_with_a_decimal_point_is_that_integer() {
+    let app = TestApp::spawn().await;
+    let ann = app.create_user("ann@example.com", "Ann").await;
+    let s = app.login("ann@example.com").await;
+    let org = &ann.personal_org;
+    let r = s
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/orgs/{org}/quota"),
+            Some(json!({"billing_anchor_day": 17.0, "alert_thresholds": [50.0, 90]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["billing_anchor_day"], 17);
+    assert_eq!(r.body["alert_thresholds"], json!([50, 90]));
+    let r = s
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/orgs/{org}/quota"),
+            Some(json!({"billing_anchor_day": 17.5})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+}
+
 #[tokio::test]
 async fn oversize_bodies_are_413() {
     let app = TestApp::spawn_with(|c| c.body_limit_bytes = 64 * 1024).await;
@@ -193,6 +257,43 @@ async fn lists_paginate_with_limit_and_cursor() {
     assert_eq!(seen, vec!["t4", "t3", "t2", "t1", "t0"]);
 }
 
+/// What a form with an empty cursor field sends: it means the first page, on every list.
+#[tokio::test]
+async fn an_empty_cursor_is_the_first_page_of_every_list() {
+    let app = TestApp::spawn().await;
+    let ann = app.create_user("ann@example.com", "Ann").await;
+    let s = app.login("ann@example.com").await;
+    let org = &ann.personal_org;
+    let r = s
+        .post(
+            "/api/v1/me/tokens",
+            json!({"name": "t", "organization_id": org}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = s
+        .post(&format!("/api/v1/orgs/{org}/agents"), json!({"name": "A"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    for list in [
+        "/api/v1/me/tokens".to_string(),
+        "/api/v1/me/sessions".to_string(),
+        format!("/api/v1/orgs/{org}/members"),
+        format!("/api/v1/orgs/{org}/agents"),
+        format!("/api/v1/orgs/{org}/audit"),
+        "/api/v1/me/accessible/agents".to_string(),
+    ] {
+        let first = s.get(&list).await;
+        let empty = s.get(&format!("{list}?cursor=")).await;
+        assert_eq!(empty.status, StatusCode::OK, "{list}: {}", empty.text);
+        assert!(
+            !first.body["items"].as_array().unwrap().is_empty(),
+            "{list}"
+        );
+        assert_eq!(empty.body["items"], first.body["items"], "{list}");
+    }
+}
+
 #[tokio::test]
 async fn health_and_readiness_answer() {
     let app = TestApp::spawn().await;
@@ -219,7 +320,12 @@ async fn the_openapi_description_lists_every_api_route() {
             let path = part.split('"').next().unwrap();
             if path.starts_with("/api/v1") {
                 routes += 1;
-                assert!(paths.contains_key(path), "{path} missing from openapi.json");
+                // `{type}` routes are described once per resource type.
+                let described = paths.contains_key(path)
+                    || crate::isolation_matrix::RESOURCE_TYPES
+                        .iter()
+                        .any(|t| paths.contains_key(&path.replace("{type}", t)));
+                assert!(described, "{path} missing from openapi.json");
             }
         }
     }

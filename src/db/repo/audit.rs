@@ -4,6 +4,7 @@ use rusqlite::params;
 use sha2::{Digest, Sha256};
 
 use crate::db::{DbError, OrgContext, WriteTx};
+use crate::domain::audit::{INSTANCE_AUDIT_ACTIONS, ORG_AUDIT_ACTIONS};
 use crate::domain::{OrgId, UserId, new_id};
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -55,6 +56,16 @@ pub fn row_hash(
     h.update(b"\n");
     h.update(canonical.to_string().as_bytes());
     hex::encode(h.finalize())
+}
+
+/// Integrations filter on action names, so a name nobody documented fails the write (and
+/// with it the change) instead of slipping into the log.
+fn in_vocabulary(actions: &[&str], e: &Entry<'_>) -> Result<(), DbError> {
+    if actions.contains(&e.action) {
+        Ok(())
+    } else {
+        Err(DbError::UnknownAuditAction(e.action.to_string()))
+    }
 }
 
 /// Appends to the organization's chain. Call it inside the same write job as the change.
@@ -109,6 +120,7 @@ pub(crate) fn append_for_org(
     e: &Entry<'_>,
     at: &str,
 ) -> Result<(), DbError> {
+    in_vocabulary(ORG_AUDIT_ACTIONS, e)?;
     let org_s = org.to_string();
     let last: Option<(i64, String)> = tx.query_opt(
         "SELECT seq, hash FROM organization_audit_logs WHERE organization_id = ?1
@@ -143,6 +155,7 @@ pub(crate) fn append_for_org(
 
 /// Appends to the instance chain (sign-in failures, user creation, instance settings).
 pub fn append_instance(tx: &WriteTx<'_>, e: &Entry<'_>, at: &str) -> Result<(), DbError> {
+    in_vocabulary(INSTANCE_AUDIT_ACTIONS, e)?;
     let last: Option<(i64, String)> = tx.query_opt(
         "SELECT seq, hash FROM instance_audit_logs ORDER BY seq DESC LIMIT 1",
         [],
@@ -416,4 +429,52 @@ pub fn purge_before(
         params![org, seq],
     )?;
     Ok(Some((n, seq, hash)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+
+    fn entry(action: &str) -> Entry<'_> {
+        Entry {
+            actor_id: None,
+            actor_email: None,
+            action,
+            resource_type: "user",
+            resource_id: None,
+            ip: None,
+            user_agent: None,
+            details: serde_json::json!({}),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_action_outside_the_documented_vocabulary_is_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let refused = db
+            .write(|tx| append_instance(tx, &entry("user.renamed"), "2030-01-01T00:00:00Z"))
+            .await;
+        assert!(
+            matches!(&refused, Err(DbError::UnknownAuditAction(a)) if a == "user.renamed"),
+            "{refused:?}"
+        );
+        // An organization action is not an instance action either.
+        let wrong_log = db
+            .write(|tx| append_instance(tx, &entry("team.created"), "2030-01-01T00:00:00Z"))
+            .await;
+        assert!(matches!(wrong_log, Err(DbError::UnknownAuditAction(_))));
+        db.write(|tx| append_instance(tx, &entry("user.created"), "2030-01-01T00:00:00Z"))
+            .await
+            .unwrap();
+        let rows: i64 = db
+            .read(|tx| {
+                tx.query_opt("SELECT COUNT(*) FROM instance_audit_logs", [], |r| r.get(0))
+                    .map(|n| n.unwrap_or(0))
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::pagination::encode_cursor;
 use crate::db::repo::audit::Filter;
+use crate::domain::audit::ORG_AUDIT_ACTIONS;
 use crate::error::{AppError, Result};
 use crate::http::extract::{ApiQuery, CurrentUser};
 use crate::http::state::AppState;
@@ -56,10 +57,24 @@ fn nonempty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
+/// An action filter outside the vocabulary is a typo, not a wish for an empty log.
+fn action_param(v: Option<String>) -> Result<Option<String>> {
+    let action = nonempty(v);
+    match &action {
+        Some(a) if !ORG_AUDIT_ACTIONS.contains(&a.as_str()) => Err(AppError::bad_request(
+            "invalid_query",
+            format!(
+                "action must be one of the audit actions (listed in the README and /api/openapi.json), not \"{a}\""
+            ),
+        )),
+        _ => Ok(action),
+    }
+}
+
 impl AuditQuery {
     pub fn filter(&self) -> Result<Filter> {
         Ok(Filter {
-            action: nonempty(self.action.clone()),
+            action: action_param(self.action.clone())?,
             resource_type: nonempty(self.resource_type.clone()),
             resource_id: nonempty(self.resource_id.clone()),
             actor_id: nonempty(self.actor_id.clone()),

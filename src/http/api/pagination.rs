@@ -23,10 +23,12 @@ impl Page {
         }
     }
 
-    /// The sort key the previous page ended at.
+    /// The sort key the previous page ended at. An empty cursor (a form's empty field)
+    /// means the first page: decoded, it would compare before every item.
     pub fn after(&self) -> Result<Option<String>, AppError> {
         self.cursor
             .as_deref()
+            .filter(|c| !c.is_empty())
             .map(|c| {
                 URL_SAFE_NO_PAD
                     .decode(c)

@@ -196,6 +196,7 @@ async fn show(
             let field = match &e {
                 AppError::BadRequest { message, .. } if message.starts_with("until") => "until",
                 AppError::BadRequest { message, .. } if message.starts_with("since") => "since",
+                AppError::BadRequest { message, .. } if message.starts_with("action") => "action",
                 _ => "since",
             };
             errors = form_errors(&e, &[], field).ok_or(e)?;
