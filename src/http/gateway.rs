@@ -183,6 +183,8 @@ struct Metered<'a> {
     #[serde(default)]
     usage: Option<UsageBlock>,
     #[serde(default, borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
     choices: Option<Vec<Choice<'a>>>,
 }
 
@@ -216,7 +218,7 @@ impl Metered<'_> {
 
     /// Parses `body`; a shape the typed parse does not expect is read the slow way, so
     /// that an odd but valid answer is still metered from its own figures.
-    fn read(body: &[u8], visit: impl FnOnce(Option<Tokens>, usize)) {
+    fn read(body: &[u8]) -> Seen {
         if let Ok(m) = serde_json::from_slice::<Metered<'_>>(body) {
             let chars = m
                 .choices
@@ -225,10 +227,14 @@ impl Metered<'_> {
                 .filter_map(|c| c.delta.as_ref().and_then(|d| d.content.as_deref()))
                 .map(str::len)
                 .sum();
-            return visit(m.tokens(), chars);
+            return Seen {
+                tokens: m.tokens(),
+                chars,
+                model: m.model.map(|s| s.into_owned()),
+            };
         }
         let Ok(v) = serde_json::from_slice::<Value>(body) else {
-            return;
+            return Seen::default();
         };
         let u = &v["usage"];
         let tokens = u.is_object().then(|| Tokens {
@@ -242,14 +248,22 @@ impl Metered<'_> {
             .filter_map(|c| c["delta"]["content"].as_str())
             .map(str::len)
             .sum();
-        visit(tokens, chars);
+        Seen {
+            tokens,
+            chars,
+            model: v["model"].as_str().map(str::to_string),
+        }
     }
 }
 
-fn usage_of(body: &[u8]) -> Option<Tokens> {
-    let mut out = None;
-    Metered::read(body, |t, _| out = t);
-    out
+/// What metering read from an answer or one stream chunk.
+#[derive(Default)]
+struct Seen {
+    tokens: Option<Tokens>,
+    /// Characters of delivered text (stream deltas).
+    chars: usize,
+    /// The model the provider says served the call.
+    model: Option<String>,
 }
 
 /// The length of `v` as JSON text, counted without writing the text.
@@ -282,29 +296,28 @@ async fn send_upstream(
     body: &serde_json::Map<String, Value>,
 ) -> GResult<reqwest::Response> {
     let url = format!("{}{path}", call.base_url.trim_end_matches('/'));
-    upstream
-        .post(&url)
-        .bearer_auth(call.api_key.expose())
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| {
-            // reqwest errors name the URL, never the Authorization header.
-            let what = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "could not be reached"
-            } else {
-                "failed"
-            };
-            GatewayError(Refusal {
-                status: 502,
-                kind: "upstream_error",
-                code: "upstream_unavailable",
-                message: format!("the provider {} {what}", call.provider),
-                retry_after_secs: None,
-            })
+    let req = upstream.post(&url);
+    let req = match &call.api_key {
+        Some(k) => req.bearer_auth(k.expose()),
+        None => req,
+    };
+    req.json(body).send().await.map_err(|e| {
+        // reqwest errors name the URL, never the Authorization header.
+        let what = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "could not be reached"
+        } else {
+            "failed"
+        };
+        GatewayError(Refusal {
+            status: 502,
+            kind: "upstream_error",
+            code: "upstream_unavailable",
+            message: format!("the provider {} {what}", call.provider),
+            retry_after_secs: None,
         })
+    })
 }
 
 /// An upstream error as an OpenAI-style error naming the provider. The upstream's own
@@ -322,7 +335,10 @@ async fn upstream_failure(call: &Call, res: reqwest::Response) -> GatewayError {
     let upstream_message = serde_json::from_slice::<Value>(&raw)
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .map(|m| m.replace(call.api_key.expose(), "[redacted]"));
+        .map(|m| match &call.api_key {
+            Some(k) => m.replace(k.expose(), "[redacted]"),
+            None => m,
+        });
     let (out_status, kind, code) = match status {
         401 | 403 => (502, "upstream_error", "upstream_auth_failed"),
         404 => (404, "invalid_request_error", "model_not_found"),
@@ -362,7 +378,7 @@ struct Flight {
 impl Flight {
     /// Hands the outcome to the meter; the reservation goes with it and ends when the
     /// usage is committed. The answer does not wait for that commit.
-    fn record(self, status: u16, tokens: Tokens) {
+    fn record(self, status: u16, tokens: Tokens, served_model: Option<String>) {
         let meter = self.meter.clone();
         meter.submit(gateway::Metered {
             latency_ms: self.started.elapsed().as_millis() as i64,
@@ -371,6 +387,7 @@ impl Flight {
             endpoint: self.endpoint,
             status,
             tokens,
+            served_model,
             at: self.clock.now(),
             reservation: Some(self.held),
         });
@@ -378,7 +395,7 @@ impl Flight {
 
     /// Meters a failed call (no tokens).
     fn fail(self, status: u16) {
-        self.record(status, Tokens::default());
+        self.record(status, Tokens::default(), None);
     }
 
     /// Sends the request upstream; a failure is metered and mapped.
@@ -485,6 +502,7 @@ async fn chat_inner(s: AppState, req: Request) -> GResult<Response> {
             line: Vec::new(),
             delivered_chars: 0,
             usage: None,
+            served_model: None,
             finished: false,
             upstream_failed: false,
         },
@@ -550,12 +568,13 @@ async fn passthrough_metered(
             retry_after_secs: None,
         }));
     };
-    let tokens = usage_of(&bytes).unwrap_or(Tokens {
+    let seen = Metered::read(&bytes);
+    let tokens = seen.tokens.unwrap_or(Tokens {
         input: estimate_tokens(input_chars),
         output: 0,
     });
     // The reservation stays until the usage is committed, so the quota never misses the call.
-    flight.record(status.as_u16(), tokens);
+    flight.record(status.as_u16(), tokens, seen.model);
     let mut out = Response::new(Body::from(bytes));
     *out.status_mut() = status;
     out.headers_mut().insert(
@@ -572,6 +591,7 @@ struct StreamMeter {
     line: Vec<u8>,
     delivered_chars: usize,
     usage: Option<Tokens>,
+    served_model: Option<String>,
     finished: bool,
     /// The provider broke off the stream (as opposed to the client going away).
     upstream_failed: bool,
@@ -597,12 +617,14 @@ impl StreamMeter {
         if data == b"[DONE]" {
             return;
         }
-        Metered::read(data, |tokens, chars| {
-            if tokens.is_some() {
-                self.usage = tokens;
-            }
-            self.delivered_chars += chars;
-        });
+        let seen = Metered::read(data);
+        if seen.tokens.is_some() {
+            self.usage = seen.tokens;
+        }
+        if seen.model.is_some() {
+            self.served_model = seen.model;
+        }
+        self.delivered_chars += seen.chars;
     }
 }
 
@@ -624,7 +646,7 @@ impl Drop for StreamMeter {
             499
         };
         if let Some(flight) = self.flight.take() {
-            flight.record(status, tokens);
+            flight.record(status, tokens, self.served_model.take());
         }
     }
 }
@@ -666,9 +688,8 @@ mod tests {
     use super::*;
 
     fn read(body: &str) -> (Option<Tokens>, usize) {
-        let mut out = (None, 0);
-        Metered::read(body.as_bytes(), |t, c| out = (t, c));
-        out
+        let seen = Metered::read(body.as_bytes());
+        (seen.tokens, seen.chars)
     }
 
     #[test]
@@ -692,9 +713,11 @@ mod tests {
         assert!(t.is_none() && c == 0);
         let v = serde_json::json!([{"role": "user", "content": "Hé \"x\""}]);
         assert_eq!(json_len(&v), v.to_string().len());
-        assert_eq!(
-            usage_of(br#"{"usage":{"prompt_tokens":1,"completion_tokens":1}}"#).map(|t| t.input),
-            Some(1)
-        );
+        let seen =
+            Metered::read(br#"{"model":"gpt-4o-mini-2024-07-18","usage":{"prompt_tokens":1}}"#);
+        assert_eq!(seen.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+        assert_eq!(seen.tokens.map(|t| t.input), Some(1));
+        let seen = Metered::read(br#"{"model":"m-odd","choices":"odd"}"#);
+        assert_eq!(seen.model.as_deref(), Some("m-odd"));
     }
 }

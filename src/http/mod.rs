@@ -28,6 +28,7 @@ use crate::error::AppError;
 use state::AppState;
 
 pub fn router(state: AppState) -> Router {
+    install_panic_hook();
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.request_timeout;
     let body_limit = state.config.body_limit_bytes;
@@ -42,11 +43,21 @@ pub fn router(state: AppState) -> Router {
     let routes = routes
         .route("/api/v1/debug/panic", get(debug_panic))
         .route("/debug/panic", get(debug_panic));
-    pages::html_errors(routes)
-        .layer(CatchPanicLayer::custom(panicked))
-        .layer(middleware::from_fn(panic_response))
+    // The gateway stays outside the request timeout (completions and streams may run for
+    // minutes; upstream calls have their own limits), the same-origin check (it is called
+    // with bearer tokens, never cookies) and the HTML error pages (it renders OpenAI-style
+    // errors); everything below the merge — request id, tracing, compression, security
+    // headers, the panic guard — covers both.
+    let app = pages::html_errors(routes)
         .layer(middleware::from_fn(same_origin_writes))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .merge(gateway_routes());
+    app.layer(CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn(panic_response))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
@@ -60,11 +71,9 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("request", id = %id, method = %req.method(), path = %path)
                 }))
                 .layer(PropagateRequestIdLayer::new(request_id))
+                // Event streams are left uncompressed by the default predicate: each
+                // event has to reach the client when it is sent.
                 .layer(CompressionLayer::new())
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    timeout,
-                ))
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
@@ -78,16 +87,6 @@ pub fn router(state: AppState) -> Router {
                     HeaderValue::from_static("same-origin"),
                 )),
         )
-        // The gateway sits outside the request timeout (completions and streams may run
-        // for minutes; upstream calls have their own limits) and renders its own errors.
-        .merge(gateway_routes()
-            .layer(CatchPanicLayer::custom(panicked))
-            .layer(middleware::from_fn(panic_response))
-            .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                tracing::info_span!("gateway", method = %req.method(), path = %req.uri().path())
-            }),
-        ))
         .with_state(state)
 }
 
@@ -102,6 +101,41 @@ fn gateway_routes() -> Router<AppState> {
 #[allow(clippy::panic)]
 async fn debug_panic() -> Response {
     panic!("debug panic route")
+}
+
+tokio::task_local! {
+    /// Set while a request is handled: where the panic hook leaves the message and place
+    /// of a panic for `panic_response` to log, once, with the request id and route.
+    static PANIC_NOTE: std::cell::RefCell<Option<String>>;
+}
+
+/// A panic inside a request is noted for `panic_response` instead of printed (the default
+/// hook would log it a second time, without the request); any other panic goes to the
+/// hook that was there before.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let note: String = format!("{message} at {at}").chars().take(300).collect();
+            let noted = PANIC_NOTE
+                .try_with(|n| *n.borrow_mut() = Some(note))
+                .is_ok();
+            if !noted {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// Marks the bare 500 that `CatchPanicLayer` answers, for `panic_response` to shape.
@@ -130,12 +164,18 @@ async fn panic_response(req: Request, next: Next) -> Response {
         .unwrap_or("-")
         .to_string();
     let method = req.method().clone();
-    let res = next.run(req).await;
+    let (res, note) = PANIC_NOTE
+        .scope(std::cell::RefCell::new(None), async move {
+            let res = next.run(req).await;
+            (res, PANIC_NOTE.with(|n| n.borrow_mut().take()))
+        })
+        .await;
     if res.extensions().get::<Panicked>().is_none() {
         return res;
     }
     let route = route.unwrap_or_else(|| loggable_path(&path).into_owned());
-    tracing::error!(request_id = %id, method = %method, route = %route, "request panicked");
+    let panic = note.unwrap_or_default();
+    tracing::error!(request_id = %id, method = %method, route = %route, panic = %panic, "request panicked");
     if path == "/api" || path.starts_with("/api/") || path.starts_with("/v1/") {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,

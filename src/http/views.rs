@@ -736,6 +736,8 @@ pub struct ProviderRow {
     pub base_url: String,
     pub key_hint: String,
     pub enabled: bool,
+    /// False: called without a key (Ollama, vLLM, …) unless one is set.
+    pub key_required: bool,
     /// Which key the organization's calls use: "organization key", "server key", "none".
     pub effective: String,
     pub updated: String,
@@ -763,6 +765,7 @@ pub struct LlmSettingsPage {
     /// The add form: what was typed (never the key) and what is wrong with it.
     pub new_name: String,
     pub new_base_url: String,
+    pub new_no_key: bool,
     pub new_errors: FormErrors,
     pub notice: Option<String>,
 }

@@ -89,7 +89,8 @@ pub struct Call {
     /// The model as the upstream knows it (without a `provider/` prefix).
     pub upstream_model: String,
     pub base_url: String,
-    pub api_key: Secret,
+    /// None for a provider that needs no key.
+    pub api_key: Option<Secret>,
     pub source: KeySource,
 }
 
@@ -113,12 +114,13 @@ fn pick_provider(
     ("openai".to_string(), model.to_string())
 }
 
-/// What admission needs besides the ledger: the quota settings, the plan's monthly
-/// credits and the model's price.
+/// What admission needs besides the ledger: the quota settings, the credit limit and the
+/// model's price.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub quota: crate::db::repo::quotas::Quota,
-    pub plan_credits: Option<i64>,
+    /// The organization's monthly credit limit (`quota::credit_limit`).
+    pub credit_limit: Option<i64>,
     pub price: Option<(i64, i64)>,
 }
 
@@ -130,7 +132,7 @@ struct Setup {
     model: String,
     upstream_model: String,
     base_url: String,
-    api_key: Secret,
+    api_key: Option<Secret>,
     source: KeySource,
     limits: Limits,
 }
@@ -228,9 +230,10 @@ fn read_setup(
     let (provider, upstream_model) = pick_provider(&model, &providers, env);
     let entry = providers.into_iter().find(|p| p.provider == provider);
     let r = llm::resolve_with(tx, ctx, keyring, env, &provider, &policy, entry)?;
-    let (api_key, base_url) = match (r.api_key, r.base_url) {
-        (Some(k), Some(u)) => (k, u),
-        (Some(_), None) => {
+    let usable = r.usable();
+    let (api_key, base_url) = match (usable, r.api_key) {
+        (Some(u), _) => u,
+        (None, Some(_)) => {
             return Err(Refusal::new(
                 424,
                 "invalid_request_error",
@@ -238,7 +241,7 @@ fn read_setup(
                 format!("the provider {provider} has a key but no base URL"),
             ));
         }
-        (None, _) => {
+        (None, None) => {
             return Err(Refusal::new(
                 424,
                 "invalid_request_error",
@@ -248,11 +251,13 @@ fn read_setup(
             ));
         }
     };
+    let quota = crate::db::repo::quotas::get(tx, ctx)?;
+    let plan_credits =
+        crate::db::repo::plans::for_org(tx, ctx)?.and_then(|p| p.monthly_ai_credits_micros);
     let limits = Limits {
-        quota: crate::db::repo::quotas::get(tx, ctx)?,
-        plan_credits: crate::db::repo::plans::for_org(tx, ctx)?
-            .and_then(|p| p.monthly_ai_credits_micros),
-        price: usage::price(tx, &model)?,
+        credit_limit: super::quota::credit_limit(&quota, plan_credits),
+        quota,
+        price: usage::price(tx, &provider, &[&upstream_model])?,
     };
     Ok(Setup {
         provider,
@@ -319,7 +324,7 @@ pub async fn models(
             for name in names {
                 let entry = providers.iter().find(|p| p.provider == name).cloned();
                 let r = llm::resolve_with(tx, ctx, keyring, env, &name, &policy, entry)?;
-                if let (Some(k), Some(u)) = (r.api_key, r.base_url) {
+                if let Some((k, u)) = r.usable() {
                     sources.push((name, u, k));
                 }
             }
@@ -338,7 +343,8 @@ pub async fn models(
             .collect()
     } else {
         let asked = sources.iter().map(|(name, url, key)| async move {
-            let ids = super::llm_probe::list_models(client, url, key, MODEL_LIST_TIMEOUT).await;
+            let ids =
+                super::llm_probe::list_models(client, url, key.as_ref(), MODEL_LIST_TIMEOUT).await;
             if ids.is_none() {
                 tracing::debug!(provider = %name, "no model list from the provider");
             }
@@ -395,6 +401,8 @@ pub struct Metered {
     pub endpoint: &'static str,
     pub status: u16,
     pub tokens: Tokens,
+    /// The model the provider's answer named, when it named one.
+    pub served_model: Option<String>,
     pub latency_ms: i64,
     /// When the call ended (the gateway's clock): its period and the event's time.
     pub at: chrono::DateTime<chrono::Utc>,
@@ -476,18 +484,26 @@ impl Meter {
 }
 
 async fn write_batch(db: &Db, calls: Vec<Metered>) {
-    let rows: Vec<(OrgContext, chrono::DateTime<chrono::Utc>, usage::Event)> = calls
+    let rows: Vec<(
+        OrgContext,
+        chrono::DateTime<chrono::Utc>,
+        String,
+        usage::Event,
+    )> = calls
         .iter()
         .map(|m| {
             (
                 m.call.ctx.clone(),
                 m.at,
+                m.call.upstream_model.clone(),
                 usage::Event {
                     id: new_id().to_string(),
                     api_token_id: m.token_id.clone(),
                     endpoint: m.endpoint,
                     provider: m.call.provider.clone(),
                     model: m.call.model.clone(),
+                    served_model: m.served_model.clone(),
+                    priced: false,
                     key_source: m.call.source.as_str(),
                     status_code: m.status,
                     input_tokens: m.tokens.input,
@@ -502,21 +518,25 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
     let n = rows.len();
     let done = db
         .write_bookkeeping(move |tx| {
-            let mut prices: BTreeMap<String, Option<(i64, i64)>> = BTreeMap::new();
+            type PriceKey = (String, Option<String>, String);
+            let mut prices: BTreeMap<PriceKey, Option<(i64, i64)>> = BTreeMap::new();
             let mut anchors: BTreeMap<crate::domain::OrgId, u32> = BTreeMap::new();
             let mut batch = usage::Batch::default();
             let mut costs = Vec::with_capacity(rows.len());
             let mut last = None;
-            for (ctx, at, mut e) in rows {
+            for (ctx, at, upstream_model, mut e) in rows {
                 last = Some(at);
-                let price = match prices.get(&e.model) {
+                let key = (e.provider.clone(), e.served_model.clone(), upstream_model);
+                let price = match prices.get(&key) {
                     Some(p) => *p,
                     None => {
-                        let p = usage::price(tx, &e.model)?;
-                        prices.insert(e.model.clone(), p);
+                        let served = key.1.as_deref().unwrap_or("");
+                        let p = usage::price(tx, &key.0, &[served, &key.2])?;
+                        prices.insert(key, p);
                         p
                     }
                 };
+                e.priced = price.is_some();
                 e.cost_micros = cost(
                     price,
                     Tokens {
@@ -594,6 +614,7 @@ mod tests {
             key_hint: None,
             enabled,
             updated_at: String::new(),
+            key_required: true,
         }
     }
 

@@ -47,7 +47,7 @@ pub async fn close_periods(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Resul
                         lines.push(json!({"kind": "plan", "description": format!("{} plan", plan.name),
                                           "amount_micros": plan.price_monthly_micros}));
                     }
-                    for (model, t) in usage::grouped(tx, &ctx, false, &start, &end)? {
+                    for (model, t, _) in usage::grouped(tx, &ctx, false, &start, &end)? {
                         subtotal += t.cost_micros;
                         lines.push(json!({"kind": "usage", "model": model, "requests": t.requests,
                                           "input_tokens": t.input_tokens, "output_tokens": t.output_tokens,

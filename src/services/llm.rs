@@ -24,6 +24,8 @@ pub struct ProviderView {
     /// `sk-…abcd`, or null when the entry has no key of its own.
     pub key_hint: Option<String>,
     pub enabled: bool,
+    /// False: the provider is called without a key unless one is set.
+    pub key_required: bool,
     pub updated_at: String,
 }
 
@@ -34,6 +36,7 @@ impl From<llm::Provider> for ProviderView {
             base_url: p.base_url,
             key_hint: p.key_hint,
             enabled: p.enabled,
+            key_required: p.key_required,
             updated_at: p.updated_at,
         }
     }
@@ -210,6 +213,7 @@ pub struct ProviderInput {
     pub api_key: Option<Option<String>>,
     pub base_url: Option<Option<String>>,
     pub enabled: Option<bool>,
+    pub key_required: Option<bool>,
 }
 
 pub async fn put_provider(
@@ -252,6 +256,7 @@ pub async fn put_provider(
             key_hint: None,
             enabled: true,
             updated_at: now.clone(),
+            key_required: true,
         });
         let key_change = match &api_key {
             Some(Some(k)) => {
@@ -275,6 +280,15 @@ pub async fn put_provider(
         if let Some(e) = input.enabled {
             row.enabled = e;
         }
+        if let Some(k) = input.key_required {
+            row.key_required = k;
+        }
+        if !row.key_required && row.base_url.is_none() {
+            return Err(AppError::invalid(vec![Invalid::new(
+                "base_url",
+                "a provider that needs no key needs its base URL, e.g. http://localhost:11434/v1",
+            )]));
+        }
         row.updated_at = now.clone();
         llm::save_org_provider(tx, &me, &row, me.user_id())?;
         audit::append(
@@ -284,7 +298,8 @@ pub async fn put_provider(
                 "llm.provider.updated",
                 "llm_provider",
                 Some(provider.clone()),
-                json!({"base_url": row.base_url, "enabled": row.enabled, "api_key": key_change}),
+                json!({"base_url": row.base_url, "enabled": row.enabled, "api_key": key_change,
+                       "key_required": row.key_required}),
             ),
             &now,
         )?;
@@ -473,6 +488,7 @@ pub async fn put_my_key(
             base_url,
             enabled: true,
             updated_at: now.clone(),
+            key_required: true,
         };
         llm::save_user_provider(tx, &me, me.user_id(), &row)?;
         audit::append(
@@ -545,8 +561,23 @@ pub struct Resolved {
     pub api_key: Option<Secret>,
     pub key_hint: Option<String>,
     pub base_url: Option<String>,
+    /// False when the organization's entry says the provider is called without a key.
+    pub key_required: bool,
     /// Why there is no key, when there is none.
     pub reason: Option<String>,
+}
+
+impl Resolved {
+    /// The key (none for a provider that needs none) and the URL a call uses, or `None`
+    /// when the call cannot be made (see `reason`).
+    pub fn usable(&self) -> Option<(Option<Secret>, String)> {
+        let url = self.base_url.clone()?;
+        match &self.api_key {
+            Some(k) => Some((Some(k.clone()), url)),
+            None if !self.key_required => Some((None, url)),
+            None => None,
+        }
+    }
 }
 
 /// What `GET …/llm/resolve` answers.
@@ -556,6 +587,7 @@ pub struct ResolveView {
     pub source: KeySource,
     pub key_hint: Option<String>,
     pub base_url: Option<String>,
+    pub key_required: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -567,6 +599,7 @@ impl From<&Resolved> for ResolveView {
             source: r.source,
             key_hint: r.key_hint.clone(),
             base_url: r.base_url.clone(),
+            key_required: r.key_required,
             reason: r.reason.clone(),
         }
     }
@@ -596,6 +629,7 @@ pub fn resolve_with(
         api_key: None,
         key_hint: None,
         base_url: fallback_url.clone(),
+        key_required: true,
         reason: None,
     };
     if org.as_ref().is_some_and(|o| !o.enabled) {
@@ -636,6 +670,12 @@ pub fn resolve_with(
         out.source = KeySource::Environment;
         out.key_hint = Some(crate::auth::hint(k.expose()));
         out.api_key = Some(k);
+        return Ok(out);
+    }
+    if org.as_ref().is_some_and(|o| !o.key_required) {
+        // Called as it is, at the entry's own URL.
+        out.key_required = false;
+        out.base_url = org_url;
         return Ok(out);
     }
     out.reason = Some(format!(

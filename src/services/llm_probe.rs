@@ -96,14 +96,16 @@ pub async fn test_connection(
         models: Vec::new(),
         message: String::new(),
     };
-    let (Some(key), Some(base)) = (&resolved.api_key, &resolved.base_url) else {
+    let Some((key, base)) = resolved.usable() else {
         out.message = resolved
             .reason
             .unwrap_or_else(|| "there is no base URL for this provider".into());
         return Ok(out);
     };
     let started = Instant::now();
-    let sent = models_request(client, base, key, TIMEOUT).send().await;
+    let sent = models_request(client, &base, key.as_ref(), TIMEOUT)
+        .send()
+        .await;
     let res = match sent {
         Ok(r) => r,
         Err(e) => {
@@ -153,13 +155,16 @@ pub async fn test_connection(
 fn models_request(
     client: &reqwest::Client,
     base_url: &str,
-    key: &crate::config::Secret,
+    key: Option<&crate::config::Secret>,
     timeout: Duration,
 ) -> reqwest::RequestBuilder {
-    client
+    let req = client
         .get(format!("{}/models", base_url.trim_end_matches('/')))
-        .bearer_auth(key.expose())
-        .timeout(timeout)
+        .timeout(timeout);
+    match key {
+        Some(k) => req.bearer_auth(k.expose()),
+        None => req,
+    }
 }
 
 /// The model ids a provider offers, sorted; `None` when it does not answer with a model
@@ -167,7 +172,7 @@ fn models_request(
 pub async fn list_models(
     client: &reqwest::Client,
     base_url: &str,
-    key: &crate::config::Secret,
+    key: Option<&crate::config::Secret>,
     timeout: Duration,
 ) -> Option<Vec<String>> {
     let res = models_request(client, base_url, key, timeout)

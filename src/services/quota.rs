@@ -101,6 +101,37 @@ impl Drop for Reservation {
     }
 }
 
+/// The organization's monthly credit limit in micro-USD: its own quota when one is set,
+/// otherwise its plan's. The gateway, the alerts, the usage page, the org home and
+/// `GET …/limits` all take the limit from here, so they cannot disagree.
+pub fn credit_limit(q: &quotas::Quota, plan_credits: Option<i64>) -> Option<i64> {
+    q.monthly_credits_micros.or(plan_credits)
+}
+
+/// An organization's credit use in the billing period `at` falls in.
+pub struct CreditUse {
+    pub period: Period,
+    pub used_micros: i64,
+    pub requests: i64,
+    pub limit_micros: Option<i64>,
+}
+
+pub fn credit_use(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<CreditUse> {
+    let (q, period) = current_period(c, ctx, at)?;
+    let plan = plans::for_org(c, ctx)?.and_then(|p| p.monthly_ai_credits_micros);
+    let totals = usage::totals(c, ctx, &period.label)?;
+    Ok(CreditUse {
+        limit_micros: credit_limit(&q, plan),
+        used_micros: totals.cost_micros,
+        requests: totals.requests,
+        period,
+    })
+}
+
 /// The period and limits that apply to one organization now.
 pub fn current_period(
     c: &Conn<'_>,
@@ -168,7 +199,7 @@ impl Gate {
         let ledger = self.ledger(ctx.org_id());
         let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
         let q = &limits.quota;
-        let (plan_credits, price) = (limits.plan_credits, limits.price);
+        let (credit_limit, price) = (limits.credit_limit, limits.price);
         let period = period_at(at, q.billing_anchor_day);
         if l.period != period.label {
             // A new period: reservations of the old one are settled against the old one.
@@ -201,7 +232,7 @@ impl Gate {
         }
         let reserve = cost(price, estimate);
         let org = l.org;
-        if let Some(limit) = q.monthly_credits_micros.or(plan_credits)
+        if let Some(limit) = credit_limit
             && org.used_credits + org.reserved_credits >= limit
         {
             return Err(exhausted(format!(
@@ -309,7 +340,7 @@ pub(crate) fn check_alerts(
 ) -> Result<Vec<u8>> {
     let q = quotas::get(tx, ctx)?;
     let plan = plans::for_org(tx, ctx)?.and_then(|p| p.monthly_ai_credits_micros);
-    let Some(limit) = q.monthly_credits_micros.or(plan).filter(|l| *l > 0) else {
+    let Some(limit) = credit_limit(&q, plan).filter(|l| *l > 0) else {
         return Ok(Vec::new());
     };
     let used = usage::totals(tx, ctx, period)?.cost_micros;
@@ -592,6 +623,8 @@ pub struct UsageReport {
 pub struct ModelUsage {
     pub model: String,
     pub totals: usage::Totals,
+    /// Calls that used tokens but found no price: counted as free, shown as such.
+    pub unpriced_requests: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -636,15 +669,19 @@ pub async fn report(
         );
         let by_model = usage::grouped(tx, &ctx, false, &start, &end)?
             .into_iter()
-            .map(|(model, totals)| ModelUsage { model, totals })
+            .map(|(model, totals, unpriced_requests)| ModelUsage {
+                model,
+                totals,
+                unpriced_requests,
+            })
             .collect();
         let by_day = usage::grouped(tx, &ctx, true, &start, &end)?
             .into_iter()
-            .map(|(day, totals)| DayUsage { day, totals })
+            .map(|(day, totals, _)| DayUsage { day, totals })
             .collect();
         // Names from the membership: a former member's usage stays, unnamed.
         let by_user = usage::by_member(tx, &ctx, &p.label)?;
-        let credit_limit = q.monthly_credits_micros.or(plan);
+        let credit_limit = credit_limit(&q, plan);
         let mut limits = Vec::new();
         if let Some(l) = credit_limit {
             limits.push(Limit {

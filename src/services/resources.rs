@@ -899,23 +899,24 @@ pub struct Limit {
     pub max: Option<i64>,
 }
 
-/// `GET …/limits`: usage against the plan.
-pub async fn limits(db: &Db, ctx: &OrgContext) -> Result<Value> {
+/// `GET …/limits`: usage against the plan (and, for AI credits, against the org's own
+/// quota when it has one: the limit the gateway enforces).
+pub async fn limits(db: &Db, ctx: &OrgContext, at: chrono::DateTime<chrono::Utc>) -> Result<Value> {
     // Guests see only what is shared with them; counts of the rest are not theirs to see.
     require(ctx, "members.view")?;
     let usage = has_permission(ctx, "usage.view");
     let ctx = ctx.clone();
     db.read(move |tx| {
         let plan = plans::for_org(tx, &ctx)?.ok_or_else(AppError::not_found)?;
-        let period = chrono::Utc::now().format("%Y-%m").to_string();
-        let (cost, _) = plans::period_cost(tx, &ctx, &period)?;
+        let credits = super::quota::credit_use(tx, &ctx, at)?;
+        let (cost, credit_max) = (credits.used_micros, credits.limit_micros);
         Ok(json!({
             "plan": plan.id,
             "agents": Limit { used: repo::count(tx, &ctx, ResourceKind::Agent)?, max: plan.max_agents },
             "workflows": Limit { used: repo::count(tx, &ctx, ResourceKind::Workflow)?, max: plan.max_workflows },
             "users": Limit { used: members::count(tx, &ctx)?, max: plan.max_members },
             "storage_bytes": Limit { used: repo::storage_bytes(tx, &ctx)?, max: plan.max_storage_bytes },
-            "ai_credits": if usage { json!(Limit { used: cost, max: plan.monthly_ai_credits_micros }) } else { json!({"max": plan.monthly_ai_credits_micros}) },
+            "ai_credits": if usage { json!(Limit { used: cost, max: credit_max }) } else { json!({"max": credit_max}) },
             "document_bytes": {"max": plan.max_document_bytes},
         }))
     })
@@ -923,7 +924,11 @@ pub async fn limits(db: &Db, ctx: &OrgContext) -> Result<Value> {
 }
 
 /// `GET …/summary` (the seed's `organization_resource_summary`).
-pub async fn summary(db: &Db, ctx: &OrgContext) -> Result<Value> {
+pub async fn summary(
+    db: &Db,
+    ctx: &OrgContext,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Value> {
     require(ctx, "members.view")?;
     let usage = has_permission(ctx, "usage.view");
     let ctx = ctx.clone();
@@ -937,8 +942,8 @@ pub async fn summary(db: &Db, ctx: &OrgContext) -> Result<Value> {
                 json!({"total": total, "by_visibility": by}),
             );
         }
-        let period = chrono::Utc::now().format("%Y-%m").to_string();
-        let (cost, requests) = plans::period_cost(tx, &ctx, &period)?;
+        let credits = super::quota::credit_use(tx, &ctx, at)?;
+        let (period, cost, requests) = (credits.period.label, credits.used_micros, credits.requests);
         Ok(json!({
             "organization_id": ctx.org_id(),
             "resources": resources,

@@ -1288,3 +1288,379 @@ async fn models_are_asked_from_the_providers_when_the_policy_lists_none() {
         r.text
     );
 }
+
+#[tokio::test]
+async fn gateway_answers_carry_the_same_security_headers_and_request_id_as_every_other_response() {
+    let b = bed().await;
+    let t = &b.token;
+    let bearer = |method: Method, path: &str| {
+        t.client
+            .request(method, format!("{}{path}", b.app.base))
+            .bearer_auth(&t.token)
+    };
+    let embed = json!({"model": "text-embedding-3-small", "input": "hello"});
+    let mut stream_body = chat_body("gpt-test");
+    stream_body["stream"] = json!(true);
+    let requests = [
+        ("GET /v1/models", bearer(Method::GET, "/v1/models")),
+        (
+            "POST /v1/chat/completions",
+            bearer(Method::POST, "/v1/chat/completions").json(&small_call()),
+        ),
+        (
+            "POST /v1/chat/completions (stream)",
+            bearer(Method::POST, "/v1/chat/completions").json(&stream_body),
+        ),
+        (
+            "POST /v1/embeddings",
+            bearer(Method::POST, "/v1/embeddings").json(&embed),
+        ),
+        (
+            "/v1 without a token",
+            t.client.get(format!("{}/v1/models", b.app.base)),
+        ),
+        ("GET /api/v1/me", bearer(Method::GET, "/api/v1/me")),
+        ("GET /login", t.client.get(format!("{}/login", b.app.base))),
+    ];
+    let mut ids = std::collections::HashSet::new();
+    for (what, req) in requests {
+        let res = req.send().await.unwrap();
+        let h = res.headers().clone();
+        let _ = res.bytes().await.unwrap();
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("x-frame-options", "DENY"),
+            ("referrer-policy", "same-origin"),
+        ] {
+            assert_eq!(
+                h.get(name).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "{what}: {name}"
+            );
+        }
+        let id = h
+            .get("x-request-id")
+            .unwrap_or_else(|| panic!("{what}: no x-request-id"));
+        assert!(
+            ids.insert(id.to_str().unwrap().to_string()),
+            "{what}: request id repeated"
+        );
+    }
+    // A request id the client sent comes back unchanged.
+    let res = bearer(Method::GET, "/v1/models")
+        .header("x-request-id", "client-chosen-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "client-chosen-42");
+}
+
+#[tokio::test]
+async fn gateway_answers_and_the_invoice_csv_end_cleanly_in_every_encoding() {
+    let b = bed().await;
+    let t = &b.token;
+    let base = &b.app.base;
+    let post = |body: Value| {
+        move || {
+            t.client
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(&t.token)
+                .json(&body)
+        }
+    };
+    let answer =
+        crate::compressed_bodies::same_for_every_encoding(post(small_call()), "chat completion")
+            .await;
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        "Hello from the mock"
+    );
+    crate::compressed_bodies::same_for_every_encoding(
+        || {
+            t.client
+                .get(format!("{}/v1/models", b.app.base))
+                .bearer_auth(&t.token)
+        },
+        "model list",
+    )
+    .await;
+    // An event stream is never compressed (each event must reach the client as it is
+    // sent), and it ends with its last event whatever the client accepts.
+    let mut stream_body = chat_body("gpt-test");
+    stream_body["stream"] = json!(true);
+    for body in
+        crate::compressed_bodies::uncompressed_for_every_encoding(post(stream_body), "stream").await
+    {
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    }
+    b.clock.advance(Duration::from_secs(40 * 24 * 3600));
+    let closed = xagent::services::invoices::close_periods(&b.app.db, b.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(closed, 1);
+    let list = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/invoices", b.org))
+        .await;
+    let id = list.body["items"][0]["id"].as_str().unwrap();
+    let csv = crate::compressed_bodies::same_for_every_encoding(
+        || {
+            b.owner.client.get(
+                b.owner
+                    .url(&format!("/api/v1/orgs/{}/invoices/{id}.csv", b.org)),
+            )
+        },
+        "invoice csv",
+    )
+    .await;
+    assert!(String::from_utf8(csv).unwrap().contains(",total,"));
+}
+
+#[tokio::test]
+async fn the_org_home_and_the_limits_api_show_the_credit_limit_the_gateway_enforces() {
+    let b = bed().await;
+    // The org's own quota replaces the plan's figure; 2 calls of 6 µ$ are 120 % of it.
+    set_quota(&b, json!({"monthly_credits_micros": 10})).await;
+    for _ in 0..2 {
+        let r = b
+            .token
+            .send(Method::POST, "/v1/chat/completions", Some(small_call()))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let _ = events(&b.app, &b.org, 2).await;
+    let usage = b.owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
+    assert_eq!(usage.body["quota"]["limit"], 10);
+    assert_eq!(usage.body["quota"]["used"], 12);
+    let limits = b.owner.get(&format!("/api/v1/orgs/{}/limits", b.org)).await;
+    assert_eq!(limits.status, StatusCode::OK, "{}", limits.text);
+    assert_eq!(
+        limits.body["ai_credits"],
+        json!({"used": 12, "max": 10}),
+        "{}",
+        limits.text
+    );
+    let summary = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/summary", b.org))
+        .await;
+    assert_eq!(summary.body["usage"]["period"], usage.body["period"]);
+    assert_eq!(summary.body["usage"]["cost_micros"], 12);
+    let home = b.owner.get(&format!("/o/{}", b.org)).await;
+    assert_eq!(home.status, StatusCode::OK);
+    let meter = home
+        .text
+        .split("id=\"usage-credits\"")
+        .nth(1)
+        .and_then(|t| t.split('>').next())
+        .unwrap_or_else(|| panic!("no credit meter: {}", home.text));
+    assert!(meter.contains("aria-valuenow=\"12\""), "{meter}");
+    assert!(meter.contains("aria-valuemax=\"10\""), "{meter}");
+    assert!(
+        home.text
+            .contains("meter meter-full\" id=\"usage-credits\"")
+    );
+    // The next billing period (the server's clock) starts from nothing, everywhere.
+    b.clock.advance(Duration::from_secs(40 * 24 * 3600));
+    let usage = b.owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
+    let limits = b.owner.get(&format!("/api/v1/orgs/{}/limits", b.org)).await;
+    let summary = b
+        .owner
+        .get(&format!("/api/v1/orgs/{}/summary", b.org))
+        .await;
+    assert_eq!(usage.body["quota"]["used"], 0);
+    assert_eq!(limits.body["ai_credits"], json!({"used": 0, "max": 10}));
+    assert_eq!(summary.body["usage"]["period"], usage.body["period"]);
+    assert_eq!(summary.body["usage"]["cost_micros"], 0);
+}
+
+#[tokio::test]
+async fn a_call_is_priced_by_the_model_the_provider_served_whatever_prefix_routed_it() {
+    let b = bed().await;
+    let call = small_call_of;
+    // `gpt-test` is priced (6 µ$ for this call); routed by prefix, by alias, streamed.
+    for model in [
+        "gpt-test",
+        "openai/gpt-test",
+        "gpt-test-latest",
+        "gpt-unpriced",
+    ] {
+        let r = b
+            .token
+            .send(Method::POST, "/v1/chat/completions", Some(call(model)))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{model}: {}", r.text);
+    }
+    let mut body = call("openai/gpt-test");
+    body["stream"] = json!(true);
+    let res = b
+        .token
+        .client
+        .post(format!("{}/v1/chat/completions", b.app.base))
+        .bearer_auth(&b.token.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.text().await.unwrap().contains("[DONE]"));
+    let ev = events(&b.app, &b.org, 5).await;
+    let costs: Vec<(&str, i64)> = ev.iter().map(|e| (e.model.as_str(), e.cost)).collect();
+    assert_eq!(
+        costs,
+        vec![
+            ("gpt-test", 6),
+            ("openai/gpt-test", 6),
+            ("gpt-test-latest", 6),
+            ("gpt-unpriced", 0),
+            // 11 prompt + 5 completion tokens, from the stream's usage block.
+            ("openai/gpt-test", 5),
+        ]
+    );
+    // A price set for one provider's model wins over the model's general price.
+    raw_db(&b.app)
+        .execute(
+            "INSERT INTO model_prices VALUES ('openai/gpt-test', 1500000, 6000000, '2026-01-01T00:00:00Z')",
+            [],
+        )
+        .unwrap();
+    let r = b
+        .token
+        .send(Method::POST, "/v1/chat/completions", Some(call("gpt-test")))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(events(&b.app, &b.org, 6).await[5].cost, 59);
+    // The unpriced model is flagged, in the report and on the page.
+    let usage = b.owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
+    let rows = usage.body["by_model"].as_array().unwrap();
+    let flag = |m: &str| {
+        rows.iter()
+            .find(|r| r["model"] == m)
+            .map(|r| r["unpriced_requests"].clone())
+    };
+    assert_eq!(flag("gpt-unpriced"), Some(json!(1)), "{}", usage.text);
+    assert_eq!(flag("gpt-test"), Some(json!(0)));
+    assert_eq!(flag("gpt-test-latest"), Some(json!(0)));
+    let page = b.owner.get(&format!("/o/{}/usage", b.org)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let row = page
+        .text
+        .split("<tr")
+        .find(|r| r.contains("gpt-unpriced"))
+        .unwrap_or_else(|| panic!("no row for gpt-unpriced: {}", page.text));
+    assert!(row.contains("no price"), "{row}");
+    let priced = page
+        .text
+        .split("<tr")
+        .find(|r| r.contains(">gpt-test<"))
+        .unwrap();
+    assert!(!priced.contains("no price"), "{priced}");
+}
+
+#[tokio::test]
+async fn a_provider_that_needs_no_key_is_tested_and_called_without_one() {
+    let b = bed().await;
+    let path = format!("/api/v1/orgs/{}/llm/providers/ollama", b.org);
+    // Without saying so, a provider with only a base URL has no key: refused clearly.
+    let r = b.owner.put(&path, json!({"base_url": b.mock.base})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["key_required"], true);
+    let r = b
+        .token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(small_call_of("ollama/llama3")),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 424, "{}", r.text);
+    // "No key needed" needs a base URL to call.
+    let r = b
+        .owner
+        .put(
+            &format!("/api/v1/orgs/{}/llm/providers/vllm", b.org),
+            json!({"key_required": false}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(
+        r.body["error"]["fields"]["base_url"].is_string(),
+        "{}",
+        r.text
+    );
+    let r = b.owner.put(&path, json!({"key_required": false})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["key_required"], false);
+    assert_eq!(r.body["key_hint"], Value::Null);
+    let settings = b.owner.get(&format!("/api/v1/orgs/{}/llm", b.org)).await;
+    let entry = settings.body["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["provider"] == "ollama")
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["key_required"], false);
+    // Test connection reaches it, and so does the gateway, with no Authorization header.
+    let t = b.owner.post(&format!("{path}/test"), json!({})).await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.text);
+    assert_eq!(t.body["ok"], true, "{}", t.text);
+    let before = b.mock.requests().len();
+    let r = b
+        .token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(small_call_of("ollama/llama3")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let seen = b.mock.requests();
+    let last = &seen[seen.len() - 1];
+    assert!(seen.len() > before);
+    assert_eq!(last.body["model"], "llama3");
+    assert_eq!(
+        last.authorization, "",
+        "a keyless provider got an Authorization header"
+    );
+    // (The refused call above went nowhere and is not metered.)
+    let ev = events(&b.app, &b.org, 1).await;
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].key_source, "none");
+    // Its models are listed too.
+    let models = b.token.get("/v1/models").await;
+    assert!(
+        models.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "ollama/gpt-4o-mini"),
+        "{}",
+        models.text
+    );
+    // And a key can still be set later; then it is sent.
+    let r = b
+        .owner
+        .put(&path, json!({"api_key": "sk-ollama-proxy-0000-QQQQ"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = b
+        .token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(small_call_of("ollama/llama3")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = b.mock.requests();
+    assert_eq!(
+        seen[seen.len() - 1].authorization,
+        "Bearer sk-ollama-proxy-0000-QQQQ"
+    );
+}
+
+fn small_call_of(model: &str) -> Value {
+    json!({"model": model, "max_tokens": 7, "messages": [{"role": "user", "content": "Say hello"}]})
+}

@@ -76,7 +76,12 @@ fn remember(seen: &Shared, headers: &HeaderMap, path: &str, body: &Value) {
 async fn chat(State(seen): State<Shared>, headers: HeaderMap, body: String) -> Response {
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     remember(&seen, &headers, "/chat/completions", &body);
-    let model = body["model"].as_str().unwrap_or("").to_string();
+    let requested = body["model"].as_str().unwrap_or("").to_string();
+    // An alias, as real providers have them: the answer names the model that served it.
+    let model = match requested.as_str() {
+        "gpt-test-latest" => "gpt-test".to_string(),
+        _ => requested,
+    };
     match model.as_str() {
         "fail-401" => {
             let key = headers

@@ -43,6 +43,10 @@ const BEYOND_THE_SCHEMA: &[(&str, &str)] = &[
         "default_model must be one of allowed_models",
     ),
     (
+        "PUT /api/v1/orgs/{org}/llm/providers/{provider}",
+        "an entry that needs no key needs a base URL, given now or stored before",
+    ),
+    (
         "POST /api/v1/me/move-to-organization",
         "resources move out of the caller's personal workspace only",
     ),

@@ -154,6 +154,8 @@ pub struct Provider {
     pub key_hint: Option<String>,
     pub enabled: bool,
     pub updated_at: String,
+    /// False for a provider that is called without a key (organization entries only).
+    pub key_required: bool,
 }
 
 fn provider_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Provider> {
@@ -165,12 +167,13 @@ fn provider_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Provider> {
         key_hint: r.get(4)?,
         enabled: r.get(5)?,
         updated_at: r.get(6)?,
+        key_required: r.get(7)?,
     })
 }
 
 pub fn org_providers(c: &Conn<'_>, ctx: &OrgContext) -> Result<Vec<Provider>, DbError> {
     c.query_vec(
-        "SELECT provider, base_url, key_ciphertext, key_id, key_hint, enabled, updated_at
+        "SELECT provider, base_url, key_ciphertext, key_id, key_hint, enabled, updated_at, key_required
          FROM organization_llm_settings WHERE organization_id = ?1 ORDER BY provider",
         params![ctx.org_id().to_string()],
         provider_from,
@@ -183,7 +186,7 @@ pub fn org_provider(
     provider: &str,
 ) -> Result<Option<Provider>, DbError> {
     c.query_opt(
-        "SELECT provider, base_url, key_ciphertext, key_id, key_hint, enabled, updated_at
+        "SELECT provider, base_url, key_ciphertext, key_id, key_hint, enabled, updated_at, key_required
          FROM organization_llm_settings WHERE organization_id = ?1 AND provider = ?2",
         params![ctx.org_id().to_string(), provider],
         provider_from,
@@ -198,12 +201,14 @@ pub fn save_org_provider(
 ) -> Result<(), DbError> {
     tx.execute(
         "INSERT INTO organization_llm_settings
-             (organization_id, provider, base_url, key_ciphertext, key_id, key_hint, enabled, updated_by, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             (organization_id, provider, base_url, key_ciphertext, key_id, key_hint, enabled, updated_by, updated_at,
+              key_required)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (organization_id, provider) DO UPDATE SET
              base_url = excluded.base_url, key_ciphertext = excluded.key_ciphertext,
              key_id = excluded.key_id, key_hint = excluded.key_hint, enabled = excluded.enabled,
-             updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+             updated_by = excluded.updated_by, updated_at = excluded.updated_at,
+             key_required = excluded.key_required",
         params![
             ctx.org_id().to_string(),
             p.provider,
@@ -213,7 +218,8 @@ pub fn save_org_provider(
             p.key_hint,
             p.enabled,
             by.to_string(),
-            p.updated_at
+            p.updated_at,
+            p.key_required
         ],
     )?;
     Ok(())
@@ -236,7 +242,7 @@ pub fn user_providers(
     user: UserId,
 ) -> Result<Vec<Provider>, DbError> {
     c.query_vec(
-        "SELECT provider, base_url, key_ciphertext, key_id, key_hint, 1, updated_at
+        "SELECT provider, base_url, key_ciphertext, key_id, key_hint, 1, updated_at, 1
          FROM user_llm_settings WHERE organization_id = ?1 AND user_id = ?2 ORDER BY provider",
         params![ctx.org_id().to_string(), user.to_string()],
         provider_from,
@@ -250,7 +256,7 @@ pub fn user_provider(
     provider: &str,
 ) -> Result<Option<Provider>, DbError> {
     c.query_opt(
-        "SELECT provider, base_url, key_ciphertext, key_id, key_hint, 1, updated_at
+        "SELECT provider, base_url, key_ciphertext, key_id, key_hint, 1, updated_at, 1
          FROM user_llm_settings WHERE organization_id = ?1 AND user_id = ?2 AND provider = ?3",
         params![ctx.org_id().to_string(), user.to_string(), provider],
         provider_from,

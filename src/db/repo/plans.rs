@@ -38,14 +38,3 @@ pub fn for_org(c: &Conn<'_>, ctx: &OrgContext) -> Result<Option<Plan>, DbError> 
         },
     )
 }
-
-/// Cost recorded for the organization in a period (YYYY-MM), in micro-units.
-pub fn period_cost(c: &Conn<'_>, ctx: &OrgContext, period: &str) -> Result<(i64, i64), DbError> {
-    Ok(c
-        .query_opt(
-            "SELECT cost_micros, requests FROM organization_usage WHERE organization_id = ?1 AND period = ?2",
-            params![ctx.org_id().to_string(), period],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?
-        .unwrap_or((0, 0)))
-}

@@ -11,6 +11,10 @@ pub struct Event {
     pub endpoint: &'static str,
     pub provider: String,
     pub model: String,
+    /// What the provider's answer named as the model that served the call.
+    pub served_model: Option<String>,
+    /// Whether a price was found (an unpriced call costs 0 and is flagged).
+    pub priced: bool,
     pub key_source: &'static str,
     pub status_code: u16,
     pub input_tokens: i64,
@@ -49,8 +53,8 @@ impl Batch {
         tx.execute(
             "INSERT INTO usage_events (id, organization_id, user_id, api_token_id, endpoint, provider,
                  model, key_source, status_code, input_tokens, output_tokens, cost_micros, latency_ms,
-                 created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 created_at, served_model, priced)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 e.id,
                 org,
@@ -65,7 +69,9 @@ impl Batch {
                 e.output_tokens,
                 e.cost_micros,
                 e.latency_ms,
-                e.created_at
+                e.created_at,
+                e.served_model,
+                e.priced
             ],
         )?;
         let add = |s: &mut Sum| {
@@ -150,12 +156,24 @@ impl Batch {
 }
 
 /// (input, output) micro-units per million tokens; `None` when the model has no price.
-pub fn price(c: &Conn<'_>, model: &str) -> Result<Option<(i64, i64)>, DbError> {
-    c.query_opt(
-        "SELECT input_micros_per_mtok, output_micros_per_mtok FROM model_prices WHERE model = ?1",
-        params![model],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
+/// The price of a call to `provider`, by the first of `models` (most specific first: the
+/// model the provider served, then the one it was asked for) that has one; for each, a
+/// price set for `provider/model` wins over one for the bare model name. So the prefix a
+/// client used to route a call never changes its price.
+pub fn price(c: &Conn<'_>, provider: &str, models: &[&str]) -> Result<Option<(i64, i64)>, DbError> {
+    for model in models.iter().filter(|m| !m.is_empty()) {
+        for name in [format!("{provider}/{model}"), (*model).to_string()] {
+            let p = c.query_opt(
+                "SELECT input_micros_per_mtok, output_micros_per_mtok FROM model_prices WHERE model = ?1",
+                params![name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if p.is_some() {
+                return Ok(p);
+            }
+        }
+    }
+    Ok(None)
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -227,14 +245,15 @@ pub fn by_member(
     )
 }
 
-/// Totals per `key` (`model` or the day) over the events in [start, end).
+/// Totals per `key` (`model` or the day) over the events in [start, end), with the
+/// number of calls that used tokens but had no price.
 pub fn grouped(
     c: &Conn<'_>,
     ctx: &OrgContext,
     by_day: bool,
     start: &str,
     end: &str,
-) -> Result<Vec<(String, Totals)>, DbError> {
+) -> Result<Vec<(String, Totals, i64)>, DbError> {
     let key = if by_day {
         "substr(created_at, 1, 10)"
     } else {
@@ -242,13 +261,14 @@ pub fn grouped(
     };
     c.query_vec(
         &format!(
-            "SELECT COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_micros), {key}
+            "SELECT COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_micros), {key},
+                    SUM(priced = 0 AND input_tokens + output_tokens > 0)
              FROM usage_events
              WHERE organization_id = ?1 AND created_at >= ?2 AND created_at < ?3
              GROUP BY {key} ORDER BY {key}"
         ),
         params![ctx.org_id().to_string(), start, end],
-        |r| Ok((r.get(4)?, totals_from(r)?)),
+        |r| Ok((r.get(4)?, totals_from(r)?, r.get(5)?)),
     )
 }
 

@@ -55,6 +55,8 @@ struct ProviderBody {
     base_url: Option<Option<String>>,
     #[serde(default)]
     enabled: Option<bool>,
+    #[serde(default)]
+    key_required: Option<bool>,
 }
 
 async fn put_provider(
@@ -74,6 +76,7 @@ async fn put_provider(
             api_key: b.api_key,
             base_url: b.base_url,
             enabled: b.enabled,
+            key_required: b.key_required,
         },
     )
     .await?;

@@ -486,7 +486,7 @@ async fn limits(
     Path(org): Path<String>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    Ok(ok(svc::limits(&s.db, &ctx).await?))
+    Ok(ok(svc::limits(&s.db, &ctx, s.config.clock.now()).await?))
 }
 
 async fn summary(
@@ -495,7 +495,7 @@ async fn summary(
     Path(org): Path<String>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    Ok(ok(svc::summary(&s.db, &ctx).await?))
+    Ok(ok(svc::summary(&s.db, &ctx, s.config.clock.now()).await?))
 }
 
 async fn accessible(

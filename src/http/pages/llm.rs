@@ -131,6 +131,8 @@ fn provider_rows(
                 "the organization's key".to_string()
             } else if let Some(h) = env_hint(&p.provider) {
                 format!("the server's key {h}")
+            } else if !p.key_required {
+                "no key needed".to_string()
             } else {
                 "no key".to_string()
             };
@@ -138,6 +140,7 @@ fn provider_rows(
                 base_url: p.base_url.unwrap_or_default(),
                 key_hint: p.key_hint.unwrap_or_default(),
                 enabled: p.enabled,
+                key_required: p.key_required,
                 effective,
                 updated: short_time(&p.updated_at),
                 server_only: false,
@@ -156,6 +159,7 @@ fn provider_rows(
             base_url: e.base_url.clone().unwrap_or_default(),
             key_hint: env_hint(name).unwrap_or_default(),
             enabled: true,
+            key_required: true,
             effective: if e.api_key.is_some() {
                 "the server's key".into()
             } else {
@@ -189,6 +193,7 @@ async fn settings_page(
         policy_errors: FormErrors::default(),
         new_name: String::new(),
         new_base_url: String::new(),
+        new_no_key: false,
         new_errors: FormErrors::default(),
         notice: None,
     })
@@ -222,6 +227,8 @@ struct ProviderForm {
     remove_key: Option<String>,
     #[serde(default)]
     enabled: Option<String>,
+    #[serde(default)]
+    no_key: Option<String>,
 }
 
 impl ProviderForm {
@@ -238,6 +245,7 @@ impl ProviderForm {
             },
             base_url: Some(Some(self.base_url.trim().to_string()).filter(|u| !u.is_empty())),
             enabled: Some(self.enabled.is_some()),
+            key_required: Some(self.no_key.is_none()),
         }
     }
 }
@@ -267,10 +275,12 @@ async fn save_provider(
     // The key typed is never sent back; the form asks for it again.
     match page.providers.iter_mut().find(|r| r.name == name) {
         Some(row) => {
+            row.key_required = f.no_key.is_none();
             row.base_url = f.base_url;
             row.errors = errors;
         }
         None => {
+            page.new_no_key = f.no_key.is_some();
             page.new_name = f.provider;
             page.new_base_url = f.base_url;
             page.new_errors = errors;
@@ -520,6 +530,7 @@ mod tests {
             base_url: None,
             key_hint: hint.map(str::to_string),
             enabled,
+            key_required: true,
             updated_at: "2026-11-28T10:00:00.000000Z".into(),
         };
         let rows = provider_rows(
@@ -555,6 +566,7 @@ mod tests {
                 base_url: String::new(),
                 key_hint: "sk-…abcd".into(),
                 enabled: true,
+                key_required: true,
                 effective: "the organization's key".into(),
                 updated: "2026-11-28 10:00 UTC".into(),
                 server_only: false,
@@ -572,6 +584,7 @@ mod tests {
             policy_errors: FormErrors::default(),
             new_name: String::new(),
             new_base_url: String::new(),
+            new_no_key: false,
             new_errors: FormErrors::default(),
             notice: None,
         };

@@ -43,8 +43,9 @@ async fn home(
     };
     // Organization-wide counts are for members who may list members (not guests).
     let dashboard = if has_permission(&ctx, "members.view") {
-        let limits = resources::limits(&s.db, &ctx).await?;
-        let summary = resources::summary(&s.db, &ctx).await?;
+        let now = s.config.clock.now();
+        let limits = resources::limits(&s.db, &ctx, now).await?;
+        let summary = resources::summary(&s.db, &ctx, now).await?;
         Some(super::dashboard::dashboard_of(&limits, &summary))
     } else {
         None

@@ -259,7 +259,15 @@ async fn usage_page(
         by_model: report
             .by_model
             .iter()
-            .map(|r| row(r.model.clone(), String::new(), &r.totals))
+            .map(|r| {
+                // An unpriced model is not free: say so where its cost is shown.
+                let note = match r.unpriced_requests {
+                    0 => String::new(),
+                    1 => "no price is set for this model: 1 call counted as $0".to_string(),
+                    n => format!("no price is set for this model: {n} calls counted as $0"),
+                };
+                row(r.model.clone(), note, &r.totals)
+            })
             .collect(),
         by_user,
         can_manage_quota: has_permission(ctx, "quota.manage"),
