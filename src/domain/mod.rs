@@ -1,5 +1,6 @@
 //! Pure types and rules, parsed at the edge: ids, emails, slugs, roles, permissions.
 pub mod audit;
+pub mod format;
 mod ids;
 pub mod period;
 mod permissions;

@@ -123,12 +123,7 @@ pub struct ErrorPage {
     pub message: String,
 }
 
-/// "2026-11-28 14:05 UTC" from a stored RFC 3339 time.
-pub fn short_time(t: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(t)
-        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_else(|_| t.to_string())
-}
+pub use crate::domain::format::time as short_time;
 
 #[cfg(test)]
 mod tests {
@@ -152,15 +147,6 @@ mod tests {
         assert!(html.contains("&lt;script&gt;") || html.contains("&#60;script&#62;"));
         assert!(!html.contains("<script>x"));
         assert!(html.contains("Email or password is incorrect."));
-    }
-
-    #[test]
-    fn short_time_formats_and_keeps_garbage() {
-        assert_eq!(
-            short_time("2026-11-28T14:05:09.123456Z"),
-            "2026-11-28 14:05 UTC"
-        );
-        assert_eq!(short_time("never"), "never");
     }
 }
 
@@ -672,7 +658,7 @@ pub struct GalleryPage {
 pub struct ResourceCount {
     pub path: String,
     pub label: String,
-    pub total: i64,
+    pub total: String,
     /// "2 private · 1 organization".
     pub breakdown: String,
 }
@@ -697,9 +683,12 @@ pub struct Dashboard {
     pub counts: Vec<ResourceCount>,
     pub meters: Vec<UsageMeter>,
     pub period: String,
-    pub requests: i64,
-    pub members: i64,
-    pub teams: i64,
+    /// "12 AI requests".
+    pub requests: String,
+    /// "3 members".
+    pub members: String,
+    /// "1 team".
+    pub teams: String,
 }
 
 /// The organization home with the dashboard: the same page as `OrgHomePage` (its
@@ -808,9 +797,9 @@ pub struct UsageRow {
     pub label: String,
     /// A second line (a member's email).
     pub sub: String,
-    pub requests: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
+    pub requests: String,
+    pub input_tokens: String,
+    pub output_tokens: String,
     pub cost: String,
 }
 

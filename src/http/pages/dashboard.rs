@@ -2,13 +2,9 @@
 //! plan's limits, from the same documents as `GET …/summary` and `GET …/limits`.
 use serde_json::Value;
 
-use super::resource_forms::human_bytes;
 use crate::db::repo::resources::ResourceKind;
+use crate::domain::format;
 use crate::http::views::{Dashboard, KindLabel, ResourceCount, UsageMeter};
-
-fn credits(micros: i64) -> String {
-    format!("{:.2}", micros as f64 / 1_000_000.0)
-}
 
 fn meter(id: &str, label: &str, limit: &Value, show: fn(i64) -> String) -> UsageMeter {
     let used = limit["used"].as_i64().unwrap_or(0);
@@ -60,12 +56,12 @@ pub(super) fn dashboard_of(limits: &Value, summary: &Value) -> Dashboard {
             ResourceCount {
                 path: k.path().to_string(),
                 label: KindLabel::of(k).plural,
-                total: entry["total"].as_i64().unwrap_or(0),
+                total: format::count(entry["total"].as_i64().unwrap_or(0)),
                 breakdown,
             }
         })
         .collect();
-    let plain = |n: i64| n.to_string();
+    let plain = format::count;
     let meters = vec![
         meter("usage-agents", "Agents", &limits["agents"], plain),
         meter("usage-workflows", "Workflows", &limits["workflows"], plain),
@@ -74,13 +70,13 @@ pub(super) fn dashboard_of(limits: &Value, summary: &Value) -> Dashboard {
             "usage-storage",
             "Document storage",
             &limits["storage_bytes"],
-            human_bytes,
+            format::bytes,
         ),
         meter(
             "usage-credits",
             "AI credits this month",
             &limits["ai_credits"],
-            credits,
+            format::money,
         ),
     ];
     Dashboard {
@@ -90,9 +86,17 @@ pub(super) fn dashboard_of(limits: &Value, summary: &Value) -> Dashboard {
             .as_str()
             .unwrap_or_default()
             .to_string(),
-        requests: summary["usage"]["requests"].as_i64().unwrap_or(0),
-        members: summary["members"].as_i64().unwrap_or(0),
-        teams: summary["teams"].as_i64().unwrap_or(0),
+        requests: format::counted(
+            summary["usage"]["requests"].as_i64().unwrap_or(0),
+            "AI request",
+            "AI requests",
+        ),
+        members: format::counted(
+            summary["members"].as_i64().unwrap_or(0),
+            "member",
+            "members",
+        ),
+        teams: format::counted(summary["teams"].as_i64().unwrap_or(0), "team", "teams"),
     }
 }
 
@@ -124,9 +128,9 @@ mod tests {
     #[test]
     fn limits_become_meters_with_levels() {
         let d = sample();
-        assert_eq!(d.counts[0].total, 4);
+        assert_eq!(d.counts[0].total, "4");
         assert_eq!(d.counts[0].breakdown, "3 private · 1 organization");
-        assert_eq!(d.counts[1].total, 0);
+        assert_eq!(d.counts[1].total, "0");
         let m = |id: &str| d.meters.iter().find(|m| m.id == id).unwrap();
         assert_eq!(
             (m("usage-agents").percent, m("usage-agents").level.as_str()),
@@ -142,7 +146,7 @@ mod tests {
             ),
             (100, "full")
         );
-        assert_eq!(m("usage-credits").text, "1.50 of 1.00");
+        assert_eq!(m("usage-credits").text, "$1.50 of $1.00");
     }
 
     #[test]

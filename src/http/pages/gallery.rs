@@ -7,10 +7,10 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::resource_forms::human_bytes;
 use super::resources::decode_after;
 use super::{layout, render, see_other, urlencode};
 use crate::db::repo::resources::{ListQuery, ResourceKind};
+use crate::domain::format;
 use crate::error::{AppError, Result};
 use crate::http::api::pagination::encode_cursor;
 use crate::http::extract::CurrentUser;
@@ -54,7 +54,7 @@ fn detail_of(kind: ResourceKind, v: &Value) -> String {
         }
         ResourceKind::Document => {
             let size = v["size_bytes"].as_i64().unwrap_or(0);
-            format!("{} · {}", str_of(v, "filename"), human_bytes(size))
+            format!("{} · {}", str_of(v, "filename"), format::bytes(size))
         }
         ResourceKind::KnowledgeBase => match v["embedding_model"].as_str() {
             Some(m) if !m.is_empty() => format!("embeddings {m}"),

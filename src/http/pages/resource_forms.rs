@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::db::repo::resources::ResourceKind;
-use crate::domain::Visibility;
+use crate::domain::{Visibility, format};
 use crate::http::views::{Fact, FormErrors, NamedValue, ResourceFormValues};
 use crate::services::resources::{Input, View};
 
@@ -243,25 +243,6 @@ pub(super) fn form_of(view: &View) -> ResourceFormValues {
     }
 }
 
-/// "1.5 KiB", "3 MiB".
-pub(super) fn human_bytes(n: i64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = UNITS[0];
-    for u in UNITS.iter().skip(1) {
-        if v < 1024.0 {
-            break;
-        }
-        v /= 1024.0;
-        unit = u;
-    }
-    let s = format!("{v:.1}");
-    format!("{} {unit}", s.trim_end_matches(".0"))
-}
-
 /// The type's own fields as shown on its page; `agent_name` names a conversation's agent.
 pub(super) fn facts_of(view: &View, agent_name: Option<String>) -> Vec<Fact> {
     let f = &view.resource.fields;
@@ -322,7 +303,7 @@ pub(super) fn facts_of(view: &View, agent_name: Option<String>) -> Vec<Fact> {
             vec![
                 fact("File", text_of(f, "filename"), false),
                 fact("Type", text_of(f, "content_type"), false),
-                fact("Size", human_bytes(size), false),
+                fact("Size", format::bytes(size), false),
                 fact("SHA-256", text_of(f, "sha256"), false),
             ]
         }
@@ -435,13 +416,5 @@ mod tests {
         assert!(!input.fields.contains_key("input_schema"), "empty keeps");
         let input = input_from_form(ResourceKind::Workflow, &f, false).unwrap();
         assert_eq!(input.fields["steps"], json!([]));
-    }
-
-    #[test]
-    fn sizes_are_human() {
-        assert_eq!(human_bytes(12), "12 B");
-        assert_eq!(human_bytes(2048), "2 KiB");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(10 * 1024 * 1024), "10 MiB");
     }
 }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::org_frame::{form_errors, is_user_error, nav, org_people, shown_at};
 use super::resource_forms::{
-    FORM_FIELDS, facts_of, form_of, human_bytes, input_from_form, parse_visibility, traits_of,
+    FORM_FIELDS, facts_of, form_of, input_from_form, parse_visibility, traits_of,
 };
 use super::{layout, render, render_status, see_other, urlencode};
 use crate::auth;
@@ -276,7 +276,7 @@ async fn list_page(
         },
         errors: FormErrors::default(),
         agents,
-        max_upload: human_bytes(s.config.upload_limit_bytes as i64),
+        max_upload: crate::domain::format::bytes(s.config.upload_limit_bytes as i64),
         notice: None,
         kind: label,
     })
@@ -409,7 +409,7 @@ async fn upload(
                 "file",
                 format!(
                     "is larger than the {} this server accepts",
-                    human_bytes(limit as i64)
+                    crate::domain::format::bytes(limit as i64)
                 ),
             );
             return list_with_errors(

@@ -16,7 +16,7 @@ use crate::db::OrgContext;
 use crate::db::repo::usage::Totals;
 use crate::db::scope::has_permission;
 use crate::domain::period::period_at;
-use crate::domain::{parse_usd, usd};
+use crate::domain::{format, parse_usd, usd};
 use crate::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, CurrentUser};
 use crate::http::state::AppState;
@@ -37,33 +37,14 @@ fn usage_url(ctx: &OrgContext) -> String {
     format!("/o/{}/usage", ctx.org().slug)
 }
 
-/// Dollars for people: cents from a dollar up, every digit below (a call can cost
-/// $0.000018, which "$0.00" would hide).
-pub(super) fn money(micros: i64) -> String {
-    let sign = if micros < 0 { "-" } else { "" };
-    let m = micros.unsigned_abs();
-    if m >= 1_000_000 {
-        let cents = (m + 5_000) / 10_000;
-        return format!("{sign}${}.{:02}", cents / 100, cents % 100);
-    }
-    let frac = format!("{m:06}");
-    let trimmed = frac.trim_end_matches('0');
-    let shown = if trimmed.len() < 2 {
-        &frac[..2]
-    } else {
-        trimmed
-    };
-    format!("{sign}$0.{shown}")
-}
-
 fn row(label: String, sub: String, t: &Totals) -> UsageRow {
     UsageRow {
         label,
         sub,
-        requests: t.requests,
-        input_tokens: t.input_tokens,
-        output_tokens: t.output_tokens,
-        cost: money(t.cost_micros),
+        requests: format::count(t.requests),
+        input_tokens: format::count(t.input_tokens),
+        output_tokens: format::count(t.output_tokens),
+        cost: format::money(t.cost_micros),
     }
 }
 
@@ -75,15 +56,21 @@ fn limits_of(limits: &[quota::Limit]) -> (Vec<UsageMeter>, Vec<String>) {
         let (name, limit) = (l.name, l.limit);
         let Some(used) = l.used else {
             rates.push(match name {
-                "rate_tpm" => format!("{limit} tokens per minute, for the whole organization"),
-                _ => format!("{limit} requests per minute, for the whole organization"),
+                "rate_tpm" => format!(
+                    "{} tokens per minute, for the whole organization",
+                    format::count(limit)
+                ),
+                _ => format!(
+                    "{} requests per minute, for the whole organization",
+                    format::count(limit)
+                ),
             });
             continue;
         };
         let (label, show): (&str, fn(i64) -> String) = match name {
-            "org_credits" => ("The organization's AI credits", money),
-            "member_credits" => ("Your AI credits in this organization", money),
-            _ => ("The organization's requests", |n: i64| n.to_string()),
+            "org_credits" => ("The organization's AI credits", format::money),
+            "member_credits" => ("Your AI credits in this organization", format::money),
+            _ => ("The organization's requests", format::count),
         };
         let percent = l.percent.unwrap_or(0.0);
         let level = if used >= limit {
@@ -217,7 +204,7 @@ async fn usage_page(
             .map(|i| InvoiceRow {
                 id: i.id,
                 period: i.period,
-                total: money(i.total_micros),
+                total: format::money(i.total_micros),
                 issued: short_time(&i.issued_at),
             })
             .collect()
@@ -272,7 +259,10 @@ async fn usage_page(
         by_user,
         can_manage_quota: has_permission(ctx, "quota.manage"),
         quota: quota_fields(settings),
-        plan_credits: settings.plan_credits_micros.map(money).unwrap_or_default(),
+        plan_credits: settings
+            .plan_credits_micros
+            .map(format::money)
+            .unwrap_or_default(),
         webhook_secret_set: settings.webhook_secret_set,
         quota_errors: FormErrors::default(),
         can_view_billing,
@@ -476,18 +466,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn money_shows_cents_from_a_dollar_and_every_digit_below() {
-        assert_eq!(money(0), "$0.00");
-        assert_eq!(money(18), "$0.000018");
-        assert_eq!(money(250_000), "$0.25");
-        assert_eq!(money(123_456), "$0.123456");
-        assert_eq!(money(1_500_000), "$1.50");
-        assert_eq!(money(1_234_567), "$1.23");
-        assert_eq!(money(1_995_000), "$2.00");
-        assert_eq!(money(-2_500_000), "-$2.50");
-    }
-
-    #[test]
     fn limits_become_bars_and_rates_sentences() {
         let limit = |name, used, limit, percent| quota::Limit {
             name,
@@ -516,7 +494,7 @@ mod tests {
             rates,
             vec![
                 "60 requests per minute, for the whole organization",
-                "10000 tokens per minute, for the whole organization"
+                "10,000 tokens per minute, for the whole organization"
             ]
         );
     }

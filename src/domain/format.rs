@@ -1,0 +1,118 @@
+//! How quantities are written for people on pages and in messages: dollars (not
+//! micro-dollars), sizes in KiB/MiB (not bytes), counts with thousands separators, times
+//! in UTC to the minute. The API and CSV keep the raw figures (`domain::usd`).
+
+/// "1,234,567".
+pub fn count(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Dollars: cents from a dollar up ("$1,234.50"), every digit below (a call can cost
+/// $0.000018, which "$0.00" would hide).
+pub fn money(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let m = micros.unsigned_abs();
+    if m >= 1_000_000 {
+        let cents = (m + 5_000) / 10_000;
+        return format!("{sign}${}.{:02}", count((cents / 100) as i64), cents % 100);
+    }
+    let frac = format!("{m:06}");
+    let trimmed = frac.trim_end_matches('0');
+    let shown = if trimmed.len() < 2 {
+        &frac[..2]
+    } else {
+        trimmed
+    };
+    format!("{sign}$0.{shown}")
+}
+
+/// "12 B", "1.5 KiB", "10 MiB".
+pub fn bytes(n: i64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in UNITS.iter().skip(1) {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    let s = format!("{v:.1}");
+    format!("{} {unit}", s.trim_end_matches(".0"))
+}
+
+/// "2026-11-28 14:05 UTC" from a stored RFC 3339 time; anything else as it is.
+pub fn time(t: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| {
+            d.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string()
+        })
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// "1 request", "3 requests".
+pub fn counted(n: i64, one: &str, many: &str) -> String {
+    format!("{} {}", count(n), if n == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_get_thousands_separators() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(count(-12_345), "-12,345");
+        assert_eq!(counted(1, "request", "requests"), "1 request");
+        assert_eq!(counted(2500, "request", "requests"), "2,500 requests");
+    }
+
+    #[test]
+    fn money_shows_cents_from_a_dollar_and_every_digit_below() {
+        assert_eq!(money(0), "$0.00");
+        assert_eq!(money(18), "$0.000018");
+        assert_eq!(money(250_000), "$0.25");
+        assert_eq!(money(123_456), "$0.123456");
+        assert_eq!(money(1_500_000), "$1.50");
+        assert_eq!(money(1_234_567), "$1.23");
+        assert_eq!(money(1_995_000), "$2.00");
+        assert_eq!(money(-2_500_000), "-$2.50");
+        assert_eq!(money(1_234_567_890_000), "$1,234,567.89");
+    }
+
+    #[test]
+    fn sizes_are_binary_units() {
+        assert_eq!(bytes(12), "12 B");
+        assert_eq!(bytes(2048), "2 KiB");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(10 * 1024 * 1024), "10 MiB");
+        assert_eq!(bytes(104_857_600), "100 MiB");
+    }
+
+    #[test]
+    fn times_are_utc_to_the_minute_and_garbage_stays() {
+        assert_eq!(time("2026-11-28T14:05:09.123456Z"), "2026-11-28 14:05 UTC");
+        assert_eq!(time("2026-11-28T15:05:09+01:00"), "2026-11-28 14:05 UTC");
+        assert_eq!(time("never"), "never");
+    }
+}
