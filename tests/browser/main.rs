@@ -7,6 +7,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod layout;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
