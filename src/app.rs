@@ -227,8 +227,9 @@ impl Application {
     }
 }
 
-/// Periodic upkeep: dead sessions, audit retention. Each step is idempotent, so a
-/// missed or repeated tick (restart, sleep) does no harm.
+/// Periodic upkeep: dead sessions, invoices of closed periods, finished invitations, audit
+/// retention. Each step is idempotent, so a missed or repeated tick (restart, sleep) does
+/// no harm.
 async fn background_cleanup(state: AppState) {
     let mut every = tokio::time::interval(state.config.maintenance_interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -243,6 +244,13 @@ async fn background_cleanup(state: AppState) {
             Ok(n) if n > 0 => tracing::info!(issued = n, "invoices issued for closed periods"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "closing billing periods failed"),
+        }
+        match crate::services::invitations::purge_finished(&state.db, state.config.clock.now())
+            .await
+        {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "finished invitations removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "invitation cleanup failed"),
         }
         match crate::services::audit::purge_expired(&state.db).await {
             Ok(n) if n > 0 => tracing::info!(removed = n, "audit rows past retention purged"),

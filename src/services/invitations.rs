@@ -198,6 +198,33 @@ pub async fn cancel(db: &Db, ctx: &OrgContext, actor: &Actor, id: String) -> Res
     .await
 }
 
+/// How long an invitation that ended (used, cancelled, expired) is kept: long enough for
+/// the members page and a person who asks "what happened to my link", after which the
+/// audit log alone tells its story.
+pub const FINISHED_KEPT_DAYS: i64 = 30;
+
+/// Removes every organization's invitations that ended more than `FINISHED_KEPT_DAYS`
+/// before `at`. Idempotent, one organization per transaction, for the maintenance tick.
+pub async fn purge_finished(db: &Db, at: chrono::DateTime<chrono::Utc>) -> Result<usize> {
+    let before = fmt_time(at - chrono::Duration::days(FINISHED_KEPT_DAYS));
+    let ids = db
+        .read(|tx| Ok::<_, AppError>(crate::db::unscoped::unscoped_all_org_ids(tx)?))
+        .await?;
+    let mut total = 0;
+    for id in ids {
+        let before = before.clone();
+        total += db
+            .write(move |tx| {
+                let Some(ctx) = crate::db::scope::system_context_for_maintenance(tx, id)? else {
+                    return Ok(0);
+                };
+                Ok::<_, AppError>(invitations::purge_finished(tx, &ctx, &before)?)
+            })
+            .await?;
+    }
+    Ok(total)
+}
+
 /// What the accept page shows about a pending invitation.
 #[derive(Debug, Clone)]
 pub struct Preview {

@@ -472,3 +472,70 @@ async fn the_plans_member_limit_counts_members_and_pending_invitations() {
     let limits = owner.get(&format!("/api/v1/orgs/{org}/limits")).await;
     assert_eq!(limits.body["users"], json!({"used": 1, "max": 10}));
 }
+
+#[tokio::test]
+async fn finished_invitations_are_removed_a_month_after_they_ended_and_pending_ones_stay() {
+    let clock = xagent::domain::Clock::default();
+    let app = TestApp::spawn_with(|c| {
+        c.clock = clock.clone();
+        c.maintenance_interval = Duration::from_millis(100);
+    })
+    .await;
+    app.create_user("owner@example.com", "Owner").await;
+    let owner = app.login("owner@example.com").await;
+    let org = team_org(&owner, "tidy").await;
+    let other = team_org(&owner, "other-tidy").await;
+    let invite = |org: String, email: &'static str| {
+        let owner = &owner;
+        async move {
+            let r = owner
+                .post(
+                    &format!("/api/v1/orgs/{org}/invitations"),
+                    json!({"email": email, "role": "member"}),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+            r.body["id"].as_str().unwrap().to_string()
+        }
+    };
+    let cancelled = invite(org.clone(), "gone@example.com").await;
+    let r = owner
+        .delete(&format!("/api/v1/orgs/{org}/invitations/{cancelled}"))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let cancelled_elsewhere = invite(other.clone(), "gone@example.com").await;
+    let r = owner
+        .delete(&format!(
+            "/api/v1/orgs/{other}/invitations/{cancelled_elsewhere}"
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let count = |id: &str| -> i64 {
+        raw_db(&app)
+            .query_row(
+                "SELECT count(*) FROM organization_invitations WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+
+    // Several maintenance ticks later, a fresh cancellation is still there (the members
+    // page and the audit log may still refer to it).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(count(&cancelled), 1, "kept while recent");
+
+    // A month and a day on, both organizations' finished invitations go; one made just
+    // now (still pending) stays.
+    clock.advance(Duration::from_secs(31 * 24 * 3600));
+    let pending = invite(org.clone(), "new@example.com").await;
+    let mut waited = 0;
+    while (count(&cancelled) + count(&cancelled_elsewhere)) > 0 {
+        assert!(waited < 100, "finished invitations were never removed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert_eq!(count(&pending), 1, "a pending invitation stays");
+    let listed = owner.get(&format!("/api/v1/orgs/{org}/invitations")).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+}
