@@ -171,13 +171,6 @@ impl<'a> Deref for WriteTx<'a> {
     }
 }
 
-impl<'a> WriteTx<'a> {
-    /// Reads inside the write transaction, for read-then-write rules (limits, last owner).
-    pub fn as_read(&self) -> ReadTx<'a> {
-        ReadTx(self.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

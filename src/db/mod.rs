@@ -46,15 +46,6 @@ pub enum DbError {
     Io(#[from] std::io::Error),
 }
 
-impl DbError {
-    /// The constraint a failed statement broke, when it was a UNIQUE or PRIMARY KEY.
-    pub fn unique_violation(&self) -> bool {
-        matches!(self, DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
-    }
-}
-
 /// Reader connections. More than a few per core only adds lock contention: SQLite work
 /// is CPU-bound here (the database lives in the page cache).
 const READERS: u32 = 8;

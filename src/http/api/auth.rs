@@ -41,10 +41,6 @@ async fn signup(
 struct LoginBody {
     email: String,
     password: String,
-    /// Accepted for forward compatibility; no account has a second factor yet.
-    #[serde(default)]
-    #[allow(dead_code)]
-    totp: Option<String>,
 }
 
 async fn login(
