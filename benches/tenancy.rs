@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use rusqlite::{Connection, OpenFlags, params};
 use xagent::db::repo::resources::{ListQuery, ResourceKind, list_visible};
-use xagent::db::scope::membership_check;
+use xagent::db::scope::enter;
 use xagent::db::{Db, DbError};
 use xagent::domain::{UserId, fmt_time};
 
@@ -647,7 +647,7 @@ fn tenancy(c: &mut Criterion) {
     let user = UserId::parse(&fx.bench_user).unwrap();
     let list = |db: Db, org_ref: String| async move {
         db.read(move |tx| -> Result<_, DbError> {
-            match membership_check(tx, user, &org_ref)? {
+            match enter(tx, user, &org_ref)? {
                 Some(ctx) => list_visible(tx, &ctx, ResourceKind::Agent, &ListQuery::first(LIMIT)),
                 None => Ok(Vec::new()),
             }

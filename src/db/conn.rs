@@ -2,7 +2,7 @@
 use std::ops::Deref;
 
 use rusqlite::config::DbConfig;
-use rusqlite::{CachedStatement, Connection, Params, Row, StatementStatus};
+use rusqlite::{CachedStatement, Connection, Params, Row, StatementStatus, ToSql};
 
 use super::{DbError, guard};
 
@@ -65,19 +65,31 @@ where
     out
 }
 
-/// A connection inside a transaction. Every statement is checked by the tenancy guard in
-/// debug builds (tests): one that names a tenant table without binding organization_id fails.
+/// A connection inside a transaction. Every statement goes through the tenancy guard
+/// (`guard`): here, outside an organization scope, one that names a tenant table fails;
+/// `scoped` gives the organization-bound form that may.
 #[derive(Clone, Copy)]
 pub struct Conn<'a> {
     inner: &'a Connection,
     guarded: bool,
+    /// The tables a bookkeeping job may write (`Db::write_bookkeeping`); `None` for any.
+    writes: Option<&'static [&'static str]>,
 }
 
 impl<'a> Conn<'a> {
     pub(super) fn new(inner: &'a Connection) -> Self {
         Self {
             inner,
-            guarded: cfg!(debug_assertions),
+            guarded: true,
+            writes: None,
+        }
+    }
+
+    /// The same connection, allowed to write only `tables`.
+    pub(super) fn writing_only(self, tables: &'static [&'static str]) -> Self {
+        Self {
+            writes: Some(tables),
+            ..self
         }
     }
 
@@ -85,14 +97,44 @@ impl<'a> Conn<'a> {
     /// check, "my organizations", the public gallery). Only `db` can call it.
     pub(in crate::db) fn unscoped(&self) -> Conn<'a> {
         Conn {
-            inner: self.inner,
             guarded: false,
+            ..*self
         }
     }
 
-    fn prepare(&self, sql: &str) -> Result<CachedStatement<'a>, DbError> {
+    /// This transaction bound to `ctx`'s organization: its statements get the
+    /// organization as `?1` and must filter every tenant table by it.
+    pub(in crate::db) fn scoped(&self, ctx: &super::OrgContext) -> Scoped<'a> {
+        Scoped {
+            conn: *self,
+            orgs: [ctx.org_id().to_string(), String::new()],
+            binding: guard::Binding::Org,
+        }
+    }
+
+    /// Bound to two organizations of one person: statements get `from` as `?1` and `to`
+    /// as `?2`, and may set `organization_id` to `?2` (moving what they own).
+    pub(in crate::db) fn moving(
+        &self,
+        from: &super::OrgContext,
+        to: &super::OrgContext,
+    ) -> Scoped<'a> {
+        Scoped {
+            conn: *self,
+            orgs: [from.org_id().to_string(), to.org_id().to_string()],
+            binding: guard::Binding::Move,
+        }
+    }
+
+    fn prepare(&self, sql: &str, binding: guard::Binding) -> Result<CachedStatement<'a>, DbError> {
         if self.guarded {
-            guard::check(sql)?;
+            guard::check_cached(sql, binding)?;
+        }
+        if let Some(allowed) = self.writes
+            && let Some(table) = guard::written_table(sql)
+            && !allowed.contains(&table.as_str())
+        {
+            return Err(DbError::NotBookkeeping(table));
         }
         Ok(self.inner.prepare_cached(sql)?)
     }
@@ -109,13 +151,14 @@ impl<'a> Conn<'a> {
         Ok(())
     }
 
-    pub(in crate::db) fn query_opt<T, P: Params>(
+    fn opt<T, P: Params>(
         &self,
         sql: &str,
+        binding: guard::Binding,
         params: P,
         f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Option<T>, DbError> {
-        let mut stmt = self.prepare(sql)?;
+        let mut stmt = self.prepare(sql, binding)?;
         let mut rows = stmt.query(params)?;
         let out = match rows.next()? {
             Some(row) => Some(f(row)?),
@@ -126,13 +169,14 @@ impl<'a> Conn<'a> {
         Ok(out)
     }
 
-    pub(in crate::db) fn query_vec<T, P: Params>(
+    fn vec<T, P: Params>(
         &self,
         sql: &str,
+        binding: guard::Binding,
         params: P,
         mut f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<T>, DbError> {
-        let mut stmt = self.prepare(sql)?;
+        let mut stmt = self.prepare(sql, binding)?;
         let mut rows = stmt.query(params)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
@@ -143,11 +187,84 @@ impl<'a> Conn<'a> {
         Ok(out)
     }
 
-    pub(in crate::db) fn execute<P: Params>(&self, sql: &str, params: P) -> Result<usize, DbError> {
-        let mut stmt = self.prepare(sql)?;
+    fn exec<P: Params>(
+        &self,
+        sql: &str,
+        binding: guard::Binding,
+        params: P,
+    ) -> Result<usize, DbError> {
+        let mut stmt = self.prepare(sql, binding)?;
         let n = stmt.execute(params)?;
         Self::check_replanned(&stmt, sql)?;
         Ok(n)
+    }
+
+    pub(in crate::db) fn query_opt<T, P: Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, DbError> {
+        self.opt(sql, guard::Binding::Plain, params, f)
+    }
+
+    pub(in crate::db) fn query_vec<T, P: Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, DbError> {
+        self.vec(sql, guard::Binding::Plain, params, f)
+    }
+
+    pub(in crate::db) fn execute<P: Params>(&self, sql: &str, params: P) -> Result<usize, DbError> {
+        self.exec(sql, guard::Binding::Plain, params)
+    }
+}
+
+/// A transaction bound to one organization (or, for a move, to two): see `Conn::scoped`.
+/// The repository passes only its own parameters, numbered from `?2` (`?3` for a move);
+/// the organization is bound here, from the context that proved the membership.
+pub(in crate::db) struct Scoped<'a> {
+    conn: Conn<'a>,
+    orgs: [String; 2],
+    binding: guard::Binding,
+}
+
+impl Scoped<'_> {
+    fn all<'p>(&'p self, params: &[&'p dyn ToSql]) -> Vec<&'p dyn ToSql> {
+        let mut all: Vec<&dyn ToSql> = Vec::with_capacity(params.len() + 2);
+        all.push(&self.orgs[0]);
+        if self.binding == guard::Binding::Move {
+            all.push(&self.orgs[1]);
+        }
+        all.extend_from_slice(params);
+        all
+    }
+
+    pub fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn ToSql],
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, DbError> {
+        self.conn
+            .opt(sql, self.binding, self.all(params).as_slice(), f)
+    }
+
+    pub fn query_vec<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn ToSql],
+        f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, DbError> {
+        self.conn
+            .vec(sql, self.binding, self.all(params).as_slice(), f)
+    }
+
+    pub fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> Result<usize, DbError> {
+        self.conn
+            .exec(sql, self.binding, self.all(params).as_slice())
     }
 }
 
@@ -186,10 +303,7 @@ mod tests {
     }
 
     fn run_twice(conn: &Connection, sql: &str) -> Result<(), DbError> {
-        let c = Conn {
-            inner: conn,
-            guarded: false,
-        };
+        let c = Conn::new(conn).unscoped();
         for (a, b) in [("1", "%2%"), ("3", "%4%")] {
             c.query_vec(sql, rusqlite::params![a, b], |r| r.get::<_, String>(0))?;
         }

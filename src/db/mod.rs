@@ -40,10 +40,49 @@ pub enum DbError {
     /// An audit action outside the documented vocabulary (`domain::audit`).
     #[error("audit action not in the vocabulary: {0}")]
     UnknownAuditAction(String),
+    /// A bookkeeping job (`Db::write_bookkeeping`) wrote a table its kind does not name.
+    #[error("bookkeeping job wrote {0}, which is not bookkeeping")]
+    NotBookkeeping(String),
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The writes that change no configuration, so no cache (`Db::generation`) depends on
+/// them. Each names the tables it may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bookkeeping {
+    /// The gateway's usage batch: events, period counters, and the alerts they raise
+    /// (a notification, a webhook delivery and an audit row each).
+    Usage,
+    /// A session's last-seen stamp.
+    SessionSeen,
+    /// An API token's last-used stamp.
+    TokenUsed,
+    /// A member's last-active stamp.
+    MemberActive,
+    /// A webhook delivery attempt.
+    WebhookAttempt,
+}
+
+impl Bookkeeping {
+    pub fn tables(self) -> &'static [&'static str] {
+        match self {
+            Bookkeeping::Usage => &[
+                "usage_events",
+                "organization_usage",
+                "member_usage",
+                "notifications",
+                "webhook_deliveries",
+                "organization_audit_logs",
+            ],
+            Bookkeeping::SessionSeen => &["sessions"],
+            Bookkeeping::TokenUsed => &["api_tokens"],
+            Bookkeeping::MemberActive => &["organization_members"],
+            Bookkeeping::WebhookAttempt => &["webhook_deliveries"],
+        }
+    }
 }
 
 /// Reader connections. More than a few per core only adds lock contention: SQLite work
@@ -179,17 +218,18 @@ impl Db {
         out
     }
 
-    /// `write` for bookkeeping that changes no configuration (usage batches, last-used
-    /// stamps of sessions, tokens and memberships, webhook attempts): it leaves
-    /// `generation` alone, otherwise every such write would empty the caches that depend
-    /// on it.
-    pub async fn write_bookkeeping<T, E, F>(&self, f: F) -> Result<T, E>
+    /// `write` for bookkeeping that changes no configuration: it leaves `generation`
+    /// alone, otherwise every such write would empty the caches that depend on it. The
+    /// job may write only the tables its `kind` names; any other write fails, so a change
+    /// of configuration cannot pass for bookkeeping and leave a cache stale.
+    pub async fn write_bookkeeping<T, E, F>(&self, kind: Bookkeeping, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
         F: FnOnce(&WriteTx<'_>) -> Result<T, E> + Send + 'static,
     {
-        self.submit(f).await
+        self.submit(move |tx| f(&WriteTx(tx.0.writing_only(kind.tables()))))
+            .await
     }
 
     /// Read it before reading what is cached, and keep that only while it is unchanged.

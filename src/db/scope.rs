@@ -20,6 +20,8 @@ struct Ctx {
     permissions: PermissionSet,
     teams: Vec<String>,
     last_active_at: Option<String>,
+    /// The background job acting, for a `SystemScope` context; `None` for a member.
+    system_job: Option<&'static str>,
 }
 
 impl OrgContext {
@@ -45,6 +47,10 @@ impl OrgContext {
     pub fn teams(&self) -> &[String] {
         &self.0.teams
     }
+    /// The background job this context belongs to (`SystemScope`), if it is one.
+    pub fn system_job(&self) -> Option<&'static str> {
+        self.0.system_job
+    }
     /// When the member last acted in this organization (updated at most every few minutes).
     pub fn last_active_at(&self) -> Option<&str> {
         self.0.last_active_at.as_deref()
@@ -56,10 +62,31 @@ pub fn has_permission(ctx: &OrgContext, path: &str) -> bool {
     ctx.permissions().contains(path)
 }
 
+/// A signed-in user entering an organization (by id or slug): their context there, or
+/// `None` (no such organization, not a member, suspended), which callers turn into 404 so
+/// that other organizations stay invisible. `user` is the authenticated user.
+pub fn enter(c: &Conn<'_>, user: UserId, org_ref: &str) -> Result<Option<OrgContext>, DbError> {
+    membership_check(c, user, org_ref)
+}
+
+/// `ctx` read again (inside a write job, so that role rules see the committed state).
+pub fn refresh(c: &Conn<'_>, ctx: &OrgContext) -> Result<Option<OrgContext>, DbError> {
+    membership_check(c, ctx.user_id(), &ctx.org_id().to_string())
+}
+
+/// Another member's context in `ctx`'s organization, for someone in it to reason about
+/// (who can see a resource); never a context in an organization `ctx` is not in.
+pub fn colleague(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    user: UserId,
+) -> Result<Option<OrgContext>, DbError> {
+    membership_check(c, user, &ctx.org_id().to_string())
+}
+
 /// The membership check: `Some` only when `user` is an active member of the organization
-/// named by `org_ref` (id or slug). Anything else — no such org, not a member, suspended —
-/// is `None`, which callers turn into 404 so that other organizations stay invisible.
-pub fn membership_check(
+/// named by `org_ref` (id or slug).
+pub(in crate::db) fn membership_check(
     c: &Conn<'_>,
     user: UserId,
     org_ref: &str,
@@ -89,7 +116,8 @@ pub fn membership_check(
         return Ok(None);
     };
     let overrides = serde_json::from_str(&perms).unwrap_or_default();
-    let teams = c.query_vec(
+    // The context is being made, so nothing is scoped yet; the id is the one just found.
+    let teams = c.unscoped().query_vec(
         "SELECT team_id FROM team_members WHERE organization_id = ?1 AND user_id = ?2",
         params![org.id.to_string(), user.to_string()],
         |r| r.get(0),
@@ -101,6 +129,7 @@ pub fn membership_check(
         role,
         teams,
         last_active_at,
+        system_job: None,
     })))
 }
 
@@ -141,24 +170,43 @@ pub(crate) fn joining_context(
         role: invitation.role,
         teams: Vec::new(),
         last_active_at: None,
+        system_job: None,
     })))
 }
 
-/// The context background tasks and maintenance commands act in (audit retention,
-/// chain verification). Loudly named: nothing that serves a request may use it.
-pub fn system_context_for_maintenance(
-    c: &Conn<'_>,
-    org: OrgId,
-) -> Result<Option<OrgContext>, DbError> {
-    let Some(org) = super::repo::orgs::find_by_ref(c, &org.to_string())? else {
-        return Ok(None);
-    };
-    Ok(Some(OrgContext::new(Ctx {
-        permissions: PermissionSet::effective(Role::Owner, &Default::default()),
-        org,
-        user_id: UserId::from_uuid(uuid::Uuid::nil()),
-        role: Role::Owner,
-        teams: Vec::new(),
-        last_active_at: None,
-    })))
+/// What a background job or maintenance command acts as (audit retention and
+/// verification, invoices, webhook deliveries, key re-wrapping, invitation clean-up):
+/// named, logged, and holding no permission, so that a service check (`require`) on its
+/// behalf fails instead of passing as an owner would. Nothing that serves a request
+/// makes one.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemScope {
+    job: &'static str,
+}
+
+impl SystemScope {
+    pub const fn new(job: &'static str) -> Self {
+        SystemScope { job }
+    }
+
+    pub fn job(&self) -> &'static str {
+        self.job
+    }
+
+    /// The job's context in `org`; `None` when the organization no longer exists.
+    pub fn in_org(&self, c: &Conn<'_>, org: OrgId) -> Result<Option<OrgContext>, DbError> {
+        let Some(org) = super::repo::orgs::find_by_ref(c, &org.to_string())? else {
+            return Ok(None);
+        };
+        tracing::debug!(job = self.job, org = %org.id, "system job in organization");
+        Ok(Some(OrgContext::new(Ctx {
+            permissions: PermissionSet::default(),
+            org,
+            user_id: UserId::from_uuid(uuid::Uuid::nil()),
+            role: Role::Guest,
+            teams: Vec::new(),
+            last_active_at: None,
+            system_job: Some(self.job),
+        })))
+    }
 }

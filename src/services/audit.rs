@@ -6,7 +6,6 @@ use serde_json::json;
 
 use super::require;
 use crate::db::repo::audit::{self, ChainRow, Filter, GENESIS, Record};
-use crate::db::scope::system_context_for_maintenance;
 use crate::db::unscoped::unscoped_all_org_ids;
 use crate::db::{Db, OrgContext};
 use crate::domain::{OrgSettings, fmt_time, now};
@@ -235,7 +234,8 @@ pub async fn verify(db: &Db, org: Option<String>) -> Result<Vec<ChainReport>> {
             });
         }
         for id in ids {
-            let Some(ctx) = system_context_for_maintenance(tx, id)? else {
+            let Some(ctx) = crate::db::scope::SystemScope::new("audit-verify").in_org(tx, id)?
+            else {
                 continue;
             };
             let key = id.to_string();
@@ -278,7 +278,9 @@ pub async fn purge_expired(db: &Db) -> Result<u64> {
     for id in ids {
         total += db
             .write(move |tx| {
-                let Some(ctx) = system_context_for_maintenance(tx, id)? else {
+                let Some(ctx) =
+                    crate::db::scope::SystemScope::new("audit-retention").in_org(tx, id)?
+                else {
                     return Ok(0);
                 };
                 let Some(days) = OrgSettings::from_stored(&ctx.org().settings).audit_retention_days

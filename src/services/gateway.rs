@@ -517,7 +517,7 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
         .collect();
     let n = rows.len();
     let done = db
-        .write_bookkeeping(move |tx| {
+        .write_bookkeeping(crate::db::Bookkeeping::Usage, move |tx| {
             type PriceKey = (String, Option<String>, String);
             let mut prices: BTreeMap<PriceKey, Option<(i64, i64)>> = BTreeMap::new();
             let mut anchors: BTreeMap<crate::domain::OrgId, u32> = BTreeMap::new();

@@ -8,7 +8,7 @@ use super::throttle::LoginThrottle;
 use super::{Actor, ClientMeta};
 use crate::auth;
 use crate::db::repo::{audit, orgs, sessions, settings, tokens, users};
-use crate::db::scope::membership_check;
+use crate::db::scope::enter;
 use crate::db::unscoped::{Membership, unscoped_memberships_of};
 use crate::db::{Db, OrgContext};
 use crate::domain::{
@@ -402,7 +402,9 @@ pub async fn authenticate_session(
         let (db, id, stamp) = (db.clone(), s.id, fmt_time(at));
         tokio::spawn(async move {
             let _ = db
-                .write_bookkeeping(move |tx| Ok::<_, AppError>(sessions::touch(tx, id, &stamp)?))
+                .write_bookkeeping(crate::db::Bookkeeping::SessionSeen, move |tx| {
+                    Ok::<_, AppError>(sessions::touch(tx, id, &stamp)?)
+                })
                 .await;
         });
     }
@@ -451,7 +453,9 @@ pub fn touch_token_if_due(
     let written = stamp.clone();
     tokio::spawn(async move {
         let _ = db
-            .write_bookkeeping(move |tx| Ok::<_, AppError>(tokens::touch(tx, id, &written)?))
+            .write_bookkeeping(crate::db::Bookkeeping::TokenUsed, move |tx| {
+                Ok::<_, AppError>(tokens::touch(tx, id, &written)?)
+            })
             .await;
     });
     Some(stamp)
@@ -518,7 +522,7 @@ pub async fn me(db: &Db, user: UserId) -> Result<Me> {
 /// Switches the user's current organization; 404 unless they are a member of it.
 pub async fn set_current_org(db: &Db, user: UserId, org_ref: String) -> Result<OrgContext> {
     db.write(move |tx| {
-        let ctx = membership_check(tx, user, &org_ref)?.ok_or_else(AppError::not_found)?;
+        let ctx = enter(tx, user, &org_ref)?.ok_or_else(AppError::not_found)?;
         users::set_current_org(tx, user, ctx.org_id(), &now_str())?;
         Ok(ctx)
     })
@@ -607,8 +611,7 @@ pub async fn create_api_token(
     let actor = actor.clone();
     let token = db
         .write(move |tx| {
-            let ctx =
-                membership_check(tx, actor.user_id, &org_ref)?.ok_or_else(AppError::not_found)?;
+            let ctx = enter(tx, actor.user_id, &org_ref)?.ok_or_else(AppError::not_found)?;
             let now = now_str();
             let id = ApiTokenId::new();
             let token = tokens::insert(
@@ -673,8 +676,7 @@ pub async fn revoke_api_token(db: &Db, actor: &Actor, id: ApiTokenId) -> Result<
             return Err(AppError::not_found());
         }
         // Audited in the token's organization while the user still belongs to it.
-        if let Some(ctx) = membership_check(tx, actor.user_id, &token.organization_id.to_string())?
-        {
+        if let Some(ctx) = enter(tx, actor.user_id, &token.organization_id.to_string())? {
             audit::append(
                 tx,
                 &ctx,

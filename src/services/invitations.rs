@@ -215,7 +215,9 @@ pub async fn purge_finished(db: &Db, at: chrono::DateTime<chrono::Utc>) -> Resul
         let before = before.clone();
         total += db
             .write(move |tx| {
-                let Some(ctx) = crate::db::scope::system_context_for_maintenance(tx, id)? else {
+                let Some(ctx) =
+                    crate::db::scope::SystemScope::new("invitation-cleanup").in_org(tx, id)?
+                else {
                     return Ok(0);
                 };
                 Ok::<_, AppError>(invitations::purge_finished(tx, &ctx, &before)?)

@@ -6,7 +6,6 @@ use serde_json::json;
 
 use super::require;
 use crate::db::repo::{invoices, plans, quotas, usage};
-use crate::db::scope::system_context_for_maintenance;
 use crate::db::unscoped::unscoped_all_org_ids;
 use crate::db::{Db, OrgContext};
 use crate::domain::period::period_named;
@@ -24,7 +23,7 @@ pub async fn close_periods(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Resul
     for org in ids {
         issued += db
             .write(move |tx| {
-                let Some(ctx) = system_context_for_maintenance(tx, org)? else {
+                let Some(ctx) = crate::db::scope::SystemScope::new("invoices").in_org(tx, org)? else {
                     return Ok::<_, AppError>(0);
                 };
                 let anchor = quotas::get(tx, &ctx)?.billing_anchor_day;

@@ -743,7 +743,8 @@ pub async fn check_and_rewrap(db: &Db, keyring: &Keyring) -> std::result::Result
                 let known = keyring.ids();
                 let (mut missing, mut stale) = (BTreeMap::new(), 0usize);
                 for id in ids {
-                    let Some(ctx) = crate::db::scope::system_context_for_maintenance(tx, id)?
+                    let Some(ctx) =
+                        crate::db::scope::SystemScope::new("key-check").in_org(tx, id)?
                     else {
                         continue;
                     };
@@ -782,7 +783,7 @@ pub async fn rewrap_all(db: &Db, keyring: &Keyring) -> Result<usize> {
         let current = keyring.current();
         let mut n = 0;
         for id in crate::db::unscoped::unscoped_all_org_ids(tx)? {
-            let Some(ctx) = crate::db::scope::system_context_for_maintenance(tx, id)? else {
+            let Some(ctx) = crate::db::scope::SystemScope::new("key-rewrap").in_org(tx, id)? else {
                 continue;
             };
             for w in llm::all_data_keys(tx, &ctx)? {
@@ -812,7 +813,7 @@ pub async fn master_keys_in_use(db: &Db) -> Result<Vec<String>> {
     db.read(|tx| {
         let mut used = Vec::new();
         for id in crate::db::unscoped::unscoped_all_org_ids(tx)? {
-            let Some(ctx) = crate::db::scope::system_context_for_maintenance(tx, id)? else {
+            let Some(ctx) = crate::db::scope::SystemScope::new("key-usage").in_org(tx, id)? else {
                 continue;
             };
             for w in llm::all_data_keys(tx, &ctx)? {

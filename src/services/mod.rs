@@ -77,6 +77,5 @@ pub(crate) fn fresh_context(
     tx: &crate::db::WriteTx<'_>,
     ctx: &OrgContext,
 ) -> Result<OrgContext, AppError> {
-    crate::db::scope::membership_check(tx, ctx.user_id(), &ctx.org_id().to_string())?
-        .ok_or_else(AppError::not_found)
+    crate::db::scope::refresh(tx, ctx)?.ok_or_else(AppError::not_found)
 }

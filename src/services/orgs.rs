@@ -3,7 +3,7 @@ use serde_json::json;
 
 use super::Actor;
 use crate::db::repo::{audit, orgs};
-use crate::db::scope::membership_check;
+use crate::db::scope::enter;
 use crate::db::unscoped::{Membership, unscoped_memberships_of};
 use crate::db::{Db, OrgContext, WriteTx};
 use crate::domain::{Invalid, OrgId, OrgKind, OrgName, OrgSettings, Slug, UserId, now_str};
@@ -17,8 +17,7 @@ pub async fn list_mine(db: &Db, user: UserId) -> Result<Vec<Membership>> {
 /// The membership check as a service: 404 for anything the user may not act in.
 /// Also keeps the member's "last active" time (written at most every five minutes).
 pub async fn context(db: &Db, user: UserId, org_ref: String) -> Result<OrgContext> {
-    let ctx =
-        db.lookup(|tx| membership_check(tx, user, &org_ref)?.ok_or_else(AppError::not_found))?;
+    let ctx = db.lookup(|tx| enter(tx, user, &org_ref)?.ok_or_else(AppError::not_found))?;
     // A member whose org.view is denied by an override is shut out of the organization.
     super::require(&ctx, "org.view")?;
     let now = crate::domain::now();
@@ -32,7 +31,7 @@ pub async fn context(db: &Db, user: UserId, org_ref: String) -> Result<OrgContex
         tokio::spawn(async move {
             let stamp = crate::domain::fmt_time(now);
             let _ = db
-                .write_bookkeeping(move |tx| {
+                .write_bookkeeping(crate::db::Bookkeeping::MemberActive, move |tx| {
                     Ok::<_, AppError>(orgs::touch_member(tx, &touch, &stamp)?)
                 })
                 .await;
@@ -129,7 +128,7 @@ pub(crate) fn create_in_tx(
     plan: &str,
 ) -> Result<orgs::Org> {
     let now = now_str();
-    let org = orgs::create_with_owner(
+    let ctx = orgs::create_with_owner(
         tx,
         &orgs::NewOrg {
             id: OrgId::new(),
@@ -141,9 +140,10 @@ pub(crate) fn create_in_tx(
             now: &now,
         },
     )?;
-    audit::append_for_org(
+    let org = ctx.org().clone();
+    audit::append(
         tx,
-        org.id,
+        &ctx,
         &actor.entry(
             "organization.created",
             "organization",

@@ -738,9 +738,7 @@ pub async fn explain_access(
                 if only.is_some_and(|u| u != m.user.id) {
                     continue;
                 }
-                let Some(mctx) =
-                    crate::db::scope::membership_check(tx, m.user.id, &ctx.org_id().to_string())?
-                else {
+                let Some(mctx) = crate::db::scope::colleague(tx, &ctx, m.user.id)? else {
                     continue;
                 };
                 let p = kind.permission_prefix();
@@ -827,8 +825,7 @@ pub async fn accessible(
             if only_org.is_some_and(|o| o != m.organization.id) {
                 continue;
             }
-            let Some(ctx) =
-                crate::db::scope::membership_check(tx, user, &m.organization.id.to_string())?
+            let Some(ctx) = crate::db::scope::enter(tx, user, &m.organization.id.to_string())?
             else {
                 continue;
             };
@@ -1292,10 +1289,8 @@ pub async fn move_to_organization(
     let actor = actor.clone();
     db.write(move |tx| {
         let user = actor.user_id;
-        let from = crate::db::scope::membership_check(tx, user, &from_ref)?
-            .ok_or_else(AppError::not_found)?;
-        let to = crate::db::scope::membership_check(tx, user, &to_ref)?
-            .ok_or_else(AppError::not_found)?;
+        let from = crate::db::scope::enter(tx, user, &from_ref)?.ok_or_else(AppError::not_found)?;
+        let to = crate::db::scope::enter(tx, user, &to_ref)?.ok_or_else(AppError::not_found)?;
         if from.org().kind != crate::domain::OrgKind::Personal || from.role() != Role::Owner {
             return Err(AppError::bad_request(
                 "not_personal",

@@ -13,7 +13,6 @@ use sha2::Sha256;
 use crate::config::Secret;
 use crate::crypto::Keyring;
 use crate::db::repo::{quotas, webhooks};
-use crate::db::scope::system_context_for_maintenance;
 use crate::db::unscoped::unscoped_due_webhook_deliveries;
 use crate::db::{Db, OrgContext};
 use crate::domain::{Clock, fmt_time};
@@ -71,7 +70,9 @@ pub async fn deliver_due(
         let keyring = keyring.clone();
         let job = db
             .read(move |tx| {
-                let Some(ctx) = system_context_for_maintenance(tx, org)? else {
+                let Some(ctx) =
+                    crate::db::scope::SystemScope::new("webhook-delivery").in_org(tx, org)?
+                else {
                     return Ok::<_, AppError>(None);
                 };
                 let Some(delivery) = webhooks::get(tx, &ctx, &id)? else {
@@ -153,7 +154,7 @@ async fn attempt(
         fmt_time(now + wait)
     });
     let (ctx, id, now) = (job.ctx.clone(), d.id.clone(), fmt_time(now));
-    db.write_bookkeeping(move |tx| {
+    db.write_bookkeeping(crate::db::Bookkeeping::WebhookAttempt, move |tx| {
         Ok::<_, AppError>(webhooks::record_attempt(
             tx,
             &ctx,

@@ -1,6 +1,6 @@
 //! The tenancy guards. Static: SQL naming a tenant table appears only under src/db/.
-//! Runtime: in test builds every statement on a tenant table must bind organization_id
-//! (src/db/guard.rs; its unit tests run a planted unscoped query through the real Db).
+//! Runtime: every statement on a tenant table runs in an organization scope and filters
+//! by it (src/db/guard.rs; its unit tests run planted unscoped queries through the real Db).
 use std::path::{Path, PathBuf};
 
 use xagent::db::guard::{TENANT_TABLES, tenant_tables_in};
@@ -150,15 +150,22 @@ fn the_static_guard_catches_a_planted_violation() {
 }
 
 #[test]
-fn the_runtime_guard_is_active_in_test_builds_and_refuses_unscoped_sql() {
+fn the_runtime_guard_refuses_unscoped_sql_in_every_build() {
+    use xagent::db::guard::{Binding, check};
     assert!(
-        xagent::db::guard::enabled(),
-        "tests must run with the runtime tenancy guard"
+        check(
+            "SELECT * FROM agents WHERE organization_id = ?1",
+            Binding::Plain
+        )
+        .is_err()
     );
-    assert!(xagent::db::guard::check("SELECT * FROM agents WHERE id = ?1").is_err());
+    assert!(check("SELECT * FROM agents WHERE id = ?2", Binding::Org).is_err());
     assert!(
-        xagent::db::guard::check("SELECT * FROM agents WHERE organization_id = ?1 AND id = ?2")
-            .is_ok()
+        check(
+            "SELECT * FROM agents WHERE organization_id = ?1 AND id = ?2",
+            Binding::Org
+        )
+        .is_ok()
     );
     // Every tenant table is known to the guard and exists in the schema (all migrations).
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");

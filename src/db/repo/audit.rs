@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 
 use crate::db::{DbError, OrgContext, WriteTx};
 use crate::domain::audit::{INSTANCE_AUDIT_ACTIONS, ORG_AUDIT_ACTIONS};
-use crate::domain::{OrgId, UserId, new_id};
+use crate::domain::{UserId, new_id};
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -68,12 +68,6 @@ fn in_vocabulary(actions: &[&str], e: &Entry<'_>) -> Result<(), DbError> {
     }
 }
 
-/// Appends to the organization's chain. Call it inside the same write job as the change.
-pub fn append(tx: &WriteTx<'_>, ctx: &OrgContext, e: &Entry<'_>, at: &str) -> Result<(), DbError> {
-    append_for_org(tx, ctx.org_id(), e, at)
-}
-
-/// For the few events that happen before a context exists (creating the organization).
 /// The next link of a chain: its seq, the previous hash, its own hash, and the stored
 /// forms of the actor and details.
 struct Link {
@@ -114,28 +108,23 @@ fn link(scope: &str, last: Option<(i64, String)>, e: &Entry<'_>, at: &str) -> Li
     }
 }
 
-pub(crate) fn append_for_org(
-    tx: &WriteTx<'_>,
-    org: OrgId,
-    e: &Entry<'_>,
-    at: &str,
-) -> Result<(), DbError> {
+/// Appends to the organization's chain. Call it inside the same write job as the change.
+pub fn append(tx: &WriteTx<'_>, ctx: &OrgContext, e: &Entry<'_>, at: &str) -> Result<(), DbError> {
     in_vocabulary(ORG_AUDIT_ACTIONS, e)?;
-    let org_s = org.to_string();
-    let last: Option<(i64, String)> = tx.query_opt(
+    let scoped = tx.scoped(ctx);
+    let last: Option<(i64, String)> = scoped.query_opt(
         "SELECT seq, hash FROM organization_audit_logs WHERE organization_id = ?1
          ORDER BY seq DESC LIMIT 1",
-        [&org_s],
+        &[],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let l = link(&org_s, last, e, at);
-    tx.execute(
-        "INSERT INTO organization_audit_logs (id, organization_id, seq, at, actor_id, actor_email,
+    let l = link(&ctx.org_id().to_string(), last, e, at);
+    scoped.execute(
+        "INSERT INTO organization_audit_logs (organization_id, id, seq, at, actor_id, actor_email,
              action, resource_type, resource_id, ip, user_agent, details, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             new_id().to_string(),
-            org_s,
             l.seq,
             at,
             l.actor,
@@ -208,12 +197,12 @@ pub fn recent(
     ctx: &OrgContext,
     limit: i64,
 ) -> Result<Vec<Record>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         &format!(
             "SELECT {RECORD_COLUMNS} FROM organization_audit_logs
              WHERE organization_id = ?1 ORDER BY seq DESC LIMIT ?2"
         ),
-        params![ctx.org_id().to_string(), limit],
+        params![limit],
         record_from_row,
     )
 }
@@ -267,7 +256,7 @@ pub fn query(
     limit: i64,
 ) -> Result<Vec<Record>, DbError> {
     // One statement for every combination of filters: each is "unset or equal".
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         &format!(
             "SELECT {RECORD_COLUMNS} FROM organization_audit_logs
              WHERE organization_id = ?1 AND seq < ?2
@@ -280,7 +269,6 @@ pub fn query(
              ORDER BY seq DESC LIMIT ?9"
         ),
         params![
-            ctx.org_id().to_string(),
             before_seq.unwrap_or(i64::MAX),
             f.action,
             f.resource_type,
@@ -360,12 +348,12 @@ pub fn chain_batch(
     after_seq: i64,
     limit: i64,
 ) -> Result<Vec<ChainRow>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         &format!(
             "SELECT {CHAIN_COLUMNS} FROM organization_audit_logs
              WHERE organization_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
         ),
-        params![ctx.org_id().to_string(), after_seq, limit],
+        params![after_seq, limit],
         chain_from_row,
     )
 }
@@ -391,10 +379,10 @@ pub fn purge_anchor(
     c: &crate::db::Conn<'_>,
     ctx: &OrgContext,
 ) -> Result<Option<(i64, String)>, DbError> {
-    let rows = c.query_vec(
+    let rows = c.scoped(ctx).query_vec(
         "SELECT details FROM organization_audit_logs
          WHERE organization_id = ?1 AND action = 'audit.purged' ORDER BY seq DESC LIMIT 1",
-        [ctx.org_id().to_string()],
+        &[],
         |r| super::json_at(r, 0),
     )?;
     Ok(rows.into_iter().next().and_then(|d| {
@@ -412,21 +400,21 @@ pub fn purge_before(
     ctx: &OrgContext,
     cutoff: &str,
 ) -> Result<Option<(usize, i64, String)>, DbError> {
-    let org = ctx.org_id().to_string();
-    let last: Option<(i64, String)> = tx.query_opt(
+    let scoped = tx.scoped(ctx);
+    let last: Option<(i64, String)> = scoped.query_opt(
         "SELECT seq, hash FROM organization_audit_logs
          WHERE organization_id = ?1 AND at < ?2
            AND seq < (SELECT MAX(seq) FROM organization_audit_logs WHERE organization_id = ?1)
          ORDER BY seq DESC LIMIT 1",
-        params![org, cutoff],
+        params![cutoff],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let Some((seq, hash)) = last else {
         return Ok(None);
     };
-    let n = tx.execute(
+    let n = scoped.execute(
         "DELETE FROM organization_audit_logs WHERE organization_id = ?1 AND seq <= ?2",
-        params![org, seq],
+        params![seq],
     )?;
     Ok(Some((n, seq, hash)))
 }

@@ -57,13 +57,12 @@ pub struct NewInvitation<'a> {
 }
 
 pub fn insert(tx: &WriteTx<'_>, ctx: &OrgContext, i: &NewInvitation<'_>) -> Result<(), DbError> {
-    tx.execute(
-        "INSERT INTO organization_invitations (id, organization_id, email, role, token_hash,
+    tx.scoped(ctx).execute(
+        "INSERT INTO organization_invitations (organization_id, id, email, role, token_hash,
              invited_by, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             i.id,
-            ctx.org_id().to_string(),
             i.email,
             i.role.as_str(),
             i.token_hash,
@@ -77,24 +76,24 @@ pub fn insert(tx: &WriteTx<'_>, ctx: &OrgContext, i: &NewInvitation<'_>) -> Resu
 
 /// Pending invitations, newest first.
 pub fn list_pending(c: &Conn<'_>, ctx: &OrgContext, now: &str) -> Result<Vec<Invitation>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         &format!(
             "SELECT {COLUMNS} FROM organization_invitations
              WHERE organization_id = ?1 AND accepted_at IS NULL AND cancelled_at IS NULL
                AND expires_at > ?2
              ORDER BY created_at DESC"
         ),
-        params![ctx.org_id().to_string(), now],
+        params![now],
         from_row,
     )
 }
 
 pub fn find(c: &Conn<'_>, ctx: &OrgContext, id: &str) -> Result<Option<Invitation>, DbError> {
-    c.query_opt(
+    c.scoped(ctx).query_opt(
         &format!(
             "SELECT {COLUMNS} FROM organization_invitations WHERE organization_id = ?1 AND id = ?2"
         ),
-        params![ctx.org_id().to_string(), id],
+        params![id],
         from_row,
     )
 }
@@ -106,19 +105,19 @@ pub fn cancel_pending_for_email(
     email: &str,
     now: &str,
 ) -> Result<usize, DbError> {
-    tx.execute(
+    tx.scoped(ctx).execute(
         "UPDATE organization_invitations SET cancelled_at = ?3
          WHERE organization_id = ?1 AND email = ?2 AND accepted_at IS NULL AND cancelled_at IS NULL",
-        params![ctx.org_id().to_string(), email, now],
+        params![email, now],
     )
 }
 
 pub fn cancel(tx: &WriteTx<'_>, ctx: &OrgContext, id: &str, now: &str) -> Result<bool, DbError> {
-    Ok(tx.execute(
+    Ok(tx.scoped(ctx).execute(
         "UPDATE organization_invitations SET cancelled_at = ?3
          WHERE organization_id = ?1 AND id = ?2 AND accepted_at IS NULL AND cancelled_at IS NULL
            AND expires_at > ?3",
-        params![ctx.org_id().to_string(), id, now],
+        params![id, now],
     )? == 1)
 }
 
@@ -130,19 +129,19 @@ pub fn mark_accepted(
     user: UserId,
     now: &str,
 ) -> Result<bool, DbError> {
-    Ok(tx.execute(
+    Ok(tx.scoped(ctx).execute(
         "UPDATE organization_invitations SET accepted_at = ?3, accepted_by = ?4
          WHERE organization_id = ?1 AND id = ?2 AND accepted_at IS NULL AND cancelled_at IS NULL",
-        params![ctx.org_id().to_string(), id, now, user.to_string()],
+        params![id, now, user.to_string()],
     )? == 1)
 }
 
 /// Deletes invitations that ended (used, cancelled or expired) more than `before` ago.
 pub fn purge_finished(tx: &WriteTx<'_>, ctx: &OrgContext, before: &str) -> Result<usize, DbError> {
-    tx.execute(
+    tx.scoped(ctx).execute(
         "DELETE FROM organization_invitations
          WHERE organization_id = ?1 AND (expires_at < ?2 OR accepted_at < ?2 OR cancelled_at < ?2)",
-        params![ctx.org_id().to_string(), before],
+        params![before],
     )
 }
 
@@ -161,10 +160,10 @@ pub(in crate::db) fn find_by_token_hash(
 /// Pending invitations (they will become members), for the plan's member limit.
 pub fn count_pending(c: &Conn<'_>, ctx: &OrgContext, now: &str) -> Result<i64, DbError> {
     Ok(c
-        .query_opt(
+        .scoped(ctx).query_opt(
             "SELECT COUNT(*) FROM organization_invitations
              WHERE organization_id = ?1 AND accepted_at IS NULL AND cancelled_at IS NULL AND expires_at > ?2",
-            params![ctx.org_id().to_string(), now],
+            params![now],
             |r| r.get(0),
         )?
         .unwrap_or(0))

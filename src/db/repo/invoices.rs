@@ -31,13 +31,12 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Invoice> {
 
 /// Writes the invoice unless the period already has one; true when written.
 pub fn insert(tx: &WriteTx<'_>, ctx: &OrgContext, inv: &Invoice) -> Result<bool, DbError> {
-    Ok(tx.execute(
-        "INSERT OR IGNORE INTO invoices (id, organization_id, period, currency, subtotal_micros,
+    Ok(tx.scoped(ctx).execute(
+        "INSERT OR IGNORE INTO invoices (organization_id, id, period, currency, subtotal_micros,
              total_micros, line_items, issued_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             inv.id,
-            ctx.org_id().to_string(),
             inv.period,
             inv.currency,
             inv.subtotal_micros,
@@ -49,29 +48,29 @@ pub fn insert(tx: &WriteTx<'_>, ctx: &OrgContext, inv: &Invoice) -> Result<bool,
 }
 
 pub fn list(c: &Conn<'_>, ctx: &OrgContext) -> Result<Vec<Invoice>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         &format!("SELECT {COLUMNS} FROM invoices WHERE organization_id = ?1 ORDER BY period DESC"),
-        params![ctx.org_id().to_string()],
+        &[],
         from_row,
     )
 }
 
 pub fn get(c: &Conn<'_>, ctx: &OrgContext, id: &str) -> Result<Option<Invoice>, DbError> {
-    c.query_opt(
+    c.scoped(ctx).query_opt(
         &format!("SELECT {COLUMNS} FROM invoices WHERE organization_id = ?1 AND id = ?2"),
-        params![ctx.org_id().to_string(), id],
+        params![id],
         from_row,
     )
 }
 
 /// Periods with usage and no invoice yet.
 pub fn uninvoiced_periods(c: &Conn<'_>, ctx: &OrgContext) -> Result<Vec<String>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         "SELECT u.period FROM organization_usage u
          WHERE u.organization_id = ?1
            AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.organization_id = ?1 AND i.period = u.period)
          ORDER BY u.period",
-        params![ctx.org_id().to_string()],
+        &[],
         |r| r.get(0),
     )
 }

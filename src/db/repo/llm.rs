@@ -22,10 +22,10 @@ fn wrapped_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<WrappedKey> {
 
 /// The organization's newest data key (the one new secrets are sealed with).
 pub fn current_data_key(c: &Conn<'_>, ctx: &OrgContext) -> Result<Option<WrappedKey>, DbError> {
-    c.query_opt(
+    c.scoped(ctx).query_opt(
         "SELECT key_id, wrapped_key, master_key_id FROM organization_keys
          WHERE organization_id = ?1 ORDER BY created_at DESC, key_id DESC LIMIT 1",
-        params![ctx.org_id().to_string()],
+        &[],
         wrapped_from,
     )
 }
@@ -35,19 +35,19 @@ pub fn data_key(
     ctx: &OrgContext,
     key_id: &str,
 ) -> Result<Option<WrappedKey>, DbError> {
-    c.query_opt(
+    c.scoped(ctx).query_opt(
         "SELECT key_id, wrapped_key, master_key_id FROM organization_keys
          WHERE organization_id = ?1 AND key_id = ?2",
-        params![ctx.org_id().to_string(), key_id],
+        params![key_id],
         wrapped_from,
     )
 }
 
 pub fn all_data_keys(c: &Conn<'_>, ctx: &OrgContext) -> Result<Vec<WrappedKey>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         "SELECT key_id, wrapped_key, master_key_id FROM organization_keys
          WHERE organization_id = ?1 ORDER BY created_at, key_id",
-        params![ctx.org_id().to_string()],
+        &[],
         wrapped_from,
     )
 }
@@ -58,12 +58,10 @@ pub fn insert_data_key(
     key: &WrappedKey,
     now: &str,
 ) -> Result<(), DbError> {
-    tx.execute(
+    tx.scoped(ctx).execute(
         "INSERT INTO organization_keys (organization_id, key_id, wrapped_key, master_key_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            ctx.org_id().to_string(),
-            key.key_id,
+        params![key.key_id,
             key.wrapped,
             key.master_key_id,
             now
@@ -77,15 +75,10 @@ pub fn rewrap_data_key(
     ctx: &OrgContext,
     key: &WrappedKey,
 ) -> Result<(), DbError> {
-    tx.execute(
+    tx.scoped(ctx).execute(
         "UPDATE organization_keys SET wrapped_key = ?3, master_key_id = ?4
          WHERE organization_id = ?1 AND key_id = ?2",
-        params![
-            ctx.org_id().to_string(),
-            key.key_id,
-            key.wrapped,
-            key.master_key_id
-        ],
+        params![key.key_id, key.wrapped, key.master_key_id],
     )?;
     Ok(())
 }
@@ -99,21 +92,22 @@ pub struct Policy {
 }
 
 pub fn policy(c: &Conn<'_>, ctx: &OrgContext) -> Result<Policy, DbError> {
-    Ok(c.query_opt(
-        "SELECT allow_user_keys, default_model, allowed_models, updated_at
+    Ok(c.scoped(ctx)
+        .query_opt(
+            "SELECT allow_user_keys, default_model, allowed_models, updated_at
              FROM organization_llm_policy WHERE organization_id = ?1",
-        params![ctx.org_id().to_string()],
-        |r| {
-            let models: String = r.get(2)?;
-            Ok(Policy {
-                allow_user_keys: r.get(0)?,
-                default_model: r.get(1)?,
-                allowed_models: serde_json::from_str(&models).unwrap_or_default(),
-                updated_at: r.get(3)?,
-            })
-        },
-    )?
-    .unwrap_or_default())
+            &[],
+            |r| {
+                let models: String = r.get(2)?;
+                Ok(Policy {
+                    allow_user_keys: r.get(0)?,
+                    default_model: r.get(1)?,
+                    allowed_models: serde_json::from_str(&models).unwrap_or_default(),
+                    updated_at: r.get(3)?,
+                })
+            },
+        )?
+        .unwrap_or_default())
 }
 
 pub fn save_policy(
@@ -124,7 +118,7 @@ pub fn save_policy(
     now: &str,
 ) -> Result<(), DbError> {
     let models = serde_json::to_string(&p.allowed_models).unwrap_or_else(|_| "[]".into());
-    tx.execute(
+    tx.scoped(ctx).execute(
         "INSERT INTO organization_llm_policy
              (organization_id, allow_user_keys, default_model, allowed_models, updated_by, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -132,9 +126,7 @@ pub fn save_policy(
              allow_user_keys = excluded.allow_user_keys, default_model = excluded.default_model,
              allowed_models = excluded.allowed_models, updated_by = excluded.updated_by,
              updated_at = excluded.updated_at",
-        params![
-            ctx.org_id().to_string(),
-            p.allow_user_keys,
+        params![p.allow_user_keys,
             p.default_model,
             models,
             by.to_string(),
@@ -172,10 +164,10 @@ fn provider_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Provider> {
 }
 
 pub fn org_providers(c: &Conn<'_>, ctx: &OrgContext) -> Result<Vec<Provider>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         "SELECT provider, base_url, key_ciphertext, key_id, key_hint, enabled, updated_at, key_required
          FROM organization_llm_settings WHERE organization_id = ?1 ORDER BY provider",
-        params![ctx.org_id().to_string()],
+        &[],
         provider_from,
     )
 }
@@ -185,10 +177,10 @@ pub fn org_provider(
     ctx: &OrgContext,
     provider: &str,
 ) -> Result<Option<Provider>, DbError> {
-    c.query_opt(
+    c.scoped(ctx).query_opt(
         "SELECT provider, base_url, key_ciphertext, key_id, key_hint, enabled, updated_at, key_required
          FROM organization_llm_settings WHERE organization_id = ?1 AND provider = ?2",
-        params![ctx.org_id().to_string(), provider],
+        params![provider],
         provider_from,
     )
 }
@@ -199,7 +191,7 @@ pub fn save_org_provider(
     p: &Provider,
     by: UserId,
 ) -> Result<(), DbError> {
-    tx.execute(
+    tx.scoped(ctx).execute(
         "INSERT INTO organization_llm_settings
              (organization_id, provider, base_url, key_ciphertext, key_id, key_hint, enabled, updated_by, updated_at,
               key_required)
@@ -209,9 +201,7 @@ pub fn save_org_provider(
              key_id = excluded.key_id, key_hint = excluded.key_hint, enabled = excluded.enabled,
              updated_by = excluded.updated_by, updated_at = excluded.updated_at,
              key_required = excluded.key_required",
-        params![
-            ctx.org_id().to_string(),
-            p.provider,
+        params![p.provider,
             p.base_url,
             p.key_ciphertext,
             p.key_id,
@@ -230,9 +220,9 @@ pub fn delete_org_provider(
     ctx: &OrgContext,
     provider: &str,
 ) -> Result<bool, DbError> {
-    Ok(tx.execute(
+    Ok(tx.scoped(ctx).execute(
         "DELETE FROM organization_llm_settings WHERE organization_id = ?1 AND provider = ?2",
-        params![ctx.org_id().to_string(), provider],
+        params![provider],
     )? > 0)
 }
 
@@ -241,10 +231,10 @@ pub fn user_providers(
     ctx: &OrgContext,
     user: UserId,
 ) -> Result<Vec<Provider>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         "SELECT provider, base_url, key_ciphertext, key_id, key_hint, 1, updated_at, 1
          FROM user_llm_settings WHERE organization_id = ?1 AND user_id = ?2 ORDER BY provider",
-        params![ctx.org_id().to_string(), user.to_string()],
+        params![user.to_string()],
         provider_from,
     )
 }
@@ -255,10 +245,10 @@ pub fn user_provider(
     user: UserId,
     provider: &str,
 ) -> Result<Option<Provider>, DbError> {
-    c.query_opt(
+    c.scoped(ctx).query_opt(
         "SELECT provider, base_url, key_ciphertext, key_id, key_hint, 1, updated_at, 1
          FROM user_llm_settings WHERE organization_id = ?1 AND user_id = ?2 AND provider = ?3",
-        params![ctx.org_id().to_string(), user.to_string(), provider],
+        params![user.to_string(), provider],
         provider_from,
     )
 }
@@ -269,16 +259,14 @@ pub fn save_user_provider(
     user: UserId,
     p: &Provider,
 ) -> Result<(), DbError> {
-    tx.execute(
+    tx.scoped(ctx).execute(
         "INSERT INTO user_llm_settings
              (organization_id, user_id, provider, base_url, key_ciphertext, key_id, key_hint, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (organization_id, user_id, provider) DO UPDATE SET
              base_url = excluded.base_url, key_ciphertext = excluded.key_ciphertext,
              key_id = excluded.key_id, key_hint = excluded.key_hint, updated_at = excluded.updated_at",
-        params![
-            ctx.org_id().to_string(),
-            user.to_string(),
+        params![user.to_string(),
             p.provider,
             p.base_url,
             p.key_ciphertext,
@@ -296,8 +284,8 @@ pub fn delete_user_provider(
     user: UserId,
     provider: &str,
 ) -> Result<bool, DbError> {
-    Ok(tx.execute(
+    Ok(tx.scoped(ctx).execute(
         "DELETE FROM user_llm_settings WHERE organization_id = ?1 AND user_id = ?2 AND provider = ?3",
-        params![ctx.org_id().to_string(), user.to_string(), provider],
+        params![user.to_string(), provider],
     )? > 0)
 }

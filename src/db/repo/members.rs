@@ -54,24 +54,24 @@ pub fn list(
     limit: i64,
 ) -> Result<Vec<Member>, DbError> {
     let (at, id) = after.unwrap_or(("", ""));
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         &format!(
             "SELECT {COLUMNS} FROM organization_members m JOIN users u ON u.id = m.user_id
              WHERE m.organization_id = ?1 AND (m.joined_at, m.user_id) > (?2, ?3)
              ORDER BY m.joined_at, m.user_id LIMIT ?4"
         ),
-        params![ctx.org_id().to_string(), at, id, limit],
+        params![at, id, limit],
         from_row,
     )
 }
 
 pub fn find(c: &Conn<'_>, ctx: &OrgContext, user: UserId) -> Result<Option<Member>, DbError> {
-    c.query_opt(
+    c.scoped(ctx).query_opt(
         &format!(
             "SELECT {COLUMNS} FROM organization_members m JOIN users u ON u.id = m.user_id
              WHERE m.organization_id = ?1 AND m.user_id = ?2"
         ),
-        params![ctx.org_id().to_string(), user.to_string()],
+        params![user.to_string()],
         from_row,
     )
 }
@@ -81,34 +81,36 @@ pub fn find_by_email(
     ctx: &OrgContext,
     email: &str,
 ) -> Result<Option<Member>, DbError> {
-    c.query_opt(
+    c.scoped(ctx).query_opt(
         &format!(
             "SELECT {COLUMNS} FROM organization_members m JOIN users u ON u.id = m.user_id
              WHERE m.organization_id = ?1 AND u.email = ?2"
         ),
-        params![ctx.org_id().to_string(), email],
+        params![email],
         from_row,
     )
 }
 
 /// Active owners of the organization.
 pub fn count_owners(c: &Conn<'_>, ctx: &OrgContext) -> Result<i64, DbError> {
-    Ok(c.query_opt(
-        "SELECT COUNT(*) FROM organization_members
+    Ok(c.scoped(ctx)
+        .query_opt(
+            "SELECT COUNT(*) FROM organization_members
              WHERE organization_id = ?1 AND role = 'owner' AND status = 'active'",
-        [ctx.org_id().to_string()],
-        |r| r.get(0),
-    )?
-    .unwrap_or(0))
+            &[],
+            |r| r.get(0),
+        )?
+        .unwrap_or(0))
 }
 
 pub fn count(c: &Conn<'_>, ctx: &OrgContext) -> Result<i64, DbError> {
-    Ok(c.query_opt(
-        "SELECT COUNT(*) FROM organization_members WHERE organization_id = ?1",
-        [ctx.org_id().to_string()],
-        |r| r.get(0),
-    )?
-    .unwrap_or(0))
+    Ok(c.scoped(ctx)
+        .query_opt(
+            "SELECT COUNT(*) FROM organization_members WHERE organization_id = ?1",
+            &[],
+            |r| r.get(0),
+        )?
+        .unwrap_or(0))
 }
 
 pub fn set_role(
@@ -117,9 +119,9 @@ pub fn set_role(
     user: UserId,
     role: Role,
 ) -> Result<(), DbError> {
-    tx.execute(
+    tx.scoped(ctx).execute(
         "UPDATE organization_members SET role = ?3 WHERE organization_id = ?1 AND user_id = ?2",
-        params![ctx.org_id().to_string(), user.to_string(), role.as_str()],
+        params![user.to_string(), role.as_str()],
     )?;
     Ok(())
 }
@@ -131,9 +133,9 @@ pub fn set_permissions(
     overrides: &BTreeMap<String, bool>,
 ) -> Result<(), DbError> {
     let json = serde_json::to_string(overrides).unwrap_or_else(|_| "{}".into());
-    tx.execute(
+    tx.scoped(ctx).execute(
         "UPDATE organization_members SET permissions = ?3 WHERE organization_id = ?1 AND user_id = ?2",
-        params![ctx.org_id().to_string(), user.to_string(), json],
+        params![user.to_string(), json],
     )?;
     Ok(())
 }
@@ -146,11 +148,10 @@ pub fn insert(
     invited_by: Option<UserId>,
     now: &str,
 ) -> Result<(), DbError> {
-    tx.execute(
+    tx.scoped(ctx).execute(
         "INSERT INTO organization_members (organization_id, user_id, role, invited_by, joined_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
-            ctx.org_id().to_string(),
             user.to_string(),
             role.as_str(),
             invited_by.map(|u| u.to_string()),
@@ -168,25 +169,25 @@ pub fn remove(
     user: UserId,
     now: &str,
 ) -> Result<bool, DbError> {
-    let n = tx.execute(
+    let n = tx.scoped(ctx).execute(
         "DELETE FROM organization_members WHERE organization_id = ?1 AND user_id = ?2",
-        params![ctx.org_id().to_string(), user.to_string()],
+        params![user.to_string()],
     )?;
     // Direct shares end with the membership (team shares end with the team membership,
     // which the foreign key removes).
-    tx.execute(
+    tx.scoped(ctx).execute(
         "DELETE FROM resource_shares WHERE organization_id = ?1 AND principal_type = 'user' AND principal_id = ?2",
-        params![ctx.org_id().to_string(), user.to_string()],
+        params![user.to_string()],
     )?;
-    tx.execute(
+    tx.scoped(ctx).execute(
         "UPDATE api_tokens SET revoked_at = ?3
          WHERE organization_id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
-        params![ctx.org_id().to_string(), user.to_string(), now],
+        params![user.to_string(), now],
     )?;
-    tx.execute(
+    tx.scoped(ctx).execute(
         "UPDATE users SET current_organization_id = NULL
          WHERE id = ?2 AND current_organization_id = ?1",
-        params![ctx.org_id().to_string(), user.to_string()],
+        params![user.to_string()],
     )?;
     Ok(n == 1)
 }

@@ -31,12 +31,11 @@ pub fn insert(
     user: UserId,
     n: &New<'_>,
 ) -> Result<(), DbError> {
-    tx.execute(
-        "INSERT INTO notifications (id, organization_id, user_id, kind, title, body, details, created_at)
+    tx.scoped(ctx).execute(
+        "INSERT INTO notifications (organization_id, id, user_id, kind, title, body, details, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             n.id,
-            ctx.org_id().to_string(),
             user.to_string(),
             n.kind,
             n.title,
@@ -55,10 +54,10 @@ pub fn list(
     user: UserId,
     limit: i64,
 ) -> Result<Vec<Notification>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         "SELECT id, kind, title, body, details, created_at, read_at FROM notifications
          WHERE organization_id = ?1 AND user_id = ?2 ORDER BY created_at DESC, id DESC LIMIT ?3",
-        params![ctx.org_id().to_string(), user.to_string(), limit],
+        params![user.to_string(), limit],
         |r| {
             Ok(Notification {
                 id: r.get(0)?,
@@ -81,19 +80,19 @@ pub fn mark_read(
     id: &str,
     now: &str,
 ) -> Result<bool, DbError> {
-    Ok(tx.execute(
+    Ok(tx.scoped(ctx).execute(
         "UPDATE notifications SET read_at = COALESCE(read_at, ?4)
          WHERE organization_id = ?1 AND user_id = ?2 AND id = ?3",
-        params![ctx.org_id().to_string(), user.to_string(), id, now],
+        params![user.to_string(), id, now],
     )? > 0)
 }
 
 /// The organization's active owners and admins (who are told about quota alerts).
 pub fn owners_and_admins(c: &Conn<'_>, ctx: &OrgContext) -> Result<Vec<UserId>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         "SELECT user_id FROM organization_members
          WHERE organization_id = ?1 AND status = 'active' AND role IN ('owner', 'admin')",
-        params![ctx.org_id().to_string()],
+        &[],
         |r| super::uuid_at(r, 0).map(UserId::from_uuid),
     )
 }

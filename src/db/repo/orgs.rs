@@ -73,7 +73,12 @@ pub struct NewOrg<'a> {
 }
 
 /// Creates the organization with `owner` as its first (owner) member.
-pub fn create_with_owner(tx: &WriteTx<'_>, o: &NewOrg<'_>) -> Result<Org, DbError> {
+/// Creates the organization with its owner, and returns the owner's context in it (the
+/// one membership made without one: nothing exists yet to be scoped to).
+pub fn create_with_owner(
+    tx: &WriteTx<'_>,
+    o: &NewOrg<'_>,
+) -> Result<crate::db::OrgContext, DbError> {
     tx.execute(
         "INSERT INTO organizations (id, name, slug, kind, plan, created_by, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
@@ -87,12 +92,13 @@ pub fn create_with_owner(tx: &WriteTx<'_>, o: &NewOrg<'_>) -> Result<Org, DbErro
             o.now
         ],
     )?;
-    tx.execute(
+    tx.unscoped().execute(
         "INSERT INTO organization_members (organization_id, user_id, role, joined_at, last_active_at)
          VALUES (?1, ?2, ?3, ?4, ?4)",
         params![o.id.to_string(), o.owner.to_string(), Role::Owner.as_str(), o.now],
     )?;
-    find_by_ref(tx, &o.id.to_string())?.ok_or(DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+    crate::db::scope::membership_check(tx, o.owner, &o.id.to_string())?
+        .ok_or(DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
 }
 
 pub fn plan_exists(c: &Conn<'_>, plan: &str) -> Result<bool, DbError> {
@@ -108,10 +114,10 @@ pub fn touch_member(
     ctx: &crate::db::OrgContext,
     now: &str,
 ) -> Result<(), DbError> {
-    tx.execute(
+    tx.scoped(ctx).execute(
         "UPDATE organization_members SET last_active_at = ?3
          WHERE organization_id = ?1 AND user_id = ?2",
-        params![ctx.org_id().to_string(), ctx.user_id().to_string(), now],
+        params![ctx.user_id().to_string(), now],
     )?;
     Ok(())
 }
@@ -125,9 +131,9 @@ pub fn update(
     settings: &serde_json::Value,
     now: &str,
 ) -> Result<(), DbError> {
-    tx.execute(
+    tx.scoped(ctx).execute(
         "UPDATE organizations SET name = ?2, slug = ?3, settings = ?4, updated_at = ?5 WHERE id = ?1",
-        params![ctx.org_id().to_string(), name, slug, settings.to_string(), now],
+        params![name, slug, settings.to_string(), now],
     )?;
     Ok(())
 }
@@ -135,8 +141,8 @@ pub fn update(
 /// Deletes the organization; every tenant table follows by ON DELETE CASCADE, in the
 /// caller's transaction.
 pub fn delete(tx: &WriteTx<'_>, ctx: &crate::db::OrgContext) -> Result<bool, DbError> {
-    Ok(tx.execute(
-        "DELETE FROM organizations WHERE id = ?1",
-        [ctx.org_id().to_string()],
-    )? == 1)
+    Ok(tx
+        .scoped(ctx)
+        .execute("DELETE FROM organizations WHERE id = ?1", &[])?
+        == 1)
 }

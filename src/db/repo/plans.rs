@@ -1,5 +1,5 @@
 //! Plans and their limits (instance-wide rows; an organization names its plan).
-use rusqlite::params;
+
 use serde::Serialize;
 
 use crate::db::{Conn, DbError, OrgContext};
@@ -18,11 +18,11 @@ pub struct Plan {
 }
 
 pub fn for_org(c: &Conn<'_>, ctx: &OrgContext) -> Result<Option<Plan>, DbError> {
-    c.query_opt(
+    c.scoped(ctx).query_opt(
         "SELECT p.id, p.name, p.max_agents, p.max_workflows, p.max_members, p.max_storage_bytes,
                 p.max_document_bytes, p.monthly_ai_credits_micros, p.price_monthly_micros
          FROM organizations o JOIN plans p ON p.id = o.plan WHERE o.id = ?1",
-        params![ctx.org_id().to_string()],
+        &[],
         |r| {
             Ok(Plan {
                 id: r.get(0)?,

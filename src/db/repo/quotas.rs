@@ -37,29 +37,30 @@ impl Default for Quota {
 }
 
 pub fn get(c: &Conn<'_>, ctx: &OrgContext) -> Result<Quota, DbError> {
-    Ok(c.query_opt(
-        "SELECT monthly_credits_micros, monthly_requests, rate_limit_rpm, rate_limit_tpm,
+    Ok(c.scoped(ctx)
+        .query_opt(
+            "SELECT monthly_credits_micros, monthly_requests, rate_limit_rpm, rate_limit_tpm,
                     member_monthly_credits_micros, billing_anchor_day, alert_thresholds,
                     webhook_url, webhook_secret_enc, webhook_key_id
              FROM organization_quotas WHERE organization_id = ?1",
-        params![ctx.org_id().to_string()],
-        |r| {
-            let thresholds: String = r.get(6)?;
-            Ok(Quota {
-                monthly_credits_micros: r.get(0)?,
-                monthly_requests: r.get(1)?,
-                rate_limit_rpm: r.get(2)?,
-                rate_limit_tpm: r.get(3)?,
-                member_monthly_credits_micros: r.get(4)?,
-                billing_anchor_day: r.get(5)?,
-                alert_thresholds: serde_json::from_str(&thresholds).unwrap_or_default(),
-                webhook_url: r.get(7)?,
-                webhook_secret_enc: r.get(8)?,
-                webhook_key_id: r.get(9)?,
-            })
-        },
-    )?
-    .unwrap_or_default())
+            &[],
+            |r| {
+                let thresholds: String = r.get(6)?;
+                Ok(Quota {
+                    monthly_credits_micros: r.get(0)?,
+                    monthly_requests: r.get(1)?,
+                    rate_limit_rpm: r.get(2)?,
+                    rate_limit_tpm: r.get(3)?,
+                    member_monthly_credits_micros: r.get(4)?,
+                    billing_anchor_day: r.get(5)?,
+                    alert_thresholds: serde_json::from_str(&thresholds).unwrap_or_default(),
+                    webhook_url: r.get(7)?,
+                    webhook_secret_enc: r.get(8)?,
+                    webhook_key_id: r.get(9)?,
+                })
+            },
+        )?
+        .unwrap_or_default())
 }
 
 pub fn save(
@@ -70,7 +71,7 @@ pub fn save(
     now: &str,
 ) -> Result<(), DbError> {
     let thresholds = serde_json::to_string(&q.alert_thresholds).unwrap_or_else(|_| "[]".into());
-    tx.execute(
+    tx.scoped(ctx).execute(
         "INSERT INTO organization_quotas (organization_id, monthly_credits_micros, monthly_requests,
              rate_limit_rpm, rate_limit_tpm, member_monthly_credits_micros, billing_anchor_day,
              alert_thresholds, webhook_url, webhook_secret_enc, webhook_key_id, updated_by, updated_at)
@@ -85,9 +86,7 @@ pub fn save(
              webhook_secret_enc = excluded.webhook_secret_enc,
              webhook_key_id = excluded.webhook_key_id,
              updated_by = excluded.updated_by, updated_at = excluded.updated_at",
-        params![
-            ctx.org_id().to_string(),
-            q.monthly_credits_micros,
+        params![q.monthly_credits_micros,
             q.monthly_requests,
             q.rate_limit_rpm,
             q.rate_limit_tpm,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Row, params, params_from_iter};
+use rusqlite::{Row, ToSql, params, params_from_iter};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -142,6 +142,11 @@ pub struct Resource {
     /// The type's own fields (`model`, `steps`, ...), flattened into the JSON.
     #[serde(flatten)]
     pub fields: Map<String, Value>,
+}
+
+/// Run-time built parameters as a scoped statement takes them.
+fn dyn_params(args: &[SqlValue]) -> Vec<&dyn ToSql> {
+    args.iter().map(|a| a as &dyn ToSql).collect()
 }
 
 const COMMON: &str = "a.id, a.organization_id, a.user_id, a.name, a.description, a.visibility, a.version, a.created_at, a.updated_at";
@@ -294,8 +299,8 @@ pub fn list_visible(
     } else {
         visibility_predicate(kind.share_type())
     };
+    // ?1, the organization, is bound by the scope.
     let mut args = vec![
-        SqlValue::Text(ctx.org_id().to_string()),
         SqlValue::Text(ctx.user_id().to_string()),
         SqlValue::Integer(manage.into()),
         SqlValue::Integer(not_guest.into()),
@@ -305,22 +310,28 @@ pub fn list_visible(
         select_list_with_shares(kind),
         kind.table(),
         filter,
-        page_clauses(q, true, &mut args)
+        page_clauses(q, true, &mut args, 1)
     );
-    c.query_vec(&sql, params_from_iter(args), |r| {
-        from_row_with_shares(kind, r)
-    })
+    c.scoped(ctx)
+        .query_vec(&sql, &dyn_params(&args), |r| from_row_with_shares(kind, r))
 }
 
 /// The list API's filters, page position and order as SQL after a WHERE clause, binding
 /// their values after `args`. A clause is written only when its filter is given: SQLite
 /// re-plans a statement with `LIKE ?` every time the pattern is bound (even to NULL), so
 /// the plain list must not carry the search clause, and each shape keeps its own cached plan.
-fn page_clauses(q: &ListQuery, with_visibility: bool, args: &mut Vec<SqlValue>) -> String {
-    fn bind(args: &mut Vec<SqlValue>, v: String) -> usize {
+/// The list's filters, cursor and limit. `bound` says how many parameters the statement
+/// binds before `args` (the scope's organization): markers are numbered after them.
+fn page_clauses(
+    q: &ListQuery,
+    with_visibility: bool,
+    args: &mut Vec<SqlValue>,
+    bound: usize,
+) -> String {
+    let bind = |args: &mut Vec<SqlValue>, v: String| -> usize {
         args.push(SqlValue::Text(v));
-        args.len()
-    }
+        args.len() + bound
+    };
     let mut sql = String::new();
     if with_visibility && let Some(v) = q.visibility {
         let n = bind(args, v.as_str().to_string());
@@ -340,7 +351,7 @@ fn page_clauses(q: &ListQuery, with_visibility: bool, args: &mut Vec<SqlValue>) 
     args.push(SqlValue::Integer(q.limit));
     sql.push_str(&format!(
         " ORDER BY a.created_at DESC, a.id DESC LIMIT ?{}",
-        args.len()
+        args.len() + bound
     ));
     sql
 }
@@ -359,15 +370,9 @@ pub fn find_visible(
         visibility_predicate(kind.share_type())
     );
     let (manage, not_guest) = read_flags(ctx, kind);
-    c.query_opt(
+    c.scoped(ctx).query_opt(
         &sql,
-        params![
-            ctx.org_id().to_string(),
-            ctx.user_id().to_string(),
-            manage,
-            not_guest,
-            id
-        ],
+        params![ctx.user_id().to_string(), manage, not_guest, id],
         |r| from_row_with_shares(kind, r),
     )
 }
@@ -385,9 +390,8 @@ pub fn find_in_org(
         select_list_with_shares(kind),
         kind.table()
     );
-    c.query_opt(&sql, params![ctx.org_id().to_string(), id], |r| {
-        from_row_with_shares(kind, r)
-    })
+    c.scoped(ctx)
+        .query_opt(&sql, params![id], |r| from_row_with_shares(kind, r))
 }
 
 /// A value for a type-specific column, already validated by the service.
@@ -410,12 +414,12 @@ pub fn insert(
 ) -> Result<(), DbError> {
     let cols = kind.columns();
     let mut names = String::from(
-        "id, organization_id, user_id, name, description, visibility, created_at, updated_at",
+        "organization_id, id, user_id, name, description, visibility, created_at, updated_at",
     );
     let mut marks = String::from("?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7");
+    // ?1, the organization, is bound by the scope.
     let mut args: Vec<SqlValue> = vec![
         SqlValue::Text(r.id.to_string()),
-        SqlValue::Text(ctx.org_id().to_string()),
         SqlValue::Text(ctx.user_id().to_string()),
         SqlValue::Text(r.name.to_string()),
         SqlValue::Text(r.description.to_string()),
@@ -427,12 +431,12 @@ pub fn insert(
             names.push_str(", ");
             names.push_str(name);
             args.push(v.clone());
-            marks.push_str(&format!(", ?{}", args.len()));
+            marks.push_str(&format!(", ?{}", args.len() + 1));
         }
     }
-    tx.execute(
+    tx.scoped(ctx).execute(
         &format!("INSERT INTO {} ({names}) VALUES ({marks})", kind.table()),
-        params_from_iter(args),
+        &dyn_params(&args),
     )?;
     Ok(())
 }
@@ -459,15 +463,15 @@ pub fn update(
         "version = version + 1".to_string(),
         "updated_at = ?3".to_string(),
     ];
+    // ?1, the organization, is bound by the scope.
     let mut args: Vec<SqlValue> = vec![
-        SqlValue::Text(ctx.org_id().to_string()),
         SqlValue::Text(id.to_string()),
         SqlValue::Text(ch.now.to_string()),
         SqlValue::Integer(ch.expected_version),
     ];
     let mut push = |col: &str, v: SqlValue, args: &mut Vec<SqlValue>| {
         args.push(v);
-        sets.push(format!("{col} = ?{}", args.len()));
+        sets.push(format!("{col} = ?{}", args.len() + 1));
     };
     if let Some(n) = ch.name {
         push("name", SqlValue::Text(n.into()), &mut args);
@@ -488,7 +492,7 @@ pub fn update(
         kind.table(),
         sets.join(", ")
     );
-    Ok(tx.execute(&sql, params_from_iter(args))? == 1)
+    Ok(tx.scoped(ctx).execute(&sql, &dyn_params(&args))? == 1)
 }
 
 pub fn delete(
@@ -497,16 +501,16 @@ pub fn delete(
     kind: ResourceKind,
     id: &str,
 ) -> Result<bool, DbError> {
-    tx.execute(
+    tx.scoped(ctx).execute(
         "DELETE FROM resource_shares WHERE organization_id = ?1 AND resource_type = ?2 AND resource_id = ?3",
-        params![ctx.org_id().to_string(), kind.share_type(), id],
+        params![kind.share_type(), id],
     )?;
-    Ok(tx.execute(
+    Ok(tx.scoped(ctx).execute(
         &format!(
             "DELETE FROM {} WHERE organization_id = ?1 AND id = ?2",
             kind.table()
         ),
-        params![ctx.org_id().to_string(), id],
+        params![id],
     )? == 1)
 }
 
@@ -519,17 +523,17 @@ pub fn set_shares(
     shared: &SharedWith,
     now: &str,
 ) -> Result<(), DbError> {
-    let org = ctx.org_id().to_string();
-    tx.execute(
+    let scoped = tx.scoped(ctx);
+    scoped.execute(
         "DELETE FROM resource_shares WHERE organization_id = ?1 AND resource_type = ?2 AND resource_id = ?3",
-        params![org, kind.share_type(), id],
+        params![kind.share_type(), id],
     )?;
     for (ptype, ids) in [("user", &shared.users), ("team", &shared.teams)] {
         for pid in ids {
-            tx.execute(
+            scoped.execute(
                 "INSERT INTO resource_shares (organization_id, resource_type, resource_id, principal_type, principal_id, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-                params![org, kind.share_type(), id, ptype, pid, now],
+                params![kind.share_type(), id, ptype, pid, now],
             )?;
         }
     }
@@ -538,15 +542,16 @@ pub fn set_shares(
 
 /// How many resources of `kind` the organization has.
 pub fn count(c: &Conn<'_>, ctx: &OrgContext, kind: ResourceKind) -> Result<i64, DbError> {
-    Ok(c.query_opt(
-        &format!(
-            "SELECT COUNT(*) FROM {} WHERE organization_id = ?1",
-            kind.table()
-        ),
-        [ctx.org_id().to_string()],
-        |r| r.get(0),
-    )?
-    .unwrap_or(0))
+    Ok(c.scoped(ctx)
+        .query_opt(
+            &format!(
+                "SELECT COUNT(*) FROM {} WHERE organization_id = ?1",
+                kind.table()
+            ),
+            &[],
+            |r| r.get(0),
+        )?
+        .unwrap_or(0))
 }
 
 /// Counts by visibility.
@@ -555,12 +560,12 @@ pub fn count_by_visibility(
     ctx: &OrgContext,
     kind: ResourceKind,
 ) -> Result<BTreeMap<String, i64>, DbError> {
-    let rows: Vec<(String, i64)> = c.query_vec(
+    let rows: Vec<(String, i64)> = c.scoped(ctx).query_vec(
         &format!(
             "SELECT visibility, COUNT(*) FROM {} WHERE organization_id = ?1 GROUP BY visibility",
             kind.table()
         ),
-        [ctx.org_id().to_string()],
+        &[],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     Ok(rows.into_iter().collect())
@@ -568,9 +573,9 @@ pub fn count_by_visibility(
 
 /// Bytes of uploaded documents stored for the organization.
 pub fn storage_bytes(c: &Conn<'_>, ctx: &OrgContext) -> Result<i64, DbError> {
-    Ok(c.query_opt(
+    Ok(c.scoped(ctx).query_opt(
         "SELECT COALESCE(SUM(size_bytes), 0) FROM uploaded_documents WHERE organization_id = ?1",
-        [ctx.org_id().to_string()],
+        &[],
         |r| r.get(0),
     )?
     .unwrap_or(0))
@@ -586,18 +591,13 @@ pub fn transfer_owner(
 ) -> Result<BTreeMap<ResourceKind, usize>, DbError> {
     let mut out = BTreeMap::new();
     for kind in ResourceKind::ALL {
-        let n = tx.execute(
+        let n = tx.scoped(ctx).execute(
             &format!(
                 "UPDATE {} SET user_id = ?3, updated_at = ?4, version = version + 1
                  WHERE organization_id = ?1 AND user_id = ?2",
                 kind.table()
             ),
-            params![
-                ctx.org_id().to_string(),
-                from.to_string(),
-                to.to_string(),
-                now
-            ],
+            params![from.to_string(), to.to_string(), now],
         )?;
         if n > 0 {
             out.insert(kind, n);
@@ -623,17 +623,17 @@ pub struct Skill {
 }
 
 pub fn agent_traits(c: &Conn<'_>, ctx: &OrgContext, agent: &str) -> Result<Vec<Trait>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         "SELECT trait, value FROM agent_personality_traits WHERE organization_id = ?1 AND agent_id = ?2 ORDER BY position",
-        params![ctx.org_id().to_string(), agent],
+        params![agent],
         |r| Ok(Trait { name: r.get(0)?, value: r.get(1)? }),
     )
 }
 
 pub fn agent_skills(c: &Conn<'_>, ctx: &OrgContext, agent: &str) -> Result<Vec<Skill>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         "SELECT skill, level FROM agent_skills WHERE organization_id = ?1 AND agent_id = ?2 ORDER BY position",
-        params![ctx.org_id().to_string(), agent],
+        params![agent],
         |r| Ok(Skill { name: r.get(0)?, level: r.get(1)? }),
     )
 }
@@ -644,15 +644,15 @@ pub fn set_agent_traits(
     agent: &str,
     traits: &[Trait],
 ) -> Result<(), DbError> {
-    let org = ctx.org_id().to_string();
-    tx.execute(
+    let scoped = tx.scoped(ctx);
+    scoped.execute(
         "DELETE FROM agent_personality_traits WHERE organization_id = ?1 AND agent_id = ?2",
-        params![org, agent],
+        params![agent],
     )?;
     for (i, t) in traits.iter().enumerate() {
-        tx.execute(
+        scoped.execute(
             "INSERT INTO agent_personality_traits (organization_id, agent_id, position, trait, value) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![org, agent, i as i64, t.name, t.value],
+            params![agent, i as i64, t.name, t.value],
         )?;
     }
     Ok(())
@@ -664,15 +664,15 @@ pub fn set_agent_skills(
     agent: &str,
     skills: &[Skill],
 ) -> Result<(), DbError> {
-    let org = ctx.org_id().to_string();
-    tx.execute(
+    let scoped = tx.scoped(ctx);
+    scoped.execute(
         "DELETE FROM agent_skills WHERE organization_id = ?1 AND agent_id = ?2",
-        params![org, agent],
+        params![agent],
     )?;
     for (i, s) in skills.iter().enumerate() {
-        tx.execute(
+        scoped.execute(
             "INSERT INTO agent_skills (organization_id, agent_id, position, skill, level) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![org, agent, i as i64, s.name, s.level],
+            params![agent, i as i64, s.name, s.level],
         )?;
     }
     Ok(())
@@ -684,9 +684,9 @@ pub fn insert_document_content(
     doc: &str,
     bytes: &[u8],
 ) -> Result<(), DbError> {
-    tx.execute(
+    tx.scoped(ctx).execute(
         "INSERT INTO document_contents (organization_id, document_id, content) VALUES (?1, ?2, ?3)",
-        params![ctx.org_id().to_string(), doc, bytes],
+        params![doc, bytes],
     )?;
     Ok(())
 }
@@ -696,18 +696,18 @@ pub fn document_content(
     ctx: &OrgContext,
     doc: &str,
 ) -> Result<Option<Vec<u8>>, DbError> {
-    c.query_opt(
+    c.scoped(ctx).query_opt(
         "SELECT content FROM document_contents WHERE organization_id = ?1 AND document_id = ?2",
-        params![ctx.org_id().to_string(), doc],
+        params![doc],
         |r| r.get(0),
     )
 }
 
 /// Documents linked to a knowledge base (ids, in the order they were added).
 pub fn kb_documents(c: &Conn<'_>, ctx: &OrgContext, kb: &str) -> Result<Vec<String>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         "SELECT document_id FROM knowledge_base_documents WHERE organization_id = ?1 AND knowledge_base_id = ?2 ORDER BY added_at, document_id",
-        params![ctx.org_id().to_string(), kb],
+        params![kb],
         |r| r.get(0),
     )
 }
@@ -719,10 +719,10 @@ pub fn kb_add_document(
     doc: &str,
     now: &str,
 ) -> Result<bool, DbError> {
-    Ok(tx.execute(
+    Ok(tx.scoped(ctx).execute(
         "INSERT INTO knowledge_base_documents (organization_id, knowledge_base_id, document_id, added_at)
          VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-        params![ctx.org_id().to_string(), kb, doc, now],
+        params![kb, doc, now],
     )? == 1)
 }
 
@@ -732,9 +732,9 @@ pub fn kb_remove_document(
     kb: &str,
     doc: &str,
 ) -> Result<bool, DbError> {
-    Ok(tx.execute(
+    Ok(tx.scoped(ctx).execute(
         "DELETE FROM knowledge_base_documents WHERE organization_id = ?1 AND knowledge_base_id = ?2 AND document_id = ?3",
-        params![ctx.org_id().to_string(), kb, doc],
+        params![kb, doc],
     )? == 1)
 }
 
@@ -756,11 +756,11 @@ pub fn messages(
     limit: i64,
 ) -> Result<Vec<Message>, DbError> {
     let (at, id) = after.unwrap_or(("", ""));
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         "SELECT id, role, content, user_id, created_at FROM messages
          WHERE organization_id = ?1 AND conversation_id = ?2 AND (created_at, id) > (?3, ?4)
          ORDER BY created_at, id LIMIT ?5",
-        params![ctx.org_id().to_string(), conv, at, id, limit],
+        params![conv, at, id, limit],
         |r| {
             Ok(Message {
                 id: r.get(0)?,
@@ -782,10 +782,10 @@ pub fn add_message(
     content: &str,
     now: &str,
 ) -> Result<(), DbError> {
-    tx.execute(
-        "INSERT INTO messages (id, organization_id, conversation_id, user_id, role, content, created_at)
+    tx.scoped(ctx).execute(
+        "INSERT INTO messages (organization_id, id, conversation_id, user_id, role, content, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![id, ctx.org_id().to_string(), conv, ctx.user_id().to_string(), role, content, now],
+        params![id, conv, ctx.user_id().to_string(), role, content, now],
     )?;
     Ok(())
 }
@@ -802,7 +802,7 @@ pub(in crate::db) fn public_gallery(
          WHERE a.visibility = 'public'{}",
         select_list(kind),
         kind.table(),
-        page_clauses(q, false, &mut args)
+        page_clauses(q, false, &mut args, 0)
     );
     let n = COMMON_N + kind.columns().len();
     c.query_vec(&sql, params_from_iter(args), |r| {
@@ -819,12 +819,13 @@ pub fn owned_counts(
     let mut out = BTreeMap::new();
     for kind in ResourceKind::ALL {
         let n: i64 = c
+            .scoped(ctx)
             .query_opt(
                 &format!(
                     "SELECT COUNT(*) FROM {} WHERE organization_id = ?1 AND user_id = ?2",
                     kind.table()
                 ),
-                params![ctx.org_id().to_string(), user.to_string()],
+                params![user.to_string()],
                 |r| r.get(0),
             )?
             .unwrap_or(0);
@@ -838,9 +839,9 @@ pub fn owned_counts(
 /// Bytes of documents the user owns in the organization.
 pub fn owned_storage(c: &Conn<'_>, ctx: &OrgContext, user: UserId) -> Result<i64, DbError> {
     Ok(c
-        .query_opt(
+        .scoped(ctx).query_opt(
             "SELECT COALESCE(SUM(size_bytes), 0) FROM uploaded_documents WHERE organization_id = ?1 AND user_id = ?2",
-            params![ctx.org_id().to_string(), user.to_string()],
+            params![user.to_string()],
             |r| r.get(0),
         )?
         .unwrap_or(0))
@@ -856,19 +857,17 @@ pub fn move_owned(
     user: UserId,
     now: &str,
 ) -> Result<(), DbError> {
-    let (f, t, u) = (
-        from.org_id().to_string(),
-        to.org_id().to_string(),
-        user.to_string(),
-    );
+    let u = user.to_string();
+    // Shares are removed in `from`; the rows then move from `from` (?1) to `to` (?2).
+    let (shares, moving) = (tx.scoped(from), tx.moving(from, to));
     for kind in ResourceKind::ALL {
-        tx.execute(
+        shares.execute(
             &format!(
                 "DELETE FROM resource_shares WHERE organization_id = ?1 AND resource_type = ?2
                    AND resource_id IN (SELECT id FROM {} WHERE organization_id = ?1 AND user_id = ?3)",
                 kind.table()
             ),
-            params![f, kind.share_type(), u],
+            params![kind.share_type(), u],
         )?;
     }
     // Parts first (they find their parent by the parent's current organization).
@@ -890,23 +889,23 @@ pub fn move_owned(
         ),
     ];
     for (table, fk, parent) in parts {
-        tx.execute(
+        moving.execute(
             &format!(
                 "UPDATE {table} SET organization_id = ?2
                  WHERE organization_id = ?1 AND {fk} IN (SELECT id FROM {parent} WHERE organization_id = ?1 AND user_id = ?3)"
             ),
-            params![f, t, u],
+            params![u],
         )?;
     }
     for kind in ResourceKind::ALL {
-        tx.execute(
+        moving.execute(
             &format!(
                 "UPDATE {} SET organization_id = ?2, updated_at = ?4, version = version + 1,
                         visibility = CASE visibility WHEN 'team' THEN 'private' ELSE visibility END
                  WHERE organization_id = ?1 AND user_id = ?3",
                 kind.table()
             ),
-            params![f, t, u, now],
+            params![u, now],
         )?;
     }
     Ok(())

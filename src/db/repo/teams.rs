@@ -33,17 +33,17 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Team> {
 }
 
 pub fn list(c: &Conn<'_>, ctx: &OrgContext) -> Result<Vec<Team>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         &format!("SELECT {COLUMNS} FROM teams t WHERE t.organization_id = ?1 ORDER BY t.name COLLATE NOCASE, t.id"),
-        [ctx.org_id().to_string()],
+        &[],
         from_row,
     )
 }
 
 pub fn find(c: &Conn<'_>, ctx: &OrgContext, id: &str) -> Result<Option<Team>, DbError> {
-    c.query_opt(
+    c.scoped(ctx).query_opt(
         &format!("SELECT {COLUMNS} FROM teams t WHERE t.organization_id = ?1 AND t.id = ?2"),
-        params![ctx.org_id().to_string(), id],
+        params![id],
         from_row,
     )
 }
@@ -54,12 +54,13 @@ pub fn name_taken(
     name: &str,
     except: Option<&str>,
 ) -> Result<bool, DbError> {
-    Ok(c.query_opt(
-        "SELECT 1 FROM teams WHERE organization_id = ?1 AND name = ?2 AND id != ?3",
-        params![ctx.org_id().to_string(), name, except.unwrap_or("")],
-        |_| Ok(()),
-    )?
-    .is_some())
+    Ok(c.scoped(ctx)
+        .query_opt(
+            "SELECT 1 FROM teams WHERE organization_id = ?1 AND name = ?2 AND id != ?3",
+            params![name, except.unwrap_or("")],
+            |_| Ok(()),
+        )?
+        .is_some())
 }
 
 pub fn insert(
@@ -70,10 +71,10 @@ pub fn insert(
     description: &str,
     now: &str,
 ) -> Result<(), DbError> {
-    tx.execute(
-        "INSERT INTO teams (id, organization_id, name, description, created_by, created_at, updated_at)
+    tx.scoped(ctx).execute(
+        "INSERT INTO teams (organization_id, id, name, description, created_by, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![id, ctx.org_id().to_string(), name, description, ctx.user_id().to_string(), now],
+        params![id, name, description, ctx.user_id().to_string(), now],
     )?;
     Ok(())
 }
@@ -86,28 +87,28 @@ pub fn update(
     description: &str,
     now: &str,
 ) -> Result<bool, DbError> {
-    Ok(tx.execute(
+    Ok(tx.scoped(ctx).execute(
         "UPDATE teams SET name = ?3, description = ?4, updated_at = ?5 WHERE organization_id = ?1 AND id = ?2",
-        params![ctx.org_id().to_string(), id, name, description, now],
+        params![id, name, description, now],
     )? == 1)
 }
 
 pub fn delete(tx: &WriteTx<'_>, ctx: &OrgContext, id: &str) -> Result<bool, DbError> {
-    tx.execute(
+    tx.scoped(ctx).execute(
         "DELETE FROM resource_shares WHERE organization_id = ?1 AND principal_type = 'team' AND principal_id = ?2",
-        params![ctx.org_id().to_string(), id],
+        params![id],
     )?;
-    Ok(tx.execute(
+    Ok(tx.scoped(ctx).execute(
         "DELETE FROM teams WHERE organization_id = ?1 AND id = ?2",
-        params![ctx.org_id().to_string(), id],
+        params![id],
     )? == 1)
 }
 
 pub fn members(c: &Conn<'_>, ctx: &OrgContext, team: &str) -> Result<Vec<MemberUser>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         "SELECT u.id, u.email, u.name FROM team_members tm JOIN users u ON u.id = tm.user_id
          WHERE tm.organization_id = ?1 AND tm.team_id = ?2 ORDER BY u.name COLLATE NOCASE, u.id",
-        params![ctx.org_id().to_string(), team],
+        params![team],
         |r| {
             Ok(MemberUser {
                 id: UserId::from_uuid(uuid_at(r, 0)?),
@@ -126,10 +127,10 @@ pub fn add_member(
     user: UserId,
     now: &str,
 ) -> Result<bool, DbError> {
-    Ok(tx.execute(
+    Ok(tx.scoped(ctx).execute(
         "INSERT INTO team_members (organization_id, team_id, user_id, added_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT DO NOTHING",
-        params![ctx.org_id().to_string(), team, user.to_string(), now],
+        params![team, user.to_string(), now],
     )? == 1)
 }
 
@@ -139,8 +140,8 @@ pub fn remove_member(
     team: &str,
     user: UserId,
 ) -> Result<bool, DbError> {
-    Ok(tx.execute(
+    Ok(tx.scoped(ctx).execute(
         "DELETE FROM team_members WHERE organization_id = ?1 AND team_id = ?2 AND user_id = ?3",
-        params![ctx.org_id().to_string(), team, user.to_string()],
+        params![team, user.to_string()],
     )? == 1)
 }

@@ -50,14 +50,13 @@ impl Batch {
     ) -> Result<(), DbError> {
         let org = ctx.org_id().to_string();
         let user = ctx.user_id().to_string();
-        tx.execute(
-            "INSERT INTO usage_events (id, organization_id, user_id, api_token_id, endpoint, provider,
+        tx.scoped(ctx).execute(
+            "INSERT INTO usage_events (organization_id, id, user_id, api_token_id, endpoint, provider,
                  model, key_source, status_code, input_tokens, output_tokens, cost_micros, latency_ms,
                  created_at, served_model, priced)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 e.id,
-                org,
                 user,
                 e.api_token_id,
                 e.endpoint,
@@ -107,7 +106,7 @@ impl Batch {
     pub fn commit_totals(self, tx: &WriteTx<'_>) -> Result<(), DbError> {
         for ((org, period), (ctx, s, at)) in &self.orgs {
             debug_assert_eq!(*org, ctx.org_id().to_string());
-            tx.execute(
+            tx.scoped(ctx).execute(
                 "INSERT INTO organization_usage (organization_id, period, requests, input_tokens,
                      output_tokens, cost_micros, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -117,19 +116,11 @@ impl Batch {
                      output_tokens = output_tokens + excluded.output_tokens,
                      cost_micros = cost_micros + excluded.cost_micros,
                      updated_at = excluded.updated_at",
-                params![
-                    ctx.org_id().to_string(),
-                    period,
-                    s.requests,
-                    s.input,
-                    s.output,
-                    s.cost,
-                    at
-                ],
+                params![period, s.requests, s.input, s.output, s.cost, at],
             )?;
         }
         for ((_, period, user), (ctx, s, at)) in &self.members {
-            tx.execute(
+            tx.scoped(ctx).execute(
                 "INSERT INTO member_usage (organization_id, user_id, period, requests, input_tokens,
                      output_tokens, cost_micros, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -139,9 +130,7 @@ impl Batch {
                      output_tokens = output_tokens + excluded.output_tokens,
                      cost_micros = cost_micros + excluded.cost_micros,
                      updated_at = excluded.updated_at",
-                params![
-                    ctx.org_id().to_string(),
-                    user,
+                params![user,
                     period,
                     s.requests,
                     s.input,
@@ -200,13 +189,14 @@ pub fn member_totals(
     user: crate::domain::UserId,
     period: &str,
 ) -> Result<Totals, DbError> {
-    Ok(c.query_opt(
-        "SELECT requests, input_tokens, output_tokens, cost_micros FROM member_usage
+    Ok(c.scoped(ctx)
+        .query_opt(
+            "SELECT requests, input_tokens, output_tokens, cost_micros FROM member_usage
              WHERE organization_id = ?1 AND period = ?2 AND user_id = ?3",
-        params![ctx.org_id().to_string(), period, user.to_string()],
-        totals_from,
-    )?
-    .unwrap_or_default())
+            params![period, user.to_string()],
+            totals_from,
+        )?
+        .unwrap_or_default())
 }
 
 /// Totals per member in the period, most expensive first.
@@ -224,7 +214,7 @@ pub fn by_member(
     ctx: &OrgContext,
     period: &str,
 ) -> Result<Vec<MemberTotals>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         "SELECT mu.requests, mu.input_tokens, mu.output_tokens, mu.cost_micros, mu.user_id,
                 coalesce(u.email, ''), coalesce(u.name, '')
          FROM member_usage mu
@@ -233,7 +223,7 @@ pub fn by_member(
          LEFT JOIN users u ON u.id = m.user_id
          WHERE mu.organization_id = ?1 AND mu.period = ?2
          ORDER BY mu.cost_micros DESC, mu.user_id",
-        params![ctx.org_id().to_string(), period],
+        params![period],
         |r| {
             Ok(MemberTotals {
                 totals: totals_from(r)?,
@@ -259,7 +249,7 @@ pub fn grouped(
     } else {
         "model"
     };
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         &format!(
             "SELECT COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_micros), {key},
                     SUM(priced = 0 AND input_tokens + output_tokens > 0)
@@ -267,37 +257,39 @@ pub fn grouped(
              WHERE organization_id = ?1 AND created_at >= ?2 AND created_at < ?3
              GROUP BY {key} ORDER BY {key}"
         ),
-        params![ctx.org_id().to_string(), start, end],
+        params![start, end],
         |r| Ok((r.get(4)?, totals_from(r)?, r.get(5)?)),
     )
 }
 
 pub fn totals(c: &Conn<'_>, ctx: &OrgContext, period: &str) -> Result<Totals, DbError> {
-    Ok(c.query_opt(
-        "SELECT requests, input_tokens, output_tokens, cost_micros FROM organization_usage
+    Ok(c.scoped(ctx)
+        .query_opt(
+            "SELECT requests, input_tokens, output_tokens, cost_micros FROM organization_usage
              WHERE organization_id = ?1 AND period = ?2",
-        params![ctx.org_id().to_string(), period],
-        |r| {
-            Ok(Totals {
-                requests: r.get(0)?,
-                input_tokens: r.get(1)?,
-                output_tokens: r.get(2)?,
-                cost_micros: r.get(3)?,
-            })
-        },
-    )?
-    .unwrap_or_default())
+            params![period],
+            |r| {
+                Ok(Totals {
+                    requests: r.get(0)?,
+                    input_tokens: r.get(1)?,
+                    output_tokens: r.get(2)?,
+                    cost_micros: r.get(3)?,
+                })
+            },
+        )?
+        .unwrap_or_default())
 }
 
 /// The alert thresholds (percent) already sent in the period.
 pub fn alerts_sent(c: &Conn<'_>, ctx: &OrgContext, period: &str) -> Result<Vec<u8>, DbError> {
-    Ok(c.query_opt(
-        "SELECT alerts_sent FROM organization_usage WHERE organization_id = ?1 AND period = ?2",
-        params![ctx.org_id().to_string(), period],
-        |r| r.get::<_, String>(0),
-    )?
-    .and_then(|s| serde_json::from_str(&s).ok())
-    .unwrap_or_default())
+    Ok(c.scoped(ctx)
+        .query_opt(
+            "SELECT alerts_sent FROM organization_usage WHERE organization_id = ?1 AND period = ?2",
+            params![period],
+            |r| r.get::<_, String>(0),
+        )?
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default())
 }
 
 pub fn set_alerts_sent(
@@ -307,9 +299,9 @@ pub fn set_alerts_sent(
     sent: &[u8],
 ) -> Result<(), DbError> {
     let json = serde_json::to_string(sent).unwrap_or_else(|_| "[]".into());
-    tx.execute(
+    tx.scoped(ctx).execute(
         "UPDATE organization_usage SET alerts_sent = ?3 WHERE organization_id = ?1 AND period = ?2",
-        params![ctx.org_id().to_string(), period, json],
+        params![period, json],
     )?;
     Ok(())
 }

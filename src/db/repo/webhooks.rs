@@ -49,30 +49,30 @@ pub fn enqueue(
     payload: &str,
     now: &str,
 ) -> Result<(), DbError> {
-    tx.execute(
-        "INSERT INTO webhook_deliveries (id, organization_id, event, url, payload, next_attempt_at, created_at)
+    tx.scoped(ctx).execute(
+        "INSERT INTO webhook_deliveries (organization_id, id, event, url, payload, next_attempt_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![id, ctx.org_id().to_string(), event, url, payload, now],
+        params![id, event, url, payload, now],
     )?;
     Ok(())
 }
 
 /// The organization's deliveries, newest first.
 pub fn list(c: &Conn<'_>, ctx: &OrgContext, limit: i64) -> Result<Vec<Delivery>, DbError> {
-    c.query_vec(
+    c.scoped(ctx).query_vec(
         &format!(
             "SELECT {COLUMNS} FROM webhook_deliveries WHERE organization_id = ?1
              ORDER BY created_at DESC, id DESC LIMIT ?2"
         ),
-        params![ctx.org_id().to_string(), limit],
+        params![limit],
         from_row,
     )
 }
 
 pub fn get(c: &Conn<'_>, ctx: &OrgContext, id: &str) -> Result<Option<Delivery>, DbError> {
-    c.query_opt(
+    c.scoped(ctx).query_opt(
         &format!("SELECT {COLUMNS} FROM webhook_deliveries WHERE organization_id = ?1 AND id = ?2"),
-        params![ctx.org_id().to_string(), id],
+        params![id],
         from_row,
     )
 }
@@ -96,20 +96,12 @@ pub fn record_attempt(
     } else {
         "failed"
     };
-    tx.execute(
+    tx.scoped(ctx).execute(
         "UPDATE webhook_deliveries SET status = ?3, attempts = attempts + 1,
              next_attempt_at = COALESCE(?6, next_attempt_at), last_status_code = ?4,
              last_error = ?5, delivered_at = CASE WHEN ?3 = 'delivered' THEN ?7 END
          WHERE organization_id = ?1 AND id = ?2",
-        params![
-            ctx.org_id().to_string(),
-            id,
-            status,
-            status_code,
-            error,
-            next,
-            now
-        ],
+        params![id, status, status_code, error, next, now],
     )?;
     Ok(())
 }
