@@ -416,13 +416,24 @@ pub struct AuditPage {
 pub struct AuditLogRow {
     pub id: String,
     pub at: String,
+    /// A member's name, a former member's recorded email, or "system".
     pub actor: String,
+    /// The email beside a member's name, or "former member".
+    pub actor_note: String,
+    /// For the tooltip; empty for the system.
+    pub actor_id: String,
     pub action: String,
+    /// "team", "knowledge base".
+    pub resource_kind: String,
+    /// The resource's name (or what the entry recorded of it); empty when it has no id.
     pub resource: String,
+    /// "deleted", "former member", an email; or empty.
+    pub resource_note: String,
+    /// "team 7f0c…", for the tooltip; empty when the entry names no id.
+    pub resource_title: String,
     pub ip: String,
-    pub user_agent: String,
-    /// The details document, pretty-printed.
-    pub details: String,
+    /// The details as key/value lines, the ids last.
+    pub details: Vec<Fact>,
 }
 
 pub struct ActorOption {

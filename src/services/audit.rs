@@ -20,17 +20,201 @@ pub async fn query(
 ) -> Result<(Vec<Record>, Option<i64>)> {
     require(ctx, "audit.view")?;
     let ctx = ctx.clone();
+    db.read(move |tx| Ok(page_of(tx, &ctx, &filter, before_seq, limit)?))
+        .await
+}
+
+fn page_of(
+    tx: &crate::db::Conn<'_>,
+    ctx: &OrgContext,
+    filter: &Filter,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> std::result::Result<(Vec<Record>, Option<i64>), crate::db::DbError> {
+    let mut rows = audit::query(tx, ctx, filter, before_seq, limit + 1)?;
+    let next = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.seq)
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+/// Who did it, as people read it: a member's name with their email, the recorded email of
+/// someone who is no member any more, or "system".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorLabel {
+    pub name: String,
+    /// The email beside a member's name, or "former member".
+    pub note: String,
+    pub id: Option<String>,
+}
+
+/// What it was done to: the kind in words and the thing's name now, or the name the entry
+/// recorded when the thing is gone, or "deleted team".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceLabel {
+    /// "team", "knowledge base", "AI provider".
+    pub kind: String,
+    /// Empty for what has no id (the quota, the AI policy).
+    pub name: String,
+    /// "deleted", "former member", "another organization", a member's email; or empty.
+    pub note: String,
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Labelled {
+    pub record: Record,
+    pub actor: ActorLabel,
+    pub resource: ResourceLabel,
+}
+
+/// A page of the log as `query` reads it, each row with its actor and resource named. The
+/// names come from one lookup bound to this organization (`names_in_org`).
+pub async fn labelled(
+    db: &Db,
+    ctx: &OrgContext,
+    filter: Filter,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> Result<(Vec<Labelled>, Option<i64>)> {
+    require(ctx, "audit.view")?;
+    let ctx = ctx.clone();
     db.read(move |tx| {
-        let mut rows = audit::query(tx, &ctx, &filter, before_seq, limit + 1)?;
-        let next = if rows.len() as i64 > limit {
-            rows.truncate(limit as usize);
-            rows.last().map(|r| r.seq)
-        } else {
-            None
-        };
-        Ok((rows, next))
+        let (rows, next) = page_of(tx, &ctx, &filter, before_seq, limit)?;
+        let mut refs: Vec<(String, String)> = Vec::new();
+        for r in &rows {
+            if let Some(a) = &r.actor_id {
+                refs.push(("member".into(), a.clone()));
+            }
+            if let Some(id) = &r.resource_id
+                && audit::NAMED_KINDS.contains(&r.resource_type.as_str())
+            {
+                refs.push((r.resource_type.clone(), id.clone()));
+            }
+        }
+        refs.sort();
+        refs.dedup();
+        let known = audit::names_in_org(tx, &ctx, &refs)?;
+        let org = ctx.org_id().to_string();
+        Ok((
+            rows.into_iter().map(|r| label(r, &org, &known)).collect(),
+            next,
+        ))
     })
     .await
+}
+
+type Known = std::collections::HashMap<(String, String), audit::KnownName>;
+
+fn label(record: Record, org: &str, known: &Known) -> Labelled {
+    Labelled {
+        actor: actor_label(&record, known),
+        resource: resource_label(&record, org, known),
+        record,
+    }
+}
+
+fn actor_label(r: &Record, known: &Known) -> ActorLabel {
+    let Some(id) = &r.actor_id else {
+        return ActorLabel {
+            name: "system".into(),
+            note: String::new(),
+            id: None,
+        };
+    };
+    match known.get(&("member".to_string(), id.clone())) {
+        Some(k) => ActorLabel {
+            name: k.name.clone(),
+            note: k.extra.clone(),
+            id: Some(id.clone()),
+        },
+        None => ActorLabel {
+            name: r
+                .actor_email
+                .clone()
+                .unwrap_or_else(|| "deleted user".into()),
+            note: "former member".into(),
+            id: Some(id.clone()),
+        },
+    }
+}
+
+/// How the log names a resource type.
+pub fn kind_words(resource_type: &str) -> String {
+    match resource_type {
+        "api_token" => "API token".into(),
+        "llm_provider" => "AI provider".into(),
+        "llm_policy" => "AI policy".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+/// The first of `paths` (`["name"]`, `["after", "name"]`) that holds a non-empty string in
+/// `details`.
+fn recorded(details: &serde_json::Value, paths: &[&[&str]]) -> Option<String> {
+    paths.iter().find_map(|p| {
+        p.iter()
+            .try_fold(details, |v, k| v.get(k))
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    })
+}
+
+fn resource_label(r: &Record, org: &str, known: &Known) -> ResourceLabel {
+    let kind = kind_words(&r.resource_type);
+    let out = |name: String, note: &str| ResourceLabel {
+        kind: kind.clone(),
+        name,
+        note: note.to_string(),
+        id: r.resource_id.clone(),
+    };
+    let Some(id) = &r.resource_id else {
+        return out(String::new(), "");
+    };
+    // A provider's id is its name.
+    if r.resource_type == "llm_provider" {
+        return out(id.clone(), "");
+    }
+    if let Some(k) = known.get(&(r.resource_type.clone(), id.clone())) {
+        let note = if r.resource_type == "member" {
+            k.extra.as_str()
+        } else {
+            ""
+        };
+        return out(k.name.clone(), note);
+    }
+    let d = &r.details;
+    match r.resource_type.as_str() {
+        "member" => match recorded(d, &[&["email"]]) {
+            Some(email) => out(email, "former member"),
+            None => out("former member".into(), ""),
+        },
+        // Moves name the other side by the slug they recorded; its name now is not ours.
+        "organization" if id != org => match recorded(d, &[&["to"], &["from"]]) {
+            Some(slug) => out(slug, "another organization"),
+            None => out("another organization".into(), ""),
+        },
+        "invitation" => match recorded(d, &[&["email"]]) {
+            Some(email) => out(email, "deleted"),
+            None => out(format!("deleted {kind}"), ""),
+        },
+        _ => match recorded(
+            d,
+            &[
+                &["name"],
+                &["team"],
+                &["after", "name"],
+                &["before", "name"],
+            ],
+        ) {
+            Some(name) => out(name, "deleted"),
+            None => out(format!("deleted {kind}"), ""),
+        },
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,4 +493,161 @@ pub async fn purge_expired(db: &Db) -> Result<u64> {
             .await?;
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn record(
+        actor: Option<&str>,
+        resource_type: &str,
+        id: Option<&str>,
+        details: serde_json::Value,
+    ) -> Record {
+        Record {
+            id: "e1".into(),
+            seq: 1,
+            at: "2026-11-28T14:05:00Z".into(),
+            actor_id: actor.map(str::to_string),
+            actor_email: actor.map(|_| "gone@example.com".to_string()),
+            action: "team.created".into(),
+            resource_type: resource_type.into(),
+            resource_id: id.map(str::to_string),
+            ip: None,
+            user_agent: None,
+            details,
+        }
+    }
+
+    fn known(entries: &[(&str, &str, &str, &str)]) -> Known {
+        entries
+            .iter()
+            .map(|(k, id, name, extra)| {
+                (
+                    (k.to_string(), id.to_string()),
+                    audit::KnownName {
+                        name: name.to_string(),
+                        extra: extra.to_string(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn entries_name_members_and_things_as_the_organization_knows_them_now() {
+        let k = known(&[
+            ("member", "u1", "Ada Lovelace", "ada@example.com"),
+            ("team", "t1", "Research", ""),
+        ]);
+        let l = label(
+            record(Some("u1"), "team", Some("t1"), json!({"name": "Old"})),
+            "o1",
+            &k,
+        );
+        assert_eq!(
+            (l.actor.name.as_str(), l.actor.note.as_str()),
+            ("Ada Lovelace", "ada@example.com")
+        );
+        assert_eq!(
+            (l.resource.kind.as_str(), l.resource.name.as_str()),
+            ("team", "Research")
+        );
+        assert_eq!(l.resource.note, "");
+        assert_eq!(l.resource.id.as_deref(), Some("t1"));
+        let sys = label(record(None, "quota", None, json!({})), "o1", &k);
+        assert_eq!(sys.actor.name, "system");
+        assert_eq!(
+            (sys.resource.kind.as_str(), sys.resource.name.as_str()),
+            ("quota", "")
+        );
+    }
+
+    #[test]
+    fn what_is_gone_keeps_the_name_it_was_recorded_with_or_says_deleted() {
+        let k = Known::new();
+        let l = label(
+            record(Some("u9"), "team", Some("t9"), json!({"name": "Old team"})),
+            "o1",
+            &k,
+        );
+        assert_eq!(
+            (l.resource.name.as_str(), l.resource.note.as_str()),
+            ("Old team", "deleted")
+        );
+        assert_eq!(
+            (l.actor.name.as_str(), l.actor.note.as_str()),
+            ("gone@example.com", "former member")
+        );
+        let l = label(
+            record(
+                None,
+                "agent",
+                Some("a9"),
+                json!({"after": {"name": "Renamed"}}),
+            ),
+            "o1",
+            &k,
+        );
+        assert_eq!(l.resource.name, "Renamed");
+        let l = label(
+            record(None, "knowledge_base", Some("k9"), json!({})),
+            "o1",
+            &k,
+        );
+        assert_eq!(l.resource.name, "deleted knowledge base");
+        let l = label(
+            record(
+                None,
+                "member",
+                Some("u9"),
+                json!({"email": "bob@example.com"}),
+            ),
+            "o1",
+            &k,
+        );
+        assert_eq!(
+            (l.resource.name.as_str(), l.resource.note.as_str()),
+            ("bob@example.com", "former member")
+        );
+        let l = label(
+            record(None, "llm_provider", Some("openai"), json!({})),
+            "o1",
+            &k,
+        );
+        assert_eq!(
+            (l.resource.kind.as_str(), l.resource.name.as_str()),
+            ("AI provider", "openai")
+        );
+    }
+
+    #[test]
+    fn another_organization_is_named_only_by_what_the_entry_recorded() {
+        // Even if a lookup were to return another organization, only our own id is asked.
+        let k = known(&[("organization", "o1", "Ours", "ours")]);
+        let l = label(
+            record(None, "organization", Some("o2"), json!({"to": "beta"})),
+            "o1",
+            &k,
+        );
+        assert_eq!(
+            (l.resource.name.as_str(), l.resource.note.as_str()),
+            ("beta", "another organization")
+        );
+        let l = label(
+            record(None, "organization", Some("o2"), json!({})),
+            "o1",
+            &k,
+        );
+        assert_eq!(l.resource.name, "another organization");
+        let l = label(
+            record(None, "organization", Some("o1"), json!({})),
+            "o1",
+            &k,
+        );
+        assert_eq!(l.resource.name, "Ours");
+    }
 }

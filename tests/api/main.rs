@@ -5,6 +5,7 @@
 mod common;
 
 mod audit_chain;
+mod audit_names;
 mod audit_trail;
 mod cli;
 mod compressed_bodies;

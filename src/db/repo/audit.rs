@@ -282,6 +282,88 @@ pub fn query(
     )
 }
 
+/// What an audit row points to, as its organization knows it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownName {
+    /// A member's or team's name, an invitation's email, a resource's name.
+    pub name: String,
+    /// A member's email, an organization's slug; empty otherwise.
+    pub extra: String,
+}
+
+/// The kinds `names_in_org` can look up (the `resource_type`s of audit rows, and
+/// `member` for actors).
+pub const NAMED_KINDS: &[&str] = &[
+    "member",
+    "team",
+    "invitation",
+    "api_token",
+    "agent",
+    "workflow",
+    "document",
+    "tool",
+    "knowledge_base",
+    "conversation",
+    "organization",
+];
+
+/// The current names of what `refs` (kind, id) point to, in one statement. Every branch
+/// is bound to this organization: an id that now lives in another organization (a moved
+/// resource, a user who is no member here) finds nothing, so no other tenant's name can
+/// come back.
+pub fn names_in_org(
+    c: &crate::db::Conn<'_>,
+    ctx: &OrgContext,
+    refs: &[(String, String)],
+) -> Result<std::collections::HashMap<(String, String), KnownName>, DbError> {
+    if refs.is_empty() {
+        return Ok(Default::default());
+    }
+    let wanted = serde_json::to_string(refs).unwrap_or_else(|_| "[]".into());
+    let rows = c.scoped(ctx).query_vec(
+        "WITH wanted(kind, id) AS (
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?2))
+         SELECT w.kind, w.id, u.name, u.email FROM wanted w
+             JOIN organization_members m ON m.organization_id = ?1 AND m.user_id = w.id
+             JOIN users u ON u.id = m.user_id WHERE w.kind = 'member'
+         UNION ALL SELECT w.kind, w.id, t.name, '' FROM wanted w
+             JOIN teams t ON t.organization_id = ?1 AND t.id = w.id WHERE w.kind = 'team'
+         UNION ALL SELECT w.kind, w.id, i.email, '' FROM wanted w
+             JOIN organization_invitations i ON i.organization_id = ?1 AND i.id = w.id
+             WHERE w.kind = 'invitation'
+         UNION ALL SELECT w.kind, w.id, k.name, '' FROM wanted w
+             JOIN api_tokens k ON k.organization_id = ?1 AND k.id = w.id WHERE w.kind = 'api_token'
+         UNION ALL SELECT w.kind, w.id, a.name, '' FROM wanted w
+             JOIN agents a ON a.organization_id = ?1 AND a.id = w.id WHERE w.kind = 'agent'
+         UNION ALL SELECT w.kind, w.id, f.name, '' FROM wanted w
+             JOIN workflows f ON f.organization_id = ?1 AND f.id = w.id WHERE w.kind = 'workflow'
+         UNION ALL SELECT w.kind, w.id, d.name, '' FROM wanted w
+             JOIN uploaded_documents d ON d.organization_id = ?1 AND d.id = w.id
+             WHERE w.kind = 'document'
+         UNION ALL SELECT w.kind, w.id, x.name, '' FROM wanted w
+             JOIN tools x ON x.organization_id = ?1 AND x.id = w.id WHERE w.kind = 'tool'
+         UNION ALL SELECT w.kind, w.id, b.name, '' FROM wanted w
+             JOIN knowledge_bases b ON b.organization_id = ?1 AND b.id = w.id
+             WHERE w.kind = 'knowledge_base'
+         UNION ALL SELECT w.kind, w.id, v.name, '' FROM wanted w
+             JOIN conversations v ON v.organization_id = ?1 AND v.id = w.id
+             WHERE w.kind = 'conversation'
+         UNION ALL SELECT w.kind, w.id, o.name, o.slug FROM wanted w
+             JOIN organizations o ON o.id = ?1 AND o.id = w.id WHERE w.kind = 'organization'",
+        params![wanted],
+        |r| {
+            Ok((
+                (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                KnownName {
+                    name: r.get(2)?,
+                    extra: r.get(3)?,
+                },
+            ))
+        },
+    )?;
+    Ok(rows.into_iter().collect())
+}
+
 /// One row as the hash covers it, for verification.
 #[derive(Debug, Clone)]
 pub struct ChainRow {

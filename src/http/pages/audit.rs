@@ -6,18 +6,20 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::org_frame::{form_errors, nav};
 use super::{layout, render_status, urlencode};
 use crate::db::OrgContext;
-use crate::db::repo::audit::Record;
+use crate::domain::format;
 use crate::error::{AppError, Result};
 use crate::http::api::audit::AuditQuery;
 use crate::http::api::pagination::encode_cursor;
 use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
-use crate::http::views::{ActorOption, AuditLogRow, AuditPage, FormErrors, short_time};
-use crate::services::{audit, members};
+use crate::http::views::{ActorOption, AuditLogRow, AuditPage, Fact, FormErrors, short_time};
+use crate::services::audit::{self, Labelled};
+use crate::services::members;
 
 /// Events per page.
 const PAGE_SIZE: i64 = 50;
@@ -134,20 +136,126 @@ fn with_query(path: &str, pairs: &[(&str, String)]) -> String {
     }
 }
 
-fn log_row(r: Record) -> AuditLogRow {
-    let resource = match &r.resource_id {
-        Some(id) => format!("{} {id}", r.resource_type),
-        None => r.resource_type.clone(),
+fn log_row(l: Labelled) -> AuditLogRow {
+    let Labelled {
+        record: r,
+        actor,
+        resource,
+    } = l;
+    let mut details = detail_facts(&r.details);
+    let mut fact = |label: &str, value: String| {
+        details.push(Fact {
+            label: label.to_string(),
+            value,
+            block: false,
+        })
     };
+    fact("event id", r.id.clone());
+    if let Some(a) = &actor.id {
+        fact("actor id", a.clone());
+    }
+    if let Some(id) = &resource.id {
+        fact("resource id", format!("{} {id}", r.resource_type));
+    }
+    fact(
+        "user agent",
+        r.user_agent.clone().unwrap_or_else(|| "none".into()),
+    );
     AuditLogRow {
         id: r.id,
         at: short_time(&r.at),
-        actor: r.actor_email.unwrap_or_else(|| "system".into()),
+        actor: actor.name,
+        actor_note: actor.note,
+        actor_id: actor.id.unwrap_or_default(),
         action: r.action,
-        resource,
+        resource_kind: resource.kind,
+        resource: resource.name,
+        resource_note: resource.note,
+        resource_title: resource
+            .id
+            .map(|id| format!("{} {id}", r.resource_type))
+            .unwrap_or_default(),
         ip: r.ip.unwrap_or_default(),
-        user_agent: r.user_agent.unwrap_or_default(),
-        details: serde_json::to_string_pretty(&r.details).unwrap_or_default(),
+        details,
+    }
+}
+
+/// The details document as key/value lines: nested objects become dotted keys
+/// (`before.name`), lists of plain values are joined, sizes and money read as people read
+/// them; what is nested deeper stays JSON, pretty-printed.
+fn detail_facts(details: &Value) -> Vec<Fact> {
+    let mut out = Vec::new();
+    match details {
+        Value::Object(m) if m.is_empty() => {}
+        Value::Object(_) => flatten("", details, 0, &mut out),
+        Value::Null => {}
+        other => out.push(Fact {
+            label: "details".into(),
+            value: plain(other, ""),
+            block: false,
+        }),
+    }
+    out
+}
+
+fn flatten(prefix: &str, v: &Value, depth: usize, out: &mut Vec<Fact>) {
+    match v {
+        Value::Object(m) if !m.is_empty() && depth < 3 => {
+            for (k, x) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, x, depth + 1, out);
+            }
+        }
+        Value::Object(m) if m.is_empty() => out.push(Fact {
+            label: prefix.to_string(),
+            value: "none".into(),
+            block: false,
+        }),
+        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+            out.push(Fact {
+                label: prefix.to_string(),
+                value: if items.is_empty() {
+                    "none".into()
+                } else {
+                    items
+                        .iter()
+                        .map(|i| plain(i, prefix))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+                block: false,
+            })
+        }
+        Value::Object(_) | Value::Array(_) => out.push(Fact {
+            label: prefix.to_string(),
+            value: serde_json::to_string_pretty(v).unwrap_or_default(),
+            block: true,
+        }),
+        scalar => out.push(Fact {
+            label: prefix.to_string(),
+            value: plain(scalar, prefix),
+            block: false,
+        }),
+    }
+}
+
+/// One value as shown; `key` says what a number counts (`size_bytes`, `cost_micros`).
+fn plain(v: &Value, key: &str) -> String {
+    match v {
+        Value::Null => "none".into(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) if key.ends_with("_bytes") => format::bytes(i),
+            Some(i) if key.ends_with("_micros") => format::money(i),
+            Some(i) if i.unsigned_abs() >= 10_000 => format::count(i),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
     }
 }
 
@@ -191,7 +299,7 @@ async fn show(
     let mut status = StatusCode::OK;
     let parsed: Result<_> = q.filter().and_then(|filter| Ok((filter, q.before_seq()?)));
     let (rows, next) = match parsed {
-        Ok((filter, before)) => audit::query(&s.db, &ctx, filter, before, PAGE_SIZE).await?,
+        Ok((filter, before)) => audit::labelled(&s.db, &ctx, filter, before, PAGE_SIZE).await?,
         Err(e) => {
             let field = match &e {
                 AppError::BadRequest { message, .. } if message.starts_with("until") => "until",
@@ -278,12 +386,16 @@ mod tests {
             rows: vec![AuditLogRow {
                 id: "a1".into(),
                 at: "2026-11-28 14:05 UTC".into(),
-                actor: "ada@example.com".into(),
+                actor: "Ada Lovelace".into(),
+                actor_note: "ada@example.com".into(),
+                actor_id: "u1".into(),
                 action: "member.invited".into(),
-                resource: "invitation x".into(),
+                resource_kind: "invitation".into(),
+                resource: "<bob>@example.com".into(),
+                resource_note: String::new(),
+                resource_title: "invitation i1".into(),
                 ip: "127.0.0.1".into(),
-                user_agent: "Mozilla/5.0".into(),
-                details: "{\n  \"email\": \"<bob>@example.com\"\n}".into(),
+                details: detail_facts(&serde_json::json!({"email": "<bob>@example.com"})),
             }],
             actors: vec![ActorOption {
                 id: "u1".into(),
@@ -304,7 +416,9 @@ mod tests {
         let html = page.render().unwrap();
         assert!(html.contains("<code class=\"audit-action\">member.invited</code>"));
         assert!(html.contains("<details class=\"audit-details\">"));
-        assert!(html.contains("Mozilla/5.0"));
+        assert!(html.contains("title=\"user u1\">Ada Lovelace</span>"));
+        assert!(html.contains("title=\"invitation i1\">"));
+        assert!(html.contains("<td colspan=\"5\">"));
         assert!(!html.contains("<bob>"));
         assert!(html.contains("id=\"audit-older\""));
         assert!(
@@ -315,5 +429,37 @@ mod tests {
         assert!(html.contains("<option value=\"u1\" selected>"));
         assert!(html.contains("id=\"audit-until-error\""));
         assert!(html.contains("Clear filters"));
+    }
+
+    #[test]
+    fn details_read_as_keys_and_values() {
+        let facts = detail_facts(&serde_json::json!({
+            "name": "Research",
+            "before": {"name": "Old", "description": ""},
+            "size_bytes": 10_485_760,
+            "shared_with": {"users": [], "teams": ["t1", "t2"]},
+            "moved": {},
+            "enabled": true,
+            "steps": [{"agent": "a1"}],
+        }));
+        let shown: Vec<(String, String, bool)> = facts
+            .into_iter()
+            .map(|f| (f.label, f.value, f.block))
+            .collect();
+        let has = |k: &str, v: &str| shown.iter().any(|(a, b, _)| a == k && b == v);
+        assert!(has("name", "Research"), "{shown:?}");
+        assert!(has("before.name", "Old"), "{shown:?}");
+        assert!(has("size_bytes", "10 MiB"), "{shown:?}");
+        assert!(has("shared_with.teams", "t1, t2"), "{shown:?}");
+        assert!(has("shared_with.users", "none"), "{shown:?}");
+        assert!(has("moved", "none"), "{shown:?}");
+        assert!(has("enabled", "yes"), "{shown:?}");
+        assert!(
+            shown
+                .iter()
+                .any(|(k, v, block)| k == "steps" && *block && v.contains("\"agent\"")),
+            "{shown:?}"
+        );
+        assert!(detail_facts(&serde_json::json!({})).is_empty());
     }
 }
