@@ -72,9 +72,40 @@ pub fn counted(n: i64, one: &str, many: &str) -> String {
     format!("{} {}", count(n), if n == 1 { one } else { many })
 }
 
+/// Labels for a picker where no two look alike: a name that more than one entry carries
+/// (ignoring case) gets what tells it apart beside it ("Acme · acme-east"); a name nobody
+/// else uses stays as it is.
+pub fn told_apart<'a>(entries: impl IntoIterator<Item = (&'a str, String)>) -> Vec<String> {
+    let entries: Vec<(&str, String)> = entries.into_iter().collect();
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for (name, _) in &entries {
+        *seen.entry(name.to_lowercase()).or_default() += 1;
+    }
+    entries
+        .into_iter()
+        .map(|(name, extra)| {
+            if seen[&name.to_lowercase()] > 1 && !extra.is_empty() {
+                format!("{name} · {extra}")
+            } else {
+                name.to_string()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn look_alike_names_get_what_tells_them_apart() {
+        let labels = told_apart([
+            ("Acme", "acme-east".to_string()),
+            ("acme", "acme-west".to_string()),
+            ("Solo", "solo".to_string()),
+        ]);
+        assert_eq!(labels, ["Acme · acme-east", "acme · acme-west", "Solo"]);
+    }
 
     #[test]
     fn counts_get_thousands_separators() {

@@ -25,6 +25,9 @@ pub struct NavUser {
 pub struct NavOrg {
     pub id: String,
     pub name: String,
+    /// The name, with the slug beside it when another of the person's organizations has
+    /// the same name.
+    pub label: String,
     pub slug: String,
     pub role: String,
     pub personal: bool,
@@ -92,8 +95,13 @@ pub struct OrgHomePage {
 
 pub struct AuditRow {
     pub at: String,
+    /// The actor's name (or "system").
     pub actor: String,
+    /// "user 7f0c…" for the tooltip; empty for the system.
+    pub actor_title: String,
     pub action: String,
+    /// "team Research", "quota".
+    pub resource: String,
 }
 
 #[derive(Template)]
@@ -520,6 +528,8 @@ pub struct ResourcesPage {
     pub older_href: Option<String>,
     pub newest_href: Option<String>,
     pub can_create: bool,
+    /// The create form starts open.
+    pub open_new: bool,
     pub form: ResourceFormValues,
     pub errors: FormErrors,
     /// The agents a new conversation may use.
@@ -610,6 +620,8 @@ pub struct ResourcePage {
     pub download_href: Option<String>,
     pub kb_documents: Vec<KbDocumentRow>,
     pub kb_candidates: Vec<ChoiceOption>,
+    /// The person may upload documents (an empty knowledge base links to the upload).
+    pub can_upload: bool,
     pub messages: Vec<MessageRow>,
     pub message_role: String,
     pub message_content: String,

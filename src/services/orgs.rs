@@ -157,10 +157,6 @@ pub(crate) fn create_in_tx(
 
 /// The newest audit rows of the organization (its home page); the caller checked
 /// `audit.view`.
-pub async fn recent_activity(db: &Db, ctx: OrgContext, limit: i64) -> Result<Vec<audit::Record>> {
-    db.read(move |tx| Ok(audit::recent(tx, &ctx, limit)?)).await
-}
-
 pub struct UpdateOrg {
     pub name: Option<String>,
     pub slug: Option<String>,

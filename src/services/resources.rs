@@ -920,6 +920,19 @@ pub async fn limits(db: &Db, ctx: &OrgContext, at: chrono::DateTime<chrono::Utc>
     .await
 }
 
+/// The largest document the organization can upload now: its plan's limit, or the
+/// server's own body limit when that is lower (or the plan has none).
+pub async fn document_size_limit(db: &Db, ctx: &OrgContext, server_max: i64) -> Result<i64> {
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        let plan = plans::for_org(tx, &ctx)?.ok_or_else(AppError::not_found)?;
+        Ok(plan
+            .max_document_bytes
+            .map_or(server_max, |m| m.min(server_max)))
+    })
+    .await
+}
+
 /// `GET …/summary` (the seed's `organization_resource_summary`).
 pub async fn summary(
     db: &Db,
@@ -1087,10 +1100,10 @@ pub async fn upload_document(
         require(&me, "documents.create")?;
         let plan = plans::for_org(tx, &me)?.ok_or_else(AppError::not_found)?;
         if let Some(max) = plan.max_document_bytes.filter(|m| size > *m) {
-            return Err(AppError::Unprocessable { code: "plan_limit", message: format!("the {} plan accepts documents up to {max} bytes; this one has {size}", plan.name) });
+            return Err(AppError::Unprocessable { code: "plan_limit", message: format!("the {} plan accepts documents up to {}; this one has {}", plan.name, crate::domain::format::bytes(max), crate::domain::format::bytes(size)) });
         }
         if let Some(max) = plan.max_storage_bytes.filter(|m| repo::storage_bytes(tx, &me).map_or(true, |u| u + size > *m)) {
-            return Err(AppError::Unprocessable { code: "plan_limit", message: format!("the {} plan allows {max} bytes of documents in all; this upload would pass it", plan.name) });
+            return Err(AppError::Unprocessable { code: "plan_limit", message: format!("the {} plan allows {} of documents in all; this upload would pass it", plan.name, crate::domain::format::bytes(max)) });
         }
         let shares = input.shared_with.as_ref().map(|s| check_shares(tx, &me, s)).transpose()?.unwrap_or_default();
         let id = new_id().to_string();
@@ -1322,8 +1335,9 @@ pub async fn move_to_organization(
             return Err(AppError::Unprocessable {
                 code: "plan_limit",
                 message: format!(
-                    "the {} plan allows {max} bytes of documents in all; the move would pass it",
-                    plan.name
+                    "the {} plan allows {} of documents in all; the move would pass it",
+                    plan.name,
+                    crate::domain::format::bytes(max)
                 ),
             });
         }

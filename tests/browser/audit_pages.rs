@@ -1,7 +1,6 @@
 //! Pages a person reads: the audit log names people and things (ids stay in tooltips), its
 //! details open under the entry; look-alike names are told apart in pickers; the upload
 //! label states the plan's limit; empty lists say what to do next.
-#![allow(dead_code)]
 use super::*;
 
 /// Ada's team organization with Bob as a member, made over the API.
@@ -224,6 +223,230 @@ async fn audit_entries_name_their_actor_and_resource_and_open_their_details_belo
         .unwrap();
     assert_eq!(time_lines, json!(1), "the time cell wraps");
 
+    // The home page's recent activity names them the same way.
+    b.goto("/o/engines").await;
+    b.wait_for("#recent-activity").await;
+    let recent = b
+        .client
+        .execute(
+            "return Array.from(document.querySelectorAll('#recent-activity tbody tr')).map(r => \
+             ({who: r.cells[1].textContent.trim(), title: r.cells[1].querySelector('span').title, \
+               what: r.cells[2].textContent.trim(), on: r.cells[3].textContent.trim()}));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let created = recent
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["what"] == "team.created" && r["on"] == "team Research")
+        .unwrap_or_else(|| panic!("no named team.created row: {recent:#}"));
+    assert_eq!(created["who"], ADA_NAME, "{recent:#}");
+    assert_eq!(created["title"], format!("user {ada_id}"), "{recent:#}");
+    assert!(
+        !recent.to_string().contains(ADA_EMAIL),
+        "recent activity shows the email, not the name: {recent:#}"
+    );
+
     b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_organizations_with_the_same_name_are_told_apart_in_the_switcher() {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    app.create_user(ADA_EMAIL, ADA_NAME).await;
+    let owner = app.login(ADA_EMAIL).await;
+    for slug in ["acme-east", "acme-west"] {
+        let r = owner
+            .post("/api/v1/orgs", json!({"name": "Acme", "slug": slug}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let b = Browser::launch(&app).await;
+    b.fill_sign_in(ADA_EMAIL, PASSWORD).await;
+    b.wait_for("#sign-out").await;
+    b.goto("/o/acme-east").await;
+    let acme: Vec<String> = b
+        .switcher_options()
+        .await
+        .into_iter()
+        .map(|o| o.text)
+        .filter(|t| t.starts_with("Acme"))
+        .collect();
+    assert_eq!(acme.len(), 2, "{acme:?}");
+    assert_ne!(acme[0], acme[1], "the two Acme look the same: {acme:?}");
+    assert!(
+        acme.iter().any(|t| t.contains("acme-east"))
+            && acme.iter().any(|t| t.contains("acme-west")),
+        "each shows its slug: {acme:?}"
+    );
+    // The token form's organization choice tells them apart the same way.
+    b.goto("/account").await;
+    let tokens: Vec<String> = option_texts(&b, "#token-org")
+        .await
+        .into_iter()
+        .filter(|t| t.starts_with("Acme"))
+        .collect();
+    assert!(
+        tokens.len() == 2 && tokens[0] != tokens[1],
+        "token organizations: {tokens:?}"
+    );
+
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_with_the_same_name_are_told_apart_by_their_owners_in_the_agent_picker() {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    let (owner, org_id, bob) = engines_with_bob(&app).await;
+    let bob_api = app.login(&bob.email).await;
+    for who in [&owner, &bob_api] {
+        let r = who
+            .post(
+                &format!("/api/v1/orgs/{org_id}/agents"),
+                json!({"name": "Helper", "visibility": "organization"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let one = owner
+        .post(
+            &format!("/api/v1/orgs/{org_id}/agents"),
+            json!({"name": "Only one", "visibility": "organization"}),
+        )
+        .await;
+    assert_eq!(one.status, StatusCode::CREATED, "{}", one.text);
+
+    let b = Browser::launch(&app).await;
+    b.fill_sign_in(ADA_EMAIL, PASSWORD).await;
+    b.wait_for("#sign-out").await;
+    b.goto("/o/engines/conversations").await;
+    let options = option_texts(&b, "#resource-agent").await;
+    let helpers: Vec<&String> = options.iter().filter(|t| t.starts_with("Helper")).collect();
+    assert_eq!(helpers.len(), 2, "{options:?}");
+    assert_ne!(helpers[0], helpers[1], "{options:?}");
+    assert!(
+        helpers.iter().any(|t| t.contains("Bob Babbage")),
+        "Bob's Helper names him: {options:?}"
+    );
+    assert!(
+        options.iter().any(|t| t == "Only one"),
+        "a name nobody else uses stays as it is: {options:?}"
+    );
+
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upload_label_states_the_limit_of_the_organizations_plan() {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    let ada = app.create_user(ADA_EMAIL, ADA_NAME).await;
+    let b = Browser::launch(&app).await;
+    b.sign_in(&ada).await;
+    let documents = format!("/o/{}/documents", ada.personal_slug);
+    b.goto(&documents).await;
+    let label = label_text(&b, "resource-file").await;
+    // The free plan accepts documents up to 10 MiB (the server's own limit is 64 MiB).
+    assert!(label.contains("up to 10 MiB"), "{label:?}");
+
+    raw_db(&app)
+        .execute(
+            "UPDATE plans SET max_document_bytes = 2621440 WHERE id = 'free'",
+            [],
+        )
+        .unwrap();
+    b.goto(&documents).await;
+    let label = label_text(&b, "resource-file").await;
+    assert!(label.contains("up to 2.5 MiB"), "{label:?}");
+
+    b.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_knowledge_base_links_to_the_upload_and_an_empty_list_to_its_create_form() {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    let (owner, org_id, bob) = engines_with_bob(&app).await;
+    let kb = owner
+        .post(
+            &format!("/api/v1/orgs/{org_id}/knowledge-bases"),
+            json!({"name": "Manuals", "visibility": "organization"}),
+        )
+        .await;
+    assert_eq!(kb.status, StatusCode::CREATED, "{}", kb.text);
+    let kb_id = kb.body["id"].as_str().unwrap().to_string();
+
+    let b = Browser::launch(&app).await;
+    b.fill_sign_in(ADA_EMAIL, PASSWORD).await;
+    b.wait_for("#sign-out").await;
+    b.goto(&format!("/o/engines/knowledge-bases/{kb_id}")).await;
+    b.wait_for("#kb-empty a").await.click().await.unwrap();
+    b.wait_for_path("/o/engines/documents").await;
+    let file = b.wait_for("#resource-file").await;
+    assert!(
+        file.is_displayed().await.unwrap(),
+        "the link opens the upload form; {}",
+        b.diagnostics().await
+    );
+
+    // An empty list links to its create form, which the link opens.
+    b.goto("/o/engines/tools").await;
+    b.wait_for("#resources-empty a")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_for_path("/o/engines/tools").await;
+    let name = b.wait_for("#resource-name").await;
+    assert!(
+        name.is_displayed().await.unwrap(),
+        "the link opens the new tool form; {}",
+        b.diagnostics().await
+    );
+    // So do the teams page and the invitations.
+    b.goto("/o/engines/teams").await;
+    let href = b
+        .wait_for("#teams-empty a")
+        .await
+        .attr("href")
+        .await
+        .unwrap();
+    assert!(href.is_some_and(|h| h.ends_with("#new-team")), "teams link");
+    b.close().await;
+
+    // A viewer may create nothing: the empty list explains instead of linking.
+    let set = owner
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/orgs/{org_id}/members/{}", bob.id),
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    let viewer = Browser::launch(&app).await;
+    viewer.fill_sign_in(&bob.email, PASSWORD).await;
+    viewer.wait_for("#sign-out").await;
+    viewer.goto("/o/engines/tools").await;
+    let empty = viewer.text_of("#resources-empty").await;
+    assert!(!empty.trim().is_empty());
+    assert!(
+        viewer.absent("#resources-empty a").await,
+        "a viewer is offered a form they cannot use: {empty:?}"
+    );
+    viewer
+        .goto(&format!("/o/engines/knowledge-bases/{kb_id}"))
+        .await;
+    viewer.wait_for("#kb-empty").await;
+    assert!(viewer.absent("#kb-empty a[href*='documents']").await);
+
+    viewer.close().await;
     app.stop().await;
 }

@@ -156,6 +156,7 @@ mod tests {
             org: NavOrg {
                 id: "o1".into(),
                 name: "Acme".into(),
+                label: "Acme".into(),
                 slug: "acme".into(),
                 role: "owner".into(),
                 personal: false,

@@ -141,12 +141,19 @@ pub async fn layout(
 ) -> Result<Layout> {
     let me = identity::me(&s.db, user.user.id).await?;
     let current = current.or(me.current_organization_id);
+    let labels = crate::domain::format::told_apart(
+        me.memberships
+            .iter()
+            .map(|m| (m.organization.name.as_str(), m.organization.slug.clone())),
+    );
     let orgs: Vec<NavOrg> = me
         .memberships
         .iter()
-        .map(|m| NavOrg {
+        .zip(labels)
+        .map(|(m, label)| NavOrg {
             id: m.organization.id.to_string(),
             name: m.organization.name.clone(),
+            label,
             slug: m.organization.slug.clone(),
             role: m.role.to_string(),
             personal: m.organization.kind == crate::domain::OrgKind::Personal,

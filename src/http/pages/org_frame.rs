@@ -149,6 +149,7 @@ mod tests {
             org: NavOrg {
                 id: "o1".into(),
                 name: "Acme".into(),
+                label: "Acme".into(),
                 slug: "acme".into(),
                 role: "viewer".into(),
                 personal: false,

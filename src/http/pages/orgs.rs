@@ -29,13 +29,23 @@ async fn home(
     let layout = layout(&s, &user, ctx.org().name.as_str(), Some(ctx.org_id())).await?;
     let can_view_audit = has_permission(&ctx, "audit.view");
     let recent = if can_view_audit {
-        orgs::recent_activity(&s.db, ctx.clone(), 10)
-            .await?
-            .into_iter()
-            .map(|r| AuditRow {
-                at: short_time(&r.at),
-                actor: r.actor_email.unwrap_or_else(|| "system".into()),
-                action: r.action,
+        let (rows, _) =
+            crate::services::audit::labelled(&s.db, &ctx, Default::default(), None, 10).await?;
+        rows.into_iter()
+            .map(|l| AuditRow {
+                at: short_time(&l.record.at),
+                actor: l.actor.name,
+                actor_title: l
+                    .actor
+                    .id
+                    .map(|id| format!("user {id}"))
+                    .unwrap_or_default(),
+                action: l.record.action,
+                resource: [l.resource.kind, l.resource.name]
+                    .into_iter()
+                    .filter(|p| !p.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" "),
             })
             .collect()
     } else {
@@ -55,6 +65,7 @@ async fn home(
         org: NavOrg {
             id: o.id.to_string(),
             name: o.name.clone(),
+            label: o.name.clone(),
             slug: o.slug.clone(),
             role: ctx.role().to_string(),
             personal: o.kind == crate::domain::OrgKind::Personal,

@@ -143,20 +143,27 @@ impl Names {
     }
 }
 
-/// The visible items of `kind`, for selects.
+/// The visible items of `kind`, for selects; items with the same name show their owner.
 async fn choices(
     s: &AppState,
     ctx: &OrgContext,
     kind: ResourceKind,
     selected: &str,
+    names: &Names,
 ) -> Result<Vec<ChoiceOption>> {
-    Ok(svc::list(&s.db, ctx, kind, ListQuery::first(CHOICES))
-        .await?
+    let items = svc::list(&s.db, ctx, kind, ListQuery::first(CHOICES)).await?;
+    let labels = crate::domain::format::told_apart(
+        items
+            .iter()
+            .map(|v| (v.resource.name.as_str(), names.of(v.resource.owner_id))),
+    );
+    Ok(items
         .into_iter()
-        .map(|v| ChoiceOption {
+        .zip(labels)
+        .map(|(v, label)| ChoiceOption {
             selected: v.resource.id == selected,
             id: v.resource.id,
-            label: v.resource.name,
+            label,
         })
         .collect())
 }
@@ -193,6 +200,8 @@ struct ListParams {
     visibility: String,
     cursor: String,
     done: String,
+    /// `1`: the create form starts open (where an empty list's link leads).
+    new: String,
 }
 
 async fn list_page(
@@ -243,9 +252,15 @@ async fn list_page(
     let names = Names::new(ctx, &people);
     let can_create = has_permission(ctx, &format!("{}.create", kind.permission_prefix()));
     let agents = if kind == ResourceKind::Conversation && can_create {
-        choices(s, ctx, ResourceKind::Agent, "").await?
+        choices(s, ctx, ResourceKind::Agent, "", &names).await?
     } else {
         Vec::new()
+    };
+    let server_max = s.config.upload_limit_bytes as i64;
+    let max_upload = if kind == ResourceKind::Document && can_create {
+        svc::document_size_limit(&s.db, ctx, server_max).await?
+    } else {
+        server_max
     };
     let title = format!("{} · {}", label.plural, ctx.org().name);
     Ok(ResourcesPage {
@@ -270,13 +285,14 @@ async fn list_page(
         older_href,
         newest_href,
         can_create,
+        open_new: p.new == "1",
         form: ResourceFormValues {
             visibility: "private".into(),
             ..Default::default()
         },
         errors: FormErrors::default(),
         agents,
-        max_upload: crate::domain::format::bytes(s.config.upload_limit_bytes as i64),
+        max_upload: crate::domain::format::bytes(max_upload),
         notice: None,
         kind: label,
     })
@@ -532,14 +548,14 @@ async fn item_page(
     let names = Names::new(ctx, &people);
     let form = form_of(&view);
     let (agents, agent_name) = if kind == ResourceKind::Conversation {
-        let agents = choices(s, ctx, ResourceKind::Agent, &form.agent_id).await?;
+        let agents = choices(s, ctx, ResourceKind::Agent, &form.agent_id, &names).await?;
         let name = agents.iter().find(|a| a.selected).map(|a| a.label.clone());
         (agents, name)
     } else {
         (Vec::new(), None)
     };
     let (kb_documents, kb_candidates) = if kind == ResourceKind::KnowledgeBase {
-        let readable = choices(s, ctx, ResourceKind::Document, "").await?;
+        let readable = choices(s, ctx, ResourceKind::Document, "", &names).await?;
         let inside = view.documents.clone().unwrap_or_default();
         let rows = inside
             .iter()
@@ -609,6 +625,7 @@ async fn item_page(
             .then(|| format!("/api/v1/orgs/{}/documents/{}/content", ctx.org_id(), r.id)),
         kb_documents,
         kb_candidates,
+        can_upload: has_permission(ctx, "documents.create"),
         messages,
         message_role: "user".into(),
         message_content: String::new(),
@@ -953,6 +970,7 @@ mod tests {
             older_href: Some("/o/acme/agents?q=help&cursor=abc".into()),
             newest_href: Some("/o/acme/agents?q=help".into()),
             can_create: true,
+            open_new: false,
             form: ResourceFormValues {
                 visibility: "private".into(),
                 ..Default::default()
@@ -1058,6 +1076,7 @@ mod tests {
             download_href: None,
             kb_documents: Vec::new(),
             kb_candidates: Vec::new(),
+            can_upload: true,
             messages: Vec::new(),
             message_role: "user".into(),
             message_content: String::new(),
