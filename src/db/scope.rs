@@ -5,7 +5,7 @@ use rusqlite::params;
 
 use super::repo::orgs::{ORG_COLUMNS, Org, org_from_row};
 use super::{Conn, DbError};
-use crate::domain::{OrgId, PermissionSet, Role, UserId};
+use crate::domain::{OrgId, Permission, PermissionSet, Role, UserId};
 
 /// Who acts in which organization, checked. Shared, not copied: a request hands it to
 /// several places (the gateway to its caches and to metering).
@@ -58,8 +58,8 @@ impl OrgContext {
 }
 
 /// The one permission check everything calls.
-pub fn has_permission(ctx: &OrgContext, path: &str) -> bool {
-    ctx.permissions().contains(path)
+pub fn has_permission(ctx: &OrgContext, p: Permission) -> bool {
+    ctx.permissions().contains(p)
 }
 
 /// A signed-in user entering an organization (by id or slug): their context there, or

@@ -52,7 +52,7 @@ impl Role {
     }
 
     /// The default permissions of the role: the one table every check starts from.
-    pub fn default_permissions(self) -> &'static [&'static str] {
+    pub fn default_permissions(self) -> &'static [Permission] {
         match self {
             Role::Owner => PERMISSIONS,
             Role::Admin => ADMIN,
@@ -70,144 +70,221 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// Every permission path that exists. Overrides naming anything else are refused.
-pub const PERMISSIONS: &[&str] = &[
-    "org.view",
-    "org.update",
-    "org.delete",
-    "members.view",
-    "members.invite",
-    "members.manage",
-    "teams.view",
-    "teams.manage",
-    "audit.view",
-    "llm.use",
-    "llm.keys.manage",
-    "llm.policy.manage",
-    "usage.view",
-    "billing.view",
-    "billing.manage",
-    "quota.manage",
-    "agents.create",
-    "agents.manage",
-    "workflows.create",
-    "workflows.manage",
-    "documents.create",
-    "documents.manage",
-    "tools.create",
-    "tools.manage",
-    "knowledge_bases.create",
-    "knowledge_bases.manage",
-    "conversations.create",
-    "conversations.manage",
-];
-
-const ADMIN: &[&str] = &[
-    "org.view",
-    "org.update",
-    "members.view",
-    "members.invite",
-    "members.manage",
-    "teams.view",
-    "teams.manage",
-    "audit.view",
-    "llm.use",
-    "llm.keys.manage",
-    "llm.policy.manage",
-    "usage.view",
-    "billing.view",
-    "agents.create",
-    "agents.manage",
-    "workflows.create",
-    "workflows.manage",
-    "documents.create",
-    "documents.manage",
-    "tools.create",
-    "tools.manage",
-    "knowledge_bases.create",
-    "knowledge_bases.manage",
-    "conversations.create",
-    "conversations.manage",
-];
-
-const MANAGER: &[&str] = &[
-    "org.view",
-    "members.view",
-    "members.invite",
-    "teams.view",
-    "teams.manage",
-    "llm.use",
-    "usage.view",
-    "agents.create",
-    "agents.manage",
-    "workflows.create",
-    "workflows.manage",
-    "documents.create",
-    "documents.manage",
-    "tools.create",
-    "tools.manage",
-    "knowledge_bases.create",
-    "knowledge_bases.manage",
-    "conversations.create",
-    "conversations.manage",
-];
-
-const MEMBER: &[&str] = &[
-    "org.view",
-    "members.view",
-    "teams.view",
-    "llm.use",
-    "agents.create",
-    "workflows.create",
-    "documents.create",
-    "tools.create",
-    "knowledge_bases.create",
-    "conversations.create",
-];
-
-const VIEWER: &[&str] = &["org.view", "members.view", "teams.view"];
-
-const GUEST: &[&str] = &["org.view"];
-
-/// A known permission path.
+/// A permission path. The string form (`teams.manage`) exists only at the edges: JSON,
+/// overrides stored in the database, the permission matrix page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Permission(&'static str);
+pub enum Permission {
+    OrgView,
+    OrgUpdate,
+    OrgDelete,
+    MembersView,
+    MembersInvite,
+    MembersManage,
+    TeamsView,
+    TeamsManage,
+    AuditView,
+    LlmUse,
+    LlmKeysManage,
+    LlmPolicyManage,
+    UsageView,
+    BillingView,
+    BillingManage,
+    QuotaManage,
+    AgentsCreate,
+    AgentsManage,
+    WorkflowsCreate,
+    WorkflowsManage,
+    DocumentsCreate,
+    DocumentsManage,
+    ToolsCreate,
+    ToolsManage,
+    KnowledgeBasesCreate,
+    KnowledgeBasesManage,
+    ConversationsCreate,
+    ConversationsManage,
+}
+
+/// Every permission that exists, in the order pages and the API list them. Overrides
+/// naming anything else are refused.
+pub const PERMISSIONS: &[Permission] = &[
+    Permission::OrgView,
+    Permission::OrgUpdate,
+    Permission::OrgDelete,
+    Permission::MembersView,
+    Permission::MembersInvite,
+    Permission::MembersManage,
+    Permission::TeamsView,
+    Permission::TeamsManage,
+    Permission::AuditView,
+    Permission::LlmUse,
+    Permission::LlmKeysManage,
+    Permission::LlmPolicyManage,
+    Permission::UsageView,
+    Permission::BillingView,
+    Permission::BillingManage,
+    Permission::QuotaManage,
+    Permission::AgentsCreate,
+    Permission::AgentsManage,
+    Permission::WorkflowsCreate,
+    Permission::WorkflowsManage,
+    Permission::DocumentsCreate,
+    Permission::DocumentsManage,
+    Permission::ToolsCreate,
+    Permission::ToolsManage,
+    Permission::KnowledgeBasesCreate,
+    Permission::KnowledgeBasesManage,
+    Permission::ConversationsCreate,
+    Permission::ConversationsManage,
+];
+
+const ADMIN: &[Permission] = &[
+    Permission::OrgView,
+    Permission::OrgUpdate,
+    Permission::MembersView,
+    Permission::MembersInvite,
+    Permission::MembersManage,
+    Permission::TeamsView,
+    Permission::TeamsManage,
+    Permission::AuditView,
+    Permission::LlmUse,
+    Permission::LlmKeysManage,
+    Permission::LlmPolicyManage,
+    Permission::UsageView,
+    Permission::BillingView,
+    Permission::AgentsCreate,
+    Permission::AgentsManage,
+    Permission::WorkflowsCreate,
+    Permission::WorkflowsManage,
+    Permission::DocumentsCreate,
+    Permission::DocumentsManage,
+    Permission::ToolsCreate,
+    Permission::ToolsManage,
+    Permission::KnowledgeBasesCreate,
+    Permission::KnowledgeBasesManage,
+    Permission::ConversationsCreate,
+    Permission::ConversationsManage,
+];
+
+const MANAGER: &[Permission] = &[
+    Permission::OrgView,
+    Permission::MembersView,
+    Permission::MembersInvite,
+    Permission::TeamsView,
+    Permission::TeamsManage,
+    Permission::LlmUse,
+    Permission::UsageView,
+    Permission::AgentsCreate,
+    Permission::AgentsManage,
+    Permission::WorkflowsCreate,
+    Permission::WorkflowsManage,
+    Permission::DocumentsCreate,
+    Permission::DocumentsManage,
+    Permission::ToolsCreate,
+    Permission::ToolsManage,
+    Permission::KnowledgeBasesCreate,
+    Permission::KnowledgeBasesManage,
+    Permission::ConversationsCreate,
+    Permission::ConversationsManage,
+];
+
+const MEMBER: &[Permission] = &[
+    Permission::OrgView,
+    Permission::MembersView,
+    Permission::TeamsView,
+    Permission::LlmUse,
+    Permission::AgentsCreate,
+    Permission::WorkflowsCreate,
+    Permission::DocumentsCreate,
+    Permission::ToolsCreate,
+    Permission::KnowledgeBasesCreate,
+    Permission::ConversationsCreate,
+];
+
+const VIEWER: &[Permission] = &[
+    Permission::OrgView,
+    Permission::MembersView,
+    Permission::TeamsView,
+];
+
+const GUEST: &[Permission] = &[Permission::OrgView];
 
 impl Permission {
-    pub fn parse(s: &str) -> Option<Permission> {
-        PERMISSIONS.iter().find(|p| **p == s).map(|p| Permission(p))
-    }
     pub fn as_str(self) -> &'static str {
-        self.0
+        match self {
+            Permission::OrgView => "org.view",
+            Permission::OrgUpdate => "org.update",
+            Permission::OrgDelete => "org.delete",
+            Permission::MembersView => "members.view",
+            Permission::MembersInvite => "members.invite",
+            Permission::MembersManage => "members.manage",
+            Permission::TeamsView => "teams.view",
+            Permission::TeamsManage => "teams.manage",
+            Permission::AuditView => "audit.view",
+            Permission::LlmUse => "llm.use",
+            Permission::LlmKeysManage => "llm.keys.manage",
+            Permission::LlmPolicyManage => "llm.policy.manage",
+            Permission::UsageView => "usage.view",
+            Permission::BillingView => "billing.view",
+            Permission::BillingManage => "billing.manage",
+            Permission::QuotaManage => "quota.manage",
+            Permission::AgentsCreate => "agents.create",
+            Permission::AgentsManage => "agents.manage",
+            Permission::WorkflowsCreate => "workflows.create",
+            Permission::WorkflowsManage => "workflows.manage",
+            Permission::DocumentsCreate => "documents.create",
+            Permission::DocumentsManage => "documents.manage",
+            Permission::ToolsCreate => "tools.create",
+            Permission::ToolsManage => "tools.manage",
+            Permission::KnowledgeBasesCreate => "knowledge_bases.create",
+            Permission::KnowledgeBasesManage => "knowledge_bases.manage",
+            Permission::ConversationsCreate => "conversations.create",
+            Permission::ConversationsManage => "conversations.manage",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Permission> {
+        PERMISSIONS.iter().copied().find(|p| p.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Permission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Permission {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
 /// The effective permissions of one member: role defaults with their overrides applied.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PermissionSet(BTreeSet<&'static str>);
+pub struct PermissionSet(BTreeSet<Permission>);
 
 impl PermissionSet {
     /// `overrides` maps a path to grant (`true`) or deny (`false`); unknown paths are ignored
     /// here because they were refused when the override was written.
     pub fn effective(role: Role, overrides: &BTreeMap<String, bool>) -> Self {
-        let mut set: BTreeSet<&'static str> = role.default_permissions().iter().copied().collect();
+        let mut set: BTreeSet<Permission> = role.default_permissions().iter().copied().collect();
         for (path, grant) in overrides {
             if let Some(p) = Permission::parse(path) {
                 if *grant {
-                    set.insert(p.0);
+                    set.insert(p);
                 } else {
-                    set.remove(p.0);
+                    set.remove(&p);
                 }
             }
         }
         Self(set)
     }
 
-    pub fn contains(&self, path: &str) -> bool {
-        self.0.contains(path)
+    pub fn contains(&self, p: Permission) -> bool {
+        self.0.contains(&p)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &'static str> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = Permission> + '_ {
         self.0.iter().copied()
     }
 }
@@ -220,7 +297,7 @@ mod tests {
     fn every_role_default_is_a_known_permission_and_roles_nest() {
         for role in Role::ALL {
             for p in role.default_permissions() {
-                assert!(Permission::parse(p).is_some(), "{role}: unknown {p}");
+                assert_eq!(Permission::parse(p.as_str()), Some(*p), "{role}: {p}");
             }
         }
         // A lower role never has a default that a higher role lacks.
@@ -236,15 +313,27 @@ mod tests {
     }
 
     #[test]
+    fn every_permission_is_listed_once_and_reads_back_from_its_string() {
+        let names: BTreeSet<&str> = PERMISSIONS.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names.len(), PERMISSIONS.len());
+        for p in PERMISSIONS {
+            assert_eq!(Permission::parse(p.as_str()), Some(*p));
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+        assert_eq!(Role::Owner.default_permissions(), PERMISSIONS);
+    }
+
+    #[test]
     fn overrides_grant_and_deny_single_paths() {
         let mut o = BTreeMap::new();
         o.insert("audit.view".to_string(), true);
         o.insert("agents.create".to_string(), false);
         o.insert("no.such".to_string(), true);
         let set = PermissionSet::effective(Role::Member, &o);
-        assert!(set.contains("audit.view"));
-        assert!(!set.contains("agents.create"));
-        assert!(!set.contains("no.such"));
-        assert!(set.contains("llm.use"));
+        assert!(set.contains(Permission::AuditView));
+        assert!(!set.contains(Permission::AgentsCreate));
+        assert_eq!(Permission::parse("no.such"), None);
+        assert_eq!(set.iter().count(), MEMBER.len());
+        assert!(set.contains(Permission::LlmUse));
     }
 }

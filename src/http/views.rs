@@ -1,4 +1,5 @@
 //! Page templates as structs (askama). No database, no services: handlers fill them.
+use crate::domain::Permission;
 use askama::Template;
 
 use crate::db::repo::sessions::Session;
@@ -179,23 +180,26 @@ pub struct OrgNav {
 
 impl OrgNav {
     /// `has` answers "does the viewer hold this permission".
-    pub fn new(slug: &str, name: &str, section: &str, has: impl Fn(&str) -> bool) -> Self {
+    pub fn new(slug: &str, name: &str, section: &str, has: impl Fn(Permission) -> bool) -> Self {
         Self {
             slug: slug.to_string(),
             name: name.to_string(),
             section: section.to_string(),
-            members: has("members.view"),
-            teams: has("teams.view"),
-            audit: has("audit.view"),
-            settings: has("org.update") || has("org.delete"),
-            llm: has("llm.use"),
-            usage: has("usage.view"),
+            members: has(Permission::MembersView),
+            teams: has(Permission::TeamsView),
+            audit: has(Permission::AuditView),
+            settings: has(Permission::OrgUpdate) || has(Permission::OrgDelete),
+            llm: has(Permission::LlmUse),
+            usage: has(Permission::UsageView),
         }
     }
 
-    /// For the org home page, which knows the viewer's permissions as a list.
+    /// For the org home page (its template calls this), which knows the viewer's
+    /// permissions as a list of their string forms.
     pub fn for_home(slug: &str, name: &str, permissions: &[String]) -> Self {
-        Self::new(slug, name, "home", |p| permissions.iter().any(|x| x == p))
+        Self::new(slug, name, "home", |p| {
+            permissions.iter().any(|x| x == p.as_str())
+        })
     }
 }
 

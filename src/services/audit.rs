@@ -1,5 +1,6 @@
 //! Reading the audit trail: filtered pages, streaming export, chain verification, and the
 //! retention purge (which is itself audited and leaves an anchor for verification).
+use crate::domain::Permission;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
@@ -18,7 +19,7 @@ pub async fn query(
     before_seq: Option<i64>,
     limit: i64,
 ) -> Result<(Vec<Record>, Option<i64>)> {
-    require(ctx, "audit.view")?;
+    require(ctx, Permission::AuditView)?;
     let ctx = ctx.clone();
     db.read(move |tx| Ok(page_of(tx, &ctx, &filter, before_seq, limit)?))
         .await
@@ -80,7 +81,7 @@ pub async fn labelled(
     before_seq: Option<i64>,
     limit: i64,
 ) -> Result<(Vec<Labelled>, Option<i64>)> {
-    require(ctx, "audit.view")?;
+    require(ctx, Permission::AuditView)?;
     let ctx = ctx.clone();
     db.read(move |tx| {
         let (rows, next) = page_of(tx, &ctx, &filter, before_seq, limit)?;
@@ -233,7 +234,7 @@ pub fn export(
     filter: Filter,
     format: ExportFormat,
 ) -> Result<impl Stream<Item = Result<Bytes>>> {
-    require(&ctx, "audit.view")?;
+    require(&ctx, Permission::AuditView)?;
     let header = match format {
         ExportFormat::Csv => Some(Bytes::from_static(
             b"id,at,actor_id,actor_email,action,resource_type,resource_id,ip,user_agent,details\r\n",

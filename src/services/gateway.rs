@@ -1,5 +1,6 @@
 //! The OpenAI-compatible gateway's rules: which provider, model and key a call uses, and
 //! metering each call into the organization's usage.
+use crate::domain::Permission;
 use std::collections::BTreeMap;
 
 use super::llm::{self, KeySource};
@@ -172,7 +173,7 @@ pub fn prepare(
     requested: Option<&str>,
 ) -> Result<(Call, Limits), Refusal> {
     // Permissions come from the request's own membership check, never from the cache.
-    super::require(ctx, "llm.use")?;
+    super::require(ctx, Permission::LlmUse)?;
     let key = (
         ctx.org_id(),
         ctx.user_id(),
@@ -292,7 +293,7 @@ pub async fn models(
     client: &reqwest::Client,
     ctx: &OrgContext,
 ) -> Result<Vec<ModelEntry>, Refusal> {
-    super::require(ctx, "llm.use")?;
+    super::require(ctx, Permission::LlmUse)?;
     let key = (ctx.org_id(), ctx.user_id());
     let generation = db.generation();
     if let Some(list) = setups.models.get(&key, generation) {

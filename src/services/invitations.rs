@@ -1,5 +1,6 @@
 //! Invitations: create (role up to the inviter's), list pending, cancel, accept — by a
 //! signed-in user with the invited email, or by a visitor who makes an account on the spot.
+use crate::domain::Permission;
 use serde_json::json;
 
 use super::{Actor, ClientMeta, fresh_context, require};
@@ -43,7 +44,7 @@ pub async fn create(
     base_url: &str,
     smtp: Option<&SmtpConfig>,
 ) -> Result<Created> {
-    require(ctx, "members.invite")?;
+    require(ctx, Permission::MembersInvite)?;
     let email = Email::parse(email)?;
     if ctx.org().kind == OrgKind::Personal {
         return Err(AppError::conflict(
@@ -57,7 +58,7 @@ pub async fn create(
     let (invitation, replaced_invitation) = db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx2)?;
-            require(&me, "members.invite")?;
+            require(&me, Permission::MembersInvite)?;
             if role == Role::Owner && me.role() != Role::Owner {
                 return Err(AppError::Forbidden {
                     code: "owner_required",
@@ -156,18 +157,18 @@ pub async fn create(
 }
 
 pub async fn list_pending(db: &Db, ctx: &OrgContext) -> Result<Vec<invitations::Invitation>> {
-    require(ctx, "members.invite")?;
+    require(ctx, Permission::MembersInvite)?;
     let ctx = ctx.clone();
     db.read(move |tx| Ok(invitations::list_pending(tx, &ctx, &now_str())?))
         .await
 }
 
 pub async fn cancel(db: &Db, ctx: &OrgContext, actor: &Actor, id: String) -> Result<()> {
-    require(ctx, "members.invite")?;
+    require(ctx, Permission::MembersInvite)?;
     let (ctx, actor) = (ctx.clone(), actor.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
-        require(&me, "members.invite")?;
+        require(&me, Permission::MembersInvite)?;
         let inv = invitations::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
         // Cancelling follows the rules of inviting: not above your own role.
         if (inv.role == Role::Owner && me.role() != Role::Owner)

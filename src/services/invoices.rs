@@ -2,6 +2,7 @@
 //! per model (and the plan's monthly price). Closing is idempotent (one invoice per
 //! organization and period, enforced by the database), so it runs on every maintenance
 //! tick and at start: a restart or a missed tick only delays it.
+use crate::domain::Permission;
 use serde_json::json;
 
 use super::require;
@@ -73,13 +74,13 @@ pub async fn close_periods(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Resul
 }
 
 pub async fn list(db: &Db, ctx: &OrgContext) -> Result<Vec<invoices::Invoice>> {
-    require(ctx, "billing.view")?;
+    require(ctx, Permission::BillingView)?;
     let ctx = ctx.clone();
     db.read(move |tx| Ok(invoices::list(tx, &ctx)?)).await
 }
 
 pub async fn get(db: &Db, ctx: &OrgContext, id: String) -> Result<invoices::Invoice> {
-    require(ctx, "billing.view")?;
+    require(ctx, Permission::BillingView)?;
     let ctx = ctx.clone();
     db.read(move |tx| invoices::get(tx, &ctx, &id)?.ok_or_else(AppError::not_found))
         .await

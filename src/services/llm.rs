@@ -1,5 +1,6 @@
 //! LLM providers and keys: the organization's providers and policy, members' own keys,
 //! and which key a call would use (user → organization → environment).
+use crate::domain::Permission;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -192,7 +193,7 @@ pub(crate) fn open_sealed(
 }
 
 pub async fn settings(db: &Db, ctx: &OrgContext) -> Result<Settings> {
-    require(ctx, "llm.use")?;
+    require(ctx, Permission::LlmUse)?;
     let ctx = ctx.clone();
     db.read(move |tx| {
         Ok(Settings {
@@ -224,7 +225,7 @@ pub async fn put_provider(
     provider: &str,
     input: ProviderInput,
 ) -> Result<ProviderView> {
-    require(ctx, "llm.keys.manage")?;
+    require(ctx, Permission::LlmKeysManage)?;
     let provider = parse_provider(provider)?;
     let mut errors = Vec::new();
     let api_key = match input.api_key {
@@ -246,7 +247,7 @@ pub async fn put_provider(
     let (ctx, actor, keyring) = (ctx.clone(), actor.clone(), keyring.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
-        require(&me, "llm.keys.manage")?;
+        require(&me, Permission::LlmKeysManage)?;
         let now = now_str();
         let mut row = llm::org_provider(tx, &me, &provider)?.unwrap_or(llm::Provider {
             provider: provider.clone(),
@@ -314,12 +315,12 @@ pub async fn delete_provider(
     actor: &Actor,
     provider: &str,
 ) -> Result<()> {
-    require(ctx, "llm.keys.manage")?;
+    require(ctx, Permission::LlmKeysManage)?;
     let provider = parse_provider(provider)?;
     let (ctx, actor) = (ctx.clone(), actor.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
-        require(&me, "llm.keys.manage")?;
+        require(&me, Permission::LlmKeysManage)?;
         if !llm::delete_org_provider(tx, &me, &provider)? {
             return Err(AppError::not_found());
         }
@@ -360,7 +361,7 @@ pub async fn patch_policy(
     actor: &Actor,
     input: PolicyInput,
 ) -> Result<PolicyView> {
-    require(ctx, "llm.policy.manage")?;
+    require(ctx, Permission::LlmPolicyManage)?;
     let mut errors = Vec::new();
     let allowed = input.allowed_models.map(|models| {
         let mut out: Vec<String> = Vec::new();
@@ -390,7 +391,7 @@ pub async fn patch_policy(
     let (ctx, actor) = (ctx.clone(), actor.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
-        require(&me, "llm.policy.manage")?;
+        require(&me, Permission::LlmPolicyManage)?;
         let mut p = llm::policy(tx, &me)?;
         if let Some(a) = input.allow_user_keys {
             p.allow_user_keys = a;
@@ -452,7 +453,7 @@ pub async fn put_my_key(
     api_key: &str,
     base_url: Option<&str>,
 ) -> Result<ProviderView> {
-    require(ctx, "llm.use")?;
+    require(ctx, Permission::LlmUse)?;
     let provider = parse_provider(provider)?;
     let mut errors = Vec::new();
     let key = parse_api_key(api_key).map_err(|e| errors.push(e)).ok();
@@ -471,7 +472,7 @@ pub async fn put_my_key(
     let (ctx, actor, keyring) = (ctx.clone(), actor.clone(), keyring.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
-        require(&me, "llm.use")?;
+        require(&me, Permission::LlmUse)?;
         if !llm::policy(tx, &me)?.allow_user_keys {
             return Err(user_keys_disabled());
         }
@@ -710,7 +711,7 @@ pub async fn resolve_each(
     ctx: &OrgContext,
     providers: Vec<String>,
 ) -> Result<Vec<ResolveView>> {
-    require(ctx, "llm.use")?;
+    require(ctx, Permission::LlmUse)?;
     let providers = providers
         .iter()
         .map(|p| parse_provider(p))

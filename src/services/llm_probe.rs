@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+use crate::domain::Permission;
 use serde_json::Value;
 
 use super::llm::{KeySource, parse_provider, resolve_with};
@@ -60,8 +62,8 @@ pub async fn test_connection(
     require(
         ctx,
         match target {
-            Target::Organization => "llm.keys.manage",
-            Target::Mine => "llm.use",
+            Target::Organization => Permission::LlmKeysManage,
+            Target::Mine => Permission::LlmUse,
         },
     )?;
     let provider = parse_provider(provider)?;

@@ -16,7 +16,7 @@ pub async fn list(
     after: Option<(String, String)>,
     limit: i64,
 ) -> Result<Vec<members::Member>> {
-    require(ctx, "members.view")?;
+    require(ctx, Permission::MembersView)?;
     let ctx = ctx.clone();
     db.read(move |tx| {
         let after = after.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
@@ -26,7 +26,7 @@ pub async fn list(
 }
 
 pub async fn get(db: &Db, ctx: &OrgContext, user: UserId) -> Result<members::Member> {
-    require(ctx, "members.view")?;
+    require(ctx, Permission::MembersView)?;
     let ctx = ctx.clone();
     db.read(move |tx| members::find(tx, &ctx, user)?.ok_or_else(AppError::not_found))
         .await
@@ -106,7 +106,7 @@ pub async fn update(
     user: UserId,
     change: MemberUpdate,
 ) -> Result<members::Member> {
-    require(ctx, "members.manage")?;
+    require(ctx, Permission::MembersManage)?;
     let overrides = change
         .permissions
         .as_ref()
@@ -115,7 +115,7 @@ pub async fn update(
     let (ctx, actor) = (ctx.clone(), actor.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
-        require(&me, "members.manage")?;
+        require(&me, Permission::MembersManage)?;
         let target = members::find(tx, &me, user)?.ok_or_else(AppError::not_found)?;
         may_manage(&me, target.role)?;
         let now = now_str();
@@ -146,7 +146,7 @@ pub async fn update(
                 .iter()
                 .filter(|(p, grant)| {
                     **grant
-                        && !me.permissions().contains(p)
+                        && !Permission::parse(p).is_some_and(|p| me.permissions().contains(p))
                         && target.permissions.get(*p) != Some(&true)
                 })
                 .map(|(p, _)| p)
@@ -162,7 +162,7 @@ pub async fn update(
                     &format!("you cannot grant permissions you do not hold: {list}"),
                 ));
             }
-            if new.get("org.delete") == Some(&true) {
+            if new.get(Permission::OrgDelete.as_str()) == Some(&true) {
                 return Err(forbidden(
                     "owner_required",
                     "org.delete belongs to owners and cannot be granted",
@@ -204,14 +204,14 @@ pub async fn remove_with_transfer(
 ) -> Result<()> {
     let leaving = user == ctx.user_id();
     if !leaving {
-        require(ctx, "members.manage")?;
+        require(ctx, Permission::MembersManage)?;
     }
     let (ctx, actor) = (ctx.clone(), actor.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
         let target = members::find(tx, &me, user)?.ok_or_else(AppError::not_found)?;
         if !leaving {
-            require(&me, "members.manage")?;
+            require(&me, Permission::MembersManage)?;
             may_manage(&me, target.role)?;
         }
         if target.role == Role::Owner && members::count_owners(tx, &me)? <= 1 {

@@ -20,11 +20,11 @@ pub mod webhooks;
 
 use crate::db::OrgContext;
 use crate::db::scope::has_permission;
-use crate::domain::UserId;
+use crate::domain::{Permission, UserId};
 use crate::error::AppError;
 
 /// 403 unless the member holds `permission` (after their role defaults and overrides).
-pub fn require(ctx: &OrgContext, permission: &str) -> Result<(), AppError> {
+pub fn require(ctx: &OrgContext, permission: Permission) -> Result<(), AppError> {
     if has_permission(ctx, permission) {
         Ok(())
     } else {

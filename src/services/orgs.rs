@@ -1,4 +1,5 @@
 //! Organizations: listing the caller's, creating new ones, resolving `{org}` to a context.
+use crate::domain::Permission;
 use serde_json::json;
 
 use super::Actor;
@@ -19,7 +20,7 @@ pub async fn list_mine(db: &Db, user: UserId) -> Result<Vec<Membership>> {
 pub async fn context(db: &Db, user: UserId, org_ref: String) -> Result<OrgContext> {
     let ctx = db.lookup(|tx| enter(tx, user, &org_ref)?.ok_or_else(AppError::not_found))?;
     // A member whose org.view is denied by an override is shut out of the organization.
-    super::require(&ctx, "org.view")?;
+    super::require(&ctx, Permission::OrgView)?;
     let now = crate::domain::now();
     let stale = ctx.last_active_at().is_none_or(|t| {
         chrono::DateTime::parse_from_rfc3339(t).map_or(true, |t| {
@@ -171,7 +172,7 @@ pub async fn update(
     actor: &Actor,
     input: UpdateOrg,
 ) -> Result<orgs::Org> {
-    super::require(ctx, "org.update")?;
+    super::require(ctx, Permission::OrgUpdate)?;
     let mut errors = Vec::new();
     let name = input
         .name
@@ -196,7 +197,7 @@ pub async fn update(
     let (ctx, actor) = (ctx.clone(), actor.clone());
     db.write(move |tx| {
         let ctx = super::fresh_context(tx, &ctx)?;
-        super::require(&ctx, "org.update")?;
+        super::require(&ctx, Permission::OrgUpdate)?;
         let before =
             orgs::find_by_ref(tx, &ctx.org_id().to_string())?.ok_or_else(AppError::not_found)?;
         let settings = patch
@@ -261,7 +262,7 @@ pub async fn delete(db: &Db, ctx: &OrgContext, actor: &Actor) -> Result<()> {
     // org.delete is an owner's permission (it cannot be granted to others, and an owner
     // may have it denied by an override).
     if ctx.role() != crate::domain::Role::Owner
-        || !crate::db::scope::has_permission(ctx, "org.delete")
+        || !crate::db::scope::has_permission(ctx, Permission::OrgDelete)
     {
         return Err(AppError::Forbidden {
             code: "owner_required",

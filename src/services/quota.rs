@@ -7,6 +7,7 @@
 //! calls at the edge of a quota overspend by at most one call's reservation, and a call is
 //! never counted zero times nor (in steady state) twice. The committed use is read from
 //! the database once per organization, member and period; after that the ledger keeps it.
+use crate::domain::Permission;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -472,7 +473,7 @@ pub async fn patch(
     actor: &Actor,
     input: QuotaInput,
 ) -> Result<QuotaView> {
-    require(ctx, "quota.manage")?;
+    require(ctx, Permission::QuotaManage)?;
     let mut errors = Vec::new();
     let limits = [
         ("monthly_credits_micros", input.monthly_credits_micros),
@@ -527,7 +528,7 @@ pub async fn patch(
     let (ctx, actor, keyring) = (ctx.clone(), actor.clone(), keyring.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
-        require(&me, "quota.manage")?;
+        require(&me, Permission::QuotaManage)?;
         let mut q = quotas::get(tx, &me)?;
         let set = |slot: &mut Option<i64>, v: Option<Option<i64>>| {
             if let Some(v) = v {
@@ -649,7 +650,7 @@ pub async fn report(
     period: Option<String>,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<UsageReport> {
-    require(ctx, "usage.view")?;
+    require(ctx, Permission::UsageView)?;
     let ctx = ctx.clone();
     db.read(move |tx| {
         let (q, current) = current_period(tx, &ctx, at)?;
@@ -752,7 +753,7 @@ pub async fn report(
 
 /// The quota settings (for the usage page and `GET …/quota`).
 pub async fn settings(db: &Db, ctx: &OrgContext) -> Result<QuotaView> {
-    require(ctx, "usage.view")?;
+    require(ctx, Permission::UsageView)?;
     let ctx = ctx.clone();
     db.read(move |tx| {
         let q = quotas::get(tx, &ctx)?;
@@ -781,7 +782,7 @@ pub async fn deliveries(
     db: &Db,
     ctx: &OrgContext,
 ) -> Result<Vec<crate::db::repo::webhooks::Delivery>> {
-    require(ctx, "usage.view")?;
+    require(ctx, Permission::UsageView)?;
     let ctx = ctx.clone();
     db.read(move |tx| Ok(crate::db::repo::webhooks::list(tx, &ctx, 200)?))
         .await

@@ -1,6 +1,7 @@
 //! Resources of an organization: create, read, update, delete, share, search, explain
 //! access, and the plan limits that bound them. Reads go through the visibility predicate;
 //! writes need the type's permission and ownership, or `<type>.manage` (ARCHITECTURE §4).
+use crate::domain::Permission;
 use rusqlite::types::Value as SqlValue;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -327,9 +328,8 @@ fn check_shares(c: &Conn<'_>, ctx: &OrgContext, s: &SharedWithInput) -> Result<S
 
 /// Write access: the type's `manage`, or ownership with the type's `create`.
 pub fn can_write(ctx: &OrgContext, r: &Resource) -> bool {
-    let p = r.kind.permission_prefix();
-    has_permission(ctx, &format!("{p}.manage"))
-        || (r.owner_id == Some(ctx.user_id()) && has_permission(ctx, &format!("{p}.create")))
+    has_permission(ctx, r.kind.manage_permission())
+        || (r.owner_id == Some(ctx.user_id()) && has_permission(ctx, r.kind.create_permission()))
 }
 
 fn view(c: &Conn<'_>, ctx: &OrgContext, r: Resource) -> Result<View> {
@@ -445,7 +445,7 @@ pub async fn create(
     kind: ResourceKind,
     input: Input,
 ) -> Result<View> {
-    require(ctx, &format!("{}.create", kind.permission_prefix()))?;
+    require(ctx, kind.create_permission())?;
     let mut errors = Vec::new();
     let name = match input.name.as_deref().map(str::trim) {
         Some(n) if !n.is_empty() && n.chars().count() <= 200 => Some(n.to_string()),
@@ -468,7 +468,7 @@ pub async fn create(
     let (ctx, actor) = (ctx.clone(), actor.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
-        require(&me, &format!("{}.create", kind.permission_prefix()))?;
+        require(&me, kind.create_permission())?;
         check_count_limit(tx, &me, kind)?;
         check_conversation_agent(tx, &me, &parsed)?;
         let shares = input
@@ -713,7 +713,7 @@ pub async fn explain_access(
     let ctx = ctx.clone();
     db.read(move |tx| {
         let r = repo::find_visible(tx, &ctx, kind, &id)?.ok_or_else(AppError::not_found)?;
-        if !(r.owner_id == Some(ctx.user_id()) || has_permission(&ctx, "members.manage")) {
+        if !(r.owner_id == Some(ctx.user_id()) || has_permission(&ctx, Permission::MembersManage)) {
             return Err(AppError::Forbidden {
                 code: "permission_denied",
                 message: "only the owner and administrators can see who has access".into(),
@@ -741,8 +741,7 @@ pub async fn explain_access(
                 let Some(mctx) = crate::db::scope::colleague(tx, &ctx, m.user.id)? else {
                     continue;
                 };
-                let p = kind.permission_prefix();
-                let manage = has_permission(&mctx, &format!("{p}.manage"));
+                let manage = has_permission(&mctx, kind.manage_permission());
                 let owner = r.owner_id == Some(m.user.id);
                 let mut reasons = Vec::new();
                 if owner {
@@ -768,7 +767,7 @@ pub async fn explain_access(
                     }
                 }
                 if manage {
-                    reasons.push(format!("holds {p}.manage"));
+                    reasons.push(format!("holds {}", kind.manage_permission()));
                 }
                 let can_read = repo::find_visible(tx, &mctx, kind, &r.id)?.is_some();
                 if !can_read {
@@ -829,7 +828,7 @@ pub async fn accessible(
             else {
                 continue;
             };
-            if !has_permission(&ctx, "org.view") {
+            if !has_permission(&ctx, Permission::OrgView) {
                 continue;
             }
             for r in repo::list_visible(tx, &ctx, kind, &q)? {
@@ -900,8 +899,8 @@ pub struct Limit {
 /// quota when it has one: the limit the gateway enforces).
 pub async fn limits(db: &Db, ctx: &OrgContext, at: chrono::DateTime<chrono::Utc>) -> Result<Value> {
     // Guests see only what is shared with them; counts of the rest are not theirs to see.
-    require(ctx, "members.view")?;
-    let usage = has_permission(ctx, "usage.view");
+    require(ctx, Permission::MembersView)?;
+    let usage = has_permission(ctx, Permission::UsageView);
     let ctx = ctx.clone();
     db.read(move |tx| {
         let plan = plans::for_org(tx, &ctx)?.ok_or_else(AppError::not_found)?;
@@ -939,8 +938,8 @@ pub async fn summary(
     ctx: &OrgContext,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Value> {
-    require(ctx, "members.view")?;
-    let usage = has_permission(ctx, "usage.view");
+    require(ctx, Permission::MembersView)?;
+    let usage = has_permission(ctx, Permission::UsageView);
     let ctx = ctx.clone();
     db.read(move |tx| {
         let mut resources = Map::new();
@@ -1058,7 +1057,7 @@ pub async fn upload_document(
     mut input: Input,
     upload: Upload,
 ) -> Result<View> {
-    require(ctx, "documents.create")?;
+    require(ctx, Permission::DocumentsCreate)?;
     if upload.bytes.is_empty() {
         return Err(AppError::invalid(vec![Invalid::new("file", "is empty")]));
     }
@@ -1097,7 +1096,7 @@ pub async fn upload_document(
     let (ctx, actor) = (ctx.clone(), actor.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
-        require(&me, "documents.create")?;
+        require(&me, Permission::DocumentsCreate)?;
         let plan = plans::for_org(tx, &me)?.ok_or_else(AppError::not_found)?;
         if let Some(max) = plan.max_document_bytes.filter(|m| size > *m) {
             return Err(AppError::Unprocessable { code: "plan_limit", message: format!("the {} plan accepts documents up to {}; this one has {}", plan.name, crate::domain::format::bytes(max), crate::domain::format::bytes(size)) });
@@ -1318,7 +1317,7 @@ pub async fn move_to_organization(
         }
         let counts = repo::owned_counts(tx, &from, user)?;
         for kind in counts.keys() {
-            require(&to, &format!("{}.create", kind.permission_prefix()))?;
+            require(&to, kind.create_permission())?;
         }
         let plan = plans::for_org(tx, &to)?.ok_or_else(AppError::not_found)?;
         for (kind, n) in &counts {

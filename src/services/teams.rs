@@ -1,4 +1,5 @@
 //! Teams inside an organization (what `team` visibility and team shares refer to).
+use crate::domain::Permission;
 use serde_json::json;
 
 use super::{Actor, fresh_context, require};
@@ -34,13 +35,13 @@ fn taken(name: &str) -> AppError {
 }
 
 pub async fn list(db: &Db, ctx: &OrgContext) -> Result<Vec<teams::Team>> {
-    require(ctx, "teams.view")?;
+    require(ctx, Permission::TeamsView)?;
     let ctx = ctx.clone();
     db.read(move |tx| Ok(teams::list(tx, &ctx)?)).await
 }
 
 pub async fn get(db: &Db, ctx: &OrgContext, id: String) -> Result<(teams::Team, Vec<MemberUser>)> {
-    require(ctx, "teams.view")?;
+    require(ctx, Permission::TeamsView)?;
     let ctx = ctx.clone();
     db.read(move |tx| {
         let team = teams::find(tx, &ctx, &id)?.ok_or_else(AppError::not_found)?;
@@ -57,7 +58,7 @@ pub async fn create(
     name: &str,
     description: &str,
 ) -> Result<teams::Team> {
-    require(ctx, "teams.manage")?;
+    require(ctx, Permission::TeamsManage)?;
     let mut errors = Vec::new();
     let name = parse_name(name).map_err(|e| errors.push(e)).ok();
     let description = parse_description(description)
@@ -69,7 +70,7 @@ pub async fn create(
     let (ctx, actor) = (ctx.clone(), actor.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
-        require(&me, "teams.manage")?;
+        require(&me, Permission::TeamsManage)?;
         if teams::name_taken(tx, &me, &name, None)? {
             return Err(taken(&name));
         }
@@ -100,7 +101,7 @@ pub async fn update(
     name: Option<&str>,
     description: Option<&str>,
 ) -> Result<teams::Team> {
-    require(ctx, "teams.manage")?;
+    require(ctx, Permission::TeamsManage)?;
     let mut errors = Vec::new();
     let name = name.map(|n| parse_name(n).map_err(|e| errors.push(e)).ok());
     let description = description.map(|d| parse_description(d).map_err(|e| errors.push(e)).ok());
@@ -110,7 +111,7 @@ pub async fn update(
     let (ctx, actor) = (ctx.clone(), actor.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
-        require(&me, "teams.manage")?;
+        require(&me, Permission::TeamsManage)?;
         let before = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
         let new_name = name.flatten().unwrap_or_else(|| before.name.clone());
         let new_desc = description
@@ -142,11 +143,11 @@ pub async fn update(
 }
 
 pub async fn delete(db: &Db, ctx: &OrgContext, actor: &Actor, id: String) -> Result<()> {
-    require(ctx, "teams.manage")?;
+    require(ctx, Permission::TeamsManage)?;
     let (ctx, actor) = (ctx.clone(), actor.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
-        require(&me, "teams.manage")?;
+        require(&me, Permission::TeamsManage)?;
         let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
         let now = now_str();
         teams::delete(tx, &me, &id)?;
@@ -174,11 +175,11 @@ pub async fn add_member(
     id: String,
     user: UserId,
 ) -> Result<bool> {
-    require(ctx, "teams.manage")?;
+    require(ctx, Permission::TeamsManage)?;
     let (ctx, actor) = (ctx.clone(), actor.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
-        require(&me, "teams.manage")?;
+        require(&me, Permission::TeamsManage)?;
         let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
         let member = members::find(tx, &me, user)?.ok_or_else(AppError::not_found)?;
         let now = now_str();
@@ -208,11 +209,11 @@ pub async fn remove_member(
     id: String,
     user: UserId,
 ) -> Result<()> {
-    require(ctx, "teams.manage")?;
+    require(ctx, Permission::TeamsManage)?;
     let (ctx, actor) = (ctx.clone(), actor.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
-        require(&me, "teams.manage")?;
+        require(&me, Permission::TeamsManage)?;
         let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
         let email = members::find(tx, &me, user)?.map(|m| m.user.email);
         if !teams::remove_member(tx, &me, &id, user)? {

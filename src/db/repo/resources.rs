@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::{opt_uuid_at, uuid_at};
 use crate::db::scope::{has_permission, visibility_predicate};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
-use crate::domain::{OrgId, Role, UserId, Visibility};
+use crate::domain::{OrgId, Permission, Role, UserId, Visibility};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -82,15 +82,27 @@ impl ResourceKind {
         }
     }
 
-    /// The permission prefix (`agents.create`, `knowledge_bases.manage`, ...).
-    pub fn permission_prefix(self) -> &'static str {
+    /// May create items of this kind (and edit their own).
+    pub fn create_permission(self) -> Permission {
         match self {
-            ResourceKind::Agent => "agents",
-            ResourceKind::Workflow => "workflows",
-            ResourceKind::Document => "documents",
-            ResourceKind::Tool => "tools",
-            ResourceKind::KnowledgeBase => "knowledge_bases",
-            ResourceKind::Conversation => "conversations",
+            ResourceKind::Agent => Permission::AgentsCreate,
+            ResourceKind::Workflow => Permission::WorkflowsCreate,
+            ResourceKind::Document => Permission::DocumentsCreate,
+            ResourceKind::Tool => Permission::ToolsCreate,
+            ResourceKind::KnowledgeBase => Permission::KnowledgeBasesCreate,
+            ResourceKind::Conversation => Permission::ConversationsCreate,
+        }
+    }
+
+    /// May edit and delete every item of this kind it can read.
+    pub fn manage_permission(self) -> Permission {
+        match self {
+            ResourceKind::Agent => Permission::AgentsManage,
+            ResourceKind::Workflow => Permission::WorkflowsManage,
+            ResourceKind::Document => Permission::DocumentsManage,
+            ResourceKind::Tool => Permission::ToolsManage,
+            ResourceKind::KnowledgeBase => Permission::KnowledgeBasesManage,
+            ResourceKind::Conversation => Permission::ConversationsManage,
         }
     }
 
@@ -231,7 +243,7 @@ fn from_row(kind: ResourceKind, r: &Row<'_>) -> rusqlite::Result<Resource> {
 /// The read flags the predicate needs: ?3 manage, ?4 not a guest.
 fn read_flags(ctx: &OrgContext, kind: ResourceKind) -> (bool, bool) {
     (
-        has_permission(ctx, &format!("{}.manage", kind.permission_prefix())),
+        has_permission(ctx, kind.manage_permission()),
         ctx.role() != Role::Guest,
     )
 }

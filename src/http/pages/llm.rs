@@ -1,5 +1,6 @@
 //! AI providers: the organization's providers (keys write-only, shown as a hint), its
 //! policy and a "test connection" per provider; and a member's own keys.
+use crate::domain::Permission;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -184,8 +185,8 @@ async fn settings_page(
     Ok(LlmSettingsPage {
         layout: layout(s, user, &title, Some(ctx.org_id())).await?,
         nav: nav(ctx, "llm"),
-        can_manage_keys: has_permission(ctx, "llm.keys.manage"),
-        can_manage_policy: has_permission(ctx, "llm.policy.manage"),
+        can_manage_keys: has_permission(ctx, Permission::LlmKeysManage),
+        can_manage_policy: has_permission(ctx, Permission::LlmPolicyManage),
         providers: provider_rows(settings.providers, &s.config.env_providers),
         allow_user_keys: settings.policy.allow_user_keys,
         default_model: settings.policy.default_model.unwrap_or_default(),

@@ -1,5 +1,6 @@
 //! Members of an organization: the member list (role changes, removal, leaving), a member's
 //! permission overrides, invitations (create, shown once; cancel), and the role matrix.
+use crate::domain::Permission;
 use std::collections::BTreeMap;
 
 use axum::Router;
@@ -74,7 +75,7 @@ fn grantable_roles(mine: Role) -> Vec<Role> {
 /// Whether the viewer may act on a member with `target` role (what to offer; the service
 /// decides): owners only by owners, nobody ranked above the viewer.
 fn may_manage(ctx: &OrgContext, target: Role) -> bool {
-    has_permission(ctx, "members.manage")
+    has_permission(ctx, Permission::MembersManage)
         && (target != Role::Owner || ctx.role() == Role::Owner)
         && target.rank() <= ctx.role().rank()
 }
@@ -156,7 +157,7 @@ async fn members_page(
     } else {
         None
     };
-    let can_invite = has_permission(ctx, "members.invite");
+    let can_invite = has_permission(ctx, Permission::MembersInvite);
     let invitations = if can_invite {
         invitations::list_pending(&s.db, ctx)
             .await?
@@ -409,19 +410,20 @@ async fn member_page(
     let effective = PermissionSet::effective(m.role, &m.permissions);
     let permissions = PERMISSIONS
         .iter()
+        .copied()
         .map(|p| {
-            let setting = match m.permissions.get(*p) {
+            let setting = match m.permissions.get(p.as_str()) {
                 Some(true) => "grant",
                 Some(false) => "deny",
                 None => "default",
             };
             PermissionRow {
-                path: (*p).to_string(),
-                by_role: by_role.contains(p),
+                path: p.to_string(),
+                by_role: by_role.contains(&p),
                 setting: setting.to_string(),
                 effective: effective.contains(p),
-                can_grant: *p != "org.delete"
-                    && (has_permission(ctx, p) || m.permissions.get(*p) == Some(&true)),
+                can_grant: p != Permission::OrgDelete
+                    && (has_permission(ctx, p) || m.permissions.get(p.as_str()) == Some(&true)),
             }
         })
         .collect();

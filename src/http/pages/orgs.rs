@@ -1,4 +1,5 @@
 //! Organization pages: home, create, switch.
+use crate::domain::Permission;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -27,7 +28,7 @@ async fn home(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let layout = layout(&s, &user, ctx.org().name.as_str(), Some(ctx.org_id())).await?;
-    let can_view_audit = has_permission(&ctx, "audit.view");
+    let can_view_audit = has_permission(&ctx, Permission::AuditView);
     let recent = if can_view_audit {
         let (rows, _) =
             crate::services::audit::labelled(&s.db, &ctx, Default::default(), None, 10).await?;
@@ -52,7 +53,7 @@ async fn home(
         Vec::new()
     };
     // Organization-wide counts are for members who may list members (not guests).
-    let dashboard = if has_permission(&ctx, "members.view") {
+    let dashboard = if has_permission(&ctx, Permission::MembersView) {
         let now = s.config.clock.now();
         let limits = resources::limits(&s.db, &ctx, now).await?;
         let summary = resources::summary(&s.db, &ctx, now).await?;
@@ -74,7 +75,7 @@ async fn home(
         plan: o.plan.clone(),
         kind: o.kind.as_str().to_string(),
         created: short_time(&o.created_at),
-        permissions: ctx.permissions().iter().map(str::to_string).collect(),
+        permissions: ctx.permissions().iter().map(|p| p.to_string()).collect(),
         recent,
         can_view_audit,
         layout,

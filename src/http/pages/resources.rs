@@ -3,6 +3,7 @@
 //! `/conversations`): the list with search, filter, pages and the new form (an upload for
 //! documents), one item's page with its edit form, the share dialog, delete, "who has
 //! access", a knowledge base's documents and a conversation's messages.
+use crate::domain::Permission;
 use std::collections::{BTreeMap, HashMap};
 
 use axum::Router;
@@ -250,7 +251,7 @@ async fn list_page(
     let newest_href = (!p.cursor.is_empty()).then(|| with_query(&base, &filters));
     let people = org_people(s, ctx).await?;
     let names = Names::new(ctx, &people);
-    let can_create = has_permission(ctx, &format!("{}.create", kind.permission_prefix()));
+    let can_create = has_permission(ctx, kind.create_permission());
     let agents = if kind == ResourceKind::Conversation && can_create {
         choices(s, ctx, ResourceKind::Agent, "", &names).await?
     } else {
@@ -625,7 +626,7 @@ async fn item_page(
             .then(|| format!("/api/v1/orgs/{}/documents/{}/content", ctx.org_id(), r.id)),
         kb_documents,
         kb_candidates,
-        can_upload: has_permission(ctx, "documents.create"),
+        can_upload: has_permission(ctx, Permission::DocumentsCreate),
         messages,
         message_role: "user".into(),
         message_content: String::new(),

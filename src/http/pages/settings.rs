@@ -1,5 +1,6 @@
 //! An organization's settings: name, slug, invitation lifetime, audit retention; and the
 //! danger zone (delete, owners only, typing the slug to confirm).
+use crate::domain::Permission;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -40,8 +41,8 @@ async fn settings_page(s: &AppState, user: &CurrentUser, ctx: &OrgContext) -> Re
     Ok(SettingsPage {
         layout: layout(s, user, &title, Some(ctx.org_id())).await?,
         nav: nav(ctx, "settings"),
-        can_update: has_permission(ctx, "org.update"),
-        can_delete: ctx.role() == Role::Owner && has_permission(ctx, "org.delete"),
+        can_update: has_permission(ctx, Permission::OrgUpdate),
+        can_delete: ctx.role() == Role::Owner && has_permission(ctx, Permission::OrgDelete),
         personal: o.kind == OrgKind::Personal,
         current_slug: o.slug.clone(),
         name: o.name.clone(),

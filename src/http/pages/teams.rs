@@ -1,5 +1,6 @@
 //! Teams of an organization: the list with a create form, and one team's page (rename,
 //! members in and out, delete).
+use crate::domain::Permission;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -75,7 +76,7 @@ async fn teams_page(s: &AppState, user: &CurrentUser, ctx: &OrgContext) -> Resul
         layout: layout(s, user, &title, Some(ctx.org_id())).await?,
         nav: nav(ctx, "teams"),
         teams: list.into_iter().map(team_row).collect(),
-        can_manage: has_permission(ctx, "teams.manage"),
+        can_manage: has_permission(ctx, Permission::TeamsManage),
         name: String::new(),
         description: String::new(),
         errors: FormErrors::default(),
@@ -136,7 +137,7 @@ async fn team_page(
     id: String,
 ) -> Result<TeamPage> {
     let (team, in_team) = teams::get(&s.db, ctx, id).await?;
-    let can_manage = has_permission(ctx, "teams.manage");
+    let can_manage = has_permission(ctx, Permission::TeamsManage);
     let candidates = if can_manage {
         org_people(s, ctx)
             .await?

@@ -1,6 +1,7 @@
 //! The usage page: every limit that applies to the viewer with a bar, the period's totals,
 //! the daily cost chart (SVG drawn here), breakdowns by model and member, invoices, quota
 //! alerts, and the quota form for those who may change it. All from `GET …/usage`'s report.
+use crate::domain::Permission;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -196,7 +197,7 @@ async fn usage_page(
                 .join(", ")
         })
         .unwrap_or_default();
-    let can_view_billing = has_permission(ctx, "billing.view");
+    let can_view_billing = has_permission(ctx, Permission::BillingView);
     let invoice_rows = if can_view_billing {
         invoices::list(&s.db, ctx)
             .await?
@@ -257,7 +258,7 @@ async fn usage_page(
             })
             .collect(),
         by_user,
-        can_manage_quota: has_permission(ctx, "quota.manage"),
+        can_manage_quota: has_permission(ctx, Permission::QuotaManage),
         quota: quota_fields(settings),
         plan_credits: settings
             .plan_credits_micros
