@@ -110,16 +110,17 @@ async fn not_found(MaybeUser(user): MaybeUser, State(s): State<AppState>) -> Res
     )
 }
 
+/// A query-string value, percent-encoded (UTF-8).
 pub fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    // Unreserved characters and `/` (paths are passed whole, e.g. `next=/o/acme`) stay.
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    utf8_percent_encode(s, KEEP).to_string()
 }
 
 /// Only same-site paths are followed after sign-in (no open redirect).
@@ -184,4 +185,15 @@ pub fn render_status(status: StatusCode, t: &impl Template) -> Result<Response> 
 /// 303 See Other: after a form post, the browser loads the target with GET.
 pub fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_are_percent_encoded_as_utf8_and_paths_keep_their_slashes() {
+        assert_eq!(super::urlencode("/o/acme"), "/o/acme");
+        assert_eq!(super::urlencode("a b&c=d"), "a%20b%26c%3Dd");
+        assert_eq!(super::urlencode("Łódź"), "%C5%81%C3%B3d%C5%BA");
+        assert_eq!(super::urlencode("x-y_z.~"), "x-y_z.~");
+    }
 }
