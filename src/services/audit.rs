@@ -5,6 +5,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
 
+use super::csv_text::CsvText;
 use super::require;
 use crate::db::repo::audit::{self, ChainRow, Filter, GENESIS, Record};
 use crate::db::unscoped::unscoped_all_org_ids;
@@ -265,18 +266,25 @@ pub fn export(
                 Ok(rows) => {
                     let last = rows.last().map(|r| r.seq);
                     let finished = (rows.len() as i64) < EXPORT_BATCH;
-                    let mut out = String::new();
-                    for r in &rows {
-                        match format {
-                            ExportFormat::Csv => csv_row(&mut out, r),
-                            ExportFormat::Ndjson => {
+                    let out = match format {
+                        ExportFormat::Csv => {
+                            let mut csv = CsvText::new();
+                            for r in &rows {
+                                csv_row(&mut csv, r);
+                            }
+                            csv.finish()
+                        }
+                        ExportFormat::Ndjson => {
+                            let mut out = String::new();
+                            for r in &rows {
                                 out.push_str(
                                     &serde_json::to_string(&export_json(r)).unwrap_or_default(),
                                 );
                                 out.push('\n');
                             }
+                            out
                         }
-                    }
+                    };
                     Some((
                         Ok(Bytes::from(out)),
                         (db, ctx, filter, last, finished, None),
@@ -297,35 +305,7 @@ pub fn export_json(r: &Record) -> serde_json::Value {
     })
 }
 
-/// One CSV field: quoted when needed, and defused when a spreadsheet would read it as a
-/// formula (audit rows carry user-chosen names).
-fn csv_field(out: &mut String, v: &str) {
-    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{v}")
-    } else {
-        v.to_string()
-    };
-    if v.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&v.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(&v);
-    }
-}
-
-/// One CSV record's fields, comma-separated and each made safe by `csv_field`; the caller
-/// ends the line.
-pub(crate) fn csv_fields<S: AsRef<str>>(out: &mut String, fields: &[S]) {
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        csv_field(out, f.as_ref());
-    }
-}
-
-fn csv_row(out: &mut String, r: &Record) {
+fn csv_row(out: &mut CsvText, r: &Record) {
     let details = r.details.to_string();
     let fields = [
         r.id.as_str(),
@@ -339,8 +319,7 @@ fn csv_row(out: &mut String, r: &Record) {
         r.user_agent.as_deref().unwrap_or(""),
         details.as_str(),
     ];
-    csv_fields(out, &fields);
-    out.push_str("\r\n");
+    out.record(&fields);
 }
 
 /// The outcome of walking one chain.

@@ -88,8 +88,16 @@ pub async fn get(db: &Db, ctx: &OrgContext, id: String) -> Result<invoices::Invo
 
 /// The invoice as CSV: one row per line item, then the total.
 pub fn csv(inv: &invoices::Invoice) -> String {
-    let mut out =
-        String::from("period,kind,description,requests,input_tokens,output_tokens,amount_usd\n");
+    let mut out = super::csv_text::CsvText::new();
+    out.record(&[
+        "period",
+        "kind",
+        "description",
+        "requests",
+        "input_tokens",
+        "output_tokens",
+        "amount_usd",
+    ]);
     for line in inv.line_items.as_array().into_iter().flatten() {
         let description = line["model"]
             .as_str()
@@ -113,13 +121,9 @@ pub fn csv(inv: &invoices::Invoice) -> String {
                 .unwrap_or_default(),
             crate::domain::usd(line["amount_micros"].as_i64().unwrap_or(0)),
         ];
-        super::audit::csv_fields(&mut out, &fields);
-        out.push('\n');
+        out.record(&fields);
     }
-    out.push_str(&format!(
-        "{},total,,,,,{}\n",
-        inv.period,
-        crate::domain::usd(inv.total_micros)
-    ));
-    out
+    let total = crate::domain::usd(inv.total_micros);
+    out.record(&[inv.period.as_str(), "total", "", "", "", "", total.as_str()]);
+    out.finish()
 }

@@ -2,6 +2,7 @@
 //! through `db::repo` inside one `db.read`/`db.write`, and writes its audit row in the
 //! same write job as the change.
 pub mod audit;
+pub mod csv_text;
 pub mod gateway;
 pub mod identity;
 pub mod invitations;

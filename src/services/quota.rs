@@ -791,8 +791,16 @@ pub async fn deliveries(
 /// The usage report as CSV: one row per day, model and member of the period, each with
 /// requests, tokens and cost (formula-safe: model names come from clients).
 pub fn report_csv(report: &UsageReport) -> String {
-    let mut out =
-        String::from("period,breakdown,key,requests,input_tokens,output_tokens,cost_usd\n");
+    let mut out = super::csv_text::CsvText::new();
+    out.record(&[
+        "period",
+        "breakdown",
+        "key",
+        "requests",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+    ]);
     let rows = report
         .by_day
         .iter()
@@ -819,10 +827,9 @@ pub fn report_csv(report: &UsageReport) -> String {
             t.output_tokens.to_string(),
             crate::domain::usd(t.cost_micros),
         ];
-        super::audit::csv_fields(&mut out, &fields);
-        out.push('\n');
+        out.record(&fields);
     }
-    out
+    out.finish()
 }
 
 #[cfg(test)]
