@@ -71,10 +71,10 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .and_then(|c| c.name_raw().and(c.value_raw()))
 }
 
 #[derive(Debug, Clone)]
@@ -355,5 +355,27 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for PublicForm<T> {
             .await
             .map(|f| PublicForm(f.0))
             .map_err(|e: FormRejection| body_rejection(e.status(), e.body_text(), "invalid_form"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    #[test]
+    fn a_cookie_is_found_by_name_in_any_cookie_header_and_others_are_ignored() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("theme=dark; xa_x=1"),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("broken; xa_session=abc.def; other=2"),
+        );
+        assert_eq!(super::cookie_value(&h, "xa_session"), Some("abc.def"));
+        assert_eq!(super::cookie_value(&h, "theme"), Some("dark"));
+        assert_eq!(super::cookie_value(&h, "xa"), None);
+        assert_eq!(super::cookie_value(&HeaderMap::new(), "xa_session"), None);
     }
 }

@@ -251,25 +251,26 @@ pub mod session_cookie {
     use super::state::AppState;
     use crate::http::extract::SESSION_COOKIE;
 
+    use cookie::{Cookie, SameSite, time::Duration};
+
+    fn build(s: &AppState, value: &str, max_age_secs: i64) -> String {
+        Cookie::build((SESSION_COOKIE, value))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .max_age(Duration::seconds(max_age_secs))
+            .secure(s.config.secure_cookies())
+            .build()
+            .to_string()
+    }
+
     pub fn set(s: &AppState, token: &str) -> String {
-        let secure = if s.config.secure_cookies() {
-            "; Secure"
-        } else {
-            ""
-        };
-        format!(
-            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
-            s.config.session_max_age.as_secs()
-        )
+        let max_age = i64::try_from(s.config.session_max_age.as_secs()).unwrap_or(i64::MAX);
+        build(s, token, max_age)
     }
 
     pub fn clear(s: &AppState) -> String {
-        let secure = if s.config.secure_cookies() {
-            "; Secure"
-        } else {
-            ""
-        };
-        format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}")
+        build(s, "", 0)
     }
 }
 
