@@ -280,8 +280,23 @@ fn refuse(sql: &str, why: &str) -> DbError {
 /// Checks one statement for `binding` (see the module comment).
 pub fn check(sql: &str, binding: Binding) -> Result<(), DbError> {
     let t = tokens(sql);
-    // Tenant tables in table position, with the name they go by in the statement.
-    let mut refs: Vec<(&str, String)> = Vec::new();
+    let refs = tenant_refs(sql, &t, binding)?;
+    if refs.is_empty() {
+        return Ok(());
+    }
+    inserts_bind_the_scope(sql, &t, binding)?;
+    moves_only_to_the_target(sql, &t, binding)?;
+    every_reference_filtered(sql, &t, &refs)
+}
+
+/// The tenant tables in table position, each with the name it goes by in the statement; on
+/// a plain connection, the first one is refused.
+fn tenant_refs(
+    sql: &str,
+    t: &[Tok],
+    binding: Binding,
+) -> Result<Vec<(&'static str, String)>, DbError> {
+    let mut refs: Vec<(&'static str, String)> = Vec::new();
     // The depths of the FROM lists open so far: in one at the current depth, `, table` is a
     // further reference.
     let mut from_lists: Vec<usize> = Vec::new();
@@ -323,11 +338,12 @@ pub fn check(sql: &str, binding: Binding) -> Result<(), DbError> {
         };
         refs.push((table, alias));
     }
-    if refs.is_empty() {
-        return Ok(());
-    }
+    Ok(refs)
+}
 
-    // INSERT: the organization_id column gets ?1 (or ?2 when moving) in every row.
+/// An INSERT into a tenant table puts ?1 (or, moving, ?1 or ?2) in `organization_id` in
+/// every row.
+fn inserts_bind_the_scope(sql: &str, t: &[Tok], binding: Binding) -> Result<(), DbError> {
     let own = match binding {
         Binding::Move => ["?1", "?2"].as_slice(),
         _ => ["?1"].as_slice(),
@@ -342,7 +358,7 @@ pub fn check(sql: &str, binding: Binding) -> Result<(), DbError> {
         if !TENANT_TABLES.contains(&table) {
             continue;
         }
-        let Some((cols, after)) = paren_items(&t, i + 2) else {
+        let Some((cols, after)) = paren_items(t, i + 2) else {
             return Err(refuse(
                 sql,
                 "an INSERT into a tenant table without a column list",
@@ -364,7 +380,7 @@ pub fn check(sql: &str, binding: Binding) -> Result<(), DbError> {
             Some("values") => {
                 let mut j = after + 1;
                 loop {
-                    let Some((vals, next)) = paren_items(&t, j) else {
+                    let Some((vals, next)) = paren_items(t, j) else {
                         return Err(refuse(sql, "an INSERT whose VALUES cannot be read"));
                     };
                     if !vals.get(at).is_some_and(value_ok) {
@@ -408,27 +424,41 @@ pub fn check(sql: &str, binding: Binding) -> Result<(), DbError> {
         }
     }
 
-    // organization_id is set only when moving, and only to the target.
+    Ok(())
+}
+
+/// `organization_id` is assigned only when moving, and only to the target (?2).
+fn moves_only_to_the_target(sql: &str, t: &[Tok], binding: Binding) -> Result<(), DbError> {
     for i in 0..t.len() {
         if word(t.get(i)) != Some("organization_id") || t.get(i + 1) != Some(&Tok::Sym('=')) {
             continue;
         }
         let before = (i >= 1).then(|| &t[i - 1]);
         let assigned = matches!(before, Some(Tok::Word(w)) if w == "set")
-            || (before == Some(&Tok::Sym(',')) && in_set_clause(&t, i));
-        if assigned && !(binding == Binding::Move && side_after(&t, i + 1) == Side::Param("?2")) {
+            || (before == Some(&Tok::Sym(',')) && in_set_clause(t, i));
+        if assigned && !(binding == Binding::Move && side_after(t, i + 1) == Side::Param("?2")) {
             return Err(refuse(sql, "organization_id changed outside a move"));
         }
     }
 
-    // Filters: names compared with ?1 directly, and names compared with each other.
+    Ok(())
+}
+
+/// Every reference to a tenant table is compared with ?1, directly or through names that
+/// are.
+fn every_reference_filtered(
+    sql: &str,
+    t: &[Tok],
+    refs: &[(&'static str, String)],
+) -> Result<(), DbError> {
+    // Names compared with ?1 directly, and names compared with each other.
     let mut direct: HashMap<&str, usize> = HashMap::new();
     let mut links: Vec<(&str, &str)> = Vec::new();
     for (i, tok) in t.iter().enumerate() {
         if *tok != Tok::Sym('=') || matches!(t.get(i + 1), Some(Tok::Sym('='))) {
             continue;
         }
-        let (l, r) = (side_before(&t, i), side_after(&t, i));
+        let (l, r) = (side_before(t, i), side_after(t, i));
         match (l, r) {
             (Side::Org(a), Side::Param("?1")) | (Side::Param("?1"), Side::Org(a)) => {
                 *direct.entry(a).or_default() += 1;
@@ -462,7 +492,7 @@ pub fn check(sql: &str, binding: Binding) -> Result<(), DbError> {
     // A name used by several references (the same alias in two subqueries) needs a filter
     // for each.
     let mut uses: Vec<(&str, bool, usize)> = Vec::new();
-    for (table, alias) in &refs {
+    for (table, alias) in refs {
         if is_insert_target(table) && alias == table {
             continue;
         }
