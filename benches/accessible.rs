@@ -177,13 +177,13 @@ fn bench(c: &mut Criterion) {
                     }
                     start.elapsed()
                 })
-            })
+            });
         }
     };
     g.bench_function("accessible_list_50", timed(ListQuery::first(LIMIT)));
     g.bench_function("accessible_search_50", timed(search.clone()));
     g.bench_function("unscoped_list_50", |b| {
-        b.iter(|| black_box(ids(&reader, &unscoped_sql(), params![LIMIT])))
+        b.iter(|| black_box(ids(&reader, &unscoped_sql(), params![LIMIT])));
     });
     g.bench_function("unscoped_search_50", |b| {
         b.iter(|| {
@@ -192,7 +192,7 @@ fn bench(c: &mut Criterion) {
                 &unscoped_search_sql(),
                 params![pattern, LIMIT],
             ))
-        })
+        });
     });
     g.finish();
     rt.block_on(db.shutdown()).unwrap();

@@ -686,20 +686,20 @@ fn tenancy(c: &mut Criterion) {
                 }
                 start.elapsed()
             })
-        })
+        });
     });
     g.bench_function("scoped_sql_only", |b| {
-        b.iter(|| black_box(run_rows(&reader, &scoped, scoped_params)))
+        b.iter(|| black_box(run_rows(&reader, &scoped, scoped_params)));
     });
     g.bench_function("org_filter_only_list_50", |b| {
-        b.iter(|| black_box(run_rows(&reader, &org_only, params![fx.org_id, LIMIT])))
+        b.iter(|| black_box(run_rows(&reader, &org_only, params![fx.org_id, LIMIT])));
     });
 
     g.bench_function("proposed_union_sql", |b| {
-        b.iter(|| black_box(run_rows(&reader, &union, union_params)))
+        b.iter(|| black_box(run_rows(&reader, &union, union_params)));
     });
     g.bench_function("proposed_union_sql_guest", |b| {
-        b.iter(|| black_box(run_rows(&reader, &union, union_guest_params)))
+        b.iter(|| black_box(run_rows(&reader, &union, union_guest_params)));
     });
 
     // The slow ones scan the whole table or the whole organization: fewer, flat samples.
@@ -708,10 +708,10 @@ fn tenancy(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(10));
     g.bench_function("scoped_sql_only_guest", |b| {
-        b.iter(|| black_box(run_rows(&reader, &scoped, guest_params)))
+        b.iter(|| black_box(run_rows(&reader, &scoped, guest_params)));
     });
     g.bench_function("unscoped_list_50", |b| {
-        b.iter(|| black_box(run_rows(&reader, &unscoped, params![LIMIT])))
+        b.iter(|| black_box(run_rows(&reader, &unscoped, params![LIMIT])));
     });
     g.bench_function("user_centric_pre_tenancy", |b| {
         b.iter(|| {
@@ -720,7 +720,7 @@ fn tenancy(c: &mut Criterion) {
                 &user_centric,
                 params![fx.bench_user, LIMIT],
             ))
-        })
+        });
     });
     g.finish();
 

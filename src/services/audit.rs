@@ -360,7 +360,7 @@ fn walk(
                 "content does not match its hash (row edited)".into(),
             ));
         }
-        *expected_prev = r.hash.clone();
+        expected_prev.clone_from(&r.hash);
         *expected_seq += 1;
     }
     None

@@ -290,7 +290,7 @@ pub async fn put_provider(
                 "a provider that needs no key needs its base URL, e.g. http://localhost:11434/v1",
             )]));
         }
-        row.updated_at = now.clone();
+        row.updated_at.clone_from(&now);
         llm::save_org_provider(tx, &me, &row, me.user_id())?;
         audit::append(
             tx,
@@ -662,7 +662,7 @@ pub fn resolve_with(
         if key.is_some() {
             out.source = KeySource::Organization;
             out.api_key = key;
-            out.key_hint = o.key_hint.clone();
+            out.key_hint.clone_from(&o.key_hint);
             out.base_url = org_url.or(env_url).or(default_url);
             return Ok(out);
         }

@@ -163,7 +163,7 @@ fn parse_fields(
                             !t.name.trim().is_empty() && t.name.len() <= 100 && t.value.len() <= 500
                         }) =>
                 {
-                    traits = Some(t)
+                    traits = Some(t);
                 }
                 _ => errors.push(Invalid::new(
                     "personality_traits",
@@ -180,7 +180,7 @@ fn parse_fields(
                                     && s.level.len() <= 100
                             }) =>
                     {
-                        skills = Some(s)
+                        skills = Some(s);
                     }
                     _ => errors.push(Invalid::new(
                         "skills",

@@ -28,10 +28,9 @@ pub fn webhook_aad(org: crate::domain::OrgId) -> String {
 }
 
 pub fn signature(secret: &[u8], timestamp: &str, body: &str) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
-        Ok(m) => m,
-        // HMAC takes keys of any length; this cannot happen.
-        Err(_) => return String::new(),
+    // HMAC takes keys of any length; the error cannot happen.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return String::new();
     };
     mac.update(timestamp.as_bytes());
     mac.update(b".");

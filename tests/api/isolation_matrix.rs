@@ -1018,7 +1018,7 @@ fn cross_requests(bed: &Bed, me: &Member, token: bool) -> Vec<Req> {
             path,
             body,
             expect,
-        })
+        });
     };
     // A subset of A's resources is also addressed by A's slug.
     let by_slug = |r: &Res| matches!(CASES[r.case].label, "public" | "private");

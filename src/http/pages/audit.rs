@@ -148,7 +148,7 @@ fn log_row(l: Labelled) -> AuditLogRow {
             label: label.to_string(),
             value,
             block: false,
-        })
+        });
     };
     fact("event id", r.id.clone());
     if let Some(a) = &actor.id {
@@ -228,7 +228,7 @@ fn flatten(prefix: &str, v: &Value, depth: usize, out: &mut Vec<Fact>) {
                         .join(", ")
                 },
                 block: false,
-            })
+            });
         }
         Value::Object(_) | Value::Array(_) => out.push(Fact {
             label: prefix.to_string(),

@@ -350,9 +350,8 @@ async fn save_policy(
         default_model: Some((!default.is_empty()).then(|| default.to_string())),
         allowed_models: Some(model_list(&f.allowed_models)),
     };
-    let e = match llm::patch_policy(&s.db, &ctx, &user.actor(), input).await {
-        Ok(_) => return Ok(see_other(&format!("{}?policy=1", llm_url(&ctx)))),
-        Err(e) => e,
+    let Err(e) = llm::patch_policy(&s.db, &ctx, &user.actor(), input).await else {
+        return Ok(see_other(&format!("{}?policy=1", llm_url(&ctx))));
     };
     let Some(errors) = form_errors(&e, &["default_model", "allowed_models"], "form") else {
         return Err(e);

@@ -772,7 +772,7 @@ async fn share(
             d.open = true;
             d.error = Some(e.public_message());
             if let Some(v) = f.get("visibility") {
-                d.visibility = v.clone();
+                d.visibility.clone_from(v);
             }
             for m in &mut d.members {
                 m.selected = f.contains_key(&format!("u.{}", m.id));
