@@ -85,19 +85,44 @@ impl AppError {
         }
     }
 
-    /// Validation failures, with the field each concerns.
+    /// Validation failures, with the field each concerns. Several problems with one field
+    /// are told together; a field inside a document (`settings.invitation_ttl_days`) is
+    /// also reported under the document's own name (`settings`), which is what the client
+    /// sent. The message is the reasons, which are sentences that name no field.
     pub fn invalid(errors: Vec<Invalid>) -> Self {
-        let message = errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
-        let fields = errors
-            .into_iter()
-            .map(|e| (e.field.to_string(), e.reason))
-            .collect();
+        Self::invalid_as("validation_failed", errors)
+    }
+
+    /// Like `invalid`, with another code (`invalid_query` for query parameters).
+    pub fn invalid_as(code: &'static str, errors: Vec<Invalid>) -> Self {
+        let mut fields: BTreeMap<String, String> = BTreeMap::new();
+        let mut add = |field: &str, reason: &str| match fields.get_mut(field) {
+            Some(m) if !m.contains(reason) => {
+                m.push(' ');
+                m.push_str(reason);
+            }
+            Some(_) => {}
+            None => {
+                fields.insert(field.to_string(), reason.to_string());
+            }
+        };
+        for e in &errors {
+            add(e.field, &e.reason);
+            if let Some((document, _)) = e.field.split_once('.') {
+                add(document, &e.reason);
+            }
+        }
+        let mut message = String::new();
+        for e in &errors {
+            if !message.contains(&e.reason) {
+                if !message.is_empty() {
+                    message.push(' ');
+                }
+                message.push_str(&e.reason);
+            }
+        }
         AppError::BadRequest {
-            code: "validation_failed",
+            code,
             message,
             fields,
         }

@@ -27,37 +27,53 @@ impl OrgSettings {
         serde_json::from_value(v.clone()).unwrap_or_default()
     }
 
-    /// Applies a partial update (`{"invitation_ttl_days": 3}`) on top of `self`.
-    pub fn merged(&self, patch: &serde_json::Value) -> Result<Self, Invalid> {
-        let obj = patch
-            .as_object()
-            .ok_or_else(|| Invalid::new("settings", "must be an object"))?;
-        let mut base =
-            serde_json::to_value(self).map_err(|e| Invalid::new("settings", e.to_string()))?;
-        if let Some(b) = base.as_object_mut() {
-            for (k, v) in obj {
-                b.insert(k.clone(), v.clone());
+    /// Applies a partial update (`{"invitation_ttl_days": 3}`) on top of `self`. Every
+    /// problem is reported, each setting's under `settings.<key>`.
+    pub fn merged(&self, patch: &serde_json::Value) -> Result<Self, Vec<Invalid>> {
+        let Some(obj) = patch.as_object() else {
+            return Err(vec![Invalid::new(
+                "settings",
+                "Send the settings as an object, e.g. {\"invitation_ttl_days\": 7}.",
+            )]);
+        };
+        let mut merged = self.clone();
+        let mut errors = Vec::new();
+        for (key, v) in obj {
+            match key.as_str() {
+                "invitation_ttl_days" => match whole(v).filter(|d| (1..=90).contains(d)) {
+                    Some(d) => merged.invitation_ttl_days = d,
+                    None => errors.push(Invalid::new(
+                        "settings.invitation_ttl_days",
+                        "Choose an invitation lifetime between 1 and 90 days.",
+                    )),
+                },
+                "audit_retention_days" => match v {
+                    serde_json::Value::Null => merged.audit_retention_days = None,
+                    _ => match whole(v).filter(|d| (1..=36_500).contains(d)) {
+                        Some(d) => merged.audit_retention_days = Some(d),
+                        None => errors.push(Invalid::new(
+                            "settings.audit_retention_days",
+                            "Keep the audit log between 1 and 36500 days, or without a limit.",
+                        )),
+                    },
+                },
+                other => errors.push(Invalid::new(
+                    "settings",
+                    format!("There is no setting called \"{other}\"."),
+                )),
             }
         }
-        let merged: OrgSettings =
-            serde_json::from_value(base).map_err(|e| Invalid::new("settings", e.to_string()))?;
-        if !(1..=90).contains(&merged.invitation_ttl_days) {
-            return Err(Invalid::new(
-                "settings",
-                "invitation_ttl_days must be between 1 and 90",
-            ));
+        if errors.is_empty() {
+            Ok(merged)
+        } else {
+            Err(errors)
         }
-        if merged
-            .audit_retention_days
-            .is_some_and(|d| !(1..=36_500).contains(&d))
-        {
-            return Err(Invalid::new(
-                "settings",
-                "audit_retention_days must be between 1 and 36500, or null",
-            ));
-        }
-        Ok(merged)
     }
+}
+
+/// A whole number of days as JSON (`7`, not `7.0` or `"7"`).
+fn whole(v: &serde_json::Value) -> Option<u32> {
+    v.as_u64().and_then(|n| u32::try_from(n).ok())
 }
 
 #[cfg(test)]
@@ -80,6 +96,27 @@ mod tests {
         assert!(s.merged(&json!({"invitation_ttl_days": "x"})).is_err());
         assert!(s.merged(&json!({"colour": "red"})).is_err());
         assert!(s.merged(&json!([1])).is_err());
+        assert!(s.merged(&json!({"invitation_ttl_days": 1.5})).is_err());
+        assert!(s.merged(&json!({"invitation_ttl_days": null})).is_err());
+        assert_eq!(
+            m.merged(&json!({"audit_retention_days": null}))
+                .unwrap()
+                .audit_retention_days,
+            None
+        );
+        let both = s
+            .merged(&json!({"invitation_ttl_days": 0, "audit_retention_days": 0}))
+            .unwrap_err();
+        let mut fields: Vec<&str> = both.iter().map(|e| e.field).collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "settings.audit_retention_days",
+                "settings.invitation_ttl_days"
+            ],
+            "every bad setting is reported"
+        );
         assert_eq!(OrgSettings::from_stored(&json!({})), OrgSettings::default());
     }
 }

@@ -29,7 +29,7 @@ string_value!(Email);
 impl Email {
     pub fn parse(raw: &str) -> Result<Email, Invalid> {
         let s = raw.trim().to_lowercase();
-        let bad = || Invalid::new("email", "must be an email address like name@example.com");
+        let bad = || Invalid::new("email", "Enter an email address like name@example.com.");
         if s.is_empty() || s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
@@ -61,13 +61,13 @@ impl Password {
         if n < Self::MIN {
             return Err(Invalid::new(
                 "password",
-                format!("must be at least {} characters", Self::MIN),
+                format!("Choose a password of at least {} characters.", Self::MIN),
             ));
         }
         if n > Self::MAX {
             return Err(Invalid::new(
                 "password",
-                format!("must be at most {} characters", Self::MAX),
+                format!("Choose a password of at most {} characters.", Self::MAX),
             ));
         }
         Ok(Password(raw.to_string()))
@@ -84,19 +84,23 @@ impl std::fmt::Debug for Password {
     }
 }
 
+/// A display name: trimmed, 1 to `max` characters, no control characters.
 fn bounded_text(raw: &str, field: &'static str, max: usize) -> Result<String, Invalid> {
     let s = raw.trim();
     if s.is_empty() {
-        return Err(Invalid::new(field, "must not be empty"));
+        return Err(Invalid::new(field, "Enter a name."));
     }
     if s.chars().count() > max {
         return Err(Invalid::new(
             field,
-            format!("must be at most {max} characters"),
+            format!("Use at most {max} characters."),
         ));
     }
     if s.chars().any(|c| c.is_control()) {
-        return Err(Invalid::new(field, "must not contain control characters"));
+        return Err(Invalid::new(
+            field,
+            "Leave out tabs, line breaks and other control characters.",
+        ));
     }
     Ok(s.to_string())
 }
@@ -171,11 +175,14 @@ impl Slug {
         {
             return Err(Invalid::new(
                 "slug",
-                "must be 3-40 lowercase letters, digits or single hyphens, starting and ending with a letter or digit",
+                "Use 3 to 40 lowercase letters, digits and single hyphens, starting and ending with a letter or digit.",
             ));
         }
         if RESERVED_SLUGS.contains(&s) {
-            return Err(Invalid::new("slug", "is reserved"));
+            return Err(Invalid::new(
+                "slug",
+                "This slug is reserved; choose another.",
+            ));
         }
         Ok(Slug(s.to_string()))
     }

@@ -41,7 +41,9 @@ pub struct LoginPage {
     pub layout: Layout,
     pub email: String,
     pub next: String,
+    /// Wrong credentials or too many attempts: about the whole form.
     pub error: Option<String>,
+    pub errors: FormErrors,
     pub first_run: bool,
     /// How to create the first administrator, shown when `first_run`.
     pub create_user: String,
@@ -55,8 +57,17 @@ pub struct AccountPage {
     pub tokens: Vec<TokenRow>,
     /// A token just created: shown this once.
     pub new_token: Option<NewTokenView>,
-    pub form_error: Option<String>,
-    pub form_name: String,
+    /// The new-token form as typed, and what is wrong with it.
+    pub form: TokenFormValues,
+    pub form_errors: FormErrors,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TokenFormValues {
+    pub name: String,
+    /// Empty: the current organization.
+    pub organization_id: String,
+    pub expires_at: String,
 }
 
 pub struct SessionRow {
@@ -111,16 +122,7 @@ pub struct NewOrgPage {
     pub layout: Layout,
     pub name: String,
     pub slug: String,
-    pub errors: Vec<(String, String)>,
-}
-
-impl NewOrgPage {
-    pub fn error_for(&self, field: &str) -> Option<&str> {
-        self.errors
-            .iter()
-            .find(|(f, _)| f == field)
-            .map(|(_, m)| m.as_str())
-    }
+    pub errors: FormErrors,
 }
 
 #[derive(Template)]
@@ -148,6 +150,7 @@ mod tests {
             email: "<script>x</script>".into(),
             next: "/account".into(),
             error: Some("Email or password is incorrect.".into()),
+            errors: FormErrors::one("password", "Enter your password."),
             first_run: false,
             create_user: String::new(),
         };
@@ -156,6 +159,12 @@ mod tests {
         assert!(html.contains("&lt;script&gt;") || html.contains("&#60;script&#62;"));
         assert!(!html.contains("<script>x"));
         assert!(html.contains("Email or password is incorrect."));
+        assert!(html.contains("aria-invalid=\"true\" aria-describedby=\"password-error\""));
+        assert!(
+            html.contains(
+                "<p class=\"field-error\" id=\"password-error\">Enter your password.</p>"
+            )
+        );
     }
 }
 

@@ -78,7 +78,7 @@ pub(crate) fn insert_user_with_workspace(
     if users::find_by_email(tx, email)?.is_some() {
         return Err(AppError::conflict(
             "email_taken",
-            "an account with this email already exists",
+            "An account with this email already exists.",
         ));
     }
     let now = now_str();
@@ -194,10 +194,10 @@ pub async fn login(
     if email_raw.trim().is_empty() || password.is_empty() {
         let mut errs = Vec::new();
         if email_raw.trim().is_empty() {
-            errs.push(Invalid::new("email", "is required"));
+            errs.push(Invalid::new("email", "Enter your email."));
         }
         if password.is_empty() {
-            errs.push(Invalid::new("password", "is required"));
+            errs.push(Invalid::new("password", "Enter your password."));
         }
         return Err(AppError::invalid(errs));
     }
@@ -205,7 +205,7 @@ pub async fn login(
     if let Some(wait) = throttle.blocked(&email_key, meta.ip.as_deref()) {
         audit_login_failure(db, &email_key, "throttled", meta).await?;
         return Err(AppError::TooManyRequests {
-            message: "too many failed sign-in attempts; try again later".into(),
+            message: "Too many failed sign-in attempts; try again later.".into(),
             retry_after_secs: Some(wait),
         });
     }
@@ -594,7 +594,7 @@ pub async fn create_api_token(
         Some(raw) => match parse_expiry(raw) {
             Ok(t) if t > now() => Some(Some(fmt_time(t))),
             Ok(_) => {
-                errors.push(Invalid::new("expires_at", "must be in the future"));
+                errors.push(Invalid::new("expires_at", "Choose a date in the future."));
                 None
             }
             Err(e) => {
@@ -656,7 +656,7 @@ fn parse_expiry(raw: &str) -> std::result::Result<DateTime<Utc>, Invalid> {
         .ok_or_else(|| {
             Invalid::new(
                 "expires_at",
-                "must be an RFC 3339 time or a date (YYYY-MM-DD)",
+                "Enter a date (YYYY-MM-DD) or an RFC 3339 time.",
             )
         })
 }

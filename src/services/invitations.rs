@@ -62,19 +62,19 @@ pub async fn create(
             if role == Role::Owner && me.role() != Role::Owner {
                 return Err(AppError::Forbidden {
                     code: "owner_required",
-                    message: "only an owner can invite an owner".into(),
+                    message: "Only an owner can invite an owner.".into(),
                 });
             }
             if role.rank() > me.role().rank() {
                 return Err(AppError::Forbidden {
                     code: "role_above_own",
-                    message: "you cannot invite someone with a role above your own".into(),
+                    message: "You cannot invite someone with a role above your own.".into(),
                 });
             }
             if members::find_by_email(tx, &me, email2.as_str())?.is_some() {
                 return Err(AppError::conflict(
                     "already_member",
-                    "this person is already a member",
+                    "This person is already a member.",
                 ));
             }
             let at = now();

@@ -67,6 +67,10 @@ pub struct Settings {
 }
 
 pub fn parse_provider(raw: &str) -> Result<String> {
+    provider_name(raw).map_err(AppError::from)
+}
+
+fn provider_name(raw: &str) -> std::result::Result<String, Invalid> {
     let ok = !raw.is_empty()
         && raw.len() <= 32
         && raw.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -76,10 +80,10 @@ pub fn parse_provider(raw: &str) -> Result<String> {
     if ok {
         Ok(raw.to_string())
     } else {
-        Err(AppError::invalid(vec![Invalid::new(
+        Err(Invalid::new(
             "provider",
-            "a provider name is 1-32 characters: lower-case letters, digits and '-'",
-        )]))
+            "Use 1 to 32 lower-case letters, digits and hyphens, starting with a letter or digit.",
+        ))
     }
 }
 
@@ -96,7 +100,7 @@ fn parse_base_url(raw: &str) -> std::result::Result<String, Invalid> {
         }
         _ => Err(Invalid::new(
             "base_url",
-            "must be an http:// or https:// URL, e.g. https://api.openai.com/v1",
+            "Enter an address that starts with http:// or https://, e.g. https://api.openai.com/v1.",
         )),
     }
 }
@@ -106,7 +110,7 @@ fn parse_api_key(raw: &str) -> std::result::Result<String, Invalid> {
     if key.is_empty() || key.len() > 4096 || !key.chars().all(|c| c.is_ascii_graphic()) {
         return Err(Invalid::new(
             "api_key",
-            "must be 1-4096 printable characters without spaces",
+            "Enter the key without spaces (at most 4096 letters, digits and signs).",
         ));
     }
     Ok(key.to_string())
@@ -226,8 +230,11 @@ pub async fn put_provider(
     input: ProviderInput,
 ) -> Result<ProviderView> {
     require(ctx, Permission::LlmKeysManage)?;
-    let provider = parse_provider(provider)?;
     let mut errors = Vec::new();
+    let provider = provider_name(provider).map_err(|e| errors.push(e)).ok();
+    if input.key_required == Some(false) && matches!(input.base_url, Some(None)) {
+        errors.push(no_key_needs_base_url());
+    }
     let api_key = match input.api_key {
         Some(Some(k)) => parse_api_key(&k).map_err(|e| errors.push(e)).ok().map(Some),
         Some(None) => Some(None),
@@ -241,9 +248,9 @@ pub async fn put_provider(
         Some(None) => Some(None),
         None => None,
     };
-    if !errors.is_empty() {
+    let Some(provider) = provider.filter(|_| errors.is_empty()) else {
         return Err(AppError::invalid(errors));
-    }
+    };
     let (ctx, actor, keyring) = (ctx.clone(), actor.clone(), keyring.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
@@ -285,10 +292,7 @@ pub async fn put_provider(
             row.key_required = k;
         }
         if !row.key_required && row.base_url.is_none() {
-            return Err(AppError::invalid(vec![Invalid::new(
-                "base_url",
-                "a provider that needs no key needs its base URL, e.g. http://localhost:11434/v1",
-            )]));
+            return Err(AppError::invalid(vec![no_key_needs_base_url()]));
         }
         row.updated_at.clone_from(&now);
         llm::save_org_provider(tx, &me, &row, me.user_id())?;
@@ -307,6 +311,13 @@ pub async fn put_provider(
         Ok(ProviderView::from(row))
     })
     .await
+}
+
+fn no_key_needs_base_url() -> Invalid {
+    Invalid::new(
+        "base_url",
+        "A provider that needs no key needs its address, e.g. http://localhost:11434/v1.",
+    )
 }
 
 pub async fn delete_provider(
@@ -350,9 +361,19 @@ pub struct PolicyInput {
 fn parse_model(field: &'static str, m: &str) -> std::result::Result<String, Invalid> {
     let m = m.trim();
     if m.is_empty() || m.len() > 200 || m.chars().any(char::is_control) {
-        return Err(Invalid::new(field, "a model name is 1-200 characters"));
+        return Err(Invalid::new(
+            field,
+            "Use 1 to 200 characters for a model name.",
+        ));
     }
     Ok(m.to_string())
+}
+
+fn default_not_allowed() -> Invalid {
+    Invalid::new(
+        "default_model",
+        "Choose one of the allowed models, or none.",
+    )
 }
 
 pub async fn patch_policy(
@@ -375,7 +396,7 @@ pub async fn patch_policy(
         out
     });
     if allowed.as_ref().is_some_and(|a| a.len() > 500) {
-        errors.push(Invalid::new("allowed_models", "at most 500 models"));
+        errors.push(Invalid::new("allowed_models", "List at most 500 models."));
     }
     let default = match input.default_model {
         Some(Some(m)) => parse_model("default_model", &m)
@@ -385,6 +406,13 @@ pub async fn patch_policy(
         Some(None) => Some(None),
         None => None,
     };
+    // Both sent: told with the rest. One of them alone is checked against what is stored.
+    if let (Some(Some(d)), Some(a)) = (&default, &allowed)
+        && !a.is_empty()
+        && !a.contains(d)
+    {
+        errors.push(default_not_allowed());
+    }
     if !errors.is_empty() {
         return Err(AppError::invalid(errors));
     }
@@ -406,10 +434,7 @@ pub async fn patch_policy(
             && !p.allowed_models.is_empty()
             && !p.allowed_models.contains(d)
         {
-            return Err(AppError::invalid(vec![Invalid::new(
-                "default_model",
-                "must be one of allowed_models",
-            )]));
+            return Err(AppError::invalid(vec![default_not_allowed()]));
         }
         let now = now_str();
         llm::save_policy(tx, &me, &p, me.user_id(), &now)?;
@@ -454,8 +479,8 @@ pub async fn put_my_key(
     base_url: Option<&str>,
 ) -> Result<ProviderView> {
     require(ctx, Permission::LlmUse)?;
-    let provider = parse_provider(provider)?;
     let mut errors = Vec::new();
+    let provider = provider_name(provider).map_err(|e| errors.push(e)).ok();
     let key = parse_api_key(api_key).map_err(|e| errors.push(e)).ok();
     let base_url = base_url
         .map(parse_base_url)
@@ -463,12 +488,9 @@ pub async fn put_my_key(
         .map_err(|e| errors.push(e))
         .ok()
         .flatten();
-    let Some(key) = key else {
+    let (Some(provider), Some(key), true) = (provider, key, errors.is_empty()) else {
         return Err(AppError::invalid(errors));
     };
-    if !errors.is_empty() {
-        return Err(AppError::invalid(errors));
-    }
     let (ctx, actor, keyring) = (ctx.clone(), actor.clone(), keyring.clone());
     db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;

@@ -87,7 +87,7 @@ pub fn parse_overrides(raw: &BTreeMap<String, bool>) -> Result<BTreeMap<String, 
             .join(", ");
         return Err(AppError::invalid(vec![Invalid::new(
             "permissions",
-            format!("unknown permission: {list}"),
+            format!("These are not permissions: {list}."),
         )]));
     }
     Ok(raw.clone())
@@ -224,7 +224,7 @@ pub async fn remove_with_transfer(
             Some(h) if h == user => {
                 return Err(AppError::invalid(vec![Invalid::new(
                     "transfer_to",
-                    "must be someone other than the member being removed",
+                    "Choose someone other than the member being removed.",
                 )]));
             }
             Some(h) => {
@@ -232,7 +232,7 @@ pub async fn remove_with_transfer(
                     .ok_or_else(|| {
                         AppError::invalid(vec![Invalid::new(
                             "transfer_to",
-                            "is not a member of this organization",
+                            "Choose a member of this organization.",
                         )])
                     })?
                     .user

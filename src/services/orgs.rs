@@ -80,7 +80,7 @@ pub async fn create(
         if !orgs::plan_exists(tx, &plan)? {
             return Err(AppError::invalid(vec![Invalid::new(
                 "plan",
-                "no such plan",
+                "There is no such plan.",
             )]));
         }
         let slug = match slug {
@@ -88,7 +88,7 @@ pub async fn create(
                 if orgs::slug_taken(tx, &s)? {
                     return Err(AppError::conflict(
                         "slug_taken",
-                        format!("the slug \"{s}\" is taken"),
+                        format!("The slug \"{s}\" is taken; choose another."),
                     ));
                 }
                 s
@@ -116,7 +116,7 @@ pub(crate) fn free_slug(tx: &WriteTx<'_>, base: &Slug) -> Result<Slug> {
     }
     Err(AppError::conflict(
         "slug_taken",
-        "could not find a free slug; choose one",
+        "Could not find a free slug; choose one.",
     ))
 }
 
@@ -188,7 +188,7 @@ pub async fn update(
     if let Some(p) = input.settings.as_ref()
         && let Err(e) = current.merged(p)
     {
-        errors.push(e);
+        errors.extend(e);
     }
     if !errors.is_empty() {
         return Err(AppError::invalid(errors));
@@ -203,7 +203,8 @@ pub async fn update(
         let settings = patch
             .as_ref()
             .map(|p| OrgSettings::from_stored(&before.settings).merged(p))
-            .transpose()?;
+            .transpose()
+            .map_err(AppError::invalid)?;
         let new_name = name
             .flatten()
             .map_or(before.name.clone(), |n| n.into_inner());
@@ -219,7 +220,7 @@ pub async fn update(
             if orgs::slug_taken(tx, &s)? {
                 return Err(AppError::conflict(
                     "slug_taken",
-                    format!("the slug \"{new_slug}\" is taken"),
+                    format!("The slug \"{new_slug}\" is taken; choose another."),
                 ));
             }
         }

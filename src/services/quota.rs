@@ -449,6 +449,9 @@ pub struct QuotaInput {
     pub alert_thresholds: Option<Vec<u8>>,
     pub webhook_url: Option<Option<String>>,
     pub webhook_secret: Option<Option<String>>,
+    /// Fields the client sent that could not be read at all (a page's "lots" for an
+    /// amount): reported together with what is wrong with the rest.
+    pub unreadable: Vec<Invalid>,
 }
 
 fn view(q: &quotas::Quota, plan: Option<i64>) -> QuotaView {
@@ -474,7 +477,7 @@ pub async fn patch(
     input: QuotaInput,
 ) -> Result<QuotaView> {
     require(ctx, Permission::QuotaManage)?;
-    let mut errors = Vec::new();
+    let mut errors = input.unreadable.clone();
     let limits = [
         ("monthly_credits_micros", input.monthly_credits_micros),
         ("monthly_requests", input.monthly_requests),
@@ -489,21 +492,24 @@ pub async fn patch(
         if let Some(Some(n)) = v
             && !(0..=i64::from(u32::MAX) * 1_000_000).contains(&n)
         {
-            errors.push(Invalid::new(field, "must be a whole number, 0 or more"));
+            errors.push(Invalid::new(field, "Enter a whole number, 0 or more."));
         }
     }
     if input
         .billing_anchor_day
         .is_some_and(|d| !(1..=28).contains(&d))
     {
-        errors.push(Invalid::new("billing_anchor_day", "must be 1-28"));
+        errors.push(Invalid::new(
+            "billing_anchor_day",
+            "Choose a day from 1 to 28.",
+        ));
     }
     if let Some(t) = &input.alert_thresholds
         && (t.len() > 10 || t.iter().any(|p| !(1..=100).contains(p)))
     {
         errors.push(Invalid::new(
             "alert_thresholds",
-            "at most 10 percentages, each 1-100",
+            "Give at most 10 percentages, each from 1 to 100.",
         ));
     }
     if let Some(Some(url)) = &input.webhook_url {
@@ -513,14 +519,17 @@ pub async fn patch(
         if !ok {
             errors.push(Invalid::new(
                 "webhook_url",
-                "must be an http:// or https:// URL",
+                "Enter an address that starts with http:// or https://.",
             ));
         }
     }
     if let Some(Some(secret)) = &input.webhook_secret
         && !(16..=256).contains(&secret.len())
     {
-        errors.push(Invalid::new("webhook_secret", "must be 16-256 characters"));
+        errors.push(Invalid::new(
+            "webhook_secret",
+            "Use a secret of 16 to 256 characters.",
+        ));
     }
     if !errors.is_empty() {
         return Err(AppError::invalid(errors));
@@ -657,7 +666,7 @@ pub async fn report(
         let p = match period.as_deref() {
             None => current,
             Some(label) => period_named(label, q.billing_anchor_day).ok_or_else(|| {
-                AppError::invalid(vec![Invalid::new("period", "must be YYYY-MM")])
+                AppError::invalid(vec![Invalid::new("period", "Choose a month as YYYY-MM.")])
             })?,
         };
         let totals = usage::totals(tx, &ctx, &p.label)?;

@@ -37,6 +37,9 @@ pub struct Input {
     pub fields: Map<String, Value>,
     /// The version the client last saw (optimistic concurrency); None = last write wins.
     pub version: Option<i64>,
+    /// Fields the client sent that could not be read at all (a page's JSON text that does
+    /// not parse): reported together with what is wrong with the rest.
+    pub unreadable: Vec<Invalid>,
 }
 
 /// A resource with what the caller may do to it and, per type, its parts.
@@ -59,12 +62,12 @@ fn text(v: &Value, field: &'static str, max: usize, errors: &mut Vec<Invalid>) -
         Some(_) => {
             errors.push(Invalid::new(
                 field,
-                format!("must be at most {max} characters"),
+                format!("Use at most {max} characters."),
             ));
             None
         }
         None => {
-            errors.push(Invalid::new(field, "must be a string"));
+            errors.push(Invalid::new(field, "Send this as text."));
             None
         }
     }
@@ -99,15 +102,15 @@ fn json_of(
         errors.push(Invalid::new(
             field,
             if object {
-                "must be an object"
+                "Send this as an object."
             } else {
-                "must be an array"
+                "Send this as a list."
             },
         ));
         return None;
     }
     if v.to_string().len() > 256 * 1024 {
-        errors.push(Invalid::new(field, "is too large (256 KiB at most)"));
+        errors.push(Invalid::new(field, "Keep this under 256 KiB."));
         return None;
     }
     Some(SqlValue::Text(v.to_string()))
@@ -150,41 +153,39 @@ fn parse_fields(
                 } else {
                     errors.push(Invalid::new(
                         "tools",
-                        "must be an array of at most 100 tool names or ids",
+                        "List at most 100 tools, each a name or id of at most 200 characters.",
                     ));
                 }
             }
-            (ResourceKind::Agent, "personality_traits") => match serde_json::from_value::<Vec<Trait>>(
-                v.clone(),
-            ) {
-                Ok(t)
-                    if t.len() <= 50
-                        && t.iter().all(|t| {
-                            !t.name.trim().is_empty() && t.name.len() <= 100 && t.value.len() <= 500
-                        }) =>
-                {
-                    traits = Some(t);
+            (ResourceKind::Agent, "personality_traits") => {
+                match serde_json::from_value::<Vec<Trait>>(v.clone()) {
+                    Ok(t) => match check_named(
+                        "trait",
+                        t.iter().map(|t| (t.name.as_str(), t.value.as_str())),
+                        500,
+                    ) {
+                        Ok(()) => traits = Some(t),
+                        Err(why) => errors.push(Invalid::new("personality_traits", why)),
+                    },
+                    Err(_) => errors.push(Invalid::new(
+                        "personality_traits",
+                        "Send a list like [{\"trait\": \"curious\", \"value\": \"high\"}].",
+                    )),
                 }
-                _ => errors.push(Invalid::new(
-                    "personality_traits",
-                    "must be at most 50 items like {\"trait\": \"curious\", \"value\": \"high\"}",
-                )),
-            },
+            }
             (ResourceKind::Agent, "skills") => {
                 match serde_json::from_value::<Vec<Skill>>(v.clone()) {
-                    Ok(s)
-                        if s.len() <= 50
-                            && s.iter().all(|s| {
-                                !s.name.trim().is_empty()
-                                    && s.name.len() <= 100
-                                    && s.level.len() <= 100
-                            }) =>
-                    {
-                        skills = Some(s);
-                    }
-                    _ => errors.push(Invalid::new(
+                    Ok(list) => match check_named(
+                        "skill",
+                        list.iter().map(|s| (s.name.as_str(), s.level.as_str())),
+                        100,
+                    ) {
+                        Ok(()) => skills = Some(list),
+                        Err(why) => errors.push(Invalid::new("skills", why)),
+                    },
+                    Err(_) => errors.push(Invalid::new(
                         "skills",
-                        "must be at most 50 items like {\"skill\": \"sql\", \"level\": \"expert\"}",
+                        "Send a list like [{\"skill\": \"sql\", \"level\": \"expert\"}].",
                     )),
                 }
             }
@@ -217,7 +218,7 @@ fn parse_fields(
             }
             _ => errors.push(Invalid::new(
                 "body",
-                format!("unknown field for {}: {key}", kind.path()),
+                format!("\"{key}\" is not a field of {}.", kind.path()),
             )),
         }
     }
@@ -228,27 +229,56 @@ fn parse_fields(
     }
 }
 
+/// An agent's traits or skills: at most 50, each named (at most 100 characters) with a
+/// value of at most `max_value` characters. The reason names what is wrong in words.
+fn check_named<'a>(
+    what: &str,
+    items: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    max_value: usize,
+) -> std::result::Result<(), String> {
+    if items.len() > 50 {
+        return Err(format!("Give at most 50 {what}s."));
+    }
+    for (name, value) in items {
+        if name.trim().is_empty() {
+            return Err(format!("Give every {what} a name."));
+        }
+        if name.chars().count() > 100 {
+            return Err(format!("Keep each {what}'s name under 100 characters."));
+        }
+        if value.chars().count() > max_value {
+            return Err(format!(
+                "Keep the value of the {what} \"{name}\" under {max_value} characters."
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Workflow steps: an ordered array of at most 200 objects, each with a `name` and a
-/// `type`, and ids (when given) unique.
+/// `type`, and ids (when given) unique. Reasons count steps from 1, as people do.
 pub fn validate_steps(v: &Value) -> std::result::Result<(), Invalid> {
     let bad = |why: String| Invalid::new("steps", why);
-    let steps = v
-        .as_array()
-        .ok_or_else(|| bad("must be an array of steps".into()))?;
+    let steps = v.as_array().ok_or_else(|| {
+        bad("Send the steps as a list, e.g. [{\"name\": \"fetch\", \"type\": \"http\"}].".into())
+    })?;
     if steps.len() > 200 {
-        return Err(bad("has more than 200 steps".into()));
+        return Err(bad("Use at most 200 steps.".into()));
     }
     let mut ids = std::collections::BTreeSet::new();
     for (i, s) in steps.iter().enumerate() {
-        let o = s
-            .as_object()
-            .ok_or_else(|| bad(format!("step {i} must be an object")))?;
+        let n = i + 1;
+        let o = s.as_object().ok_or_else(|| {
+            bad(format!(
+                "Step {n} must be an object with a name and a type."
+            ))
+        })?;
         for key in ["name", "type"] {
             match o.get(key).and_then(Value::as_str) {
                 Some(x) if !x.trim().is_empty() && x.len() <= 100 => {}
                 _ => {
                     return Err(bad(format!(
-                        "step {i} needs a \"{key}\" (1-100 characters)"
+                        "Step {n} needs a \"{key}\" of 1 to 100 characters."
                     )));
                 }
             }
@@ -256,9 +286,11 @@ pub fn validate_steps(v: &Value) -> std::result::Result<(), Invalid> {
         if let Some(id) = o.get("id") {
             let id = id
                 .as_str()
-                .ok_or_else(|| bad(format!("step {i}: id must be a string")))?;
+                .ok_or_else(|| bad(format!("Step {n} needs its id as text.")))?;
             if !ids.insert(id.to_string()) {
-                return Err(bad(format!("step {i}: duplicate id \"{id}\"")));
+                return Err(bad(format!(
+                    "Step {n} has the id \"{id}\" of an earlier step; ids must differ."
+                )));
             }
         }
     }
@@ -273,15 +305,19 @@ pub fn validate_schema(v: &Value) -> std::result::Result<(), Invalid> {
         return Ok(());
     }
     if !v.is_object() {
-        return Err(bad("must be a JSON Schema object"));
+        return Err(bad("Send the schema as a JSON Schema object."));
     }
     if v.get("type").and_then(Value::as_str) != Some("object") {
         return Err(bad(
-            "must have \"type\": \"object\" (tool inputs are named arguments)",
+            "Describe an object: the schema needs \"type\": \"object\" (tool inputs are named arguments).",
         ));
     }
-    jsonschema::meta::validate(v)
-        .map_err(|e| Invalid::new("input_schema", format!("is not a valid JSON Schema: {e}")))?;
+    jsonschema::meta::validate(v).map_err(|e| {
+        Invalid::new(
+            "input_schema",
+            format!("This is not a valid JSON Schema: {e}."),
+        )
+    })?;
     Ok(())
 }
 
@@ -289,7 +325,7 @@ fn check_shares(c: &Conn<'_>, ctx: &OrgContext, s: &SharedWithInput) -> Result<S
     if s.users.len() + s.teams.len() > 200 {
         return Err(AppError::invalid(vec![Invalid::new(
             "shared_with",
-            "at most 200 users and teams",
+            "Share with at most 200 members and teams.",
         )]));
     }
     let mut out = SharedWith::default();
@@ -297,13 +333,13 @@ fn check_shares(c: &Conn<'_>, ctx: &OrgContext, s: &SharedWithInput) -> Result<S
         let id = UserId::parse(u).ok_or_else(|| {
             AppError::invalid(vec![Invalid::new(
                 "shared_with",
-                format!("{u} is not a member"),
+                format!("{u} is not a member."),
             )])
         })?;
         if members::find(c, ctx, id)?.is_none() {
             return Err(AppError::invalid(vec![Invalid::new(
                 "shared_with",
-                format!("{u} is not a member"),
+                format!("{u} is not a member."),
             )]));
         }
         if !out.users.contains(&id.to_string()) {
@@ -314,7 +350,7 @@ fn check_shares(c: &Conn<'_>, ctx: &OrgContext, s: &SharedWithInput) -> Result<S
         if teams::find(c, ctx, t)?.is_none() {
             return Err(AppError::invalid(vec![Invalid::new(
                 "shared_with",
-                format!("{t} is not a team of this organization"),
+                format!("{t} is not a team of this organization."),
             )]));
         }
         if !out.teams.contains(t) {
@@ -420,7 +456,7 @@ fn check_conversation_agent(c: &Conn<'_>, ctx: &OrgContext, parsed: &Parsed) -> 
     {
         return Err(AppError::invalid(vec![Invalid::new(
             "agent_id",
-            "no such agent in this organization",
+            "Choose an agent of this organization.",
         )]));
     }
     Ok(())
@@ -438,6 +474,25 @@ fn short(v: &Value) -> Value {
     }
 }
 
+/// A resource's name: 1 to 200 characters. False (with the reason added) otherwise.
+fn check_name(name: &str, errors: &mut Vec<Invalid>) -> bool {
+    let why = if name.trim().is_empty() {
+        "Enter a name."
+    } else if name.chars().count() > 200 {
+        "Use at most 200 characters."
+    } else {
+        return true;
+    };
+    errors.push(Invalid::new("name", why));
+    false
+}
+
+fn check_description(description: &str, errors: &mut Vec<Invalid>) {
+    if description.chars().count() > 5000 {
+        errors.push(Invalid::new("description", "Use at most 5000 characters."));
+    }
+}
+
 pub async fn create(
     db: &Db,
     ctx: &OrgContext,
@@ -446,21 +501,16 @@ pub async fn create(
     input: Input,
 ) -> Result<View> {
     require(ctx, kind.create_permission())?;
-    let mut errors = Vec::new();
+    let mut errors = input.unreadable.clone();
     let name = match input.name.as_deref().map(str::trim) {
-        Some(n) if !n.is_empty() && n.chars().count() <= 200 => Some(n.to_string()),
-        _ => {
-            errors.push(Invalid::new("name", "is required (1-200 characters)"));
+        Some(n) => check_name(n, &mut errors).then(|| n.to_string()),
+        None => {
+            errors.push(Invalid::new("name", "Enter a name."));
             None
         }
     };
     let description = input.description.clone().unwrap_or_default();
-    if description.chars().count() > 5000 {
-        errors.push(Invalid::new(
-            "description",
-            "must be at most 5000 characters",
-        ));
-    }
+    check_description(&description, &mut errors);
     let parsed = parse_fields(kind, &input.fields, &mut errors);
     let (Some(name), true) = (name, errors.is_empty()) else {
         return Err(AppError::invalid(errors));
@@ -526,22 +576,13 @@ pub async fn update(
     id: String,
     input: Input,
 ) -> Result<View> {
-    let mut errors = Vec::new();
+    let mut errors = input.unreadable.clone();
     let name = input.name.as_deref().map(str::trim).map(|n| {
-        if n.is_empty() || n.chars().count() > 200 {
-            errors.push(Invalid::new("name", "must be 1-200 characters"));
-        }
+        check_name(n, &mut errors);
         n.to_string()
     });
-    if input
-        .description
-        .as_deref()
-        .is_some_and(|d| d.chars().count() > 5000)
-    {
-        errors.push(Invalid::new(
-            "description",
-            "must be at most 5000 characters",
-        ));
+    if let Some(d) = input.description.as_deref() {
+        check_description(d, &mut errors);
     }
     let parsed = parse_fields(kind, &input.fields, &mut errors);
     if !errors.is_empty() {
@@ -1001,7 +1042,7 @@ pub fn sniff(bytes: &[u8], filename: &str) -> std::result::Result<&'static str, 
             if serde_json::from_str::<Value>(text).is_err() {
                 return Err(AppError::invalid(vec![Invalid::new(
                     "file",
-                    "is named .json but is not valid JSON",
+                    "The file is named .json but is not valid JSON.",
                 )]));
             }
             "application/json"
@@ -1055,12 +1096,25 @@ pub async fn upload_document(
     ctx: &OrgContext,
     actor: &Actor,
     mut input: Input,
-    upload: Upload,
+    upload: Option<Upload>,
 ) -> Result<View> {
     require(ctx, Permission::DocumentsCreate)?;
-    if upload.bytes.is_empty() {
-        return Err(AppError::invalid(vec![Invalid::new("file", "is empty")]));
+    let mut errors = input.unreadable.clone();
+    match &upload {
+        None => errors.push(Invalid::new("file", "Choose a file to upload.")),
+        Some(u) if u.bytes.is_empty() => errors.push(Invalid::new("file", "The file is empty.")),
+        Some(_) => {}
     }
+    let name = input.name.take().filter(|n| !n.trim().is_empty());
+    if let Some(n) = &name {
+        check_name(n.trim(), &mut errors);
+    }
+    if let Some(d) = input.description.as_deref() {
+        check_description(d, &mut errors);
+    }
+    let Some(upload) = upload.filter(|_| errors.is_empty()) else {
+        return Err(AppError::invalid(errors));
+    };
     let filename = clean_filename(&upload.filename);
     let content_type = sniff(&upload.bytes, &filename)?;
     if !declared_matches(upload.declared_type.as_deref(), content_type) {
@@ -1072,21 +1126,9 @@ pub async fn upload_document(
             ),
         ));
     }
-    let name = input
-        .name
-        .take()
-        .filter(|n| !n.trim().is_empty())
-        .unwrap_or_else(|| filename.clone());
-    if name.chars().count() > 200
-        || input
-            .description
-            .as_deref()
-            .is_some_and(|d| d.chars().count() > 5000)
-    {
-        return Err(AppError::invalid(vec![Invalid::new(
-            "name",
-            "must be 1-200 characters; description at most 5000",
-        )]));
+    let name = name.map_or_else(|| filename.clone(), |n| n.trim().to_string());
+    if !check_name(&name, &mut errors) {
+        return Err(AppError::invalid(errors));
     }
     let size = upload.bytes.len() as i64;
     let sha = {
@@ -1236,17 +1278,20 @@ pub async fn add_message(
     role: &str,
     content: &str,
 ) -> Result<repo::Message> {
+    let mut errors = Vec::new();
     if !["system", "user", "assistant", "tool"].contains(&role) {
-        return Err(AppError::invalid(vec![Invalid::new(
+        errors.push(Invalid::new(
             "role",
-            "must be system, user, assistant or tool",
-        )]));
+            "Choose system, user, assistant or tool.",
+        ));
     }
-    if content.is_empty() || content.len() > 512 * 1024 {
-        return Err(AppError::invalid(vec![Invalid::new(
-            "content",
-            "must be 1 byte to 512 KiB",
-        )]));
+    if content.is_empty() {
+        errors.push(Invalid::new("content", "Write a message."));
+    } else if content.len() > 512 * 1024 {
+        errors.push(Invalid::new("content", "Keep the message under 512 KiB."));
+    }
+    if !errors.is_empty() {
+        return Err(AppError::invalid(errors));
     }
     let (ctx, actor, role, content) = (
         ctx.clone(),

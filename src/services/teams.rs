@@ -12,17 +12,21 @@ use crate::error::{AppError, Result};
 fn parse_name(raw: &str) -> std::result::Result<String, Invalid> {
     let n = raw.trim();
     if n.is_empty() || n.chars().count() > 100 || n.chars().any(char::is_control) {
-        return Err(Invalid::new("name", "must be 1 to 100 characters"));
+        return Err(Invalid::new(
+            "name",
+            if n.is_empty() {
+                "Enter a name."
+            } else {
+                "Use at most 100 characters, without tabs or line breaks."
+            },
+        ));
     }
     Ok(n.to_string())
 }
 
 fn parse_description(raw: &str) -> std::result::Result<String, Invalid> {
     if raw.chars().count() > 1000 {
-        return Err(Invalid::new(
-            "description",
-            "must be at most 1000 characters",
-        ));
+        return Err(Invalid::new("description", "Use at most 1000 characters."));
     }
     Ok(raw.trim().to_string())
 }
@@ -30,7 +34,7 @@ fn parse_description(raw: &str) -> std::result::Result<String, Invalid> {
 fn taken(name: &str) -> AppError {
     AppError::conflict(
         "team_name_taken",
-        format!("a team named \"{name}\" exists already"),
+        format!("A team named \"{name}\" exists already."),
     )
 }
 

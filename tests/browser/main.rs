@@ -7,6 +7,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod forms;
 mod layout;
 
 mod audit_pages;
@@ -1024,7 +1025,7 @@ async fn an_owner_configures_a_provider_a_member_brings_a_key_and_the_usage_page
         .await
         .unwrap();
     ada.wait_for("#save-openai").await.click().await.unwrap();
-    ada.wait_until_text_contains("#edit-openai", "must be an http:// or https:// URL")
+    ada.wait_until_text_contains("#edit-openai", "starts with http:// or https://")
         .await;
     assert_eq!(
         owner.get(&format!("/api/v1/orgs/{org_id}/llm")).await.body["providers"][0]["base_url"],

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::pagination::encode_cursor;
 use crate::db::repo::audit::Filter;
+use crate::domain::Invalid;
 use crate::domain::audit::ORG_AUDIT_ACTIONS;
 use crate::error::{AppError, Result};
 use crate::http::extract::{ApiQuery, CurrentUser};
@@ -34,7 +35,7 @@ pub struct AuditQuery {
     pub format: Option<String>,
 }
 
-fn time_param(v: Option<String>, name: &'static str) -> Result<Option<String>> {
+fn time_param(v: Option<String>, name: &'static str) -> Result<Option<String>, Invalid> {
     let Some(raw) = v.filter(|s| !s.trim().is_empty()) else {
         return Ok(None);
     };
@@ -44,12 +45,7 @@ fn time_param(v: Option<String>, name: &'static str) -> Result<Option<String>> {
             chrono::NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
                 .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
         })
-        .map_err(|_| {
-            AppError::bad_request(
-                "invalid_query",
-                format!("{name} must be an RFC 3339 time or a date"),
-            )
-        })?;
+        .map_err(|_| Invalid::new(name, "Enter a date (YYYY-MM-DD) or an RFC 3339 time."))?;
     Ok(Some(crate::domain::fmt_time(parsed)))
 }
 
@@ -58,13 +54,13 @@ fn nonempty(v: Option<String>) -> Option<String> {
 }
 
 /// An action filter outside the vocabulary is a typo, not a wish for an empty log.
-fn action_param(v: Option<String>) -> Result<Option<String>> {
+fn action_param(v: Option<String>) -> Result<Option<String>, Invalid> {
     let action = nonempty(v);
     match &action {
-        Some(a) if !ORG_AUDIT_ACTIONS.contains(&a.as_str()) => Err(AppError::bad_request(
-            "invalid_query",
+        Some(a) if !ORG_AUDIT_ACTIONS.contains(&a.as_str()) => Err(Invalid::new(
+            "action",
             format!(
-                "action must be one of the audit actions (listed in the README and /api/openapi.json), not \"{a}\""
+                "There is no audit action \"{a}\"; the README lists them (e.g. member.invited)."
             ),
         )),
         _ => Ok(action),
@@ -72,14 +68,24 @@ fn action_param(v: Option<String>) -> Result<Option<String>> {
 }
 
 impl AuditQuery {
+    /// The filters, or every one that is wrong.
     pub fn filter(&self) -> Result<Filter> {
+        let mut errors = Vec::new();
+        let mut check =
+            |r: Result<Option<String>, Invalid>| r.map_err(|e| errors.push(e)).ok().flatten();
+        let action = check(action_param(self.action.clone()));
+        let since = check(time_param(self.since.clone(), "since"));
+        let until = check(time_param(self.until.clone(), "until"));
+        if !errors.is_empty() {
+            return Err(AppError::invalid_as("invalid_query", errors));
+        }
         Ok(Filter {
-            action: action_param(self.action.clone())?,
+            action,
             resource_type: nonempty(self.resource_type.clone()),
             resource_id: nonempty(self.resource_id.clone()),
             actor_id: nonempty(self.actor_id.clone()),
-            since: time_param(self.since.clone(), "since")?,
-            until: time_param(self.until.clone(), "until")?,
+            since,
+            until,
         })
     }
 

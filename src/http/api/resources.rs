@@ -196,6 +196,7 @@ fn input_from(mut body: Map<String, Value>) -> Result<Input> {
         shared_with,
         fields: body,
         version,
+        unreadable: Vec::new(),
     })
 }
 
@@ -227,7 +228,7 @@ fn limit_body(req: Request, limit: usize) -> Request {
     Request::from_parts(parts, body)
 }
 
-async fn read_upload(req: Request, s: &AppState) -> Result<(Input, Upload)> {
+async fn read_upload(req: Request, s: &AppState) -> Result<(Input, Option<Upload>)> {
     let mut mp = Multipart::from_request(req, s).await.map_err(|e| {
         AppError::bad_request(
             "invalid_body",
@@ -289,9 +290,6 @@ async fn read_upload(req: Request, s: &AppState) -> Result<(Input, Upload)> {
             }
         }
     }
-    let file = file.ok_or_else(|| {
-        AppError::invalid(vec![crate::domain::Invalid::new("file", "is required")])
-    })?;
     Ok((input_from(meta)?, file))
 }
 

@@ -122,6 +122,7 @@ async fn update(
             alert_thresholds: b.alert_thresholds,
             webhook_url: b.webhook_url,
             webhook_secret: b.webhook_secret,
+            unreadable: Vec::new(),
         },
     )
     .await?;

@@ -6,12 +6,15 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use super::org_frame::form_errors;
 use super::{layout, render, render_status, see_other};
 use crate::domain::{ApiTokenId, SessionId};
 use crate::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, CurrentUser};
 use crate::http::state::AppState;
-use crate::http::views::{AccountPage, NewTokenView, SessionRow, TokenRow, short_time};
+use crate::http::views::{
+    AccountPage, FormErrors, NewTokenView, SessionRow, TokenFormValues, TokenRow, short_time,
+};
 use crate::services::identity;
 
 pub fn router() -> Router<AppState> {
@@ -75,8 +78,8 @@ async fn page(s: &AppState, user: &CurrentUser) -> Result<AccountPage> {
         sessions,
         tokens,
         new_token: None,
-        form_error: None,
-        form_name: String::new(),
+        form: TokenFormValues::default(),
+        form_errors: FormErrors::default(),
     })
 }
 
@@ -103,7 +106,7 @@ async fn create_token(
         &s.db,
         &user.actor(),
         &f.name,
-        f.organization_id,
+        f.organization_id.clone(),
         Some(&f.expires_at),
     )
     .await;
@@ -134,17 +137,24 @@ async fn create_token(
             );
             Ok(res)
         }
-        Err(e @ AppError::BadRequest { .. }) => {
-            p.form_error = Some(e.public_message());
-            p.form_name = f.name;
-            let mut res = render_status(StatusCode::BAD_REQUEST, &p)?;
+        Err(e) => {
+            let Some(errors) = form_errors(&e, &["name", "organization_id", "expires_at"], "form")
+            else {
+                return Err(e);
+            };
+            p.form_errors = errors;
+            p.form = TokenFormValues {
+                name: f.name,
+                organization_id: f.organization_id,
+                expires_at: f.expires_at,
+            };
+            let mut res = render_status(e.status(), &p)?;
             res.headers_mut().insert(
                 "hx-push-url",
                 axum::http::HeaderValue::from_static("/account"),
             );
             Ok(res)
         }
-        Err(e) => Err(e),
     }
 }
 

@@ -301,13 +301,8 @@ async fn show(
     let (rows, next) = match parsed {
         Ok((filter, before)) => audit::labelled(&s.db, &ctx, filter, before, PAGE_SIZE).await?,
         Err(e) => {
-            let field = match &e {
-                AppError::BadRequest { message, .. } if message.starts_with("until") => "until",
-                AppError::BadRequest { message, .. } if message.starts_with("since") => "since",
-                AppError::BadRequest { message, .. } if message.starts_with("action") => "action",
-                _ => "since",
-            };
-            errors = form_errors(&e, &[], field).ok_or(e)?;
+            // A cursor that is not valid (edited by hand) is told above the first field.
+            errors = form_errors(&e, &["action", "since", "until"], "since").ok_or(e)?;
             status = StatusCode::BAD_REQUEST;
             // The log itself still needs audit.view.
             audit::query(&s.db, &ctx, Default::default(), None, 0).await?;
@@ -406,7 +401,7 @@ mod tests {
             resource_type: String::new(),
             since: String::new(),
             until: "nonsense".into(),
-            errors: FormErrors::one("until", "until must be an RFC 3339 time or a date"),
+            errors: FormErrors::one("until", "Enter a date (YYYY-MM-DD) or an RFC 3339 time."),
             filtered: true,
             older_href: Some("/o/acme/audit?action=member.invited&cursor=MTA".into()),
             newest_href: None,

@@ -6,12 +6,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use super::org_frame::form_errors;
 use super::{render, render_status, safe_next, see_other};
 use crate::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, MaybeUser, PublicForm};
 use crate::http::session_cookie;
 use crate::http::state::AppState;
-use crate::http::views::{Layout, LoginPage};
+use crate::http::views::{FormErrors, Layout, LoginPage};
 use crate::services::{ClientMeta, identity};
 
 pub fn router() -> Router<AppState> {
@@ -58,6 +59,7 @@ async fn login_form(
         email: String::new(),
         next,
         error: None,
+        errors: FormErrors::default(),
         first_run,
         create_user: s.config.create_user_command(),
     })
@@ -102,13 +104,19 @@ async fn login(
             | AppError::TooManyRequests { .. }
             | AppError::BadRequest { .. }),
         ) => {
-            let status = e.status();
-            let message = match &e {
-                AppError::InvalidCredentials => "Email or password is incorrect.".to_string(),
-                other => other.public_message(),
+            let (error, errors) = match &e {
+                AppError::InvalidCredentials => (
+                    Some("Email or password is incorrect.".to_string()),
+                    FormErrors::default(),
+                ),
+                AppError::BadRequest { .. } => (
+                    None,
+                    form_errors(&e, &["email", "password"], "email").unwrap_or_default(),
+                ),
+                other => (Some(other.public_message()), FormErrors::default()),
             };
             render_status(
-                status,
+                e.status(),
                 &LoginPage {
                     layout: Layout {
                         title: "Sign in".into(),
@@ -116,7 +124,8 @@ async fn login(
                     },
                     email: f.email,
                     next,
-                    error: Some(message),
+                    error,
+                    errors,
                     first_run: false,
                     create_user: String::new(),
                 },

@@ -167,10 +167,15 @@ async fn sign_up(
         Err(page) => return Ok(page),
     };
     let result = if f.password != f.confirm {
-        Err(AppError::invalid(vec![crate::domain::Invalid::new(
+        // Told together with what else is wrong with the name and the password.
+        let mut errors = Vec::new();
+        errors.extend(crate::domain::PersonName::parse(&f.name).err());
+        errors.extend(crate::domain::Password::parse(&f.password).err());
+        errors.push(crate::domain::Invalid::new(
             "confirm",
-            "the two passwords differ",
-        )]))
+            "The two passwords differ.",
+        ));
+        Err(AppError::invalid(errors))
     } else {
         invitations::accept_with_new_account(&s.db, &token, &f.name, &f.password, &meta).await
     };
@@ -271,7 +276,7 @@ mod tests {
             mode: mode.into(),
             signed_in_as: "eve@example.com".into(),
             name: "Bob".into(),
-            errors: FormErrors::one("confirm", "the two passwords differ"),
+            errors: FormErrors::one("confirm", "The two passwords differ."),
             error: None,
         }
     }

@@ -576,7 +576,10 @@ mod tests {
                     detail: "the organization's key sk-…abcd".into(),
                     models: String::new(),
                 }),
-                errors: FormErrors::one("base_url", "must be an http:// or https:// URL"),
+                errors: FormErrors::one(
+                    "base_url",
+                    "Enter an address that starts with http:// or https://.",
+                ),
             }],
             allow_user_keys: true,
             default_model: "gpt-4o".into(),

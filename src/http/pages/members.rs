@@ -15,7 +15,7 @@ use super::{layout, render, render_status, see_other};
 use crate::db::OrgContext;
 use crate::db::repo::members::Member;
 use crate::db::scope::has_permission;
-use crate::domain::{Invalid, OrgKind, PERMISSIONS, PermissionSet, Role, UserId};
+use crate::domain::{Email, Invalid, OrgKind, PERMISSIONS, PermissionSet, Role, UserId};
 use crate::error::{AppError, Result};
 use crate::http::api::pagination::{Page, encode_cursor};
 use crate::http::extract::{CsrfForm, CurrentUser};
@@ -261,6 +261,10 @@ async fn answer(
     }
 }
 
+fn choose_a_role() -> Invalid {
+    Invalid::new("role", "Choose one of the roles.")
+}
+
 #[derive(Deserialize)]
 struct RoleForm {
     #[serde(default)]
@@ -287,10 +291,7 @@ async fn change_role(
         )
         .await
         .map(|_| ()),
-        None => Err(AppError::invalid(vec![Invalid::new(
-            "role",
-            "choose one of the roles",
-        )])),
+        None => Err(AppError::invalid(vec![choose_a_role()])),
     };
     // Who changes their own role may lose the right to see this list.
     let success = if target == ctx.user_id() {
@@ -347,10 +348,12 @@ async fn invite(
             )
             .await
         }
-        None => Err(AppError::invalid(vec![Invalid::new(
-            "role",
-            "choose one of the roles",
-        )])),
+        None => {
+            // The address is checked too, so that both are told at once.
+            let mut errors = vec![choose_a_role()];
+            errors.extend(Email::parse(&f.email).err());
+            Err(AppError::invalid(errors))
+        }
     };
     match result {
         Ok(created) => {
@@ -571,7 +574,10 @@ mod tests {
             invite_roles: vec!["admin".into(), "member".into()],
             invite_email: "not-an-email".into(),
             invite_role: "member".into(),
-            invite_errors: FormErrors::one("email", "is not a valid email address"),
+            invite_errors: FormErrors::one(
+                "email",
+                "Enter an email address like name@example.com.",
+            ),
             new_invite: Some(NewInviteView {
                 email: "erin@example.com".into(),
                 role: "member".into(),

@@ -28,7 +28,9 @@ pub(super) fn is_user_error(e: &AppError) -> bool {
 }
 
 /// Field errors from a service error: a field the form has keeps its name, anything else
-/// goes to `fallback`. `None` when the error is not the person's to fix.
+/// goes to `fallback`. A document reported together with one of its fields the form has
+/// (`settings` and `settings.invitation_ttl_days`) is left to that field. `None` when the
+/// error is not the person's to fix.
 pub(super) fn form_errors(e: &AppError, fields: &[&str], fallback: &str) -> Option<FormErrors> {
     if !is_user_error(e) {
         return None;
@@ -41,8 +43,9 @@ pub(super) fn form_errors(e: &AppError, fields: &[&str], fallback: &str) -> Opti
             fallback
         };
         match out.iter_mut().find(|(f, _)| f == field) {
+            Some((_, m)) if m.contains(message) => {}
             Some((_, m)) => {
-                m.push_str("; ");
+                m.push(' ');
                 m.push_str(message);
             }
             None => out.push((field.to_string(), message.to_string())),
@@ -52,8 +55,17 @@ pub(super) fn form_errors(e: &AppError, fields: &[&str], fallback: &str) -> Opti
         AppError::BadRequest {
             fields: by_field, ..
         } if !by_field.is_empty() => {
+            let told_by_a_part = |document: &str| {
+                by_field.keys().any(|k| {
+                    k.strip_prefix(document)
+                        .is_some_and(|rest| rest.starts_with('.'))
+                        && fields.contains(&k.as_str())
+                })
+            };
             for (f, m) in by_field {
-                add(f, m);
+                if !told_by_a_part(f) {
+                    add(f, m);
+                }
             }
         }
         other => add(fallback, &other.public_message()),
@@ -119,24 +131,61 @@ mod tests {
     #[test]
     fn service_errors_become_field_errors_on_known_fields_or_the_fallback() {
         let mut fields = BTreeMap::new();
-        fields.insert("email".to_string(), "is not an email".to_string());
-        fields.insert("weird".to_string(), "odd".to_string());
-        fields.insert("other".to_string(), "odder".to_string());
+        fields.insert("email".to_string(), "Enter an email address.".to_string());
+        fields.insert("weird".to_string(), "Odd.".to_string());
+        fields.insert("other".to_string(), "Odder.".to_string());
         let e = AppError::BadRequest {
             code: "validation_failed",
             message: "x".into(),
             fields,
         };
         let errs = form_errors(&e, &["email", "role"], "role").unwrap();
-        assert_eq!(errs.get("email"), Some("is not an email"));
-        assert_eq!(errs.get("role"), Some("odder; odd"));
+        assert_eq!(errs.get("email"), Some("Enter an email address."));
+        assert_eq!(errs.get("role"), Some("Odder. Odd."));
 
-        let e = AppError::conflict("already_member", "this person is already a member");
+        let e = AppError::conflict("already_member", "This person is already a member.");
         let errs = form_errors(&e, &["email"], "email").unwrap();
-        assert_eq!(errs.get("email"), Some("this person is already a member"));
+        assert_eq!(errs.get("email"), Some("This person is already a member."));
 
         assert!(form_errors(&AppError::Internal("db".into()), &[], "x").is_none());
         assert!(form_errors(&AppError::not_found(), &[], "x").is_none());
+    }
+
+    #[test]
+    fn a_document_reported_with_its_parts_is_shown_at_the_parts_the_form_has() {
+        use crate::domain::Invalid;
+        let e = AppError::invalid(vec![
+            Invalid::new("name", "Enter a name."),
+            Invalid::new("settings.invitation_ttl_days", "Between 1 and 90."),
+            Invalid::new("settings.audit_retention_days", "Between 1 and 36500."),
+        ]);
+        let AppError::BadRequest { fields, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(fields["settings"], "Between 1 and 90. Between 1 and 36500.");
+        let known = [
+            "name",
+            "settings.invitation_ttl_days",
+            "settings.audit_retention_days",
+        ];
+        let errs = form_errors(&e, &known, "form").unwrap();
+        assert_eq!(errs.get("name"), Some("Enter a name."));
+        assert_eq!(
+            errs.get("settings.invitation_ttl_days"),
+            Some("Between 1 and 90.")
+        );
+        assert_eq!(
+            errs.get("settings.audit_retention_days"),
+            Some("Between 1 and 36500.")
+        );
+        assert!(!errs.has("form"), "{errs:?}");
+        assert_eq!(errs.0.len(), 3);
+        // A form without the parts shows the document's message where it can.
+        let errs = form_errors(&e, &["name"], "form").unwrap();
+        assert_eq!(
+            errs.get("form"),
+            Some("Between 1 and 90. Between 1 and 36500.")
+        );
     }
 
     #[test]

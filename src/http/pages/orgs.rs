@@ -6,12 +6,13 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use super::org_frame::form_errors;
 use super::{layout, render, render_status, safe_next, see_other};
 use crate::db::scope::has_permission;
 use crate::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, CurrentUser};
 use crate::http::state::AppState;
-use crate::http::views::{AuditRow, NavOrg, NewOrgPage, OrgDashboardPage, short_time};
+use crate::http::views::{AuditRow, FormErrors, NavOrg, NewOrgPage, OrgDashboardPage, short_time};
 use crate::services::{identity, orgs, resources};
 
 pub fn router() -> Router<AppState> {
@@ -88,7 +89,7 @@ async fn new_form(State(s): State<AppState>, user: CurrentUser) -> Result<Respon
         layout: layout(&s, &user, "New organization", None).await?,
         name: String::new(),
         slug: String::new(),
-        errors: Vec::new(),
+        errors: FormErrors::default(),
     })
 }
 
@@ -120,17 +121,18 @@ async fn create(
             identity::set_current_org(&s.db, user.user.id, org.id.to_string()).await?;
             Ok(see_other(&format!("/o/{}", org.slug)))
         }
-        Err(e @ (AppError::BadRequest { .. } | AppError::Conflict { .. })) => {
-            let status = e.status();
-            let errors = match e {
-                AppError::BadRequest {
-                    fields, message, ..
-                } if fields.is_empty() => vec![("name".into(), message)],
-                AppError::BadRequest { fields, .. } => fields.into_iter().collect(),
-                other => vec![("slug".into(), other.public_message())],
+        Err(e) => {
+            // A taken slug is the slug's problem; a paid plan refused is the whole form's.
+            let fallback = if matches!(e, AppError::Conflict { .. }) {
+                "slug"
+            } else {
+                "form"
+            };
+            let Some(errors) = form_errors(&e, &["name", "slug"], fallback) else {
+                return Err(e);
             };
             render_status(
-                status,
+                e.status(),
                 &NewOrgPage {
                     layout: layout(&s, &user, "New organization", None).await?,
                     name: f.name,
@@ -139,7 +141,6 @@ async fn create(
                 },
             )
         }
-        Err(e) => Err(e),
     }
 }
 

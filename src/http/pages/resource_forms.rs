@@ -4,8 +4,9 @@
 use serde_json::{Map, Value, json};
 
 use crate::db::repo::resources::ResourceKind;
+use crate::domain::Invalid;
 use crate::domain::{Visibility, format};
-use crate::http::views::{Fact, FormErrors, NamedValue, ResourceFormValues};
+use crate::http::views::{Fact, NamedValue, ResourceFormValues};
 use crate::services::resources::{Input, View};
 
 /// Every field name a resource form may show an error next to.
@@ -59,8 +60,8 @@ fn pairs_of(text: &str, name_key: &str, value_key: &str) -> Vec<Value> {
 
 fn json_field(
     text: &str,
-    field: &str,
-    errors: &mut Vec<(String, String)>,
+    field: &'static str,
+    errors: &mut Vec<Invalid>,
     empty: Option<Value>,
 ) -> Option<Value> {
     if text.trim().is_empty() {
@@ -69,7 +70,10 @@ fn json_field(
     match serde_json::from_str::<Value>(text) {
         Ok(v) => Some(v),
         Err(e) => {
-            errors.push((field.to_string(), format!("is not valid JSON: {e}")));
+            errors.push(Invalid::new(
+                field,
+                format!("This is not valid JSON ({e})."),
+            ));
             None
         }
     }
@@ -77,19 +81,17 @@ fn json_field(
 
 /// The form as the service's input. `creating` decides what an empty field means: on
 /// create it is left out (the default applies), on edit it clears where that makes sense.
-/// Visibility is set on create only (the share dialog changes it afterwards).
-pub(super) fn input_from_form(
-    kind: ResourceKind,
-    f: &ResourceFormValues,
-    creating: bool,
-) -> Result<Input, FormErrors> {
-    let mut errors: Vec<(String, String)> = Vec::new();
+/// Visibility is set on create only (the share dialog changes it afterwards). What cannot
+/// be read (JSON that does not parse) goes to the service as `unreadable`, which reports it
+/// with everything else that is wrong.
+pub(super) fn input_from_form(kind: ResourceKind, f: &ResourceFormValues, creating: bool) -> Input {
+    let mut errors: Vec<Invalid> = Vec::new();
     let visibility = if creating && !f.visibility.trim().is_empty() {
         let v = parse_visibility(&f.visibility);
         if v.is_none() {
-            errors.push((
-                "visibility".into(),
-                "must be private, team, organization or public".into(),
+            errors.push(Invalid::new(
+                "visibility",
+                "Choose private, team, organization or public.",
             ));
         }
         v
@@ -143,17 +145,15 @@ pub(super) fn input_from_form(
         }
         ResourceKind::Document => {}
     }
-    if !errors.is_empty() {
-        return Err(FormErrors(errors));
-    }
-    Ok(Input {
+    Input {
         name: Some(f.name.clone()),
         description: Some(f.description.clone()),
         visibility,
         shared_with: None,
         fields,
         version,
-    })
+        unreadable: errors,
+    }
 }
 
 fn text_of(fields: &Map<String, Value>, key: &str) -> String {
@@ -370,7 +370,7 @@ mod tests {
         f.tools = "search, calc,\n  web ,".into();
         f.personality_traits = "curious=high\n\n  patient = very \nterse".into();
         f.skills = "sql=expert".into();
-        let input = input_from_form(ResourceKind::Agent, &f, true).unwrap();
+        let input = input_from_form(ResourceKind::Agent, &f, true);
         assert_eq!(input.visibility, Some(Visibility::Organization));
         assert_eq!(input.fields["tools"], json!(["search", "calc", "web"]));
         assert_eq!(
@@ -393,16 +393,30 @@ mod tests {
         let mut f = form();
         f.visibility = "everyone".into();
         f.steps = "[{".into();
-        let errs = input_from_form(ResourceKind::Workflow, &f, true).unwrap_err();
-        assert!(errs.has("visibility"));
-        assert!(errs.get("steps").unwrap().starts_with("is not valid JSON"));
+        let input = input_from_form(ResourceKind::Workflow, &f, true);
+        let fields: Vec<&str> = input.unreadable.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["visibility", "steps"]);
+        assert!(
+            input.unreadable[1]
+                .reason
+                .starts_with("This is not valid JSON")
+        );
+        assert!(
+            !input.fields.contains_key("steps"),
+            "what is unreadable is left out"
+        );
+        assert_eq!(
+            input.name.as_deref(),
+            Some("Helper"),
+            "the rest is checked as usual"
+        );
     }
 
     #[test]
     fn an_edit_carries_the_version_and_not_the_visibility() {
         let mut f = form();
         f.version = "7".into();
-        let input = input_from_form(ResourceKind::Conversation, &f, false).unwrap();
+        let input = input_from_form(ResourceKind::Conversation, &f, false);
         assert_eq!(input.version, Some(7));
         assert_eq!(input.visibility, None);
         assert_eq!(
@@ -410,11 +424,11 @@ mod tests {
             Value::Null,
             "empty clears on edit"
         );
-        let input = input_from_form(ResourceKind::Conversation, &f, true).unwrap();
+        let input = input_from_form(ResourceKind::Conversation, &f, true);
         assert!(!input.fields.contains_key("agent_id"));
-        let input = input_from_form(ResourceKind::Tool, &f, false).unwrap();
+        let input = input_from_form(ResourceKind::Tool, &f, false);
         assert!(!input.fields.contains_key("input_schema"), "empty keeps");
-        let input = input_from_form(ResourceKind::Workflow, &f, false).unwrap();
+        let input = input_from_form(ResourceKind::Workflow, &f, false);
         assert_eq!(input.fields["steps"], json!([]));
     }
 }

@@ -343,13 +343,7 @@ async fn create(
     CsrfForm(user, f): CsrfForm<ResourceFormValues>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let input = match input_from_form(kind, &f, true) {
-        Ok(i) => i,
-        Err(errors) => {
-            return list_with_errors(&s, &user, &ctx, kind, f, errors, StatusCode::BAD_REQUEST)
-                .await;
-        }
-    };
+    let input = input_from_form(kind, &f, true);
     match svc::create(&s.db, &ctx, &user.actor(), kind, input).await {
         Ok(v) => Ok(see_other(&format!(
             "{}?done=created",
@@ -425,7 +419,7 @@ async fn upload(
             let errors = FormErrors::one(
                 "file",
                 format!(
-                    "is larger than the {} this server accepts",
+                    "The file is larger than the {} this server accepts.",
                     crate::domain::format::bytes(limit as i64)
                 ),
             );
@@ -457,18 +451,7 @@ async fn upload(
         visibility: get("visibility"),
         ..Default::default()
     };
-    let Some(file) = file else {
-        let errors = FormErrors::one("file", "choose a file to upload");
-        return list_with_errors(&s, &user, &ctx, kind, form, errors, StatusCode::BAD_REQUEST)
-            .await;
-    };
-    let input = match input_from_form(kind, &form, true) {
-        Ok(i) => i,
-        Err(errors) => {
-            return list_with_errors(&s, &user, &ctx, kind, form, errors, StatusCode::BAD_REQUEST)
-                .await;
-        }
-    };
+    let input = input_from_form(kind, &form, true);
     match svc::upload_document(&s.db, &ctx, &user.actor(), input, file).await {
         Ok(v) => Ok(see_other(&format!(
             "{}?done=created",
@@ -670,22 +653,7 @@ async fn update(
     CsrfForm(user, f): CsrfForm<ResourceFormValues>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let input = match input_from_form(kind, &f, false) {
-        Ok(i) => i,
-        Err(errors) => {
-            return edit_with_errors(
-                &s,
-                &user,
-                &ctx,
-                kind,
-                id,
-                f,
-                errors,
-                StatusCode::BAD_REQUEST,
-            )
-            .await;
-        }
-    };
+    let input = input_from_form(kind, &f, false);
     match svc::update(&s.db, &ctx, &user.actor(), kind, id.clone(), input).await {
         Ok(_) => Ok(see_other(&format!(
             "{}?done=saved",

@@ -88,61 +88,32 @@ struct SettingsForm {
     audit_retention_days: String,
 }
 
-/// A whole number of days from a form field; `Ok(None)` when empty.
-fn days(raw: &str) -> std::result::Result<Option<u32>, String> {
+/// A number of days as typed, for the settings document: a number when it reads as one
+/// (the service checks its range), `null` when empty, else the text itself, which the
+/// service refuses in the same pass as the other fields.
+fn days(raw: &str) -> serde_json::Value {
     let t = raw.trim();
     if t.is_empty() {
-        return Ok(None);
+        return serde_json::Value::Null;
     }
-    t.parse::<u32>()
-        .map(Some)
-        .map_err(|_| "must be a whole number of days".to_string())
+    t.parse::<i64>().map_or_else(|_| json!(t), |n| json!(n))
 }
 
-/// The settings document of the form, or field errors.
-fn settings_patch(f: &SettingsForm) -> std::result::Result<serde_json::Value, FormErrors> {
-    let mut errors = Vec::new();
-    let ttl = match days(&f.invitation_ttl_days) {
-        Ok(Some(d)) => Some(d),
-        Ok(None) => {
-            errors.push(("invitation_ttl_days".to_string(), "is required".to_string()));
-            None
-        }
-        Err(m) => {
-            errors.push(("invitation_ttl_days".to_string(), m));
-            None
-        }
-    };
-    let retention = days(&f.audit_retention_days)
-        .map_err(|m| errors.push(("audit_retention_days".to_string(), m)))
-        .ok();
-    match (ttl, retention) {
-        (Some(ttl), Some(retention)) if errors.is_empty() => Ok(json!({
-            "invitation_ttl_days": ttl,
-            "audit_retention_days": retention,
-        })),
-        _ => Err(FormErrors(errors)),
-    }
+/// The settings document of the form.
+fn settings_patch(f: &SettingsForm) -> serde_json::Value {
+    json!({
+        "invitation_ttl_days": days(&f.invitation_ttl_days),
+        "audit_retention_days": days(&f.audit_retention_days),
+    })
 }
 
-/// The service names the settings key in its message; show it next to that field.
-fn place_settings_errors(errors: FormErrors) -> FormErrors {
-    FormErrors(
-        errors
-            .0
-            .into_iter()
-            .map(|(field, message)| {
-                if field != "settings" {
-                    (field, message)
-                } else if message.contains("audit_retention_days") {
-                    ("audit_retention_days".to_string(), message)
-                } else {
-                    ("invitation_ttl_days".to_string(), message)
-                }
-            })
-            .collect(),
-    )
-}
+/// The form's fields, named as the service reports them.
+const SETTINGS_FIELDS: &[&str] = &[
+    "name",
+    "slug",
+    "settings.invitation_ttl_days",
+    "settings.audit_retention_days",
+];
 
 async fn save(
     State(s): State<AppState>,
@@ -150,47 +121,29 @@ async fn save(
     CsrfForm(user, f): CsrfForm<SettingsForm>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let result = match settings_patch(&f) {
-        Ok(patch) => {
-            orgs::update(
-                &s.db,
-                &ctx,
-                &user.actor(),
-                orgs::UpdateOrg {
-                    name: Some(f.name.clone()),
-                    slug: Some(f.slug.trim().to_string()),
-                    settings: Some(patch),
-                },
-            )
-            .await
-        }
-        Err(errors) => {
-            return again(&s, &user, &ctx, f, errors, StatusCode::BAD_REQUEST).await;
-        }
-    };
+    let result = orgs::update(
+        &s.db,
+        &ctx,
+        &user.actor(),
+        orgs::UpdateOrg {
+            name: Some(f.name.clone()),
+            slug: Some(f.slug.trim().to_string()),
+            settings: Some(settings_patch(&f)),
+        },
+    )
+    .await;
     match result {
         Ok(org) => Ok(see_other(&format!("/o/{}/settings?saved=1", org.slug))),
         Err(e) => {
-            let Some(errors) = form_errors(
-                &e,
-                &["name", "slug", "settings", "form"],
-                if matches!(e, crate::error::AppError::Conflict { .. }) {
-                    "slug"
-                } else {
-                    "form"
-                },
-            ) else {
+            let fallback = if matches!(e, crate::error::AppError::Conflict { .. }) {
+                "slug"
+            } else {
+                "form"
+            };
+            let Some(errors) = form_errors(&e, SETTINGS_FIELDS, fallback) else {
                 return Err(e);
             };
-            again(
-                &s,
-                &user,
-                &ctx,
-                f,
-                place_settings_errors(errors),
-                e.status(),
-            )
-            .await
+            again(&s, &user, &ctx, f, errors, e.status()).await
         }
     }
 }
@@ -228,7 +181,7 @@ async fn delete(
     let result = if f.confirm_slug.trim() != ctx.org().slug {
         Err(crate::error::AppError::bad_request(
             "confirmation_mismatch",
-            format!("type the slug \"{}\" exactly to confirm", ctx.org().slug),
+            format!("Type the slug \"{}\" exactly to confirm.", ctx.org().slug),
         ))
     } else {
         orgs::delete(&s.db, &ctx, &user.actor()).await
@@ -268,25 +221,27 @@ mod tests {
     #[test]
     fn the_form_becomes_a_settings_document_and_empty_retention_keeps_everything() {
         assert_eq!(
-            settings_patch(&form("3", "")).unwrap(),
+            settings_patch(&form("3", "")),
             json!({"invitation_ttl_days": 3, "audit_retention_days": null})
         );
         assert_eq!(
-            settings_patch(&form(" 7 ", "30")).unwrap(),
+            settings_patch(&form(" 7 ", "30")),
             json!({"invitation_ttl_days": 7, "audit_retention_days": 30})
         );
-        let e = settings_patch(&form("x", "-1")).unwrap_err();
-        assert!(e.has("invitation_ttl_days") && e.has("audit_retention_days"));
-        assert!(
-            settings_patch(&form("", ""))
-                .unwrap_err()
-                .has("invitation_ttl_days")
+        assert_eq!(
+            settings_patch(&form("x", "-1")),
+            json!({"invitation_ttl_days": "x", "audit_retention_days": -1})
         );
-        let placed = place_settings_errors(FormErrors::one(
-            "settings",
-            "audit_retention_days must be between 1 and 36500, or null",
-        ));
-        assert!(placed.has("audit_retention_days"));
+        let refused = OrgSettings::default()
+            .merged(&settings_patch(&form("x", "-1")))
+            .unwrap_err();
+        assert_eq!(refused.len(), 2, "both are reported: {refused:?}");
+        assert!(
+            OrgSettings::default()
+                .merged(&settings_patch(&form("", "")))
+                .is_err(),
+            "the invitation lifetime is required"
+        );
     }
 
     fn page() -> SettingsPage {
@@ -301,8 +256,8 @@ mod tests {
             slug: "acme-2".into(),
             invitation_ttl_days: "7".into(),
             audit_retention_days: String::new(),
-            errors: FormErrors::one("slug", "the slug \"acme-2\" is taken"),
-            delete_errors: FormErrors::one("confirm_slug", "type the slug"),
+            errors: FormErrors::one("slug", "The slug \"acme-2\" is taken; choose another."),
+            delete_errors: FormErrors::one("confirm_slug", "Type the slug."),
             saved: false,
         }
     }

@@ -319,7 +319,7 @@ mod tests {
             can_manage: true,
             name: "Research".into(),
             description: String::new(),
-            errors: FormErrors::one("name", "a team named \"Research\" exists already"),
+            errors: FormErrors::one("name", "A team named \"Research\" exists already."),
             notice: None,
         };
         let html = p.render().unwrap();

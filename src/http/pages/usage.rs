@@ -17,7 +17,7 @@ use crate::db::OrgContext;
 use crate::db::repo::usage::Totals;
 use crate::db::scope::has_permission;
 use crate::domain::period::period_at;
-use crate::domain::{format, parse_usd, usd};
+use crate::domain::{Invalid, format, parse_usd, usd};
 use crate::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, CurrentUser};
 use crate::http::state::AppState;
@@ -320,39 +320,46 @@ struct QuotaForm {
     remove_webhook_secret: Option<String>,
 }
 
-/// The form as a quota change (empty limits mean "none"/"the plan's"), or field errors.
-fn quota_input(f: &QuotaForm) -> std::result::Result<quota::QuotaInput, FormErrors> {
+/// The form as a quota change (empty limits mean "none"/"the plan's"). What cannot be read
+/// is left unchanged and goes to the service as `unreadable`, named as the service names
+/// the field, so that it is told together with the service's own findings.
+fn quota_input(f: &QuotaForm) -> quota::QuotaInput {
     let mut errors = Vec::new();
-    let mut fail = |field: &str, message: &str| errors.push((field.to_string(), message.into()));
-    let mut dollars = |field: &str, raw: &str| -> Option<i64> {
+    let mut dollars = |field: &'static str, raw: &str| -> Option<Option<i64>> {
         if raw.trim().is_empty() {
-            return None;
+            return Some(None);
         }
         let v = parse_usd(raw);
         if v.is_none() {
-            fail(field, "must be an amount in dollars, e.g. 25 or 12.50");
+            errors.push(Invalid::new(
+                field,
+                "Enter an amount in dollars, e.g. 25 or 12.50.",
+            ));
         }
-        v
+        v.map(Some)
     };
-    let credits = dollars("monthly_credits", &f.monthly_credits);
-    let member = dollars("member_monthly_credits", &f.member_monthly_credits);
-    let mut whole = |field: &str, raw: &str| -> Option<i64> {
+    let credits = dollars("monthly_credits_micros", &f.monthly_credits);
+    let member = dollars("member_monthly_credits_micros", &f.member_monthly_credits);
+    let mut whole = |field: &'static str, raw: &str| -> Option<Option<i64>> {
         let t = raw.trim();
         if t.is_empty() {
-            return None;
+            return Some(None);
         }
         let v = t.parse::<i64>().ok().filter(|n| *n >= 0);
         if v.is_none() {
-            fail(field, "must be a whole number, 0 or more");
+            errors.push(Invalid::new(field, "Enter a whole number, 0 or more."));
         }
-        v
+        v.map(Some)
     };
     let requests = whole("monthly_requests", &f.monthly_requests);
     let rpm = whole("rate_limit_rpm", &f.rate_limit_rpm);
     let tpm = whole("rate_limit_tpm", &f.rate_limit_tpm);
     let anchor = f.billing_anchor_day.trim().parse::<u32>().ok();
     if anchor.is_none() {
-        fail("billing_anchor_day", "must be a day of the month, 1-28");
+        errors.push(Invalid::new(
+            "billing_anchor_day",
+            "Choose a day from 1 to 28.",
+        ));
     }
     let thresholds: Option<Vec<u8>> = f
         .alert_thresholds
@@ -361,22 +368,19 @@ fn quota_input(f: &QuotaForm) -> std::result::Result<quota::QuotaInput, FormErro
         .map(|p| p.parse::<u8>().ok())
         .collect();
     if thresholds.is_none() {
-        fail(
+        errors.push(Invalid::new(
             "alert_thresholds",
-            "must be percentages separated by commas, e.g. 80, 90, 100",
-        );
-    }
-    if !errors.is_empty() {
-        return Err(FormErrors(errors));
+            "Give percentages separated by commas, e.g. 80, 90, 100.",
+        ));
     }
     let url = f.webhook_url.trim();
     let secret = f.webhook_secret.trim();
-    Ok(quota::QuotaInput {
-        monthly_credits_micros: Some(credits),
-        monthly_requests: Some(requests),
-        rate_limit_rpm: Some(rpm),
-        rate_limit_tpm: Some(tpm),
-        member_monthly_credits_micros: Some(member),
+    quota::QuotaInput {
+        monthly_credits_micros: credits,
+        monthly_requests: requests,
+        rate_limit_rpm: rpm,
+        rate_limit_tpm: tpm,
+        member_monthly_credits_micros: member,
         billing_anchor_day: anchor,
         alert_thresholds: thresholds,
         webhook_url: Some((!url.is_empty()).then(|| url.to_string())),
@@ -387,7 +391,8 @@ fn quota_input(f: &QuotaForm) -> std::result::Result<quota::QuotaInput, FormErro
         } else {
             Some(Some(secret.to_string()))
         },
-    })
+        unreadable: errors,
+    }
 }
 
 /// The service names money fields in micro-units; the form asks for dollars.
@@ -405,36 +410,31 @@ async fn save_quota(
     CsrfForm(user, f): CsrfForm<QuotaForm>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let (errors, status) = match quota_input(&f) {
-        Err(errors) => (errors, StatusCode::BAD_REQUEST),
-        Ok(input) => match quota::patch(&s.db, &s.keyring, &ctx, &user.actor(), input).await {
-            Ok(_) => return Ok(see_other(&format!("{}?saved=1", usage_url(&ctx)))),
-            Err(e) => {
-                let fields = [
-                    "monthly_credits_micros",
-                    "monthly_requests",
-                    "member_monthly_credits_micros",
-                    "rate_limit_rpm",
-                    "rate_limit_tpm",
-                    "billing_anchor_day",
-                    "alert_thresholds",
-                    "webhook_url",
-                    "webhook_secret",
-                ];
-                let Some(errors) = form_errors(&e, &fields, "form") else {
-                    return Err(e);
-                };
-                let errors = FormErrors(
-                    errors
-                        .0
-                        .into_iter()
-                        .map(|(field, m)| (form_field(field), m))
-                        .collect(),
-                );
-                (errors, e.status())
-            }
-        },
+    let Err(e) = quota::patch(&s.db, &s.keyring, &ctx, &user.actor(), quota_input(&f)).await else {
+        return Ok(see_other(&format!("{}?saved=1", usage_url(&ctx))));
     };
+    let fields = [
+        "monthly_credits_micros",
+        "monthly_requests",
+        "member_monthly_credits_micros",
+        "rate_limit_rpm",
+        "rate_limit_tpm",
+        "billing_anchor_day",
+        "alert_thresholds",
+        "webhook_url",
+        "webhook_secret",
+    ];
+    let Some(errors) = form_errors(&e, &fields, "form") else {
+        return Err(e);
+    };
+    let errors = FormErrors(
+        errors
+            .0
+            .into_iter()
+            .map(|(field, m)| (form_field(field), m))
+            .collect(),
+    );
+    let status = e.status();
     let mut page = usage_page(&s, &user, &ctx, None).await?;
     // What was typed stays, except the secret.
     page.quota = QuotaFields {
@@ -524,7 +524,8 @@ mod tests {
             webhook_secret: "".into(),
             ..QuotaForm::default()
         };
-        let q = quota_input(&f).unwrap();
+        let q = quota_input(&f);
+        assert!(q.unreadable.is_empty());
         assert_eq!(q.monthly_credits_micros, Some(Some(25_000_000)));
         assert_eq!(q.member_monthly_credits_micros, Some(None));
         assert_eq!(q.monthly_requests, Some(Some(1000)));
@@ -540,15 +541,21 @@ mod tests {
             alert_thresholds: "80, 300".into(),
             ..QuotaForm::default()
         };
-        let e = quota_input(&bad).unwrap_err();
-        for field in [
-            "monthly_credits",
-            "monthly_requests",
-            "billing_anchor_day",
-            "alert_thresholds",
-        ] {
-            assert!(e.has(field), "{field}");
-        }
+        let q = quota_input(&bad);
+        let fields: Vec<&str> = q.unreadable.iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "monthly_credits_micros",
+                "monthly_requests",
+                "billing_anchor_day",
+                "alert_thresholds"
+            ]
+        );
+        assert_eq!(
+            q.monthly_requests, None,
+            "what is unreadable is left unchanged"
+        );
         assert_eq!(
             form_field("monthly_credits_micros".into()),
             "monthly_credits"
