@@ -430,11 +430,36 @@ pub struct TokenAuth {
     pub last_used_at: Option<String>,
 }
 
+/// What `TokenAuth::check_use` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    Expired,
+    Valid,
+    /// Valid, and its last-used stamp was renewed (whoever keeps it should keep the new one).
+    Stamped,
+}
+
 impl TokenAuth {
     pub fn expired(&self, at: DateTime<Utc>) -> bool {
         self.expires_at
             .as_deref()
             .is_some_and(|e| e <= fmt_time(at).as_str())
+    }
+
+    /// The check every use of a token passes, whether it was just read or remembered
+    /// (the gateway keeps holders between calls): not expired at `at`, and its last-used
+    /// stamp renewed when due.
+    pub fn check_use(&mut self, db: &Db, at: DateTime<Utc>) -> TokenUse {
+        if self.expired(at) {
+            return TokenUse::Expired;
+        }
+        match touch_token_if_due(db, self.token_id, self.last_used_at.as_deref(), at) {
+            Some(stamp) => {
+                self.last_used_at = Some(stamp);
+                TokenUse::Stamped
+            }
+            None => TokenUse::Valid,
+        }
     }
 }
 
@@ -466,13 +491,11 @@ pub async fn authenticate_api_token(db: &Db, token: &str) -> Result<Option<Token
         return Ok(None);
     }
     let hash = auth::token_hash(token);
-    let at = now();
-    let now_s = fmt_time(at);
     let found = db.lookup(|tx| {
         let Some(t) = tokens::find_by_hash(tx, &hash)? else {
             return Ok::<_, AppError>(None);
         };
-        if t.revoked_at.is_some() || t.expires_at.as_deref().is_some_and(|e| e <= now_s.as_str()) {
+        if t.revoked_at.is_some() {
             return Ok(None);
         }
         let Some(user) = users::find_by_id(tx, t.user_id)? else {
@@ -486,15 +509,17 @@ pub async fn authenticate_api_token(db: &Db, token: &str) -> Result<Option<Token
     let Some((t, user)) = found else {
         return Ok(None);
     };
-    let last_used_at =
-        touch_token_if_due(db, t.id, t.last_used_at.as_deref(), at).or(t.last_used_at);
-    Ok(Some(TokenAuth {
+    let mut auth = TokenAuth {
         token_id: t.id,
         organization_id: t.organization_id,
         user,
         expires_at: t.expires_at,
-        last_used_at,
-    }))
+        last_used_at: t.last_used_at,
+    };
+    match auth.check_use(db, now()) {
+        TokenUse::Expired => Ok(None),
+        TokenUse::Valid | TokenUse::Stamped => Ok(Some(auth)),
+    }
 }
 
 // ---------------------------------------------------------------- the signed-in user
