@@ -39,7 +39,11 @@ pub(crate) fn opt_uuid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<
     .transpose()
 }
 
-pub(crate) fn json_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<serde_json::Value> {
+/// Reads JSON stored as text into `T`; text that does not fit is a conversion error.
+pub(crate) fn json_at<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<T> {
     let s: String = row.get(idx)?;
     serde_json::from_str(&s).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
