@@ -13,6 +13,7 @@ pub mod mail;
 pub mod members;
 pub mod notifications;
 pub mod orgs;
+pub mod outbound;
 pub mod quota;
 pub mod resources;
 pub mod teams;
