@@ -13,7 +13,7 @@ use crate::db::unscoped::{Membership, unscoped_memberships_of};
 use crate::db::{Db, OrgContext};
 use crate::domain::{
     ApiTokenId, Email, Invalid, OrgId, OrgKind, OrgName, Password, PersonName, SessionId, Slug,
-    TokenName, UserId, fmt_time, now, now_str,
+    TokenName, UserId, UserStatus, fmt_time, now, now_str,
 };
 use crate::error::{AppError, Result};
 
@@ -225,7 +225,7 @@ pub async fn login(
         .await
         .map_err(|_| AppError::Internal("verification task failed".into()))?;
     let user = match user {
-        Some(u) if password_ok && u.status == "active" => u,
+        Some(u) if password_ok && u.status == UserStatus::Active => u,
         Some(u) => {
             throttle.record_failure(&email_key, meta.ip.as_deref());
             let reason = if password_ok {
@@ -390,7 +390,7 @@ pub async fn authenticate_session(
         let Some(user) = users::find_by_id(tx, s.user_id)? else {
             return Ok(None);
         };
-        if user.status != "active" {
+        if user.status != UserStatus::Active {
             return Ok(None);
         }
         Ok(Some((s, user)))
@@ -501,7 +501,7 @@ pub async fn authenticate_api_token(db: &Db, token: &str) -> Result<Option<Token
         let Some(user) = users::find_by_id(tx, t.user_id)? else {
             return Ok(None);
         };
-        if user.status != "active" {
+        if user.status != UserStatus::Active {
             return Ok(None);
         }
         Ok(Some((t, user)))

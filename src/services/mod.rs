@@ -14,6 +14,7 @@ pub mod members;
 pub mod metering;
 pub mod notifications;
 pub mod orgs;
+pub mod outbound;
 pub mod quota;
 pub mod resources;
 pub mod teams;

@@ -110,6 +110,7 @@ fn view(q: &quotas::Quota, plan: Option<i64>) -> QuotaView {
 pub async fn patch(
     db: &Db,
     keyring: &crate::crypto::Keyring,
+    targets: super::outbound::TargetPolicy,
     ctx: &OrgContext,
     actor: &Actor,
     input: QuotaInput,
@@ -159,6 +160,8 @@ pub async fn patch(
                 "webhook_url",
                 "Enter an address that starts with http:// or https://.",
             ));
+        } else if let Err(e) = super::outbound::check_saved(url, targets, "webhook_url").await {
+            errors.push(e);
         }
     }
     if let Some(Some(secret)) = &input.webhook_secret

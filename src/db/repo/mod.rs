@@ -29,6 +29,19 @@ pub(crate) fn uuid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Uuid> {
     })
 }
 
+/// Reads a column holding one word of a closed list (a role, a status); a word outside
+/// the list is a conversion error rather than a default chosen in silence.
+pub(crate) fn word_at<T: crate::domain::Word>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let s: String = row.get(idx)?;
+    T::parse(&s).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Text,
+            format!("unknown value {s:?}").into(),
+        )
+    })
+}
+
 pub(crate) fn opt_uuid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Uuid>> {
     let s: Option<String> = row.get(idx)?;
     s.map(|s| {

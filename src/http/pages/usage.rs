@@ -416,7 +416,16 @@ async fn save_quota(
     CsrfForm(user, f): CsrfForm<QuotaForm>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let Err(e) = quota::patch(&s.db, &s.keyring, &ctx, &user.actor(), quota_input(&f)).await else {
+    let Err(e) = quota::patch(
+        &s.db,
+        &s.keyring,
+        s.config.targets,
+        &ctx,
+        &user.actor(),
+        quota_input(&f),
+    )
+    .await
+    else {
         return Ok(see_other(&format!("{}?saved=1", usage_url(&ctx))));
     };
     let fields = [
