@@ -147,7 +147,8 @@ impl Application {
             source,
         })?;
         let base_url = config.base_url(addr);
-        let upstream = crate::services::upstream::client().map_err(StartError::Upstream)?;
+        let upstream = crate::services::upstream::Upstream::new(config.targets)
+            .map_err(StartError::Upstream)?;
         let state = AppState::new(db, config, keyring, upstream, base_url);
         Ok(Self {
             listener,

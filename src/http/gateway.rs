@@ -160,6 +160,15 @@ impl From<UpstreamError> for GatewayError {
             UpstreamError::BrokeOff { provider } => {
                 unavailable(format!("the provider {provider} broke off its answer"))
             }
+            // The organization's setting is what is wrong, as with a missing key.
+            UpstreamError::NotAllowed { provider, address } => GatewayError::new(
+                StatusCode::FAILED_DEPENDENCY,
+                "invalid_request_error",
+                "provider_address_not_allowed",
+                format!(
+                    "the base URL of the provider {provider} leads to {address}, which is not a public address; this server connects only to public addresses for organizations"
+                ),
+            ),
             UpstreamError::Refused {
                 provider,
                 status,

@@ -11,6 +11,7 @@ use crate::services::gateway::Setups;
 use crate::services::identity::SessionPolicy;
 use crate::services::metering::{Gate, Meter};
 use crate::services::throttle::LoginThrottle;
+use crate::services::upstream::Upstream;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -19,8 +20,8 @@ pub struct AppState {
     pub throttle: Arc<LoginThrottle>,
     /// Master keys for the stored provider keys.
     pub keyring: Keyring,
-    /// The pooled HTTP client for LLM providers (`services::upstream::client`).
-    pub upstream: reqwest::Client,
+    /// The pooled HTTP clients for providers and webhooks, under the outbound policy.
+    pub upstream: Upstream,
     /// The gateway's caches, admission and meter.
     pub gateway: GatewayState,
     /// The base URL links are built from (public URL, or the bound address).
@@ -32,7 +33,7 @@ impl AppState {
         db: Db,
         config: Config,
         keyring: Keyring,
-        upstream: reqwest::Client,
+        upstream: Upstream,
         base_url: String,
     ) -> Self {
         let throttle = LoginThrottle::new(
@@ -99,7 +100,7 @@ pub struct Gateway {
     pub db: Db,
     pub config: Arc<Config>,
     pub keyring: Keyring,
-    pub upstream: reqwest::Client,
+    pub upstream: Upstream,
     /// Quota reservations and rate limiters.
     pub gate: Gate,
     /// Provider, key and limits of recent calls, until the configuration changes.

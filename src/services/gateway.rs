@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::llm::{self, KeySource};
 use super::metering::Limits;
-use super::upstream::{self, Endpoint};
+use super::upstream::{self, Endpoint, Origin, Upstream};
 use crate::config::{EnvProvider, Secret};
 use crate::crypto::Keyring;
 use crate::db::cache::GenerationCache;
@@ -45,6 +45,7 @@ pub struct Call {
     /// The model as the upstream knows it (without a `provider/` prefix).
     pub upstream_model: String,
     pub base_url: String,
+    pub url_origin: Origin,
     /// None for a provider that needs no key.
     pub api_key: Option<Secret>,
     pub source: KeySource,
@@ -57,6 +58,7 @@ impl Call {
             provider: &self.provider,
             base_url: &self.base_url,
             key: self.api_key.as_ref(),
+            origin: self.url_origin,
         }
     }
 }
@@ -89,6 +91,7 @@ struct Setup {
     model: String,
     upstream_model: String,
     base_url: String,
+    url_origin: Origin,
     api_key: Option<Secret>,
     source: KeySource,
     limits: Limits,
@@ -154,6 +157,7 @@ pub fn prepare(
             model: setup.model,
             upstream_model: setup.upstream_model,
             base_url: setup.base_url,
+            url_origin: setup.url_origin,
             api_key: setup.api_key,
             source: setup.source,
         },
@@ -184,7 +188,7 @@ fn read_setup(
     let entry = providers.into_iter().find(|p| p.provider == provider);
     let r = llm::resolve_with(tx, ctx, keyring, env, &provider, &policy, entry)?;
     let usable = r.usable();
-    let (api_key, base_url) = match (usable, r.api_key) {
+    let (api_key, base_url, url_origin) = match (usable, r.api_key) {
         (Some(u), _) => u,
         (None, Some(_)) => {
             return Err(RouteError::NoProviderUrl { provider });
@@ -209,6 +213,7 @@ fn read_setup(
         model,
         upstream_model,
         base_url,
+        url_origin,
         api_key,
         source: r.source,
         limits,
@@ -234,7 +239,7 @@ pub async fn models(
     setups: &Setups,
     keyring: &Keyring,
     env: &BTreeMap<String, EnvProvider>,
-    client: &reqwest::Client,
+    up: &Upstream,
     ctx: &OrgContext,
 ) -> Result<Vec<ModelEntry>, AppError> {
     super::require(ctx, Permission::LlmUse)?;
@@ -269,8 +274,8 @@ pub async fn models(
             for name in names {
                 let entry = providers.iter().find(|p| p.provider == name).cloned();
                 let r = llm::resolve_with(tx, ctx, keyring, env, &name, &policy, entry)?;
-                if let Some((k, u)) = r.usable() {
-                    sources.push((name, u, k));
+                if let Some((k, u, origin)) = r.usable() {
+                    sources.push((name, u, k, origin));
                 }
             }
         }
@@ -287,13 +292,14 @@ pub async fn models(
             })
             .collect()
     } else {
-        let asked = sources.iter().map(|(name, url, key)| async move {
+        let asked = sources.iter().map(|(name, url, key, origin)| async move {
             let endpoint = Endpoint {
                 provider: name,
                 base_url: url,
                 key: key.as_ref(),
+                origin: *origin,
             };
-            let ids = upstream::list_models(client, endpoint, MODEL_LIST_TIMEOUT).await;
+            let ids = upstream::list_models(up, endpoint, MODEL_LIST_TIMEOUT).await;
             if ids.is_none() {
                 tracing::debug!(provider = %name, "no model list from the provider");
             }

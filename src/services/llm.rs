@@ -1,6 +1,7 @@
 //! LLM providers and keys: the organization's providers and policy, members' own keys,
 //! and which key a call would use (user → organization → environment).
 use super::outbound::{self, TargetPolicy};
+use super::upstream::Origin;
 use crate::domain::Permission;
 use std::collections::BTreeMap;
 
@@ -603,6 +604,8 @@ pub struct Resolved {
     pub api_key: Option<Secret>,
     pub key_hint: Option<String>,
     pub base_url: Option<String>,
+    /// Who chose `base_url`.
+    pub url_origin: Origin,
     /// False when the organization's entry says the provider is called without a key.
     pub key_required: bool,
     /// Why there is no key, when there is none.
@@ -612,11 +615,11 @@ pub struct Resolved {
 impl Resolved {
     /// The key (none for a provider that needs none) and the URL a call uses, or `None`
     /// when the call cannot be made (see `reason`).
-    pub fn usable(&self) -> Option<(Option<Secret>, String)> {
+    pub fn usable(&self) -> Option<(Option<Secret>, String, Origin)> {
         let url = self.base_url.clone()?;
         match &self.api_key {
-            Some(k) => Some((Some(k.clone()), url)),
-            None if !self.key_required => Some((None, url)),
+            Some(k) => Some((Some(k.clone()), url, self.url_origin)),
+            None if !self.key_required => Some((None, url, self.url_origin)),
             None => None,
         }
     }
@@ -664,13 +667,20 @@ pub fn resolve_with(
     let default_url = (provider == "openai").then(|| OPENAI_BASE_URL.to_string());
     let org_url = org.as_ref().and_then(|o| o.base_url.clone());
     let env_url = env.and_then(|e| e.base_url.clone());
-    let fallback_url = org_url.clone().or(env_url.clone()).or(default_url.clone());
+    // The organization's URL first, else the operator's (environment, then built in).
+    let fallback = match &org_url {
+        Some(u) => Some((u.clone(), Origin::Tenant)),
+        None => env_url.or(default_url).map(|u| (u, Origin::Operator)),
+    };
+    let fallback_origin = fallback.as_ref().map_or(Origin::Operator, |f| f.1);
+    let fallback_url = fallback.map(|f| f.0);
     let mut out = Resolved {
         provider: provider.to_string(),
         source: KeySource::None,
         api_key: None,
         key_hint: None,
         base_url: fallback_url.clone(),
+        url_origin: fallback_origin,
         key_required: true,
         reason: None,
     };
@@ -694,7 +704,10 @@ pub fn resolve_with(
             out.source = KeySource::User;
             out.api_key = key;
             out.key_hint = mine.key_hint;
-            out.base_url = mine.base_url.or(fallback_url);
+            if let Some(u) = mine.base_url {
+                out.base_url = Some(u);
+                out.url_origin = Origin::Tenant;
+            }
             return Ok(out);
         }
     }
@@ -704,7 +717,6 @@ pub fn resolve_with(
             out.source = KeySource::Organization;
             out.api_key = key;
             out.key_hint.clone_from(&o.key_hint);
-            out.base_url = org_url.or(env_url).or(default_url);
             return Ok(out);
         }
     }
@@ -718,6 +730,7 @@ pub fn resolve_with(
         // Called as it is, at the entry's own URL.
         out.key_required = false;
         out.base_url = org_url;
+        out.url_origin = Origin::Tenant;
         return Ok(out);
     }
     out.reason = Some(format!(

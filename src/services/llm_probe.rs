@@ -11,7 +11,7 @@ use crate::domain::Permission;
 
 use super::llm::{KeySource, parse_provider, resolve_with};
 use super::require;
-use super::upstream::{self, Endpoint, ModelList, Transport, UpstreamError};
+use super::upstream::{self, Endpoint, ModelList, Transport, Upstream, UpstreamError};
 use crate::config::EnvProvider;
 use crate::crypto::Keyring;
 use crate::db::repo::llm;
@@ -53,7 +53,7 @@ pub async fn test_connection(
     db: &Db,
     keyring: &Keyring,
     env: &BTreeMap<String, EnvProvider>,
-    client: &reqwest::Client,
+    up: &Upstream,
     ctx: &OrgContext,
     provider: &str,
     target: Target,
@@ -97,7 +97,7 @@ pub async fn test_connection(
         models: Vec::new(),
         message: String::new(),
     };
-    let Some((key, base)) = resolved.usable() else {
+    let Some((key, base, origin)) = resolved.usable() else {
         out.message = resolved
             .reason
             .unwrap_or_else(|| "there is no base URL for this provider".into());
@@ -108,8 +108,9 @@ pub async fn test_connection(
         provider: &out.provider,
         base_url: &base,
         key: key.as_ref(),
+        origin,
     };
-    let answer = upstream::fetch_models(client, endpoint, TIMEOUT).await;
+    let answer = upstream::fetch_models(up, endpoint, TIMEOUT).await;
     out.latency_ms = started.elapsed().as_millis() as u64;
     out.message = match answer {
         Err(UpstreamError::NoAnswer { how, .. }) => match how {
@@ -119,6 +120,9 @@ pub async fn test_connection(
             }
             Transport::Failed => "the request failed (check the base URL)".into(),
         },
+        Err(UpstreamError::NotAllowed { address, .. }) => format!(
+            "the base URL leads to {address}, which is not a public address; this server connects only to public addresses for organizations (its operator can allow private ones with --allow-private-targets)"
+        ),
         // Not returned for a model list (one that breaks off is read as far as it came).
         Err(UpstreamError::BrokeOff { .. }) => "the request failed (check the base URL)".into(),
         Err(UpstreamError::Refused { status, .. }) => {

@@ -2,12 +2,14 @@
 //! model lists, "Test connection") goes through here, with the key sent only as the
 //! bearer token and never followed through a redirect. Failures are `UpstreamError`,
 //! which names the provider and never carries the key or reqwest's error text.
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::config::Secret;
+use crate::services::outbound::{self, PolicyResolver, TargetPolicy, TargetRefused};
 
 /// Largest upstream error body read to find its message (the rest is dropped).
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
@@ -16,21 +18,83 @@ pub const MODEL_LIST_LIMIT: usize = 1 << 20;
 /// How much of a provider's own error message is kept.
 const MESSAGE_CHARS: usize = 500;
 
-/// One HTTP client for every upstream (the webhook sender shares it): pooled connections,
-/// bounded connect and read times, no overall deadline (streams may run for minutes).
-pub fn client() -> Result<reqwest::Client, String> {
-    // The TLS backend is rustls with ring, the same one the mailer uses.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(300))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        // A provider (or a webhook receiver) that redirects gets its 3xx reported, not
-        // followed: the key would be sent on to wherever it points.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))
+/// Who chose an address: the server's operator (a provider's `XAGENT_<P>_BASE_URL`, the
+/// built-in OpenAI URL) or an organization or member (a saved base URL, a webhook). Only
+/// the latter is held to the outbound policy: the operator may point the server anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Operator,
+    Tenant,
+}
+
+/// The HTTP clients for every upstream (providers and webhook receivers): pooled
+/// connections, bounded connect and read times, no overall deadline (streams may run for
+/// minutes). Addresses a tenant chose go through a client whose resolver drops what the
+/// policy refuses, and a literal address in such a URL is checked before sending, so the
+/// address connected to is the one checked — a name that resolved to a public address
+/// when saved and to a private one later is refused too.
+#[derive(Clone)]
+pub struct Upstream {
+    operator: reqwest::Client,
+    tenant: reqwest::Client,
+    policy: TargetPolicy,
+}
+
+impl Upstream {
+    pub fn new(policy: TargetPolicy) -> Result<Self, String> {
+        // The TLS backend is rustls with ring, the same one the mailer uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let build = |b: reqwest::ClientBuilder| {
+            b.connect_timeout(Duration::from_secs(10))
+                .read_timeout(Duration::from_secs(300))
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(256)
+                // A provider (or a webhook receiver) that redirects gets its 3xx reported,
+                // not followed: the key would be sent on to wherever it points.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))
+        };
+        let operator = build(reqwest::Client::builder())?;
+        let tenant = match policy {
+            TargetPolicy::AllowPrivate => operator.clone(),
+            TargetPolicy::PublicOnly => {
+                build(reqwest::Client::builder().dns_resolver(Arc::new(PolicyResolver(policy))))?
+            }
+        };
+        Ok(Upstream {
+            operator,
+            tenant,
+            policy,
+        })
+    }
+
+    /// The client that may connect to `url`, chosen by who chose the address; a literal
+    /// address the policy refuses is refused here.
+    pub fn client_for(&self, url: &str, origin: Origin) -> Result<&reqwest::Client, TargetRefused> {
+        match origin {
+            Origin::Operator => Ok(&self.operator),
+            Origin::Tenant => {
+                if let Ok(parsed) = reqwest::Url::parse(url) {
+                    outbound::check_request(&parsed, self.policy)?;
+                }
+                Ok(&self.tenant)
+            }
+        }
+    }
+}
+
+/// The policy's refusal, when it is what stopped a request (the resolver's error is
+/// wrapped in reqwest's and hyper's).
+pub fn refusal_in(e: &reqwest::Error) -> Option<TargetRefused> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(r) = c.downcast_ref::<TargetRefused>() {
+            return Some(r.clone());
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// Where a call goes: the provider's name (for messages), its base URL and the key.
@@ -40,6 +104,8 @@ pub struct Endpoint<'a> {
     pub base_url: &'a str,
     /// None for a provider that needs no key.
     pub key: Option<&'a Secret>,
+    /// Who chose the base URL.
+    pub origin: Origin,
 }
 
 impl Endpoint<'_> {
@@ -47,11 +113,25 @@ impl Endpoint<'_> {
         format!("{}{path}", self.base_url.trim_end_matches('/'))
     }
 
-    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match self.key {
+    /// A request to `path` with the key, from the client the base URL's origin allows.
+    fn request(
+        &self,
+        up: &Upstream,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, UpstreamError> {
+        let url = self.url(path);
+        let client = up
+            .client_for(&url, self.origin)
+            .map_err(|r| UpstreamError::NotAllowed {
+                provider: self.provider.to_string(),
+                address: r.0,
+            })?;
+        let req = client.request(method, url);
+        Ok(match self.key {
             Some(k) => req.bearer_auth(k.expose()),
             None => req,
-        }
+        })
     }
 
     /// A provider's message with any echo of the key removed, shortened.
@@ -99,6 +179,8 @@ pub enum UpstreamError {
     },
     /// The answer broke off while it was read.
     BrokeOff { provider: String },
+    /// The base URL names an address the outbound policy refuses (private, loopback...).
+    NotAllowed { provider: String, address: String },
 }
 
 impl UpstreamError {
@@ -106,11 +188,19 @@ impl UpstreamError {
     pub fn status(&self) -> u16 {
         match self {
             UpstreamError::Refused { status, .. } => *status,
-            UpstreamError::NoAnswer { .. } | UpstreamError::BrokeOff { .. } => 502,
+            UpstreamError::NoAnswer { .. }
+            | UpstreamError::BrokeOff { .. }
+            | UpstreamError::NotAllowed { .. } => 502,
         }
     }
 
     fn no_answer(ep: &Endpoint<'_>, e: &reqwest::Error) -> Self {
+        if let Some(r) = refusal_in(e) {
+            return UpstreamError::NotAllowed {
+                provider: ep.provider.to_string(),
+                address: r.0,
+            };
+        }
         UpstreamError::NoAnswer {
             provider: ep.provider.to_string(),
             how: Transport::of(e),
@@ -121,13 +211,13 @@ impl UpstreamError {
 /// POSTs `body` as JSON to `path` under the endpoint's base URL; an answer that is not a
 /// success is read (bounded) for its message and returned as `Refused`.
 pub async fn post_json(
-    client: &reqwest::Client,
+    up: &Upstream,
     ep: Endpoint<'_>,
     path: &str,
     body: &impl serde::Serialize,
 ) -> Result<reqwest::Response, UpstreamError> {
     let res = ep
-        .authorized(client.post(ep.url(path)))
+        .request(up, reqwest::Method::POST, path)?
         .json(body)
         .send()
         .await
@@ -182,12 +272,13 @@ pub enum ModelList {
 /// Asks the provider for its models within `timeout`; returns the success status with
 /// what it sent.
 pub async fn fetch_models(
-    client: &reqwest::Client,
+    up: &Upstream,
     ep: Endpoint<'_>,
     timeout: Duration,
 ) -> Result<(u16, ModelList), UpstreamError> {
     let res = ep
-        .authorized(client.get(ep.url("/models")).timeout(timeout))
+        .request(up, reqwest::Method::GET, "/models")?
+        .timeout(timeout)
         .send()
         .await
         .map_err(|e| UpstreamError::no_answer(&ep, &e))?;
@@ -205,11 +296,11 @@ pub async fn fetch_models(
 /// The model ids a provider offers, sorted and without repeats; `None` when it does not
 /// answer with a model list within `timeout`.
 pub async fn list_models(
-    client: &reqwest::Client,
+    up: &Upstream,
     ep: Endpoint<'_>,
     timeout: Duration,
 ) -> Option<Vec<String>> {
-    let Ok((_, ModelList::Ids(mut ids))) = fetch_models(client, ep, timeout).await else {
+    let Ok((_, ModelList::Ids(mut ids))) = fetch_models(up, ep, timeout).await else {
         return None;
     };
     ids.sort();
@@ -262,6 +353,7 @@ mod tests {
             provider: "openai",
             base_url: "http://127.0.0.1:1/v1/",
             key: Some(&key),
+            origin: Origin::Tenant,
         };
         assert_eq!(
             ep.clean("Incorrect API key provided: sk-very-secret."),

@@ -17,6 +17,7 @@ use crate::db::unscoped::unscoped_due_webhook_deliveries;
 use crate::db::{Db, OrgContext};
 use crate::domain::{Clock, fmt_time};
 use crate::error::AppError;
+use crate::services::upstream::{self, Origin, Upstream};
 
 /// Attempts before a delivery is given up.
 pub const MAX_ATTEMPTS: i64 = 8;
@@ -54,7 +55,7 @@ struct Job {
 pub async fn deliver_due(
     db: &Db,
     keyring: &Keyring,
-    client: &reqwest::Client,
+    up: &Upstream,
     clock: &Clock,
     retry_base: Duration,
 ) -> Result<usize, AppError> {
@@ -98,52 +99,23 @@ pub async fn deliver_due(
             .await?;
         let Some(job) = job else { continue };
         n += 1;
-        attempt(db, client, clock, retry_base, job).await?;
+        attempt(db, up, clock, retry_base, job).await?;
     }
     Ok(n)
 }
 
 async fn attempt(
     db: &Db,
-    client: &reqwest::Client,
+    up: &Upstream,
     clock: &Clock,
     retry_base: Duration,
     job: Job,
 ) -> Result<(), AppError> {
     let d = &job.delivery;
     let timestamp = clock.now().timestamp().to_string();
-    let mut req = client
-        .post(&d.url)
-        .timeout(Duration::from_secs(10))
-        .header("content-type", "application/json")
-        .header("user-agent", concat!("xagent/", env!("CARGO_PKG_VERSION")))
-        .header("x-xagent-event", &d.event)
-        .header("x-xagent-delivery", &d.id)
-        .header("x-xagent-timestamp", &timestamp)
-        .body(d.payload.clone());
-    if let Some(secret) = &job.secret {
-        req = req.header(
-            "x-xagent-signature",
-            signature(secret.expose().as_bytes(), &timestamp, &d.payload),
-        );
-    }
-    let (delivered, code, error) = match req.send().await {
-        Ok(res) if res.status().is_success() => (true, Some(res.status().as_u16()), None),
-        Ok(res) => (
-            false,
-            Some(res.status().as_u16()),
-            Some(format!("answered {}", res.status().as_u16())),
-        ),
-        Err(e) => {
-            let what = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "could not connect"
-            } else {
-                "request failed"
-            };
-            (false, None, Some(what.to_string()))
-        }
+    let (delivered, code, error) = match up.client_for(&d.url, Origin::Tenant) {
+        Ok(client) => send(client, &job, &timestamp).await,
+        Err(refused) => (false, None, Some(refused.to_string())),
     };
     let attempts = d.attempts + 1;
     let now = clock.now();
@@ -168,12 +140,57 @@ async fn attempt(
     .await
 }
 
+/// Sends one delivery, signed when the subscription has a secret; what happened, as
+/// stored with the attempt.
+async fn send(
+    client: &reqwest::Client,
+    job: &Job,
+    timestamp: &str,
+) -> (bool, Option<u16>, Option<String>) {
+    let d = &job.delivery;
+    let mut req = client
+        .post(&d.url)
+        .timeout(Duration::from_secs(10))
+        .header("content-type", "application/json")
+        .header("user-agent", concat!("xagent/", env!("CARGO_PKG_VERSION")))
+        .header("x-xagent-event", &d.event)
+        .header("x-xagent-delivery", &d.id)
+        .header("x-xagent-timestamp", timestamp)
+        .body(d.payload.clone());
+    if let Some(secret) = &job.secret {
+        req = req.header(
+            "x-xagent-signature",
+            signature(secret.expose().as_bytes(), timestamp, &d.payload),
+        );
+    }
+    match req.send().await {
+        Ok(res) if res.status().is_success() => (true, Some(res.status().as_u16()), None),
+        Ok(res) => (
+            false,
+            Some(res.status().as_u16()),
+            Some(format!("answered {}", res.status().as_u16())),
+        ),
+        Err(e) => {
+            let what = if let Some(refused) = upstream::refusal_in(&e) {
+                refused.to_string()
+            } else if e.is_timeout() {
+                "timed out".to_string()
+            } else if e.is_connect() {
+                "could not connect".to_string()
+            } else {
+                "request failed".to_string()
+            };
+            (false, None, Some(what))
+        }
+    }
+}
+
 /// The delivery worker: every tick, sends what is due. Deliveries live in the database,
 /// so a restart or a missed tick only delays them.
 pub async fn run(
     db: Db,
     keyring: Keyring,
-    client: reqwest::Client,
+    up: Upstream,
     clock: Clock,
     tick: Duration,
     retry_base: Duration,
@@ -182,7 +199,7 @@ pub async fn run(
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        if let Err(e) = deliver_due(&db, &keyring, &client, &clock, retry_base).await {
+        if let Err(e) = deliver_due(&db, &keyring, &up, &clock, retry_base).await {
             tracing::error!(error = %e, "webhook deliveries");
         }
     }

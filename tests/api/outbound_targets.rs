@@ -2,7 +2,8 @@
 //! URL, a personal key's base URL or an alert webhook that names a private, loopback or
 //! link-local address is refused when it is saved, as a field error.
 use crate::common::TestApp;
-use crate::org_fixture::{create_org, new_person};
+use crate::common::mock_llm::MockLlm;
+use crate::org_fixture::{create_org, new_person, token_for};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use xagent::services::outbound::TargetPolicy;
@@ -98,5 +99,134 @@ async fn private_addresses_are_refused_when_saved_unless_the_instance_allows_the
             .await;
         assert_eq!(r.status, StatusCode::OK, "{url}: {}", r.text);
     }
+    app.stop().await;
+}
+
+/// Counts the connections made to it; answers none of them.
+async fn listener() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = l.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    (format!("http://{addr}"), count)
+}
+
+#[tokio::test]
+async fn addresses_saved_while_private_targets_were_allowed_are_refused_when_connecting() {
+    let mock = MockLlm::start().await;
+    let (hook, hook_hits) = listener().await;
+    // Saved while the instance allowed private targets.
+    let app = TestApp::spawn().await;
+    let (_, owner) = new_person(&app, "owner@connect.example", "Owner").await;
+    let (org, _) = create_org(&owner, "Connect", "connect").await;
+    let r = owner
+        .put(
+            &format!("/api/v1/orgs/{org}/llm/providers/local"),
+            json!({"base_url": mock.base, "key_required": false}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = owner
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{org}/quota"),
+            Some(
+                json!({"monthly_credits_micros": 40, "alert_thresholds": [10],
+                        "webhook_url": format!("{hook}/hook")}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let dir = app.stop().await;
+
+    // The same data under the default policy; the operator's own provider stays reachable.
+    let app = TestApp::spawn_in(dir, |c| {
+        c.targets = TargetPolicy::PublicOnly;
+        c.webhook_tick = std::time::Duration::from_millis(50);
+        c.env_providers.insert(
+            "operator".into(),
+            xagent::config::EnvProvider {
+                api_key: Some(xagent::config::Secret::new("sk-operator-0000-1111")),
+                base_url: Some(mock.base.clone()),
+            },
+        );
+    })
+    .await;
+    let owner = app.login("owner@connect.example").await;
+    let (_, token) = token_for(&app, &owner, &org, "connect").await;
+    rusqlite::Connection::open(app.data_dir().join("xagent.db"))
+        .unwrap()
+        .execute(
+            "INSERT OR REPLACE INTO model_prices VALUES ('gpt-test', 150000, 600000, '2026-01-01T00:00:00Z')",
+            [],
+        )
+        .unwrap();
+
+    let r = token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(
+                json!({"model": "local/gpt-test", "max_tokens": 7, "messages": [{"role": "user", "content": "hi"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FAILED_DEPENDENCY, "{}", r.text);
+    assert_eq!(r.code(), "provider_address_not_allowed");
+    assert!(r.text.contains("127.0.0.1"), "{}", r.text);
+    assert!(mock.requests().is_empty(), "the provider was called");
+
+    let r = owner
+        .post(
+            &format!("/api/v1/orgs/{org}/llm/providers/local/test"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["ok"], false, "{}", r.text);
+    let message = r.body["message"].as_str().unwrap_or("");
+    assert!(message.contains("not a public address"), "{}", r.text);
+    assert!(mock.requests().is_empty(), "the provider was called");
+
+    // The operator's provider is called; its spending fires the alert, whose webhook
+    // (an organization's address) is refused at delivery and says why.
+    let r = token
+        .send(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(json!({"model": "operator/gpt-test", "max_tokens": 7, "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(mock.requests().len(), 1);
+    let path = format!("/api/v1/orgs/{org}/quota/webhook-deliveries");
+    let mut last = serde_json::Value::Null;
+    for _ in 0..100 {
+        last = owner.get(&path).await.body;
+        if last["items"][0]["attempts"].as_i64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let d = &last["items"][0];
+    assert_ne!(d["status"], "delivered", "{last}");
+    assert!(
+        d["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a public address"),
+        "{last}"
+    );
+    assert_eq!(
+        hook_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the webhook address was connected to"
+    );
     app.stop().await;
 }

@@ -31,7 +31,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::spawn_in(tempfile::tempdir().expect("temp dir"), tweak).await
+    }
+
+    /// A server on the data of `dir` (one that `stop` returned, for a restart).
+    pub async fn spawn_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = Config::new(dir.path().join("data"));
         config.listen = "127.0.0.1:0".parse().expect("addr");
         config.log = "warn".into();
