@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::crypto::Keyring;
 use crate::db::{Db, DbError};
 use crate::http::{self, state::AppState};
-use crate::services::identity;
+use crate::services::{Services, identity};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -128,16 +128,6 @@ impl Application {
             &config.data_dir,
         )
         .map_err(|e| StartError::Keys(e.to_string()))?;
-        let rewrapped = crate::services::llm::check_and_rewrap(&db, &keyring)
-            .await
-            .map_err(StartError::Keys)?;
-        if rewrapped > 0 {
-            tracing::info!(
-                data_keys = rewrapped,
-                master_key = keyring.current().id(),
-                "re-wrapped data keys under the current master key"
-            );
-        }
         let listener = bind(config.listen).map_err(|source| StartError::Listen {
             addr: config.listen,
             source,
@@ -147,9 +137,18 @@ impl Application {
             source,
         })?;
         let base_url = config.base_url(addr);
-        let upstream = crate::services::upstream::Upstream::new(config.targets)
-            .map_err(StartError::Upstream)?;
-        let state = AppState::new(db, config, keyring, upstream, base_url);
+        let svc = Services::new(db, keyring, &config, base_url).map_err(StartError::Upstream)?;
+        let rewrapped = crate::services::llm::check_and_rewrap(&svc)
+            .await
+            .map_err(StartError::Keys)?;
+        if rewrapped > 0 {
+            tracing::info!(
+                data_keys = rewrapped,
+                master_key = svc.keyring.current().id(),
+                "re-wrapped data keys under the current master key"
+            );
+        }
+        let state = AppState::new(svc, config);
         Ok(Self {
             listener,
             addr,
@@ -166,11 +165,15 @@ impl Application {
     }
 
     pub fn base_url(&self) -> &str {
-        &self.state.base_url
+        &self.state.svc.base_url
     }
 
     pub fn db(&self) -> &Db {
-        &self.state.db
+        &self.state.svc.db
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.state.svc
     }
 
     /// Serves until SIGINT or SIGTERM.
@@ -187,10 +190,7 @@ impl Application {
         let state = self.state.clone();
         let cleanup = tokio::spawn(background_cleanup(state.clone()));
         let webhooks = tokio::spawn(crate::services::webhooks::run(
-            state.db.clone(),
-            state.keyring.clone(),
-            state.upstream.clone(),
-            state.config.clock.clone(),
+            state.svc.clone(),
             state.config.webhook_tick,
             state.config.webhook_retry_base,
         ));
@@ -206,7 +206,7 @@ impl Application {
         tracing::info!("stopped accepting; flushing the database");
         // Usage of the calls answered so far is written before the writer stops.
         state.gateway.meter.flush().await;
-        if let Err(e) = state.db.shutdown().await {
+        if let Err(e) = state.svc.db.shutdown().await {
             tracing::error!(error = %e, "database shutdown");
         }
         served
@@ -217,7 +217,7 @@ impl Application {
         let url = self.base_url().to_string();
         println!("xagent {} listening on {url}", crate::VERSION);
         tracing::info!(url = %url, "listening");
-        if identity::user_count(self.db()).await.unwrap_or(1) == 0 {
+        if identity::user_count(self.services()).await.unwrap_or(1) == 0 {
             let command = self.state.config.create_user_command();
             println!(
                 "\nThis instance has no users yet. Create the first administrator with:\n\n    \
@@ -236,24 +236,24 @@ async fn background_cleanup(state: AppState) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        match identity::purge_dead_sessions(&state.db, state.session_policy()).await {
+        match identity::purge_dead_sessions(&state.svc, state.session_policy()).await {
             Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions removed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "session cleanup failed"),
         }
-        match crate::services::invoices::close_periods(&state.db, state.config.clock.now()).await {
+        match crate::services::invoices::close_periods(&state.svc, state.config.clock.now()).await {
             Ok(n) if n > 0 => tracing::info!(issued = n, "invoices issued for closed periods"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "closing billing periods failed"),
         }
-        match crate::services::invitations::purge_finished(&state.db, state.config.clock.now())
+        match crate::services::invitations::purge_finished(&state.svc, state.config.clock.now())
             .await
         {
             Ok(n) if n > 0 => tracing::info!(removed = n, "finished invitations removed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "invitation cleanup failed"),
         }
-        match crate::services::audit::purge_expired(&state.db).await {
+        match crate::services::audit::purge_expired(&state.svc).await {
             Ok(n) if n > 0 => tracing::info!(removed = n, "audit rows past retention purged"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "audit retention failed"),

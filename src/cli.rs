@@ -1,5 +1,6 @@
 //! The command line. Every verb takes `--data-dir` and works while a server runs on the
 //! same directory (SQLite does the locking).
+use crate::services::Services;
 use std::io::BufRead;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -242,11 +243,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Admin(cmd) => admin(cli.data_dir, cmd).await,
         Command::Keys(cmd) => keys(cli.data_dir, cmd).await,
         Command::Audit(AuditCommand::Verify { org }) => {
-            let db = open_db(cli.data_dir).await?;
-            let reports = crate::services::audit::verify(&db, org)
+            let svc = services(cli.data_dir).await?;
+            let reports = crate::services::audit::verify(&svc, org)
                 .await
                 .map_err(describe);
-            let _ = db.shutdown().await;
+            let _ = svc.db.shutdown().await;
             let reports = reports?;
             let mut broken = 0;
             for r in &reports {
@@ -276,14 +277,12 @@ async fn run(cli: Cli) -> Result<(), String> {
 
 async fn keys(dir: PathBuf, cmd: KeysCommand) -> Result<(), String> {
     use crate::services::llm;
-    let db = open_db(dir.clone()).await?;
-    let env = std::env::var("XAGENT_MASTER_KEY").ok();
-    let ring = crate::crypto::Keyring::load(env.as_deref(), &dir).map_err(|e| e.to_string());
+    let svc = services(dir).await?;
+    let ring = &svc.keyring;
     let out = async {
-        let ring = ring?;
         match cmd {
             KeysCommand::List => {
-                let used = llm::master_keys_in_use(&db).await.map_err(describe)?;
+                let used = llm::master_keys_in_use(&svc).await.map_err(describe)?;
                 for (i, id) in ring.ids().iter().enumerate() {
                     let role = if i == 0 { "current" } else { "older" };
                     let state = if used.contains(id) { "in use" } else { "unused" };
@@ -293,7 +292,7 @@ async fn keys(dir: PathBuf, cmd: KeysCommand) -> Result<(), String> {
             }
             KeysCommand::Rotate => {
                 let new = ring.rotate().map_err(|e| e.to_string())?;
-                let n = llm::rewrap_all(&db, &ring).await.map_err(describe)?;
+                let n = llm::rewrap_all(&svc).await.map_err(describe)?;
                 println!(
                     "new master key {}; {n} data keys re-wrapped. The older keys stay in master.key until `xagent keys retire`.",
                     new.id()
@@ -301,7 +300,7 @@ async fn keys(dir: PathBuf, cmd: KeysCommand) -> Result<(), String> {
                 Ok(())
             }
             KeysCommand::Retire => {
-                let used = llm::master_keys_in_use(&db).await.map_err(describe)?;
+                let used = llm::master_keys_in_use(&svc).await.map_err(describe)?;
                 let gone = ring.retire_except(&used).map_err(|e| e.to_string())?;
                 if gone.is_empty() {
                     println!("nothing to retire");
@@ -313,8 +312,26 @@ async fn keys(dir: PathBuf, cmd: KeysCommand) -> Result<(), String> {
         }
     }
     .await;
-    let _ = db.shutdown().await;
+    let _ = svc.db.shutdown().await;
     out
+}
+
+/// The services a command runs on: the data directory's database and master keys (from
+/// XAGENT_MASTER_KEY or master.key, as the server reads them).
+async fn services(dir: PathBuf) -> Result<Services, String> {
+    let db = open_db(dir.clone()).await?;
+    let env = std::env::var("XAGENT_MASTER_KEY").ok();
+    let made = crate::crypto::Keyring::load(env.as_deref(), &dir)
+        .map_err(|e| e.to_string())
+        .and_then(|ring| {
+            let config = crate::config::Config::new(dir);
+            let base_url = config.base_url(config.listen);
+            Services::new(db.clone(), ring, &config, base_url)
+        });
+    if made.is_err() {
+        let _ = db.shutdown().await;
+    }
+    made
 }
 
 async fn open_db(dir: PathBuf) -> Result<Db, String> {
@@ -327,7 +344,7 @@ async fn open_db(dir: PathBuf) -> Result<Db, String> {
 }
 
 async fn admin(dir: PathBuf, cmd: AdminCommand) -> Result<(), String> {
-    let db = open_db(dir).await?;
+    let svc = services(dir).await?;
     let meta = ClientMeta {
         ip: None,
         user_agent: Some("xagent-cli".into()),
@@ -342,7 +359,7 @@ async fn admin(dir: PathBuf, cmd: AdminCommand) -> Result<(), String> {
             let password = read_password()?;
             let name =
                 name.unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_string());
-            identity::create_user(&db, &email, &name, &password, superuser, &meta)
+            identity::create_user(&svc, &email, &name, &password, superuser, &meta)
                 .await
                 .map(|(user, org)| {
                     println!(
@@ -356,12 +373,12 @@ async fn admin(dir: PathBuf, cmd: AdminCommand) -> Result<(), String> {
                 })
                 .map_err(describe)
         }
-        AdminCommand::Signup { state } => identity::set_signup(&db, state == "on", None)
+        AdminCommand::Signup { state } => identity::set_signup(&svc, state == "on", None)
             .await
             .map(|()| println!("sign-up is now {state}"))
             .map_err(describe),
     };
-    let _ = db.shutdown().await;
+    let _ = svc.db.shutdown().await;
     result
 }
 

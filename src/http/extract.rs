@@ -1,5 +1,6 @@
 //! Extractors: who is calling (session cookie or API token), from where, and request
 //! bodies whose rejections become the API's error envelope.
+use crate::services::Services;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
@@ -10,8 +11,8 @@ use serde::de::DeserializeOwned;
 
 use super::state::AppState;
 use crate::auth;
+use crate::db::OrgContext;
 use crate::db::repo::users::User;
-use crate::db::{Db, OrgContext};
 use crate::domain::SessionId;
 use crate::error::AppError;
 use crate::services::identity::{self, SessionAuth, TokenAuth};
@@ -133,11 +134,11 @@ impl CurrentUser {
     /// The holder of an API token (`Authorization: Bearer xa_…`); 401 for a token that
     /// is unknown, revoked, expired or whose user is not active.
     pub async fn from_api_token(
-        db: &Db,
+        svc: &Services,
         token: &str,
         meta: ClientMeta,
     ) -> Result<CurrentUser, AppError> {
-        let auth = identity::authenticate_api_token(db, token)
+        let auth = identity::authenticate_api_token(svc, token)
             .await?
             .ok_or(AppError::Unauthorized)?;
         Ok(CurrentUser {
@@ -154,12 +155,16 @@ impl CurrentUser {
         state: &AppState,
         org_ref: String,
     ) -> Result<OrgContext, AppError> {
-        self.org_context_in(&state.db, org_ref).await
+        self.org_context_in(&state.svc, org_ref).await
     }
 
-    /// `org_context` for a handler that holds the database but not the whole state.
-    pub async fn org_context_in(&self, db: &Db, org_ref: String) -> Result<OrgContext, AppError> {
-        let ctx = orgs::context(db, self.user.id, org_ref).await?;
+    /// `org_context` for a handler that holds the services but not the whole state.
+    pub async fn org_context_in(
+        &self,
+        svc: &Services,
+        org_ref: String,
+    ) -> Result<OrgContext, AppError> {
+        let ctx = orgs::context(svc, self.user.id, org_ref).await?;
         if let AuthKind::Token(t) = &self.kind
             && t.organization_id != ctx.org_id()
         {
@@ -193,11 +198,11 @@ impl FromRequestParts<AppState> for CurrentUser {
         }
         let Ok(meta) = ClientMeta::from_request_parts(parts, state).await;
         let current = if let Some(token) = bearer(&parts.headers) {
-            CurrentUser::from_api_token(&state.db, token, meta).await?
+            CurrentUser::from_api_token(&state.svc, token, meta).await?
         } else {
             let cookie =
                 cookie_value(&parts.headers, SESSION_COOKIE).ok_or(AppError::Unauthorized)?;
-            let auth = identity::authenticate_session(&state.db, state.session_policy(), cookie)
+            let auth = identity::authenticate_session(&state.svc, state.session_policy(), cookie)
                 .await?
                 .ok_or(AppError::Unauthorized)?;
             if parts.uri.path().starts_with("/api/") && !is_safe(&parts.method) {

@@ -256,13 +256,13 @@ async fn token_caller(
     let hash = crate::auth::token_hash(token);
     let meta = client_meta(&parts, &g.config.trusted_proxies);
     // Read before the lookups below, so that a change committed meanwhile drops them.
-    let generation = g.db.generation();
+    let generation = g.svc.db.generation();
     let (user, ctx) = match g.callers.0.get(&hash, generation) {
         Some((mut user, ctx)) => {
             let AuthKind::Token(t) = &mut user.kind else {
                 return Err(GatewayError::unauthorized(NO_TOKEN));
             };
-            match t.check_use(&g.db, crate::domain::now()) {
+            match t.check_use(&g.svc, g.svc.now()) {
                 TokenUse::Expired => return Err(GatewayError::unauthorized(NO_TOKEN)),
                 TokenUse::Valid => {}
                 TokenUse::Stamped => {
@@ -275,14 +275,14 @@ async fn token_caller(
             (user, ctx)
         }
         None => {
-            let user = CurrentUser::from_api_token(&g.db, token, meta)
+            let user = CurrentUser::from_api_token(&g.svc, token, meta)
                 .await
                 .map_err(|_| GatewayError::unauthorized(NO_TOKEN))?;
             let AuthKind::Token(t) = &user.kind else {
                 return Err(GatewayError::unauthorized(NO_TOKEN));
             };
             let ctx = user
-                .org_context_in(&g.db, t.organization_id.to_string())
+                .org_context_in(&g.svc, t.organization_id.to_string())
                 .await?;
             g.callers
                 .0
@@ -363,7 +363,7 @@ impl Flight {
         path: &str,
         body: &serde_json::Map<String, Value>,
     ) -> GResult<(Self, reqwest::Response)> {
-        match upstream::post_json(&self.gw.upstream, self.call.endpoint(), path, body).await {
+        match upstream::post_json(&self.gw.svc.upstream, self.call.endpoint(), path, body).await {
             Ok(res) => Ok((self, res)),
             Err(e) => {
                 self.fail(e.status());
@@ -398,9 +398,9 @@ async fn take_off(
         .and_then(Value::as_str)
         .map(str::to_string);
     let (call, limits) = gateway::prepare(
-        &g.db,
+        &g.svc.db,
         &g.setups,
-        &g.keyring,
+        &g.svc.keyring,
         &g.config.env_providers,
         &ctx,
         requested.as_deref(),
@@ -414,9 +414,13 @@ async fn take_off(
     } else {
         tokens::estimate_chat(input_chars, &body)
     };
-    let held = g
-        .gate
-        .admit(&g.db, &call.ctx, &limits, estimate, g.config.clock.now())??;
+    let held = g.gate.admit(
+        &g.svc.db,
+        &call.ctx,
+        &limits,
+        estimate,
+        g.config.clock.now(),
+    )??;
     let flight = Flight {
         gw: g.clone(),
         call,
@@ -486,11 +490,11 @@ async fn models(State(g): State<GatewayState>, req: Request) -> Response {
     let out = async {
         let (_, ctx, _) = token_caller(&g, req).await?;
         let list = gateway::models(
-            &g.db,
+            &g.svc.db,
             &g.setups,
-            &g.keyring,
+            &g.svc.keyring,
             &g.config.env_providers,
-            &g.upstream,
+            &g.svc.upstream,
             &ctx,
         )
         .await?;

@@ -210,7 +210,7 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(2), s.db.ping()).await {
+    match tokio::time::timeout(Duration::from_secs(2), s.svc.db.ping()).await {
         Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -4,38 +4,25 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use crate::config::Config;
-use crate::crypto::Keyring;
-use crate::db::Db;
 use crate::http::gateway::Callers;
+use crate::services::Services;
 use crate::services::gateway::Setups;
 use crate::services::identity::SessionPolicy;
 use crate::services::metering::{Gate, Meter};
 use crate::services::throttle::LoginThrottle;
-use crate::services::upstream::Upstream;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub db: Db,
+    /// What the use cases run on (database, keys, clock, outbound clients, mail).
+    pub svc: Services,
     pub config: Arc<Config>,
     pub throttle: Arc<LoginThrottle>,
-    /// Master keys for the stored provider keys.
-    pub keyring: Keyring,
-    /// The pooled HTTP clients for providers and webhooks, under the outbound policy.
-    pub upstream: Upstream,
     /// The gateway's caches, admission and meter.
     pub gateway: GatewayState,
-    /// The base URL links are built from (public URL, or the bound address).
-    pub base_url: Arc<str>,
 }
 
 impl AppState {
-    pub fn new(
-        db: Db,
-        config: Config,
-        keyring: Keyring,
-        upstream: Upstream,
-        base_url: String,
-    ) -> Self {
+    pub fn new(svc: Services, config: Config) -> Self {
         let throttle = LoginThrottle::new(
             config.login_window,
             config.login_max_failures_per_account,
@@ -43,44 +30,19 @@ impl AppState {
         );
         let config = Arc::new(config);
         let gateway = GatewayState(Arc::new(Gateway {
-            meter: Meter::start(db.clone()),
-            db: db.clone(),
+            meter: Meter::start(svc.db.clone()),
+            svc: svc.clone(),
             config: config.clone(),
-            keyring: keyring.clone(),
-            upstream: upstream.clone(),
             gate: Gate::default(),
             setups: Setups::default(),
             callers: Callers::default(),
         }));
         Self {
-            db,
+            svc,
             config,
             throttle: Arc::new(throttle),
-            keyring,
-            upstream,
             gateway,
-            base_url: base_url.into(),
         }
-    }
-
-    /// "Test connection" with this server's keys, environment and upstream client (the
-    /// API and the pages both offer it).
-    pub async fn test_connection(
-        &self,
-        ctx: &crate::db::OrgContext,
-        provider: &str,
-        target: crate::services::llm_probe::Target,
-    ) -> crate::error::Result<crate::services::llm_probe::ConnectionTest> {
-        crate::services::llm_probe::test_connection(
-            &self.db,
-            &self.keyring,
-            &self.config.env_providers,
-            &self.upstream,
-            ctx,
-            provider,
-            target,
-        )
-        .await
     }
 
     pub fn session_policy(&self) -> SessionPolicy {
@@ -97,10 +59,8 @@ impl AppState {
 pub struct GatewayState(Arc<Gateway>);
 
 pub struct Gateway {
-    pub db: Db,
+    pub svc: Services,
     pub config: Arc<Config>,
-    pub keyring: Keyring,
-    pub upstream: Upstream,
     /// Quota reservations and rate limiters.
     pub gate: Gate,
     /// Provider, key and limits of recent calls, until the configuration changes.

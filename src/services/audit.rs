@@ -1,5 +1,6 @@
 //! Reading the audit trail: filtered pages, streaming export, chain verification, and the
 //! retention purge (which is itself audited and leaves an anchor for verification).
+use super::Services;
 use crate::domain::Permission;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -10,11 +11,11 @@ use super::require;
 use crate::db::repo::audit::{self, ChainRow, Filter, GENESIS, Record};
 use crate::db::unscoped::unscoped_all_org_ids;
 use crate::db::{Db, OrgContext};
-use crate::domain::{OrgSettings, fmt_time, now};
+use crate::domain::{OrgSettings, fmt_time};
 use crate::error::{AppError, Result};
 
 pub async fn query(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     filter: Filter,
     before_seq: Option<i64>,
@@ -22,7 +23,8 @@ pub async fn query(
 ) -> Result<(Vec<Record>, Option<i64>)> {
     require(ctx, Permission::AuditView)?;
     let ctx = ctx.clone();
-    db.read(move |tx| Ok(page_of(tx, &ctx, &filter, before_seq, limit)?))
+    svc.db
+        .read(move |tx| Ok(page_of(tx, &ctx, &filter, before_seq, limit)?))
         .await
 }
 
@@ -76,7 +78,7 @@ pub struct Labelled {
 /// A page of the log as `query` reads it, each row with its actor and resource named. The
 /// names come from one lookup bound to this organization (`names_in_org`).
 pub async fn labelled(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     filter: Filter,
     before_seq: Option<i64>,
@@ -84,29 +86,30 @@ pub async fn labelled(
 ) -> Result<(Vec<Labelled>, Option<i64>)> {
     require(ctx, Permission::AuditView)?;
     let ctx = ctx.clone();
-    db.read(move |tx| {
-        let (rows, next) = page_of(tx, &ctx, &filter, before_seq, limit)?;
-        let mut refs: Vec<(String, String)> = Vec::new();
-        for r in &rows {
-            if let Some(a) = &r.actor_id {
-                refs.push(("member".into(), a.clone()));
+    svc.db
+        .read(move |tx| {
+            let (rows, next) = page_of(tx, &ctx, &filter, before_seq, limit)?;
+            let mut refs: Vec<(String, String)> = Vec::new();
+            for r in &rows {
+                if let Some(a) = &r.actor_id {
+                    refs.push(("member".into(), a.clone()));
+                }
+                if let Some(id) = &r.resource_id
+                    && audit::NAMED_KINDS.contains(&r.resource_type.as_str())
+                {
+                    refs.push((r.resource_type.clone(), id.clone()));
+                }
             }
-            if let Some(id) = &r.resource_id
-                && audit::NAMED_KINDS.contains(&r.resource_type.as_str())
-            {
-                refs.push((r.resource_type.clone(), id.clone()));
-            }
-        }
-        refs.sort();
-        refs.dedup();
-        let known = audit::names_in_org(tx, &ctx, &refs)?;
-        let org = ctx.org_id().to_string();
-        Ok((
-            rows.into_iter().map(|r| label(r, &org, &known)).collect(),
-            next,
-        ))
-    })
-    .await
+            refs.sort();
+            refs.dedup();
+            let known = audit::names_in_org(tx, &ctx, &refs)?;
+            let org = ctx.org_id().to_string();
+            Ok((
+                rows.into_iter().map(|r| label(r, &org, &known)).collect(),
+                next,
+            ))
+        })
+        .await
 }
 
 type Known = std::collections::HashMap<(String, String), audit::KnownName>;
@@ -367,80 +370,86 @@ fn walk(
 }
 
 /// Verifies the instance chain and every organization's (or the one named by id/slug).
-pub async fn verify(db: &Db, org: Option<String>) -> Result<Vec<ChainReport>> {
-    db.read(move |tx| {
-        let mut reports = Vec::new();
-        let ids = match &org {
-            Some(r) => vec![
-                crate::db::repo::orgs::find_by_ref(tx, r)?
-                    .ok_or_else(AppError::not_found)?
-                    .id,
-            ],
-            None => unscoped_all_org_ids(tx)?,
-        };
-        if org.is_none() {
-            let (mut prev, mut seq, mut count, mut broken) = (GENESIS.to_string(), 1, 0u64, None);
-            loop {
-                let rows = audit::instance_chain_batch(tx, seq - 1, 1000)?;
-                if rows.is_empty() {
-                    break;
-                }
-                count += rows.len() as u64;
-                if let Some(b) = walk("instance", &rows, &mut prev, &mut seq) {
-                    broken = Some(b);
-                    break;
-                }
-            }
-            reports.push(ChainReport {
-                scope: "instance".into(),
-                rows: count,
-                broken,
-            });
-        }
-        for id in ids {
-            let Some(ctx) = crate::db::scope::SystemScope::new("audit-verify").in_org(tx, id)?
-            else {
-                continue;
+pub async fn verify(svc: &Services, org: Option<String>) -> Result<Vec<ChainReport>> {
+    svc.db
+        .read(move |tx| {
+            let mut reports = Vec::new();
+            let ids = match &org {
+                Some(r) => vec![
+                    crate::db::repo::orgs::find_by_ref(tx, r)?
+                        .ok_or_else(AppError::not_found)?
+                        .id,
+                ],
+                None => unscoped_all_org_ids(tx)?,
             };
-            let key = id.to_string();
-            let (mut prev, mut seq) = match audit::purge_anchor(tx, &ctx)? {
-                Some((s, h)) => (h, s + 1),
-                None => (GENESIS.to_string(), 1),
-            };
-            let (mut count, mut broken) = (0u64, None);
-            loop {
-                let rows = audit::chain_batch(tx, &ctx, seq - 1, 1000)?;
-                if rows.is_empty() {
-                    break;
+            if org.is_none() {
+                let (mut prev, mut seq, mut count, mut broken) =
+                    (GENESIS.to_string(), 1, 0u64, None);
+                loop {
+                    let rows = audit::instance_chain_batch(tx, seq - 1, 1000)?;
+                    if rows.is_empty() {
+                        break;
+                    }
+                    count += rows.len() as u64;
+                    if let Some(b) = walk("instance", &rows, &mut prev, &mut seq) {
+                        broken = Some(b);
+                        break;
+                    }
                 }
-                count += rows.len() as u64;
-                if let Some(b) = walk(&key, &rows, &mut prev, &mut seq) {
-                    broken = Some(b);
-                    break;
-                }
+                reports.push(ChainReport {
+                    scope: "instance".into(),
+                    rows: count,
+                    broken,
+                });
             }
-            // Rows before the anchor that were not purged would also be a break; the walk
-            // starts at anchor+1, so a gap shows up as "row missing".
-            reports.push(ChainReport {
-                scope: format!("{} ({})", ctx.org().slug, id),
-                rows: count,
-                broken,
-            });
-        }
-        Ok(reports)
-    })
-    .await
+            for id in ids {
+                let Some(ctx) =
+                    crate::db::scope::SystemScope::new("audit-verify").in_org(tx, id)?
+                else {
+                    continue;
+                };
+                let key = id.to_string();
+                let (mut prev, mut seq) = match audit::purge_anchor(tx, &ctx)? {
+                    Some((s, h)) => (h, s + 1),
+                    None => (GENESIS.to_string(), 1),
+                };
+                let (mut count, mut broken) = (0u64, None);
+                loop {
+                    let rows = audit::chain_batch(tx, &ctx, seq - 1, 1000)?;
+                    if rows.is_empty() {
+                        break;
+                    }
+                    count += rows.len() as u64;
+                    if let Some(b) = walk(&key, &rows, &mut prev, &mut seq) {
+                        broken = Some(b);
+                        break;
+                    }
+                }
+                // Rows before the anchor that were not purged would also be a break; the walk
+                // starts at anchor+1, so a gap shows up as "row missing".
+                reports.push(ChainReport {
+                    scope: format!("{} ({})", ctx.org().slug, id),
+                    rows: count,
+                    broken,
+                });
+            }
+            Ok(reports)
+        })
+        .await
 }
 
 /// Applies every organization's audit retention: deletes rows older than the setting
 /// and appends an `audit.purged` row that anchors the remaining chain.
-pub async fn purge_expired(db: &Db) -> Result<u64> {
-    let ids = db
+pub async fn purge_expired(svc: &Services) -> Result<u64> {
+    let ids = svc
+        .db
         .read(|tx| Ok::<_, AppError>(unscoped_all_org_ids(tx)?))
         .await?;
     let mut total = 0u64;
     for id in ids {
-        total += db
+        let at = svc.now();
+        total += svc
+            .db
             .write(move |tx| {
                 let Some(ctx) =
                     crate::db::scope::SystemScope::new("audit-retention").in_org(tx, id)?
@@ -451,7 +460,6 @@ pub async fn purge_expired(db: &Db) -> Result<u64> {
                 else {
                     return Ok(0);
                 };
-                let at = now();
                 let cutoff = fmt_time(at - chrono::Duration::days(i64::from(days)));
                 let Some((n, seq, hash)) = audit::purge_before(tx, &ctx, &cutoff)? else {
                     return Ok(0);

@@ -1,4 +1,5 @@
 //! Accounts, sign-in, sessions and API tokens.
+use super::Services;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -7,13 +8,13 @@ use serde_json::json;
 use super::throttle::LoginThrottle;
 use super::{Actor, ClientMeta};
 use crate::auth;
+use crate::db::OrgContext;
 use crate::db::repo::{audit, orgs, sessions, settings, tokens, users};
 use crate::db::scope::enter;
 use crate::db::unscoped::{Membership, unscoped_memberships_of};
-use crate::db::{Db, OrgContext};
 use crate::domain::{
     ApiTokenId, Email, Invalid, OrgId, OrgKind, OrgName, Password, PersonName, SessionId, Slug,
-    TokenName, UserId, UserStatus, fmt_time, now, now_str,
+    TokenName, UserId, UserStatus, fmt_time,
 };
 use crate::error::{AppError, Result};
 
@@ -37,7 +38,7 @@ const TOUCH_EVERY: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Creates a user and their personal organization (they own it; it becomes current).
 pub async fn create_user(
-    db: &Db,
+    svc: &Services,
     email: &str,
     name: &str,
     password: &str,
@@ -53,7 +54,11 @@ pub async fn create_user(
     };
     let hash = hash_off_thread(password).await?;
     let meta = meta.clone();
-    db.write(move |tx| insert_user_with_workspace(tx, &email, &name, &hash, superuser, &meta))
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            insert_user_with_workspace(tx, &email, &name, &hash, superuser, &meta, &now)
+        })
         .await
 }
 
@@ -74,6 +79,7 @@ pub(crate) fn insert_user_with_workspace(
     password_hash: &str,
     superuser: bool,
     meta: &ClientMeta,
+    now: &str,
 ) -> Result<(users::User, orgs::Org)> {
     if users::find_by_email(tx, email)?.is_some() {
         return Err(AppError::conflict(
@@ -81,7 +87,6 @@ pub(crate) fn insert_user_with_workspace(
             "An account with this email already exists.",
         ));
     }
-    let now = now_str();
     let id = UserId::new();
     users::insert(
         tx,
@@ -91,7 +96,7 @@ pub(crate) fn insert_user_with_workspace(
             name,
             password_hash: Some(password_hash),
             is_superuser: superuser,
-            now: &now,
+            now,
         },
     )?;
     let actor = Actor {
@@ -103,8 +108,9 @@ pub(crate) fn insert_user_with_workspace(
     let slug = super::orgs::free_slug(tx, &Slug::derive_from(local))?;
     let org_name = OrgName::parse(&format!("{} (personal)", name.as_str()))
         .or_else(|_| OrgName::parse("Personal workspace"))?;
-    let org = super::orgs::create_in_tx(tx, &actor, &org_name, &slug, OrgKind::Personal, "free")?;
-    users::set_current_org(tx, id, org.id, &now)?;
+    let org =
+        super::orgs::create_in_tx(tx, &actor, &org_name, &slug, OrgKind::Personal, "free", now)?;
+    users::set_current_org(tx, id, org.id, now)?;
     audit::append_instance(
         tx,
         &actor.entry(
@@ -113,20 +119,21 @@ pub(crate) fn insert_user_with_workspace(
             Some(id.to_string()),
             json!({"email": email.as_str(), "superuser": superuser}),
         ),
-        &now,
+        now,
     )?;
     let user = users::find_by_id(tx, id)?.ok_or_else(AppError::not_found)?;
     Ok((user, org))
 }
 
 pub async fn signup(
-    db: &Db,
+    svc: &Services,
     email: &str,
     name: &str,
     password: &str,
     meta: &ClientMeta,
 ) -> Result<(users::User, orgs::Org)> {
-    let enabled = db
+    let enabled = svc
+        .db
         .read(|tx| Ok::<_, AppError>(settings::get_bool(tx, settings::SIGNUP_ENABLED)?))
         .await?;
     if !enabled {
@@ -137,37 +144,38 @@ pub async fn signup(
                     .into(),
         });
     }
-    create_user(db, email, name, password, false, meta).await
+    create_user(svc, email, name, password, false, meta).await
 }
 
-pub async fn user_count(db: &Db) -> Result<i64> {
-    db.read(|tx| Ok(users::count(tx)?)).await
+pub async fn user_count(svc: &Services) -> Result<i64> {
+    svc.db.read(|tx| Ok(users::count(tx)?)).await
 }
 
-pub async fn set_signup(db: &Db, enabled: bool, actor: Option<&Actor>) -> Result<()> {
+pub async fn set_signup(svc: &Services, enabled: bool, actor: Option<&Actor>) -> Result<()> {
     let actor = actor.cloned();
-    db.write(move |tx| {
-        let now = now_str();
-        settings::set(
-            tx,
-            settings::SIGNUP_ENABLED,
-            if enabled { "true" } else { "false" },
-            &now,
-        )?;
-        let entry = audit::Entry {
-            actor_id: actor.as_ref().map(|a| a.user_id),
-            actor_email: actor.as_ref().map(|a| a.email.as_str()),
-            action: "instance.signup_changed",
-            resource_type: "instance",
-            resource_id: None,
-            ip: actor.as_ref().and_then(|a| a.meta.ip.as_deref()),
-            user_agent: actor.as_ref().and_then(|a| a.meta.user_agent.as_deref()),
-            details: json!({"signup_enabled": enabled}),
-        };
-        audit::append_instance(tx, &entry, &now)?;
-        Ok(())
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            settings::set(
+                tx,
+                settings::SIGNUP_ENABLED,
+                if enabled { "true" } else { "false" },
+                &now,
+            )?;
+            let entry = audit::Entry {
+                actor_id: actor.as_ref().map(|a| a.user_id),
+                actor_email: actor.as_ref().map(|a| a.email.as_str()),
+                action: "instance.signup_changed",
+                resource_type: "instance",
+                resource_id: None,
+                ip: actor.as_ref().and_then(|a| a.meta.ip.as_deref()),
+                user_agent: actor.as_ref().and_then(|a| a.meta.user_agent.as_deref()),
+                details: json!({"signup_enabled": enabled}),
+            };
+            audit::append_instance(tx, &entry, &now)?;
+            Ok(())
+        })
+        .await
 }
 
 // ---------------------------------------------------------------- sign-in
@@ -184,7 +192,7 @@ pub struct LoginOutcome {
 /// Checks the password and opens a session. Unknown email and wrong password give the
 /// same error after the same work; failures are counted (throttling) and audited.
 pub async fn login(
-    db: &Db,
+    svc: &Services,
     policy: SessionPolicy,
     throttle: &LoginThrottle,
     email_raw: &str,
@@ -203,7 +211,7 @@ pub async fn login(
     }
     let email_key = email_raw.trim().to_lowercase();
     if let Some(wait) = throttle.blocked(&email_key, meta.ip.as_deref()) {
-        audit_login_failure(db, &email_key, "throttled", meta).await?;
+        audit_login_failure(svc, &email_key, "throttled", meta).await?;
         return Err(AppError::TooManyRequests {
             message: "Too many failed sign-in attempts; try again later.".into(),
             retry_after_secs: Some(wait),
@@ -211,7 +219,8 @@ pub async fn login(
     }
     let found = match Email::parse(email_raw) {
         Ok(email) => {
-            db.read(move |tx| Ok::<_, AppError>(users::find_by_email(tx, &email)?))
+            svc.db
+                .read(move |tx| Ok::<_, AppError>(users::find_by_email(tx, &email)?))
                 .await?
         }
         Err(_) => None,
@@ -233,12 +242,12 @@ pub async fn login(
             } else {
                 "wrong_password"
             };
-            audit_login_failure_user(db, &u, reason, meta).await?;
+            audit_login_failure_user(svc, &u, reason, meta).await?;
             return Err(AppError::InvalidCredentials);
         }
         None => {
             throttle.record_failure(&email_key, meta.ip.as_deref());
-            audit_login_failure(db, &email_key, "unknown_email", meta).await?;
+            audit_login_failure(svc, &email_key, "unknown_email", meta).await?;
             return Err(AppError::InvalidCredentials);
         }
     };
@@ -246,7 +255,7 @@ pub async fn login(
 
     let session_token = auth::random_token();
     let csrf_token = auth::random_token();
-    let started = now();
+    let started = svc.now();
     let expires_at =
         started + chrono::Duration::from_std(policy.max_age).unwrap_or(chrono::Duration::days(30));
     let (hash, csrf, meta2, user_id) = (
@@ -257,7 +266,8 @@ pub async fn login(
     );
     let email = user.email.clone();
     let stored_current = user.current_organization_id;
-    let (memberships, current) = db
+    let (memberships, current) = svc
+        .db
         .write(move |tx| {
             let now_s = fmt_time(started);
             let sid = SessionId::new();
@@ -301,31 +311,33 @@ pub async fn login(
 }
 
 async fn audit_login_failure(
-    db: &Db,
+    svc: &Services,
     email: &str,
     reason: &'static str,
     meta: &ClientMeta,
 ) -> Result<()> {
     let (email, meta) = (email.to_string(), meta.clone());
-    db.write(move |tx| {
-        let entry = audit::Entry {
-            actor_id: None,
-            actor_email: Some(&email),
-            action: "auth.login_failed",
-            resource_type: "user",
-            resource_id: None,
-            ip: meta.ip.as_deref(),
-            user_agent: meta.user_agent.as_deref(),
-            details: json!({"email": email, "reason": reason}),
-        };
-        audit::append_instance(tx, &entry, &now_str())?;
-        Ok(())
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let entry = audit::Entry {
+                actor_id: None,
+                actor_email: Some(&email),
+                action: "auth.login_failed",
+                resource_type: "user",
+                resource_id: None,
+                ip: meta.ip.as_deref(),
+                user_agent: meta.user_agent.as_deref(),
+                details: json!({"email": email, "reason": reason}),
+            };
+            audit::append_instance(tx, &entry, &now)?;
+            Ok(())
+        })
+        .await
 }
 
 async fn audit_login_failure_user(
-    db: &Db,
+    svc: &Services,
     user: &users::User,
     reason: &'static str,
     meta: &ClientMeta,
@@ -335,20 +347,22 @@ async fn audit_login_failure_user(
         email: user.email.clone(),
         meta: meta.clone(),
     };
-    db.write(move |tx| {
-        audit::append_instance(
-            tx,
-            &actor.entry(
-                "auth.login_failed",
-                "user",
-                Some(actor.user_id.to_string()),
-                json!({"reason": reason}),
-            ),
-            &now_str(),
-        )?;
-        Ok(())
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            audit::append_instance(
+                tx,
+                &actor.entry(
+                    "auth.login_failed",
+                    "user",
+                    Some(actor.user_id.to_string()),
+                    json!({"reason": reason}),
+                ),
+                &now,
+            )?;
+            Ok(())
+        })
+        .await
 }
 
 /// The user's current organization: the stored one while they are still a member of it,
@@ -373,14 +387,14 @@ pub struct SessionAuth {
 /// Resolves a session cookie; `None` for unknown, revoked, expired or idle sessions and
 /// for disabled users.
 pub async fn authenticate_session(
-    db: &Db,
+    svc: &Services,
     policy: SessionPolicy,
     token: &str,
 ) -> Result<Option<SessionAuth>> {
     let hash = auth::token_hash(token);
-    let at = now();
+    let at = svc.now();
     let (now_s, idle_cutoff) = (fmt_time(at), policy.idle_cutoff(at));
-    let found = db.lookup(|tx| {
+    let found = svc.db.lookup(|tx| {
         let Some(s) = sessions::find_by_hash(tx, &hash)? else {
             return Ok::<_, AppError>(None);
         };
@@ -399,7 +413,7 @@ pub async fn authenticate_session(
         return Ok(None);
     };
     if needs_touch(&s.last_seen_at, at) {
-        let (db, id, stamp) = (db.clone(), s.id, fmt_time(at));
+        let (db, id, stamp) = (svc.db.clone(), s.id, fmt_time(at));
         tokio::spawn(async move {
             let _ = db
                 .write_bookkeeping(crate::db::Bookkeeping::SessionSeen, move |tx| {
@@ -449,11 +463,11 @@ impl TokenAuth {
     /// The check every use of a token passes, whether it was just read or remembered
     /// (the gateway keeps holders between calls): not expired at `at`, and its last-used
     /// stamp renewed when due.
-    pub fn check_use(&mut self, db: &Db, at: DateTime<Utc>) -> TokenUse {
+    pub fn check_use(&mut self, svc: &Services, at: DateTime<Utc>) -> TokenUse {
         if self.expired(at) {
             return TokenUse::Expired;
         }
-        match touch_token_if_due(db, self.token_id, self.last_used_at.as_deref(), at) {
+        match touch_token_if_due(svc, self.token_id, self.last_used_at.as_deref(), at) {
             Some(stamp) => {
                 self.last_used_at = Some(stamp);
                 TokenUse::Stamped
@@ -466,7 +480,7 @@ impl TokenAuth {
 /// Records that a token was used, at most once per touch interval (`last_used_at` is the
 /// stamp the caller knows). Returns the new stamp when it wrote one.
 pub fn touch_token_if_due(
-    db: &Db,
+    svc: &Services,
     id: ApiTokenId,
     last_used_at: Option<&str>,
     at: DateTime<Utc>,
@@ -474,7 +488,7 @@ pub fn touch_token_if_due(
     if !last_used_at.is_none_or(|l| needs_touch(l, at)) {
         return None;
     }
-    let (db, stamp) = (db.clone(), fmt_time(at));
+    let (db, stamp) = (svc.db.clone(), fmt_time(at));
     let written = stamp.clone();
     tokio::spawn(async move {
         let _ = db
@@ -486,12 +500,12 @@ pub fn touch_token_if_due(
     Some(stamp)
 }
 
-pub async fn authenticate_api_token(db: &Db, token: &str) -> Result<Option<TokenAuth>> {
+pub async fn authenticate_api_token(svc: &Services, token: &str) -> Result<Option<TokenAuth>> {
     if !token.starts_with(auth::API_TOKEN_PREFIX) {
         return Ok(None);
     }
     let hash = auth::token_hash(token);
-    let found = db.lookup(|tx| {
+    let found = svc.db.lookup(|tx| {
         let Some(t) = tokens::find_by_hash(tx, &hash)? else {
             return Ok::<_, AppError>(None);
         };
@@ -516,7 +530,7 @@ pub async fn authenticate_api_token(db: &Db, token: &str) -> Result<Option<Token
         expires_at: t.expires_at,
         last_used_at: t.last_used_at,
     };
-    match auth.check_use(db, now()) {
+    match auth.check_use(svc, svc.now()) {
         TokenUse::Expired => Ok(None),
         TokenUse::Valid | TokenUse::Stamped => Ok(Some(auth)),
     }
@@ -530,32 +544,35 @@ pub struct Me {
     pub current_organization_id: Option<OrgId>,
 }
 
-pub async fn me(db: &Db, user: UserId) -> Result<Me> {
-    db.read(move |tx| {
-        let user = users::find_by_id(tx, user)?.ok_or(AppError::Unauthorized)?;
-        let memberships = unscoped_memberships_of(tx, user.id)?;
-        let current = current_org_in(user.current_organization_id, &memberships);
-        Ok(Me {
-            user,
-            memberships,
-            current_organization_id: current,
+pub async fn me(svc: &Services, user: UserId) -> Result<Me> {
+    svc.db
+        .read(move |tx| {
+            let user = users::find_by_id(tx, user)?.ok_or(AppError::Unauthorized)?;
+            let memberships = unscoped_memberships_of(tx, user.id)?;
+            let current = current_org_in(user.current_organization_id, &memberships);
+            Ok(Me {
+                user,
+                memberships,
+                current_organization_id: current,
+            })
         })
-    })
-    .await
+        .await
 }
 
 /// Switches the user's current organization; 404 unless they are a member of it.
-pub async fn set_current_org(db: &Db, user: UserId, org_ref: String) -> Result<OrgContext> {
-    db.write(move |tx| {
-        let ctx = enter(tx, user, &org_ref)?.ok_or_else(AppError::not_found)?;
-        users::set_current_org(tx, user, ctx.org_id(), &now_str())?;
-        Ok(ctx)
-    })
-    .await
+pub async fn set_current_org(svc: &Services, user: UserId, org_ref: String) -> Result<OrgContext> {
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let ctx = enter(tx, user, &org_ref)?.ok_or_else(AppError::not_found)?;
+            users::set_current_org(tx, user, ctx.org_id(), &now)?;
+            Ok(ctx)
+        })
+        .await
 }
 
-pub async fn logout(db: &Db, actor: &Actor, session: SessionId) -> Result<()> {
-    revoke_session(db, actor, session)
+pub async fn logout(svc: &Services, actor: &Actor, session: SessionId) -> Result<()> {
+    revoke_session(svc, actor, session)
         .await
         .or_else(|e| match e {
             AppError::NotFound { .. } => Ok(()),
@@ -564,37 +581,39 @@ pub async fn logout(db: &Db, actor: &Actor, session: SessionId) -> Result<()> {
 }
 
 pub async fn list_sessions(
-    db: &Db,
+    svc: &Services,
     policy: SessionPolicy,
     user: UserId,
 ) -> Result<Vec<sessions::Session>> {
-    let at = now();
+    let at = svc.now();
     let (now_s, cutoff) = (fmt_time(at), policy.idle_cutoff(at));
-    db.read(move |tx| Ok(sessions::list_active(tx, user, &now_s, &cutoff)?))
+    svc.db
+        .read(move |tx| Ok(sessions::list_active(tx, user, &now_s, &cutoff)?))
         .await
 }
 
 /// Ends one of the actor's own sessions; 404 for anyone else's.
-pub async fn revoke_session(db: &Db, actor: &Actor, session: SessionId) -> Result<()> {
+pub async fn revoke_session(svc: &Services, actor: &Actor, session: SessionId) -> Result<()> {
     let actor = actor.clone();
-    db.write(move |tx| {
-        let now = now_str();
-        if !sessions::revoke(tx, actor.user_id, session, &now)? {
-            return Err(AppError::not_found());
-        }
-        audit::append_instance(
-            tx,
-            &actor.entry(
-                "session.revoked",
-                "session",
-                Some(session.to_string()),
-                json!({}),
-            ),
-            &now,
-        )?;
-        Ok(())
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            if !sessions::revoke(tx, actor.user_id, session, &now)? {
+                return Err(AppError::not_found());
+            }
+            audit::append_instance(
+                tx,
+                &actor.entry(
+                    "session.revoked",
+                    "session",
+                    Some(session.to_string()),
+                    json!({}),
+                ),
+                &now,
+            )?;
+            Ok(())
+        })
+        .await
 }
 
 // ---------------------------------------------------------------- API tokens
@@ -606,7 +625,7 @@ pub struct NewApiToken {
 }
 
 pub async fn create_api_token(
-    db: &Db,
+    svc: &Services,
     actor: &Actor,
     name: &str,
     org_ref: String,
@@ -617,7 +636,7 @@ pub async fn create_api_token(
     let expires = match expires_at.map(str::trim).filter(|s| !s.is_empty()) {
         None => Some(None),
         Some(raw) => match parse_expiry(raw) {
-            Ok(t) if t > now() => Some(Some(fmt_time(t))),
+            Ok(t) if t > svc.now() => Some(Some(fmt_time(t))),
             Ok(_) => {
                 errors.push(Invalid::new("expires_at", "Choose a date in the future."));
                 None
@@ -634,10 +653,11 @@ pub async fn create_api_token(
     let secret = auth::new_api_token();
     let (hash, hint) = (auth::token_hash(&secret), auth::hint(&secret));
     let actor = actor.clone();
-    let token = db
+    let now = svc.now_str();
+    let token = svc
+        .db
         .write(move |tx| {
             let ctx = enter(tx, actor.user_id, &org_ref)?.ok_or_else(AppError::not_found)?;
-            let now = now_str();
             let id = ApiTokenId::new();
             let token = tokens::insert(
                 tx,
@@ -686,43 +706,46 @@ fn parse_expiry(raw: &str) -> std::result::Result<DateTime<Utc>, Invalid> {
         })
 }
 
-pub async fn list_api_tokens(db: &Db, user: UserId) -> Result<Vec<tokens::ApiToken>> {
-    db.read(move |tx| Ok(tokens::list_for_user(tx, user)?))
+pub async fn list_api_tokens(svc: &Services, user: UserId) -> Result<Vec<tokens::ApiToken>> {
+    svc.db
+        .read(move |tx| Ok(tokens::list_for_user(tx, user)?))
         .await
 }
 
 /// Revokes one of the actor's own tokens; 404 for anyone else's or an already revoked one.
-pub async fn revoke_api_token(db: &Db, actor: &Actor, id: ApiTokenId) -> Result<()> {
+pub async fn revoke_api_token(svc: &Services, actor: &Actor, id: ApiTokenId) -> Result<()> {
     let actor = actor.clone();
-    db.write(move |tx| {
-        let token = tokens::find(tx, actor.user_id, id)?.ok_or_else(AppError::not_found)?;
-        let now = now_str();
-        if !tokens::revoke(tx, actor.user_id, id, &now)? {
-            return Err(AppError::not_found());
-        }
-        // Audited in the token's organization while the user still belongs to it.
-        if let Some(ctx) = enter(tx, actor.user_id, &token.organization_id.to_string())? {
-            audit::append(
-                tx,
-                &ctx,
-                &actor.entry(
-                    "api_token.revoked",
-                    "api_token",
-                    Some(id.to_string()),
-                    json!({"name": token.name}),
-                ),
-                &now,
-            )?;
-        }
-        Ok(())
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let token = tokens::find(tx, actor.user_id, id)?.ok_or_else(AppError::not_found)?;
+            if !tokens::revoke(tx, actor.user_id, id, &now)? {
+                return Err(AppError::not_found());
+            }
+            // Audited in the token's organization while the user still belongs to it.
+            if let Some(ctx) = enter(tx, actor.user_id, &token.organization_id.to_string())? {
+                audit::append(
+                    tx,
+                    &ctx,
+                    &actor.entry(
+                        "api_token.revoked",
+                        "api_token",
+                        Some(id.to_string()),
+                        json!({"name": token.name}),
+                    ),
+                    &now,
+                )?;
+            }
+            Ok(())
+        })
+        .await
 }
 
 /// Removes dead sessions (background cleanup).
-pub async fn purge_dead_sessions(db: &Db, policy: SessionPolicy) -> Result<usize> {
-    let at = now();
+pub async fn purge_dead_sessions(svc: &Services, policy: SessionPolicy) -> Result<usize> {
+    let at = svc.now();
     let (now_s, cutoff) = (fmt_time(at), policy.idle_cutoff(at));
-    db.write(move |tx| Ok(sessions::delete_dead(tx, &now_s, &cutoff)?))
+    svc.db
+        .write(move |tx| Ok(sessions::delete_dead(tx, &now_s, &cutoff)?))
         .await
 }

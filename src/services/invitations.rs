@@ -1,17 +1,17 @@
 //! Invitations: create (role up to the inviter's), list pending, cancel, accept — by a
 //! signed-in user with the invited email, or by a visitor who makes an account on the spot.
+use super::Services;
 use crate::domain::Permission;
 use serde_json::json;
 
 use super::{Actor, ClientMeta, fresh_context, require};
 use crate::auth;
-use crate::config::SmtpConfig;
 use crate::db::repo::orgs::Org;
 use crate::db::repo::{audit, invitations, members, users};
 use crate::db::scope::joining_context;
 use crate::db::unscoped::unscoped_invitation_by_token;
-use crate::db::{Db, OrgContext, WriteTx};
-use crate::domain::{Email, OrgKind, OrgSettings, Role, UserId, fmt_time, new_id, now, now_str};
+use crate::db::{OrgContext, WriteTx};
+use crate::domain::{Email, OrgKind, OrgSettings, Role, UserId, fmt_time, new_id};
 use crate::error::{AppError, Result};
 
 pub struct Created {
@@ -36,14 +36,13 @@ pub fn accept_url(base_url: &str, token: &str) -> String {
 }
 
 pub async fn create(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     email: &str,
     role: Role,
-    base_url: &str,
-    smtp: Option<&SmtpConfig>,
 ) -> Result<Created> {
+    let (base_url, smtp) = (&*svc.base_url, svc.mail.as_deref());
     require(ctx, Permission::MembersInvite)?;
     let email = Email::parse(email)?;
     if ctx.org().kind == OrgKind::Personal {
@@ -55,7 +54,8 @@ pub async fn create(
     let token = auth::random_token();
     let hash = auth::token_hash(&token);
     let (ctx2, actor2, email2) = (ctx.clone(), actor.clone(), email.clone());
-    let (invitation, replaced_invitation) = db
+    let at = svc.now();
+    let (invitation, replaced_invitation) = svc.db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx2)?;
             require(&me, Permission::MembersInvite)?;
@@ -77,7 +77,6 @@ pub async fn create(
                     "This person is already a member.",
                 ));
             }
-            let at = now();
             let now_s = fmt_time(at);
             let ttl = OrgSettings::from_stored(&me.org().settings).invitation_ttl_days;
             let expires = fmt_time(at + chrono::Duration::days(i64::from(ttl)));
@@ -156,47 +155,53 @@ pub async fn create(
     })
 }
 
-pub async fn list_pending(db: &Db, ctx: &OrgContext) -> Result<Vec<invitations::Invitation>> {
+pub async fn list_pending(
+    svc: &Services,
+    ctx: &OrgContext,
+) -> Result<Vec<invitations::Invitation>> {
     require(ctx, Permission::MembersInvite)?;
     let ctx = ctx.clone();
-    db.read(move |tx| Ok(invitations::list_pending(tx, &ctx, &now_str())?))
+    let now = svc.now_str();
+    svc.db
+        .read(move |tx| Ok(invitations::list_pending(tx, &ctx, &now)?))
         .await
 }
 
-pub async fn cancel(db: &Db, ctx: &OrgContext, actor: &Actor, id: String) -> Result<()> {
+pub async fn cancel(svc: &Services, ctx: &OrgContext, actor: &Actor, id: String) -> Result<()> {
     require(ctx, Permission::MembersInvite)?;
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        require(&me, Permission::MembersInvite)?;
-        let inv = invitations::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
-        // Cancelling follows the rules of inviting: not above your own role.
-        if (inv.role == Role::Owner && me.role() != Role::Owner)
-            || inv.role.rank() > me.role().rank()
-        {
-            return Err(AppError::Forbidden {
-                code: "role_above_own",
-                message: "you cannot cancel an invitation for a role above your own".into(),
-            });
-        }
-        let now = now_str();
-        if !invitations::cancel(tx, &me, &id, &now)? {
-            return Err(AppError::not_found());
-        }
-        audit::append(
-            tx,
-            &me,
-            &actor.entry(
-                "invitation.cancelled",
-                "invitation",
-                Some(id.clone()),
-                json!({"email": inv.email, "role": inv.role}),
-            ),
-            &now,
-        )?;
-        Ok(())
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            require(&me, Permission::MembersInvite)?;
+            let inv = invitations::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+            // Cancelling follows the rules of inviting: not above your own role.
+            if (inv.role == Role::Owner && me.role() != Role::Owner)
+                || inv.role.rank() > me.role().rank()
+            {
+                return Err(AppError::Forbidden {
+                    code: "role_above_own",
+                    message: "you cannot cancel an invitation for a role above your own".into(),
+                });
+            }
+            if !invitations::cancel(tx, &me, &id, &now)? {
+                return Err(AppError::not_found());
+            }
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    "invitation.cancelled",
+                    "invitation",
+                    Some(id.clone()),
+                    json!({"email": inv.email, "role": inv.role}),
+                ),
+                &now,
+            )?;
+            Ok(())
+        })
+        .await
 }
 
 /// How long an invitation that ended (used, cancelled, expired) is kept: long enough for
@@ -206,15 +211,17 @@ pub const FINISHED_KEPT_DAYS: i64 = 30;
 
 /// Removes every organization's invitations that ended more than `FINISHED_KEPT_DAYS`
 /// before `at`. Idempotent, one organization per transaction, for the maintenance tick.
-pub async fn purge_finished(db: &Db, at: chrono::DateTime<chrono::Utc>) -> Result<usize> {
+pub async fn purge_finished(svc: &Services, at: chrono::DateTime<chrono::Utc>) -> Result<usize> {
     let before = fmt_time(at - chrono::Duration::days(FINISHED_KEPT_DAYS));
-    let ids = db
+    let ids = svc
+        .db
         .read(|tx| Ok::<_, AppError>(crate::db::unscoped::unscoped_all_org_ids(tx)?))
         .await?;
     let mut total = 0;
     for id in ids {
         let before = before.clone();
-        total += db
+        total += svc
+            .db
             .write(move |tx| {
                 let Some(ctx) =
                     crate::db::scope::SystemScope::new("invitation-cleanup").in_org(tx, id)?
@@ -239,29 +246,31 @@ pub struct Preview {
     pub account_exists: bool,
 }
 
-pub async fn preview(db: &Db, token: &str) -> Result<Preview> {
+pub async fn preview(svc: &Services, token: &str) -> Result<Preview> {
     let hash = auth::token_hash(token);
-    db.read(move |tx| {
-        let inv = unscoped_invitation_by_token(tx, &hash)?
-            .filter(|i| i.is_pending(&now_str()))
-            .ok_or_else(invalid)?;
-        let org = crate::db::repo::orgs::find_by_ref(tx, &inv.organization_id.to_string())?
-            .ok_or_else(invalid)?;
-        let inviter_name = match inv.invited_by {
-            Some(u) => users::find_by_id(tx, u)?.map(|u| u.name),
-            None => None,
-        };
-        let account_exists = users::find_by_email(tx, &Email::parse(&inv.email)?)?.is_some();
-        Ok(Preview {
-            org_name: org.name,
-            email: inv.email,
-            role: inv.role,
-            expires_at: inv.expires_at,
-            inviter_name,
-            account_exists,
+    let now = svc.now_str();
+    svc.db
+        .read(move |tx| {
+            let inv = unscoped_invitation_by_token(tx, &hash)?
+                .filter(|i| i.is_pending(&now))
+                .ok_or_else(invalid)?;
+            let org = crate::db::repo::orgs::find_by_ref(tx, &inv.organization_id.to_string())?
+                .ok_or_else(invalid)?;
+            let inviter_name = match inv.invited_by {
+                Some(u) => users::find_by_id(tx, u)?.map(|u| u.name),
+                None => None,
+            };
+            let account_exists = users::find_by_email(tx, &Email::parse(&inv.email)?)?.is_some();
+            Ok(Preview {
+                org_name: org.name,
+                email: inv.email,
+                role: inv.role,
+                expires_at: inv.expires_at,
+                inviter_name,
+                account_exists,
+            })
         })
-    })
-    .await
+        .await
 }
 
 /// Joins `user` to the invitation's organization inside the caller's write job.
@@ -270,10 +279,10 @@ fn join(
     token_hash: &str,
     user: &users::User,
     meta: &ClientMeta,
+    now: &str,
 ) -> Result<(Org, Role)> {
-    let now = now_str();
     let inv = unscoped_invitation_by_token(tx, token_hash)?
-        .filter(|i| i.is_pending(&now))
+        .filter(|i| i.is_pending(now))
         .ok_or_else(invalid)?;
     if !inv.email.eq_ignore_ascii_case(&user.email) {
         return Err(AppError::Forbidden {
@@ -302,10 +311,10 @@ fn join(
             ),
         });
     }
-    if !invitations::mark_accepted(tx, &ctx, &inv.id, user.id, &now)? {
+    if !invitations::mark_accepted(tx, &ctx, &inv.id, user.id, now)? {
         return Err(invalid());
     }
-    members::insert(tx, &ctx, user.id, inv.role, inv.invited_by, &now)?;
+    members::insert(tx, &ctx, user.id, inv.role, inv.invited_by, now)?;
     let actor = Actor {
         user_id: user.id,
         email: user.email.clone(),
@@ -320,27 +329,34 @@ fn join(
             Some(user.id.to_string()),
             json!({"email": user.email, "role": inv.role, "invitation_id": inv.id}),
         ),
-        &now,
+        now,
     )?;
-    users::set_current_org(tx, user.id, ctx.org_id(), &now)?;
+    users::set_current_org(tx, user.id, ctx.org_id(), now)?;
     Ok((ctx.org().clone(), inv.role))
 }
 
 /// A signed-in user accepts; their email must be the invited one.
-pub async fn accept(db: &Db, user: UserId, token: &str, meta: &ClientMeta) -> Result<(Org, Role)> {
+pub async fn accept(
+    svc: &Services,
+    user: UserId,
+    token: &str,
+    meta: &ClientMeta,
+) -> Result<(Org, Role)> {
     let hash = auth::token_hash(token);
     let meta = meta.clone();
-    db.write(move |tx| {
-        let user = users::find_by_id(tx, user)?.ok_or(AppError::Unauthorized)?;
-        join(tx, &hash, &user, &meta)
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let user = users::find_by_id(tx, user)?.ok_or(AppError::Unauthorized)?;
+            join(tx, &hash, &user, &meta, &now)
+        })
+        .await
 }
 
 /// A visitor without an account: makes one for the invited email (even when open
 /// sign-up is off — the invitation is the way in) and joins.
 pub async fn accept_with_new_account(
-    db: &Db,
+    svc: &Services,
     token: &str,
     name: &str,
     password: &str,
@@ -356,7 +372,7 @@ pub async fn accept_with_new_account(
     let (Some(name), Some(password)) = (name, password) else {
         return Err(AppError::invalid(errors));
     };
-    let p = preview(db, token).await?;
+    let p = preview(svc, token).await?;
     if p.account_exists {
         return Err(AppError::conflict(
             "account_exists",
@@ -368,11 +384,14 @@ pub async fn accept_with_new_account(
     let token_hash = auth::token_hash(token);
     let meta = meta.clone();
     // One transaction: no account is left behind if the invitation went meanwhile.
-    db.write(move |tx| {
-        let (user, _) =
-            super::identity::insert_user_with_workspace(tx, &email, &name, &hash, false, &meta)?;
-        let (org, role) = join(tx, &token_hash, &user, &meta)?;
-        Ok((user, org, role))
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let (user, _) = super::identity::insert_user_with_workspace(
+                tx, &email, &name, &hash, false, &meta, &now,
+            )?;
+            let (org, role) = join(tx, &token_hash, &user, &meta, &now)?;
+            Ok((user, org, role))
+        })
+        .await
 }

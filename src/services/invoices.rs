@@ -2,13 +2,14 @@
 //! per model (and the plan's monthly price). Closing is idempotent (one invoice per
 //! organization and period, enforced by the database), so it runs on every maintenance
 //! tick and at start: a restart or a missed tick only delays it.
+use super::Services;
 use crate::domain::Permission;
 
 use super::require;
+use crate::db::OrgContext;
 use crate::db::repo::invoices::InvoiceLine;
 use crate::db::repo::{invoices, plans, quotas, usage};
 use crate::db::unscoped::unscoped_all_org_ids;
-use crate::db::{Db, OrgContext};
 use crate::domain::period::period_named;
 use crate::domain::{fmt_time, new_id};
 use crate::error::AppError;
@@ -16,13 +17,15 @@ use crate::error::AppError;
 type Result<T> = std::result::Result<T, AppError>;
 
 /// Issues the invoices of every period that ended before `now`; returns how many.
-pub async fn close_periods(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Result<usize> {
-    let ids = db
+pub async fn close_periods(svc: &Services, now: chrono::DateTime<chrono::Utc>) -> Result<usize> {
+    let ids = svc
+        .db
         .read(|tx| Ok::<_, AppError>(unscoped_all_org_ids(tx)?))
         .await?;
     let mut issued = 0;
     for org in ids {
-        issued += db
+        issued += svc
+            .db
             .write(move |tx| {
                 let Some(ctx) = crate::db::scope::SystemScope::new("invoices").in_org(tx, org)?
                 else {
@@ -80,16 +83,17 @@ pub async fn close_periods(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Resul
     Ok(issued)
 }
 
-pub async fn list(db: &Db, ctx: &OrgContext) -> Result<Vec<invoices::Invoice>> {
+pub async fn list(svc: &Services, ctx: &OrgContext) -> Result<Vec<invoices::Invoice>> {
     require(ctx, Permission::BillingView)?;
     let ctx = ctx.clone();
-    db.read(move |tx| Ok(invoices::list(tx, &ctx)?)).await
+    svc.db.read(move |tx| Ok(invoices::list(tx, &ctx)?)).await
 }
 
-pub async fn get(db: &Db, ctx: &OrgContext, id: String) -> Result<invoices::Invoice> {
+pub async fn get(svc: &Services, ctx: &OrgContext, id: String) -> Result<invoices::Invoice> {
     require(ctx, Permission::BillingView)?;
     let ctx = ctx.clone();
-    db.read(move |tx| invoices::get(tx, &ctx, &id)?.ok_or_else(AppError::not_found))
+    svc.db
+        .read(move |tx| invoices::get(tx, &ctx, &id)?.ok_or_else(AppError::not_found))
         .await
 }
 

@@ -1,6 +1,7 @@
 //! LLM providers and keys: the organization's providers and policy, members' own keys,
 //! and which key a call would use (user → organization → environment).
-use super::outbound::{self, TargetPolicy};
+use super::Services;
+use super::outbound::{self};
 use super::upstream::Origin;
 use crate::domain::Permission;
 use std::collections::BTreeMap;
@@ -12,8 +13,8 @@ use super::{Actor, fresh_context, require};
 use crate::config::{EnvProvider, Secret};
 use crate::crypto::{Key, Keyring};
 use crate::db::repo::{audit, llm};
-use crate::db::{Conn, Db, OrgContext, WriteTx};
-use crate::domain::{Invalid, OrgId, UserId, new_id, now_str};
+use crate::db::{Conn, OrgContext, WriteTx};
+use crate::domain::{Invalid, OrgId, UserId, new_id};
 use crate::error::AppError;
 
 type Result<T> = std::result::Result<T, AppError>;
@@ -131,6 +132,7 @@ pub(crate) fn data_key_for_sealing(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
     keyring: &Keyring,
+    now: &str,
 ) -> Result<Key> {
     if let Some(w) = llm::current_data_key(tx, ctx)? {
         return unwrap(keyring, ctx, &w);
@@ -145,7 +147,7 @@ pub(crate) fn data_key_for_sealing(
             wrapped: master.wrap(&key, &ctx.org_id().to_string()),
             master_key_id: master.id().to_string(),
         },
-        &now_str(),
+        now,
     )?;
     Ok(key)
 }
@@ -198,19 +200,20 @@ pub(crate) fn open_sealed(
         .map_err(|_| AppError::Internal("a stored secret is not text".into()))
 }
 
-pub async fn settings(db: &Db, ctx: &OrgContext) -> Result<Settings> {
+pub async fn settings(svc: &Services, ctx: &OrgContext) -> Result<Settings> {
     require(ctx, Permission::LlmUse)?;
     let ctx = ctx.clone();
-    db.read(move |tx| {
-        Ok(Settings {
-            policy: llm::policy(tx, &ctx)?.into(),
-            providers: llm::org_providers(tx, &ctx)?
-                .into_iter()
-                .map(Into::into)
-                .collect(),
+    svc.db
+        .read(move |tx| {
+            Ok(Settings {
+                policy: llm::policy(tx, &ctx)?.into(),
+                providers: llm::org_providers(tx, &ctx)?
+                    .into_iter()
+                    .map(Into::into)
+                    .collect(),
+            })
         })
-    })
-    .await
+        .await
 }
 
 /// A change to a provider entry. `api_key`/`base_url`: absent = unchanged, `null` =
@@ -224,14 +227,13 @@ pub struct ProviderInput {
 }
 
 pub async fn put_provider(
-    db: &Db,
-    keyring: &Keyring,
-    targets: TargetPolicy,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     provider: &str,
     input: ProviderInput,
 ) -> Result<ProviderView> {
+    let (keyring, targets) = (&svc.keyring, svc.targets);
     require(ctx, Permission::LlmKeysManage)?;
     let mut errors = Vec::new();
     let provider = provider_name(provider).map_err(|e| errors.push(e)).ok();
@@ -260,65 +262,67 @@ pub async fn put_provider(
         return Err(AppError::invalid(errors));
     };
     let (ctx, actor, keyring) = (ctx.clone(), actor.clone(), keyring.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        require(&me, Permission::LlmKeysManage)?;
-        let now = now_str();
-        let mut row = llm::org_provider(tx, &me, &provider)?.unwrap_or(llm::Provider {
-            provider: provider.clone(),
-            base_url: None,
-            key_ciphertext: None,
-            key_id: None,
-            key_hint: None,
-            enabled: true,
-            updated_at: now.clone(),
-            key_required: true,
-        });
-        let key_change = match &api_key {
-            Some(Some(k)) => {
-                let dk = data_key_for_sealing(tx, &me, &keyring)?;
-                row.key_ciphertext = Some(dk.seal(k.as_bytes(), &org_aad(me.org_id(), &provider)));
-                row.key_id = Some(dk.id().to_string());
-                row.key_hint = Some(crate::auth::hint(k));
-                "set"
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            require(&me, Permission::LlmKeysManage)?;
+            let mut row = llm::org_provider(tx, &me, &provider)?.unwrap_or(llm::Provider {
+                provider: provider.clone(),
+                base_url: None,
+                key_ciphertext: None,
+                key_id: None,
+                key_hint: None,
+                enabled: true,
+                updated_at: now.clone(),
+                key_required: true,
+            });
+            let key_change = match &api_key {
+                Some(Some(k)) => {
+                    let dk = data_key_for_sealing(tx, &me, &keyring, &now)?;
+                    row.key_ciphertext =
+                        Some(dk.seal(k.as_bytes(), &org_aad(me.org_id(), &provider)));
+                    row.key_id = Some(dk.id().to_string());
+                    row.key_hint = Some(crate::auth::hint(k));
+                    "set"
+                }
+                Some(None) => {
+                    row.key_ciphertext = None;
+                    row.key_id = None;
+                    row.key_hint = None;
+                    "removed"
+                }
+                None => "unchanged",
+            };
+            if let Some(u) = base_url {
+                row.base_url = u;
             }
-            Some(None) => {
-                row.key_ciphertext = None;
-                row.key_id = None;
-                row.key_hint = None;
-                "removed"
+            if let Some(e) = input.enabled {
+                row.enabled = e;
             }
-            None => "unchanged",
-        };
-        if let Some(u) = base_url {
-            row.base_url = u;
-        }
-        if let Some(e) = input.enabled {
-            row.enabled = e;
-        }
-        if let Some(k) = input.key_required {
-            row.key_required = k;
-        }
-        if !row.key_required && row.base_url.is_none() {
-            return Err(AppError::invalid(vec![no_key_needs_base_url()]));
-        }
-        row.updated_at.clone_from(&now);
-        llm::save_org_provider(tx, &me, &row, me.user_id())?;
-        audit::append(
-            tx,
-            &me,
-            &actor.entry(
-                "llm.provider.updated",
-                "llm_provider",
-                Some(provider.clone()),
-                json!({"base_url": row.base_url, "enabled": row.enabled, "api_key": key_change,
+            if let Some(k) = input.key_required {
+                row.key_required = k;
+            }
+            if !row.key_required && row.base_url.is_none() {
+                return Err(AppError::invalid(vec![no_key_needs_base_url()]));
+            }
+            row.updated_at.clone_from(&now);
+            llm::save_org_provider(tx, &me, &row, me.user_id())?;
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    "llm.provider.updated",
+                    "llm_provider",
+                    Some(provider.clone()),
+                    json!({"base_url": row.base_url, "enabled": row.enabled, "api_key": key_change,
                        "key_required": row.key_required}),
-            ),
-            &now,
-        )?;
-        Ok(ProviderView::from(row))
-    })
-    .await
+                ),
+                &now,
+            )?;
+            Ok(ProviderView::from(row))
+        })
+        .await
 }
 
 fn no_key_needs_base_url() -> Invalid {
@@ -329,7 +333,7 @@ fn no_key_needs_base_url() -> Invalid {
 }
 
 pub async fn delete_provider(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     provider: &str,
@@ -337,26 +341,28 @@ pub async fn delete_provider(
     require(ctx, Permission::LlmKeysManage)?;
     let provider = parse_provider(provider)?;
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        require(&me, Permission::LlmKeysManage)?;
-        if !llm::delete_org_provider(tx, &me, &provider)? {
-            return Err(AppError::not_found());
-        }
-        audit::append(
-            tx,
-            &me,
-            &actor.entry(
-                "llm.provider.deleted",
-                "llm_provider",
-                Some(provider.clone()),
-                json!({}),
-            ),
-            &now_str(),
-        )?;
-        Ok(())
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            require(&me, Permission::LlmKeysManage)?;
+            if !llm::delete_org_provider(tx, &me, &provider)? {
+                return Err(AppError::not_found());
+            }
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    "llm.provider.deleted",
+                    "llm_provider",
+                    Some(provider.clone()),
+                    json!({}),
+                ),
+                &now,
+            )?;
+            Ok(())
+        })
+        .await
 }
 
 #[derive(Debug, Clone, Default)]
@@ -385,7 +391,7 @@ fn default_not_allowed() -> Invalid {
 }
 
 pub async fn patch_policy(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     input: PolicyInput,
@@ -425,49 +431,51 @@ pub async fn patch_policy(
         return Err(AppError::invalid(errors));
     }
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        require(&me, Permission::LlmPolicyManage)?;
-        let mut p = llm::policy(tx, &me)?;
-        if let Some(a) = input.allow_user_keys {
-            p.allow_user_keys = a;
-        }
-        if let Some(a) = allowed {
-            p.allowed_models = a;
-        }
-        if let Some(d) = default {
-            p.default_model = d;
-        }
-        if let Some(d) = &p.default_model
-            && !p.allowed_models.is_empty()
-            && !p.allowed_models.contains(d)
-        {
-            return Err(AppError::invalid(vec![default_not_allowed()]));
-        }
-        let now = now_str();
-        llm::save_policy(tx, &me, &p, me.user_id(), &now)?;
-        let view = PolicyView::from(p);
-        audit::append(
-            tx,
-            &me,
-            &actor.entry("llm.policy.updated", "llm_policy", None, json!(view)),
-            &now,
-        )?;
-        Ok(view)
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            require(&me, Permission::LlmPolicyManage)?;
+            let mut p = llm::policy(tx, &me)?;
+            if let Some(a) = input.allow_user_keys {
+                p.allow_user_keys = a;
+            }
+            if let Some(a) = allowed {
+                p.allowed_models = a;
+            }
+            if let Some(d) = default {
+                p.default_model = d;
+            }
+            if let Some(d) = &p.default_model
+                && !p.allowed_models.is_empty()
+                && !p.allowed_models.contains(d)
+            {
+                return Err(AppError::invalid(vec![default_not_allowed()]));
+            }
+            llm::save_policy(tx, &me, &p, me.user_id(), &now)?;
+            let view = PolicyView::from(p);
+            audit::append(
+                tx,
+                &me,
+                &actor.entry("llm.policy.updated", "llm_policy", None, json!(view)),
+                &now,
+            )?;
+            Ok(view)
+        })
+        .await
 }
 
 /// The caller's own keys in the organization.
-pub async fn my_keys(db: &Db, ctx: &OrgContext) -> Result<Vec<ProviderView>> {
+pub async fn my_keys(svc: &Services, ctx: &OrgContext) -> Result<Vec<ProviderView>> {
     let ctx = ctx.clone();
-    db.read(move |tx| {
-        Ok(llm::user_providers(tx, &ctx, ctx.user_id())?
-            .into_iter()
-            .map(Into::into)
-            .collect())
-    })
-    .await
+    svc.db
+        .read(move |tx| {
+            Ok(llm::user_providers(tx, &ctx, ctx.user_id())?
+                .into_iter()
+                .map(Into::into)
+                .collect())
+        })
+        .await
 }
 
 fn user_keys_disabled() -> AppError {
@@ -484,14 +492,13 @@ pub struct MyKey<'a> {
 }
 
 pub async fn put_my_key(
-    db: &Db,
-    keyring: &Keyring,
-    targets: TargetPolicy,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     provider: &str,
     key: MyKey<'_>,
 ) -> Result<ProviderView> {
+    let (keyring, targets) = (&svc.keyring, svc.targets);
     let MyKey { api_key, base_url } = key;
     require(ctx, Permission::LlmUse)?;
     let mut errors = Vec::new();
@@ -512,67 +519,75 @@ pub async fn put_my_key(
         return Err(AppError::invalid(errors));
     };
     let (ctx, actor, keyring) = (ctx.clone(), actor.clone(), keyring.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        require(&me, Permission::LlmUse)?;
-        if !llm::policy(tx, &me)?.allow_user_keys {
-            return Err(user_keys_disabled());
-        }
-        let dk = data_key_for_sealing(tx, &me, &keyring)?;
-        let now = now_str();
-        let row = llm::Provider {
-            key_ciphertext: Some(dk.seal(
-                key.as_bytes(),
-                &user_aad(me.org_id(), me.user_id(), &provider),
-            )),
-            key_id: Some(dk.id().to_string()),
-            key_hint: Some(crate::auth::hint(&key)),
-            provider: provider.clone(),
-            base_url,
-            enabled: true,
-            updated_at: now.clone(),
-            key_required: true,
-        };
-        llm::save_user_provider(tx, &me, me.user_id(), &row)?;
-        audit::append(
-            tx,
-            &me,
-            &actor.entry(
-                "llm.user_key.updated",
-                "llm_provider",
-                Some(provider.clone()),
-                json!({"base_url": row.base_url}),
-            ),
-            &now,
-        )?;
-        Ok(ProviderView::from(row))
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            require(&me, Permission::LlmUse)?;
+            if !llm::policy(tx, &me)?.allow_user_keys {
+                return Err(user_keys_disabled());
+            }
+            let dk = data_key_for_sealing(tx, &me, &keyring, &now)?;
+            let row = llm::Provider {
+                key_ciphertext: Some(dk.seal(
+                    key.as_bytes(),
+                    &user_aad(me.org_id(), me.user_id(), &provider),
+                )),
+                key_id: Some(dk.id().to_string()),
+                key_hint: Some(crate::auth::hint(&key)),
+                provider: provider.clone(),
+                base_url,
+                enabled: true,
+                updated_at: now.clone(),
+                key_required: true,
+            };
+            llm::save_user_provider(tx, &me, me.user_id(), &row)?;
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    "llm.user_key.updated",
+                    "llm_provider",
+                    Some(provider.clone()),
+                    json!({"base_url": row.base_url}),
+                ),
+                &now,
+            )?;
+            Ok(ProviderView::from(row))
+        })
+        .await
 }
 
 /// Removing one's own key is always allowed, also after the organization disallowed them.
-pub async fn delete_my_key(db: &Db, ctx: &OrgContext, actor: &Actor, provider: &str) -> Result<()> {
+pub async fn delete_my_key(
+    svc: &Services,
+    ctx: &OrgContext,
+    actor: &Actor,
+    provider: &str,
+) -> Result<()> {
     let provider = parse_provider(provider)?;
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        if !llm::delete_user_provider(tx, &me, me.user_id(), &provider)? {
-            return Err(AppError::not_found());
-        }
-        audit::append(
-            tx,
-            &me,
-            &actor.entry(
-                "llm.user_key.deleted",
-                "llm_provider",
-                Some(provider.clone()),
-                json!({}),
-            ),
-            &now_str(),
-        )?;
-        Ok(())
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            if !llm::delete_user_provider(tx, &me, me.user_id(), &provider)? {
+                return Err(AppError::not_found());
+            }
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    "llm.user_key.deleted",
+                    "llm_provider",
+                    Some(provider.clone()),
+                    json!({}),
+                ),
+                &now,
+            )?;
+            Ok(())
+        })
+        .await
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -745,52 +760,47 @@ pub fn resolve_with(
     Ok(out)
 }
 
-pub async fn resolve(
-    db: &Db,
-    keyring: &Keyring,
-    env: &BTreeMap<String, EnvProvider>,
-    ctx: &OrgContext,
-    provider: &str,
-) -> Result<ResolveView> {
-    let mut one = resolve_each(db, keyring, env, ctx, vec![provider.to_string()]).await?;
+pub async fn resolve(svc: &Services, ctx: &OrgContext, provider: &str) -> Result<ResolveView> {
+    let mut one = resolve_each(svc, ctx, vec![provider.to_string()]).await?;
     one.pop()
         .ok_or_else(|| AppError::Internal("resolve gave no answer".into()))
 }
 
 /// `resolve` for several providers, in one read (the member's keys page lists them all).
 pub async fn resolve_each(
-    db: &Db,
-    keyring: &Keyring,
-    env: &BTreeMap<String, EnvProvider>,
+    svc: &Services,
     ctx: &OrgContext,
     providers: Vec<String>,
 ) -> Result<Vec<ResolveView>> {
+    let (keyring, env) = (&svc.keyring, &*svc.env_providers);
     require(ctx, Permission::LlmUse)?;
     let providers = providers
         .iter()
         .map(|p| parse_provider(p))
         .collect::<Result<Vec<_>>>()?;
     let (ctx, keyring, env) = (ctx.clone(), keyring.clone(), env.clone());
-    db.read(move |tx| {
-        let policy = llm::policy(tx, &ctx)?;
-        providers
-            .iter()
-            .map(|p| {
-                let org = llm::org_provider(tx, &ctx, p)?;
-                let r = resolve_with(tx, &ctx, &keyring, &env, p, &policy, org)?;
-                Ok(ResolveView::from(&r))
-            })
-            .collect()
-    })
-    .await
+    svc.db
+        .read(move |tx| {
+            let policy = llm::policy(tx, &ctx)?;
+            providers
+                .iter()
+                .map(|p| {
+                    let org = llm::org_provider(tx, &ctx, p)?;
+                    let r = resolve_with(tx, &ctx, &keyring, &env, p, &policy, org)?;
+                    Ok(ResolveView::from(&r))
+                })
+                .collect()
+        })
+        .await
 }
 
 /// At start: every data key must be wrapped by a configured master key (a wrong
 /// `XAGENT_MASTER_KEY` stops the server with this message instead of failing later), and
 /// data keys still under an older master key are re-wrapped under the current one.
-pub async fn check_and_rewrap(db: &Db, keyring: &Keyring) -> std::result::Result<usize, String> {
-    let keyring = keyring.clone();
-    let (missing, stale) = db
+pub async fn check_and_rewrap(svc: &Services) -> std::result::Result<usize, String> {
+    let keyring = svc.keyring.clone();
+    let (missing, stale) = svc
+        .db
         .read({
             let keyring = keyring.clone();
             move |tx| {
@@ -827,57 +837,61 @@ pub async fn check_and_rewrap(db: &Db, keyring: &Keyring) -> std::result::Result
     if stale == 0 {
         return Ok(0);
     }
-    rewrap_all(db, &keyring).await.map_err(|e| e.to_string())
+    rewrap_all(svc).await.map_err(|e| e.to_string())
 }
 
 /// Re-wraps every data key that is not under the current master key. The provider keys
 /// themselves are untouched: nobody re-enters a credential.
-pub async fn rewrap_all(db: &Db, keyring: &Keyring) -> Result<usize> {
-    let keyring = keyring.clone();
-    db.write(move |tx| {
-        let current = keyring.current();
-        let mut n = 0;
-        for id in crate::db::unscoped::unscoped_all_org_ids(tx)? {
-            let Some(ctx) = crate::db::scope::SystemScope::new("key-rewrap").in_org(tx, id)? else {
-                continue;
-            };
-            for w in llm::all_data_keys(tx, &ctx)? {
-                if w.master_key_id == current.id() {
+pub async fn rewrap_all(svc: &Services) -> Result<usize> {
+    let keyring = svc.keyring.clone();
+    svc.db
+        .write(move |tx| {
+            let current = keyring.current();
+            let mut n = 0;
+            for id in crate::db::unscoped::unscoped_all_org_ids(tx)? {
+                let Some(ctx) = crate::db::scope::SystemScope::new("key-rewrap").in_org(tx, id)?
+                else {
                     continue;
+                };
+                for w in llm::all_data_keys(tx, &ctx)? {
+                    if w.master_key_id == current.id() {
+                        continue;
+                    }
+                    let dk = unwrap(&keyring, &ctx, &w)?;
+                    llm::rewrap_data_key(
+                        tx,
+                        &ctx,
+                        &llm::WrappedKey {
+                            key_id: w.key_id.clone(),
+                            wrapped: current.wrap(&dk, &id.to_string()),
+                            master_key_id: current.id().to_string(),
+                        },
+                    )?;
+                    n += 1;
                 }
-                let dk = unwrap(&keyring, &ctx, &w)?;
-                llm::rewrap_data_key(
-                    tx,
-                    &ctx,
-                    &llm::WrappedKey {
-                        key_id: w.key_id.clone(),
-                        wrapped: current.wrap(&dk, &id.to_string()),
-                        master_key_id: current.id().to_string(),
-                    },
-                )?;
-                n += 1;
             }
-        }
-        Ok(n)
-    })
-    .await
+            Ok(n)
+        })
+        .await
 }
 
 /// Master key ids some data key is wrapped by (for retiring the others).
-pub async fn master_keys_in_use(db: &Db) -> Result<Vec<String>> {
-    db.read(|tx| {
-        let mut used = Vec::new();
-        for id in crate::db::unscoped::unscoped_all_org_ids(tx)? {
-            let Some(ctx) = crate::db::scope::SystemScope::new("key-usage").in_org(tx, id)? else {
-                continue;
-            };
-            for w in llm::all_data_keys(tx, &ctx)? {
-                if !used.contains(&w.master_key_id) {
-                    used.push(w.master_key_id);
+pub async fn master_keys_in_use(svc: &Services) -> Result<Vec<String>> {
+    svc.db
+        .read(|tx| {
+            let mut used = Vec::new();
+            for id in crate::db::unscoped::unscoped_all_org_ids(tx)? {
+                let Some(ctx) = crate::db::scope::SystemScope::new("key-usage").in_org(tx, id)?
+                else {
+                    continue;
+                };
+                for w in llm::all_data_keys(tx, &ctx)? {
+                    if !used.contains(&w.master_key_id) {
+                        used.push(w.master_key_id);
+                    }
                 }
             }
-        }
-        Ok(used)
-    })
-    .await
+            Ok(used)
+        })
+        .await
 }

@@ -2,7 +2,7 @@
 //! (through `upstream`), and says in plain words what happened. Nothing is metered or
 //! stored; the key, the provider's answer body and reqwest's error text never reach the
 //! result.
-use std::collections::BTreeMap;
+use super::Services;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -11,11 +11,9 @@ use crate::domain::Permission;
 
 use super::llm::{KeySource, parse_provider, resolve_with};
 use super::require;
-use super::upstream::{self, Endpoint, ModelList, Transport, Upstream, UpstreamError};
-use crate::config::EnvProvider;
-use crate::crypto::Keyring;
+use super::upstream::{self, Endpoint, ModelList, Transport, UpstreamError};
+use crate::db::OrgContext;
 use crate::db::repo::llm;
-use crate::db::{Db, OrgContext};
 use crate::error::AppError;
 
 /// How long a test may take, connection included.
@@ -50,14 +48,12 @@ pub struct ConnectionTest {
 }
 
 pub async fn test_connection(
-    db: &Db,
-    keyring: &Keyring,
-    env: &BTreeMap<String, EnvProvider>,
-    up: &Upstream,
+    svc: &Services,
     ctx: &OrgContext,
     provider: &str,
     target: Target,
 ) -> Result<ConnectionTest, AppError> {
+    let (keyring, env, up) = (&svc.keyring, &*svc.env_providers, &svc.upstream);
     require(
         ctx,
         match target {
@@ -67,7 +63,8 @@ pub async fn test_connection(
     )?;
     let provider = parse_provider(provider)?;
     let (c, k, e, p) = (ctx.clone(), keyring.clone(), env.clone(), provider.clone());
-    let resolved = db
+    let resolved = svc
+        .db
         .read(move |tx| {
             let mut policy = llm::policy(tx, &c)?;
             match target {

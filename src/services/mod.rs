@@ -22,10 +22,70 @@ pub mod throttle;
 pub mod upstream;
 pub mod webhooks;
 
-use crate::db::OrgContext;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::config::{EnvProvider, SmtpConfig};
+use crate::crypto::Keyring;
 use crate::db::scope::has_permission;
-use crate::domain::{Permission, UserId};
+use crate::db::{Db, OrgContext};
+use crate::domain::{Clock, Permission, UserId, fmt_time};
 use crate::error::AppError;
+
+/// What the use cases run on, made once at start (`app.rs`) and shared by the handlers,
+/// the background jobs and the tests: the database, the master keys, the clock every rule
+/// reads its time from (tests move it), the outbound clients and their policy, the mail
+/// settings, the operator's providers and the address links are built from.
+#[derive(Clone)]
+pub struct Services {
+    pub db: Db,
+    pub keyring: Keyring,
+    pub clock: Clock,
+    pub upstream: upstream::Upstream,
+    pub targets: outbound::TargetPolicy,
+    pub mail: Option<Arc<SmtpConfig>>,
+    pub env_providers: Arc<BTreeMap<String, EnvProvider>>,
+    pub base_url: Arc<str>,
+}
+
+impl Services {
+    /// The services of a server (or a command) on `db` with `config`'s clock, policy, mail
+    /// and providers; `base_url` is what links are built from.
+    pub fn new(
+        db: Db,
+        keyring: Keyring,
+        config: &crate::config::Config,
+        base_url: String,
+    ) -> Result<Self, String> {
+        Ok(Services {
+            db,
+            keyring,
+            clock: config.clock.clone(),
+            upstream: upstream::Upstream::new(config.targets)?,
+            targets: config.targets,
+            mail: config.smtp.clone().map(Arc::new),
+            env_providers: Arc::new(config.env_providers.clone()),
+            base_url: base_url.into(),
+        })
+    }
+
+    /// Services on a database of the tests, with a master key in `dir`.
+    #[cfg(test)]
+    pub(crate) fn for_tests(db: Db, dir: &std::path::Path) -> Self {
+        let keyring = Keyring::load(None, dir).expect("test keyring");
+        let config = crate::config::Config::new(dir.to_path_buf());
+        Services::new(db, keyring, &config, "http://127.0.0.1:1".into()).expect("test services")
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    /// `now` as stored in the database.
+    pub fn now_str(&self) -> String {
+        fmt_time(self.clock.now())
+    }
+}
 
 /// 403 unless the member holds `permission` (after their role defaults and overrides).
 pub fn require(ctx: &OrgContext, permission: Permission) -> Result<(), AppError> {

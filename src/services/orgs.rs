@@ -1,4 +1,5 @@
 //! Organizations: listing the caller's, creating new ones, resolving `{org}` to a context.
+use super::Services;
 use crate::domain::Permission;
 use serde_json::json;
 
@@ -6,29 +7,32 @@ use super::Actor;
 use crate::db::repo::{audit, orgs};
 use crate::db::scope::enter;
 use crate::db::unscoped::{Membership, unscoped_memberships_of};
-use crate::db::{Db, OrgContext, WriteTx};
-use crate::domain::{Invalid, OrgId, OrgKind, OrgName, OrgSettings, Slug, UserId, now_str};
+use crate::db::{OrgContext, WriteTx};
+use crate::domain::{Invalid, OrgId, OrgKind, OrgName, OrgSettings, Slug, UserId};
 use crate::error::{AppError, Result};
 
-pub async fn list_mine(db: &Db, user: UserId) -> Result<Vec<Membership>> {
-    db.read(move |tx| Ok(unscoped_memberships_of(tx, user)?))
+pub async fn list_mine(svc: &Services, user: UserId) -> Result<Vec<Membership>> {
+    svc.db
+        .read(move |tx| Ok(unscoped_memberships_of(tx, user)?))
         .await
 }
 
 /// The membership check as a service: 404 for anything the user may not act in.
 /// Also keeps the member's "last active" time (written at most every five minutes).
-pub async fn context(db: &Db, user: UserId, org_ref: String) -> Result<OrgContext> {
-    let ctx = db.lookup(|tx| enter(tx, user, &org_ref)?.ok_or_else(AppError::not_found))?;
+pub async fn context(svc: &Services, user: UserId, org_ref: String) -> Result<OrgContext> {
+    let ctx = svc
+        .db
+        .lookup(|tx| enter(tx, user, &org_ref)?.ok_or_else(AppError::not_found))?;
     // A member whose org.view is denied by an override is shut out of the organization.
     super::require(&ctx, Permission::OrgView)?;
-    let now = crate::domain::now();
+    let now = svc.now();
     let stale = ctx.last_active_at().is_none_or(|t| {
         chrono::DateTime::parse_from_rfc3339(t).map_or(true, |t| {
             now.signed_duration_since(t) > chrono::Duration::minutes(5)
         })
     });
     if stale {
-        let (db, touch) = (db.clone(), ctx.clone());
+        let (db, touch) = (svc.db.clone(), ctx.clone());
         tokio::spawn(async move {
             let stamp = crate::domain::fmt_time(now);
             let _ = db
@@ -49,7 +53,7 @@ pub struct CreateOrg {
 
 /// Creates a team organization with the actor as owner.
 pub async fn create(
-    db: &Db,
+    svc: &Services,
     actor: &Actor,
     is_superuser: bool,
     input: CreateOrg,
@@ -76,28 +80,30 @@ pub async fn create(
         });
     }
     let actor = actor.clone();
-    db.write(move |tx| {
-        if !orgs::plan_exists(tx, &plan)? {
-            return Err(AppError::invalid(vec![Invalid::new(
-                "plan",
-                "There is no such plan.",
-            )]));
-        }
-        let slug = match slug {
-            Some(s) => {
-                if orgs::slug_taken(tx, &s)? {
-                    return Err(AppError::conflict(
-                        "slug_taken",
-                        format!("The slug \"{s}\" is taken; choose another."),
-                    ));
-                }
-                s
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            if !orgs::plan_exists(tx, &plan)? {
+                return Err(AppError::invalid(vec![Invalid::new(
+                    "plan",
+                    "There is no such plan.",
+                )]));
             }
-            None => free_slug(tx, &Slug::derive_from(name.as_str()))?,
-        };
-        create_in_tx(tx, &actor, &name, &slug, OrgKind::Team, &plan)
-    })
-    .await
+            let slug = match slug {
+                Some(s) => {
+                    if orgs::slug_taken(tx, &s)? {
+                        return Err(AppError::conflict(
+                            "slug_taken",
+                            format!("The slug \"{s}\" is taken; choose another."),
+                        ));
+                    }
+                    s
+                }
+                None => free_slug(tx, &Slug::derive_from(name.as_str()))?,
+            };
+            create_in_tx(tx, &actor, &name, &slug, OrgKind::Team, &plan, &now)
+        })
+        .await
 }
 
 /// A slug like `base` that is not taken yet.
@@ -127,8 +133,8 @@ pub(crate) fn create_in_tx(
     slug: &Slug,
     kind: OrgKind,
     plan: &str,
+    now: &str,
 ) -> Result<orgs::Org> {
-    let now = now_str();
     let ctx = orgs::create_with_owner(
         tx,
         &orgs::NewOrg {
@@ -138,7 +144,7 @@ pub(crate) fn create_in_tx(
             kind,
             plan,
             owner: actor.user_id,
-            now: &now,
+            now,
         },
     )?;
     let org = ctx.org().clone();
@@ -151,7 +157,7 @@ pub(crate) fn create_in_tx(
             Some(org.id.to_string()),
             json!({"name": org.name, "slug": org.slug, "kind": kind.as_str(), "plan": plan}),
         ),
-        &now,
+        now,
     )?;
     Ok(org)
 }
@@ -167,7 +173,7 @@ pub struct UpdateOrg {
 /// Renames, re-slugs or re-configures the organization (`org.update`); audited with the
 /// values before and after.
 pub async fn update(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     input: UpdateOrg,
@@ -195,71 +201,75 @@ pub async fn update(
     }
     let patch = input.settings;
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
-        let ctx = super::fresh_context(tx, &ctx)?;
-        super::require(&ctx, Permission::OrgUpdate)?;
-        let before =
-            orgs::find_by_ref(tx, &ctx.org_id().to_string())?.ok_or_else(AppError::not_found)?;
-        let settings = patch
-            .as_ref()
-            .map(|p| OrgSettings::from_stored(&before.settings).merged(p))
-            .transpose()
-            .map_err(AppError::invalid)?;
-        let new_name = name
-            .flatten()
-            .map_or(before.name.clone(), |n| n.into_inner());
-        let new_slug = slug
-            .flatten()
-            .map_or(before.slug.clone(), |s| s.into_inner());
-        let new_settings = match settings {
-            Some(s) => serde_json::to_value(s).map_err(|e| AppError::Internal(e.to_string()))?,
-            None => before.settings.clone(),
-        };
-        if new_slug != before.slug {
-            let s = Slug::parse(&new_slug)?;
-            if orgs::slug_taken(tx, &s)? {
-                return Err(AppError::conflict(
-                    "slug_taken",
-                    format!("The slug \"{new_slug}\" is taken; choose another."),
-                ));
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let ctx = super::fresh_context(tx, &ctx)?;
+            super::require(&ctx, Permission::OrgUpdate)?;
+            let before = orgs::find_by_ref(tx, &ctx.org_id().to_string())?
+                .ok_or_else(AppError::not_found)?;
+            let settings = patch
+                .as_ref()
+                .map(|p| OrgSettings::from_stored(&before.settings).merged(p))
+                .transpose()
+                .map_err(AppError::invalid)?;
+            let new_name = name
+                .flatten()
+                .map_or(before.name.clone(), |n| n.into_inner());
+            let new_slug = slug
+                .flatten()
+                .map_or(before.slug.clone(), |s| s.into_inner());
+            let new_settings = match settings {
+                Some(s) => {
+                    serde_json::to_value(s).map_err(|e| AppError::Internal(e.to_string()))?
+                }
+                None => before.settings.clone(),
+            };
+            if new_slug != before.slug {
+                let s = Slug::parse(&new_slug)?;
+                if orgs::slug_taken(tx, &s)? {
+                    return Err(AppError::conflict(
+                        "slug_taken",
+                        format!("The slug \"{new_slug}\" is taken; choose another."),
+                    ));
+                }
             }
-        }
-        if new_name == before.name && new_slug == before.slug && new_settings == before.settings {
-            return Ok(before);
-        }
-        let now = now_str();
-        orgs::update(tx, &ctx, &new_name, &new_slug, &new_settings, &now)?;
-        let mut changed_before = serde_json::Map::new();
-        let mut changed_after = serde_json::Map::new();
-        for (k, b, a) in [
-            ("name", json!(before.name), json!(new_name)),
-            ("slug", json!(before.slug), json!(new_slug)),
-            ("settings", before.settings.clone(), new_settings.clone()),
-        ] {
-            if b != a {
-                changed_before.insert(k.into(), b);
-                changed_after.insert(k.into(), a);
+            if new_name == before.name && new_slug == before.slug && new_settings == before.settings
+            {
+                return Ok(before);
             }
-        }
-        audit::append(
-            tx,
-            &ctx,
-            &actor.entry(
-                "organization.updated",
-                "organization",
-                Some(ctx.org_id().to_string()),
-                json!({"before": changed_before, "after": changed_after}),
-            ),
-            &now,
-        )?;
-        orgs::find_by_ref(tx, &ctx.org_id().to_string())?.ok_or_else(AppError::not_found)
-    })
-    .await
+            orgs::update(tx, &ctx, &new_name, &new_slug, &new_settings, &now)?;
+            let mut changed_before = serde_json::Map::new();
+            let mut changed_after = serde_json::Map::new();
+            for (k, b, a) in [
+                ("name", json!(before.name), json!(new_name)),
+                ("slug", json!(before.slug), json!(new_slug)),
+                ("settings", before.settings.clone(), new_settings.clone()),
+            ] {
+                if b != a {
+                    changed_before.insert(k.into(), b);
+                    changed_after.insert(k.into(), a);
+                }
+            }
+            audit::append(
+                tx,
+                &ctx,
+                &actor.entry(
+                    "organization.updated",
+                    "organization",
+                    Some(ctx.org_id().to_string()),
+                    json!({"before": changed_before, "after": changed_after}),
+                ),
+                &now,
+            )?;
+            orgs::find_by_ref(tx, &ctx.org_id().to_string())?.ok_or_else(AppError::not_found)
+        })
+        .await
 }
 
 /// Deletes a team organization and everything in it, in one transaction; owners only,
 /// never a personal organization. Audited in the instance log (the org's own log goes).
-pub async fn delete(db: &Db, ctx: &OrgContext, actor: &Actor) -> Result<()> {
+pub async fn delete(svc: &Services, ctx: &OrgContext, actor: &Actor) -> Result<()> {
     // org.delete is an owner's permission (it cannot be granted to others, and an owner
     // may have it denied by an override).
     if ctx.role() != crate::domain::Role::Owner
@@ -277,22 +287,23 @@ pub async fn delete(db: &Db, ctx: &OrgContext, actor: &Actor) -> Result<()> {
         ));
     }
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
-        let now = now_str();
-        if !orgs::delete(tx, &ctx)? {
-            return Err(AppError::not_found());
-        }
-        audit::append_instance(
-            tx,
-            &actor.entry(
-                "organization.deleted",
-                "organization",
-                Some(ctx.org_id().to_string()),
-                json!({"name": ctx.org().name, "slug": ctx.org().slug}),
-            ),
-            &now,
-        )?;
-        Ok(())
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            if !orgs::delete(tx, &ctx)? {
+                return Err(AppError::not_found());
+            }
+            audit::append_instance(
+                tx,
+                &actor.entry(
+                    "organization.deleted",
+                    "organization",
+                    Some(ctx.org_id().to_string()),
+                    json!({"name": ctx.org().name, "slug": ctx.org().slug}),
+                ),
+                &now,
+            )?;
+            Ok(())
+        })
+        .await
 }

@@ -1,6 +1,7 @@
 //! Quotas: the settings (limits, billing anchor, alerts, webhook), the credit limit that
 //! applies to an organization, and the usage report. Admission against these limits is
 //! `metering::admission`.
+use super::Services;
 use crate::domain::Permission;
 
 use serde::Serialize;
@@ -8,9 +9,9 @@ use serde_json::json;
 
 use super::{Actor, fresh_context, require};
 use crate::db::repo::{audit, plans, quotas, usage};
-use crate::db::{Conn, Db, OrgContext};
+use crate::db::{Conn, OrgContext};
+use crate::domain::Invalid;
 use crate::domain::period::{Period, period_at, period_named};
-use crate::domain::{Invalid, now_str};
 use crate::error::AppError;
 
 type Result<T> = std::result::Result<T, AppError>;
@@ -108,13 +109,12 @@ fn view(q: &quotas::Quota, plan: Option<i64>) -> QuotaView {
 }
 
 pub async fn patch(
-    db: &Db,
-    keyring: &crate::crypto::Keyring,
-    targets: super::outbound::TargetPolicy,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     input: QuotaInput,
 ) -> Result<QuotaView> {
+    let (keyring, targets) = (&svc.keyring, svc.targets);
     require(ctx, Permission::QuotaManage)?;
     let mut errors = input.unreadable.clone();
     let limits = [
@@ -176,62 +176,63 @@ pub async fn patch(
         return Err(AppError::invalid(errors));
     }
     let (ctx, actor, keyring) = (ctx.clone(), actor.clone(), keyring.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        require(&me, Permission::QuotaManage)?;
-        let mut q = quotas::get(tx, &me)?;
-        let set = |slot: &mut Option<i64>, v: Option<Option<i64>>| {
-            if let Some(v) = v {
-                *slot = v;
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            require(&me, Permission::QuotaManage)?;
+            let mut q = quotas::get(tx, &me)?;
+            let set = |slot: &mut Option<i64>, v: Option<Option<i64>>| {
+                if let Some(v) = v {
+                    *slot = v;
+                }
+            };
+            set(&mut q.monthly_credits_micros, input.monthly_credits_micros);
+            set(&mut q.monthly_requests, input.monthly_requests);
+            set(&mut q.rate_limit_rpm, input.rate_limit_rpm);
+            set(&mut q.rate_limit_tpm, input.rate_limit_tpm);
+            set(
+                &mut q.member_monthly_credits_micros,
+                input.member_monthly_credits_micros,
+            );
+            if let Some(d) = input.billing_anchor_day {
+                q.billing_anchor_day = d;
             }
-        };
-        set(&mut q.monthly_credits_micros, input.monthly_credits_micros);
-        set(&mut q.monthly_requests, input.monthly_requests);
-        set(&mut q.rate_limit_rpm, input.rate_limit_rpm);
-        set(&mut q.rate_limit_tpm, input.rate_limit_tpm);
-        set(
-            &mut q.member_monthly_credits_micros,
-            input.member_monthly_credits_micros,
-        );
-        if let Some(d) = input.billing_anchor_day {
-            q.billing_anchor_day = d;
-        }
-        if let Some(mut t) = input.alert_thresholds {
-            t.sort_unstable();
-            t.dedup();
-            q.alert_thresholds = t;
-        }
-        if let Some(url) = input.webhook_url {
-            q.webhook_url = url;
-        }
-        match input.webhook_secret {
-            Some(Some(secret)) => {
-                let dk = super::llm::data_key_for_sealing(tx, &me, &keyring)?;
-                q.webhook_secret_enc = Some(dk.seal(
-                    secret.as_bytes(),
-                    &super::webhooks::webhook_aad(me.org_id()),
-                ));
-                q.webhook_key_id = Some(dk.id().to_string());
+            if let Some(mut t) = input.alert_thresholds {
+                t.sort_unstable();
+                t.dedup();
+                q.alert_thresholds = t;
             }
-            Some(None) => {
-                q.webhook_secret_enc = None;
-                q.webhook_key_id = None;
+            if let Some(url) = input.webhook_url {
+                q.webhook_url = url;
             }
-            None => {}
-        }
-        let now = now_str();
-        quotas::save(tx, &me, &q, me.user_id(), &now)?;
-        let plan = plans::for_org(tx, &me)?.and_then(|p| p.monthly_ai_credits_micros);
-        let v = view(&q, plan);
-        audit::append(
-            tx,
-            &me,
-            &actor.entry("quota.updated", "quota", None, json!(v)),
-            &now,
-        )?;
-        Ok(v)
-    })
-    .await
+            match input.webhook_secret {
+                Some(Some(secret)) => {
+                    let dk = super::llm::data_key_for_sealing(tx, &me, &keyring, &now)?;
+                    q.webhook_secret_enc = Some(dk.seal(
+                        secret.as_bytes(),
+                        &super::webhooks::webhook_aad(me.org_id()),
+                    ));
+                    q.webhook_key_id = Some(dk.id().to_string());
+                }
+                Some(None) => {
+                    q.webhook_secret_enc = None;
+                    q.webhook_key_id = None;
+                }
+                None => {}
+            }
+            quotas::save(tx, &me, &q, me.user_id(), &now)?;
+            let plan = plans::for_org(tx, &me)?.and_then(|p| p.monthly_ai_credits_micros);
+            let v = view(&q, plan);
+            audit::append(
+                tx,
+                &me,
+                &actor.entry("quota.updated", "quota", None, json!(v)),
+                &now,
+            )?;
+            Ok(v)
+        })
+        .await
 }
 
 /// The limits a quota can set, named on the wire as `org_credits`, `org_requests`,
@@ -324,132 +325,135 @@ pub struct QuotaUse {
 
 /// `GET …/usage`: totals, breakdowns and every limit that applies to the caller.
 pub async fn report(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     period: Option<String>,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<UsageReport> {
     require(ctx, Permission::UsageView)?;
     let ctx = ctx.clone();
-    db.read(move |tx| {
-        let (q, current) = current_period(tx, &ctx, at)?;
-        let p = match period.as_deref() {
-            None => current,
-            Some(label) => period_named(label, q.billing_anchor_day).ok_or_else(|| {
-                AppError::invalid(vec![Invalid::new("period", "Choose a month as YYYY-MM.")])
-            })?,
-        };
-        let totals = usage::totals(tx, &ctx, &p.label)?;
-        let alerts: Vec<u8> = usage::alerts_sent(tx, &ctx, &p.label)?;
-        let mine = usage::member_totals(tx, &ctx, ctx.user_id(), &p.label)?;
-        let plan = plans::for_org(tx, &ctx)?.and_then(|x| x.monthly_ai_credits_micros);
-        let (start, end) = (
-            crate::domain::fmt_time(p.start),
-            crate::domain::fmt_time(p.end),
-        );
-        let by_model = usage::grouped(tx, &ctx, false, &start, &end)?
-            .into_iter()
-            .map(|(model, totals, unpriced_requests)| ModelUsage {
-                model,
+    svc.db
+        .read(move |tx| {
+            let (q, current) = current_period(tx, &ctx, at)?;
+            let p = match period.as_deref() {
+                None => current,
+                Some(label) => period_named(label, q.billing_anchor_day).ok_or_else(|| {
+                    AppError::invalid(vec![Invalid::new("period", "Choose a month as YYYY-MM.")])
+                })?,
+            };
+            let totals = usage::totals(tx, &ctx, &p.label)?;
+            let alerts: Vec<u8> = usage::alerts_sent(tx, &ctx, &p.label)?;
+            let mine = usage::member_totals(tx, &ctx, ctx.user_id(), &p.label)?;
+            let plan = plans::for_org(tx, &ctx)?.and_then(|x| x.monthly_ai_credits_micros);
+            let (start, end) = (
+                crate::domain::fmt_time(p.start),
+                crate::domain::fmt_time(p.end),
+            );
+            let by_model = usage::grouped(tx, &ctx, false, &start, &end)?
+                .into_iter()
+                .map(|(model, totals, unpriced_requests)| ModelUsage {
+                    model,
+                    totals,
+                    unpriced_requests,
+                })
+                .collect();
+            let by_day = usage::grouped(tx, &ctx, true, &start, &end)?
+                .into_iter()
+                .map(|(day, totals, _)| DayUsage { day, totals })
+                .collect();
+            // Names from the membership: a former member's usage stays, unnamed.
+            let by_user = usage::by_member(tx, &ctx, &p.label)?;
+            let credit_limit = credit_limit(&q, plan);
+            let mut limits = Vec::new();
+            if let Some(l) = credit_limit {
+                limits.push(Limit {
+                    name: LimitKind::OrgCredits,
+                    description: "the organization's monthly AI credits (micro-USD)".into(),
+                    used: Some(totals.cost_micros),
+                    limit: l,
+                    percent: Some(percent(totals.cost_micros, l)),
+                });
+            }
+            if let Some(l) = q.monthly_requests {
+                limits.push(Limit {
+                    name: LimitKind::OrgRequests,
+                    description: "the organization's monthly requests".into(),
+                    used: Some(totals.requests),
+                    limit: l,
+                    percent: Some(percent(totals.requests, l)),
+                });
+            }
+            if let Some(l) = q.member_monthly_credits_micros {
+                limits.push(Limit {
+                    name: LimitKind::MemberCredits,
+                    description: "your monthly AI credits in this organization (micro-USD)".into(),
+                    used: Some(mine.cost_micros),
+                    limit: l,
+                    percent: Some(percent(mine.cost_micros, l)),
+                });
+            }
+            if let Some(l) = q.rate_limit_rpm {
+                limits.push(Limit {
+                    name: LimitKind::RateRpm,
+                    description: "requests per minute, for the whole organization".into(),
+                    used: None,
+                    limit: l,
+                    percent: None,
+                });
+            }
+            if let Some(l) = q.rate_limit_tpm {
+                limits.push(Limit {
+                    name: LimitKind::RateTpm,
+                    description: "tokens per minute, for the whole organization".into(),
+                    used: None,
+                    limit: l,
+                    percent: None,
+                });
+            }
+            Ok(UsageReport {
+                quota: credit_limit.map(|l| QuotaUse {
+                    limit: l,
+                    used: totals.cost_micros,
+                    percent: percent(totals.cost_micros, l),
+                    alerts_sent: alerts,
+                }),
+                period: p.label,
+                start,
+                end,
                 totals,
-                unpriced_requests,
+                mine,
+                by_model,
+                by_day,
+                by_user,
+                limits,
+                settings: view(&q, plan),
             })
-            .collect();
-        let by_day = usage::grouped(tx, &ctx, true, &start, &end)?
-            .into_iter()
-            .map(|(day, totals, _)| DayUsage { day, totals })
-            .collect();
-        // Names from the membership: a former member's usage stays, unnamed.
-        let by_user = usage::by_member(tx, &ctx, &p.label)?;
-        let credit_limit = credit_limit(&q, plan);
-        let mut limits = Vec::new();
-        if let Some(l) = credit_limit {
-            limits.push(Limit {
-                name: LimitKind::OrgCredits,
-                description: "the organization's monthly AI credits (micro-USD)".into(),
-                used: Some(totals.cost_micros),
-                limit: l,
-                percent: Some(percent(totals.cost_micros, l)),
-            });
-        }
-        if let Some(l) = q.monthly_requests {
-            limits.push(Limit {
-                name: LimitKind::OrgRequests,
-                description: "the organization's monthly requests".into(),
-                used: Some(totals.requests),
-                limit: l,
-                percent: Some(percent(totals.requests, l)),
-            });
-        }
-        if let Some(l) = q.member_monthly_credits_micros {
-            limits.push(Limit {
-                name: LimitKind::MemberCredits,
-                description: "your monthly AI credits in this organization (micro-USD)".into(),
-                used: Some(mine.cost_micros),
-                limit: l,
-                percent: Some(percent(mine.cost_micros, l)),
-            });
-        }
-        if let Some(l) = q.rate_limit_rpm {
-            limits.push(Limit {
-                name: LimitKind::RateRpm,
-                description: "requests per minute, for the whole organization".into(),
-                used: None,
-                limit: l,
-                percent: None,
-            });
-        }
-        if let Some(l) = q.rate_limit_tpm {
-            limits.push(Limit {
-                name: LimitKind::RateTpm,
-                description: "tokens per minute, for the whole organization".into(),
-                used: None,
-                limit: l,
-                percent: None,
-            });
-        }
-        Ok(UsageReport {
-            quota: credit_limit.map(|l| QuotaUse {
-                limit: l,
-                used: totals.cost_micros,
-                percent: percent(totals.cost_micros, l),
-                alerts_sent: alerts,
-            }),
-            period: p.label,
-            start,
-            end,
-            totals,
-            mine,
-            by_model,
-            by_day,
-            by_user,
-            limits,
-            settings: view(&q, plan),
         })
-    })
-    .await
+        .await
 }
 
 /// The quota settings (for the usage page and `GET …/quota`).
-pub async fn settings(db: &Db, ctx: &OrgContext) -> Result<QuotaView> {
+pub async fn settings(svc: &Services, ctx: &OrgContext) -> Result<QuotaView> {
     require(ctx, Permission::UsageView)?;
     let ctx = ctx.clone();
-    db.read(move |tx| {
-        let q = quotas::get(tx, &ctx)?;
-        let plan = plans::for_org(tx, &ctx)?.and_then(|p| p.monthly_ai_credits_micros);
-        Ok(view(&q, plan))
-    })
-    .await
+    svc.db
+        .read(move |tx| {
+            let q = quotas::get(tx, &ctx)?;
+            let plan = plans::for_org(tx, &ctx)?.and_then(|p| p.monthly_ai_credits_micros);
+            Ok(view(&q, plan))
+        })
+        .await
 }
 
 /// The organization's webhook deliveries and their status, newest first.
 pub async fn deliveries(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
 ) -> Result<Vec<crate::db::repo::webhooks::Delivery>> {
     require(ctx, Permission::UsageView)?;
     let ctx = ctx.clone();
-    db.read(move |tx| Ok(crate::db::repo::webhooks::list(tx, &ctx, 200)?))
+    svc.db
+        .read(move |tx| Ok(crate::db::repo::webhooks::list(tx, &ctx, 200)?))
         .await
 }
 

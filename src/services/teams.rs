@@ -1,12 +1,13 @@
 //! Teams inside an organization (what `team` visibility and team shares refer to).
+use super::Services;
 use crate::domain::Permission;
 use serde_json::json;
 
 use super::{Actor, fresh_context, require};
+use crate::db::OrgContext;
 use crate::db::repo::members::MemberUser;
 use crate::db::repo::{audit, members, teams};
-use crate::db::{Db, OrgContext};
-use crate::domain::{Invalid, UserId, new_id, now_str};
+use crate::domain::{Invalid, UserId, new_id};
 use crate::error::{AppError, Result};
 
 fn parse_name(raw: &str) -> std::result::Result<String, Invalid> {
@@ -38,25 +39,30 @@ fn taken(name: &str) -> AppError {
     )
 }
 
-pub async fn list(db: &Db, ctx: &OrgContext) -> Result<Vec<teams::Team>> {
+pub async fn list(svc: &Services, ctx: &OrgContext) -> Result<Vec<teams::Team>> {
     require(ctx, Permission::TeamsView)?;
     let ctx = ctx.clone();
-    db.read(move |tx| Ok(teams::list(tx, &ctx)?)).await
+    svc.db.read(move |tx| Ok(teams::list(tx, &ctx)?)).await
 }
 
-pub async fn get(db: &Db, ctx: &OrgContext, id: String) -> Result<(teams::Team, Vec<MemberUser>)> {
+pub async fn get(
+    svc: &Services,
+    ctx: &OrgContext,
+    id: String,
+) -> Result<(teams::Team, Vec<MemberUser>)> {
     require(ctx, Permission::TeamsView)?;
     let ctx = ctx.clone();
-    db.read(move |tx| {
-        let team = teams::find(tx, &ctx, &id)?.ok_or_else(AppError::not_found)?;
-        let members = teams::members(tx, &ctx, &id)?;
-        Ok((team, members))
-    })
-    .await
+    svc.db
+        .read(move |tx| {
+            let team = teams::find(tx, &ctx, &id)?.ok_or_else(AppError::not_found)?;
+            let members = teams::members(tx, &ctx, &id)?;
+            Ok((team, members))
+        })
+        .await
 }
 
 pub async fn create(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     name: &str,
@@ -72,33 +78,34 @@ pub async fn create(
         return Err(AppError::invalid(errors));
     };
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        require(&me, Permission::TeamsManage)?;
-        if teams::name_taken(tx, &me, &name, None)? {
-            return Err(taken(&name));
-        }
-        let id = new_id().to_string();
-        let now = now_str();
-        teams::insert(tx, &me, &id, &name, &description, &now)?;
-        audit::append(
-            tx,
-            &me,
-            &actor.entry(
-                "team.created",
-                "team",
-                Some(id.clone()),
-                json!({"name": name}),
-            ),
-            &now,
-        )?;
-        teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            require(&me, Permission::TeamsManage)?;
+            if teams::name_taken(tx, &me, &name, None)? {
+                return Err(taken(&name));
+            }
+            let id = new_id().to_string();
+            teams::insert(tx, &me, &id, &name, &description, &now)?;
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    "team.created",
+                    "team",
+                    Some(id.clone()),
+                    json!({"name": name}),
+                ),
+                &now,
+            )?;
+            teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)
+        })
+        .await
 }
 
 pub async fn update(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     id: String,
@@ -113,67 +120,69 @@ pub async fn update(
         return Err(AppError::invalid(errors));
     }
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        require(&me, Permission::TeamsManage)?;
-        let before = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
-        let new_name = name.flatten().unwrap_or_else(|| before.name.clone());
-        let new_desc = description
-            .flatten()
-            .unwrap_or_else(|| before.description.clone());
-        if new_name == before.name && new_desc == before.description {
-            return Ok(before);
-        }
-        if new_name != before.name && teams::name_taken(tx, &me, &new_name, Some(&id))? {
-            return Err(taken(&new_name));
-        }
-        let now = now_str();
-        teams::update(tx, &me, &id, &new_name, &new_desc, &now)?;
-        audit::append(
-            tx,
-            &me,
-            &actor.entry(
-                "team.updated",
-                "team",
-                Some(id.clone()),
-                json!({"before": {"name": before.name, "description": before.description},
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            require(&me, Permission::TeamsManage)?;
+            let before = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+            let new_name = name.flatten().unwrap_or_else(|| before.name.clone());
+            let new_desc = description
+                .flatten()
+                .unwrap_or_else(|| before.description.clone());
+            if new_name == before.name && new_desc == before.description {
+                return Ok(before);
+            }
+            if new_name != before.name && teams::name_taken(tx, &me, &new_name, Some(&id))? {
+                return Err(taken(&new_name));
+            }
+            teams::update(tx, &me, &id, &new_name, &new_desc, &now)?;
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    "team.updated",
+                    "team",
+                    Some(id.clone()),
+                    json!({"before": {"name": before.name, "description": before.description},
                        "after": {"name": new_name, "description": new_desc}}),
-            ),
-            &now,
-        )?;
-        teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)
-    })
-    .await
+                ),
+                &now,
+            )?;
+            teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)
+        })
+        .await
 }
 
-pub async fn delete(db: &Db, ctx: &OrgContext, actor: &Actor, id: String) -> Result<()> {
+pub async fn delete(svc: &Services, ctx: &OrgContext, actor: &Actor, id: String) -> Result<()> {
     require(ctx, Permission::TeamsManage)?;
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        require(&me, Permission::TeamsManage)?;
-        let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
-        let now = now_str();
-        teams::delete(tx, &me, &id)?;
-        audit::append(
-            tx,
-            &me,
-            &actor.entry(
-                "team.deleted",
-                "team",
-                Some(id.clone()),
-                json!({"name": team.name}),
-            ),
-            &now,
-        )?;
-        Ok(())
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            require(&me, Permission::TeamsManage)?;
+            let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+            teams::delete(tx, &me, &id)?;
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    "team.deleted",
+                    "team",
+                    Some(id.clone()),
+                    json!({"name": team.name}),
+                ),
+                &now,
+            )?;
+            Ok(())
+        })
+        .await
 }
 
 /// Adds an organization member to the team; true when newly added (PUT is idempotent).
 pub async fn add_member(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     id: String,
@@ -181,33 +190,34 @@ pub async fn add_member(
 ) -> Result<bool> {
     require(ctx, Permission::TeamsManage)?;
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        require(&me, Permission::TeamsManage)?;
-        let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
-        let member = members::find(tx, &me, user)?.ok_or_else(AppError::not_found)?;
-        let now = now_str();
-        let added = teams::add_member(tx, &me, &id, user, &now)?;
-        if added {
-            audit::append(
-                tx,
-                &me,
-                &actor.entry(
-                    "team.member_added",
-                    "team",
-                    Some(id.clone()),
-                    json!({"team": team.name, "user_id": user, "email": member.user.email}),
-                ),
-                &now,
-            )?;
-        }
-        Ok(added)
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            require(&me, Permission::TeamsManage)?;
+            let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+            let member = members::find(tx, &me, user)?.ok_or_else(AppError::not_found)?;
+            let added = teams::add_member(tx, &me, &id, user, &now)?;
+            if added {
+                audit::append(
+                    tx,
+                    &me,
+                    &actor.entry(
+                        "team.member_added",
+                        "team",
+                        Some(id.clone()),
+                        json!({"team": team.name, "user_id": user, "email": member.user.email}),
+                    ),
+                    &now,
+                )?;
+            }
+            Ok(added)
+        })
+        .await
 }
 
 pub async fn remove_member(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     id: String,
@@ -215,27 +225,28 @@ pub async fn remove_member(
 ) -> Result<()> {
     require(ctx, Permission::TeamsManage)?;
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        require(&me, Permission::TeamsManage)?;
-        let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
-        let email = members::find(tx, &me, user)?.map(|m| m.user.email);
-        if !teams::remove_member(tx, &me, &id, user)? {
-            return Err(AppError::not_found());
-        }
-        let now = now_str();
-        audit::append(
-            tx,
-            &me,
-            &actor.entry(
-                "team.member_removed",
-                "team",
-                Some(id.clone()),
-                json!({"team": team.name, "user_id": user, "email": email}),
-            ),
-            &now,
-        )?;
-        Ok(())
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            require(&me, Permission::TeamsManage)?;
+            let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+            let email = members::find(tx, &me, user)?.map(|m| m.user.email);
+            if !teams::remove_member(tx, &me, &id, user)? {
+                return Err(AppError::not_found());
+            }
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    "team.member_removed",
+                    "team",
+                    Some(id.clone()),
+                    json!({"team": team.name, "user_id": user, "email": email}),
+                ),
+                &now,
+            )?;
+            Ok(())
+        })
+        .await
 }

@@ -5,19 +5,19 @@
 //! Signature: `X-Xagent-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`
 //! with `X-Xagent-Timestamp: <unix seconds>`; receivers recompute it and may refuse old
 //! timestamps.
+use super::Services;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::Secret;
-use crate::crypto::Keyring;
+use crate::db::OrgContext;
 use crate::db::repo::{quotas, webhooks};
 use crate::db::unscoped::unscoped_due_webhook_deliveries;
-use crate::db::{Db, OrgContext};
-use crate::domain::{Clock, fmt_time};
+use crate::domain::fmt_time;
 use crate::error::AppError;
-use crate::services::upstream::{self, Origin, Upstream};
+use crate::services::upstream::{self, Origin};
 
 /// Attempts before a delivery is given up.
 pub const MAX_ATTEMPTS: i64 = 8;
@@ -52,23 +52,19 @@ struct Job {
 }
 
 /// Sends every delivery that is due; returns how many were attempted.
-pub async fn deliver_due(
-    db: &Db,
-    keyring: &Keyring,
-    up: &Upstream,
-    clock: &Clock,
-    retry_base: Duration,
-) -> Result<usize, AppError> {
-    let now = fmt_time(clock.now());
+pub async fn deliver_due(svc: &Services, retry_base: Duration) -> Result<usize, AppError> {
+    let now = svc.now_str();
     let due = {
         let now = now.clone();
-        db.read(move |tx| Ok::<_, AppError>(unscoped_due_webhook_deliveries(tx, &now, 50)?))
+        svc.db
+            .read(move |tx| Ok::<_, AppError>(unscoped_due_webhook_deliveries(tx, &now, 50)?))
             .await?
     };
     let mut n = 0;
     for (org, id) in due {
-        let keyring = keyring.clone();
-        let job = db
+        let keyring = svc.keyring.clone();
+        let job = svc
+            .db
             .read(move |tx| {
                 let Some(ctx) =
                     crate::db::scope::SystemScope::new("webhook-delivery").in_org(tx, org)?
@@ -99,45 +95,40 @@ pub async fn deliver_due(
             .await?;
         let Some(job) = job else { continue };
         n += 1;
-        attempt(db, up, clock, retry_base, job).await?;
+        attempt(svc, retry_base, job).await?;
     }
     Ok(n)
 }
 
-async fn attempt(
-    db: &Db,
-    up: &Upstream,
-    clock: &Clock,
-    retry_base: Duration,
-    job: Job,
-) -> Result<(), AppError> {
+async fn attempt(svc: &Services, retry_base: Duration, job: Job) -> Result<(), AppError> {
     let d = &job.delivery;
-    let timestamp = clock.now().timestamp().to_string();
-    let (delivered, code, error) = match up.client_for(&d.url, Origin::Tenant) {
+    let timestamp = svc.now().timestamp().to_string();
+    let (delivered, code, error) = match svc.upstream.client_for(&d.url, Origin::Tenant) {
         Ok(client) => send(client, &job, &timestamp).await,
         Err(refused) => (false, None, Some(refused.to_string())),
     };
     let attempts = d.attempts + 1;
-    let now = clock.now();
+    let now = svc.now();
     let next = (!delivered && attempts < MAX_ATTEMPTS).then(|| {
         let wait = chrono::Duration::from_std(backoff(retry_base, attempts))
             .unwrap_or(chrono::Duration::hours(1));
         fmt_time(now + wait)
     });
     let (ctx, id, now) = (job.ctx.clone(), d.id.clone(), fmt_time(now));
-    db.write_bookkeeping(crate::db::Bookkeeping::WebhookAttempt, move |tx| {
-        Ok::<_, AppError>(webhooks::record_attempt(
-            tx,
-            &ctx,
-            &id,
-            delivered,
-            code,
-            error.as_deref(),
-            next.as_deref(),
-            &now,
-        )?)
-    })
-    .await
+    svc.db
+        .write_bookkeeping(crate::db::Bookkeeping::WebhookAttempt, move |tx| {
+            Ok::<_, AppError>(webhooks::record_attempt(
+                tx,
+                &ctx,
+                &id,
+                delivered,
+                code,
+                error.as_deref(),
+                next.as_deref(),
+                &now,
+            )?)
+        })
+        .await
 }
 
 /// Sends one delivery, signed when the subscription has a secret; what happened, as
@@ -187,19 +178,12 @@ async fn send(
 
 /// The delivery worker: every tick, sends what is due. Deliveries live in the database,
 /// so a restart or a missed tick only delays them.
-pub async fn run(
-    db: Db,
-    keyring: Keyring,
-    up: Upstream,
-    clock: Clock,
-    tick: Duration,
-    retry_base: Duration,
-) {
+pub async fn run(svc: Services, tick: Duration, retry_base: Duration) {
     let mut every = tokio::time::interval(tick);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        if let Err(e) = deliver_due(&db, &keyring, &up, &clock, retry_base).await {
+        if let Err(e) = deliver_due(&svc, retry_base).await {
             tracing::error!(error = %e, "webhook deliveries");
         }
     }

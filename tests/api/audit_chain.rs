@@ -86,7 +86,7 @@ async fn verify_notices_a_deleted_row() {
         [&org],
     )
     .unwrap();
-    let reports = xagent::services::audit::verify(&app.db, Some(org.clone()))
+    let reports = xagent::services::audit::verify(&app.svc, Some(org.clone()))
         .await
         .unwrap();
     let (seq, _, why) = reports[0].broken.clone().unwrap();
@@ -117,7 +117,7 @@ async fn retention_purges_old_rows_audits_the_purge_and_the_rest_still_verifies(
         [&org],
     )
     .unwrap();
-    let removed = xagent::services::audit::purge_expired(&app.db)
+    let removed = xagent::services::audit::purge_expired(&app.svc)
         .await
         .unwrap();
     assert_eq!(removed, 4);
@@ -127,13 +127,13 @@ async fn retention_purges_old_rows_audits_the_purge_and_the_rest_still_verifies(
     assert_eq!(items[0]["details"]["removed"], 4);
     assert_eq!(items[0]["actor"]["id"], serde_json::Value::Null);
     assert_eq!(items.len(), 1 + 7 - 4, "{items:?}");
-    let reports = xagent::services::audit::verify(&app.db, Some(org.clone()))
+    let reports = xagent::services::audit::verify(&app.svc, Some(org.clone()))
         .await
         .unwrap();
     assert!(reports[0].broken.is_none(), "{:?}", reports[0]);
     // Running again purges nothing more.
     assert_eq!(
-        xagent::services::audit::purge_expired(&app.db)
+        xagent::services::audit::purge_expired(&app.svc)
             .await
             .unwrap(),
         0
@@ -145,7 +145,7 @@ async fn the_instance_chain_verifies_too() {
     let app = TestApp::spawn().await;
     app.create_user("a@example.com", "A").await;
     let _ = app.login_with("a@example.com", "wrong password").await;
-    let reports = xagent::services::audit::verify(&app.db, None)
+    let reports = xagent::services::audit::verify(&app.svc, None)
         .await
         .unwrap();
     let instance = reports.iter().find(|r| r.scope == "instance").unwrap();

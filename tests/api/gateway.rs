@@ -847,14 +847,15 @@ async fn a_new_period_starts_from_zero_and_its_alerts_fire_again() {
     let old_period = old.body["period"].as_str().unwrap().to_string();
     // Across the boundary (the anchor day is the 1st): a fresh quota.
     b.clock.advance(Duration::from_secs(40 * 24 * 3600));
+    // Sessions end with the month; the owner signs in again.
+    let owner = b.app.login("owner@gw.example").await;
     assert_eq!(call().await.status, StatusCode::OK);
     let _ = events(&b.app, &b.org, 3).await;
-    let now = b.owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
+    let now = owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
     assert_ne!(now.body["period"], old_period.as_str());
     assert_eq!(now.body["totals"]["requests"], 1, "{}", now.text);
     assert_eq!(now.body["quota"]["alerts_sent"], json!([]));
-    let before = b
-        .owner
+    let before = owner
         .get(&format!("/api/v1/orgs/{}/usage?period={old_period}", b.org))
         .await;
     assert_eq!(before.body["totals"]["requests"], 2);
@@ -863,8 +864,7 @@ async fn a_new_period_starts_from_zero_and_its_alerts_fire_again() {
     assert_eq!(call().await.status, StatusCode::OK);
     let _ = events(&b.app, &b.org, 4).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let audit = b
-        .owner
+    let audit = owner
         .get(&format!("/api/v1/orgs/{}/audit?limit=200", b.org))
         .await;
     let mut periods: Vec<String> = audit.body["items"]
@@ -989,24 +989,23 @@ async fn a_closed_period_becomes_one_invoice_and_only_its_org_sees_it() {
     // The period is still open: nothing to invoice.
     let now = b.clock.now();
     assert_eq!(
-        xagent::services::invoices::close_periods(&b.app.db, now)
+        xagent::services::invoices::close_periods(&b.app.svc, now)
             .await
             .unwrap(),
         0
     );
     b.clock.advance(Duration::from_secs(40 * 24 * 3600));
+    // Sessions end with the month; the owner signs in again.
+    let owner = b.app.login("owner@gw.example").await;
     let later = b.clock.now();
-    let first = xagent::services::invoices::close_periods(&b.app.db, later)
+    let first = xagent::services::invoices::close_periods(&b.app.svc, later)
         .await
         .unwrap();
-    let again = xagent::services::invoices::close_periods(&b.app.db, later)
+    let again = xagent::services::invoices::close_periods(&b.app.svc, later)
         .await
         .unwrap();
     assert_eq!((first, again), (1, 0), "closing must be idempotent");
-    let list = b
-        .owner
-        .get(&format!("/api/v1/orgs/{}/invoices", b.org))
-        .await;
+    let list = owner.get(&format!("/api/v1/orgs/{}/invoices", b.org)).await;
     assert_eq!(list.status, StatusCode::OK, "{}", list.text);
     let inv = &list.body["items"][0];
     assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
@@ -1015,13 +1014,11 @@ async fn a_closed_period_becomes_one_invoice_and_only_its_org_sees_it() {
     assert_eq!(inv["line_items"][0]["model"], "gpt-test");
     assert_eq!(inv["line_items"][0]["requests"], 3);
     let id = inv["id"].as_str().unwrap();
-    let one = b
-        .owner
+    let one = owner
         .get(&format!("/api/v1/orgs/{}/invoices/{id}", b.org))
         .await;
     assert_eq!(one.body["period"], inv["period"]);
-    let csv = b
-        .owner
+    let csv = owner
         .get(&format!("/api/v1/orgs/{}/invoices/{id}.csv", b.org))
         .await;
     assert_eq!(csv.status, StatusCode::OK);
@@ -1396,21 +1393,19 @@ async fn gateway_answers_and_the_invoice_csv_end_cleanly_in_every_encoding() {
         assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
     }
     b.clock.advance(Duration::from_secs(40 * 24 * 3600));
-    let closed = xagent::services::invoices::close_periods(&b.app.db, b.clock.now())
+    // Sessions end with the month; the owner signs in again.
+    let owner = b.app.login("owner@gw.example").await;
+    let closed = xagent::services::invoices::close_periods(&b.app.svc, b.clock.now())
         .await
         .unwrap();
     assert_eq!(closed, 1);
-    let list = b
-        .owner
-        .get(&format!("/api/v1/orgs/{}/invoices", b.org))
-        .await;
+    let list = owner.get(&format!("/api/v1/orgs/{}/invoices", b.org)).await;
     let id = list.body["items"][0]["id"].as_str().unwrap();
     let csv = crate::compressed_bodies::same_for_every_encoding(
         || {
-            b.owner.client.get(
-                b.owner
-                    .url(&format!("/api/v1/orgs/{}/invoices/{id}.csv", b.org)),
-            )
+            owner
+                .client
+                .get(owner.url(&format!("/api/v1/orgs/{}/invoices/{id}.csv", b.org)))
         },
         "invoice csv",
     )
@@ -1464,12 +1459,11 @@ async fn the_org_home_and_the_limits_api_show_the_credit_limit_the_gateway_enfor
     );
     // The next billing period (the server's clock) starts from nothing, everywhere.
     b.clock.advance(Duration::from_secs(40 * 24 * 3600));
-    let usage = b.owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
-    let limits = b.owner.get(&format!("/api/v1/orgs/{}/limits", b.org)).await;
-    let summary = b
-        .owner
-        .get(&format!("/api/v1/orgs/{}/summary", b.org))
-        .await;
+    // Sessions end with the month; the owner signs in again.
+    let owner = b.app.login("owner@gw.example").await;
+    let usage = owner.get(&format!("/api/v1/orgs/{}/usage", b.org)).await;
+    let limits = owner.get(&format!("/api/v1/orgs/{}/limits", b.org)).await;
+    let summary = owner.get(&format!("/api/v1/orgs/{}/summary", b.org)).await;
     assert_eq!(usage.body["quota"]["used"], 0);
     assert_eq!(limits.body["ai_credits"], json!({"used": 0, "max": 10}));
     assert_eq!(summary.body["usage"]["period"], usage.body["period"]);

@@ -520,7 +520,7 @@ async fn signup_is_off_by_default_and_works_when_an_admin_turns_it_on() {
     assert_eq!(off.status, StatusCode::FORBIDDEN);
     assert_eq!(off.code(), "signup_disabled");
 
-    xagent::services::identity::set_signup(&app.db, true, None)
+    xagent::services::identity::set_signup(&app.svc, true, None)
         .await
         .unwrap();
     let on = reply(

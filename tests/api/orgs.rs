@@ -52,7 +52,7 @@ async fn creating_an_organization_makes_the_creator_owner_and_is_audited() {
     }
 
     let ctx = xagent::services::orgs::context(
-        &app.db,
+        &app.svc,
         xagent::domain::UserId::parse(&ann.id).unwrap(),
         id.clone(),
     )
@@ -147,7 +147,7 @@ async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
     assert_eq!(r.status, StatusCode::CREATED);
     let id = r.body["id"].as_str().unwrap().to_string();
     let ctx = xagent::services::orgs::context(
-        &app.db,
+        &app.svc,
         xagent::domain::UserId::parse(&ann.id).unwrap(),
         id,
     )

@@ -19,6 +19,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub struct TestApp {
     pub base: String,
     pub db: Db,
+    pub svc: xagent::services::Services,
     dir: Option<tempfile::TempDir>,
     root: std::path::PathBuf,
     stop: Option<oneshot::Sender<()>>,
@@ -45,6 +46,7 @@ impl TestApp {
         let app = Application::build(config).await.expect("app builds");
         let base = app.base_url().to_string();
         let db = app.db().clone();
+        let svc = app.services().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -52,6 +54,7 @@ impl TestApp {
         TestApp {
             base,
             db,
+            svc,
             root: dir.path().to_path_buf(),
             dir: Some(dir),
             stop: Some(tx),
@@ -92,7 +95,7 @@ impl TestApp {
     /// A user made the way `xagent admin create-user` makes one.
     pub async fn create_user(&self, email: &str, name: &str) -> TestUser {
         let (user, org) = identity::create_user(
-            &self.db,
+            &self.svc,
             email,
             name,
             PASSWORD,
@@ -111,7 +114,7 @@ impl TestApp {
 
     pub async fn create_superuser(&self, email: &str, name: &str) -> TestUser {
         let (user, org) = identity::create_user(
-            &self.db,
+            &self.svc,
             email,
             name,
             PASSWORD,

@@ -577,7 +577,7 @@ async fn every_api_operation_answers_bad_and_good_input_as_its_openapi_document_
     let mock = MockLlm::start().await;
     let app = TestApp::spawn().await;
     // Sign-up is open so that its success answers are checked too.
-    identity::set_signup(&app.db, true, None).await.unwrap();
+    identity::set_signup(&app.svc, true, None).await.unwrap();
     let owner = app.create_superuser("owner@example.com", "Owner").await;
     let api = Api {
         app: &app,

@@ -119,7 +119,7 @@ async fn list(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let (rows, next) = audit::query(&s.db, &ctx, q.filter()?, q.before_seq()?, q.limit()?).await?;
+    let (rows, next) = audit::query(&s.svc, &ctx, q.filter()?, q.before_seq()?, q.limit()?).await?;
     let items: Vec<_> = rows.iter().map(audit::export_json).collect();
     Ok(super::items(
         &items,
@@ -145,7 +145,7 @@ async fn export(
         }
     };
     let slug = ctx.org().slug.clone();
-    let stream = audit::export(s.db.clone(), ctx, q.filter()?, format)?;
+    let stream = audit::export(s.svc.db.clone(), ctx, q.filter()?, format)?;
     let (ctype, ext) = match format {
         ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
         ExportFormat::Ndjson => ("application/x-ndjson", "ndjson"),

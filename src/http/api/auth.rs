@@ -33,7 +33,7 @@ async fn signup(
     meta: ClientMeta,
     ApiJson(b): ApiJson<SignupBody>,
 ) -> Result<Response> {
-    let (user, org) = identity::signup(&s.db, &b.email, &b.name, &b.password, &meta).await?;
+    let (user, org) = identity::signup(&s.svc, &b.email, &b.name, &b.password, &meta).await?;
     Ok(created(json!({"user": user, "personal_organization": org})))
 }
 
@@ -49,7 +49,7 @@ async fn login(
     ApiJson(b): ApiJson<LoginBody>,
 ) -> Result<Response> {
     let out = identity::login(
-        &s.db,
+        &s.svc,
         s.session_policy(),
         &s.throttle,
         &b.email,
@@ -70,7 +70,7 @@ async fn login(
 
 async fn logout(State(s): State<AppState>, user: CurrentUser) -> Result<Response> {
     let session = user.require_session()?.session_id;
-    identity::logout(&s.db, &user.actor(), session).await?;
+    identity::logout(&s.svc, &user.actor(), session).await?;
     let mut res = no_content();
     if let Ok(v) = session_cookie::clear(&s).parse() {
         res.headers_mut().insert(header::SET_COOKIE, v);

@@ -43,7 +43,7 @@ async fn settings(
     Path(org): Path<String>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    Ok(ok_typed(&llm::settings(&s.db, &ctx).await?))
+    Ok(ok_typed(&llm::settings(&s.svc, &ctx).await?))
 }
 
 #[derive(Deserialize)]
@@ -67,9 +67,7 @@ async fn put_provider(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let view = llm::put_provider(
-        &s.db,
-        &s.keyring,
-        s.config.targets,
+        &s.svc,
         &ctx,
         &user.actor(),
         &provider,
@@ -90,7 +88,7 @@ async fn delete_provider(
     Path((org, provider)): Path<(String, String)>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    llm::delete_provider(&s.db, &ctx, &user.actor(), &provider).await?;
+    llm::delete_provider(&s.svc, &ctx, &user.actor(), &provider).await?;
     Ok(no_content())
 }
 
@@ -113,7 +111,7 @@ async fn patch_policy(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let view = llm::patch_policy(
-        &s.db,
+        &s.svc,
         &ctx,
         &user.actor(),
         PolicyInput {
@@ -138,14 +136,7 @@ async fn resolve(
     ApiQuery(q): ApiQuery<ResolveQuery>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let view = llm::resolve(
-        &s.db,
-        &s.keyring,
-        &s.config.env_providers,
-        &ctx,
-        &q.provider,
-    )
-    .await?;
+    let view = llm::resolve(&s.svc, &ctx, &q.provider).await?;
     Ok(ok_typed(&view))
 }
 
@@ -160,7 +151,7 @@ async fn my_keys(
     ApiQuery(q): ApiQuery<OrgQuery>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, q.org).await?;
-    let keys = llm::my_keys(&s.db, &ctx).await?;
+    let keys = llm::my_keys(&s.svc, &ctx).await?;
     Ok(ok(json!({ "items": keys })))
 }
 
@@ -181,9 +172,7 @@ async fn put_my_key(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, q.org).await?;
     let view = llm::put_my_key(
-        &s.db,
-        &s.keyring,
-        s.config.targets,
+        &s.svc,
         &ctx,
         &user.actor(),
         &provider,
@@ -203,7 +192,7 @@ async fn delete_my_key(
     ApiQuery(q): ApiQuery<OrgQuery>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, q.org).await?;
-    llm::delete_my_key(&s.db, &ctx, &user.actor(), &provider).await?;
+    llm::delete_my_key(&s.svc, &ctx, &user.actor(), &provider).await?;
     Ok(no_content())
 }
 
@@ -216,7 +205,8 @@ async fn probe(
     target: Target,
 ) -> Result<Response> {
     let ctx = user.org_context(s, org).await?;
-    let result = s.test_connection(&ctx, provider, target).await?;
+    let result =
+        crate::services::llm_probe::test_connection(&s.svc, &ctx, provider, target).await?;
     Ok(ok_typed(&result))
 }
 

@@ -30,7 +30,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn me(State(s): State<AppState>, user: CurrentUser) -> Result<Response> {
-    let mut me = identity::me(&s.db, user.user.id).await?;
+    let mut me = identity::me(&s.svc, user.user.id).await?;
     let mut current = me.current_organization_id;
     // A token acts in its organization only; it sees nothing of the user's others.
     if let AuthKind::Token(t) = &user.kind {
@@ -61,7 +61,7 @@ async fn set_current(
     ApiJson(b): ApiJson<CurrentOrgBody>,
 ) -> Result<Response> {
     user.require_session()?;
-    let ctx = identity::set_current_org(&s.db, user.user.id, b.organization_id).await?;
+    let ctx = identity::set_current_org(&s.svc, user.user.id, b.organization_id).await?;
     Ok(ok(json!({
         "current_organization_id": ctx.org_id(),
         "organization": ctx.org(),
@@ -84,7 +84,7 @@ async fn create_token(
 ) -> Result<Response> {
     user.require_session()?;
     let new = identity::create_api_token(
-        &s.db,
+        &s.svc,
         &user.actor(),
         &b.name,
         b.organization_id,
@@ -103,7 +103,7 @@ async fn list_tokens(
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Response> {
     user.require_session()?;
-    let all = identity::list_api_tokens(&s.db, user.user.id).await?;
+    let all = identity::list_api_tokens(&s.svc, user.user.id).await?;
     let (page_items, next) = paginate(all, &page, |t| format!("{}|{}", t.created_at, t.id))?;
     Ok(items(&page_items, next))
 }
@@ -115,7 +115,7 @@ async fn revoke_token(
 ) -> Result<Response> {
     user.require_session()?;
     let id = ApiTokenId::parse(&id).ok_or_else(AppError::not_found)?;
-    identity::revoke_api_token(&s.db, &user.actor(), id).await?;
+    identity::revoke_api_token(&s.svc, &user.actor(), id).await?;
     Ok(no_content())
 }
 
@@ -132,7 +132,7 @@ async fn list_sessions(
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Response> {
     let current = user.require_session()?.session_id;
-    let all = identity::list_sessions(&s.db, s.session_policy(), user.user.id).await?;
+    let all = identity::list_sessions(&s.svc, s.session_policy(), user.user.id).await?;
     let views: Vec<SessionView> = all
         .into_iter()
         .map(|session| SessionView {
@@ -153,7 +153,7 @@ async fn revoke_session(
 ) -> Result<Response> {
     user.require_session()?;
     let id = SessionId::parse(&id).ok_or_else(AppError::not_found)?;
-    identity::revoke_session(&s.db, &user.actor(), id).await?;
+    identity::revoke_session(&s.svc, &user.actor(), id).await?;
     Ok(no_content())
 }
 
@@ -171,7 +171,7 @@ async fn move_to_org(
 ) -> Result<Response> {
     user.require_session()?;
     let out = crate::services::resources::move_to_organization(
-        &s.db,
+        &s.svc.db,
         &user.actor(),
         b.from_organization_id,
         b.to_organization_id,

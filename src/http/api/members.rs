@@ -66,7 +66,7 @@ async fn list_members(
                 .ok_or_else(|| AppError::bad_request("invalid_query", "cursor is not valid"))
         })
         .transpose()?;
-    let mut list = members::list(&s.db, &ctx, after, limit + 1).await?;
+    let mut list = members::list(&s.svc, &ctx, after, limit + 1).await?;
     let next = if list.len() as i64 > limit {
         list.truncate(limit as usize);
         list.last()
@@ -83,7 +83,7 @@ async fn get_member(
     Path((org, uid)): Path<(String, String)>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let m = members::get(&s.db, &ctx, user_id(&uid)?).await?;
+    let m = members::get(&s.svc, &ctx, user_id(&uid)?).await?;
     Ok(ok(json!(m)))
 }
 
@@ -104,7 +104,7 @@ async fn update_member(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let m = members::update(
-        &s.db,
+        &s.svc,
         &ctx,
         &user.actor(),
         user_id(&uid)?,
@@ -130,7 +130,7 @@ async fn remove_member(
         })?),
         None => None,
     };
-    members::remove_with_transfer(&s.db, &ctx, &user.actor(), user_id(&uid)?, heir).await?;
+    members::remove_with_transfer(&s.svc, &ctx, &user.actor(), user_id(&uid)?, heir).await?;
     Ok(no_content())
 }
 
@@ -152,16 +152,7 @@ async fn invite(
     ApiJson(b): ApiJson<InviteBody>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let c = invitations::create(
-        &s.db,
-        &ctx,
-        &user.actor(),
-        &b.email,
-        b.role,
-        &s.base_url,
-        s.config.smtp.as_ref(),
-    )
-    .await?;
+    let c = invitations::create(&s.svc, &ctx, &user.actor(), &b.email, b.role).await?;
     let mut body = json!(c.invitation);
     body["token"] = json!(c.token);
     body["accept_url"] = json!(c.accept_url);
@@ -177,7 +168,7 @@ async fn list_invitations(
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let list = invitations::list_pending(&s.db, &ctx).await?;
+    let list = invitations::list_pending(&s.svc, &ctx).await?;
     let (list, next) = paginate(list, &page, |i| format!("{}|{}", i.created_at, i.id))?;
     Ok(items(&list, next))
 }
@@ -188,7 +179,7 @@ async fn cancel_invitation(
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    invitations::cancel(&s.db, &ctx, &user.actor(), id).await?;
+    invitations::cancel(&s.svc, &ctx, &user.actor(), id).await?;
     Ok(no_content())
 }
 
@@ -203,7 +194,7 @@ async fn accept(
     ApiJson(b): ApiJson<AcceptBody>,
 ) -> Result<Response> {
     user.require_session()?;
-    let (org, role) = invitations::accept(&s.db, user.user.id, &b.token, &user.meta).await?;
+    let (org, role) = invitations::accept(&s.svc, user.user.id, &b.token, &user.meta).await?;
     Ok(ok(json!({"organization": org, "role": role})))
 }
 
@@ -214,7 +205,7 @@ async fn list_teams(
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let mut list = teams::list(&s.db, &ctx).await?;
+    let mut list = teams::list(&s.svc, &ctx).await?;
     // By name, case-insensitively; the separator sorts below any character a name may hold.
     let key = |t: &crate::db::repo::teams::Team| format!("{}\u{1}{}", t.name.to_lowercase(), t.id);
     list.sort_by_key(key);
@@ -236,7 +227,7 @@ async fn create_team(
     ApiJson(b): ApiJson<TeamBody>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let t = teams::create(&s.db, &ctx, &user.actor(), &b.name, &b.description).await?;
+    let t = teams::create(&s.svc, &ctx, &user.actor(), &b.name, &b.description).await?;
     Ok(created(json!(t)))
 }
 
@@ -246,7 +237,7 @@ async fn get_team(
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let (team, members) = teams::get(&s.db, &ctx, id).await?;
+    let (team, members) = teams::get(&s.svc, &ctx, id).await?;
     let mut body = json!(team);
     body["members"] = json!(members);
     Ok(ok(body))
@@ -269,7 +260,7 @@ async fn update_team(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let t = teams::update(
-        &s.db,
+        &s.svc,
         &ctx,
         &user.actor(),
         id,
@@ -286,7 +277,7 @@ async fn delete_team(
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    teams::delete(&s.db, &ctx, &user.actor(), id).await?;
+    teams::delete(&s.svc, &ctx, &user.actor(), id).await?;
     Ok(no_content())
 }
 
@@ -296,7 +287,7 @@ async fn add_team_member(
     Path((org, id, uid)): Path<(String, String, String)>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let added = teams::add_member(&s.db, &ctx, &user.actor(), id, user_id(&uid)?).await?;
+    let added = teams::add_member(&s.svc, &ctx, &user.actor(), id, user_id(&uid)?).await?;
     Ok(if added {
         created(json!({"added": true}))
     } else {
@@ -310,6 +301,6 @@ async fn remove_team_member(
     Path((org, id, uid)): Path<(String, String, String)>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    teams::remove_member(&s.db, &ctx, &user.actor(), id, user_id(&uid)?).await?;
+    teams::remove_member(&s.svc, &ctx, &user.actor(), id, user_id(&uid)?).await?;
     Ok(no_content())
 }

@@ -24,7 +24,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn list(State(s): State<AppState>, user: CurrentUser) -> Result<Response> {
-    let mut all = orgs::list_mine(&s.db, user.user.id).await?;
+    let mut all = orgs::list_mine(&s.svc, user.user.id).await?;
     if let AuthKind::Token(t) = &user.kind {
         all.retain(|m| m.organization.id == t.organization_id);
     }
@@ -47,7 +47,7 @@ async fn create(
 ) -> Result<Response> {
     user.require_session()?;
     let org = orgs::create(
-        &s.db,
+        &s.svc,
         &user.actor(),
         user.user.is_superuser,
         CreateOrg {
@@ -93,7 +93,7 @@ async fn update(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let org = orgs::update(
-        &s.db,
+        &s.svc,
         &ctx,
         &user.actor(),
         orgs::UpdateOrg {
@@ -114,7 +114,7 @@ async fn delete_org(
     Path(org): Path<String>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    orgs::delete(&s.db, &ctx, &user.actor()).await?;
+    orgs::delete(&s.svc, &ctx, &user.actor()).await?;
     Ok(super::no_content())
 }
 

@@ -128,7 +128,7 @@ async fn list(
     let ctx = user.org_context(&s, org).await?;
     let q = p.query()?;
     let limit = q.limit;
-    let rows = svc::list(&s.db, &ctx, k, q).await?;
+    let rows = svc::list(&s.svc.db, &ctx, k, q).await?;
     Ok(page_out(rows, limit, |v| {
         format!("{}|{}", v.resource.created_at, v.resource.id)
     }))
@@ -210,11 +210,11 @@ async fn create(
     let ctx = user.org_context(&s, org).await?;
     let view = if k == ResourceKind::Document {
         let upload = read_upload(req, &s).await?;
-        svc::upload_document(&s.db, &ctx, &user.actor(), upload.0, upload.1).await?
+        svc::upload_document(&s.svc.db, &ctx, &user.actor(), upload.0, upload.1).await?
     } else {
         let limited = limit_body(req, s.config.body_limit_bytes);
         let ApiJson(body) = ApiJson::<Map<String, Value>>::from_request(limited, &s).await?;
-        svc::create(&s.db, &ctx, &user.actor(), k, input_from(body)?).await?
+        svc::create(&s.svc.db, &ctx, &user.actor(), k, input_from(body)?).await?
     };
     let mut res = created(json!(view));
     etag(&mut res, view.resource.version);
@@ -306,7 +306,7 @@ async fn show(
 ) -> Result<Response> {
     let k = kind(&ty)?;
     let ctx = user.org_context(&s, org).await?;
-    let view = svc::get(&s.db, &ctx, k, id).await?;
+    let view = svc::get(&s.svc.db, &ctx, k, id).await?;
     let mut res = ok_typed(&view);
     etag(&mut res, view.resource.version);
     Ok(res)
@@ -336,7 +336,7 @@ async fn update(
             })?;
         input.version = Some(n);
     }
-    let view = svc::update(&s.db, &ctx, &user.actor(), k, id, input).await?;
+    let view = svc::update(&s.svc.db, &ctx, &user.actor(), k, id, input).await?;
     let mut res = ok_typed(&view);
     etag(&mut res, view.resource.version);
     Ok(res)
@@ -349,7 +349,7 @@ async fn remove(
 ) -> Result<Response> {
     let k = kind(&ty)?;
     let ctx = user.org_context(&s, org).await?;
-    svc::delete(&s.db, &ctx, &user.actor(), k, id).await?;
+    svc::delete(&s.svc.db, &ctx, &user.actor(), k, id).await?;
     Ok(no_content())
 }
 
@@ -373,7 +373,7 @@ async fn access(
             })?),
             None => None,
         };
-    let list = svc::explain_access(&s.db, &ctx, k, id, only).await?;
+    let list = svc::explain_access(&s.svc.db, &ctx, k, id, only).await?;
     Ok(items(&list, None))
 }
 
@@ -384,7 +384,7 @@ async fn content(
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::Document)?;
     let ctx = user.org_context(&s, org).await?;
-    let (filename, ctype, bytes) = svc::document_content(&s.db, &ctx, id).await?;
+    let (filename, ctype, bytes) = svc::document_content(&s.svc.db, &ctx, id).await?;
     let ascii: String = filename
         .chars()
         .map(|c| {
@@ -423,7 +423,7 @@ async fn list_messages(
         c.split_once('|')
             .map(|(a, b)| (a.to_string(), b.to_string()))
     });
-    let mut rows = svc::messages(&s.db, &ctx, id, after, limit + 1).await?;
+    let mut rows = svc::messages(&s.svc.db, &ctx, id, after, limit + 1).await?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last()
@@ -448,7 +448,7 @@ async fn add_message(
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::Conversation)?;
     let ctx = user.org_context(&s, org).await?;
-    let m = svc::add_message(&s.db, &ctx, &user.actor(), id, &b.role, &b.content).await?;
+    let m = svc::add_message(&s.svc.db, &ctx, &user.actor(), id, &b.role, &b.content).await?;
     Ok(created(json!(m)))
 }
 
@@ -459,7 +459,7 @@ async fn kb_add(
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::KnowledgeBase)?;
     let ctx = user.org_context(&s, org).await?;
-    let added = svc::kb_document(&s.db, &ctx, &user.actor(), id, doc, true).await?;
+    let added = svc::kb_document(&s.svc.db, &ctx, &user.actor(), id, doc, true).await?;
     Ok(if added {
         created(json!({"added": true}))
     } else {
@@ -474,7 +474,7 @@ async fn kb_remove(
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::KnowledgeBase)?;
     let ctx = user.org_context(&s, org).await?;
-    svc::kb_document(&s.db, &ctx, &user.actor(), id, doc, false).await?;
+    svc::kb_document(&s.svc.db, &ctx, &user.actor(), id, doc, false).await?;
     Ok(no_content())
 }
 
@@ -484,7 +484,7 @@ async fn limits(
     Path(org): Path<String>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    Ok(ok(svc::limits(&s.db, &ctx, s.config.clock.now()).await?))
+    Ok(ok(svc::limits(&s.svc.db, &ctx, s.config.clock.now()).await?))
 }
 
 async fn summary(
@@ -493,7 +493,9 @@ async fn summary(
     Path(org): Path<String>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    Ok(ok(svc::summary(&s.db, &ctx, s.config.clock.now()).await?))
+    Ok(ok(
+        svc::summary(&s.svc.db, &ctx, s.config.clock.now()).await?
+    ))
 }
 
 async fn accessible(
@@ -511,7 +513,7 @@ async fn accessible(
         (_, Some(o)) => Some(crate::domain::OrgId::parse(o).ok_or_else(AppError::not_found)?),
         _ => None,
     };
-    let rows = svc::accessible(&s.db, user.user.id, k, q, only_org).await?;
+    let rows = svc::accessible(&s.svc.db, user.user.id, k, q, only_org).await?;
     Ok(page_out(rows, limit, |a| {
         format!("{}|{}", a.view.resource.created_at, a.view.resource.id)
     }))
@@ -526,7 +528,7 @@ async fn public(
     let k = kind(&ty)?;
     let q = p.query()?;
     let limit = q.limit;
-    let rows = svc::public(&s.db, k, q).await?;
+    let rows = svc::public(&s.svc.db, k, q).await?;
     Ok(page_out(rows, limit, |v| {
         format!(
             "{}|{}",

@@ -35,7 +35,7 @@ async fn notifications(
     Path(org): Path<String>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let list = crate::services::notifications::mine(&s.db, &ctx).await?;
+    let list = crate::services::notifications::mine(&s.svc, &ctx).await?;
     Ok(super::items(&list, None))
 }
 
@@ -45,7 +45,7 @@ async fn read_notification(
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    crate::services::notifications::mark_read(&s.db, &ctx, id).await?;
+    crate::services::notifications::mark_read(&s.svc, &ctx, id).await?;
     Ok(super::no_content())
 }
 
@@ -63,7 +63,7 @@ async fn usage(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     Ok(ok_typed(
-        &quota::report(&s.db, &ctx, q.period, s.config.clock.now()).await?,
+        &quota::report(&s.svc, &ctx, q.period, s.config.clock.now()).await?,
     ))
 }
 
@@ -73,7 +73,7 @@ async fn show(
     Path(org): Path<String>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    Ok(ok_typed(&quota::settings(&s.db, &ctx).await?))
+    Ok(ok_typed(&quota::settings(&s.svc, &ctx).await?))
 }
 
 /// For the limits, `null` means no limit (for credits: the plan's).
@@ -108,9 +108,7 @@ async fn update(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let v = quota::patch(
-        &s.db,
-        &s.keyring,
-        s.config.targets,
+        &s.svc,
         &ctx,
         &user.actor(),
         QuotaInput {
@@ -136,7 +134,7 @@ async fn webhook_deliveries(
     Path(org): Path<String>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let list = quota::deliveries(&s.db, &ctx).await?;
+    let list = quota::deliveries(&s.svc, &ctx).await?;
     Ok(super::items(&list, None))
 }
 
@@ -146,7 +144,7 @@ async fn invoices(
     Path(org): Path<String>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let list = crate::services::invoices::list(&s.db, &ctx).await?;
+    let list = crate::services::invoices::list(&s.svc, &ctx).await?;
     Ok(super::items(&list, None))
 }
 
@@ -161,7 +159,7 @@ async fn invoice(
         Some(id) => (id.to_string(), true),
         None => (id, false),
     };
-    let inv = crate::services::invoices::get(&s.db, &ctx, id).await?;
+    let inv = crate::services::invoices::get(&s.svc, &ctx, id).await?;
     if !as_csv {
         return Ok(ok_typed(&inv));
     }
@@ -186,7 +184,7 @@ async fn usage_csv(
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let report = quota::report(&s.db, &ctx, q.period, s.config.clock.now()).await?;
+    let report = quota::report(&s.svc, &ctx, q.period, s.config.clock.now()).await?;
     let period = report.period.clone();
     Ok(axum::response::IntoResponse::into_response((
         [

@@ -32,7 +32,7 @@ async fn page(s: &AppState, user: &CurrentUser) -> Result<AccountPage> {
     user.require_session()?;
     let layout = layout(s, user, "Account", None).await?;
     let current = user.session_id();
-    let sessions = identity::list_sessions(&s.db, s.session_policy(), user.user.id)
+    let sessions = identity::list_sessions(&s.svc, s.session_policy(), user.user.id)
         .await?
         .into_iter()
         .map(|session| SessionRow {
@@ -42,7 +42,7 @@ async fn page(s: &AppState, user: &CurrentUser) -> Result<AccountPage> {
             session,
         })
         .collect();
-    let tokens = identity::list_api_tokens(&s.db, user.user.id)
+    let tokens = identity::list_api_tokens(&s.svc, user.user.id)
         .await?
         .into_iter()
         .map(|token| {
@@ -52,7 +52,7 @@ async fn page(s: &AppState, user: &CurrentUser) -> Result<AccountPage> {
                 .find(|o| o.id == token.organization_id.to_string())
                 .map(|o| o.name.clone())
                 .unwrap_or_else(|| "(no longer a member)".into());
-            let now = crate::domain::now_str();
+            let now = s.svc.now_str();
             let active = token.revoked_at.is_none()
                 && token.expires_at.as_deref().is_none_or(|e| e > now.as_str());
             TokenRow {
@@ -103,7 +103,7 @@ async fn create_token(
 ) -> Result<Response> {
     user.require_session()?;
     let created = identity::create_api_token(
-        &s.db,
+        &s.svc,
         &user.actor(),
         &f.name,
         f.organization_id.clone(),
@@ -168,7 +168,7 @@ async fn revoke_token(
 ) -> Result<Response> {
     user.require_session()?;
     let id = ApiTokenId::parse(&id).ok_or_else(AppError::not_found)?;
-    identity::revoke_api_token(&s.db, &user.actor(), id).await?;
+    identity::revoke_api_token(&s.svc, &user.actor(), id).await?;
     Ok(see_other("/account#tokens"))
 }
 
@@ -179,7 +179,7 @@ async fn revoke_session(
 ) -> Result<Response> {
     user.require_session()?;
     let id = SessionId::parse(&id).ok_or_else(AppError::not_found)?;
-    identity::revoke_session(&s.db, &user.actor(), id).await?;
+    identity::revoke_session(&s.svc, &user.actor(), id).await?;
     if Some(id) == user.session_id() {
         return Ok(see_other("/login"));
     }

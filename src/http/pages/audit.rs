@@ -261,7 +261,7 @@ fn plain(v: &Value, key: &str) -> String {
 
 /// Members to filter by, when the viewer may list them.
 async fn actors(s: &AppState, ctx: &OrgContext, selected: &str) -> Result<Vec<ActorOption>> {
-    let list = match members::list(&s.db, ctx, None, 200).await {
+    let list = match members::list(&s.svc, ctx, None, 200).await {
         Ok(l) => l,
         Err(AppError::Forbidden { .. }) => Vec::new(),
         Err(e) => return Err(e),
@@ -299,13 +299,13 @@ async fn show(
     let mut status = StatusCode::OK;
     let parsed: Result<_> = q.filter().and_then(|filter| Ok((filter, q.before_seq()?)));
     let (rows, next) = match parsed {
-        Ok((filter, before)) => audit::labelled(&s.db, &ctx, filter, before, PAGE_SIZE).await?,
+        Ok((filter, before)) => audit::labelled(&s.svc, &ctx, filter, before, PAGE_SIZE).await?,
         Err(e) => {
             // A cursor that is not valid (edited by hand) is told above the first field.
             errors = form_errors(&e, &["action", "since", "until"], "since").ok_or(e)?;
             status = StatusCode::BAD_REQUEST;
             // The log itself still needs audit.view.
-            audit::query(&s.db, &ctx, Default::default(), None, 0).await?;
+            audit::query(&s.svc, &ctx, Default::default(), None, 0).await?;
             (Vec::new(), None)
         }
     };

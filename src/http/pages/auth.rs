@@ -26,7 +26,7 @@ async fn index(State(s): State<AppState>, MaybeUser(user): MaybeUser) -> Result<
     let Some(user) = user else {
         return Ok(see_other("/login"));
     };
-    let me = identity::me(&s.db, user.user.id).await?;
+    let me = identity::me(&s.svc, user.user.id).await?;
     let target = me
         .current_organization_id
         .and_then(|id| me.memberships.iter().find(|m| m.organization.id == id))
@@ -50,7 +50,7 @@ async fn login_form(
     if user.is_some() {
         return Ok(see_other(&next));
     }
-    let first_run = identity::user_count(&s.db).await? == 0;
+    let first_run = identity::user_count(&s.svc).await? == 0;
     render(&LoginPage {
         layout: Layout {
             title: "Sign in".into(),
@@ -82,7 +82,7 @@ async fn login(
 ) -> Result<Response> {
     let next = safe_next(&f.next);
     match identity::login(
-        &s.db,
+        &s.svc,
         s.session_policy(),
         &s.throttle,
         &f.email,
@@ -140,7 +140,7 @@ struct Empty {}
 
 async fn logout(State(s): State<AppState>, CsrfForm(user, _): CsrfForm<Empty>) -> Result<Response> {
     if let Some(id) = user.session_id() {
-        identity::logout(&s.db, &user.actor(), id).await?;
+        identity::logout(&s.svc, &user.actor(), id).await?;
     }
     Ok((
         StatusCode::SEE_OTHER,

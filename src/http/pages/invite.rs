@@ -95,7 +95,7 @@ async fn preview(
     user: Option<&CurrentUser>,
     token: &str,
 ) -> Result<std::result::Result<Preview, Response>> {
-    match invitations::preview(&s.db, token).await {
+    match invitations::preview(&s.svc, token).await {
         Ok(p) => Ok(Ok(p)),
         Err(e @ AppError::NotFound { .. }) => Ok(Err(invalid(s, user, &e).await)),
         Err(e) => Err(e),
@@ -124,7 +124,7 @@ async fn accept(
     CsrfForm(user, _): CsrfForm<Empty>,
 ) -> Result<Response> {
     user.require_session()?;
-    match invitations::accept(&s.db, user.user.id, &token, &user.meta).await {
+    match invitations::accept(&s.svc, user.user.id, &token, &user.meta).await {
         Ok((org, _role)) => Ok(see_other(&format!("/o/{}", org.slug))),
         Err(e @ AppError::NotFound { .. }) => Ok(invalid(&s, Some(&user), &e).await),
         Err(e @ (AppError::Forbidden { .. } | AppError::Conflict { .. })) => {
@@ -177,7 +177,7 @@ async fn sign_up(
         ));
         Err(AppError::invalid(errors))
     } else {
-        invitations::accept_with_new_account(&s.db, &token, &f.name, &f.password, &meta).await
+        invitations::accept_with_new_account(&s.svc, &token, &f.name, &f.password, &meta).await
     };
     let (new_user, org) = match result {
         Ok((new_user, org, _role)) => (new_user, org),
@@ -208,7 +208,7 @@ async fn sign_up(
     let target = format!("/o/{}", org.slug);
     // Signed in the way the sign-in page does it: a session for the new account.
     match identity::login(
-        &s.db,
+        &s.svc,
         s.session_policy(),
         &s.throttle,
         &new_user.email,
@@ -242,7 +242,7 @@ async fn sign_out(
     CsrfForm(user, _): CsrfForm<Empty>,
 ) -> Result<Response> {
     if let Some(id) = user.session_id() {
-        identity::logout(&s.db, &user.actor(), id).await?;
+        identity::logout(&s.svc, &user.actor(), id).await?;
     }
     Ok((
         StatusCode::SEE_OTHER,

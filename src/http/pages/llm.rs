@@ -180,7 +180,7 @@ async fn settings_page(
     user: &CurrentUser,
     ctx: &OrgContext,
 ) -> Result<LlmSettingsPage> {
-    let settings = llm::settings(&s.db, ctx).await?;
+    let settings = llm::settings(&s.svc, ctx).await?;
     let title = format!("AI providers · {}", ctx.org().name);
     Ok(LlmSettingsPage {
         layout: layout(s, user, &title, Some(ctx.org_id())).await?,
@@ -258,16 +258,7 @@ async fn save_provider(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let name = f.provider.trim().to_string();
-    let result = llm::put_provider(
-        &s.db,
-        &s.keyring,
-        s.config.targets,
-        &ctx,
-        &user.actor(),
-        &name,
-        f.input(),
-    )
-    .await;
+    let result = llm::put_provider(&s.svc, &ctx, &user.actor(), &name, f.input()).await;
     let e = match result {
         Ok(v) => {
             return Ok(see_other(&format!(
@@ -305,7 +296,7 @@ async fn remove_provider(
     CsrfForm(user, ()): CsrfForm<()>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    llm::delete_provider(&s.db, &ctx, &user.actor(), &provider).await?;
+    llm::delete_provider(&s.svc, &ctx, &user.actor(), &provider).await?;
     Ok(see_other(&format!("{}?removed={provider}", llm_url(&ctx))))
 }
 
@@ -315,9 +306,9 @@ async fn test_provider(
     CsrfForm(user, ()): CsrfForm<()>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let t = s
-        .test_connection(&ctx, &provider, Target::Organization)
-        .await?;
+    let t =
+        crate::services::llm_probe::test_connection(&s.svc, &ctx, &provider, Target::Organization)
+            .await?;
     let mut page = settings_page(&s, &user, &ctx).await?;
     let view = test_view(&t);
     match page.providers.iter_mut().find(|r| r.name == t.provider) {
@@ -359,7 +350,7 @@ async fn save_policy(
         default_model: Some((!default.is_empty()).then(|| default.to_string())),
         allowed_models: Some(model_list(&f.allowed_models)),
     };
-    let Err(e) = llm::patch_policy(&s.db, &ctx, &user.actor(), input).await else {
+    let Err(e) = llm::patch_policy(&s.svc, &ctx, &user.actor(), input).await else {
         return Ok(see_other(&format!("{}?policy=1", llm_url(&ctx))));
     };
     let Some(errors) = form_errors(&e, &["default_model", "allowed_models"], "form") else {
@@ -374,8 +365,8 @@ async fn save_policy(
 }
 
 async fn keys_page(s: &AppState, user: &CurrentUser, ctx: &OrgContext) -> Result<MyKeysPage> {
-    let settings = llm::settings(&s.db, ctx).await?;
-    let mine = llm::my_keys(&s.db, ctx).await?;
+    let settings = llm::settings(&s.svc, ctx).await?;
+    let mine = llm::my_keys(&s.svc, ctx).await?;
     let mut known: Vec<String> = settings
         .providers
         .iter()
@@ -386,22 +377,16 @@ async fn keys_page(s: &AppState, user: &CurrentUser, ctx: &OrgContext) -> Result
         .collect();
     known.sort();
     known.dedup();
-    let resolution = llm::resolve_each(
-        &s.db,
-        &s.keyring,
-        &s.config.env_providers,
-        ctx,
-        known.clone(),
-    )
-    .await?
-    .into_iter()
-    .map(|r| ResolutionRow {
-        provider: r.provider,
-        source: source_label(r.source).to_string(),
-        key_hint: r.key_hint.unwrap_or_default(),
-        reason: r.reason.unwrap_or_default(),
-    })
-    .collect();
+    let resolution = llm::resolve_each(&s.svc, ctx, known.clone())
+        .await?
+        .into_iter()
+        .map(|r| ResolutionRow {
+            provider: r.provider,
+            source: source_label(r.source).to_string(),
+            key_hint: r.key_hint.unwrap_or_default(),
+            reason: r.reason.unwrap_or_default(),
+        })
+        .collect();
     let title = format!("My keys · {}", ctx.org().name);
     Ok(MyKeysPage {
         layout: layout(s, user, &title, Some(ctx.org_id())).await?,
@@ -456,9 +441,7 @@ async fn save_my_key(
     let ctx = user.org_context(&s, org).await?;
     let base_url = Some(f.base_url.trim()).filter(|u| !u.is_empty());
     let result = llm::put_my_key(
-        &s.db,
-        &s.keyring,
-        s.config.targets,
+        &s.svc,
         &ctx,
         &user.actor(),
         f.provider.trim(),
@@ -494,7 +477,7 @@ async fn remove_my_key(
     CsrfForm(user, ()): CsrfForm<()>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    llm::delete_my_key(&s.db, &ctx, &user.actor(), &provider).await?;
+    llm::delete_my_key(&s.svc, &ctx, &user.actor(), &provider).await?;
     Ok(see_other(&format!("{}?removed={provider}", keys_url(&ctx))))
 }
 
@@ -504,7 +487,8 @@ async fn test_my_key(
     CsrfForm(user, ()): CsrfForm<()>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let t = s.test_connection(&ctx, &provider, Target::Mine).await?;
+    let t =
+        crate::services::llm_probe::test_connection(&s.svc, &ctx, &provider, Target::Mine).await?;
     let mut page = keys_page(&s, &user, &ctx).await?;
     if let Some(row) = page.keys.iter_mut().find(|k| k.name == t.provider) {
         row.test = Some(test_view(&t));

@@ -149,7 +149,7 @@ async fn members_page(
 ) -> Result<MembersPage> {
     let after = decode_after(after);
     let first_page = after.is_none();
-    let mut list = members::list(&s.db, ctx, after, PAGE_SIZE + 1).await?;
+    let mut list = members::list(&s.svc, ctx, after, PAGE_SIZE + 1).await?;
     let next_page = if list.len() as i64 > PAGE_SIZE {
         list.truncate(PAGE_SIZE as usize);
         list.last()
@@ -159,7 +159,7 @@ async fn members_page(
     };
     let can_invite = has_permission(ctx, Permission::MembersInvite);
     let invitations = if can_invite {
-        invitations::list_pending(&s.db, ctx)
+        invitations::list_pending(&s.svc, ctx)
             .await?
             .into_iter()
             .map(|i| InvitationRow {
@@ -280,7 +280,7 @@ async fn change_role(
     let target = user_id(&uid)?;
     let result = match Role::parse(&f.role) {
         Some(role) => members::update(
-            &s.db,
+            &s.svc,
             &ctx,
             &user.actor(),
             target,
@@ -312,7 +312,7 @@ async fn remove(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let target = user_id(&uid)?;
-    let result = members::remove(&s.db, &ctx, &user.actor(), target).await;
+    let result = members::remove(&s.svc, &ctx, &user.actor(), target).await;
     let success = if target == ctx.user_id() {
         "/".to_string()
     } else {
@@ -336,18 +336,7 @@ async fn invite(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let result = match Role::parse(&f.role) {
-        Some(role) => {
-            invitations::create(
-                &s.db,
-                &ctx,
-                &user.actor(),
-                &f.email,
-                role,
-                &s.base_url,
-                s.config.smtp.as_ref(),
-            )
-            .await
-        }
+        Some(role) => invitations::create(&s.svc, &ctx, &user.actor(), &f.email, role).await,
         None => {
             // The address is checked too, so that both are told at once.
             let mut errors = vec![choose_a_role()];
@@ -396,7 +385,7 @@ async fn cancel_invitation(
     CsrfForm(user, _): CsrfForm<Empty>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let result = invitations::cancel(&s.db, &ctx, &user.actor(), id).await;
+    let result = invitations::cancel(&s.svc, &ctx, &user.actor(), id).await;
     let success = format!("{}?done=cancelled", members_url(&ctx));
     answer(&s, &user, &ctx, result, success).await
 }
@@ -407,7 +396,7 @@ async fn member_page(
     ctx: &OrgContext,
     target: UserId,
 ) -> Result<MemberPage> {
-    let m = members::get(&s.db, ctx, target).await?;
+    let m = members::get(&s.svc, ctx, target).await?;
     let editable = may_manage(ctx, m.role);
     let by_role = m.role.default_permissions();
     let effective = PermissionSet::effective(m.role, &m.permissions);
@@ -482,7 +471,7 @@ async fn save_permissions(
     let ctx = user.org_context(&s, org).await?;
     let target = user_id(&uid)?;
     let result = members::update(
-        &s.db,
+        &s.svc,
         &ctx,
         &user.actor(),
         target,

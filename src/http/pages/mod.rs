@@ -140,7 +140,7 @@ pub async fn layout(
     title: &str,
     current: Option<OrgId>,
 ) -> Result<Layout> {
-    let me = identity::me(&s.db, user.user.id).await?;
+    let me = identity::me(&s.svc, user.user.id).await?;
     let current = current.or(me.current_organization_id);
     let labels = crate::domain::format::told_apart(
         me.memberships

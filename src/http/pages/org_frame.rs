@@ -100,7 +100,7 @@ pub(super) async fn org_people(
     let mut out = Vec::new();
     let mut after = None;
     loop {
-        let batch = match crate::services::members::list(&s.db, ctx, after.clone(), BATCH).await {
+        let batch = match crate::services::members::list(&s.svc, ctx, after.clone(), BATCH).await {
             Ok(b) => b,
             Err(AppError::Forbidden { .. }) => return Ok(Vec::new()),
             Err(e) => return Err(e),

@@ -32,7 +32,7 @@ async fn home(
     let can_view_audit = has_permission(&ctx, Permission::AuditView);
     let recent = if can_view_audit {
         let (rows, _) =
-            crate::services::audit::labelled(&s.db, &ctx, Default::default(), None, 10).await?;
+            crate::services::audit::labelled(&s.svc, &ctx, Default::default(), None, 10).await?;
         rows.into_iter()
             .map(|l| AuditRow {
                 at: short_time(&l.record.at),
@@ -56,8 +56,8 @@ async fn home(
     // Organization-wide counts are for members who may list members (not guests).
     let dashboard = if has_permission(&ctx, Permission::MembersView) {
         let now = s.config.clock.now();
-        let limits = resources::limits(&s.db, &ctx, now).await?;
-        let summary = resources::summary(&s.db, &ctx, now).await?;
+        let limits = resources::limits(&s.svc.db, &ctx, now).await?;
+        let summary = resources::summary(&s.svc.db, &ctx, now).await?;
         Some(super::dashboard::dashboard_of(&limits, &summary))
     } else {
         None
@@ -106,7 +106,7 @@ async fn create(
     CsrfForm(user, f): CsrfForm<NewOrgForm>,
 ) -> Result<Response> {
     let result = orgs::create(
-        &s.db,
+        &s.svc,
         &user.actor(),
         user.user.is_superuser,
         orgs::CreateOrg {
@@ -118,7 +118,7 @@ async fn create(
     .await;
     match result {
         Ok(org) => {
-            identity::set_current_org(&s.db, user.user.id, org.id.to_string()).await?;
+            identity::set_current_org(&s.svc, user.user.id, org.id.to_string()).await?;
             Ok(see_other(&format!("/o/{}", org.slug)))
         }
         Err(e) => {
@@ -155,7 +155,7 @@ async fn switch(
     State(s): State<AppState>,
     CsrfForm(user, f): CsrfForm<SwitchForm>,
 ) -> Result<Response> {
-    let ctx = identity::set_current_org(&s.db, user.user.id, f.organization_id).await?;
+    let ctx = identity::set_current_org(&s.svc, user.user.id, f.organization_id).await?;
     let target = match f.next.as_deref() {
         Some(n) if !n.is_empty() && !n.starts_with("/o/") => safe_next(n),
         _ => format!("/o/{}", ctx.org().slug),

@@ -122,7 +122,7 @@ async fn save(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let result = orgs::update(
-        &s.db,
+        &s.svc,
         &ctx,
         &user.actor(),
         orgs::UpdateOrg {
@@ -184,7 +184,7 @@ async fn delete(
             format!("Type the slug \"{}\" exactly to confirm.", ctx.org().slug),
         ))
     } else {
-        orgs::delete(&s.db, &ctx, &user.actor()).await
+        orgs::delete(&s.svc, &ctx, &user.actor()).await
     };
     match result {
         Ok(()) => Ok(see_other("/")),

@@ -70,7 +70,7 @@ struct DoneQuery {
 }
 
 async fn teams_page(s: &AppState, user: &CurrentUser, ctx: &OrgContext) -> Result<TeamsPage> {
-    let list = teams::list(&s.db, ctx).await?;
+    let list = teams::list(&s.svc, ctx).await?;
     let title = format!("Teams · {}", ctx.org().name);
     Ok(TeamsPage {
         layout: layout(s, user, &title, Some(ctx.org_id())).await?,
@@ -112,7 +112,7 @@ async fn create(
     CsrfForm(user, f): CsrfForm<TeamForm>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    match teams::create(&s.db, &ctx, &user.actor(), &f.name, &f.description).await {
+    match teams::create(&s.svc, &ctx, &user.actor(), &f.name, &f.description).await {
         Ok(team) => Ok(see_other(&team_url(&ctx, &team.id))),
         Err(e) => {
             let Some(errors) = form_errors(&e, &["name", "description"], "name") else {
@@ -136,7 +136,7 @@ async fn team_page(
     ctx: &OrgContext,
     id: String,
 ) -> Result<TeamPage> {
-    let (team, in_team) = teams::get(&s.db, ctx, id).await?;
+    let (team, in_team) = teams::get(&s.svc, ctx, id).await?;
     let can_manage = has_permission(ctx, Permission::TeamsManage);
     let candidates = if can_manage {
         org_people(s, ctx)
@@ -195,7 +195,7 @@ async fn update(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let result = teams::update(
-        &s.db,
+        &s.svc,
         &ctx,
         &user.actor(),
         id.clone(),
@@ -255,7 +255,7 @@ async fn add_member(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let result = match UserId::parse(&f.user_id) {
-        Some(uid) => teams::add_member(&s.db, &ctx, &user.actor(), id.clone(), uid)
+        Some(uid) => teams::add_member(&s.svc, &ctx, &user.actor(), id.clone(), uid)
             .await
             .map(|_| ()),
         None => Err(AppError::bad_request(
@@ -277,7 +277,7 @@ async fn remove_member(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let uid = UserId::parse(&uid).ok_or_else(AppError::not_found)?;
-    let result = teams::remove_member(&s.db, &ctx, &user.actor(), id.clone(), uid).await;
+    let result = teams::remove_member(&s.svc, &ctx, &user.actor(), id.clone(), uid).await;
     let success = format!("{}?done=removed", team_url(&ctx, &id));
     answer(&s, &user, &ctx, id, result, success).await
 }
@@ -288,7 +288,7 @@ async fn delete(
     CsrfForm(user, _): CsrfForm<Empty>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let result = teams::delete(&s.db, &ctx, &user.actor(), id.clone()).await;
+    let result = teams::delete(&s.svc, &ctx, &user.actor(), id.clone()).await;
     let success = format!("{}?done=deleted", teams_url(&ctx));
     answer(&s, &user, &ctx, id, result, success).await
 }

@@ -160,7 +160,7 @@ async fn usage_page(
     period: Option<String>,
 ) -> Result<UsagePage> {
     let now = s.config.clock.now();
-    let report = quota::report(&s.db, ctx, period, now).await?;
+    let report = quota::report(&s.svc, ctx, period, now).await?;
     let settings = &report.settings;
     let anchor = settings.billing_anchor_day;
     let (Some(start), Some(end)) = (parse_time(&report.start), parse_time(&report.end)) else {
@@ -205,7 +205,7 @@ async fn usage_page(
         .unwrap_or_default();
     let can_view_billing = has_permission(ctx, Permission::BillingView);
     let invoice_rows = if can_view_billing {
-        invoices::list(&s.db, ctx)
+        invoices::list(&s.svc, ctx)
             .await?
             .into_iter()
             .map(|i| InvoiceRow {
@@ -218,7 +218,7 @@ async fn usage_page(
     } else {
         Vec::new()
     };
-    let notes = notifications::mine(&s.db, ctx)
+    let notes = notifications::mine(&s.svc, ctx)
         .await?
         .into_iter()
         .take(10)
@@ -416,16 +416,7 @@ async fn save_quota(
     CsrfForm(user, f): CsrfForm<QuotaForm>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let Err(e) = quota::patch(
-        &s.db,
-        &s.keyring,
-        s.config.targets,
-        &ctx,
-        &user.actor(),
-        quota_input(&f),
-    )
-    .await
-    else {
+    let Err(e) = quota::patch(&s.svc, &ctx, &user.actor(), quota_input(&f)).await else {
         return Ok(see_other(&format!("{}?saved=1", usage_url(&ctx))));
     };
     let fields = [
@@ -472,7 +463,7 @@ async fn read(
     CsrfForm(user, ()): CsrfForm<()>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    notifications::mark_read(&s.db, &ctx, id).await?;
+    notifications::mark_read(&s.svc, &ctx, id).await?;
     Ok(see_other(&usage_url(&ctx)))
 }
 

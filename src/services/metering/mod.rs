@@ -90,8 +90,9 @@ impl Denied {
 pub(crate) async fn test_member() -> (tempfile::TempDir, crate::db::Db, crate::db::OrgContext) {
     let dir = tempfile::tempdir().unwrap();
     let db = crate::db::Db::open(&dir.path().join("metering-test.db")).unwrap();
+    let svc = crate::services::Services::for_tests(db.clone(), dir.path());
     let (user, org) = crate::services::identity::create_user(
-        &db,
+        &svc,
         "meter@example.com",
         "Meter Test",
         "correct horse battery",
@@ -100,7 +101,7 @@ pub(crate) async fn test_member() -> (tempfile::TempDir, crate::db::Db, crate::d
     )
     .await
     .unwrap();
-    let ctx = crate::services::orgs::context(&db, user.id, org.id.to_string())
+    let ctx = crate::services::orgs::context(&svc, user.id, org.id.to_string())
         .await
         .unwrap();
     (dir, db, ctx)
