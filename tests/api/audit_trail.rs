@@ -984,8 +984,21 @@ fn every_audit_action_the_code_writes_is_in_the_vocabulary_the_openapi_document_
         .map(|p| p.to_string())
         .collect();
     let mut written = BTreeSet::new();
-    for entry in std::fs::read_dir(root.join("src/services")).unwrap() {
-        let src = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    // Services are files, or folders of files (`services/resources/`).
+    let mut files = Vec::new();
+    let mut folders = vec![root.join("src/services")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    for path in files {
+        let src = std::fs::read_to_string(path).unwrap();
         written.extend(
             dotted_literals(&src)
                 .into_iter()
