@@ -23,7 +23,7 @@ port=$(free_port)
 base="http://127.0.0.1:$port"
 "$mock" mock "127.0.0.1:$mport" >"$dir/mock.log" 2>&1 &
 mpid=$!
-XAGENT_LOG=warn "$bin" serve --data-dir "$dir/data" --listen "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
+XAGENT_LOG=warn "$bin" serve --allow-private-targets --data-dir "$dir/data" --listen "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
 pid=$!
 trap 'kill -TERM $pid $mpid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.1; done

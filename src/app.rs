@@ -147,7 +147,7 @@ impl Application {
             source,
         })?;
         let base_url = config.base_url(addr);
-        let upstream = http::gateway::upstream_client().map_err(StartError::Upstream)?;
+        let upstream = crate::services::upstream::client().map_err(StartError::Upstream)?;
         let state = AppState::new(db, config, keyring, upstream, base_url);
         Ok(Self {
             listener,
@@ -204,7 +204,7 @@ impl Application {
         webhooks.abort();
         tracing::info!("stopped accepting; flushing the database");
         // Usage of the calls answered so far is written before the writer stops.
-        state.meter.flush().await;
+        state.gateway.meter.flush().await;
         if let Err(e) = state.db.shutdown().await {
             tracing::error!(error = %e, "database shutdown");
         }

@@ -77,6 +77,10 @@ struct ServeArgs {
     /// Mark the session cookie Secure (default: when the public URL is https).
     #[arg(long, env = "XAGENT_COOKIE_SECURE")]
     cookie_secure: Option<bool>,
+    /// Let organizations point providers and webhooks at private, loopback and link-local
+    /// addresses (a model server on this host or network). Off: public addresses only.
+    #[arg(long, env = "XAGENT_ALLOW_PRIVATE_TARGETS")]
+    allow_private_targets: bool,
     /// Reverse proxies whose X-Forwarded-For is trusted (comma-separated IPs).
     #[arg(long, env = "XAGENT_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<IpAddr>,
@@ -180,6 +184,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             config.log_format = cli.log_format;
             config.cookie_secure = a.cookie_secure;
             config.trusted_proxies = a.trusted_proxies;
+            if a.allow_private_targets {
+                config.targets = crate::services::outbound::TargetPolicy::AllowPrivate;
+            }
             config.session_idle =
                 std::time::Duration::from_secs(a.session_idle_minutes.max(1) * 60);
             config.session_max_age =

@@ -62,6 +62,9 @@ pub struct Config {
     /// How often due webhook deliveries are sent, and the first retry delay (doubling).
     pub webhook_tick: Duration,
     pub webhook_retry_base: Duration,
+    /// Whether provider base URLs and webhooks that organizations enter may reach private,
+    /// loopback and link-local addresses (`--allow-private-targets`; default: public only).
+    pub targets: crate::services::outbound::TargetPolicy,
 }
 
 /// One provider configured through the environment, keyed by its provider name.
@@ -151,6 +154,7 @@ impl Config {
             clock: crate::domain::Clock::default(),
             webhook_tick: Duration::from_secs(2),
             webhook_retry_base: Duration::from_secs(30),
+            targets: crate::services::outbound::TargetPolicy::PublicOnly,
         }
     }
 

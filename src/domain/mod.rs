@@ -7,11 +7,13 @@ mod permissions;
 pub mod resources;
 mod settings;
 mod values;
+mod words;
 
 pub use ids::{ApiTokenId, OrgId, SessionId, UserId, new_id};
 pub use permissions::{PERMISSIONS, Permission, PermissionSet, Role};
 pub use settings::OrgSettings;
 pub use values::{Email, OrgKind, OrgName, Password, PersonName, Slug, TokenName, Visibility};
+pub use words::{MemberStatus, OrgStatus, UserStatus, Word};
 
 /// A rule broken by input, with the field it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,6 +14,13 @@ pub enum Role {
     Guest,
 }
 
+impl super::Word for Role {
+    const ALL: &'static [Self] = &Role::ALL;
+    fn as_str(self) -> &'static str {
+        Role::as_str(self)
+    }
+}
+
 impl Role {
     pub const ALL: [Role; 6] = [
         Role::Owner,

@@ -224,6 +224,13 @@ pub enum OrgKind {
     Team,
 }
 
+impl super::Word for OrgKind {
+    const ALL: &'static [Self] = &[OrgKind::Personal, OrgKind::Team];
+    fn as_str(self) -> &'static str {
+        OrgKind::as_str(self)
+    }
+}
+
 impl OrgKind {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 
 use super::state::AppState;
 use crate::auth;
-use crate::db::OrgContext;
 use crate::db::repo::users::User;
+use crate::db::{Db, OrgContext};
 use crate::domain::SessionId;
 use crate::error::AppError;
 use crate::services::identity::{self, SessionAuth, TokenAuth};
@@ -47,6 +47,19 @@ pub fn client_ip(parts: &Parts, trusted: &[IpAddr]) -> Option<IpAddr> {
     )
 }
 
+/// Where the request came from: its client address (see `client_ip`) and user agent.
+pub fn client_meta(parts: &Parts, trusted: &[IpAddr]) -> ClientMeta {
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(512).collect());
+    ClientMeta {
+        ip: client_ip(parts, trusted).map(|i| i.to_string()),
+        user_agent,
+    }
+}
+
 impl FromRequestParts<AppState> for ClientMeta {
     type Rejection = std::convert::Infallible;
 
@@ -54,15 +67,7 @@ impl FromRequestParts<AppState> for ClientMeta {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(512).collect());
-        Ok(ClientMeta {
-            ip: client_ip(parts, &state.config.trusted_proxies).map(|i| i.to_string()),
-            user_agent,
-        })
+        Ok(client_meta(parts, &state.config.trusted_proxies))
     }
 }
 
@@ -125,6 +130,23 @@ impl CurrentUser {
         })
     }
 
+    /// The holder of an API token (`Authorization: Bearer xa_…`); 401 for a token that
+    /// is unknown, revoked, expired or whose user is not active.
+    pub async fn from_api_token(
+        db: &Db,
+        token: &str,
+        meta: ClientMeta,
+    ) -> Result<CurrentUser, AppError> {
+        let auth = identity::authenticate_api_token(db, token)
+            .await?
+            .ok_or(AppError::Unauthorized)?;
+        Ok(CurrentUser {
+            user: auth.user.clone(),
+            kind: AuthKind::Token(auth),
+            meta,
+        })
+    }
+
     /// The organization context for `{org}`: the membership check, and for an API token
     /// also "this is the token's organization". Anything else is 404.
     pub async fn org_context(
@@ -132,7 +154,12 @@ impl CurrentUser {
         state: &AppState,
         org_ref: String,
     ) -> Result<OrgContext, AppError> {
-        let ctx = orgs::context(&state.db, self.user.id, org_ref).await?;
+        self.org_context_in(&state.db, org_ref).await
+    }
+
+    /// `org_context` for a handler that holds the database but not the whole state.
+    pub async fn org_context_in(&self, db: &Db, org_ref: String) -> Result<OrgContext, AppError> {
+        let ctx = orgs::context(db, self.user.id, org_ref).await?;
         if let AuthKind::Token(t) = &self.kind
             && t.organization_id != ctx.org_id()
         {
@@ -166,14 +193,7 @@ impl FromRequestParts<AppState> for CurrentUser {
         }
         let Ok(meta) = ClientMeta::from_request_parts(parts, state).await;
         let current = if let Some(token) = bearer(&parts.headers) {
-            let auth = identity::authenticate_api_token(&state.db, token)
-                .await?
-                .ok_or(AppError::Unauthorized)?;
-            CurrentUser {
-                user: auth.user.clone(),
-                kind: AuthKind::Token(auth),
-                meta,
-            }
+            CurrentUser::from_api_token(&state.db, token, meta).await?
         } else {
             let cookie =
                 cookie_value(&parts.headers, SESSION_COOKIE).ok_or(AppError::Unauthorized)?;

@@ -8,23 +8,25 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use serde_json::{Value, json};
 
 use crate::db::cache::GenerationCache;
-use crate::http::extract::{AuthKind, CurrentUser};
-use crate::http::state::AppState;
-use crate::services::gateway::{self, Call, Refusal, Tokens};
-use crate::services::quota::{self, Reservation};
+use crate::error::AppError;
+use crate::http::extract::{AuthKind, CurrentUser, client_meta};
+use crate::http::state::{AppState, GatewayState};
+use crate::services::gateway::{self, Call, RouteError};
+use crate::services::identity::TokenUse;
+use crate::services::metering::tokens::{self, Tokens, estimate_tokens, json_len};
+use crate::services::metering::{Denied, Metered, Reservation};
+use crate::services::upstream::{self, Transport, UpstreamError};
 
 /// Chat requests carry whole conversations; larger than the API's default body limit.
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
-/// Largest upstream error body read to map it (the rest is dropped).
-const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,39 +36,174 @@ pub fn router() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
-/// One HTTP client for every upstream: pooled connections, bounded connect and read
-/// times, no overall deadline (streams may run for minutes).
-pub fn upstream_client() -> Result<reqwest::Client, String> {
-    // The TLS backend is rustls with ring, the same one the mailer uses.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(300))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        // A provider (or a webhook receiver) that redirects gets its 3xx reported, not
-        // followed: the key would be sent on to wherever it points.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))
+/// An error in the OpenAI format (`{"error": {"message", "type", "code", "param"}}`, and
+/// `Retry-After` for rate limits): what every refusal and failure of the gateway becomes.
+struct GatewayError {
+    status: StatusCode,
+    kind: &'static str,
+    code: &'static str,
+    message: String,
+    retry_after_secs: Option<u64>,
 }
 
-struct GatewayError(Refusal);
+impl GatewayError {
+    fn new(status: StatusCode, kind: &'static str, code: &'static str, message: String) -> Self {
+        GatewayError {
+            status,
+            kind,
+            code,
+            message,
+            retry_after_secs: None,
+        }
+    }
 
-impl From<Refusal> for GatewayError {
-    fn from(r: Refusal) -> Self {
-        GatewayError(r)
+    fn invalid(message: impl Into<String>) -> Self {
+        GatewayError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_request",
+            message.into(),
+        )
+    }
+
+    fn unauthorized(message: &str) -> Self {
+        GatewayError {
+            message: message.to_string(),
+            ..AppError::Unauthorized.into()
+        }
+    }
+}
+
+impl From<AppError> for GatewayError {
+    fn from(e: AppError) -> Self {
+        let status = e.status();
+        let kind = match status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            400..=499 => "invalid_request_error",
+            _ => "server_error",
+        };
+        let message = if status.is_server_error() {
+            "internal error".to_string()
+        } else {
+            e.to_string()
+        };
+        GatewayError::new(status, kind, e.code(), message)
+    }
+}
+
+impl From<RouteError> for GatewayError {
+    fn from(e: RouteError) -> Self {
+        let message = e.to_string();
+        let (status, kind, code) = match e {
+            RouteError::App(app) => return app.into(),
+            RouteError::ModelRequired => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_request",
+            ),
+            RouteError::ModelNotAllowed { .. } => (
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "model_not_allowed",
+            ),
+            RouteError::NoProviderUrl { .. } => (
+                StatusCode::FAILED_DEPENDENCY,
+                "invalid_request_error",
+                "no_provider_url",
+            ),
+            RouteError::NoProviderKey { .. } => (
+                StatusCode::FAILED_DEPENDENCY,
+                "invalid_request_error",
+                "no_provider_key",
+            ),
+        };
+        GatewayError::new(status, kind, code, message)
+    }
+}
+
+impl From<Denied> for GatewayError {
+    fn from(d: Denied) -> Self {
+        let (kind, code) = if d.is_exhausted() {
+            ("insufficient_quota", "insufficient_quota")
+        } else {
+            ("rate_limit_error", "rate_limit_exceeded")
+        };
+        GatewayError {
+            retry_after_secs: d.retry_after_secs(),
+            ..GatewayError::new(StatusCode::TOO_MANY_REQUESTS, kind, code, d.to_string())
+        }
+    }
+}
+
+impl From<UpstreamError> for GatewayError {
+    fn from(e: UpstreamError) -> Self {
+        let unavailable = |message| {
+            GatewayError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_unavailable",
+                message,
+            )
+        };
+        match e {
+            UpstreamError::NoAnswer { provider, how } => {
+                let what = match how {
+                    Transport::TimedOut => "timed out",
+                    Transport::Unreachable => "could not be reached",
+                    Transport::Failed => "failed",
+                };
+                unavailable(format!("the provider {provider} {what}"))
+            }
+            UpstreamError::BrokeOff { provider } => {
+                unavailable(format!("the provider {provider} broke off its answer"))
+            }
+            UpstreamError::Refused {
+                provider,
+                status,
+                message,
+            } => {
+                let (out, kind, code) = match status {
+                    401 | 403 => (
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_error",
+                        "upstream_auth_failed",
+                    ),
+                    404 => (
+                        StatusCode::NOT_FOUND,
+                        "invalid_request_error",
+                        "model_not_found",
+                    ),
+                    400 | 422 => (
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "upstream_rejected",
+                    ),
+                    429 => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limit_error",
+                        "upstream_rate_limited",
+                    ),
+                    _ => (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_error"),
+                };
+                let mut text = format!("the provider {provider} answered {status}");
+                if let Some(m) = message {
+                    text.push_str(": ");
+                    text.push_str(&m);
+                }
+                GatewayError::new(out, kind, code, text)
+            }
+        }
     }
 }
 
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        let r = self.0;
-        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
-        let body =
-            json!({"error": {"message": r.message, "type": r.kind, "code": r.code, "param": null}});
-        let mut res = (status, axum::Json(body)).into_response();
-        if let Some(secs) = r.retry_after_secs
+        let body = json!({"error": {"message": self.message, "type": self.kind, "code": self.code, "param": null}});
+        let mut res = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             res.headers_mut().insert(header::RETRY_AFTER, v);
@@ -89,68 +226,56 @@ impl Default for Callers {
     }
 }
 
-fn unauthorized() -> GatewayError {
-    Refusal::from(crate::error::AppError::Unauthorized)
-        .with_message("missing or invalid API key: send `Authorization: Bearer xa_...`")
-        .into()
-}
+const NO_TOKEN: &str = "missing or invalid API key: send `Authorization: Bearer xa_...`";
 
-/// The caller: an API token only (the gateway is for programs, not browser sessions).
+/// The caller: an API token only (the gateway is for programs, not browser sessions). A
+/// remembered holder passes the same token check as a fresh one (`TokenAuth::check_use`).
 async fn token_caller(
-    s: &AppState,
+    g: &GatewayState,
     req: Request,
 ) -> GResult<(CurrentUser, crate::db::OrgContext, Bytes)> {
-    let (mut parts, body) = req.into_parts();
-    let hash = crate::http::extract::bearer(&parts.headers)
+    let (parts, body) = req.into_parts();
+    let token = crate::http::extract::bearer(&parts.headers)
         .filter(|t| t.starts_with(crate::auth::API_TOKEN_PREFIX))
-        .map(crate::auth::token_hash)
         .ok_or_else(|| {
-            if parts.headers.contains_key(header::COOKIE) {
-                Refusal::from(crate::error::AppError::Unauthorized)
-                    .with_message("the gateway takes API tokens (xa_...), not browser sessions")
-                    .into()
+            GatewayError::unauthorized(if parts.headers.contains_key(header::COOKIE) {
+                "the gateway takes API tokens (xa_...), not browser sessions"
             } else {
-                unauthorized()
-            }
+                NO_TOKEN
+            })
         })?;
-    let now = crate::domain::now();
+    let hash = crate::auth::token_hash(token);
+    let meta = client_meta(&parts, &g.config.trusted_proxies);
     // Read before the lookups below, so that a change committed meanwhile drops them.
-    let generation = s.db.generation();
-    let (user, ctx) = match s.callers.0.get(&hash, generation) {
+    let generation = g.db.generation();
+    let (user, ctx) = match g.callers.0.get(&hash, generation) {
         Some((mut user, ctx)) => {
             let AuthKind::Token(t) = &mut user.kind else {
-                return Err(unauthorized());
+                return Err(GatewayError::unauthorized(NO_TOKEN));
             };
-            if t.expired(now) {
-                return Err(unauthorized());
+            match t.check_use(&g.db, crate::domain::now()) {
+                TokenUse::Expired => return Err(GatewayError::unauthorized(NO_TOKEN)),
+                TokenUse::Valid => {}
+                TokenUse::Stamped => {
+                    g.callers
+                        .0
+                        .put(hash, generation, (user.clone(), ctx.clone()));
+                }
             }
-            if let Some(stamp) = crate::services::identity::touch_token_if_due(
-                &s.db,
-                t.token_id,
-                t.last_used_at.as_deref(),
-                now,
-            ) {
-                t.last_used_at = Some(stamp);
-                s.callers
-                    .0
-                    .put(hash, generation, (user.clone(), ctx.clone()));
-            }
-            let Ok(meta) = crate::services::ClientMeta::from_request_parts(&mut parts, s).await;
             user.meta = meta;
             (user, ctx)
         }
         None => {
-            let user = CurrentUser::from_request_parts(&mut parts, s)
+            let user = CurrentUser::from_api_token(&g.db, token, meta)
                 .await
-                .map_err(|_| unauthorized())?;
+                .map_err(|_| GatewayError::unauthorized(NO_TOKEN))?;
             let AuthKind::Token(t) = &user.kind else {
-                return Err(unauthorized());
+                return Err(GatewayError::unauthorized(NO_TOKEN));
             };
             let ctx = user
-                .org_context(s, t.organization_id.to_string())
-                .await
-                .map_err(Refusal::from)?;
-            s.callers
+                .org_context_in(&g.db, t.organization_id.to_string())
+                .await?;
+            g.callers
                 .0
                 .put(hash, generation, (user.clone(), ctx.clone()));
             (user, ctx)
@@ -158,7 +283,7 @@ async fn token_caller(
     };
     let bytes = axum::body::to_bytes(Body::new(body), BODY_LIMIT)
         .await
-        .map_err(|_| Refusal::invalid("the request body is too large or unreadable"))?;
+        .map_err(|_| GatewayError::invalid("the request body is too large or unreadable"))?;
     Ok((user, ctx, bytes))
 }
 
@@ -172,202 +297,16 @@ fn token_id(user: &CurrentUser) -> Option<String> {
 fn parse_body(bytes: &Bytes) -> GResult<serde_json::Map<String, Value>> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),
-        _ => Err(Refusal::invalid("the body must be a JSON object").into()),
+        _ => Err(GatewayError::invalid("the body must be a JSON object")),
     }
-}
-
-/// The parts of an answer (or of one stream chunk) that metering reads; serde skips the
-/// rest without building it (a completion can be large).
-#[derive(serde::Deserialize)]
-struct Metered<'a> {
-    #[serde(default)]
-    usage: Option<UsageBlock>,
-    #[serde(default, borrow)]
-    model: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
-    choices: Option<Vec<Choice<'a>>>,
-}
-
-#[derive(serde::Deserialize)]
-struct UsageBlock {
-    #[serde(default)]
-    prompt_tokens: Option<i64>,
-    #[serde(default)]
-    completion_tokens: Option<i64>,
-}
-
-#[derive(serde::Deserialize)]
-struct Choice<'a> {
-    #[serde(default, borrow)]
-    delta: Option<Delta<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-struct Delta<'a> {
-    #[serde(default, borrow)]
-    content: Option<std::borrow::Cow<'a, str>>,
-}
-
-impl Metered<'_> {
-    fn tokens(&self) -> Option<Tokens> {
-        self.usage.as_ref().map(|u| Tokens {
-            input: u.prompt_tokens.unwrap_or(0),
-            output: u.completion_tokens.unwrap_or(0),
-        })
-    }
-
-    /// Parses `body`; a shape the typed parse does not expect is read the slow way, so
-    /// that an odd but valid answer is still metered from its own figures.
-    fn read(body: &[u8]) -> Seen {
-        if let Ok(m) = serde_json::from_slice::<Metered<'_>>(body) {
-            let chars = m
-                .choices
-                .iter()
-                .flatten()
-                .filter_map(|c| c.delta.as_ref().and_then(|d| d.content.as_deref()))
-                .map(str::len)
-                .sum();
-            return Seen {
-                tokens: m.tokens(),
-                chars,
-                model: m.model.map(|s| s.into_owned()),
-            };
-        }
-        let Ok(v) = serde_json::from_slice::<Value>(body) else {
-            return Seen::default();
-        };
-        let u = &v["usage"];
-        let tokens = u.is_object().then(|| Tokens {
-            input: u["prompt_tokens"].as_i64().unwrap_or(0),
-            output: u["completion_tokens"].as_i64().unwrap_or(0),
-        });
-        let chars = v["choices"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["delta"]["content"].as_str())
-            .map(str::len)
-            .sum();
-        Seen {
-            tokens,
-            chars,
-            model: v["model"].as_str().map(str::to_string),
-        }
-    }
-}
-
-/// What metering read from an answer or one stream chunk.
-#[derive(Default)]
-struct Seen {
-    tokens: Option<Tokens>,
-    /// Characters of delivered text (stream deltas).
-    chars: usize,
-    /// The model the provider says served the call.
-    model: Option<String>,
-}
-
-/// The length of `v` as JSON text, counted without writing the text.
-fn json_len(v: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0 += b.len();
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    // Writing into a counter cannot fail.
-    let _ = serde_json::to_writer(&mut c, v);
-    c.0
-}
-
-/// About four characters per token: the estimate used when the upstream reports nothing.
-fn estimate_tokens(chars: usize) -> i64 {
-    chars.div_ceil(4) as i64
-}
-
-async fn send_upstream(
-    upstream: &reqwest::Client,
-    call: &Call,
-    path: &str,
-    body: &serde_json::Map<String, Value>,
-) -> GResult<reqwest::Response> {
-    let url = format!("{}{path}", call.base_url.trim_end_matches('/'));
-    let req = upstream.post(&url);
-    let req = match &call.api_key {
-        Some(k) => req.bearer_auth(k.expose()),
-        None => req,
-    };
-    req.json(body).send().await.map_err(|e| {
-        // reqwest errors name the URL, never the Authorization header.
-        let what = if e.is_timeout() {
-            "timed out"
-        } else if e.is_connect() {
-            "could not be reached"
-        } else {
-            "failed"
-        };
-        GatewayError(Refusal {
-            status: 502,
-            kind: "upstream_error",
-            code: "upstream_unavailable",
-            message: format!("the provider {} {what}", call.provider),
-            retry_after_secs: None,
-        })
-    })
-}
-
-/// An upstream error as an OpenAI-style error naming the provider. The upstream's own
-/// message is kept when it is a clean OpenAI error, with any echo of the key removed.
-async fn upstream_failure(call: &Call, res: reqwest::Response) -> GatewayError {
-    let status = res.status().as_u16();
-    let mut raw = Vec::new();
-    let mut stream = res.bytes_stream();
-    while let Some(Ok(chunk)) = stream.next().await {
-        raw.extend_from_slice(&chunk);
-        if raw.len() > ERROR_BODY_LIMIT {
-            break;
-        }
-    }
-    let upstream_message = serde_json::from_slice::<Value>(&raw)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .map(|m| match &call.api_key {
-            Some(k) => m.replace(k.expose(), "[redacted]"),
-            None => m,
-        });
-    let (out_status, kind, code) = match status {
-        401 | 403 => (502, "upstream_error", "upstream_auth_failed"),
-        404 => (404, "invalid_request_error", "model_not_found"),
-        400 | 422 => (400, "invalid_request_error", "upstream_rejected"),
-        429 => (429, "rate_limit_error", "upstream_rate_limited"),
-        _ => (502, "upstream_error", "upstream_error"),
-    };
-    let mut message = format!("the provider {} answered {status}", call.provider);
-    if let Some(m) = upstream_message {
-        message.push_str(": ");
-        message.push_str(&m.chars().take(500).collect::<String>());
-    }
-    GatewayError(Refusal {
-        status: out_status,
-        kind,
-        code,
-        message,
-        retry_after_secs: None,
-    })
 }
 
 /// One admitted call on its way: what metering needs once the outcome is known. The
 /// quota reservation is released only after the call's usage is committed.
 struct Flight {
-    /// What the call needs of the server after admission (not the whole state: a flight
-    /// is made per call).
-    meter: gateway::Meter,
-    upstream: reqwest::Client,
-    clock: crate::domain::Clock,
+    /// The meter, the upstream client and the clock (one shared handle, not a copy of
+    /// each: a flight is made per call).
+    gw: GatewayState,
     call: Call,
     token_id: Option<String>,
     endpoint: &'static str,
@@ -379,17 +318,28 @@ impl Flight {
     /// Hands the outcome to the meter; the reservation goes with it and ends when the
     /// usage is committed. The answer does not wait for that commit.
     fn record(self, status: u16, tokens: Tokens, served_model: Option<String>) {
-        let meter = self.meter.clone();
-        meter.submit(gateway::Metered {
-            latency_ms: self.started.elapsed().as_millis() as i64,
-            call: self.call,
-            token_id: self.token_id,
-            endpoint: self.endpoint,
+        let Flight {
+            gw,
+            call,
+            token_id,
+            endpoint,
+            started,
+            held,
+        } = self;
+        gw.meter.submit(Metered {
+            latency_ms: started.elapsed().as_millis() as i64,
+            ctx: call.ctx,
+            token_id,
+            endpoint,
+            provider: call.provider,
+            model: call.model,
+            upstream_model: call.upstream_model,
+            key_source: call.source.as_str(),
             status,
             tokens,
             served_model,
-            at: self.clock.now(),
-            reservation: Some(self.held),
+            at: gw.config.clock.now(),
+            reservation: Some(held),
         });
     }
 
@@ -404,17 +354,11 @@ impl Flight {
         path: &str,
         body: &serde_json::Map<String, Value>,
     ) -> GResult<(Self, reqwest::Response)> {
-        match send_upstream(&self.upstream, &self.call, path, body).await {
-            Ok(res) if res.status().is_success() => Ok((self, res)),
-            Ok(res) => {
-                let status = res.status().as_u16();
-                let err = upstream_failure(&self.call, res).await;
-                self.fail(status);
-                Err(err)
-            }
+        match upstream::post_json(&self.gw.upstream, self.call.endpoint(), path, body).await {
+            Ok(res) => Ok((self, res)),
             Err(e) => {
-                self.fail(502);
-                Err(e)
+                self.fail(e.status());
+                Err(e.into())
             }
         }
     }
@@ -422,29 +366,33 @@ impl Flight {
 
 /// Checks the body, picks provider and key, and reserves against the quota.
 async fn take_off(
-    s: &AppState,
+    g: &GatewayState,
     req: Request,
     endpoint: &'static str,
     input_field: &str,
 ) -> GResult<(Flight, serde_json::Map<String, Value>, usize)> {
-    let (user, ctx, bytes) = token_caller(s, req).await?;
+    let (user, ctx, bytes) = token_caller(g, req).await?;
     let mut body = parse_body(&bytes)?;
     let input_chars = match body.get(input_field) {
         Some(v) if input_field != "messages" || v.is_array() => json_len(v),
         _ if input_field == "messages" => {
-            return Err(Refusal::invalid("`messages` must be an array").into());
+            return Err(GatewayError::invalid("`messages` must be an array"));
         }
-        _ => return Err(Refusal::invalid(format!("`{input_field}` is required")).into()),
+        _ => {
+            return Err(GatewayError::invalid(format!(
+                "`{input_field}` is required"
+            )));
+        }
     };
     let requested = body
         .get("model")
         .and_then(Value::as_str)
         .map(str::to_string);
     let (call, limits) = gateway::prepare(
-        &s.db,
-        &s.setups,
-        &s.keyring,
-        &s.config.env_providers,
+        &g.db,
+        &g.setups,
+        &g.keyring,
+        &g.config.env_providers,
         &ctx,
         requested.as_deref(),
     )?;
@@ -455,15 +403,13 @@ async fn take_off(
             output: 0,
         }
     } else {
-        quota::estimate(input_chars, &body)
+        tokens::estimate_chat(input_chars, &body)
     };
-    let held = s
+    let held = g
         .gate
-        .admit(&s.db, &call.ctx, &limits, estimate, s.config.clock.now())?;
+        .admit(&g.db, &call.ctx, &limits, estimate, g.config.clock.now())??;
     let flight = Flight {
-        meter: s.meter.clone(),
-        upstream: s.upstream.clone(),
-        clock: s.config.clock.clone(),
+        gw: g.clone(),
         call,
         token_id: token_id(&user),
         endpoint,
@@ -473,15 +419,15 @@ async fn take_off(
     Ok((flight, body, input_chars))
 }
 
-async fn chat(State(s): State<AppState>, req: Request) -> Response {
-    chat_inner(s, req)
+async fn chat(State(g): State<GatewayState>, req: Request) -> Response {
+    chat_inner(g, req)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn chat_inner(s: AppState, req: Request) -> GResult<Response> {
+async fn chat_inner(g: GatewayState, req: Request) -> GResult<Response> {
     let (flight, mut body, prompt_chars) =
-        take_off(&s, req, "chat.completions", "messages").await?;
+        take_off(&g, req, "chat.completions", "messages").await?;
     let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if streaming {
         // Ask for the usage block at the end of the stream, keeping the client's options.
@@ -517,9 +463,9 @@ async fn chat_inner(s: AppState, req: Request) -> GResult<Response> {
     Ok(out)
 }
 
-async fn embeddings(State(s): State<AppState>, req: Request) -> Response {
+async fn embeddings(State(g): State<GatewayState>, req: Request) -> Response {
     let out = async {
-        let (flight, body, input_chars) = take_off(&s, req, "embeddings", "input").await?;
+        let (flight, body, input_chars) = take_off(&g, req, "embeddings", "input").await?;
         let (flight, res) = flight.send("/embeddings", &body).await?;
         passthrough_metered(flight, res, input_chars).await
     }
@@ -527,15 +473,15 @@ async fn embeddings(State(s): State<AppState>, req: Request) -> Response {
     out.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn models(State(s): State<AppState>, req: Request) -> Response {
+async fn models(State(g): State<GatewayState>, req: Request) -> Response {
     let out = async {
-        let (_, ctx, _) = token_caller(&s, req).await?;
+        let (_, ctx, _) = token_caller(&g, req).await?;
         let list = gateway::models(
-            &s.db,
-            &s.setups,
-            &s.keyring,
-            &s.config.env_providers,
-            &s.upstream,
+            &g.db,
+            &g.setups,
+            &g.keyring,
+            &g.config.env_providers,
+            &g.upstream,
             &ctx,
         )
         .await?;
@@ -557,18 +503,14 @@ async fn passthrough_metered(
 ) -> GResult<Response> {
     let status = res.status();
     let content_type = res.headers().get(header::CONTENT_TYPE).cloned();
-    let provider = flight.call.provider.clone();
-    let Ok(bytes) = res.bytes().await else {
-        flight.fail(502);
-        return Err(GatewayError(Refusal {
-            status: 502,
-            kind: "upstream_error",
-            code: "upstream_unavailable",
-            message: format!("the provider {provider} broke off its answer"),
-            retry_after_secs: None,
-        }));
+    let bytes = match upstream::read_body(flight.call.endpoint(), res).await {
+        Ok(b) => b,
+        Err(e) => {
+            flight.fail(e.status());
+            return Err(e.into());
+        }
     };
-    let seen = Metered::read(&bytes);
+    let seen = tokens::read_answer(&bytes);
     let tokens = seen.tokens.unwrap_or(Tokens {
         input: estimate_tokens(input_chars),
         output: 0,
@@ -617,7 +559,7 @@ impl StreamMeter {
         if data == b"[DONE]" {
             return;
         }
-        let seen = Metered::read(data);
+        let seen = tokens::read_answer(data);
         if seen.tokens.is_some() {
             self.usage = seen.tokens;
         }
@@ -687,37 +629,96 @@ impl Stream for MeteredStream {
 mod tests {
     use super::*;
 
-    fn read(body: &str) -> (Option<Tokens>, usize) {
-        let seen = Metered::read(body.as_bytes());
-        (seen.tokens, seen.chars)
+    fn wire(e: impl Into<GatewayError>) -> (u16, Value, Option<String>) {
+        let res = e.into().into_response();
+        let status = res.status().as_u16();
+        let retry = res
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = rt
+            .block_on(axum::body::to_bytes(res.into_body(), 1 << 16))
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        (status, body["error"].clone(), retry)
     }
 
     #[test]
-    fn usage_and_delivered_text_are_read_from_answers_and_chunks() {
-        let (t, c) = read(
-            r#"{"id":"x","choices":[{"message":{"content":"Hello"}}],"usage":{"prompt_tokens":11,"completion_tokens":7}}"#,
+    fn denials_become_openai_errors_with_retry_after_for_rates() {
+        let (status, e, retry) = wire(Denied::OrgRequests {
+            used: 3,
+            limit: 3,
+            period: "2026-11".into(),
+        });
+        assert_eq!((status, retry), (429, None));
+        assert_eq!(e["type"], "insufficient_quota");
+        assert_eq!(e["code"], "insufficient_quota");
+        assert_eq!(
+            e["message"],
+            "the organization's monthly requests are used up (3 of 3 in 2026-11)"
         );
-        assert_eq!((t.map(|t| (t.input, t.output)), c), (Some((11, 7)), 0));
-        let (t, c) =
-            read(r#"{"choices":[{"delta":{"content":"Hé\n"}},{"delta":{}}],"usage":null}"#);
-        assert!(t.is_none());
-        assert_eq!(c, "Hé\n".len());
-        // Shapes the typed reading does not expect are still read.
-        let (t, c) = read(r#"{"choices":"odd","usage":{"prompt_tokens":3}}"#);
-        assert_eq!((t.map(|t| (t.input, t.output)), c), (Some((3, 0)), 0));
-        let (t, c) = read(
-            r#"{"choices":[{"delta":{"content":5}}],"usage":{"prompt_tokens":"x","completion_tokens":2}}"#,
+        assert!(e["param"].is_null());
+        let (status, e, retry) = wire(Denied::TokensPerMinute {
+            limit: 10,
+            retry_after_secs: 7,
+        });
+        assert_eq!((status, retry.as_deref()), (429, Some("7")));
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("rate_limit_error"), Some("rate_limit_exceeded"))
         );
-        assert_eq!((t.map(|t| (t.input, t.output)), c), (Some((0, 2)), 0));
-        let (t, c) = read("not json");
-        assert!(t.is_none() && c == 0);
-        let v = serde_json::json!([{"role": "user", "content": "Hé \"x\""}]);
-        assert_eq!(json_len(&v), v.to_string().len());
-        let seen =
-            Metered::read(br#"{"model":"gpt-4o-mini-2024-07-18","usage":{"prompt_tokens":1}}"#);
-        assert_eq!(seen.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
-        assert_eq!(seen.tokens.map(|t| t.input), Some(1));
-        let seen = Metered::read(br#"{"model":"m-odd","choices":"odd"}"#);
-        assert_eq!(seen.model.as_deref(), Some("m-odd"));
+    }
+
+    #[test]
+    fn upstream_and_routing_failures_keep_their_codes() {
+        let (status, e, _) = wire(UpstreamError::Refused {
+            provider: "openai".into(),
+            status: 401,
+            message: Some("bad key [redacted]".into()),
+        });
+        assert_eq!(status, 502);
+        assert_eq!(e["code"], "upstream_auth_failed");
+        assert_eq!(
+            e["message"],
+            "the provider openai answered 401: bad key [redacted]"
+        );
+        let (status, e, _) = wire(UpstreamError::NoAnswer {
+            provider: "ollama".into(),
+            how: Transport::Unreachable,
+        });
+        assert_eq!(status, 502);
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("upstream_error"), Some("upstream_unavailable"))
+        );
+        assert_eq!(e["message"], "the provider ollama could not be reached");
+        let (status, e, _) = wire(UpstreamError::Refused {
+            provider: "openai".into(),
+            status: 404,
+            message: None,
+        });
+        assert_eq!((status, e["code"].as_str()), (404, Some("model_not_found")));
+        let (status, e, _) = wire(RouteError::NoProviderKey {
+            provider: "openai".into(),
+            reason: "no key for the provider openai".into(),
+        });
+        assert_eq!((status, e["code"].as_str()), (424, Some("no_provider_key")));
+        let (status, e, _) = wire(RouteError::ModelNotAllowed {
+            model: "gpt-x".into(),
+        });
+        assert_eq!(
+            (status, e["type"].as_str()),
+            (403, Some("permission_error"))
+        );
+        let (status, e, _) = wire(AppError::Internal("secret cause".into()));
+        assert_eq!(
+            (status, e["message"].as_str()),
+            (500, Some("internal error"))
+        );
+        assert_eq!(e["type"], "server_error");
     }
 }

@@ -1,10 +1,15 @@
-//! What every handler can reach.
+//! What every handler can reach, and the gateway's part of it.
 use std::sync::Arc;
+
+use axum::extract::FromRef;
 
 use crate::config::Config;
 use crate::crypto::Keyring;
 use crate::db::Db;
+use crate::http::gateway::Callers;
+use crate::services::gateway::Setups;
 use crate::services::identity::SessionPolicy;
+use crate::services::metering::{Gate, Meter};
 use crate::services::throttle::LoginThrottle;
 
 #[derive(Clone)]
@@ -14,16 +19,10 @@ pub struct AppState {
     pub throttle: Arc<LoginThrottle>,
     /// Master keys for the stored provider keys.
     pub keyring: Keyring,
-    /// The pooled HTTP client for LLM providers.
+    /// The pooled HTTP client for LLM providers (`services::upstream::client`).
     pub upstream: reqwest::Client,
-    /// Quota reservations and rate limiters of the gateway.
-    pub gate: Arc<crate::services::quota::Gate>,
-    /// Provider, key and limits of recent gateway calls, until the configuration changes.
-    pub setups: Arc<crate::services::gateway::Setups>,
-    /// Token holders of recent gateway calls, until the database changes.
-    pub callers: Arc<crate::http::gateway::Callers>,
-    /// Writes the gateway's usage in batches.
-    pub meter: crate::services::gateway::Meter,
+    /// The gateway's caches, admission and meter.
+    pub gateway: GatewayState,
     /// The base URL links are built from (public URL, or the bound address).
     pub base_url: Arc<str>,
 }
@@ -41,17 +40,24 @@ impl AppState {
             config.login_max_failures_per_account,
             config.login_max_failures_per_ip,
         );
-        let meter = crate::services::gateway::Meter::start(db.clone());
+        let config = Arc::new(config);
+        let gateway = GatewayState(Arc::new(Gateway {
+            meter: Meter::start(db.clone()),
+            db: db.clone(),
+            config: config.clone(),
+            keyring: keyring.clone(),
+            upstream: upstream.clone(),
+            gate: Gate::default(),
+            setups: Setups::default(),
+            callers: Callers::default(),
+        }));
         Self {
             db,
-            config: Arc::new(config),
+            config,
             throttle: Arc::new(throttle),
             keyring,
             upstream,
-            gate: Arc::default(),
-            setups: Arc::default(),
-            callers: Arc::default(),
-            meter,
+            gateway,
             base_url: base_url.into(),
         }
     }
@@ -81,5 +87,39 @@ impl AppState {
             idle: self.config.session_idle,
             max_age: self.config.session_max_age,
         }
+    }
+}
+
+/// What the gateway's handlers take (`State<GatewayState>`): one shared handle, so a
+/// call holds it for its whole flight for the price of one reference count.
+#[derive(Clone)]
+pub struct GatewayState(Arc<Gateway>);
+
+pub struct Gateway {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub keyring: Keyring,
+    pub upstream: reqwest::Client,
+    /// Quota reservations and rate limiters.
+    pub gate: Gate,
+    /// Provider, key and limits of recent calls, until the configuration changes.
+    pub setups: Setups,
+    /// Token holders of recent calls, until the database changes.
+    pub callers: Callers,
+    /// Writes the usage in batches.
+    pub meter: Meter,
+}
+
+impl std::ops::Deref for GatewayState {
+    type Target = Gateway;
+
+    fn deref(&self) -> &Gateway {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for GatewayState {
+    fn from_ref(s: &AppState) -> Self {
+        s.gateway.clone()
     }
 }

@@ -267,7 +267,7 @@ pub struct MemberRow {
     pub name: String,
     pub email: String,
     pub role: String,
-    pub status: String,
+    pub status: &'static str,
     pub joined: String,
     pub last_active: String,
     pub is_self: bool,

@@ -1,82 +1,37 @@
-//! The OpenAI-compatible gateway's rules: which provider, model and key a call uses, and
-//! metering each call into the organization's usage.
+//! The OpenAI-compatible gateway's rules: which provider, model and key a call uses and
+//! the limits that admit it. Calls go through `upstream` and are counted by `metering`.
 use crate::domain::Permission;
 use std::collections::BTreeMap;
 
 use super::llm::{self, KeySource};
+use super::metering::Limits;
+use super::upstream::{self, Endpoint};
 use crate::config::{EnvProvider, Secret};
 use crate::crypto::Keyring;
 use crate::db::cache::GenerationCache;
 use crate::db::repo::{llm as repo, usage};
-use crate::db::{Db, OrgContext};
-use crate::domain::new_id;
+use crate::db::{Db, DbError, OrgContext};
 use crate::error::AppError;
 
-/// Why a call cannot go upstream, in the terms of the OpenAI error format.
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    pub status: u16,
-    pub kind: &'static str,
-    pub code: &'static str,
-    pub message: String,
-    pub retry_after_secs: Option<u64>,
+/// Why a call cannot be routed to a provider.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("`model` is required (this organization has no default model)")]
+    ModelRequired,
+    #[error("the model {model} is not allowed in this organization")]
+    ModelNotAllowed { model: String },
+    #[error("the provider {provider} has a key but no base URL")]
+    NoProviderUrl { provider: String },
+    /// No key for the provider; `reason` says why in the resolver's words.
+    #[error("{reason}")]
+    NoProviderKey { provider: String, reason: String },
+    #[error(transparent)]
+    App(#[from] AppError),
 }
 
-impl Refusal {
-    fn new(status: u16, kind: &'static str, code: &'static str, message: String) -> Self {
-        Refusal {
-            status,
-            kind,
-            code,
-            message,
-            retry_after_secs: None,
-        }
-    }
-
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Refusal::new(
-            400,
-            "invalid_request_error",
-            "invalid_request",
-            message.into(),
-        )
-    }
-
-    pub fn with_message(mut self, message: impl Into<String>) -> Self {
-        self.message = message.into();
-        self
-    }
-}
-
-impl From<crate::db::DbError> for Refusal {
-    fn from(e: crate::db::DbError) -> Self {
-        AppError::from(e).into()
-    }
-}
-
-impl From<AppError> for Refusal {
-    fn from(e: AppError) -> Self {
-        let status = e.status().as_u16();
-        let kind = match status {
-            401 => "authentication_error",
-            403 => "permission_error",
-            404 => "not_found_error",
-            429 => "rate_limit_error",
-            400..=499 => "invalid_request_error",
-            _ => "server_error",
-        };
-        let message = if status >= 500 {
-            "internal error".to_string()
-        } else {
-            e.to_string()
-        };
-        Refusal {
-            status,
-            kind,
-            code: e.code(),
-            message,
-            retry_after_secs: None,
-        }
+impl From<DbError> for RouteError {
+    fn from(e: DbError) -> Self {
+        RouteError::App(e.into())
     }
 }
 
@@ -93,6 +48,17 @@ pub struct Call {
     /// None for a provider that needs no key.
     pub api_key: Option<Secret>,
     pub source: KeySource,
+}
+
+impl Call {
+    /// Where the call goes upstream.
+    pub fn endpoint(&self) -> Endpoint<'_> {
+        Endpoint {
+            provider: &self.provider,
+            base_url: &self.base_url,
+            key: self.api_key.as_ref(),
+        }
+    }
 }
 
 /// The providers a model name may select: `provider/model` names one explicitly;
@@ -113,16 +79,6 @@ fn pick_provider(
         return (only.provider.clone(), model.to_string());
     }
     ("openai".to_string(), model.to_string())
-}
-
-/// What admission needs besides the ledger: the quota settings, the credit limit and the
-/// model's price.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub quota: crate::db::repo::quotas::Quota,
-    /// The organization's monthly credit limit (`quota::credit_limit`).
-    pub credit_limit: Option<i64>,
-    pub price: Option<(i64, i64)>,
 }
 
 /// The database side of one member's calls with one model name: provider, key and
@@ -171,7 +127,7 @@ pub fn prepare(
     env: &BTreeMap<String, EnvProvider>,
     ctx: &OrgContext,
     requested: Option<&str>,
-) -> Result<(Call, Limits), Refusal> {
+) -> Result<(Call, Limits), RouteError> {
     // Permissions come from the request's own membership check, never from the cache.
     super::require(ctx, Permission::LlmUse)?;
     let key = (
@@ -211,21 +167,17 @@ fn read_setup(
     env: &BTreeMap<String, EnvProvider>,
     ctx: &OrgContext,
     requested: Option<&str>,
-) -> Result<Setup, Refusal> {
+) -> Result<Setup, RouteError> {
     let policy = repo::policy(tx, ctx)?;
     let model = match requested {
         Some(m) => m.to_string(),
-        None => policy.default_model.clone().ok_or_else(|| {
-            Refusal::invalid("`model` is required (this organization has no default model)")
-        })?,
+        None => policy
+            .default_model
+            .clone()
+            .ok_or(RouteError::ModelRequired)?,
     };
     if !policy.allowed_models.is_empty() && !policy.allowed_models.contains(&model) {
-        return Err(Refusal::new(
-            403,
-            "permission_error",
-            "model_not_allowed",
-            format!("the model {model} is not allowed in this organization"),
-        ));
+        return Err(RouteError::ModelNotAllowed { model });
     }
     let providers = repo::org_providers(tx, ctx)?;
     let (provider, upstream_model) = pick_provider(&model, &providers, env);
@@ -235,21 +187,13 @@ fn read_setup(
     let (api_key, base_url) = match (usable, r.api_key) {
         (Some(u), _) => u,
         (None, Some(_)) => {
-            return Err(Refusal::new(
-                424,
-                "invalid_request_error",
-                "no_provider_url",
-                format!("the provider {provider} has a key but no base URL"),
-            ));
+            return Err(RouteError::NoProviderUrl { provider });
         }
         (None, None) => {
-            return Err(Refusal::new(
-                424,
-                "invalid_request_error",
-                "no_provider_key",
-                r.reason
-                    .unwrap_or_else(|| format!("no key for the provider {provider}")),
-            ));
+            let reason = r
+                .reason
+                .unwrap_or_else(|| format!("no key for the provider {provider}"));
+            return Err(RouteError::NoProviderKey { provider, reason });
         }
     };
     let quota = crate::db::repo::quotas::get(tx, ctx)?;
@@ -292,7 +236,7 @@ pub async fn models(
     env: &BTreeMap<String, EnvProvider>,
     client: &reqwest::Client,
     ctx: &OrgContext,
-) -> Result<Vec<ModelEntry>, Refusal> {
+) -> Result<Vec<ModelEntry>, AppError> {
     super::require(ctx, Permission::LlmUse)?;
     let key = (ctx.org_id(), ctx.user_id());
     let generation = db.generation();
@@ -330,7 +274,7 @@ pub async fn models(
                 }
             }
         }
-        Ok::<_, Refusal>((policy, unprefixed, sources))
+        Ok::<_, AppError>((policy, unprefixed, sources))
     })?;
     let org = ctx.org().slug.clone();
     let list = if !policy.allowed_models.is_empty() {
@@ -344,8 +288,12 @@ pub async fn models(
             .collect()
     } else {
         let asked = sources.iter().map(|(name, url, key)| async move {
-            let ids =
-                super::llm_probe::list_models(client, url, key.as_ref(), MODEL_LIST_TIMEOUT).await;
+            let endpoint = Endpoint {
+                provider: name,
+                base_url: url,
+                key: key.as_ref(),
+            };
+            let ids = upstream::list_models(client, endpoint, MODEL_LIST_TIMEOUT).await;
             if ids.is_none() {
                 tracing::debug!(provider = %name, "no model list from the provider");
             }
@@ -379,232 +327,9 @@ pub async fn models(
     Ok(list)
 }
 
-/// Token counts of one call, from the upstream's `usage` or estimated when it gave none.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Tokens {
-    pub input: i64,
-    pub output: i64,
-}
-
-/// Cost in micro-units, rounded up so that no metered call is free when the model has a price.
-pub fn cost(price: Option<(i64, i64)>, t: Tokens) -> i64 {
-    let Some((pin, pout)) = price else {
-        return 0;
-    };
-    let micro = t.input.saturating_mul(pin) + t.output.saturating_mul(pout);
-    (micro + 999_999) / 1_000_000
-}
-
-/// One finished call waiting to be written.
-pub struct Metered {
-    pub call: Call,
-    pub token_id: Option<String>,
-    pub endpoint: &'static str,
-    pub status: u16,
-    pub tokens: Tokens,
-    /// The model the provider's answer named, when it named one.
-    pub served_model: Option<String>,
-    pub latency_ms: i64,
-    /// When the call ended (the gateway's clock): its period and the event's time.
-    pub at: chrono::DateTime<chrono::Utc>,
-    /// Released once the call's usage is committed.
-    pub reservation: Option<super::quota::Reservation>,
-}
-
-enum MeterMsg {
-    Call(Box<Metered>),
-    Flush(tokio::sync::oneshot::Sender<()>),
-}
-
-/// Writes usage in batches: every call's event, and the period totals per organization
-/// and member added up in memory first, in one write job for all the calls that arrived
-/// while the previous job was committing. One job per call spent most of the writer's
-/// time on per-job savepoints and repeated upserts.
-#[derive(Clone)]
-pub struct Meter {
-    tx: tokio::sync::mpsc::UnboundedSender<MeterMsg>,
-}
-
-/// Calls written per job at most.
-const METER_BATCH: usize = 1024;
-/// How long a batch gathers calls after its first one. Each commit costs the writer a WAL
-/// sync whatever its size; gathering for a few milliseconds keeps that to a few hundred
-/// a second under load (answers never wait for it; a crash can lose this much usage).
-const METER_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
-
-impl Meter {
-    pub fn start(db: Db) -> Meter {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<MeterMsg>();
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let deadline = tokio::time::Instant::now() + METER_WINDOW;
-                let mut calls = Vec::new();
-                let mut flushes = Vec::new();
-                let mut next = Some(first);
-                while let Some(msg) = next.take() {
-                    match msg {
-                        MeterMsg::Call(c) => calls.push(*c),
-                        // Whoever flushes is waiting: write now.
-                        MeterMsg::Flush(done) => {
-                            flushes.push(done);
-                            break;
-                        }
-                    }
-                    if calls.len() >= METER_BATCH {
-                        break;
-                    }
-                    next = tokio::time::timeout_at(deadline, rx.recv())
-                        .await
-                        .ok()
-                        .flatten();
-                }
-                if !calls.is_empty() {
-                    write_batch(&db, calls).await;
-                }
-                for done in flushes {
-                    let _ = done.send(());
-                }
-            }
-        });
-        Meter { tx }
-    }
-
-    pub fn submit(&self, m: Metered) {
-        if let Err(e) = self.tx.send(MeterMsg::Call(Box::new(m))) {
-            tracing::error!(error = %e, "the usage meter has stopped; a call was not metered");
-        }
-    }
-
-    /// Waits until everything submitted before this call is written (shutdown).
-    pub async fn flush(&self) {
-        let (done, wait) = tokio::sync::oneshot::channel();
-        if self.tx.send(MeterMsg::Flush(done)).is_ok() {
-            let _ = wait.await;
-        }
-    }
-}
-
-async fn write_batch(db: &Db, calls: Vec<Metered>) {
-    let rows: Vec<(
-        OrgContext,
-        chrono::DateTime<chrono::Utc>,
-        String,
-        usage::Event,
-    )> = calls
-        .iter()
-        .map(|m| {
-            (
-                m.call.ctx.clone(),
-                m.at,
-                m.call.upstream_model.clone(),
-                usage::Event {
-                    id: new_id().to_string(),
-                    api_token_id: m.token_id.clone(),
-                    endpoint: m.endpoint,
-                    provider: m.call.provider.clone(),
-                    model: m.call.model.clone(),
-                    served_model: m.served_model.clone(),
-                    priced: false,
-                    key_source: m.call.source.as_str(),
-                    status_code: m.status,
-                    input_tokens: m.tokens.input,
-                    output_tokens: m.tokens.output,
-                    cost_micros: 0,
-                    latency_ms: m.latency_ms,
-                    created_at: crate::domain::fmt_time(m.at),
-                },
-            )
-        })
-        .collect();
-    let n = rows.len();
-    let done = db
-        .write_bookkeeping(crate::db::Bookkeeping::Usage, move |tx| {
-            type PriceKey = (String, Option<String>, String);
-            let mut prices: BTreeMap<PriceKey, Option<(i64, i64)>> = BTreeMap::new();
-            let mut anchors: BTreeMap<crate::domain::OrgId, u32> = BTreeMap::new();
-            let mut batch = usage::Batch::default();
-            let mut costs = Vec::with_capacity(rows.len());
-            let mut last = None;
-            for (ctx, at, upstream_model, mut e) in rows {
-                last = Some(at);
-                let key = (e.provider.clone(), e.served_model.clone(), upstream_model);
-                let price = match prices.get(&key) {
-                    Some(p) => *p,
-                    None => {
-                        let served = key.1.as_deref().unwrap_or("");
-                        let p = usage::price(tx, &key.0, &[served, &key.2])?;
-                        prices.insert(key, p);
-                        p
-                    }
-                };
-                e.priced = price.is_some();
-                e.cost_micros = cost(
-                    price,
-                    Tokens {
-                        input: e.input_tokens,
-                        output: e.output_tokens,
-                    },
-                );
-                costs.push(e.cost_micros);
-                let anchor = match anchors.get(&ctx.org_id()) {
-                    Some(a) => *a,
-                    None => {
-                        let (q, _) = super::quota::current_period(tx, &ctx, at)?;
-                        anchors.insert(ctx.org_id(), q.billing_anchor_day);
-                        q.billing_anchor_day
-                    }
-                };
-                let period = crate::domain::period::period_at(at, anchor).label;
-                batch.add(tx, &ctx, &period, &e)?;
-            }
-            let touched = batch.periods();
-            batch.commit_totals(tx)?;
-            let now = crate::domain::fmt_time(last.unwrap_or_else(crate::domain::now));
-            for (ctx, period) in touched {
-                super::quota::check_alerts(tx, &ctx, &period, &now)?;
-            }
-            Ok::<_, AppError>(costs)
-        })
-        .await;
-    match done {
-        Ok(costs) => {
-            for (m, c) in calls.into_iter().zip(costs) {
-                if let Some(r) = m.reservation {
-                    r.settle(c);
-                }
-            }
-        }
-        Err(e) => {
-            // The reservations end unsettled: nothing of these calls was committed.
-            tracing::error!(error = %e, calls = n, "writing usage failed");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cost_rounds_up_and_is_zero_without_a_price() {
-        let t = Tokens {
-            input: 1000,
-            output: 10,
-        };
-        assert_eq!(cost(None, t), 0);
-        // 1000 × 0.15 + 10 × 0.6 = 156 µ$ exactly.
-        assert_eq!(cost(Some((150_000, 600_000)), t), 156);
-        assert_eq!(
-            cost(
-                Some((1, 0)),
-                Tokens {
-                    input: 1,
-                    output: 0
-                }
-            ),
-            1
-        );
-    }
 
     fn entry(name: &str, enabled: bool) -> repo::Provider {
         repo::Provider {

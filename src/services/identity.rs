@@ -13,7 +13,7 @@ use crate::db::unscoped::{Membership, unscoped_memberships_of};
 use crate::db::{Db, OrgContext};
 use crate::domain::{
     ApiTokenId, Email, Invalid, OrgId, OrgKind, OrgName, Password, PersonName, SessionId, Slug,
-    TokenName, UserId, fmt_time, now, now_str,
+    TokenName, UserId, UserStatus, fmt_time, now, now_str,
 };
 use crate::error::{AppError, Result};
 
@@ -225,7 +225,7 @@ pub async fn login(
         .await
         .map_err(|_| AppError::Internal("verification task failed".into()))?;
     let user = match user {
-        Some(u) if password_ok && u.status == "active" => u,
+        Some(u) if password_ok && u.status == UserStatus::Active => u,
         Some(u) => {
             throttle.record_failure(&email_key, meta.ip.as_deref());
             let reason = if password_ok {
@@ -390,7 +390,7 @@ pub async fn authenticate_session(
         let Some(user) = users::find_by_id(tx, s.user_id)? else {
             return Ok(None);
         };
-        if user.status != "active" {
+        if user.status != UserStatus::Active {
             return Ok(None);
         }
         Ok(Some((s, user)))
@@ -430,11 +430,36 @@ pub struct TokenAuth {
     pub last_used_at: Option<String>,
 }
 
+/// What `TokenAuth::check_use` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    Expired,
+    Valid,
+    /// Valid, and its last-used stamp was renewed (whoever keeps it should keep the new one).
+    Stamped,
+}
+
 impl TokenAuth {
     pub fn expired(&self, at: DateTime<Utc>) -> bool {
         self.expires_at
             .as_deref()
             .is_some_and(|e| e <= fmt_time(at).as_str())
+    }
+
+    /// The check every use of a token passes, whether it was just read or remembered
+    /// (the gateway keeps holders between calls): not expired at `at`, and its last-used
+    /// stamp renewed when due.
+    pub fn check_use(&mut self, db: &Db, at: DateTime<Utc>) -> TokenUse {
+        if self.expired(at) {
+            return TokenUse::Expired;
+        }
+        match touch_token_if_due(db, self.token_id, self.last_used_at.as_deref(), at) {
+            Some(stamp) => {
+                self.last_used_at = Some(stamp);
+                TokenUse::Stamped
+            }
+            None => TokenUse::Valid,
+        }
     }
 }
 
@@ -466,19 +491,17 @@ pub async fn authenticate_api_token(db: &Db, token: &str) -> Result<Option<Token
         return Ok(None);
     }
     let hash = auth::token_hash(token);
-    let at = now();
-    let now_s = fmt_time(at);
     let found = db.lookup(|tx| {
         let Some(t) = tokens::find_by_hash(tx, &hash)? else {
             return Ok::<_, AppError>(None);
         };
-        if t.revoked_at.is_some() || t.expires_at.as_deref().is_some_and(|e| e <= now_s.as_str()) {
+        if t.revoked_at.is_some() {
             return Ok(None);
         }
         let Some(user) = users::find_by_id(tx, t.user_id)? else {
             return Ok(None);
         };
-        if user.status != "active" {
+        if user.status != UserStatus::Active {
             return Ok(None);
         }
         Ok(Some((t, user)))
@@ -486,15 +509,17 @@ pub async fn authenticate_api_token(db: &Db, token: &str) -> Result<Option<Token
     let Some((t, user)) = found else {
         return Ok(None);
     };
-    let last_used_at =
-        touch_token_if_due(db, t.id, t.last_used_at.as_deref(), at).or(t.last_used_at);
-    Ok(Some(TokenAuth {
+    let mut auth = TokenAuth {
         token_id: t.id,
         organization_id: t.organization_id,
         user,
         expires_at: t.expires_at,
-        last_used_at,
-    }))
+        last_used_at: t.last_used_at,
+    };
+    match auth.check_use(db, now()) {
+        TokenUse::Expired => Ok(None),
+        TokenUse::Valid | TokenUse::Stamped => Ok(Some(auth)),
+    }
 }
 
 // ---------------------------------------------------------------- the signed-in user

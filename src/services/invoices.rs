@@ -3,9 +3,9 @@
 //! organization and period, enforced by the database), so it runs on every maintenance
 //! tick and at start: a restart or a missed tick only delays it.
 use crate::domain::Permission;
-use serde_json::json;
 
 use super::require;
+use crate::db::repo::invoices::InvoiceLine;
 use crate::db::repo::{invoices, plans, quotas, usage};
 use crate::db::unscoped::unscoped_all_org_ids;
 use crate::db::{Db, OrgContext};
@@ -24,7 +24,8 @@ pub async fn close_periods(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Resul
     for org in ids {
         issued += db
             .write(move |tx| {
-                let Some(ctx) = crate::db::scope::SystemScope::new("invoices").in_org(tx, org)? else {
+                let Some(ctx) = crate::db::scope::SystemScope::new("invoices").in_org(tx, org)?
+                else {
                     return Ok::<_, AppError>(0);
                 };
                 let anchor = quotas::get(tx, &ctx)?.billing_anchor_day;
@@ -44,14 +45,20 @@ pub async fn close_periods(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Resul
                         && plan.price_monthly_micros > 0
                     {
                         subtotal += plan.price_monthly_micros;
-                        lines.push(json!({"kind": "plan", "description": format!("{} plan", plan.name),
-                                          "amount_micros": plan.price_monthly_micros}));
+                        lines.push(InvoiceLine::Plan {
+                            description: format!("{} plan", plan.name),
+                            amount_micros: plan.price_monthly_micros,
+                        });
                     }
                     for (model, t, _) in usage::grouped(tx, &ctx, false, &start, &end)? {
                         subtotal += t.cost_micros;
-                        lines.push(json!({"kind": "usage", "model": model, "requests": t.requests,
-                                          "input_tokens": t.input_tokens, "output_tokens": t.output_tokens,
-                                          "amount_micros": t.cost_micros}));
+                        lines.push(InvoiceLine::Usage {
+                            model,
+                            requests: t.requests,
+                            input_tokens: t.input_tokens,
+                            output_tokens: t.output_tokens,
+                            amount_micros: t.cost_micros,
+                        });
                     }
                     let inv = invoices::Invoice {
                         id: new_id().to_string(),
@@ -59,7 +66,7 @@ pub async fn close_periods(db: &Db, now: chrono::DateTime<chrono::Utc>) -> Resul
                         currency: "USD".into(),
                         subtotal_micros: subtotal,
                         total_micros: subtotal,
-                        line_items: json!(lines),
+                        line_items: lines,
                         issued_at: fmt_time(now),
                     };
                     if invoices::insert(tx, &ctx, &inv)? {
@@ -98,32 +105,82 @@ pub fn csv(inv: &invoices::Invoice) -> String {
         "output_tokens",
         "amount_usd",
     ]);
-    for line in inv.line_items.as_array().into_iter().flatten() {
-        let description = line["model"]
-            .as_str()
-            .or_else(|| line["description"].as_str())
-            .unwrap_or("");
-        let fields = [
-            inv.period.clone(),
-            line["kind"].as_str().unwrap_or("").to_string(),
-            description.to_string(),
-            line["requests"]
-                .as_i64()
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
-            line["input_tokens"]
-                .as_i64()
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
-            line["output_tokens"]
-                .as_i64()
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
-            crate::domain::usd(line["amount_micros"].as_i64().unwrap_or(0)),
-        ];
+    for line in &inv.line_items {
+        let amount = crate::domain::usd(line.amount_micros());
+        let fields = match line {
+            InvoiceLine::Plan { description, .. } => [
+                inv.period.clone(),
+                "plan".to_string(),
+                description.clone(),
+                String::new(),
+                String::new(),
+                String::new(),
+                amount,
+            ],
+            InvoiceLine::Usage {
+                model,
+                requests,
+                input_tokens,
+                output_tokens,
+                ..
+            } => [
+                inv.period.clone(),
+                "usage".to_string(),
+                model.clone(),
+                requests.to_string(),
+                input_tokens.to_string(),
+                output_tokens.to_string(),
+                amount,
+            ],
+        };
         out.record(&fields);
     }
     let total = crate::domain::usd(inv.total_micros);
     out.record(&[inv.period.as_str(), "total", "", "", "", "", total.as_str()]);
     out.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invoice_lists_its_lines_as_csv_and_stores_them_with_the_same_keys() {
+        let inv = invoices::Invoice {
+            id: "i1".into(),
+            period: "2026-11".into(),
+            currency: "USD".into(),
+            subtotal_micros: 20_000_150,
+            total_micros: 20_000_150,
+            line_items: vec![
+                InvoiceLine::Plan {
+                    description: "Team plan".into(),
+                    amount_micros: 20_000_000,
+                },
+                InvoiceLine::Usage {
+                    model: "gpt-4o-mini".into(),
+                    requests: 3,
+                    input_tokens: 1000,
+                    output_tokens: 0,
+                    amount_micros: 150,
+                },
+            ],
+            issued_at: "2026-12-01T00:00:00Z".into(),
+        };
+        assert_eq!(
+            csv(&inv),
+            "period,kind,description,requests,input_tokens,output_tokens,amount_usd\r\n\
+             2026-11,plan,Team plan,,,,20.000000\r\n\
+             2026-11,usage,gpt-4o-mini,3,1000,0,0.000150\r\n\
+             2026-11,total,,,,,20.000150\r\n"
+        );
+        let shown = serde_json::to_value(&inv).unwrap_or_default();
+        assert_eq!(
+            shown["line_items"][1].to_string(),
+            r#"{"amount_micros":150,"input_tokens":1000,"kind":"usage","model":"gpt-4o-mini","output_tokens":0,"requests":3}"#
+        );
+        let read: Vec<InvoiceLine> =
+            serde_json::from_value(shown["line_items"].clone()).unwrap_or_default();
+        assert_eq!(read, inv.line_items);
+    }
 }

@@ -1,5 +1,6 @@
 //! LLM providers and keys: the organization's providers and policy, members' own keys,
 //! and which key a call would use (user → organization → environment).
+use super::outbound::{self, TargetPolicy};
 use crate::domain::Permission;
 use std::collections::BTreeMap;
 
@@ -224,6 +225,7 @@ pub struct ProviderInput {
 pub async fn put_provider(
     db: &Db,
     keyring: &Keyring,
+    targets: TargetPolicy,
     ctx: &OrgContext,
     actor: &Actor,
     provider: &str,
@@ -248,6 +250,11 @@ pub async fn put_provider(
         Some(None) => Some(None),
         None => None,
     };
+    if let Some(Some(url)) = &base_url
+        && let Err(e) = outbound::check_saved(url, targets, "base_url").await
+    {
+        errors.push(e);
+    }
     let Some(provider) = provider.filter(|_| errors.is_empty()) else {
         return Err(AppError::invalid(errors));
     };
@@ -469,15 +476,22 @@ fn user_keys_disabled() -> AppError {
     }
 }
 
+/// A personal key as entered: the key, and the base URL when it is not the provider's.
+pub struct MyKey<'a> {
+    pub api_key: &'a str,
+    pub base_url: Option<&'a str>,
+}
+
 pub async fn put_my_key(
     db: &Db,
     keyring: &Keyring,
+    targets: TargetPolicy,
     ctx: &OrgContext,
     actor: &Actor,
     provider: &str,
-    api_key: &str,
-    base_url: Option<&str>,
+    key: MyKey<'_>,
 ) -> Result<ProviderView> {
+    let MyKey { api_key, base_url } = key;
     require(ctx, Permission::LlmUse)?;
     let mut errors = Vec::new();
     let provider = provider_name(provider).map_err(|e| errors.push(e)).ok();
@@ -488,6 +502,11 @@ pub async fn put_my_key(
         .map_err(|e| errors.push(e))
         .ok()
         .flatten();
+    if let Some(url) = &base_url
+        && let Err(e) = outbound::check_saved(url, targets, "base_url").await
+    {
+        errors.push(e);
+    }
     let (Some(provider), Some(key), true) = (provider, key, errors.is_empty()) else {
         return Err(AppError::invalid(errors));
     };

@@ -11,12 +11,15 @@ pub mod llm;
 pub mod llm_probe;
 pub mod mail;
 pub mod members;
+pub mod metering;
 pub mod notifications;
 pub mod orgs;
+pub mod outbound;
 pub mod quota;
 pub mod resources;
 pub mod teams;
 pub mod throttle;
+pub mod upstream;
 pub mod webhooks;
 
 use crate::db::OrgContext;

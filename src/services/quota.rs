@@ -1,106 +1,19 @@
-//! Quotas and rate limits of the gateway, and the usage report.
-//!
-//! Admission reserves an estimate of the call's cost before it goes upstream; metering
-//! commits the real cost, and then, in one step under the organization's ledger lock, the
-//! ledger adds the real cost to its committed use and drops the reservation. A call is
-//! admitted while committed use plus open reservations is below the limit, so concurrent
-//! calls at the edge of a quota overspend by at most one call's reservation, and a call is
-//! never counted zero times nor (in steady state) twice. The committed use is read from
-//! the database once per organization, member and period; after that the ledger keeps it.
+//! Quotas: the settings (limits, billing anchor, alerts, webhook), the credit limit that
+//! applies to an organization, and the usage report. Admission against these limits is
+//! `metering::admission`.
 use crate::domain::Permission;
-use std::collections::HashMap;
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
 
-use governor::{DefaultDirectRateLimiter, Quota as Rate, RateLimiter};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::gateway::{Refusal, Tokens, cost};
 use super::{Actor, fresh_context, require};
 use crate::db::repo::{audit, plans, quotas, usage};
 use crate::db::{Conn, Db, OrgContext};
 use crate::domain::period::{Period, period_at, period_named};
-use crate::domain::{Invalid, OrgId, UserId, now_str};
+use crate::domain::{Invalid, now_str};
 use crate::error::AppError;
 
 type Result<T> = std::result::Result<T, AppError>;
-
-#[derive(Default, Clone, Copy)]
-struct Account {
-    loaded: bool,
-    used_credits: i64,
-    used_requests: i64,
-    reserved_credits: i64,
-    reserved_requests: i64,
-}
-
-#[derive(Default)]
-struct Ledger {
-    period: String,
-    org: Account,
-    members: HashMap<UserId, Account>,
-}
-
-struct Limiters {
-    rpm: Option<(i64, DefaultDirectRateLimiter)>,
-    tpm: Option<(i64, DefaultDirectRateLimiter)>,
-}
-
-/// Open reservations and rate limiters, per organization, in memory.
-#[derive(Default)]
-pub struct Gate {
-    ledgers: Mutex<HashMap<OrgId, Arc<Mutex<Ledger>>>>,
-    limiters: Mutex<HashMap<OrgId, Arc<Mutex<Limiters>>>>,
-}
-
-/// What a call is expected to cost, reserved until its usage is committed.
-pub struct Reservation {
-    ledger: Arc<Mutex<Ledger>>,
-    period: String,
-    user: UserId,
-    credits: i64,
-    settled: bool,
-}
-
-impl Reservation {
-    /// The call's usage is committed: its real cost becomes committed use and the
-    /// reservation ends, in one step.
-    pub fn settle(mut self, cost_micros: i64) {
-        self.release(Some(cost_micros));
-        self.settled = true;
-    }
-
-    fn release(&self, committed: Option<i64>) {
-        let mut l = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-        if l.period != self.period {
-            return;
-        }
-        let apply = |a: &mut Account| {
-            a.reserved_credits -= self.credits;
-            a.reserved_requests -= 1;
-            if let Some(c) = committed
-                && a.loaded
-            {
-                a.used_credits += c;
-                a.used_requests += 1;
-            }
-        };
-        apply(&mut l.org);
-        if let Some(m) = l.members.get_mut(&self.user) {
-            apply(m);
-        }
-    }
-}
-
-impl Drop for Reservation {
-    /// Not settled: the call was refused or its usage could not be written.
-    fn drop(&mut self) {
-        if !self.settled {
-            self.release(None);
-        }
-    }
-}
 
 /// The organization's monthly credit limit in micro-USD: its own quota when one is set,
 /// otherwise its plan's. The gateway, the alerts, the usage page, the org home and
@@ -142,281 +55,6 @@ pub fn current_period(
     let q = quotas::get(c, ctx)?;
     let p = period_at(at, q.billing_anchor_day);
     Ok((q, p))
-}
-
-fn exhausted(message: String) -> Refusal {
-    Refusal {
-        status: 429,
-        kind: "insufficient_quota",
-        code: "insufficient_quota",
-        message,
-        retry_after_secs: None,
-    }
-}
-
-fn rate_limited(message: String, retry_after_secs: u64) -> Refusal {
-    Refusal {
-        status: 429,
-        kind: "rate_limit_error",
-        code: "rate_limit_exceeded",
-        message,
-        retry_after_secs: Some(retry_after_secs.max(1)),
-    }
-}
-
-fn per_minute(n: i64) -> Option<DefaultDirectRateLimiter> {
-    let n = NonZeroU32::new(u32::try_from(n).ok()?)?;
-    Some(RateLimiter::direct(Rate::per_minute(n)))
-}
-
-impl Gate {
-    fn ledger(&self, org: OrgId) -> Arc<Mutex<Ledger>> {
-        let mut all = self.ledgers.lock().unwrap_or_else(|e| e.into_inner());
-        all.entry(org).or_default().clone()
-    }
-
-    fn limiters(&self, org: OrgId) -> Arc<Mutex<Limiters>> {
-        let mut all = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
-        all.entry(org)
-            .or_insert_with(|| {
-                Arc::new(Mutex::new(Limiters {
-                    rpm: None,
-                    tpm: None,
-                }))
-            })
-            .clone()
-    }
-
-    /// Checks every limit that applies to the caller and reserves the estimate; the
-    /// refusal names the limit that was hit.
-    pub fn admit(
-        &self,
-        db: &Db,
-        ctx: &OrgContext,
-        limits: &super::gateway::Limits,
-        estimate: Tokens,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> std::result::Result<Reservation, Refusal> {
-        let ledger = self.ledger(ctx.org_id());
-        let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
-        let q = &limits.quota;
-        let (credit_limit, price) = (limits.credit_limit, limits.price);
-        let period = period_at(at, q.billing_anchor_day);
-        if l.period != period.label {
-            // A new period: reservations of the old one are settled against the old one.
-            *l = Ledger {
-                period: period.label.clone(),
-                ..Ledger::default()
-            };
-        }
-        // Committed use, read once under the lock; from then on the ledger keeps it.
-        let user = ctx.user_id();
-        let member_loaded = l.members.get(&user).is_some_and(|m| m.loaded);
-        if !l.org.loaded || !member_loaded {
-            let (org_used, member_used) = db.lookup(|tx| {
-                Ok::<_, AppError>((
-                    usage::totals(tx, ctx, &period.label)?,
-                    usage::member_totals(tx, ctx, user, &period.label)?,
-                ))
-            })?;
-            if !l.org.loaded {
-                l.org.loaded = true;
-                l.org.used_credits = org_used.cost_micros;
-                l.org.used_requests = org_used.requests;
-            }
-            let m = l.members.entry(user).or_default();
-            if !m.loaded {
-                m.loaded = true;
-                m.used_credits = member_used.cost_micros;
-                m.used_requests = member_used.requests;
-            }
-        }
-        let reserve = cost(price, estimate);
-        let org = l.org;
-        if let Some(limit) = credit_limit
-            && org.used_credits + org.reserved_credits >= limit
-        {
-            return Err(exhausted(format!(
-                "the organization's monthly AI credits are used up ({} of {} micro-USD in {})",
-                org.used_credits, limit, period.label
-            )));
-        }
-        if let Some(limit) = q.monthly_requests
-            && org.used_requests + org.reserved_requests >= limit
-        {
-            return Err(exhausted(format!(
-                "the organization's monthly requests are used up ({} of {} in {})",
-                org.used_requests, limit, period.label
-            )));
-        }
-        let mine = l.members.get(&user).copied().unwrap_or_default();
-        if let Some(limit) = q.member_monthly_credits_micros
-            && mine.used_credits + mine.reserved_credits >= limit
-        {
-            return Err(exhausted(format!(
-                "your monthly AI credits in this organization are used up ({} of {} micro-USD in {})",
-                mine.used_credits, limit, period.label
-            )));
-        }
-        l.org.reserved_credits += reserve;
-        l.org.reserved_requests += 1;
-        if let Some(m) = l.members.get_mut(&user) {
-            m.reserved_credits += reserve;
-            m.reserved_requests += 1;
-        }
-        drop(l);
-        let reservation = Reservation {
-            ledger,
-            period: period.label,
-            user,
-            credits: reserve,
-            settled: false,
-        };
-        // Rate limits after the quota, so that a refused call spends no rate.
-        self.check_rates(ctx.org_id(), q, estimate)?;
-        Ok(reservation)
-    }
-
-    fn check_rates(
-        &self,
-        org: OrgId,
-        q: &quotas::Quota,
-        estimate: Tokens,
-    ) -> std::result::Result<(), Refusal> {
-        let limiters = self.limiters(org);
-        let mut lim = limiters.lock().unwrap_or_else(|e| e.into_inner());
-        if lim.rpm.as_ref().map(|(n, _)| *n) != q.rate_limit_rpm {
-            lim.rpm = q.rate_limit_rpm.and_then(|n| per_minute(n).map(|l| (n, l)));
-        }
-        if lim.tpm.as_ref().map(|(n, _)| *n) != q.rate_limit_tpm {
-            lim.tpm = q.rate_limit_tpm.and_then(|n| per_minute(n).map(|l| (n, l)));
-        }
-        // Each limiter's own clock: making a new one calibrates it (CPUID), which cost more
-        // than the rest of the admission when it was done per call.
-        if let Some((n, l)) = &lim.rpm
-            && let Err(not_until) = l.check()
-        {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(l.clock()));
-            return Err(rate_limited(
-                format!("the organization's limit of {n} requests per minute is reached"),
-                wait.as_secs_f64().ceil() as u64,
-            ));
-        }
-        if let Some((n, l)) = &lim.tpm {
-            let tokens = (estimate.input + estimate.output).clamp(1, i64::from(u32::MAX));
-            let want = NonZeroU32::new(tokens as u32).unwrap_or(NonZeroU32::MIN);
-            match l.check_n(want) {
-                Ok(Ok(())) => {}
-                Ok(Err(not_until)) => {
-                    let wait = not_until.wait_time_from(governor::clock::Clock::now(l.clock()));
-                    return Err(rate_limited(
-                        format!("the organization's limit of {n} tokens per minute is reached"),
-                        wait.as_secs_f64().ceil() as u64,
-                    ));
-                }
-                Err(_) => {
-                    return Err(rate_limited(
-                        format!(
-                            "this call (about {tokens} tokens) is larger than the organization's limit of {n} tokens per minute"
-                        ),
-                        60,
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// After usage was added (inside the same write job): every alert threshold the period's
-/// credit use has reached and that was not sent yet is sent now, once: an audit row
-/// `quota.alert` and a notification to each owner and admin. The single writer and the
-/// stored `alerts_sent` make that exactly once per period and threshold, also under
-/// concurrency and across restarts.
-pub(crate) fn check_alerts(
-    tx: &crate::db::WriteTx<'_>,
-    ctx: &OrgContext,
-    period: &str,
-    now: &str,
-) -> Result<Vec<u8>> {
-    let q = quotas::get(tx, ctx)?;
-    let plan = plans::for_org(tx, ctx)?.and_then(|p| p.monthly_ai_credits_micros);
-    let Some(limit) = credit_limit(&q, plan).filter(|l| *l > 0) else {
-        return Ok(Vec::new());
-    };
-    let used = usage::totals(tx, ctx, period)?.cost_micros;
-    let mut sent = usage::alerts_sent(tx, ctx, period)?;
-    let due: Vec<u8> = q
-        .alert_thresholds
-        .iter()
-        .copied()
-        .filter(|t| !sent.contains(t) && used.saturating_mul(100) >= i64::from(*t) * limit)
-        .collect();
-    if due.is_empty() {
-        return Ok(due);
-    }
-    sent.extend(&due);
-    sent.sort_unstable();
-    usage::set_alerts_sent(tx, ctx, period, &sent)?;
-    let admins = crate::db::repo::notifications::owners_and_admins(tx, ctx)?;
-    for t in &due {
-        let details = json!({"period": period, "threshold": t, "used_micros": used,
-                             "limit_micros": limit, "percent": percent(used, limit)});
-        audit::append(
-            tx,
-            ctx,
-            &audit::Entry {
-                actor_id: None,
-                actor_email: None,
-                action: "quota.alert",
-                resource_type: "quota",
-                resource_id: None,
-                ip: None,
-                user_agent: None,
-                details: details.clone(),
-            },
-            now,
-        )?;
-        let title = format!("AI credits at {t}% for {period}");
-        let body = format!(
-            "{} has used {used} of {limit} micro-USD of its monthly AI credits ({}%).",
-            ctx.org().name,
-            percent(used, limit)
-        );
-        if let Some(url) = &q.webhook_url {
-            let payload = json!({
-                "event": "quota.alert",
-                "organization": {"id": ctx.org_id(), "slug": ctx.org().slug},
-                "period": period, "threshold": t, "used_micros": used,
-                "limit_micros": limit, "percent": percent(used, limit), "at": now,
-            });
-            crate::db::repo::webhooks::enqueue(
-                tx,
-                ctx,
-                &crate::domain::new_id().to_string(),
-                "quota.alert",
-                url,
-                &payload.to_string(),
-                now,
-            )?;
-        }
-        for user in &admins {
-            crate::db::repo::notifications::insert(
-                tx,
-                ctx,
-                *user,
-                &crate::db::repo::notifications::New {
-                    id: &crate::domain::new_id().to_string(),
-                    kind: "quota.alert",
-                    title: &title,
-                    body: &body,
-                    details: &details,
-                    now,
-                },
-            )?;
-        }
-    }
-    Ok(due)
 }
 
 /// Quota settings as the API shows and takes them.
@@ -472,6 +110,7 @@ fn view(q: &quotas::Quota, plan: Option<i64>) -> QuotaView {
 pub async fn patch(
     db: &Db,
     keyring: &crate::crypto::Keyring,
+    targets: super::outbound::TargetPolicy,
     ctx: &OrgContext,
     actor: &Actor,
     input: QuotaInput,
@@ -521,6 +160,8 @@ pub async fn patch(
                 "webhook_url",
                 "Enter an address that starts with http:// or https://.",
             ));
+        } else if let Err(e) = super::outbound::check_saved(url, targets, "webhook_url").await {
+            errors.push(e);
         }
     }
     if let Some(Some(secret)) = &input.webhook_secret
@@ -593,17 +234,46 @@ pub async fn patch(
     .await
 }
 
+/// The limits a quota can set, named on the wire as `org_credits`, `org_requests`,
+/// `member_credits`, `rate_rpm` and `rate_tpm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// The organization's monthly AI credits.
+    OrgCredits,
+    /// The organization's monthly requests.
+    OrgRequests,
+    /// Each member's monthly AI credits in the organization.
+    MemberCredits,
+    /// Requests per minute for the whole organization.
+    RateRpm,
+    /// Tokens per minute for the whole organization.
+    RateTpm,
+}
+
+impl LimitKind {
+    /// The name on the wire (and in page element ids).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::OrgCredits => "org_credits",
+            LimitKind::OrgRequests => "org_requests",
+            LimitKind::MemberCredits => "member_credits",
+            LimitKind::RateRpm => "rate_rpm",
+            LimitKind::RateTpm => "rate_tpm",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Limit {
-    /// `org_credits`, `org_requests`, `member_credits`, `rate_rpm`, `rate_tpm`.
-    pub name: &'static str,
+    pub name: LimitKind,
     pub description: String,
     pub used: Option<i64>,
     pub limit: i64,
     pub percent: Option<f64>,
 }
 
-fn percent(used: i64, limit: i64) -> f64 {
+pub(crate) fn percent(used: i64, limit: i64) -> f64 {
     if limit <= 0 {
         return 100.0;
     }
@@ -695,7 +365,7 @@ pub async fn report(
         let mut limits = Vec::new();
         if let Some(l) = credit_limit {
             limits.push(Limit {
-                name: "org_credits",
+                name: LimitKind::OrgCredits,
                 description: "the organization's monthly AI credits (micro-USD)".into(),
                 used: Some(totals.cost_micros),
                 limit: l,
@@ -704,7 +374,7 @@ pub async fn report(
         }
         if let Some(l) = q.monthly_requests {
             limits.push(Limit {
-                name: "org_requests",
+                name: LimitKind::OrgRequests,
                 description: "the organization's monthly requests".into(),
                 used: Some(totals.requests),
                 limit: l,
@@ -713,7 +383,7 @@ pub async fn report(
         }
         if let Some(l) = q.member_monthly_credits_micros {
             limits.push(Limit {
-                name: "member_credits",
+                name: LimitKind::MemberCredits,
                 description: "your monthly AI credits in this organization (micro-USD)".into(),
                 used: Some(mine.cost_micros),
                 limit: l,
@@ -722,7 +392,7 @@ pub async fn report(
         }
         if let Some(l) = q.rate_limit_rpm {
             limits.push(Limit {
-                name: "rate_rpm",
+                name: LimitKind::RateRpm,
                 description: "requests per minute, for the whole organization".into(),
                 used: None,
                 limit: l,
@@ -731,7 +401,7 @@ pub async fn report(
         }
         if let Some(l) = q.rate_limit_tpm {
             limits.push(Limit {
-                name: "rate_tpm",
+                name: LimitKind::RateTpm,
                 description: "tokens per minute, for the whole organization".into(),
                 used: None,
                 limit: l,
@@ -770,20 +440,6 @@ pub async fn settings(db: &Db, ctx: &OrgContext) -> Result<QuotaView> {
         Ok(view(&q, plan))
     })
     .await
-}
-
-/// Tokens to reserve for a call: the prompt estimate and the output the client allows.
-pub fn estimate(prompt_chars: usize, body: &serde_json::Map<String, Value>) -> Tokens {
-    let output = body
-        .get("max_completion_tokens")
-        .or_else(|| body.get("max_tokens"))
-        .and_then(Value::as_i64)
-        .unwrap_or(1024)
-        .clamp(0, 1_000_000);
-    Tokens {
-        input: prompt_chars.div_ceil(4) as i64,
-        output,
-    }
 }
 
 /// The organization's webhook deliveries and their status, newest first.

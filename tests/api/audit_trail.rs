@@ -984,14 +984,14 @@ fn every_audit_action_the_code_writes_is_in_the_vocabulary_the_openapi_document_
         .map(|p| p.to_string())
         .collect();
     let mut written = BTreeSet::new();
-    // Services are files, or folders of files (`services/resources/`).
+    // Services may be folders of files (`services/metering/`).
     let mut files = Vec::new();
-    let mut folders = vec![root.join("src/services")];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(folder).unwrap() {
+    let mut dirs = vec![root.join("src/services")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
-                folders.push(path);
+                dirs.push(path);
             } else {
                 files.push(path);
             }

@@ -21,6 +21,7 @@ mod org_admin;
 mod org_fixture;
 mod org_isolation;
 mod orgs;
+mod outbound_targets;
 mod owner_race;
 mod pages;
 mod panics;

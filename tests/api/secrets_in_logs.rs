@@ -21,7 +21,13 @@ async fn no_key_or_token_appears_in_the_servers_log() {
     let data = dir.path().join("data");
     let bin = env!("CARGO_BIN_EXE_xagent");
     let mut server = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--allow-private-targets",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&data)
         .env("XAGENT_LOG", "debug")
         .env("XAGENT_OPENAI_API_KEY", ENV_KEY)

@@ -384,6 +384,137 @@ async fn provider_policy_invite_settings_and_quota_forms_report_every_bad_field_
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_edit_message_upload_and_audit_filter_forms_report_every_bad_field_under_its_own_input()
+ {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let app = TestApp::spawn().await;
+    let ada = app.create_user(ADA_EMAIL, ADA_NAME).await;
+    let api = app.login(ADA_EMAIL).await;
+    let org = api
+        .post(
+            "/api/v1/orgs",
+            json!({"name": "Analytical Engines", "slug": "engines"}),
+        )
+        .await;
+    assert_eq!(org.status, StatusCode::CREATED, "{}", org.text);
+    let org_id = org.body["id"].as_str().unwrap().to_string();
+    let flow = api
+        .post(
+            &format!("/api/v1/orgs/{org_id}/workflows"),
+            json!({"name": "Nightly", "steps": []}),
+        )
+        .await;
+    assert_eq!(flow.status, StatusCode::CREATED, "{}", flow.text);
+    let flow_id = flow.body["id"].as_str().unwrap().to_string();
+    let chat = api
+        .post(
+            &format!("/api/v1/orgs/{org_id}/conversations"),
+            json!({"name": "Standup"}),
+        )
+        .await;
+    assert_eq!(chat.status, StatusCode::CREATED, "{}", chat.text);
+    let chat_id = chat.body["id"].as_str().unwrap().to_string();
+    let b = Browser::launch(&app).await;
+    b.sign_in(&ada).await;
+    let long = "x".repeat(1001);
+
+    // A team without a name and with a description over the limit.
+    b.goto("/o/engines/teams").await;
+    b.wait_for("#new-team").await;
+    without_browser_checks(&b, "#new-team").await;
+    b.client
+        .execute(
+            "const d = document.getElementById('team-description'); \
+             d.removeAttribute('maxlength'); d.value = arguments[0];",
+            vec![json!(long)],
+        )
+        .await
+        .unwrap();
+    click(&b, "#create-team").await;
+    b.wait_for("#team-name[aria-invalid='true']").await;
+    assert_error_under(&b, "team-name", "Enter a name").await;
+    let d = assert_error_under(&b, "team-description", "1000 characters").await;
+    assert_eq!(d.value, long, "the typed description is kept");
+    assert_eq!(errors_in(&b, "#new-team").await, (2, 0));
+
+    // Editing a workflow: the name emptied and the steps broken, both reported.
+    b.goto(&format!("/o/engines/workflows/{flow_id}")).await;
+    b.wait_for("#edit-resource").await;
+    without_browser_checks(&b, "#edit-resource").await;
+    b.wait_for("#resource-name").await.clear().await.unwrap();
+    set_value(&b, "resource-steps", "[{").await;
+    click(&b, "#save-resource").await;
+    b.wait_for("#resource-name[aria-invalid='true']").await;
+    assert_error_under(&b, "resource-name", "Enter a name").await;
+    let steps = assert_error_under(&b, "resource-steps", "not valid JSON").await;
+    assert_eq!(steps.value, "[{", "the typed steps are kept");
+    assert_eq!(errors_in(&b, "#edit-resource").await, (2, 0));
+
+    // A message with an unknown role and no text.
+    b.goto(&format!("/o/engines/conversations/{chat_id}")).await;
+    b.wait_for("#add-message").await;
+    without_browser_checks(&b, "#add-message").await;
+    b.client
+        .execute(
+            "const s = document.getElementById('message-role'); \
+             s.add(new Option('narrator', 'narrator')); s.value = 'narrator';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    click(&b, "#add-message-btn").await;
+    b.wait_for("#message-content[aria-invalid='true']").await;
+    assert_error_under(&b, "message-role", "Choose system, user").await;
+    assert_error_under(&b, "message-content", "Write a message").await;
+    assert_eq!(errors_in(&b, "#add-message").await, (2, 0));
+
+    // An upload without a file, with a description over the limit.
+    b.goto("/o/engines/documents").await;
+    click(&b, "details.new-resource > summary").await;
+    without_browser_checks(&b, "#new-resource").await;
+    let long = "y".repeat(5001);
+    b.client
+        .execute(
+            "const d = document.getElementById('resource-description'); \
+             d.removeAttribute('maxlength'); d.value = arguments[0];",
+            vec![json!(long)],
+        )
+        .await
+        .unwrap();
+    b.type_into("#resource-name", "Handbook").await;
+    click(&b, "#create-resource").await;
+    b.wait_for("#resource-file[aria-invalid='true']").await;
+    assert_error_under(&b, "resource-file", "Choose a file").await;
+    let d = assert_error_under(&b, "resource-description", "5000 characters").await;
+    assert_eq!(d.value, long);
+    assert_eq!(assert_no_error(&b, "resource-name").await.value, "Handbook");
+    assert_eq!(errors_in(&b, "#new-resource").await, (2, 0));
+
+    // The audit filter: an action that does not exist and a date that is not one.
+    b.goto("/o/engines/audit").await;
+    b.wait_for("#audit-filter").await;
+    without_browser_checks(&b, "#audit-filter").await;
+    b.type_into("#audit-action", "member.hugged").await;
+    b.client
+        .execute(
+            "const d = document.getElementById('audit-since'); d.type = 'text'; d.value = 'soon';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    click(&b, "#audit-apply").await;
+    b.wait_for("#audit-action[aria-invalid='true']").await;
+    let action = assert_error_under(&b, "audit-action", "no audit action").await;
+    assert_eq!(action.value, "member.hugged");
+    assert_error_under(&b, "audit-since", "date").await;
+    assert_no_error(&b, "audit-until").await;
+    assert_eq!(errors_in(&b, "#audit-filter").await, (2, 0));
+
+    b.close().await;
+    app.stop().await;
+}
+
 #[test]
 fn field_names_in_messages_are_recognised() {
     assert_eq!(

@@ -35,6 +35,8 @@ impl TestApp {
         let mut config = Config::new(dir.path().join("data"));
         config.listen = "127.0.0.1:0".parse().expect("addr");
         config.log = "warn".into();
+        // The local upstreams and webhook receivers of the tests listen on 127.0.0.1.
+        config.targets = xagent::services::outbound::TargetPolicy::AllowPrivate;
         tweak(&mut config);
         let app = Application::build(config).await.expect("app builds");
         let base = app.base_url().to_string();

@@ -465,7 +465,7 @@ pub fn purge_anchor(
         "SELECT details FROM organization_audit_logs
          WHERE organization_id = ?1 AND action = 'audit.purged' ORDER BY seq DESC LIMIT 1",
         &[],
-        |r| super::json_at(r, 0),
+        |r| super::json_at::<serde_json::Value>(r, 0),
     )?;
     Ok(rows.into_iter().next().and_then(|d| {
         Some((

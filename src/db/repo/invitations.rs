@@ -2,7 +2,7 @@
 use rusqlite::{Row, params};
 use serde::Serialize;
 
-use super::{opt_uuid_at, uuid_at};
+use super::{opt_uuid_at, uuid_at, word_at};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 use crate::domain::{OrgId, Role, UserId};
 
@@ -32,12 +32,11 @@ impl Invitation {
 const COLUMNS: &str = "id, organization_id, email, role, invited_by, created_at, expires_at, accepted_at, cancelled_at";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Invitation> {
-    let role: String = r.get(3)?;
     Ok(Invitation {
         id: r.get(0)?,
         organization_id: OrgId::from_uuid(uuid_at(r, 1)?),
         email: r.get(2)?,
-        role: Role::parse(&role).unwrap_or(Role::Guest),
+        role: word_at(r, 3)?,
         invited_by: opt_uuid_at(r, 4)?.map(UserId::from_uuid),
         created_at: r.get(5)?,
         expires_at: r.get(6)?,

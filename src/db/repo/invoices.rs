@@ -1,6 +1,6 @@
 //! Invoices: one per organization and closed billing period.
 use rusqlite::params;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 
@@ -11,8 +11,49 @@ pub struct Invoice {
     pub currency: String,
     pub subtotal_micros: i64,
     pub total_micros: i64,
-    pub line_items: serde_json::Value,
+    #[serde(serialize_with = "keys_sorted")]
+    pub line_items: Vec<InvoiceLine>,
     pub issued_at: String,
+}
+
+/// One line of an invoice, stored in `line_items` as `{"kind": "plan" | "usage", ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InvoiceLine {
+    /// The plan's monthly price.
+    Plan {
+        description: String,
+        amount_micros: i64,
+    },
+    /// One model's calls in the period.
+    Usage {
+        model: String,
+        requests: i64,
+        input_tokens: i64,
+        output_tokens: i64,
+        amount_micros: i64,
+    },
+}
+
+impl InvoiceLine {
+    pub fn amount_micros(&self) -> i64 {
+        match self {
+            InvoiceLine::Plan { amount_micros, .. } | InvoiceLine::Usage { amount_micros, .. } => {
+                *amount_micros
+            }
+        }
+    }
+}
+
+/// The lines as JSON with each line's keys in alphabetical order, as invoices have always
+/// been stored and shown (a tagged enum would put `kind` first).
+fn lines_json(lines: &[InvoiceLine]) -> serde_json::Value {
+    // Serializing plain data into a `Value` cannot fail.
+    serde_json::to_value(lines).unwrap_or_default()
+}
+
+fn keys_sorted<S: serde::Serializer>(lines: &[InvoiceLine], s: S) -> Result<S::Ok, S::Error> {
+    lines_json(lines).serialize(s)
 }
 
 const COLUMNS: &str = "id, period, currency, subtotal_micros, total_micros, line_items, issued_at";
@@ -41,7 +82,7 @@ pub fn insert(tx: &WriteTx<'_>, ctx: &OrgContext, inv: &Invoice) -> Result<bool,
             inv.currency,
             inv.subtotal_micros,
             inv.total_micros,
-            inv.line_items.to_string(),
+            lines_json(&inv.line_items).to_string(),
             inv.issued_at
         ],
     )? > 0)

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use rusqlite::{Row, params};
 use serde::Serialize;
 
-use super::{json_at, uuid_at};
+use super::{json_at, uuid_at, word_at};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
-use crate::domain::{Role, UserId};
+use crate::domain::{MemberStatus, Role, UserId};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MemberUser {
@@ -21,7 +21,7 @@ pub struct Member {
     pub role: Role,
     /// The explicit overrides (`{"path": true|false}`), not the effective set.
     pub permissions: BTreeMap<String, bool>,
-    pub status: String,
+    pub status: MemberStatus,
     pub joined_at: String,
     pub last_active_at: Option<String>,
 }
@@ -30,7 +30,6 @@ const COLUMNS: &str =
     "u.id, u.email, u.name, m.role, m.permissions, m.status, m.joined_at, m.last_active_at";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Member> {
-    let role: String = r.get(3)?;
     let perms = json_at(r, 4)?;
     Ok(Member {
         user: MemberUser {
@@ -38,9 +37,9 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Member> {
             email: r.get(1)?,
             name: r.get(2)?,
         },
-        role: Role::parse(&role).unwrap_or(Role::Guest),
+        role: word_at(r, 3)?,
         permissions: serde_json::from_value(perms).unwrap_or_default(),
-        status: r.get(5)?,
+        status: word_at(r, 5)?,
         joined_at: r.get(6)?,
         last_active_at: r.get(7)?,
     })

@@ -2,9 +2,9 @@
 use rusqlite::{Row, params};
 use serde::Serialize;
 
-use super::{json_at, uuid_at};
+use super::{json_at, uuid_at, word_at};
 use crate::db::{Conn, DbError, WriteTx};
-use crate::domain::{OrgId, OrgKind, OrgName, Role, Slug, UserId};
+use crate::domain::{OrgId, OrgKind, OrgName, OrgStatus, Role, Slug, UserId};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Org {
@@ -14,7 +14,7 @@ pub struct Org {
     pub kind: OrgKind,
     pub plan: String,
     pub settings: serde_json::Value,
-    pub status: String,
+    pub status: OrgStatus,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -23,15 +23,14 @@ pub(crate) const ORG_COLUMNS: &str =
     "o.id, o.name, o.slug, o.kind, o.plan, o.settings, o.status, o.created_at, o.updated_at";
 
 pub(crate) fn org_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Org> {
-    let kind: String = r.get(at + 3)?;
     Ok(Org {
         id: OrgId::from_uuid(uuid_at(r, at)?),
         name: r.get(at + 1)?,
         slug: r.get(at + 2)?,
-        kind: OrgKind::parse(&kind).unwrap_or(OrgKind::Team),
+        kind: word_at(r, at + 3)?,
         plan: r.get(at + 4)?,
         settings: json_at(r, at + 5)?,
-        status: r.get(at + 6)?,
+        status: word_at(r, at + 6)?,
         created_at: r.get(at + 7)?,
         updated_at: r.get(at + 8)?,
     })

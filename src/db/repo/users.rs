@@ -2,9 +2,9 @@
 use rusqlite::{Row, params};
 use serde::Serialize;
 
-use super::{opt_uuid_at, uuid_at};
+use super::{opt_uuid_at, uuid_at, word_at};
 use crate::db::{Conn, DbError, WriteTx};
-use crate::domain::{Email, OrgId, PersonName, UserId};
+use crate::domain::{Email, OrgId, PersonName, UserId, UserStatus};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct User {
@@ -12,7 +12,7 @@ pub struct User {
     pub email: String,
     pub name: String,
     pub is_superuser: bool,
-    pub status: String,
+    pub status: UserStatus,
     pub created_at: String,
     #[serde(skip)]
     pub current_organization_id: Option<OrgId>,
@@ -28,7 +28,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(User, Option<String>)> {
             email: r.get(1)?,
             name: r.get(2)?,
             is_superuser: r.get(3)?,
-            status: r.get(4)?,
+            status: word_at(r, 4)?,
             created_at: r.get(5)?,
             current_organization_id: opt_uuid_at(r, 6)?.map(OrgId::from_uuid),
         },

@@ -69,6 +69,7 @@ async fn put_provider(
     let view = llm::put_provider(
         &s.db,
         &s.keyring,
+        s.config.targets,
         &ctx,
         &user.actor(),
         &provider,
@@ -182,11 +183,14 @@ async fn put_my_key(
     let view = llm::put_my_key(
         &s.db,
         &s.keyring,
+        s.config.targets,
         &ctx,
         &user.actor(),
         &provider,
-        &b.api_key,
-        b.base_url.as_deref(),
+        llm::MyKey {
+            api_key: &b.api_key,
+            base_url: b.base_url.as_deref(),
+        },
     )
     .await?;
     Ok(ok_typed(&view))

@@ -110,6 +110,7 @@ async fn update(
     let v = quota::patch(
         &s.db,
         &s.keyring,
+        s.config.targets,
         &ctx,
         &user.actor(),
         QuotaInput {

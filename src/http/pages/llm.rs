@@ -258,7 +258,16 @@ async fn save_provider(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let name = f.provider.trim().to_string();
-    let result = llm::put_provider(&s.db, &s.keyring, &ctx, &user.actor(), &name, f.input()).await;
+    let result = llm::put_provider(
+        &s.db,
+        &s.keyring,
+        s.config.targets,
+        &ctx,
+        &user.actor(),
+        &name,
+        f.input(),
+    )
+    .await;
     let e = match result {
         Ok(v) => {
             return Ok(see_other(&format!(
@@ -449,11 +458,14 @@ async fn save_my_key(
     let result = llm::put_my_key(
         &s.db,
         &s.keyring,
+        s.config.targets,
         &ctx,
         &user.actor(),
         f.provider.trim(),
-        &f.api_key,
-        base_url,
+        llm::MyKey {
+            api_key: &f.api_key,
+            base_url,
+        },
     )
     .await;
     let e = match result {

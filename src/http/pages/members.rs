@@ -100,7 +100,7 @@ fn member_row(ctx: &OrgContext, m: Member) -> MemberRow {
         name: m.user.name,
         email: m.user.email,
         role: m.role.to_string(),
-        status: m.status,
+        status: m.status.as_str(),
         joined: short_time(&m.joined_at),
         last_active: m
             .last_active_at
@@ -523,7 +523,7 @@ mod tests {
             name: name.into(),
             email: format!("{id}@example.com"),
             role: "member".into(),
-            status: "active".into(),
+            status: "active",
             joined: "2026-11-28 14:05 UTC".into(),
             last_active: "never".into(),
             is_self: false,

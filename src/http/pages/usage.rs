@@ -25,6 +25,7 @@ use crate::http::views::{
     FormErrors, InvoiceRow, NotificationRow, QuotaFields, UsageMeter, UsagePage, UsageRow,
     short_time,
 };
+use crate::services::quota::LimitKind;
 use crate::services::{invoices, notifications, quota};
 
 pub fn router() -> Router<AppState> {
@@ -57,11 +58,14 @@ fn limits_of(limits: &[quota::Limit]) -> (Vec<UsageMeter>, Vec<String>) {
         let (name, limit) = (l.name, l.limit);
         let Some(used) = l.used else {
             rates.push(match name {
-                "rate_tpm" => format!(
+                LimitKind::RateTpm => format!(
                     "{} tokens per minute, for the whole organization",
                     format::count(limit)
                 ),
-                _ => format!(
+                LimitKind::RateRpm
+                | LimitKind::OrgCredits
+                | LimitKind::OrgRequests
+                | LimitKind::MemberCredits => format!(
                     "{} requests per minute, for the whole organization",
                     format::count(limit)
                 ),
@@ -69,9 +73,11 @@ fn limits_of(limits: &[quota::Limit]) -> (Vec<UsageMeter>, Vec<String>) {
             continue;
         };
         let (label, show): (&str, fn(i64) -> String) = match name {
-            "org_credits" => ("The organization's AI credits", format::money),
-            "member_credits" => ("Your AI credits in this organization", format::money),
-            _ => ("The organization's requests", format::count),
+            LimitKind::OrgCredits => ("The organization's AI credits", format::money),
+            LimitKind::MemberCredits => ("Your AI credits in this organization", format::money),
+            LimitKind::OrgRequests | LimitKind::RateRpm | LimitKind::RateTpm => {
+                ("The organization's requests", format::count)
+            }
         };
         let percent = l.percent.unwrap_or(0.0);
         let level = if used >= limit {
@@ -82,7 +88,7 @@ fn limits_of(limits: &[quota::Limit]) -> (Vec<UsageMeter>, Vec<String>) {
             "ok"
         };
         meters.push(UsageMeter {
-            id: format!("limit-{}", name.replace('_', "-")),
+            id: format!("limit-{}", name.as_str().replace('_', "-")),
             label: label.to_string(),
             used,
             max: Some(limit),
@@ -410,7 +416,16 @@ async fn save_quota(
     CsrfForm(user, f): CsrfForm<QuotaForm>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let Err(e) = quota::patch(&s.db, &s.keyring, &ctx, &user.actor(), quota_input(&f)).await else {
+    let Err(e) = quota::patch(
+        &s.db,
+        &s.keyring,
+        s.config.targets,
+        &ctx,
+        &user.actor(),
+        quota_input(&f),
+    )
+    .await
+    else {
         return Ok(see_other(&format!("{}?saved=1", usage_url(&ctx))));
     };
     let fields = [
@@ -476,11 +491,16 @@ mod tests {
             percent,
         };
         let limits = [
-            limit("org_credits", Some(900_000), 1_000_000, Some(90.0)),
-            limit("member_credits", Some(2_000_000), 1_000_000, Some(200.0)),
-            limit("org_requests", Some(3), 100, Some(3.0)),
-            limit("rate_rpm", None, 60, None),
-            limit("rate_tpm", None, 10000, None),
+            limit(LimitKind::OrgCredits, Some(900_000), 1_000_000, Some(90.0)),
+            limit(
+                LimitKind::MemberCredits,
+                Some(2_000_000),
+                1_000_000,
+                Some(200.0),
+            ),
+            limit(LimitKind::OrgRequests, Some(3), 100, Some(3.0)),
+            limit(LimitKind::RateRpm, None, 60, None),
+            limit(LimitKind::RateTpm, None, 10000, None),
         ];
         let (meters, rates) = limits_of(&limits);
         assert_eq!(meters.len(), 3);
