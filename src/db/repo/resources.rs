@@ -159,9 +159,9 @@ fn sql_value(cell: Cell) -> SqlValue {
 }
 
 /// The rules of the read predicate of ARCHITECTURE §4 that depend on the row, as SQL over
-/// resource alias `a` for the reader `user` (a parameter or a column). The list and lookup
-/// queries combine them with the reader's flags; the access explanation evaluates each one
-/// for every member, so both answer from the same text.
+/// resource alias `a` for the reader `user` (a parameter or a column). The predicate is
+/// made of them, and the access explanation evaluates each one for every member, so a
+/// reason and the verdict come from the same text.
 mod rules {
     /// The reader owns the resource.
     pub fn owner(user: &str) -> String {
@@ -193,36 +193,55 @@ mod rules {
     }
 }
 
-/// The read predicate for resource alias `a` of type `kind`, with parameters ?1 =
-/// organization, ?2 = user, ?3 = 1 when the user holds `<type>.manage`, ?4 = 1 when the
-/// user is not a guest.
-fn visibility_predicate(kind: ResourceKind) -> String {
+/// Who the read predicate is evaluated for, as SQL: the reader's id and the two flags that
+/// depend on the reader alone.
+struct Reader<'a> {
+    user: &'a str,
+    /// True when the reader holds `<type>.manage`.
+    manage: &'a str,
+    /// True when the reader's role is not guest.
+    not_guest: &'a str,
+}
+
+/// A reader's own queries: ?2 = user, ?3 = 1 when the user holds `<type>.manage`, ?4 = 1
+/// when the user is not a guest (see `read_flags`).
+const THE_CALLER: Reader<'static> = Reader {
+    user: "?2",
+    manage: "?3 = 1",
+    not_guest: "?4 = 1",
+};
+
+/// The read predicate for resource alias `a` of type `kind` (organization bound as ?1).
+fn visibility_predicate(kind: ResourceKind, reader: &Reader<'_>) -> String {
     format!(
         "a.organization_id = ?1 AND (
-            ?3 = 1
+            {manage}
             OR {owner}
-            OR (?4 = 1 AND {organization})
+            OR ({not_guest} AND {organization})
             OR EXISTS (
                 SELECT 1 FROM resource_shares s
                 WHERE {shares}
                   AND ({with_user}
                     OR {with_team})))",
-        owner = rules::owner("?2"),
+        manage = reader.manage,
+        not_guest = reader.not_guest,
+        owner = rules::owner(reader.user),
         organization = rules::ORGANIZATION_VISIBLE,
         shares = rules::shares_of(kind.share_type()),
-        with_user = rules::with_user("?2"),
-        with_team = rules::with_their_team("?2"),
+        with_user = rules::with_user(reader.user),
+        with_team = rules::with_their_team(reader.user),
     )
 }
 
-/// What each rule of the read predicate says about one active member and one resource.
-/// The flags that depend on the member alone (manage, guest) come from `permissions` and
-/// `role`, as `read_flags` computes them for a reader's own queries.
+/// What the read predicate says about one active member and one resource, rule by rule.
 #[derive(Debug, Clone)]
 pub struct ReaderFacts {
     pub user_id: UserId,
     pub role: Role,
     pub permissions: PermissionSet,
+    /// The predicate's verdict with `<type>.manage` left out: that permission comes from
+    /// the role and the overrides, which SQL does not resolve. `can_read` adds it.
+    pub readable_by_rules: bool,
     pub owner: bool,
     pub organization_visible: bool,
     pub shared_directly: bool,
@@ -230,8 +249,20 @@ pub struct ReaderFacts {
     pub via_teams: Vec<String>,
 }
 
-/// The read predicate's rules for every active member (or only `user`) and the resource,
-/// in one statement, members in the order they joined.
+impl ReaderFacts {
+    /// The `<type>.manage` flag the member's own queries bind.
+    pub fn manages(&self, kind: ResourceKind) -> bool {
+        self.permissions.contains(kind.manage_permission())
+    }
+
+    /// Whether the member's own queries find the resource.
+    pub fn can_read(&self, kind: ResourceKind) -> bool {
+        self.manages(kind) || self.readable_by_rules
+    }
+}
+
+/// The read predicate and its rules for every active member (or only `user`) and the
+/// resource, in one statement, members in the order they joined.
 pub fn reader_facts(
     c: &Conn<'_>,
     ctx: &OrgContext,
@@ -239,24 +270,32 @@ pub fn reader_facts(
     id: &str,
     only: Option<UserId>,
 ) -> Result<Vec<ReaderFacts>, DbError> {
+    let not_guest = format!("m.role <> '{}'", Role::Guest.as_str());
+    let member = Reader {
+        user: "m.user_id",
+        manage: "1 = 0",
+        not_guest: &not_guest,
+    };
     let shares = rules::shares_of(kind.share_type());
     let sql = format!(
         "SELECT m.user_id, m.role, m.permissions,
-                COALESCE({owner}, 0),
-                {organization},
-                EXISTS (SELECT 1 FROM resource_shares s WHERE {shares} AND {with_user}),
-                (SELECT json_group_array(COALESCE(t.name, s.principal_id) ORDER BY s.principal_id)
-                 FROM resource_shares s
-                 LEFT JOIN teams t ON t.organization_id = ?1 AND t.id = s.principal_id
-                 WHERE {shares} AND {with_team})
+                CASE WHEN {predicate} THEN 1 ELSE 0 END,
+                CASE WHEN {owner} THEN 1 ELSE 0 END,
+                CASE WHEN {organization} THEN 1 ELSE 0 END,
+                CASE WHEN EXISTS (SELECT 1 FROM resource_shares s WHERE {shares} AND {with_user})
+                     THEN 1 ELSE 0 END,
+                t.name, s.principal_id
          FROM organization_members m
          JOIN {table} a ON a.organization_id = ?1 AND a.id = ?2
+         LEFT JOIN resource_shares s ON {shares} AND {with_team}
+         LEFT JOIN teams t ON t.organization_id = ?1 AND t.id = s.principal_id
          WHERE m.organization_id = ?1 AND m.status = 'active'{one}
-         ORDER BY m.joined_at, m.user_id",
-        owner = rules::owner("m.user_id"),
+         ORDER BY m.joined_at, m.user_id, s.principal_id",
+        predicate = visibility_predicate(kind, &member),
+        owner = rules::owner(member.user),
         organization = rules::ORGANIZATION_VISIBLE,
-        with_user = rules::with_user("m.user_id"),
-        with_team = rules::with_their_team("m.user_id"),
+        with_user = rules::with_user(member.user),
+        with_team = rules::with_their_team(member.user),
         table = kind.table(),
         one = if only.is_some() {
             " AND m.user_id = ?3"
@@ -268,27 +307,41 @@ pub fn reader_facts(
     if let Some(u) = only {
         args.push(SqlValue::Text(u.to_string()));
     }
+    // One row per member and team share that reaches them (or one row without a team).
     let rows = c.scoped(ctx).query_vec(&sql, &dyn_params(&args), |r| {
         let role: String = r.get(1)?;
         let overrides: String = r.get(2)?;
-        let teams: String = r.get(6)?;
-        let via_teams = serde_json::from_str(&teams)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(6, Type::Text, Box::new(e)))?;
+        let team: Option<String> = r.get(7)?;
+        let team_id: Option<String> = r.get(8)?;
         // A role this build does not know is no membership (as in the membership check).
         let Some(role) = Role::parse(&role) else {
             return Ok(None);
         };
-        Ok(Some(ReaderFacts {
+        let facts = ReaderFacts {
             user_id: UserId::from_uuid(uuid_at(r, 0)?),
             role,
             permissions: member_permissions(role, &overrides),
-            owner: r.get(3)?,
-            organization_visible: r.get(4)?,
-            shared_directly: r.get(5)?,
-            via_teams,
-        }))
+            readable_by_rules: r.get(3)?,
+            owner: r.get(4)?,
+            organization_visible: r.get(5)?,
+            shared_directly: r.get(6)?,
+            via_teams: Vec::new(),
+        };
+        // A team that is gone keeps its id as its name.
+        Ok(Some((facts, team.or(team_id))))
     })?;
-    Ok(rows.into_iter().flatten().collect())
+    let mut out: Vec<ReaderFacts> = Vec::new();
+    for (facts, team) in rows.into_iter().flatten() {
+        match out.last_mut() {
+            Some(last) if last.user_id == facts.user_id => last.via_teams.extend(team),
+            _ => {
+                let mut facts = facts;
+                facts.via_teams.extend(team);
+                out.push(facts);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The read flags the predicate needs: ?3 manage, ?4 not a guest.
@@ -360,7 +413,7 @@ pub fn list_visible(
             share = kind.share_type()
         )
     } else {
-        visibility_predicate(kind)
+        visibility_predicate(kind, &THE_CALLER)
     };
     // ?1, the organization, is bound by the scope.
     let mut args = vec![
@@ -430,7 +483,7 @@ pub fn find_visible(
         "SELECT {} FROM {} a WHERE {} AND a.id = ?5",
         select_list_with_shares(kind),
         kind.table(),
-        visibility_predicate(kind)
+        visibility_predicate(kind, &THE_CALLER)
     );
     let (manage, not_guest) = read_flags(ctx, kind);
     c.scoped(ctx).query_opt(

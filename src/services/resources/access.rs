@@ -85,10 +85,12 @@ pub struct Access {
     pub reasons: Vec<Reason>,
 }
 
-/// A member's access from what the read predicate's rules say about them, in the order
-/// the explanation has always given: owner, visibility, direct share, teams, manage.
+/// A member's access from what the read predicate and each of its rules say about them, in
+/// the order the explanation has always given: owner, visibility, direct share, teams,
+/// manage. Whether they read is the predicate's verdict; the reasons only explain it, so
+/// when it says no, only reasons that grant nothing (a guest and visibility) remain.
 fn access_of(kind: ResourceKind, visibility: Visibility, m: ReaderFacts) -> Access {
-    let manage = kind.manage_permission();
+    let can_read = m.can_read(kind);
     let mut reasons = Vec::new();
     if m.owner {
         reasons.push(Reason::Owner);
@@ -103,12 +105,12 @@ fn access_of(kind: ResourceKind, visibility: Visibility, m: ReaderFacts) -> Acce
     if m.shared_directly {
         reasons.push(Reason::SharedDirectly);
     }
-    reasons.extend(m.via_teams.into_iter().map(Reason::Team));
-    if m.permissions.contains(manage) {
-        reasons.push(Reason::Manages(manage));
+    reasons.extend(m.via_teams.iter().cloned().map(Reason::Team));
+    if m.manages(kind) {
+        reasons.push(Reason::Manages(kind.manage_permission()));
     }
-    let can_read = reasons.iter().any(Reason::grants);
     if !can_read {
+        reasons.retain(|r| !r.grants());
         reasons.push(Reason::NoRule);
     }
     Access {
@@ -164,11 +166,13 @@ mod tests {
 
     use super::*;
 
+    /// A member the predicate's rules say nothing about.
     fn facts(role: Role) -> ReaderFacts {
         ReaderFacts {
             user_id: UserId::new(),
             role,
             permissions: PermissionSet::effective(role, &BTreeMap::new()),
+            readable_by_rules: false,
             owner: false,
             organization_visible: false,
             shared_directly: false,
@@ -183,19 +187,31 @@ mod tests {
     #[test]
     fn an_owner_reads_and_writes_and_every_grant_is_listed_in_order() {
         let mut m = facts(Role::Member);
+        m.readable_by_rules = true;
         m.owner = true;
         m.organization_visible = true;
         m.shared_directly = true;
-        m.via_teams = vec!["Core".into()];
+        m.via_teams = vec!["Core".into(), "Ops".into()];
         let a = access_of(ResourceKind::Agent, Visibility::Organization, m);
         assert!(a.can_read && a.can_write);
+        assert_eq!(
+            a.reasons,
+            [
+                Reason::Owner,
+                Reason::Visibility(Visibility::Organization),
+                Reason::SharedDirectly,
+                Reason::Team("Core".into()),
+                Reason::Team("Ops".into()),
+            ]
+        );
         assert_eq!(
             sentences(&a),
             [
                 "owner of the resource",
                 "organization visibility",
                 "shared directly",
-                "member of team Core"
+                "member of team Core",
+                "member of team Ops"
             ]
         );
     }
@@ -217,6 +233,23 @@ mod tests {
     }
 
     #[test]
+    fn a_guest_reads_what_is_shared_with_their_team() {
+        let mut m = facts(Role::Guest);
+        m.readable_by_rules = true;
+        m.organization_visible = true;
+        m.via_teams = vec!["Partners".into()];
+        let a = access_of(ResourceKind::Document, Visibility::Organization, m);
+        assert!(a.can_read && !a.can_write);
+        assert_eq!(
+            a.reasons,
+            [
+                Reason::NotForGuests(Visibility::Organization),
+                Reason::Team("Partners".into())
+            ]
+        );
+    }
+
+    #[test]
     fn manage_grants_reading_and_writing_without_ownership() {
         let a = access_of(ResourceKind::Agent, Visibility::Private, facts(Role::Admin));
         assert!(a.can_read && a.can_write);
@@ -225,11 +258,35 @@ mod tests {
     }
 
     #[test]
+    fn manage_taken_away_by_an_override_grants_nothing() {
+        let mut m = facts(Role::Admin);
+        m.permissions = PermissionSet::effective(
+            Role::Admin,
+            &BTreeMap::from([(Permission::AgentsManage.to_string(), false)]),
+        );
+        let a = access_of(ResourceKind::Agent, Visibility::Private, m);
+        assert!(!a.can_read && !a.can_write);
+        assert_eq!(a.reasons, [Reason::NoRule]);
+    }
+
+    #[test]
     fn a_share_lets_a_viewer_read_but_not_write() {
         let mut m = facts(Role::Viewer);
+        m.readable_by_rules = true;
         m.shared_directly = true;
         let a = access_of(ResourceKind::Workflow, Visibility::Private, m);
         assert!(a.can_read && !a.can_write);
+        assert_eq!(a.reasons, [Reason::SharedDirectly]);
+    }
+
+    #[test]
+    fn the_predicates_verdict_decides_and_reasons_that_grant_go_when_it_says_no() {
+        let mut m = facts(Role::Member);
+        m.shared_directly = true;
+        m.organization_visible = true;
+        let a = access_of(ResourceKind::Agent, Visibility::Public, m);
+        assert!(!a.can_read && !a.can_write);
+        assert_eq!(a.reasons, [Reason::NoRule]);
     }
 
     #[test]
@@ -248,6 +305,27 @@ mod tests {
             serde_json::to_value(&a.reasons).unwrap(),
             serde_json::json!(["no owner, visibility, share or manage rule applies"])
         );
-        assert!(!Reason::NotAMember.grants() && !Reason::NoRule.grants());
+    }
+
+    #[test]
+    fn only_owner_visibility_shares_teams_and_manage_grant() {
+        let granting = [
+            Reason::Owner,
+            Reason::Visibility(Visibility::Organization),
+            Reason::SharedDirectly,
+            Reason::Team("T".into()),
+            Reason::Manages(Permission::ToolsManage),
+        ];
+        assert!(granting.iter().all(Reason::grants));
+        let not = [
+            Reason::NotForGuests(Visibility::Public),
+            Reason::NoRule,
+            Reason::NotAMember,
+        ];
+        assert!(!not.iter().any(Reason::grants));
+        assert_eq!(
+            Reason::NotAMember.to_string(),
+            "not a member of this organization"
+        );
     }
 }
