@@ -156,7 +156,7 @@ fn check_named<'a>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_rows::Cells;
+    use super::super::testing::{Cells, problem, problems};
     use super::*;
 
     fn reasons(p: &AgentPatch) -> Vec<(&'static str, String)> {
@@ -254,6 +254,101 @@ mod tests {
         assert_eq!(
             Value::Object(a.public()),
             json!({"model": "m", "system_prompt": "p"})
+        );
+    }
+
+    #[test]
+    fn an_agent_patch_refuses_fields_it_does_not_have() {
+        assert!(serde_json::from_value::<AgentPatch>(json!({"input_schema": {}})).is_err());
+        assert_eq!(
+            problems(ResourceKind::Agent, json!({"model": "m", "filename": "x"})),
+            [("body", "\"filename\" is not a field of agents.".to_string())]
+        );
+    }
+
+    #[test]
+    fn each_field_of_an_agent_says_what_is_wrong_with_it() {
+        let agent = |v: Value| problem(ResourceKind::Agent, v);
+        assert_eq!(agent(json!({"model": 3})), "Send this as text.");
+        assert_eq!(
+            agent(json!({"model": "m".repeat(201)})),
+            "Use at most 200 characters."
+        );
+        assert_eq!(agent(json!({"system_prompt": null})), "Send this as text.");
+        assert_eq!(
+            agent(json!({"system_prompt": "p".repeat(100_001)})),
+            "Use at most 100000 characters."
+        );
+        let tools = "List at most 100 tools, each a name or id of at most 200 characters.";
+        assert_eq!(agent(json!({"tools": "search"})), tools);
+        assert_eq!(agent(json!({"tools": [1]})), tools);
+        assert_eq!(agent(json!({"tools": [""]})), tools);
+        assert_eq!(agent(json!({"tools": ["t".repeat(201)]})), tools);
+        assert_eq!(agent(json!({"tools": vec!["t"; 101]})), tools);
+        assert_eq!(agent(json!({"config": []})), "Send this as an object.");
+        assert_eq!(
+            agent(json!({"config": {"big": "x".repeat(256 * 1024)}})),
+            "Keep this under 256 KiB."
+        );
+        assert_eq!(
+            agent(json!({"personality_traits": {"trait": "curious"}})),
+            "Send a list like [{\"trait\": \"curious\", \"value\": \"high\"}]."
+        );
+        assert_eq!(
+            agent(json!({"personality_traits": vec![json!({"trait": "t"}); 51]})),
+            "Give at most 50 traits."
+        );
+        assert_eq!(
+            agent(json!({"personality_traits": [{"trait": " "}]})),
+            "Give every trait a name."
+        );
+        assert_eq!(
+            agent(json!({"personality_traits": [{"trait": "t".repeat(101)}]})),
+            "Keep each trait's name under 100 characters."
+        );
+        assert_eq!(
+            agent(json!({"personality_traits": [{"trait": "calm", "value": "v".repeat(501)}]})),
+            "Keep the value of the trait \"calm\" under 500 characters."
+        );
+        assert_eq!(
+            agent(json!({"skills": [{"level": "expert"}]})),
+            "Send a list like [{\"skill\": \"sql\", \"level\": \"expert\"}]."
+        );
+        assert_eq!(
+            agent(json!({"skills": [{"skill": "sql", "level": "l".repeat(101)}]})),
+            "Keep the value of the skill \"sql\" under 100 characters."
+        );
+    }
+
+    #[test]
+    fn every_field_of_an_agent_is_checked_at_once() {
+        let all = problems(
+            ResourceKind::Agent,
+            json!({
+                "model": 1, "system_prompt": 2, "tools": 3, "config": 4,
+                "personality_traits": 5, "skills": 6, "steps": []
+            }),
+        );
+        let fields: Vec<&str> = all.iter().map(|(f, _)| *f).collect();
+        assert_eq!(
+            fields,
+            [
+                "config",
+                "model",
+                "personality_traits",
+                "skills",
+                "body",
+                "system_prompt",
+                "tools"
+            ]
+        );
+        assert!(
+            problems(
+                ResourceKind::Agent,
+                json!({"model": null, "system_prompt": "", "tools": [], "config": {},
+                       "personality_traits": [], "skills": []})
+            )
+            .is_empty()
         );
     }
 }

@@ -60,8 +60,9 @@ impl ResourceFields for Conversation {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_rows::Cells;
+    use super::super::testing::{Cells, problem, problems};
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_conversation_goes_to_its_row_and_back() {
@@ -85,6 +86,43 @@ mod tests {
             }
             .public()
             .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_conversation_patch_refuses_fields_it_does_not_have() {
+        assert!(serde_json::from_value::<ConversationPatch>(json!({"messages": []})).is_err());
+        assert_eq!(
+            problems(
+                ResourceKind::Conversation,
+                json!({"agent_id": 5, "messages": []})
+            ),
+            [
+                ("agent_id", "Send this as text.".to_string()),
+                (
+                    "body",
+                    "\"messages\" is not a field of conversations.".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_conversations_agent_is_an_id_of_at_most_64_characters() {
+        assert_eq!(
+            problem(
+                ResourceKind::Conversation,
+                json!({"agent_id": "a".repeat(65)})
+            ),
+            "Use at most 64 characters."
+        );
+        assert!(problems(ResourceKind::Conversation, json!({"agent_id": null})).is_empty());
+        assert_eq!(
+            ConversationPatch {
+                agent_id: Sent::Given(Some("  ".into()))
+            }
+            .agent(),
+            None
         );
     }
 }

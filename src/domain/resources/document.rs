@@ -65,7 +65,7 @@ impl ResourceFields for Document {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_rows::Cells;
+    use super::super::testing::{Cells, problems};
     use super::*;
 
     #[test]
@@ -92,5 +92,23 @@ mod tests {
         assert_eq!(row[2], ("size_bytes", Cell::Int(3)));
         assert_eq!(Document::from_row(&mut Cells::of(row)).unwrap(), d);
         assert!(!d.public().contains_key("sha256"));
+    }
+
+    #[test]
+    fn every_key_sent_for_a_document_is_refused() {
+        assert_eq!(
+            problems(
+                ResourceKind::Document,
+                json!({"filename": "a", "sha256": "b"})
+            ),
+            [
+                (
+                    "body",
+                    "\"filename\" is not a field of documents.".to_string()
+                ),
+                ("body", "\"sha256\" is not a field of documents.".into()),
+            ]
+        );
+        assert!(problems(ResourceKind::Document, json!({})).is_empty());
     }
 }

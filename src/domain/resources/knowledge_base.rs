@@ -59,7 +59,7 @@ impl ResourceFields for KnowledgeBase {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_rows::Cells;
+    use super::super::testing::{Cells, problem, problems};
     use super::*;
 
     #[test]
@@ -88,6 +88,36 @@ mod tests {
                 config: Map::new(),
                 embedding_model: Some("small".into())
             }
+        );
+    }
+
+    #[test]
+    fn a_knowledge_base_patch_refuses_fields_it_does_not_have() {
+        assert!(serde_json::from_value::<KnowledgeBasePatch>(json!({"documents": []})).is_err());
+        assert_eq!(
+            problem(ResourceKind::KnowledgeBase, json!({"documents": []})),
+            "\"documents\" is not a field of knowledge-bases."
+        );
+    }
+
+    #[test]
+    fn every_field_of_a_knowledge_base_is_checked_at_once() {
+        assert_eq!(
+            problems(
+                ResourceKind::KnowledgeBase,
+                json!({"embedding_model": ["e"], "config": null})
+            ),
+            [
+                ("config", "Send this as an object.".to_string()),
+                ("embedding_model", "Send this as text.".into()),
+            ]
+        );
+        assert!(
+            problems(
+                ResourceKind::KnowledgeBase,
+                json!({"embedding_model": null, "config": {}})
+            )
+            .is_empty()
         );
     }
 }

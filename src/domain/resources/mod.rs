@@ -416,10 +416,32 @@ fn json_cell<T: Serialize>(v: &T) -> Cell {
 }
 
 #[cfg(test)]
-pub(super) mod test_rows {
-    //! A row as a list of cells, to read kinds back from what `to_row` wrote.
-    use super::{Cell, ColumnReader};
+pub(super) mod testing {
+    //! A row as a list of cells, to read kinds back from what `to_row` wrote; a JSON body
+    //! checked as a request's is.
+    use super::{Cell, ColumnReader, Patch, ResourceKind};
     use serde::de::DeserializeOwned;
+    use serde_json::Value;
+
+    /// Every problem with a body of `kind`'s own fields, as (field, reason), in the order
+    /// a refused request lists them.
+    pub fn problems(kind: ResourceKind, body: Value) -> Vec<(&'static str, String)> {
+        let Value::Object(body) = body else {
+            return vec![("test", "the body must be an object".into())];
+        };
+        let (patch, unknown) = Patch::from_json(kind, body);
+        let mut errors = Vec::new();
+        let checked = patch.check(&unknown, &mut errors);
+        assert_eq!(checked.is_some(), errors.is_empty());
+        errors.into_iter().map(|e| (e.field, e.reason)).collect()
+    }
+
+    /// The one problem of a body with one bad field.
+    pub fn problem(kind: ResourceKind, body: Value) -> String {
+        let mut all = problems(kind, body);
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.pop().map(|(_, why)| why).unwrap_or_default()
+    }
 
     pub struct Cells(pub std::vec::IntoIter<Cell>);
 

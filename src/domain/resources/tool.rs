@@ -78,7 +78,7 @@ fn check_schema(schema: &Map<String, Value>) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_rows::Cells;
+    use super::super::testing::{Cells, problem, problems};
     use super::*;
 
     fn reasons(v: Value) -> Vec<String> {
@@ -125,6 +125,40 @@ mod tests {
                 config: Map::new(),
                 input_schema: schema
             }
+        );
+    }
+
+    #[test]
+    fn a_tool_patch_refuses_fields_it_does_not_have() {
+        assert!(serde_json::from_value::<ToolPatch>(json!({"steps": []})).is_err());
+        assert_eq!(
+            problem(ResourceKind::Tool, json!({"model": "m"})),
+            "\"model\" is not a field of tools."
+        );
+    }
+
+    #[test]
+    fn every_field_of_a_tool_is_checked_at_once() {
+        assert_eq!(
+            problems(
+                ResourceKind::Tool,
+                json!({"input_schema": [], "config": "x", "tools": []})
+            ),
+            [
+                ("config", "Send this as an object.".to_string()),
+                (
+                    "input_schema",
+                    "Send the schema as a JSON Schema object.".into()
+                ),
+                ("body", "\"tools\" is not a field of tools.".into()),
+            ]
+        );
+        assert_eq!(
+            problem(
+                ResourceKind::Tool,
+                json!({"config": {"big": "x".repeat(256 * 1024)}})
+            ),
+            "Keep this under 256 KiB."
         );
     }
 }

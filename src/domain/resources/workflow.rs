@@ -91,7 +91,7 @@ fn check_steps(steps: &[Value]) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_rows::Cells;
+    use super::super::testing::{Cells, problem, problems};
     use super::*;
 
     fn reason(steps: Value) -> Option<String> {
@@ -137,5 +137,48 @@ mod tests {
         let back = Workflow::from_row(&mut Cells::of(Workflow::to_row(&p))).unwrap();
         assert_eq!(back, Workflow { steps });
         assert!(Workflow::to_row(&WorkflowPatch::default()).is_empty());
+    }
+
+    #[test]
+    fn a_workflow_patch_refuses_fields_it_does_not_have() {
+        assert!(serde_json::from_value::<WorkflowPatch>(json!({"model": "m"})).is_err());
+        assert_eq!(
+            problems(ResourceKind::Workflow, json!({"steps": [], "config": {}})),
+            [(
+                "body",
+                "\"config\" is not a field of workflows.".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn each_rule_of_the_steps_says_what_is_wrong() {
+        let workflow = |v: Value| problem(ResourceKind::Workflow, json!({ "steps": v }));
+        assert_eq!(
+            workflow(json!(null)),
+            "Send the steps as a list, e.g. [{\"name\": \"fetch\", \"type\": \"http\"}]."
+        );
+        assert_eq!(
+            workflow(json!(vec![json!({"name": "a", "type": "b"}); 201])),
+            "Use at most 200 steps."
+        );
+        assert_eq!(
+            workflow(json!([{"name": "n".repeat(101), "type": "b"}])),
+            "Step 1 needs a \"name\" of 1 to 100 characters."
+        );
+        assert_eq!(
+            workflow(json!([{"name": "a", "type": "b", "id": 7}])),
+            "Step 1 needs its id as text."
+        );
+    }
+
+    #[test]
+    fn a_workflows_problems_come_with_every_unknown_key() {
+        let all = problems(
+            ResourceKind::Workflow,
+            json!({"a": 1, "steps": "x", "z": 2}),
+        );
+        let fields: Vec<&str> = all.iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields, ["body", "steps", "body"]);
     }
 }
