@@ -281,6 +281,54 @@ pub async fn create(db: &Db, ctx: &OrgContext, actor: &Actor, input: Input) -> R
     .await
 }
 
+/// The audit detail of an update: each common or own field that changed, before and after
+/// (long values cut short), and an agent's traits and skills as sent, which have no row
+/// to compare.
+fn changes_of(before: &Resource, after: &Resource, fields: &Checked) -> Value {
+    let (mut b, mut a) = (Map::new(), Map::new());
+    let common = [
+        ("name", json!(before.name), json!(after.name)),
+        (
+            "description",
+            json!(before.description),
+            json!(after.description),
+        ),
+        (
+            "visibility",
+            json!(before.visibility),
+            json!(after.visibility),
+        ),
+        (
+            "shared_with",
+            json!(before.shared_with),
+            json!(after.shared_with),
+        ),
+    ];
+    for (k, x, y) in common {
+        if x != y {
+            b.insert(k.into(), x);
+            a.insert(k.into(), y);
+        }
+    }
+    let (was, now_is) = (json!(before.fields), json!(after.fields));
+    for (k, x) in was.as_object().into_iter().flatten() {
+        let y = now_is.get(k).cloned().unwrap_or(Value::Null);
+        if *x != y {
+            b.insert(k.clone(), short(x));
+            a.insert(k.clone(), short(&y));
+        }
+    }
+    if let Patch::Agent(p) = fields.patch() {
+        if let Sent::Given(t) = &p.personality_traits {
+            a.insert("personality_traits".into(), json!(t));
+        }
+        if let Sent::Given(s) = &p.skills {
+            a.insert("skills".into(), json!(s));
+        }
+    }
+    json!({"before": b, "after": a})
+}
+
 pub async fn update(
     db: &Db,
     ctx: &OrgContext,
@@ -339,47 +387,6 @@ pub async fn update(
             repo::set_shares(tx, &me, kind, &id, s, &now)?;
         }
         let after = repo::find_in_org(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
-        let (mut b, mut a) = (Map::new(), Map::new());
-        let common = [
-            ("name", json!(before.name), json!(after.name)),
-            (
-                "description",
-                json!(before.description),
-                json!(after.description),
-            ),
-            (
-                "visibility",
-                json!(before.visibility),
-                json!(after.visibility),
-            ),
-            (
-                "shared_with",
-                json!(before.shared_with),
-                json!(after.shared_with),
-            ),
-        ];
-        for (k, x, y) in common {
-            if x != y {
-                b.insert(k.into(), x);
-                a.insert(k.into(), y);
-            }
-        }
-        let (was, now_is) = (json!(before.fields), json!(after.fields));
-        for (k, x) in was.as_object().into_iter().flatten() {
-            let y = now_is.get(k).cloned().unwrap_or(Value::Null);
-            if *x != y {
-                b.insert(k.clone(), short(x));
-                a.insert(k.clone(), short(&y));
-            }
-        }
-        if let Patch::Agent(p) = fields.patch() {
-            if let Sent::Given(t) = &p.personality_traits {
-                a.insert("personality_traits".into(), json!(t));
-            }
-            if let Sent::Given(s) = &p.skills {
-                a.insert("skills".into(), json!(s));
-            }
-        }
         let action = format!("{}.updated", kind.share_type());
         audit::append(
             tx,
@@ -388,7 +395,7 @@ pub async fn update(
                 &action,
                 kind.share_type(),
                 Some(id.clone()),
-                json!({"before": b, "after": a}),
+                changes_of(&before, &after, &fields),
             ),
             &now,
         )?;
@@ -593,4 +600,75 @@ pub async fn add_message(
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::repo::resources::{Fields, SharedWith};
+    use crate::domain::resources::{Agent, AgentPatch};
+    use crate::domain::{OrgId, UserId};
+
+    fn agent(name: &str, model: Option<&str>, prompt: &str) -> Resource {
+        Resource {
+            id: "a1".into(),
+            kind: ResourceKind::Agent,
+            organization_id: OrgId::new(),
+            owner_id: Some(UserId::new()),
+            name: name.into(),
+            description: String::new(),
+            visibility: Visibility::Private,
+            shared_with: SharedWith::default(),
+            version: 1,
+            created_at: "t0".into(),
+            updated_at: "t0".into(),
+            fields: Fields::Agent(Agent {
+                model: model.map(str::to_string),
+                system_prompt: prompt.into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn checked(patch: AgentPatch) -> Checked {
+        let mut errors = Vec::new();
+        let checked = Patch::Agent(patch).check(&[], &mut errors);
+        checked.unwrap_or_else(|| panic!("a valid patch: {errors:?}"))
+    }
+
+    #[test]
+    fn an_updates_audit_detail_names_only_what_changed_and_cuts_long_values() {
+        let long = "p".repeat(600);
+        let before = agent("Helper", None, "short");
+        let after = agent("Helper", Some("gpt"), &long);
+        let detail = changes_of(&before, &after, &checked(AgentPatch::default()));
+        assert_eq!(
+            detail["before"],
+            json!({"model": null, "system_prompt": "short"})
+        );
+        assert_eq!(detail["after"]["model"], json!("gpt"));
+        let cut = detail["after"]["system_prompt"]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(cut.chars().count(), 501, "500 characters and an ellipsis");
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn an_agents_traits_and_skills_are_in_the_detail_as_sent() {
+        let r = agent("Helper", None, "");
+        let patch = AgentPatch {
+            skills: Sent::Given(vec![Skill {
+                name: "sql".into(),
+                level: "expert".into(),
+            }]),
+            ..Default::default()
+        };
+        let detail = changes_of(&r, &r, &checked(patch));
+        assert_eq!(detail["before"], json!({}));
+        assert_eq!(
+            detail["after"],
+            json!({"skills": [{"skill": "sql", "level": "expert"}]})
+        );
+    }
 }
