@@ -74,16 +74,6 @@ pub fn refresh(c: &Conn<'_>, ctx: &OrgContext) -> Result<Option<OrgContext>, DbE
     membership_check(c, ctx.user_id(), &ctx.org_id().to_string())
 }
 
-/// Another member's context in `ctx`'s organization, for someone in it to reason about
-/// (who can see a resource); never a context in an organization `ctx` is not in.
-pub fn colleague(
-    c: &Conn<'_>,
-    ctx: &OrgContext,
-    user: UserId,
-) -> Result<Option<OrgContext>, DbError> {
-    membership_check(c, user, &ctx.org_id().to_string())
-}
-
 /// A member's permissions: their role's defaults with the overrides stored on their
 /// membership (a JSON object of path to grant).
 pub(in crate::db) fn member_permissions(role: Role, overrides: &str) -> PermissionSet {
