@@ -74,14 +74,10 @@ pub fn refresh(c: &Conn<'_>, ctx: &OrgContext) -> Result<Option<OrgContext>, DbE
     membership_check(c, ctx.user_id(), &ctx.org_id().to_string())
 }
 
-/// Another member's context in `ctx`'s organization, for someone in it to reason about
-/// (who can see a resource); never a context in an organization `ctx` is not in.
-pub fn colleague(
-    c: &Conn<'_>,
-    ctx: &OrgContext,
-    user: UserId,
-) -> Result<Option<OrgContext>, DbError> {
-    membership_check(c, user, &ctx.org_id().to_string())
+/// A member's permissions: their role's defaults with the overrides stored on their
+/// membership (a JSON object of path to grant).
+pub(in crate::db) fn member_permissions(role: Role, overrides: &str) -> PermissionSet {
+    PermissionSet::effective(role, &serde_json::from_str(overrides).unwrap_or_default())
 }
 
 /// The membership check: `Some` only when `user` is an active member of the organization
@@ -115,7 +111,6 @@ pub(in crate::db) fn membership_check(
     let Some(role) = Role::parse(&role) else {
         return Ok(None);
     };
-    let overrides = serde_json::from_str(&perms).unwrap_or_default();
     // The context is being made, so nothing is scoped yet; the id is the one just found.
     let teams = c.unscoped().query_vec(
         "SELECT team_id FROM team_members WHERE organization_id = ?1 AND user_id = ?2",
@@ -123,7 +118,7 @@ pub(in crate::db) fn membership_check(
         |r| r.get(0),
     )?;
     Ok(Some(OrgContext::new(Ctx {
-        permissions: PermissionSet::effective(role, &overrides),
+        permissions: member_permissions(role, &perms),
         org,
         user_id: user,
         role,
@@ -131,25 +126,6 @@ pub(in crate::db) fn membership_check(
         last_active_at,
         system_job: None,
     })))
-}
-
-/// The read predicate of ARCHITECTURE §4 for resource alias `a` of type `kind`, with
-/// parameters ?1 = organization, ?2 = user, ?3 = 1 when the user holds `<type>.manage`,
-/// ?4 = 1 when the user is not a guest.
-pub(crate) fn visibility_predicate(kind: &str) -> String {
-    format!(
-        "a.organization_id = ?1 AND (
-            ?3 = 1
-            OR a.user_id = ?2
-            OR (?4 = 1 AND a.visibility IN ('organization', 'public'))
-            OR EXISTS (
-                SELECT 1 FROM resource_shares s
-                WHERE s.organization_id = ?1 AND s.resource_type = '{kind}' AND s.resource_id = a.id
-                  AND ((s.principal_type = 'user' AND s.principal_id = ?2)
-                    OR (s.principal_type = 'team' AND s.principal_id IN (
-                        SELECT tm.team_id FROM team_members tm
-                        WHERE tm.organization_id = ?1 AND tm.user_id = ?2)))))"
-    )
 }
 
 /// The context of someone joining through a valid invitation: the proof is the token

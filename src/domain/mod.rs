@@ -4,6 +4,7 @@ pub mod format;
 mod ids;
 pub mod period;
 mod permissions;
+pub mod resources;
 mod settings;
 mod values;
 mod words;

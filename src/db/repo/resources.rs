@@ -3,133 +3,17 @@
 //! organization and, for reads, through the visibility predicate of ARCHITECTURE §4.
 use std::collections::BTreeMap;
 
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{FromSql, Type, Value as SqlValue};
 use rusqlite::{Row, ToSql, params, params_from_iter};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::de::DeserializeOwned;
 
 use super::{opt_uuid_at, uuid_at};
-use crate::db::scope::{has_permission, visibility_predicate};
+use crate::db::scope::{has_permission, member_permissions};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
-use crate::domain::{OrgId, Permission, Role, UserId, Visibility};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResourceKind {
-    Agent,
-    Workflow,
-    Document,
-    Tool,
-    KnowledgeBase,
-    Conversation,
-}
-
-/// How a type-specific column is stored and shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Col {
-    Text,
-    OptText,
-    Json,
-    Int,
-}
-
-impl ResourceKind {
-    pub const ALL: [ResourceKind; 6] = [
-        ResourceKind::Agent,
-        ResourceKind::Workflow,
-        ResourceKind::Document,
-        ResourceKind::Tool,
-        ResourceKind::KnowledgeBase,
-        ResourceKind::Conversation,
-    ];
-
-    /// The `{type}` segment of API paths.
-    pub fn from_path(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.path() == s)
-    }
-
-    pub fn path(self) -> &'static str {
-        match self {
-            ResourceKind::Agent => "agents",
-            ResourceKind::Workflow => "workflows",
-            ResourceKind::Document => "documents",
-            ResourceKind::Tool => "tools",
-            ResourceKind::KnowledgeBase => "knowledge-bases",
-            ResourceKind::Conversation => "conversations",
-        }
-    }
-
-    pub fn table(self) -> &'static str {
-        match self {
-            ResourceKind::Agent => "agents",
-            ResourceKind::Workflow => "workflows",
-            ResourceKind::Document => "uploaded_documents",
-            ResourceKind::Tool => "tools",
-            ResourceKind::KnowledgeBase => "knowledge_bases",
-            ResourceKind::Conversation => "conversations",
-        }
-    }
-
-    /// The name used in `resource_shares.resource_type` and in audit rows.
-    pub fn share_type(self) -> &'static str {
-        match self {
-            ResourceKind::Agent => "agent",
-            ResourceKind::Workflow => "workflow",
-            ResourceKind::Document => "document",
-            ResourceKind::Tool => "tool",
-            ResourceKind::KnowledgeBase => "knowledge_base",
-            ResourceKind::Conversation => "conversation",
-        }
-    }
-
-    /// May create items of this kind (and edit their own).
-    pub fn create_permission(self) -> Permission {
-        match self {
-            ResourceKind::Agent => Permission::AgentsCreate,
-            ResourceKind::Workflow => Permission::WorkflowsCreate,
-            ResourceKind::Document => Permission::DocumentsCreate,
-            ResourceKind::Tool => Permission::ToolsCreate,
-            ResourceKind::KnowledgeBase => Permission::KnowledgeBasesCreate,
-            ResourceKind::Conversation => Permission::ConversationsCreate,
-        }
-    }
-
-    /// May edit and delete every item of this kind it can read.
-    pub fn manage_permission(self) -> Permission {
-        match self {
-            ResourceKind::Agent => Permission::AgentsManage,
-            ResourceKind::Workflow => Permission::WorkflowsManage,
-            ResourceKind::Document => Permission::DocumentsManage,
-            ResourceKind::Tool => Permission::ToolsManage,
-            ResourceKind::KnowledgeBase => Permission::KnowledgeBasesManage,
-            ResourceKind::Conversation => Permission::ConversationsManage,
-        }
-    }
-
-    /// Type-specific columns, in a fixed order; the only identifiers ever put in SQL text.
-    pub fn columns(self) -> &'static [(&'static str, Col)] {
-        match self {
-            ResourceKind::Agent => &[
-                ("model", Col::OptText),
-                ("system_prompt", Col::Text),
-                ("tools", Col::Json),
-                ("config", Col::Json),
-            ],
-            ResourceKind::Workflow => &[("steps", Col::Json)],
-            ResourceKind::Document => &[
-                ("filename", Col::Text),
-                ("content_type", Col::Text),
-                ("size_bytes", Col::Int),
-                ("sha256", Col::Text),
-            ],
-            ResourceKind::Tool => &[("input_schema", Col::Json), ("config", Col::Json)],
-            ResourceKind::KnowledgeBase => {
-                &[("embedding_model", Col::OptText), ("config", Col::Json)]
-            }
-            ResourceKind::Conversation => &[("agent_id", Col::OptText)],
-        }
-    }
-}
+use crate::domain::resources::{Cell, ColumnReader};
+pub use crate::domain::resources::{Checked, Fields, ResourceKind, Skill, Trait};
+use crate::domain::{OrgId, PermissionSet, Role, UserId, Visibility};
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct SharedWith {
@@ -153,7 +37,7 @@ pub struct Resource {
     pub updated_at: String,
     /// The type's own fields (`model`, `steps`, ...), flattened into the JSON.
     #[serde(flatten)]
-    pub fields: Map<String, Value>,
+    pub fields: Fields,
 }
 
 /// Run-time built parameters as a scoped statement takes them.
@@ -166,7 +50,7 @@ const COMMON_N: usize = 9;
 
 fn select_list(kind: ResourceKind) -> String {
     let mut s = COMMON.to_string();
-    for (c, _) in kind.columns() {
+    for c in kind.columns() {
         s.push_str(", a.");
         s.push_str(c);
     }
@@ -211,19 +95,13 @@ fn visibility_of(s: &str) -> Visibility {
 
 fn from_row(kind: ResourceKind, r: &Row<'_>) -> rusqlite::Result<Resource> {
     let vis: String = r.get(5)?;
-    let mut fields = Map::new();
-    for (i, (name, col)) in kind.columns().iter().enumerate() {
-        let idx = COMMON_N + i;
-        let v = match col {
-            Col::Text => Value::String(r.get::<_, String>(idx)?),
-            Col::OptText => r
-                .get::<_, Option<String>>(idx)?
-                .map_or(Value::Null, Value::String),
-            Col::Int => Value::from(r.get::<_, i64>(idx)?),
-            Col::Json => super::json_at(r, idx)?,
-        };
-        fields.insert((*name).to_string(), v);
-    }
+    let fields = Fields::read(
+        kind,
+        &mut Columns {
+            row: r,
+            at: COMMON_N,
+        },
+    )?;
     Ok(Resource {
         id: r.get(0)?,
         kind,
@@ -238,6 +116,232 @@ fn from_row(kind: ResourceKind, r: &Row<'_>) -> rusqlite::Result<Resource> {
         updated_at: r.get(8)?,
         fields,
     })
+}
+
+/// The kind's own columns of a row, from `at` on.
+struct Columns<'r, 's> {
+    row: &'r Row<'s>,
+    at: usize,
+}
+
+impl Columns<'_, '_> {
+    fn next<T: FromSql>(&mut self) -> rusqlite::Result<T> {
+        self.at += 1;
+        self.row.get(self.at - 1)
+    }
+}
+
+impl ColumnReader for Columns<'_, '_> {
+    type Error = rusqlite::Error;
+    fn text(&mut self) -> rusqlite::Result<String> {
+        self.next()
+    }
+    fn opt_text(&mut self) -> rusqlite::Result<Option<String>> {
+        self.next()
+    }
+    fn int(&mut self) -> rusqlite::Result<i64> {
+        self.next()
+    }
+    fn json<T: DeserializeOwned>(&mut self) -> rusqlite::Result<T> {
+        let text: String = self.next()?;
+        serde_json::from_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(self.at - 1, Type::Text, Box::new(e))
+        })
+    }
+}
+
+fn sql_value(cell: Cell) -> SqlValue {
+    match cell {
+        Cell::Null => SqlValue::Null,
+        Cell::Text(s) => SqlValue::Text(s),
+        Cell::Int(n) => SqlValue::Integer(n),
+    }
+}
+
+/// The rules of the read predicate of ARCHITECTURE §4 that depend on the row, as SQL over
+/// resource alias `a` for the reader `user` (a parameter or a column). The predicate is
+/// made of them, and the access explanation evaluates each one for every member, so a
+/// reason and the verdict come from the same text.
+mod rules {
+    /// The reader owns the resource.
+    pub fn owner(user: &str) -> String {
+        format!("a.user_id = {user}")
+    }
+
+    /// Everyone in the organization but guests may read it.
+    pub const ORGANIZATION_VISIBLE: &str = "a.visibility IN ('organization', 'public')";
+
+    /// Shares of the resource, as `s`.
+    pub fn shares_of(share_type: &str) -> String {
+        format!(
+            "s.organization_id = ?1 AND s.resource_type = '{share_type}' AND s.resource_id = a.id"
+        )
+    }
+
+    /// A share with the reader themselves.
+    pub fn with_user(user: &str) -> String {
+        format!("(s.principal_type = 'user' AND s.principal_id = {user})")
+    }
+
+    /// A share with one of the reader's teams.
+    pub fn with_their_team(user: &str) -> String {
+        format!(
+            "(s.principal_type = 'team' AND s.principal_id IN (
+                SELECT tm.team_id FROM team_members tm
+                WHERE tm.organization_id = ?1 AND tm.user_id = {user}))"
+        )
+    }
+}
+
+/// Who the read predicate is evaluated for, as SQL: the reader's id and the two flags that
+/// depend on the reader alone.
+struct Reader<'a> {
+    user: &'a str,
+    /// True when the reader holds `<type>.manage`.
+    manage: &'a str,
+    /// True when the reader's role is not guest.
+    not_guest: &'a str,
+}
+
+/// A reader's own queries: ?2 = user, ?3 = 1 when the user holds `<type>.manage`, ?4 = 1
+/// when the user is not a guest (see `read_flags`).
+const THE_CALLER: Reader<'static> = Reader {
+    user: "?2",
+    manage: "?3 = 1",
+    not_guest: "?4 = 1",
+};
+
+/// The read predicate for resource alias `a` of type `kind` (organization bound as ?1).
+fn visibility_predicate(kind: ResourceKind, reader: &Reader<'_>) -> String {
+    format!(
+        "a.organization_id = ?1 AND (
+            {manage}
+            OR {owner}
+            OR ({not_guest} AND {organization})
+            OR EXISTS (
+                SELECT 1 FROM resource_shares s
+                WHERE {shares}
+                  AND ({with_user}
+                    OR {with_team})))",
+        manage = reader.manage,
+        not_guest = reader.not_guest,
+        owner = rules::owner(reader.user),
+        organization = rules::ORGANIZATION_VISIBLE,
+        shares = rules::shares_of(kind.share_type()),
+        with_user = rules::with_user(reader.user),
+        with_team = rules::with_their_team(reader.user),
+    )
+}
+
+/// What the read predicate says about one active member and one resource, rule by rule.
+#[derive(Debug, Clone)]
+pub struct ReaderFacts {
+    pub user_id: UserId,
+    pub role: Role,
+    pub permissions: PermissionSet,
+    /// The predicate's verdict with `<type>.manage` left out: that permission comes from
+    /// the role and the overrides, which SQL does not resolve. `can_read` adds it.
+    pub readable_by_rules: bool,
+    pub owner: bool,
+    pub organization_visible: bool,
+    pub shared_directly: bool,
+    /// Names of the member's teams the resource is shared with, in team id order.
+    pub via_teams: Vec<String>,
+}
+
+impl ReaderFacts {
+    /// The `<type>.manage` flag the member's own queries bind.
+    pub fn manages(&self, kind: ResourceKind) -> bool {
+        self.permissions.contains(kind.manage_permission())
+    }
+
+    /// Whether the member's own queries find the resource.
+    pub fn can_read(&self, kind: ResourceKind) -> bool {
+        self.manages(kind) || self.readable_by_rules
+    }
+}
+
+/// The read predicate and its rules for every active member (or only `user`) and the
+/// resource, in one statement, members in the order they joined.
+pub fn reader_facts(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    kind: ResourceKind,
+    id: &str,
+    only: Option<UserId>,
+) -> Result<Vec<ReaderFacts>, DbError> {
+    let not_guest = format!("m.role <> '{}'", Role::Guest.as_str());
+    let member = Reader {
+        user: "m.user_id",
+        manage: "1 = 0",
+        not_guest: &not_guest,
+    };
+    let shares = rules::shares_of(kind.share_type());
+    let sql = format!(
+        "SELECT m.user_id, m.role, m.permissions,
+                CASE WHEN {predicate} THEN 1 ELSE 0 END,
+                CASE WHEN {owner} THEN 1 ELSE 0 END,
+                CASE WHEN {organization} THEN 1 ELSE 0 END,
+                CASE WHEN EXISTS (SELECT 1 FROM resource_shares s WHERE {shares} AND {with_user})
+                     THEN 1 ELSE 0 END,
+                t.name, s.principal_id
+         FROM organization_members m
+         JOIN {table} a ON a.organization_id = ?1 AND a.id = ?2
+         LEFT JOIN resource_shares s ON {shares} AND {with_team}
+         LEFT JOIN teams t ON t.organization_id = ?1 AND t.id = s.principal_id
+         WHERE m.organization_id = ?1 AND m.status = 'active'{one}
+         ORDER BY m.joined_at, m.user_id, s.principal_id",
+        predicate = visibility_predicate(kind, &member),
+        owner = rules::owner(member.user),
+        organization = rules::ORGANIZATION_VISIBLE,
+        with_user = rules::with_user(member.user),
+        with_team = rules::with_their_team(member.user),
+        table = kind.table(),
+        one = if only.is_some() {
+            " AND m.user_id = ?3"
+        } else {
+            ""
+        },
+    );
+    let mut args = vec![SqlValue::Text(id.to_string())];
+    if let Some(u) = only {
+        args.push(SqlValue::Text(u.to_string()));
+    }
+    // One row per member and team share that reaches them (or one row without a team).
+    let rows = c.scoped(ctx).query_vec(&sql, &dyn_params(&args), |r| {
+        let role: String = r.get(1)?;
+        let overrides: String = r.get(2)?;
+        let team: Option<String> = r.get(7)?;
+        let team_id: Option<String> = r.get(8)?;
+        // A role this build does not know is no membership (as in the membership check).
+        let Some(role) = Role::parse(&role) else {
+            return Ok(None);
+        };
+        let facts = ReaderFacts {
+            user_id: UserId::from_uuid(uuid_at(r, 0)?),
+            role,
+            permissions: member_permissions(role, &overrides),
+            readable_by_rules: r.get(3)?,
+            owner: r.get(4)?,
+            organization_visible: r.get(5)?,
+            shared_directly: r.get(6)?,
+            via_teams: Vec::new(),
+        };
+        // A team that is gone keeps its id as its name.
+        Ok(Some((facts, team.or(team_id))))
+    })?;
+    let mut out: Vec<ReaderFacts> = Vec::new();
+    for (facts, team) in rows.into_iter().flatten() {
+        match out.last_mut() {
+            Some(last) if last.user_id == facts.user_id => last.via_teams.extend(team),
+            _ => {
+                let mut facts = facts;
+                facts.via_teams.extend(team);
+                out.push(facts);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The read flags the predicate needs: ?3 manage, ?4 not a guest.
@@ -309,7 +413,7 @@ pub fn list_visible(
             share = kind.share_type()
         )
     } else {
-        visibility_predicate(kind.share_type())
+        visibility_predicate(kind, &THE_CALLER)
     };
     // ?1, the organization, is bound by the scope.
     let mut args = vec![
@@ -379,7 +483,7 @@ pub fn find_visible(
         "SELECT {} FROM {} a WHERE {} AND a.id = ?5",
         select_list_with_shares(kind),
         kind.table(),
-        visibility_predicate(kind.share_type())
+        visibility_predicate(kind, &THE_CALLER)
     );
     let (manage, not_guest) = read_flags(ctx, kind);
     c.scoped(ctx).query_opt(
@@ -406,25 +510,18 @@ pub fn find_in_org(
         .query_opt(&sql, params![id], |r| from_row_with_shares(kind, r))
 }
 
-/// A value for a type-specific column, already validated by the service.
-pub type Fields = BTreeMap<&'static str, SqlValue>;
-
 pub struct NewResource<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub description: &'a str,
     pub visibility: Visibility,
-    pub fields: &'a Fields,
+    pub fields: &'a Checked,
     pub now: &'a str,
 }
 
-pub fn insert(
-    tx: &WriteTx<'_>,
-    ctx: &OrgContext,
-    kind: ResourceKind,
-    r: &NewResource<'_>,
-) -> Result<(), DbError> {
-    let cols = kind.columns();
+/// Inserts a resource of the kind of its checked fields.
+pub fn insert(tx: &WriteTx<'_>, ctx: &OrgContext, r: &NewResource<'_>) -> Result<(), DbError> {
+    let kind = r.fields.kind();
     let mut names = String::from(
         "organization_id, id, user_id, name, description, visibility, created_at, updated_at",
     );
@@ -438,13 +535,11 @@ pub fn insert(
         SqlValue::Text(r.visibility.as_str().to_string()),
         SqlValue::Text(r.now.to_string()),
     ];
-    for (name, _) in cols {
-        if let Some(v) = r.fields.get(name) {
-            names.push_str(", ");
-            names.push_str(name);
-            args.push(v.clone());
-            marks.push_str(&format!(", ?{}", args.len() + 1));
-        }
+    for (name, cell) in r.fields.to_row() {
+        names.push_str(", ");
+        names.push_str(name);
+        args.push(sql_value(cell));
+        marks.push_str(&format!(", ?{}", args.len() + 1));
     }
     tx.scoped(ctx).execute(
         &format!("INSERT INTO {} ({names}) VALUES ({marks})", kind.table()),
@@ -457,20 +552,21 @@ pub struct Changes<'a> {
     pub name: Option<&'a str>,
     pub description: Option<&'a str>,
     pub visibility: Option<Visibility>,
-    pub fields: &'a Fields,
+    pub fields: &'a Checked,
     pub now: &'a str,
     /// Optimistic concurrency: only update when the row still has this version.
     pub expected_version: i64,
 }
 
-/// Applies the changes and bumps the version; false when the version moved on.
+/// Applies the changes (to a resource of the kind of the checked fields) and bumps the
+/// version; false when the version moved on.
 pub fn update(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
-    kind: ResourceKind,
     id: &str,
     ch: &Changes<'_>,
 ) -> Result<bool, DbError> {
+    let kind = ch.fields.kind();
     let mut sets = vec![
         "version = version + 1".to_string(),
         "updated_at = ?3".to_string(),
@@ -494,10 +590,8 @@ pub fn update(
     if let Some(v) = ch.visibility {
         push("visibility", SqlValue::Text(v.as_str().into()), &mut args);
     }
-    for (name, _) in kind.columns() {
-        if let Some(v) = ch.fields.get(name) {
-            push(name, v.clone(), &mut args);
-        }
+    for (name, cell) in ch.fields.to_row() {
+        push(name, sql_value(cell), &mut args);
     }
     let sql = format!(
         "UPDATE {} SET {} WHERE organization_id = ?1 AND id = ?2 AND version = ?4",
@@ -616,22 +710,6 @@ pub fn transfer_owner(
         }
     }
     Ok(out)
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct Trait {
-    #[serde(rename = "trait")]
-    pub name: String,
-    #[serde(default)]
-    pub value: String,
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct Skill {
-    #[serde(rename = "skill")]
-    pub name: String,
-    #[serde(default)]
-    pub level: String,
 }
 
 pub fn agent_traits(c: &Conn<'_>, ctx: &OrgContext, agent: &str) -> Result<Vec<Trait>, DbError> {

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use super::pagination::{Page, encode_cursor};
 use super::{created, items, no_content, ok, ok_typed};
 use crate::db::repo::resources::{ListQuery, ResourceKind};
+use crate::domain::resources::Patch;
 use crate::domain::{UserId, Visibility};
 use crate::error::{AppError, Result};
 use crate::http::extract::{ApiJson, ApiQuery, CurrentUser};
@@ -135,7 +136,7 @@ async fn list(
 }
 
 /// Splits a JSON body into the common fields and the type's own.
-fn input_from(mut body: Map<String, Value>) -> Result<Input> {
+fn input_from(kind: ResourceKind, mut body: Map<String, Value>) -> Result<Input> {
     let take_str = |b: &mut Map<String, Value>, k: &str| -> Result<Option<String>> {
         match b.remove(k) {
             None | Some(Value::Null) => Ok(None),
@@ -189,12 +190,14 @@ fn input_from(mut body: Map<String, Value>) -> Result<Input> {
             ));
         }
     }
+    let (fields, unknown_fields) = Patch::from_json(kind, body);
     Ok(Input {
         name,
         description,
         visibility,
         shared_with,
-        fields: body,
+        fields,
+        unknown_fields,
         version,
         unreadable: Vec::new(),
     })
@@ -214,7 +217,7 @@ async fn create(
     } else {
         let limited = limit_body(req, s.config.body_limit_bytes);
         let ApiJson(body) = ApiJson::<Map<String, Value>>::from_request(limited, &s).await?;
-        svc::create(&s.svc.db, &ctx, &user.actor(), k, input_from(body)?).await?
+        svc::create(&s.svc.db, &ctx, &user.actor(), input_from(k, body)?).await?
     };
     let mut res = created(json!(view));
     etag(&mut res, view.resource.version);
@@ -290,7 +293,7 @@ async fn read_upload(req: Request, s: &AppState) -> Result<(Input, Option<Upload
             }
         }
     }
-    Ok((input_from(meta)?, file))
+    Ok((input_from(ResourceKind::Document, meta)?, file))
 }
 
 fn etag(res: &mut Response, version: i64) {
@@ -321,7 +324,7 @@ async fn update(
 ) -> Result<Response> {
     let k = kind(&ty)?;
     let ctx = user.org_context(&s, org).await?;
-    let mut input = input_from(body)?;
+    let mut input = input_from(k, body)?;
     if let Some(v) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         let n = v
             .trim()
@@ -336,7 +339,7 @@ async fn update(
             })?;
         input.version = Some(n);
     }
-    let view = svc::update(&s.svc.db, &ctx, &user.actor(), k, id, input).await?;
+    let view = svc::update(&s.svc.db, &ctx, &user.actor(), id, input).await?;
     let mut res = ok_typed(&view);
     etag(&mut res, view.resource.version);
     Ok(res)

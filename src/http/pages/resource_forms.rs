@@ -1,10 +1,17 @@
 //! The resource forms of the pages, both ways: typed text (tools as a list, traits as
-//! `name=value` lines, steps as JSON) into the service's `Input`, and a stored resource
-//! back into the text of its edit form and the facts of its page.
-use serde_json::{Map, Value, json};
+//! `name=value` lines, steps as JSON) into the kinds' patch structs of the service's
+//! `Input`, and a stored resource back into the text of its edit form and the facts of its
+//! page.
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::db::repo::resources::ResourceKind;
 use crate::domain::Invalid;
+use crate::domain::resources::{
+    AgentPatch, ConversationPatch, Fields, KnowledgeBasePatch, Patch, Sent, Skill, ToolPatch,
+    Trait, WorkflowPatch,
+};
 use crate::domain::{Visibility, format};
 use crate::http::views::{Fact, NamedValue, ResourceFormValues};
 use crate::services::resources::{Input, View};
@@ -37,53 +44,53 @@ pub(super) fn parse_visibility(s: &str) -> Option<Visibility> {
 }
 
 /// `a, b` or one per line: the non-empty names.
-fn list_of(text: &str) -> Vec<Value> {
+fn list_of(text: &str) -> Vec<String> {
     text.split([',', '\n'])
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| Value::String(s.to_string()))
+        .map(str::to_string)
         .collect()
 }
 
-/// `name=value` lines (a line without `=` is a name with an empty value) as objects with
-/// the keys the service expects.
-fn pairs_of(text: &str, name_key: &str, value_key: &str) -> Vec<Value> {
+/// `name=value` lines (a line without `=` is a name with an empty value).
+fn pairs_of(text: &str) -> Vec<(String, String)> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(|l| {
             let (n, v) = l.split_once('=').unwrap_or((l, ""));
-            json!({ name_key: n.trim(), value_key: v.trim() })
+            (n.trim().to_string(), v.trim().to_string())
         })
         .collect()
 }
 
-fn json_field(
+/// A JSON text field: blank is `empty`; text that does not parse is reported and left out.
+fn json_field<T: DeserializeOwned>(
     text: &str,
     field: &'static str,
     errors: &mut Vec<Invalid>,
-    empty: Option<Value>,
-) -> Option<Value> {
+    empty: Sent<T>,
+) -> Sent<T> {
     if text.trim().is_empty() {
         return empty;
     }
     match serde_json::from_str::<Value>(text) {
-        Ok(v) => Some(v),
+        Ok(v) => Sent::from_value(&v),
         Err(e) => {
             errors.push(Invalid::new(
                 field,
                 format!("This is not valid JSON ({e})."),
             ));
-            None
+            Sent::Absent
         }
     }
 }
 
-/// The form as the service's input. `creating` decides what an empty field means: on
-/// create it is left out (the default applies), on edit it clears where that makes sense.
-/// Visibility is set on create only (the share dialog changes it afterwards). What cannot
-/// be read (JSON that does not parse) goes to the service as `unreadable`, which reports it
-/// with everything else that is wrong.
+/// The form as the service's input, in the same patch structs the API reads. `creating`
+/// decides what an empty field means: on create it is left out (the default applies), on
+/// edit it clears where that makes sense. Visibility is set on create only (the share
+/// dialog changes it afterwards). What cannot be read (JSON that does not parse) goes to
+/// the service as `unreadable`, which reports it with everything else that is wrong.
 pub(super) fn input_from_form(kind: ResourceKind, f: &ResourceFormValues, creating: bool) -> Input {
     let mut errors: Vec<Invalid> = Vec::new();
     let visibility = if creating && !f.visibility.trim().is_empty() {
@@ -103,225 +110,198 @@ pub(super) fn input_from_form(kind: ResourceKind, f: &ResourceFormValues, creati
     } else {
         f.version.trim().parse::<i64>().ok()
     };
-    let mut fields = Map::new();
-    let mut put = |k: &str, v: Value| {
-        fields.insert(k.to_string(), v);
-    };
-    match kind {
-        ResourceKind::Agent => {
-            put("model", Value::String(f.model.clone()));
-            put("system_prompt", Value::String(f.system_prompt.clone()));
-            put("tools", Value::Array(list_of(&f.tools)));
-            put(
-                "personality_traits",
-                Value::Array(pairs_of(&f.personality_traits, "trait", "value")),
-            );
-            put(
-                "skills",
-                Value::Array(pairs_of(&f.skills, "skill", "level")),
-            );
-        }
-        ResourceKind::Workflow => {
-            if let Some(v) = json_field(&f.steps, "steps", &mut errors, Some(json!([]))) {
-                put("steps", v);
-            }
-        }
-        ResourceKind::Tool => {
-            // Empty keeps what is stored (a new tool starts without a schema).
-            if let Some(v) = json_field(&f.input_schema, "input_schema", &mut errors, None) {
-                put("input_schema", v);
-            }
-        }
-        ResourceKind::KnowledgeBase => {
-            put("embedding_model", Value::String(f.embedding_model.clone()));
-        }
+    let fields = match kind {
+        ResourceKind::Agent => Patch::Agent(AgentPatch {
+            model: Sent::Given(Some(f.model.clone())),
+            system_prompt: Sent::Given(f.system_prompt.clone()),
+            tools: Sent::Given(list_of(&f.tools)),
+            personality_traits: Sent::Given(
+                pairs_of(&f.personality_traits)
+                    .into_iter()
+                    .map(|(name, value)| Trait { name, value })
+                    .collect(),
+            ),
+            skills: Sent::Given(
+                pairs_of(&f.skills)
+                    .into_iter()
+                    .map(|(name, level)| Skill { name, level })
+                    .collect(),
+            ),
+            config: Sent::Absent,
+        }),
+        ResourceKind::Workflow => Patch::Workflow(WorkflowPatch {
+            steps: json_field(&f.steps, "steps", &mut errors, Sent::Given(Vec::new())),
+        }),
+        // Empty keeps what is stored (a new tool starts without a schema).
+        ResourceKind::Tool => Patch::Tool(ToolPatch {
+            input_schema: json_field(&f.input_schema, "input_schema", &mut errors, Sent::Absent),
+            config: Sent::Absent,
+        }),
+        ResourceKind::KnowledgeBase => Patch::KnowledgeBase(KnowledgeBasePatch {
+            embedding_model: Sent::Given(Some(f.embedding_model.clone())),
+            config: Sent::Absent,
+        }),
         ResourceKind::Conversation => {
             let agent = f.agent_id.trim();
-            if !agent.is_empty() {
-                put("agent_id", Value::String(agent.to_string()));
-            } else if !creating {
-                put("agent_id", Value::Null);
-            }
+            Patch::Conversation(ConversationPatch {
+                agent_id: if !agent.is_empty() {
+                    Sent::Given(Some(agent.to_string()))
+                } else if creating {
+                    Sent::Absent
+                } else {
+                    Sent::Given(None)
+                },
+            })
         }
-        ResourceKind::Document => {}
-    }
-    Input {
-        name: Some(f.name.clone()),
-        description: Some(f.description.clone()),
-        visibility,
-        shared_with: None,
-        fields,
-        version,
-        unreadable: errors,
-    }
+        ResourceKind::Document => Patch::empty(kind),
+    };
+    let mut input = Input::new(fields);
+    input.name = Some(f.name.clone());
+    input.description = Some(f.description.clone());
+    input.visibility = visibility;
+    input.version = version;
+    input.unreadable = errors;
+    input
 }
 
-fn text_of(fields: &Map<String, Value>, key: &str) -> String {
-    fields
-        .get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+fn pretty<T: Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-}
-
-fn is_empty_json(v: Option<&Value>) -> bool {
-    match v {
-        None | Some(Value::Null) => true,
-        Some(Value::Object(o)) => o.is_empty(),
-        Some(Value::Array(a)) => a.is_empty(),
-        _ => false,
-    }
+fn names(list: &[String]) -> String {
+    list.join(", ")
 }
 
 /// The edit form of a stored resource.
 pub(super) fn form_of(view: &View) -> ResourceFormValues {
     let r = &view.resource;
-    let f = &r.fields;
-    let tools = f
-        .get("tools")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
-    let lines = |items: Vec<(String, String)>| {
+    let lines = |items: Vec<(&str, &str)>| {
         items
             .into_iter()
-            .map(|(n, v)| if v.is_empty() { n } else { format!("{n}={v}") })
+            .map(|(n, v)| {
+                if v.is_empty() {
+                    n.to_string()
+                } else {
+                    format!("{n}={v}")
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let traits = view
-        .personality_traits
-        .as_ref()
-        .map(|t| {
-            lines(
-                t.iter()
-                    .map(|t| (t.name.clone(), t.value.clone()))
-                    .collect(),
-            )
-        })
-        .unwrap_or_default();
-    let skills = view
-        .skills
-        .as_ref()
-        .map(|s| {
-            lines(
-                s.iter()
-                    .map(|s| (s.name.clone(), s.level.clone()))
-                    .collect(),
-            )
-        })
-        .unwrap_or_default();
-    let json_text = |key: &str| {
-        f.get(key)
-            .filter(|v| !is_empty_json(Some(v)))
-            .map(pretty)
-            .unwrap_or_default()
-    };
-    ResourceFormValues {
+    let mut form = ResourceFormValues {
         name: r.name.clone(),
         description: r.description.clone(),
         visibility: r.visibility.as_str().to_string(),
-        model: text_of(f, "model"),
-        system_prompt: text_of(f, "system_prompt"),
-        tools,
-        personality_traits: traits,
-        skills,
-        steps: json_text("steps"),
-        input_schema: json_text("input_schema"),
-        embedding_model: text_of(f, "embedding_model"),
-        agent_id: text_of(f, "agent_id"),
         version: r.version.to_string(),
+        ..Default::default()
+    };
+    match &r.fields {
+        Fields::Agent(a) => {
+            form.model = a.model.clone().unwrap_or_default();
+            form.system_prompt.clone_from(&a.system_prompt);
+            form.tools = names(&a.tools);
+            form.personality_traits = view
+                .personality_traits
+                .as_ref()
+                .map(|t| {
+                    lines(
+                        t.iter()
+                            .map(|t| (t.name.as_str(), t.value.as_str()))
+                            .collect(),
+                    )
+                })
+                .unwrap_or_default();
+            form.skills = view
+                .skills
+                .as_ref()
+                .map(|s| {
+                    lines(
+                        s.iter()
+                            .map(|s| (s.name.as_str(), s.level.as_str()))
+                            .collect(),
+                    )
+                })
+                .unwrap_or_default();
+        }
+        Fields::Workflow(w) if !w.steps.is_empty() => form.steps = pretty(&w.steps),
+        Fields::Tool(t) if !t.input_schema.is_empty() => {
+            form.input_schema = pretty(&t.input_schema);
+        }
+        Fields::KnowledgeBase(k) => {
+            form.embedding_model = k.embedding_model.clone().unwrap_or_default();
+        }
+        Fields::Conversation(c) => form.agent_id = c.agent_id.clone().unwrap_or_default(),
+        Fields::Workflow(_) | Fields::Tool(_) | Fields::Document(_) => {}
     }
+    form
 }
 
 /// The type's own fields as shown on its page; `agent_name` names a conversation's agent.
 pub(super) fn facts_of(view: &View, agent_name: Option<String>) -> Vec<Fact> {
-    let f = &view.resource.fields;
     let fact = |label: &str, value: String, block: bool| Fact {
         label: label.to_string(),
         value,
         block,
     };
     let none = || "none".to_string();
-    let json_block = |key: &str, label: &str| {
-        let v = f.get(key);
-        if is_empty_json(v) {
-            fact(label, none(), false)
-        } else {
-            fact(label, v.map(pretty).unwrap_or_default(), true)
-        }
-    };
-    match view.resource.kind {
-        ResourceKind::Agent => {
-            let tools = f
-                .get("tools")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
+    match &view.resource.fields {
+        Fields::Agent(a) => {
+            let tools = Some(names(&a.tools))
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(none);
-            let model = Some(text_of(f, "model"))
+            let model = a
+                .model
+                .clone()
                 .filter(|m| !m.is_empty())
                 .unwrap_or_else(|| "the organization's default".into());
-            let prompt = text_of(f, "system_prompt");
             vec![
                 fact("Model", model, false),
-                if prompt.is_empty() {
+                if a.system_prompt.is_empty() {
                     fact("System prompt", none(), false)
                 } else {
-                    fact("System prompt", prompt, true)
+                    fact("System prompt", a.system_prompt.clone(), true)
                 },
                 fact("Tools", tools, false),
             ]
         }
-        ResourceKind::Workflow => {
-            let n = f.get("steps").and_then(Value::as_array).map_or(0, Vec::len);
+        Fields::Workflow(w) => {
+            let n = w.steps.len();
             vec![
                 fact(
                     "Steps",
                     format!("{n} step{}", if n == 1 { "" } else { "s" }),
                     false,
                 ),
-                json_block("steps", "Definition"),
+                if n == 0 {
+                    fact("Definition", none(), false)
+                } else {
+                    fact("Definition", pretty(&w.steps), true)
+                },
             ]
         }
-        ResourceKind::Document => {
-            let size = f.get("size_bytes").and_then(Value::as_i64).unwrap_or(0);
-            vec![
-                fact("File", text_of(f, "filename"), false),
-                fact("Type", text_of(f, "content_type"), false),
-                fact("Size", format::bytes(size), false),
-                fact("SHA-256", text_of(f, "sha256"), false),
-            ]
-        }
-        ResourceKind::Tool => vec![json_block("input_schema", "Input schema")],
-        ResourceKind::KnowledgeBase => {
-            let m = text_of(f, "embedding_model");
-            vec![fact(
-                "Embedding model",
-                if m.is_empty() { none() } else { m },
-                false,
-            )]
-        }
-        ResourceKind::Conversation => {
-            let id = text_of(f, "agent_id");
-            let agent = if id.is_empty() {
-                none()
-            } else {
-                agent_name.unwrap_or(id)
+        Fields::Document(d) => vec![
+            fact("File", d.filename.clone(), false),
+            fact("Type", d.content_type.clone(), false),
+            fact("Size", format::bytes(d.size_bytes), false),
+            fact("SHA-256", d.sha256.clone(), false),
+        ],
+        Fields::Tool(t) => vec![if t.input_schema.is_empty() {
+            fact("Input schema", none(), false)
+        } else {
+            fact("Input schema", pretty(&t.input_schema), true)
+        }],
+        Fields::KnowledgeBase(k) => vec![fact(
+            "Embedding model",
+            k.embedding_model
+                .clone()
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(none),
+            false,
+        )],
+        Fields::Conversation(c) => {
+            let agent = match c.agent_id.clone().filter(|id| !id.is_empty()) {
+                None => none(),
+                Some(id) => agent_name.unwrap_or(id),
             };
             vec![fact("Agent", agent, false)]
         }
@@ -372,18 +352,31 @@ mod tests {
         f.skills = "sql=expert".into();
         let input = input_from_form(ResourceKind::Agent, &f, true);
         assert_eq!(input.visibility, Some(Visibility::Organization));
-        assert_eq!(input.fields["tools"], json!(["search", "calc", "web"]));
+        let Patch::Agent(a) = &input.fields else {
+            panic!("an agent patch");
+        };
         assert_eq!(
-            input.fields["personality_traits"],
-            json!([
-                {"trait": "curious", "value": "high"},
-                {"trait": "patient", "value": "very"},
-                {"trait": "terse", "value": ""}
+            a.tools,
+            Sent::Given(vec!["search".into(), "calc".into(), "web".into()])
+        );
+        let t = |name: &str, value: &str| Trait {
+            name: name.into(),
+            value: value.into(),
+        };
+        assert_eq!(
+            a.personality_traits,
+            Sent::Given(vec![
+                t("curious", "high"),
+                t("patient", "very"),
+                t("terse", "")
             ])
         );
         assert_eq!(
-            input.fields["skills"],
-            json!([{"skill": "sql", "level": "expert"}])
+            a.skills,
+            Sent::Given(vec![Skill {
+                name: "sql".into(),
+                level: "expert".into()
+            }])
         );
         assert_eq!(input.version, None);
     }
@@ -401,8 +394,9 @@ mod tests {
                 .reason
                 .starts_with("This is not valid JSON")
         );
-        assert!(
-            !input.fields.contains_key("steps"),
+        assert_eq!(
+            input.fields,
+            Patch::Workflow(WorkflowPatch::default()),
             "what is unreadable is left out"
         );
         assert_eq!(
@@ -420,15 +414,35 @@ mod tests {
         assert_eq!(input.version, Some(7));
         assert_eq!(input.visibility, None);
         assert_eq!(
-            input.fields["agent_id"],
-            Value::Null,
+            input.fields,
+            Patch::Conversation(ConversationPatch {
+                agent_id: Sent::Given(None)
+            }),
             "empty clears on edit"
         );
         let input = input_from_form(ResourceKind::Conversation, &f, true);
-        assert!(!input.fields.contains_key("agent_id"));
+        assert_eq!(input.fields, Patch::empty(ResourceKind::Conversation));
         let input = input_from_form(ResourceKind::Tool, &f, false);
-        assert!(!input.fields.contains_key("input_schema"), "empty keeps");
+        assert_eq!(
+            input.fields,
+            Patch::empty(ResourceKind::Tool),
+            "empty keeps"
+        );
         let input = input_from_form(ResourceKind::Workflow, &f, false);
-        assert_eq!(input.fields["steps"], json!([]));
+        assert_eq!(
+            input.fields,
+            Patch::Workflow(WorkflowPatch {
+                steps: Sent::Given(Vec::new())
+            })
+        );
+        f.steps = "{\"a\": 1}".into();
+        let input = input_from_form(ResourceKind::Workflow, &f, false);
+        assert_eq!(
+            input.fields,
+            Patch::Workflow(WorkflowPatch {
+                steps: Sent::Unreadable
+            }),
+            "JSON of the wrong shape is for the service to refuse"
+        );
     }
 }

@@ -27,6 +27,7 @@ use crate::db::OrgContext;
 use crate::db::repo::resources::{ListQuery, ResourceKind};
 use crate::db::scope::has_permission;
 use crate::domain::UserId;
+use crate::domain::resources::Patch;
 use crate::error::{AppError, Result};
 use crate::http::api::pagination::{Page, encode_cursor};
 use crate::http::extract::{CsrfForm, CurrentUser};
@@ -344,7 +345,7 @@ async fn create(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let input = input_from_form(kind, &f, true);
-    match svc::create(&s.svc.db, &ctx, &user.actor(), kind, input).await {
+    match svc::create(&s.svc.db, &ctx, &user.actor(), input).await {
         Ok(v) => Ok(see_other(&format!(
             "{}?done=created",
             item_url(&ctx, kind, &v.resource.id)
@@ -654,7 +655,7 @@ async fn update(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let input = input_from_form(kind, &f, false);
-    match svc::update(&s.svc.db, &ctx, &user.actor(), kind, id.clone(), input).await {
+    match svc::update(&s.svc.db, &ctx, &user.actor(), id.clone(), input).await {
         Ok(_) => Ok(see_other(&format!(
             "{}?done=saved",
             item_url(&ctx, kind, &id)
@@ -693,7 +694,7 @@ async fn edit_with_errors(
 
 /// The share dialog's choices: `visibility`, and one `u.<user id>` / `t.<team id>` field
 /// per member or team it is shared with (checkboxes, so no repeated names).
-fn share_input(form: &BTreeMap<String, String>) -> Result<Input, String> {
+fn share_input(kind: ResourceKind, form: &BTreeMap<String, String>) -> Result<Input, String> {
     let visibility = form
         .get("visibility")
         .and_then(|v| parse_visibility(v))
@@ -705,15 +706,14 @@ fn share_input(form: &BTreeMap<String, String>) -> Result<Input, String> {
             .map(str::to_string)
             .collect()
     };
-    Ok(Input {
-        visibility: Some(visibility),
-        shared_with: Some(SharedWithInput {
-            users: pick("u."),
-            teams: pick("t."),
-        }),
-        version: form.get("version").and_then(|v| v.trim().parse().ok()),
-        ..Default::default()
-    })
+    let mut input = Input::new(Patch::empty(kind));
+    input.visibility = Some(visibility);
+    input.shared_with = Some(SharedWithInput {
+        users: pick("u."),
+        teams: pick("t."),
+    });
+    input.version = form.get("version").and_then(|v| v.trim().parse().ok());
+    Ok(input)
 }
 
 async fn share(
@@ -723,8 +723,8 @@ async fn share(
     CsrfForm(user, f): CsrfForm<BTreeMap<String, String>>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let result = match share_input(&f) {
-        Ok(input) => svc::update(&s.svc.db, &ctx, &user.actor(), kind, id.clone(), input)
+    let result = match share_input(kind, &f) {
+        Ok(input) => svc::update(&s.svc.db, &ctx, &user.actor(), id.clone(), input)
             .await
             .map(|_| ()),
         Err(why) => Err(AppError::bad_request("invalid_form", why)),
@@ -815,7 +815,7 @@ async fn access(
                 role: a.role.map(|r| r.to_string()).unwrap_or_default(),
                 can_read: a.can_read,
                 can_write: a.can_write,
-                reasons: a.reasons,
+                reasons: a.reasons.iter().map(ToString::to_string).collect(),
             }
         })
         .collect();
@@ -1156,7 +1156,7 @@ mod tests {
         f.insert("u.u1".to_string(), "on".to_string());
         f.insert("t.t1".to_string(), "on".to_string());
         f.insert("version".to_string(), "4".to_string());
-        let input = share_input(&f).unwrap();
+        let input = share_input(ResourceKind::Agent, &f).unwrap();
         assert_eq!(
             input.visibility,
             Some(crate::domain::Visibility::Organization)
@@ -1167,7 +1167,7 @@ mod tests {
         assert_eq!(input.version, Some(4));
         assert!(input.name.is_none());
         f.remove("visibility");
-        assert!(share_input(&f).is_err());
+        assert!(share_input(ResourceKind::Agent, &f).is_err());
     }
 
     #[test]

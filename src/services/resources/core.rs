@@ -1,0 +1,674 @@
+//! One resource's life: list, read, create, update and delete, the checks of the common
+//! fields, the plan limits they count against, and a conversation's messages.
+use crate::domain::Permission;
+use serde_json::{Map, Value, json};
+
+use super::{SharedWithInput, can_write, check_shares};
+use crate::db::repo::resources::{
+    self as repo, Changes, ListQuery, NewResource, Resource, ResourceKind, Skill, Trait,
+};
+use crate::db::repo::{audit, members, plans, teams};
+use crate::db::scope::has_permission;
+use crate::db::{Conn, Db, OrgContext, WriteTx};
+use crate::domain::resources::{Checked, Patch, Sent};
+use crate::domain::{Invalid, Visibility, new_id, now_str};
+use crate::error::{AppError, Result};
+use crate::services::{Actor, fresh_context, require};
+
+/// A create or update request: common fields plus the type's own.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub visibility: Option<Visibility>,
+    pub shared_with: Option<SharedWithInput>,
+    /// The kind's own fields; their kind is the kind of resource made or changed.
+    pub fields: Patch,
+    /// Keys the client sent that are no field of the kind.
+    pub unknown_fields: Vec<String>,
+    /// The version the client last saw (optimistic concurrency); None = last write wins.
+    pub version: Option<i64>,
+    /// Fields the client sent that could not be read at all (a page's JSON text that does
+    /// not parse): reported together with what is wrong with the rest.
+    pub unreadable: Vec<Invalid>,
+}
+
+impl Input {
+    /// A request that changes nothing yet.
+    pub fn new(fields: Patch) -> Self {
+        Self {
+            name: None,
+            description: None,
+            visibility: None,
+            shared_with: None,
+            fields,
+            unknown_fields: Vec::new(),
+            version: None,
+            unreadable: Vec::new(),
+        }
+    }
+
+    /// Checks every field at once, common and the kind's own; on create a name is
+    /// required. The one validation of a create or an update, before its write job.
+    fn check(&self, creating: bool) -> Result<Checked> {
+        let mut errors = self.unreadable.clone();
+        match self.name.as_deref().map(str::trim) {
+            Some(n) => {
+                check_name(n, &mut errors);
+            }
+            None if creating => errors.push(Invalid::new("name", "Enter a name.")),
+            None => {}
+        }
+        if let Some(d) = self.description.as_deref() {
+            check_description(d, &mut errors);
+        }
+        let checked = self.fields.clone().check(&self.unknown_fields, &mut errors);
+        match checked {
+            Some(c) if errors.is_empty() => Ok(c),
+            _ => Err(AppError::invalid(errors)),
+        }
+    }
+}
+
+/// A resource with what the caller may do to it and, per type, its parts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct View {
+    #[serde(flatten)]
+    pub resource: Resource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub personality_traits: Option<Vec<Trait>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skills: Option<Vec<Skill>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub documents: Option<Vec<String>>,
+    pub can_write: bool,
+}
+
+pub(super) fn view(c: &Conn<'_>, ctx: &OrgContext, r: Resource) -> Result<View> {
+    let (traits, skills) = if r.kind == ResourceKind::Agent {
+        (
+            Some(repo::agent_traits(c, ctx, &r.id)?),
+            Some(repo::agent_skills(c, ctx, &r.id)?),
+        )
+    } else {
+        (None, None)
+    };
+    let documents = (r.kind == ResourceKind::KnowledgeBase)
+        .then(|| repo::kb_documents(c, ctx, &r.id))
+        .transpose()?;
+    Ok(View {
+        can_write: can_write(ctx, &r),
+        resource: r,
+        personality_traits: traits,
+        skills,
+        documents,
+    })
+}
+
+pub async fn list(
+    db: &Db,
+    ctx: &OrgContext,
+    kind: ResourceKind,
+    q: ListQuery,
+) -> Result<Vec<View>> {
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        repo::list_visible(tx, &ctx, kind, &q)?
+            .into_iter()
+            .map(|r| {
+                Ok(View {
+                    can_write: can_write(&ctx, &r),
+                    resource: r,
+                    personality_traits: None,
+                    skills: None,
+                    documents: None,
+                })
+            })
+            .collect()
+    })
+    .await
+}
+
+/// One resource by id: a lookup by key (plus its few parts), so it runs inline.
+pub async fn get(db: &Db, ctx: &OrgContext, kind: ResourceKind, id: String) -> Result<View> {
+    db.lookup(|tx| {
+        let r = repo::find_visible(tx, ctx, kind, &id)?.ok_or_else(AppError::not_found)?;
+        view(tx, ctx, r)
+    })
+}
+
+pub(super) fn plan_limit(kind: ResourceKind, plan: &plans::Plan) -> Option<i64> {
+    match kind {
+        ResourceKind::Agent => plan.max_agents,
+        ResourceKind::Workflow => plan.max_workflows,
+        _ => None,
+    }
+}
+
+pub(super) fn limit_reached(what: &str, max: i64, plan: &str) -> AppError {
+    AppError::Unprocessable {
+        code: "plan_limit",
+        message: format!(
+            "the {plan} plan allows at most {max} {what}; upgrade the plan or remove some"
+        ),
+    }
+}
+
+/// Counts against the plan inside the write job: the single writer makes the check and
+/// the insert atomic, so parallel creates never pass the limit.
+fn check_count_limit(tx: &WriteTx<'_>, ctx: &OrgContext, kind: ResourceKind) -> Result<()> {
+    let plan = plans::for_org(tx, ctx)?.ok_or_else(AppError::not_found)?;
+    if let Some(max) = plan_limit(kind, &plan)
+        && repo::count(tx, ctx, kind)? >= max
+    {
+        return Err(limit_reached(kind.path(), max, &plan.name));
+    }
+    Ok(())
+}
+
+fn check_conversation_agent(c: &Conn<'_>, ctx: &OrgContext, fields: &Checked) -> Result<()> {
+    if let Patch::Conversation(p) = fields.patch()
+        && let Some(agent) = p.agent()
+        && repo::find_visible(c, ctx, ResourceKind::Agent, agent)?.is_none()
+    {
+        return Err(AppError::invalid(vec![Invalid::new(
+            "agent_id",
+            "Choose an agent of this organization.",
+        )]));
+    }
+    Ok(())
+}
+
+/// An agent's traits and skills, when the patch sends them.
+fn set_agent_parts(tx: &WriteTx<'_>, ctx: &OrgContext, id: &str, fields: &Checked) -> Result<()> {
+    if let Patch::Agent(p) = fields.patch() {
+        if let Sent::Given(t) = &p.personality_traits {
+            repo::set_agent_traits(tx, ctx, id, t)?;
+        }
+        if let Sent::Given(s) = &p.skills {
+            repo::set_agent_skills(tx, ctx, id, s)?;
+        }
+    }
+    Ok(())
+}
+
+fn short(v: &Value) -> Value {
+    let s = v.to_string();
+    if s.len() > 500 {
+        Value::String(format!(
+            "{}…",
+            &s[..s.char_indices().nth(500).map_or(s.len(), |(i, _)| i)]
+        ))
+    } else {
+        v.clone()
+    }
+}
+
+/// A resource's name: 1 to 200 characters. False (with the reason added) otherwise.
+pub(super) fn check_name(name: &str, errors: &mut Vec<Invalid>) -> bool {
+    let why = if name.trim().is_empty() {
+        "Enter a name."
+    } else if name.chars().count() > 200 {
+        "Use at most 200 characters."
+    } else {
+        return true;
+    };
+    errors.push(Invalid::new("name", why));
+    false
+}
+
+pub(super) fn check_description(description: &str, errors: &mut Vec<Invalid>) {
+    if description.chars().count() > 5000 {
+        errors.push(Invalid::new("description", "Use at most 5000 characters."));
+    }
+}
+
+pub async fn create(db: &Db, ctx: &OrgContext, actor: &Actor, input: Input) -> Result<View> {
+    let kind = input.fields.kind();
+    require(ctx, kind.create_permission())?;
+    let fields = input.check(true)?;
+    let name = input
+        .name
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
+    let description = input.description.clone().unwrap_or_default();
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, kind.create_permission())?;
+        check_count_limit(tx, &me, kind)?;
+        check_conversation_agent(tx, &me, &fields)?;
+        let shares = input
+            .shared_with
+            .as_ref()
+            .map(|s| check_shares(tx, &me, s))
+            .transpose()?
+            .unwrap_or_default();
+        let id = new_id().to_string();
+        let now = now_str();
+        let visibility = input.visibility.unwrap_or(Visibility::Private);
+        repo::insert(
+            tx,
+            &me,
+            &NewResource {
+                id: &id,
+                name: &name,
+                description: description.trim(),
+                visibility,
+                fields: &fields,
+                now: &now,
+            },
+        )?;
+        set_agent_parts(tx, &me, &id, &fields)?;
+        repo::set_shares(tx, &me, kind, &id, &shares, &now)?;
+        let action = format!("{}.created", kind.share_type());
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                &action,
+                kind.share_type(),
+                Some(id.clone()),
+                json!({"name": name, "visibility": visibility, "shared_with": shares}),
+            ),
+            &now,
+        )?;
+        let r = repo::find_in_org(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+        view(tx, &me, r)
+    })
+    .await
+}
+
+/// The audit detail of an update: each common or own field that changed, before and after
+/// (long values cut short), and an agent's traits and skills as sent, which have no row
+/// to compare.
+fn changes_of(before: &Resource, after: &Resource, fields: &Checked) -> Value {
+    let (mut b, mut a) = (Map::new(), Map::new());
+    let common = [
+        ("name", json!(before.name), json!(after.name)),
+        (
+            "description",
+            json!(before.description),
+            json!(after.description),
+        ),
+        (
+            "visibility",
+            json!(before.visibility),
+            json!(after.visibility),
+        ),
+        (
+            "shared_with",
+            json!(before.shared_with),
+            json!(after.shared_with),
+        ),
+    ];
+    for (k, x, y) in common {
+        if x != y {
+            b.insert(k.into(), x);
+            a.insert(k.into(), y);
+        }
+    }
+    let (was, now_is) = (json!(before.fields), json!(after.fields));
+    for (k, x) in was.as_object().into_iter().flatten() {
+        let y = now_is.get(k).cloned().unwrap_or(Value::Null);
+        if *x != y {
+            b.insert(k.clone(), short(x));
+            a.insert(k.clone(), short(&y));
+        }
+    }
+    if let Patch::Agent(p) = fields.patch() {
+        if let Sent::Given(t) = &p.personality_traits {
+            a.insert("personality_traits".into(), json!(t));
+        }
+        if let Sent::Given(s) = &p.skills {
+            a.insert("skills".into(), json!(s));
+        }
+    }
+    json!({"before": b, "after": a})
+}
+
+pub async fn update(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    id: String,
+    input: Input,
+) -> Result<View> {
+    let kind = input.fields.kind();
+    let fields = input.check(false)?;
+    let name = input.name.as_deref().map(str::trim).map(str::to_string);
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        let before = repo::find_visible(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+        if !can_write(&me, &before) {
+            return Err(AppError::Forbidden {
+                code: "permission_denied",
+                message: format!("you may read this {} but not change it", kind.share_type()),
+            });
+        }
+        if let Some(v) = input.version
+            && v != before.version
+        {
+            return Err(AppError::conflict(
+                "version_conflict",
+                format!(
+                    "this {} was changed meanwhile (now version {}); reload and try again",
+                    kind.share_type(),
+                    before.version
+                ),
+            ));
+        }
+        check_conversation_agent(tx, &me, &fields)?;
+        let shares = input
+            .shared_with
+            .as_ref()
+            .map(|s| check_shares(tx, &me, s))
+            .transpose()?;
+        let now = now_str();
+        let changes = Changes {
+            name: name.as_deref(),
+            description: input.description.as_deref().map(str::trim),
+            visibility: input.visibility,
+            fields: &fields,
+            now: &now,
+            expected_version: before.version,
+        };
+        if !repo::update(tx, &me, &id, &changes)? {
+            return Err(AppError::conflict(
+                "version_conflict",
+                "changed meanwhile; reload and try again",
+            ));
+        }
+        set_agent_parts(tx, &me, &id, &fields)?;
+        if let Some(s) = &shares {
+            repo::set_shares(tx, &me, kind, &id, s, &now)?;
+        }
+        let after = repo::find_in_org(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+        let action = format!("{}.updated", kind.share_type());
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                &action,
+                kind.share_type(),
+                Some(id.clone()),
+                changes_of(&before, &after, &fields),
+            ),
+            &now,
+        )?;
+        view(tx, &me, after)
+    })
+    .await
+}
+
+pub async fn delete(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    kind: ResourceKind,
+    id: String,
+) -> Result<()> {
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        let r = repo::find_visible(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+        if !can_write(&me, &r) {
+            return Err(AppError::Forbidden {
+                code: "permission_denied",
+                message: format!("you may read this {} but not delete it", kind.share_type()),
+            });
+        }
+        let now = now_str();
+        repo::delete(tx, &me, kind, &id)?;
+        let action = format!("{}.deleted", kind.share_type());
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                &action,
+                kind.share_type(),
+                Some(id.clone()),
+                json!({"name": r.name}),
+            ),
+            &now,
+        )?;
+        Ok(())
+    })
+    .await
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Limit {
+    pub used: i64,
+    pub max: Option<i64>,
+}
+
+/// `GET …/limits`: usage against the plan (and, for AI credits, against the org's own
+/// quota when it has one: the limit the gateway enforces).
+pub async fn limits(db: &Db, ctx: &OrgContext, at: chrono::DateTime<chrono::Utc>) -> Result<Value> {
+    // Guests see only what is shared with them; counts of the rest are not theirs to see.
+    require(ctx, Permission::MembersView)?;
+    let usage = has_permission(ctx, Permission::UsageView);
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        let plan = plans::for_org(tx, &ctx)?.ok_or_else(AppError::not_found)?;
+        let credits = crate::services::quota::credit_use(tx, &ctx, at)?;
+        let (cost, credit_max) = (credits.used_micros, credits.limit_micros);
+        Ok(json!({
+            "plan": plan.id,
+            "agents": Limit { used: repo::count(tx, &ctx, ResourceKind::Agent)?, max: plan.max_agents },
+            "workflows": Limit { used: repo::count(tx, &ctx, ResourceKind::Workflow)?, max: plan.max_workflows },
+            "users": Limit { used: members::count(tx, &ctx)?, max: plan.max_members },
+            "storage_bytes": Limit { used: repo::storage_bytes(tx, &ctx)?, max: plan.max_storage_bytes },
+            "ai_credits": if usage { json!(Limit { used: cost, max: credit_max }) } else { json!({"max": credit_max}) },
+            "document_bytes": {"max": plan.max_document_bytes},
+        }))
+    })
+    .await
+}
+
+/// The largest document the organization can upload now: its plan's limit, or the
+/// server's own body limit when that is lower (or the plan has none).
+pub async fn document_size_limit(db: &Db, ctx: &OrgContext, server_max: i64) -> Result<i64> {
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        let plan = plans::for_org(tx, &ctx)?.ok_or_else(AppError::not_found)?;
+        Ok(plan
+            .max_document_bytes
+            .map_or(server_max, |m| m.min(server_max)))
+    })
+    .await
+}
+
+/// `GET …/summary` (the seed's `organization_resource_summary`).
+pub async fn summary(
+    db: &Db,
+    ctx: &OrgContext,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Value> {
+    require(ctx, Permission::MembersView)?;
+    let usage = has_permission(ctx, Permission::UsageView);
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        let mut resources = Map::new();
+        for kind in ResourceKind::ALL {
+            let by = repo::count_by_visibility(tx, &ctx, kind)?;
+            let total: i64 = by.values().sum();
+            resources.insert(
+                kind.path().to_string(),
+                json!({"total": total, "by_visibility": by}),
+            );
+        }
+        let credits = crate::services::quota::credit_use(tx, &ctx, at)?;
+        let (period, cost, requests) = (credits.period.label, credits.used_micros, credits.requests);
+        Ok(json!({
+            "organization_id": ctx.org_id(),
+            "resources": resources,
+            "members": members::count(tx, &ctx)?,
+            "teams": teams::list(tx, &ctx)?.len(),
+            "storage_bytes": repo::storage_bytes(tx, &ctx)?,
+            "usage": if usage { json!({"period": period, "requests": requests, "cost_micros": cost}) } else { Value::Null },
+        }))
+    })
+    .await
+}
+
+pub async fn messages(
+    db: &Db,
+    ctx: &OrgContext,
+    conv: String,
+    after: Option<(String, String)>,
+    limit: i64,
+) -> Result<Vec<repo::Message>> {
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        repo::find_visible(tx, &ctx, ResourceKind::Conversation, &conv)?
+            .ok_or_else(AppError::not_found)?;
+        Ok(repo::messages(
+            tx,
+            &ctx,
+            &conv,
+            after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+            limit,
+        )?)
+    })
+    .await
+}
+
+pub async fn add_message(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    conv: String,
+    role: &str,
+    content: &str,
+) -> Result<repo::Message> {
+    let mut errors = Vec::new();
+    if !["system", "user", "assistant", "tool"].contains(&role) {
+        errors.push(Invalid::new(
+            "role",
+            "Choose system, user, assistant or tool.",
+        ));
+    }
+    if content.is_empty() {
+        errors.push(Invalid::new("content", "Write a message."));
+    } else if content.len() > 512 * 1024 {
+        errors.push(Invalid::new("content", "Keep the message under 512 KiB."));
+    }
+    if !errors.is_empty() {
+        return Err(AppError::invalid(errors));
+    }
+    let (ctx, actor, role, content) = (
+        ctx.clone(),
+        actor.clone(),
+        role.to_string(),
+        content.to_string(),
+    );
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        let c = repo::find_visible(tx, &me, ResourceKind::Conversation, &conv)?
+            .ok_or_else(AppError::not_found)?;
+        if !can_write(&me, &c) {
+            return Err(AppError::Forbidden {
+                code: "permission_denied",
+                message: "you may read this conversation but not add to it".into(),
+            });
+        }
+        let id = new_id().to_string();
+        let now = now_str();
+        repo::add_message(tx, &me, &conv, &id, &role, &content, &now)?;
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                "conversation.message_added",
+                "conversation",
+                Some(conv.clone()),
+                json!({"message_id": id, "role": role, "length": content.len()}),
+            ),
+            &now,
+        )?;
+        Ok(repo::Message {
+            id,
+            role,
+            content,
+            user_id: Some(me.user_id().to_string()),
+            created_at: now,
+        })
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::repo::resources::{Fields, SharedWith};
+    use crate::domain::resources::{Agent, AgentPatch};
+    use crate::domain::{OrgId, UserId};
+
+    fn agent(name: &str, model: Option<&str>, prompt: &str) -> Resource {
+        Resource {
+            id: "a1".into(),
+            kind: ResourceKind::Agent,
+            organization_id: OrgId::new(),
+            owner_id: Some(UserId::new()),
+            name: name.into(),
+            description: String::new(),
+            visibility: Visibility::Private,
+            shared_with: SharedWith::default(),
+            version: 1,
+            created_at: "t0".into(),
+            updated_at: "t0".into(),
+            fields: Fields::Agent(Agent {
+                model: model.map(str::to_string),
+                system_prompt: prompt.into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn checked(patch: AgentPatch) -> Checked {
+        let mut errors = Vec::new();
+        let checked = Patch::Agent(patch).check(&[], &mut errors);
+        checked.unwrap_or_else(|| panic!("a valid patch: {errors:?}"))
+    }
+
+    #[test]
+    fn an_updates_audit_detail_names_only_what_changed_and_cuts_long_values() {
+        let long = "p".repeat(600);
+        let before = agent("Helper", None, "short");
+        let after = agent("Helper", Some("gpt"), &long);
+        let detail = changes_of(&before, &after, &checked(AgentPatch::default()));
+        assert_eq!(
+            detail["before"],
+            json!({"model": null, "system_prompt": "short"})
+        );
+        assert_eq!(detail["after"]["model"], json!("gpt"));
+        let cut = detail["after"]["system_prompt"]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(cut.chars().count(), 501, "500 characters and an ellipsis");
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn an_agents_traits_and_skills_are_in_the_detail_as_sent() {
+        let r = agent("Helper", None, "");
+        let patch = AgentPatch {
+            skills: Sent::Given(vec![Skill {
+                name: "sql".into(),
+                level: "expert".into(),
+            }]),
+            ..Default::default()
+        };
+        let detail = changes_of(&r, &r, &checked(patch));
+        assert_eq!(detail["before"], json!({}));
+        assert_eq!(
+            detail["after"],
+            json!({"skills": [{"skill": "sql", "level": "expert"}]})
+        );
+    }
+}

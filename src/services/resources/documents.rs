@@ -1,0 +1,253 @@
+//! Uploaded documents: what their bytes are, storing them, reading them back, and the
+//! documents of a knowledge base.
+use crate::domain::Permission;
+use serde_json::{Value, json};
+
+use super::{Input, View, can_write, check_description, check_name, check_shares, view};
+use crate::db::repo::resources::{self as repo, Fields, NewResource, ResourceKind};
+use crate::db::repo::{audit, plans};
+use crate::db::{Db, OrgContext};
+use crate::domain::resources::{Checked, Document};
+use crate::domain::{Invalid, Visibility, new_id, now_str};
+use crate::error::{AppError, Result};
+use crate::services::{Actor, fresh_context, require};
+
+/// What an upload turned out to be, by its bytes (not by what the client said).
+pub fn sniff(bytes: &[u8], filename: &str) -> std::result::Result<&'static str, AppError> {
+    const BINARY: &[&str] = &[
+        "application/pdf",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+    ];
+    if let Some(t) = infer::get(bytes) {
+        return BINARY.iter().find(|b| **b == t.mime_type()).copied().ok_or_else(|| AppError::Unprocessable {
+            code: "unsupported_content_type",
+            message: format!("files of type {} are not accepted; upload PDF, Office documents, images or text", t.mime_type()),
+        });
+    }
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|s| !s.contains('\0'))
+        .ok_or_else(|| AppError::Unprocessable {
+            code: "unsupported_content_type",
+            message: "this file is neither text nor a known document type".into(),
+        })?;
+    let ext = filename
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    Ok(match ext.as_str() {
+        "md" | "markdown" => "text/markdown",
+        "csv" => "text/csv",
+        "json" => {
+            if serde_json::from_str::<Value>(text).is_err() {
+                return Err(AppError::invalid(vec![Invalid::new(
+                    "file",
+                    "The file is named .json but is not valid JSON.",
+                )]));
+            }
+            "application/json"
+        }
+        _ => "text/plain",
+    })
+}
+
+/// The declared type must agree with the sniffed one (generic declarations are fine).
+fn declared_matches(declared: Option<&str>, sniffed: &str) -> bool {
+    let Some(d) = declared.map(|d| {
+        d.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    }) else {
+        return true;
+    };
+    d.is_empty()
+        || d == "application/octet-stream"
+        || d == sniffed
+        || (d.starts_with("text/")
+            && (sniffed.starts_with("text/") || sniffed == "application/json"))
+        || (d == "application/json" && sniffed == "application/json")
+}
+
+fn clean_filename(raw: &str) -> String {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
+    let s: String = base
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"')
+        .take(200)
+        .collect();
+    if s.trim().is_empty() {
+        "document".into()
+    } else {
+        s.trim().to_string()
+    }
+}
+
+pub struct Upload {
+    pub filename: String,
+    pub declared_type: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+/// Stores an uploaded document (bytes inside the database, so one file is a backup).
+pub async fn upload_document(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    mut input: Input,
+    upload: Option<Upload>,
+) -> Result<View> {
+    require(ctx, Permission::DocumentsCreate)?;
+    let mut errors = input.unreadable.clone();
+    match &upload {
+        None => errors.push(Invalid::new("file", "Choose a file to upload.")),
+        Some(u) if u.bytes.is_empty() => errors.push(Invalid::new("file", "The file is empty.")),
+        Some(_) => {}
+    }
+    let name = input.name.take().filter(|n| !n.trim().is_empty());
+    if let Some(n) = &name {
+        check_name(n.trim(), &mut errors);
+    }
+    if let Some(d) = input.description.as_deref() {
+        check_description(d, &mut errors);
+    }
+    let Some(upload) = upload.filter(|_| errors.is_empty()) else {
+        return Err(AppError::invalid(errors));
+    };
+    let filename = clean_filename(&upload.filename);
+    let content_type = sniff(&upload.bytes, &filename)?;
+    if !declared_matches(upload.declared_type.as_deref(), content_type) {
+        return Err(AppError::bad_request(
+            "content_type_mismatch",
+            format!(
+                "the file was sent as {} but its content is {content_type}",
+                upload.declared_type.unwrap_or_default()
+            ),
+        ));
+    }
+    let name = name.map_or_else(|| filename.clone(), |n| n.trim().to_string());
+    if !check_name(&name, &mut errors) {
+        return Err(AppError::invalid(errors));
+    }
+    let size = upload.bytes.len() as i64;
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&upload.bytes))
+    };
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        require(&me, Permission::DocumentsCreate)?;
+        let plan = plans::for_org(tx, &me)?.ok_or_else(AppError::not_found)?;
+        if let Some(max) = plan.max_document_bytes.filter(|m| size > *m) {
+            return Err(AppError::Unprocessable { code: "plan_limit", message: format!("the {} plan accepts documents up to {}; this one has {}", plan.name, crate::domain::format::bytes(max), crate::domain::format::bytes(size)) });
+        }
+        if let Some(max) = plan.max_storage_bytes.filter(|m| repo::storage_bytes(tx, &me).map_or(true, |u| u + size > *m)) {
+            return Err(AppError::Unprocessable { code: "plan_limit", message: format!("the {} plan allows {} of documents in all; this upload would pass it", plan.name, crate::domain::format::bytes(max)) });
+        }
+        let shares = input.shared_with.as_ref().map(|s| check_shares(tx, &me, s)).transpose()?.unwrap_or_default();
+        let id = new_id().to_string();
+        let now = now_str();
+        let visibility = input.visibility.unwrap_or(Visibility::Private);
+        let file = Document {
+            content_type: content_type.to_string(),
+            filename: filename.clone(),
+            sha256: sha.clone(),
+            size_bytes: size,
+        };
+        let fields = Checked::document(file);
+        let description = input.description.clone().unwrap_or_default();
+        repo::insert(tx, &me, &NewResource { id: &id, name: name.trim(), description: description.trim(), visibility, fields: &fields, now: &now })?;
+        repo::insert_document_content(tx, &me, &id, &upload.bytes)?;
+        repo::set_shares(tx, &me, ResourceKind::Document, &id, &shares, &now)?;
+        audit::append(
+            tx,
+            &me,
+            &actor.entry("document.created", "document", Some(id.clone()), json!({"name": name, "filename": filename, "content_type": content_type, "size_bytes": size, "sha256": sha, "visibility": visibility})),
+            &now,
+        )?;
+        let r = repo::find_in_org(tx, &me, ResourceKind::Document, &id)?.ok_or_else(AppError::not_found)?;
+        view(tx, &me, r)
+    })
+    .await
+}
+
+/// The stored bytes of a document the caller may read: (filename, content type, bytes).
+pub async fn document_content(
+    db: &Db,
+    ctx: &OrgContext,
+    id: String,
+) -> Result<(String, String, Vec<u8>)> {
+    let ctx = ctx.clone();
+    db.read(move |tx| {
+        let r = repo::find_visible(tx, &ctx, ResourceKind::Document, &id)?
+            .ok_or_else(AppError::not_found)?;
+        let bytes = repo::document_content(tx, &ctx, &id)?.ok_or_else(AppError::not_found)?;
+        let Fields::Document(d) = r.fields else {
+            return Err(AppError::not_found());
+        };
+        Ok((d.filename, d.content_type, bytes))
+    })
+    .await
+}
+
+/// Adds (or removes) a readable document to a knowledge base the caller may change.
+pub async fn kb_document(
+    db: &Db,
+    ctx: &OrgContext,
+    actor: &Actor,
+    kb: String,
+    doc: String,
+    add: bool,
+) -> Result<bool> {
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        let base = repo::find_visible(tx, &me, ResourceKind::KnowledgeBase, &kb)?
+            .ok_or_else(AppError::not_found)?;
+        if !can_write(&me, &base) {
+            return Err(AppError::Forbidden {
+                code: "permission_denied",
+                message: "you may read this knowledge base but not change it".into(),
+            });
+        }
+        let document = repo::find_visible(tx, &me, ResourceKind::Document, &doc)?
+            .ok_or_else(AppError::not_found)?;
+        let now = now_str();
+        let changed = if add {
+            repo::kb_add_document(tx, &me, &kb, &doc, &now)?
+        } else {
+            repo::kb_remove_document(tx, &me, &kb, &doc)?
+        };
+        if !add && !changed {
+            return Err(AppError::not_found());
+        }
+        if changed {
+            let action = if add {
+                "knowledge_base.document_added"
+            } else {
+                "knowledge_base.document_removed"
+            };
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    action,
+                    "knowledge_base",
+                    Some(kb.clone()),
+                    json!({"document_id": doc, "document": document.name}),
+                ),
+                &now,
+            )?;
+        }
+        Ok(changed)
+    })
+    .await
+}

@@ -1,0 +1,20 @@
+//! Resources of an organization: create, read, update, delete, share, search, explain
+//! access, and the plan limits that bound them. Reads go through the visibility predicate;
+//! writes need the type's permission and ownership, or `<type>.manage` (ARCHITECTURE §4).
+mod access;
+mod core;
+mod documents;
+mod moving;
+mod sharing;
+
+pub use access::{Access, Reason, can_write, explain_access};
+pub use core::{
+    Input, Limit, View, add_message, create, delete, document_size_limit, get, limits, list,
+    messages, summary, update,
+};
+pub use documents::{Upload, document_content, kb_document, sniff, upload_document};
+pub use moving::move_to_organization;
+pub use sharing::{Accessible, SharedWithInput, accessible, public};
+
+use core::{check_description, check_name, limit_reached, plan_limit, view};
+use sharing::check_shares;

@@ -1,0 +1,146 @@
+//! Who a resource is shared with, and the reads across organizations that visibility
+//! allows: "accessible to me" in every organization and the public gallery.
+use crate::domain::Permission;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{View, can_write};
+use crate::db::repo::resources::{self as repo, ListQuery, ResourceKind, SharedWith};
+use crate::db::repo::{members, teams};
+use crate::db::scope::has_permission;
+use crate::db::{Conn, Db, OrgContext};
+use crate::domain::{Invalid, UserId};
+use crate::error::{AppError, Result};
+
+/// Who a resource is shared with, as sent by clients.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedWithInput {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub teams: Vec<String>,
+}
+
+pub(super) fn check_shares(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    s: &SharedWithInput,
+) -> Result<SharedWith> {
+    if s.users.len() + s.teams.len() > 200 {
+        return Err(AppError::invalid(vec![Invalid::new(
+            "shared_with",
+            "Share with at most 200 members and teams.",
+        )]));
+    }
+    let mut out = SharedWith::default();
+    for u in &s.users {
+        let id = UserId::parse(u).ok_or_else(|| {
+            AppError::invalid(vec![Invalid::new(
+                "shared_with",
+                format!("{u} is not a member."),
+            )])
+        })?;
+        if members::find(c, ctx, id)?.is_none() {
+            return Err(AppError::invalid(vec![Invalid::new(
+                "shared_with",
+                format!("{u} is not a member."),
+            )]));
+        }
+        if !out.users.contains(&id.to_string()) {
+            out.users.push(id.to_string());
+        }
+    }
+    for t in &s.teams {
+        if teams::find(c, ctx, t)?.is_none() {
+            return Err(AppError::invalid(vec![Invalid::new(
+                "shared_with",
+                format!("{t} is not a team of this organization."),
+            )]));
+        }
+        if !out.teams.contains(t) {
+            out.teams.push(t.clone());
+        }
+    }
+    out.users.sort();
+    out.teams.sort();
+    Ok(out)
+}
+
+/// One item of the cross-organization "accessible to me" view.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Accessible {
+    #[serde(flatten)]
+    pub view: View,
+    pub organization: crate::db::repo::orgs::Org,
+}
+
+/// Everything of `kind` the user may read in any of their organizations (the seed's
+/// `user_accessible_agents`), newest first: each organization is read through its own
+/// context (role, overrides, teams), then the pages are merged.
+pub async fn accessible(
+    db: &Db,
+    user: UserId,
+    kind: ResourceKind,
+    q: ListQuery,
+    only_org: Option<crate::domain::OrgId>,
+) -> Result<Vec<Accessible>> {
+    db.read(move |tx| {
+        let memberships = crate::db::unscoped::unscoped_memberships_of(tx, user)?;
+        let mut all = Vec::new();
+        for m in memberships {
+            if only_org.is_some_and(|o| o != m.organization.id) {
+                continue;
+            }
+            let Some(ctx) = crate::db::scope::enter(tx, user, &m.organization.id.to_string())?
+            else {
+                continue;
+            };
+            if !has_permission(&ctx, Permission::OrgView) {
+                continue;
+            }
+            for r in repo::list_visible(tx, &ctx, kind, &q)? {
+                all.push(Accessible {
+                    view: View {
+                        can_write: can_write(&ctx, &r),
+                        resource: r,
+                        personality_traits: None,
+                        skills: None,
+                        documents: None,
+                    },
+                    organization: ctx.org().clone(),
+                });
+            }
+        }
+        all.sort_by(|a, b| {
+            (&b.view.resource.created_at, &b.view.resource.id)
+                .cmp(&(&a.view.resource.created_at, &a.view.resource.id))
+        });
+        all.truncate(q.limit.max(0) as usize);
+        Ok(all)
+    })
+    .await
+}
+
+/// The public gallery: public items of every organization, read-only, with nothing that
+/// tells about the owning organization beyond its name.
+pub async fn public(db: &Db, kind: ResourceKind, q: ListQuery) -> Result<Vec<Value>> {
+    db.read(move |tx| {
+        let rows = crate::db::unscoped::unscoped_public_gallery(tx, kind, &q)?;
+        Ok(rows
+            .into_iter()
+            .map(|(r, org_name)| {
+                let mut v = json!({
+                    "id": r.id, "type": r.kind, "name": r.name, "description": r.description,
+                    "created_at": r.created_at, "updated_at": r.updated_at,
+                    "organization": {"name": org_name},
+                });
+                for (k, x) in r.fields.public() {
+                    v[k] = x;
+                }
+                v
+            })
+            .collect())
+    })
+    .await
+}
