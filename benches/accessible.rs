@@ -108,6 +108,14 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let db = Db::open(&path).unwrap();
+    let dir = path.parent().unwrap().to_path_buf();
+    let svc = xagent::services::Services::new(
+        db,
+        xagent::crypto::Keyring::load(None, &dir).unwrap(),
+        &xagent::config::Config::new(dir),
+        "http://127.0.0.1".into(),
+    )
+    .unwrap();
     let user = UserId::parse(&bench_user).unwrap();
     let search = ListQuery {
         q: Some(dataset::SEARCH_WORD.to_owned()),
@@ -115,9 +123,9 @@ fn bench(c: &mut Criterion) {
         ..Default::default()
     };
     let run = |q: ListQuery| {
-        let db = db.clone();
+        let svc = svc.clone();
         async move {
-            accessible(&db, user, ResourceKind::Agent, q, None)
+            accessible(&svc, user, ResourceKind::Agent, q, None)
                 .await
                 .unwrap()
         }
@@ -195,7 +203,7 @@ fn bench(c: &mut Criterion) {
         });
     });
     g.finish();
-    rt.block_on(db.shutdown()).unwrap();
+    rt.block_on(svc.db.shutdown()).unwrap();
 }
 
 criterion_group!(benches, bench);

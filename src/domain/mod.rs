@@ -85,16 +85,8 @@ pub fn parse_usd(raw: &str) -> Option<i64> {
 }
 
 /// Now, as stored: RFC 3339 UTC with microseconds, so text order is time order.
-pub fn now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
-}
-
 pub fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-pub fn now_str() -> String {
-    fmt_time(now())
 }
 
 #[cfg(test)]

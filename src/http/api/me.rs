@@ -171,7 +171,7 @@ async fn move_to_org(
 ) -> Result<Response> {
     user.require_session()?;
     let out = crate::services::resources::move_to_organization(
-        &s.svc.db,
+        &s.svc,
         &user.actor(),
         b.from_organization_id,
         b.to_organization_id,

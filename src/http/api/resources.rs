@@ -129,7 +129,7 @@ async fn list(
     let ctx = user.org_context(&s, org).await?;
     let q = p.query()?;
     let limit = q.limit;
-    let rows = svc::list(&s.svc.db, &ctx, k, q).await?;
+    let rows = svc::list(&s.svc, &ctx, k, q).await?;
     Ok(page_out(rows, limit, |v| {
         format!("{}|{}", v.resource.created_at, v.resource.id)
     }))
@@ -213,11 +213,11 @@ async fn create(
     let ctx = user.org_context(&s, org).await?;
     let view = if k == ResourceKind::Document {
         let upload = read_upload(req, &s).await?;
-        svc::upload_document(&s.svc.db, &ctx, &user.actor(), upload.0, upload.1).await?
+        svc::upload_document(&s.svc, &ctx, &user.actor(), upload.0, upload.1).await?
     } else {
         let limited = limit_body(req, s.config.body_limit_bytes);
         let ApiJson(body) = ApiJson::<Map<String, Value>>::from_request(limited, &s).await?;
-        svc::create(&s.svc.db, &ctx, &user.actor(), input_from(k, body)?).await?
+        svc::create(&s.svc, &ctx, &user.actor(), input_from(k, body)?).await?
     };
     let mut res = created(json!(view));
     etag(&mut res, view.resource.version);
@@ -309,7 +309,7 @@ async fn show(
 ) -> Result<Response> {
     let k = kind(&ty)?;
     let ctx = user.org_context(&s, org).await?;
-    let view = svc::get(&s.svc.db, &ctx, k, id).await?;
+    let view = svc::get(&s.svc, &ctx, k, id).await?;
     let mut res = ok_typed(&view);
     etag(&mut res, view.resource.version);
     Ok(res)
@@ -339,7 +339,7 @@ async fn update(
             })?;
         input.version = Some(n);
     }
-    let view = svc::update(&s.svc.db, &ctx, &user.actor(), id, input).await?;
+    let view = svc::update(&s.svc, &ctx, &user.actor(), id, input).await?;
     let mut res = ok_typed(&view);
     etag(&mut res, view.resource.version);
     Ok(res)
@@ -352,7 +352,7 @@ async fn remove(
 ) -> Result<Response> {
     let k = kind(&ty)?;
     let ctx = user.org_context(&s, org).await?;
-    svc::delete(&s.svc.db, &ctx, &user.actor(), k, id).await?;
+    svc::delete(&s.svc, &ctx, &user.actor(), k, id).await?;
     Ok(no_content())
 }
 
@@ -376,7 +376,7 @@ async fn access(
             })?),
             None => None,
         };
-    let list = svc::explain_access(&s.svc.db, &ctx, k, id, only).await?;
+    let list = svc::explain_access(&s.svc, &ctx, k, id, only).await?;
     Ok(items(&list, None))
 }
 
@@ -387,7 +387,7 @@ async fn content(
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::Document)?;
     let ctx = user.org_context(&s, org).await?;
-    let (filename, ctype, bytes) = svc::document_content(&s.svc.db, &ctx, id).await?;
+    let (filename, ctype, bytes) = svc::document_content(&s.svc, &ctx, id).await?;
     let ascii: String = filename
         .chars()
         .map(|c| {
@@ -426,7 +426,7 @@ async fn list_messages(
         c.split_once('|')
             .map(|(a, b)| (a.to_string(), b.to_string()))
     });
-    let mut rows = svc::messages(&s.svc.db, &ctx, id, after, limit + 1).await?;
+    let mut rows = svc::messages(&s.svc, &ctx, id, after, limit + 1).await?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last()
@@ -451,7 +451,7 @@ async fn add_message(
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::Conversation)?;
     let ctx = user.org_context(&s, org).await?;
-    let m = svc::add_message(&s.svc.db, &ctx, &user.actor(), id, &b.role, &b.content).await?;
+    let m = svc::add_message(&s.svc, &ctx, &user.actor(), id, &b.role, &b.content).await?;
     Ok(created(json!(m)))
 }
 
@@ -462,7 +462,7 @@ async fn kb_add(
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::KnowledgeBase)?;
     let ctx = user.org_context(&s, org).await?;
-    let added = svc::kb_document(&s.svc.db, &ctx, &user.actor(), id, doc, true).await?;
+    let added = svc::kb_document(&s.svc, &ctx, &user.actor(), id, doc, true).await?;
     Ok(if added {
         created(json!({"added": true}))
     } else {
@@ -477,7 +477,7 @@ async fn kb_remove(
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::KnowledgeBase)?;
     let ctx = user.org_context(&s, org).await?;
-    svc::kb_document(&s.svc.db, &ctx, &user.actor(), id, doc, false).await?;
+    svc::kb_document(&s.svc, &ctx, &user.actor(), id, doc, false).await?;
     Ok(no_content())
 }
 
@@ -487,7 +487,7 @@ async fn limits(
     Path(org): Path<String>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    Ok(ok(svc::limits(&s.svc.db, &ctx, s.config.clock.now()).await?))
+    Ok(ok(svc::limits(&s.svc, &ctx, s.config.clock.now()).await?))
 }
 
 async fn summary(
@@ -496,9 +496,7 @@ async fn summary(
     Path(org): Path<String>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    Ok(ok(
-        svc::summary(&s.svc.db, &ctx, s.config.clock.now()).await?
-    ))
+    Ok(ok(svc::summary(&s.svc, &ctx, s.config.clock.now()).await?))
 }
 
 async fn accessible(
@@ -516,7 +514,7 @@ async fn accessible(
         (_, Some(o)) => Some(crate::domain::OrgId::parse(o).ok_or_else(AppError::not_found)?),
         _ => None,
     };
-    let rows = svc::accessible(&s.svc.db, user.user.id, k, q, only_org).await?;
+    let rows = svc::accessible(&s.svc, user.user.id, k, q, only_org).await?;
     Ok(page_out(rows, limit, |a| {
         format!("{}|{}", a.view.resource.created_at, a.view.resource.id)
     }))
@@ -531,7 +529,7 @@ async fn public(
     let k = kind(&ty)?;
     let q = p.query()?;
     let limit = q.limit;
-    let rows = svc::public(&s.svc.db, k, q).await?;
+    let rows = svc::public(&s.svc, k, q).await?;
     Ok(page_out(rows, limit, |v| {
         format!(
             "{}|{}",

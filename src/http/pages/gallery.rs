@@ -102,7 +102,7 @@ async fn index(
     let kind = ResourceKind::from_path(&ty).ok_or_else(AppError::not_found)?;
     let q: String = p.q.trim().chars().take(200).collect();
     let mut rows = svc::public(
-        &s.svc.db,
+        &s.svc,
         kind,
         ListQuery {
             visibility: None,

@@ -56,8 +56,8 @@ async fn home(
     // Organization-wide counts are for members who may list members (not guests).
     let dashboard = if has_permission(&ctx, Permission::MembersView) {
         let now = s.config.clock.now();
-        let limits = resources::limits(&s.svc.db, &ctx, now).await?;
-        let summary = resources::summary(&s.svc.db, &ctx, now).await?;
+        let limits = resources::limits(&s.svc, &ctx, now).await?;
+        let summary = resources::summary(&s.svc, &ctx, now).await?;
         Some(super::dashboard::dashboard_of(&limits, &summary))
     } else {
         None

@@ -153,7 +153,7 @@ async fn choices(
     selected: &str,
     names: &Names,
 ) -> Result<Vec<ChoiceOption>> {
-    let items = svc::list(&s.svc.db, ctx, kind, ListQuery::first(CHOICES)).await?;
+    let items = svc::list(&s.svc, ctx, kind, ListQuery::first(CHOICES)).await?;
     let labels = crate::domain::format::told_apart(
         items
             .iter()
@@ -217,7 +217,7 @@ async fn list_page(
     let q: String = p.q.trim().chars().take(200).collect();
     let visibility = parse_visibility(&p.visibility);
     let mut rows = svc::list(
-        &s.svc.db,
+        &s.svc,
         ctx,
         kind,
         ListQuery {
@@ -260,7 +260,7 @@ async fn list_page(
     };
     let server_max = s.config.upload_limit_bytes as i64;
     let max_upload = if kind == ResourceKind::Document && can_create {
-        svc::document_size_limit(&s.svc.db, ctx, server_max).await?
+        svc::document_size_limit(&s.svc, ctx, server_max).await?
     } else {
         server_max
     };
@@ -345,7 +345,7 @@ async fn create(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let input = input_from_form(kind, &f, true);
-    match svc::create(&s.svc.db, &ctx, &user.actor(), input).await {
+    match svc::create(&s.svc, &ctx, &user.actor(), input).await {
         Ok(v) => Ok(see_other(&format!(
             "{}?done=created",
             item_url(&ctx, kind, &v.resource.id)
@@ -453,7 +453,7 @@ async fn upload(
         ..Default::default()
     };
     let input = input_from_form(kind, &form, true);
-    match svc::upload_document(&s.svc.db, &ctx, &user.actor(), input, file).await {
+    match svc::upload_document(&s.svc, &ctx, &user.actor(), input, file).await {
         Ok(v) => Ok(see_other(&format!(
             "{}?done=created",
             item_url(&ctx, kind, &v.resource.id)
@@ -527,7 +527,7 @@ async fn item_page(
     kind: ResourceKind,
     id: String,
 ) -> Result<ResourcePage> {
-    let view = svc::get(&s.svc.db, ctx, kind, id).await?;
+    let view = svc::get(&s.svc, ctx, kind, id).await?;
     let r = &view.resource;
     let people = org_people(s, ctx).await?;
     let names = Names::new(ctx, &people);
@@ -566,7 +566,7 @@ async fn item_page(
         (Vec::new(), Vec::new())
     };
     let messages = if kind == ResourceKind::Conversation {
-        svc::messages(&s.svc.db, ctx, r.id.clone(), None, 500)
+        svc::messages(&s.svc, ctx, r.id.clone(), None, 500)
             .await?
             .into_iter()
             .map(|m| MessageRow {
@@ -655,7 +655,7 @@ async fn update(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let input = input_from_form(kind, &f, false);
-    match svc::update(&s.svc.db, &ctx, &user.actor(), id.clone(), input).await {
+    match svc::update(&s.svc, &ctx, &user.actor(), id.clone(), input).await {
         Ok(_) => Ok(see_other(&format!(
             "{}?done=saved",
             item_url(&ctx, kind, &id)
@@ -724,7 +724,7 @@ async fn share(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
     let result = match share_input(kind, &f) {
-        Ok(input) => svc::update(&s.svc.db, &ctx, &user.actor(), id.clone(), input)
+        Ok(input) => svc::update(&s.svc, &ctx, &user.actor(), id.clone(), input)
             .await
             .map(|_| ()),
         Err(why) => Err(AppError::bad_request("invalid_form", why)),
@@ -789,7 +789,7 @@ async fn delete(
     CsrfForm(user, _): CsrfForm<Empty>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let result = svc::delete(&s.svc.db, &ctx, &user.actor(), kind, id.clone()).await;
+    let result = svc::delete(&s.svc, &ctx, &user.actor(), kind, id.clone()).await;
     let success = format!("{}?done=deleted", list_url(&ctx, kind));
     answer(&s, &user, &ctx, kind, id, result, success).await
 }
@@ -801,8 +801,8 @@ async fn access(
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Response> {
     let ctx = user.org_context(&s, org).await?;
-    let view = svc::get(&s.svc.db, &ctx, kind, id.clone()).await?;
-    let list = svc::explain_access(&s.svc.db, &ctx, kind, id, None).await?;
+    let view = svc::get(&s.svc, &ctx, kind, id.clone()).await?;
+    let list = svc::explain_access(&s.svc, &ctx, kind, id, None).await?;
     let people = org_people(&s, &ctx).await?;
     let rows = list
         .into_iter()
@@ -851,16 +851,9 @@ async fn kb_add(
             "choose a document to add",
         ))
     } else {
-        svc::kb_document(
-            &s.svc.db,
-            &ctx,
-            &user.actor(),
-            id.clone(),
-            f.document_id,
-            true,
-        )
-        .await
-        .map(|_| ())
+        svc::kb_document(&s.svc, &ctx, &user.actor(), id.clone(), f.document_id, true)
+            .await
+            .map(|_| ())
     };
     let success = format!("{}?done=doc_added", item_url(&ctx, kind, &id));
     answer(&s, &user, &ctx, kind, id, result, success).await
@@ -873,7 +866,7 @@ async fn kb_remove(
 ) -> Result<Response> {
     let kind = ResourceKind::KnowledgeBase;
     let ctx = user.org_context(&s, org).await?;
-    let result = svc::kb_document(&s.svc.db, &ctx, &user.actor(), id.clone(), doc, false)
+    let result = svc::kb_document(&s.svc, &ctx, &user.actor(), id.clone(), doc, false)
         .await
         .map(|_| ());
     let success = format!("{}?done=doc_removed", item_url(&ctx, kind, &id));
@@ -895,15 +888,8 @@ async fn add_message(
 ) -> Result<Response> {
     let kind = ResourceKind::Conversation;
     let ctx = user.org_context(&s, org).await?;
-    let result = svc::add_message(
-        &s.svc.db,
-        &ctx,
-        &user.actor(),
-        id.clone(),
-        &f.role,
-        &f.content,
-    )
-    .await;
+    let result =
+        svc::add_message(&s.svc, &ctx, &user.actor(), id.clone(), &f.role, &f.content).await;
     match result {
         Ok(_) => Ok(see_other(&format!(
             "{}?done=message",

@@ -179,9 +179,12 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
             }
             let touched = batch.periods();
             batch.commit_totals(tx)?;
-            let now = crate::domain::fmt_time(last.unwrap_or_else(crate::domain::now));
-            for (ctx, period) in touched {
-                super::alerts::check_alerts(tx, &ctx, &period, &now)?;
+            // Alerts are stamped with the time of the calls that crossed them.
+            if let Some(at) = last {
+                let now = crate::domain::fmt_time(at);
+                for (ctx, period) in touched {
+                    super::alerts::check_alerts(tx, &ctx, &period, &now)?;
+                }
             }
             Ok::<_, AppError>(costs)
         })
@@ -235,7 +238,13 @@ mod tests {
                 monthly_credits_micros: Some(100_000),
                 ..quotas::Quota::default()
             };
-            quotas::save(tx, &c, &q, c.user_id(), &crate::domain::now_str())
+            quotas::save(
+                tx,
+                &c,
+                &q,
+                c.user_id(),
+                &crate::domain::fmt_time(chrono::Utc::now()),
+            )
         })
         .await
         .unwrap();

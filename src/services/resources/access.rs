@@ -1,11 +1,12 @@
 //! Who may read and change a resource, and why (the "who has access" explanation).
+use crate::services::Services;
 use std::fmt;
 
 use serde::{Serialize, Serializer};
 
+use crate::db::OrgContext;
 use crate::db::repo::resources::{self as repo, ReaderFacts, Resource, ResourceKind};
 use crate::db::scope::has_permission;
-use crate::db::{Db, OrgContext};
 use crate::domain::{Permission, PermissionSet, Role, UserId, Visibility};
 use crate::error::{AppError, Result};
 
@@ -125,39 +126,42 @@ fn access_of(kind: ResourceKind, visibility: Visibility, m: ReaderFacts) -> Acce
 /// Explains access to a resource for every member (or one): owner, visibility, teams,
 /// direct shares, manage permission. For admins (members.manage) and the owner.
 pub async fn explain_access(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     kind: ResourceKind,
     id: String,
     only: Option<UserId>,
 ) -> Result<Vec<Access>> {
     let ctx = ctx.clone();
-    db.read(move |tx| {
-        let r = repo::find_visible(tx, &ctx, kind, &id)?.ok_or_else(AppError::not_found)?;
-        if !(r.owner_id == Some(ctx.user_id()) || has_permission(&ctx, Permission::MembersManage)) {
-            return Err(AppError::Forbidden {
-                code: "permission_denied",
-                message: "only the owner and administrators can see who has access".into(),
-            });
-        }
-        let mut out: Vec<Access> = repo::reader_facts(tx, &ctx, kind, &r.id, only)?
-            .into_iter()
-            .map(|m| access_of(kind, r.visibility, m))
-            .collect();
-        if let Some(u) = only
-            && out.is_empty()
-        {
-            out.push(Access {
-                user_id: u,
-                role: None,
-                can_read: false,
-                can_write: false,
-                reasons: vec![Reason::NotAMember],
-            });
-        }
-        Ok(out)
-    })
-    .await
+    svc.db
+        .read(move |tx| {
+            let r = repo::find_visible(tx, &ctx, kind, &id)?.ok_or_else(AppError::not_found)?;
+            if !(r.owner_id == Some(ctx.user_id())
+                || has_permission(&ctx, Permission::MembersManage))
+            {
+                return Err(AppError::Forbidden {
+                    code: "permission_denied",
+                    message: "only the owner and administrators can see who has access".into(),
+                });
+            }
+            let mut out: Vec<Access> = repo::reader_facts(tx, &ctx, kind, &r.id, only)?
+                .into_iter()
+                .map(|m| access_of(kind, r.visibility, m))
+                .collect();
+            if let Some(u) = only
+                && out.is_empty()
+            {
+                out.push(Access {
+                    user_id: u,
+                    role: None,
+                    can_read: false,
+                    can_write: false,
+                    reasons: vec![Reason::NotAMember],
+                });
+            }
+            Ok(out)
+        })
+        .await
 }
 
 #[cfg(test)]

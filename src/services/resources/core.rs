@@ -1,6 +1,7 @@
 //! One resource's life: list, read, create, update and delete, the checks of the common
 //! fields, the plan limits they count against, and a conversation's messages.
 use crate::domain::Permission;
+use crate::services::Services;
 use serde_json::{Map, Value, json};
 
 use super::{SharedWithInput, can_write, check_shares};
@@ -9,9 +10,9 @@ use crate::db::repo::resources::{
 };
 use crate::db::repo::{audit, members, plans, teams};
 use crate::db::scope::has_permission;
-use crate::db::{Conn, Db, OrgContext, WriteTx};
+use crate::db::{Conn, OrgContext, WriteTx};
 use crate::domain::resources::{Checked, Patch, Sent};
-use crate::domain::{Invalid, Visibility, new_id, now_str};
+use crate::domain::{Invalid, Visibility, new_id};
 use crate::error::{AppError, Result};
 use crate::services::{Actor, fresh_context, require};
 
@@ -106,32 +107,33 @@ pub(super) fn view(c: &Conn<'_>, ctx: &OrgContext, r: Resource) -> Result<View> 
 }
 
 pub async fn list(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     kind: ResourceKind,
     q: ListQuery,
 ) -> Result<Vec<View>> {
     let ctx = ctx.clone();
-    db.read(move |tx| {
-        repo::list_visible(tx, &ctx, kind, &q)?
-            .into_iter()
-            .map(|r| {
-                Ok(View {
-                    can_write: can_write(&ctx, &r),
-                    resource: r,
-                    personality_traits: None,
-                    skills: None,
-                    documents: None,
+    svc.db
+        .read(move |tx| {
+            repo::list_visible(tx, &ctx, kind, &q)?
+                .into_iter()
+                .map(|r| {
+                    Ok(View {
+                        can_write: can_write(&ctx, &r),
+                        resource: r,
+                        personality_traits: None,
+                        skills: None,
+                        documents: None,
+                    })
                 })
-            })
-            .collect()
-    })
-    .await
+                .collect()
+        })
+        .await
 }
 
 /// One resource by id: a lookup by key (plus its few parts), so it runs inline.
-pub async fn get(db: &Db, ctx: &OrgContext, kind: ResourceKind, id: String) -> Result<View> {
-    db.lookup(|tx| {
+pub async fn get(svc: &Services, ctx: &OrgContext, kind: ResourceKind, id: String) -> Result<View> {
+    svc.db.lookup(|tx| {
         let r = repo::find_visible(tx, ctx, kind, &id)?.ok_or_else(AppError::not_found)?;
         view(tx, ctx, r)
     })
@@ -223,7 +225,7 @@ pub(super) fn check_description(description: &str, errors: &mut Vec<Invalid>) {
     }
 }
 
-pub async fn create(db: &Db, ctx: &OrgContext, actor: &Actor, input: Input) -> Result<View> {
+pub async fn create(svc: &Services, ctx: &OrgContext, actor: &Actor, input: Input) -> Result<View> {
     let kind = input.fields.kind();
     require(ctx, kind.create_permission())?;
     let fields = input.check(true)?;
@@ -235,50 +237,51 @@ pub async fn create(db: &Db, ctx: &OrgContext, actor: &Actor, input: Input) -> R
         .to_string();
     let description = input.description.clone().unwrap_or_default();
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        require(&me, kind.create_permission())?;
-        check_count_limit(tx, &me, kind)?;
-        check_conversation_agent(tx, &me, &fields)?;
-        let shares = input
-            .shared_with
-            .as_ref()
-            .map(|s| check_shares(tx, &me, s))
-            .transpose()?
-            .unwrap_or_default();
-        let id = new_id().to_string();
-        let now = now_str();
-        let visibility = input.visibility.unwrap_or(Visibility::Private);
-        repo::insert(
-            tx,
-            &me,
-            &NewResource {
-                id: &id,
-                name: &name,
-                description: description.trim(),
-                visibility,
-                fields: &fields,
-                now: &now,
-            },
-        )?;
-        set_agent_parts(tx, &me, &id, &fields)?;
-        repo::set_shares(tx, &me, kind, &id, &shares, &now)?;
-        let action = format!("{}.created", kind.share_type());
-        audit::append(
-            tx,
-            &me,
-            &actor.entry(
-                &action,
-                kind.share_type(),
-                Some(id.clone()),
-                json!({"name": name, "visibility": visibility, "shared_with": shares}),
-            ),
-            &now,
-        )?;
-        let r = repo::find_in_org(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
-        view(tx, &me, r)
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            require(&me, kind.create_permission())?;
+            check_count_limit(tx, &me, kind)?;
+            check_conversation_agent(tx, &me, &fields)?;
+            let shares = input
+                .shared_with
+                .as_ref()
+                .map(|s| check_shares(tx, &me, s))
+                .transpose()?
+                .unwrap_or_default();
+            let id = new_id().to_string();
+            let visibility = input.visibility.unwrap_or(Visibility::Private);
+            repo::insert(
+                tx,
+                &me,
+                &NewResource {
+                    id: &id,
+                    name: &name,
+                    description: description.trim(),
+                    visibility,
+                    fields: &fields,
+                    now: &now,
+                },
+            )?;
+            set_agent_parts(tx, &me, &id, &fields)?;
+            repo::set_shares(tx, &me, kind, &id, &shares, &now)?;
+            let action = format!("{}.created", kind.share_type());
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    &action,
+                    kind.share_type(),
+                    Some(id.clone()),
+                    json!({"name": name, "visibility": visibility, "shared_with": shares}),
+                ),
+                &now,
+            )?;
+            let r = repo::find_in_org(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+            view(tx, &me, r)
+        })
+        .await
 }
 
 /// The audit detail of an update: each common or own field that changed, before and after
@@ -330,7 +333,7 @@ fn changes_of(before: &Resource, after: &Resource, fields: &Checked) -> Value {
 }
 
 pub async fn update(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     id: String,
@@ -340,104 +343,106 @@ pub async fn update(
     let fields = input.check(false)?;
     let name = input.name.as_deref().map(str::trim).map(str::to_string);
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        let before = repo::find_visible(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
-        if !can_write(&me, &before) {
-            return Err(AppError::Forbidden {
-                code: "permission_denied",
-                message: format!("you may read this {} but not change it", kind.share_type()),
-            });
-        }
-        if let Some(v) = input.version
-            && v != before.version
-        {
-            return Err(AppError::conflict(
-                "version_conflict",
-                format!(
-                    "this {} was changed meanwhile (now version {}); reload and try again",
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            let before = repo::find_visible(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+            if !can_write(&me, &before) {
+                return Err(AppError::Forbidden {
+                    code: "permission_denied",
+                    message: format!("you may read this {} but not change it", kind.share_type()),
+                });
+            }
+            if let Some(v) = input.version
+                && v != before.version
+            {
+                return Err(AppError::conflict(
+                    "version_conflict",
+                    format!(
+                        "this {} was changed meanwhile (now version {}); reload and try again",
+                        kind.share_type(),
+                        before.version
+                    ),
+                ));
+            }
+            check_conversation_agent(tx, &me, &fields)?;
+            let shares = input
+                .shared_with
+                .as_ref()
+                .map(|s| check_shares(tx, &me, s))
+                .transpose()?;
+            let changes = Changes {
+                name: name.as_deref(),
+                description: input.description.as_deref().map(str::trim),
+                visibility: input.visibility,
+                fields: &fields,
+                now: &now,
+                expected_version: before.version,
+            };
+            if !repo::update(tx, &me, &id, &changes)? {
+                return Err(AppError::conflict(
+                    "version_conflict",
+                    "changed meanwhile; reload and try again",
+                ));
+            }
+            set_agent_parts(tx, &me, &id, &fields)?;
+            if let Some(s) = &shares {
+                repo::set_shares(tx, &me, kind, &id, s, &now)?;
+            }
+            let after = repo::find_in_org(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+            let action = format!("{}.updated", kind.share_type());
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    &action,
                     kind.share_type(),
-                    before.version
+                    Some(id.clone()),
+                    changes_of(&before, &after, &fields),
                 ),
-            ));
-        }
-        check_conversation_agent(tx, &me, &fields)?;
-        let shares = input
-            .shared_with
-            .as_ref()
-            .map(|s| check_shares(tx, &me, s))
-            .transpose()?;
-        let now = now_str();
-        let changes = Changes {
-            name: name.as_deref(),
-            description: input.description.as_deref().map(str::trim),
-            visibility: input.visibility,
-            fields: &fields,
-            now: &now,
-            expected_version: before.version,
-        };
-        if !repo::update(tx, &me, &id, &changes)? {
-            return Err(AppError::conflict(
-                "version_conflict",
-                "changed meanwhile; reload and try again",
-            ));
-        }
-        set_agent_parts(tx, &me, &id, &fields)?;
-        if let Some(s) = &shares {
-            repo::set_shares(tx, &me, kind, &id, s, &now)?;
-        }
-        let after = repo::find_in_org(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
-        let action = format!("{}.updated", kind.share_type());
-        audit::append(
-            tx,
-            &me,
-            &actor.entry(
-                &action,
-                kind.share_type(),
-                Some(id.clone()),
-                changes_of(&before, &after, &fields),
-            ),
-            &now,
-        )?;
-        view(tx, &me, after)
-    })
-    .await
+                &now,
+            )?;
+            view(tx, &me, after)
+        })
+        .await
 }
 
 pub async fn delete(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     kind: ResourceKind,
     id: String,
 ) -> Result<()> {
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        let r = repo::find_visible(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
-        if !can_write(&me, &r) {
-            return Err(AppError::Forbidden {
-                code: "permission_denied",
-                message: format!("you may read this {} but not delete it", kind.share_type()),
-            });
-        }
-        let now = now_str();
-        repo::delete(tx, &me, kind, &id)?;
-        let action = format!("{}.deleted", kind.share_type());
-        audit::append(
-            tx,
-            &me,
-            &actor.entry(
-                &action,
-                kind.share_type(),
-                Some(id.clone()),
-                json!({"name": r.name}),
-            ),
-            &now,
-        )?;
-        Ok(())
-    })
-    .await
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            let r = repo::find_visible(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+            if !can_write(&me, &r) {
+                return Err(AppError::Forbidden {
+                    code: "permission_denied",
+                    message: format!("you may read this {} but not delete it", kind.share_type()),
+                });
+            }
+            repo::delete(tx, &me, kind, &id)?;
+            let action = format!("{}.deleted", kind.share_type());
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    &action,
+                    kind.share_type(),
+                    Some(id.clone()),
+                    json!({"name": r.name}),
+                ),
+                &now,
+            )?;
+            Ok(())
+        })
+        .await
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -448,12 +453,16 @@ pub struct Limit {
 
 /// `GET …/limits`: usage against the plan (and, for AI credits, against the org's own
 /// quota when it has one: the limit the gateway enforces).
-pub async fn limits(db: &Db, ctx: &OrgContext, at: chrono::DateTime<chrono::Utc>) -> Result<Value> {
+pub async fn limits(
+    svc: &Services,
+    ctx: &OrgContext,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Value> {
     // Guests see only what is shared with them; counts of the rest are not theirs to see.
     require(ctx, Permission::MembersView)?;
     let usage = has_permission(ctx, Permission::UsageView);
     let ctx = ctx.clone();
-    db.read(move |tx| {
+    svc.db.read(move |tx| {
         let plan = plans::for_org(tx, &ctx)?.ok_or_else(AppError::not_found)?;
         let credits = crate::services::quota::credit_use(tx, &ctx, at)?;
         let (cost, credit_max) = (credits.used_micros, credits.limit_micros);
@@ -472,27 +481,28 @@ pub async fn limits(db: &Db, ctx: &OrgContext, at: chrono::DateTime<chrono::Utc>
 
 /// The largest document the organization can upload now: its plan's limit, or the
 /// server's own body limit when that is lower (or the plan has none).
-pub async fn document_size_limit(db: &Db, ctx: &OrgContext, server_max: i64) -> Result<i64> {
+pub async fn document_size_limit(svc: &Services, ctx: &OrgContext, server_max: i64) -> Result<i64> {
     let ctx = ctx.clone();
-    db.read(move |tx| {
-        let plan = plans::for_org(tx, &ctx)?.ok_or_else(AppError::not_found)?;
-        Ok(plan
-            .max_document_bytes
-            .map_or(server_max, |m| m.min(server_max)))
-    })
-    .await
+    svc.db
+        .read(move |tx| {
+            let plan = plans::for_org(tx, &ctx)?.ok_or_else(AppError::not_found)?;
+            Ok(plan
+                .max_document_bytes
+                .map_or(server_max, |m| m.min(server_max)))
+        })
+        .await
 }
 
 /// `GET …/summary` (the seed's `organization_resource_summary`).
 pub async fn summary(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Value> {
     require(ctx, Permission::MembersView)?;
     let usage = has_permission(ctx, Permission::UsageView);
     let ctx = ctx.clone();
-    db.read(move |tx| {
+    svc.db.read(move |tx| {
         let mut resources = Map::new();
         for kind in ResourceKind::ALL {
             let by = repo::count_by_visibility(tx, &ctx, kind)?;
@@ -517,29 +527,30 @@ pub async fn summary(
 }
 
 pub async fn messages(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     conv: String,
     after: Option<(String, String)>,
     limit: i64,
 ) -> Result<Vec<repo::Message>> {
     let ctx = ctx.clone();
-    db.read(move |tx| {
-        repo::find_visible(tx, &ctx, ResourceKind::Conversation, &conv)?
-            .ok_or_else(AppError::not_found)?;
-        Ok(repo::messages(
-            tx,
-            &ctx,
-            &conv,
-            after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
-            limit,
-        )?)
-    })
-    .await
+    svc.db
+        .read(move |tx| {
+            repo::find_visible(tx, &ctx, ResourceKind::Conversation, &conv)?
+                .ok_or_else(AppError::not_found)?;
+            Ok(repo::messages(
+                tx,
+                &ctx,
+                &conv,
+                after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+                limit,
+            )?)
+        })
+        .await
 }
 
 pub async fn add_message(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     conv: String,
@@ -567,39 +578,40 @@ pub async fn add_message(
         role.to_string(),
         content.to_string(),
     );
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        let c = repo::find_visible(tx, &me, ResourceKind::Conversation, &conv)?
-            .ok_or_else(AppError::not_found)?;
-        if !can_write(&me, &c) {
-            return Err(AppError::Forbidden {
-                code: "permission_denied",
-                message: "you may read this conversation but not add to it".into(),
-            });
-        }
-        let id = new_id().to_string();
-        let now = now_str();
-        repo::add_message(tx, &me, &conv, &id, &role, &content, &now)?;
-        audit::append(
-            tx,
-            &me,
-            &actor.entry(
-                "conversation.message_added",
-                "conversation",
-                Some(conv.clone()),
-                json!({"message_id": id, "role": role, "length": content.len()}),
-            ),
-            &now,
-        )?;
-        Ok(repo::Message {
-            id,
-            role,
-            content,
-            user_id: Some(me.user_id().to_string()),
-            created_at: now,
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            let c = repo::find_visible(tx, &me, ResourceKind::Conversation, &conv)?
+                .ok_or_else(AppError::not_found)?;
+            if !can_write(&me, &c) {
+                return Err(AppError::Forbidden {
+                    code: "permission_denied",
+                    message: "you may read this conversation but not add to it".into(),
+                });
+            }
+            let id = new_id().to_string();
+            repo::add_message(tx, &me, &conv, &id, &role, &content, &now)?;
+            audit::append(
+                tx,
+                &me,
+                &actor.entry(
+                    "conversation.message_added",
+                    "conversation",
+                    Some(conv.clone()),
+                    json!({"message_id": id, "role": role, "length": content.len()}),
+                ),
+                &now,
+            )?;
+            Ok(repo::Message {
+                id,
+                role,
+                content,
+                user_id: Some(me.user_id().to_string()),
+                created_at: now,
+            })
         })
-    })
-    .await
+        .await
 }
 
 #[cfg(test)]

@@ -1,14 +1,15 @@
 //! Uploaded documents: what their bytes are, storing them, reading them back, and the
 //! documents of a knowledge base.
 use crate::domain::Permission;
+use crate::services::Services;
 use serde_json::{Value, json};
 
 use super::{Input, View, can_write, check_description, check_name, check_shares, view};
+use crate::db::OrgContext;
 use crate::db::repo::resources::{self as repo, Fields, NewResource, ResourceKind};
 use crate::db::repo::{audit, plans};
-use crate::db::{Db, OrgContext};
 use crate::domain::resources::{Checked, Document};
-use crate::domain::{Invalid, Visibility, new_id, now_str};
+use crate::domain::{Invalid, Visibility, new_id};
 use crate::error::{AppError, Result};
 use crate::services::{Actor, fresh_context, require};
 
@@ -98,7 +99,7 @@ pub struct Upload {
 
 /// Stores an uploaded document (bytes inside the database, so one file is a backup).
 pub async fn upload_document(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     mut input: Input,
@@ -142,7 +143,8 @@ pub async fn upload_document(
         hex::encode(sha2::Sha256::digest(&upload.bytes))
     };
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
+    let now = svc.now_str();
+    svc.db.write(move |tx| {
         let me = fresh_context(tx, &ctx)?;
         require(&me, Permission::DocumentsCreate)?;
         let plan = plans::for_org(tx, &me)?.ok_or_else(AppError::not_found)?;
@@ -154,7 +156,6 @@ pub async fn upload_document(
         }
         let shares = input.shared_with.as_ref().map(|s| check_shares(tx, &me, s)).transpose()?.unwrap_or_default();
         let id = new_id().to_string();
-        let now = now_str();
         let visibility = input.visibility.unwrap_or(Visibility::Private);
         let file = Document {
             content_type: content_type.to_string(),
@@ -181,26 +182,27 @@ pub async fn upload_document(
 
 /// The stored bytes of a document the caller may read: (filename, content type, bytes).
 pub async fn document_content(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     id: String,
 ) -> Result<(String, String, Vec<u8>)> {
     let ctx = ctx.clone();
-    db.read(move |tx| {
-        let r = repo::find_visible(tx, &ctx, ResourceKind::Document, &id)?
-            .ok_or_else(AppError::not_found)?;
-        let bytes = repo::document_content(tx, &ctx, &id)?.ok_or_else(AppError::not_found)?;
-        let Fields::Document(d) = r.fields else {
-            return Err(AppError::not_found());
-        };
-        Ok((d.filename, d.content_type, bytes))
-    })
-    .await
+    svc.db
+        .read(move |tx| {
+            let r = repo::find_visible(tx, &ctx, ResourceKind::Document, &id)?
+                .ok_or_else(AppError::not_found)?;
+            let bytes = repo::document_content(tx, &ctx, &id)?.ok_or_else(AppError::not_found)?;
+            let Fields::Document(d) = r.fields else {
+                return Err(AppError::not_found());
+            };
+            Ok((d.filename, d.content_type, bytes))
+        })
+        .await
 }
 
 /// Adds (or removes) a readable document to a knowledge base the caller may change.
 pub async fn kb_document(
-    db: &Db,
+    svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
     kb: String,
@@ -208,46 +210,47 @@ pub async fn kb_document(
     add: bool,
 ) -> Result<bool> {
     let (ctx, actor) = (ctx.clone(), actor.clone());
-    db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        let base = repo::find_visible(tx, &me, ResourceKind::KnowledgeBase, &kb)?
-            .ok_or_else(AppError::not_found)?;
-        if !can_write(&me, &base) {
-            return Err(AppError::Forbidden {
-                code: "permission_denied",
-                message: "you may read this knowledge base but not change it".into(),
-            });
-        }
-        let document = repo::find_visible(tx, &me, ResourceKind::Document, &doc)?
-            .ok_or_else(AppError::not_found)?;
-        let now = now_str();
-        let changed = if add {
-            repo::kb_add_document(tx, &me, &kb, &doc, &now)?
-        } else {
-            repo::kb_remove_document(tx, &me, &kb, &doc)?
-        };
-        if !add && !changed {
-            return Err(AppError::not_found());
-        }
-        if changed {
-            let action = if add {
-                "knowledge_base.document_added"
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            let base = repo::find_visible(tx, &me, ResourceKind::KnowledgeBase, &kb)?
+                .ok_or_else(AppError::not_found)?;
+            if !can_write(&me, &base) {
+                return Err(AppError::Forbidden {
+                    code: "permission_denied",
+                    message: "you may read this knowledge base but not change it".into(),
+                });
+            }
+            let document = repo::find_visible(tx, &me, ResourceKind::Document, &doc)?
+                .ok_or_else(AppError::not_found)?;
+            let changed = if add {
+                repo::kb_add_document(tx, &me, &kb, &doc, &now)?
             } else {
-                "knowledge_base.document_removed"
+                repo::kb_remove_document(tx, &me, &kb, &doc)?
             };
-            audit::append(
-                tx,
-                &me,
-                &actor.entry(
-                    action,
-                    "knowledge_base",
-                    Some(kb.clone()),
-                    json!({"document_id": doc, "document": document.name}),
-                ),
-                &now,
-            )?;
-        }
-        Ok(changed)
-    })
-    .await
+            if !add && !changed {
+                return Err(AppError::not_found());
+            }
+            if changed {
+                let action = if add {
+                    "knowledge_base.document_added"
+                } else {
+                    "knowledge_base.document_removed"
+                };
+                audit::append(
+                    tx,
+                    &me,
+                    &actor.entry(
+                        action,
+                        "knowledge_base",
+                        Some(kb.clone()),
+                        json!({"document_id": doc, "document": document.name}),
+                    ),
+                    &now,
+                )?;
+            }
+            Ok(changed)
+        })
+        .await
 }

@@ -1,6 +1,7 @@
 //! Who a resource is shared with, and the reads across organizations that visibility
 //! allows: "accessible to me" in every organization and the public gallery.
 use crate::domain::Permission;
+use crate::services::Services;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -8,7 +9,7 @@ use super::{View, can_write};
 use crate::db::repo::resources::{self as repo, ListQuery, ResourceKind, SharedWith};
 use crate::db::repo::{members, teams};
 use crate::db::scope::has_permission;
-use crate::db::{Conn, Db, OrgContext};
+use crate::db::{Conn, OrgContext};
 use crate::domain::{Invalid, UserId};
 use crate::error::{AppError, Result};
 
@@ -79,68 +80,70 @@ pub struct Accessible {
 /// `user_accessible_agents`), newest first: each organization is read through its own
 /// context (role, overrides, teams), then the pages are merged.
 pub async fn accessible(
-    db: &Db,
+    svc: &Services,
     user: UserId,
     kind: ResourceKind,
     q: ListQuery,
     only_org: Option<crate::domain::OrgId>,
 ) -> Result<Vec<Accessible>> {
-    db.read(move |tx| {
-        let memberships = crate::db::unscoped::unscoped_memberships_of(tx, user)?;
-        let mut all = Vec::new();
-        for m in memberships {
-            if only_org.is_some_and(|o| o != m.organization.id) {
-                continue;
+    svc.db
+        .read(move |tx| {
+            let memberships = crate::db::unscoped::unscoped_memberships_of(tx, user)?;
+            let mut all = Vec::new();
+            for m in memberships {
+                if only_org.is_some_and(|o| o != m.organization.id) {
+                    continue;
+                }
+                let Some(ctx) = crate::db::scope::enter(tx, user, &m.organization.id.to_string())?
+                else {
+                    continue;
+                };
+                if !has_permission(&ctx, Permission::OrgView) {
+                    continue;
+                }
+                for r in repo::list_visible(tx, &ctx, kind, &q)? {
+                    all.push(Accessible {
+                        view: View {
+                            can_write: can_write(&ctx, &r),
+                            resource: r,
+                            personality_traits: None,
+                            skills: None,
+                            documents: None,
+                        },
+                        organization: ctx.org().clone(),
+                    });
+                }
             }
-            let Some(ctx) = crate::db::scope::enter(tx, user, &m.organization.id.to_string())?
-            else {
-                continue;
-            };
-            if !has_permission(&ctx, Permission::OrgView) {
-                continue;
-            }
-            for r in repo::list_visible(tx, &ctx, kind, &q)? {
-                all.push(Accessible {
-                    view: View {
-                        can_write: can_write(&ctx, &r),
-                        resource: r,
-                        personality_traits: None,
-                        skills: None,
-                        documents: None,
-                    },
-                    organization: ctx.org().clone(),
-                });
-            }
-        }
-        all.sort_by(|a, b| {
-            (&b.view.resource.created_at, &b.view.resource.id)
-                .cmp(&(&a.view.resource.created_at, &a.view.resource.id))
-        });
-        all.truncate(q.limit.max(0) as usize);
-        Ok(all)
-    })
-    .await
+            all.sort_by(|a, b| {
+                (&b.view.resource.created_at, &b.view.resource.id)
+                    .cmp(&(&a.view.resource.created_at, &a.view.resource.id))
+            });
+            all.truncate(q.limit.max(0) as usize);
+            Ok(all)
+        })
+        .await
 }
 
 /// The public gallery: public items of every organization, read-only, with nothing that
 /// tells about the owning organization beyond its name.
-pub async fn public(db: &Db, kind: ResourceKind, q: ListQuery) -> Result<Vec<Value>> {
-    db.read(move |tx| {
-        let rows = crate::db::unscoped::unscoped_public_gallery(tx, kind, &q)?;
-        Ok(rows
-            .into_iter()
-            .map(|(r, org_name)| {
-                let mut v = json!({
-                    "id": r.id, "type": r.kind, "name": r.name, "description": r.description,
-                    "created_at": r.created_at, "updated_at": r.updated_at,
-                    "organization": {"name": org_name},
-                });
-                for (k, x) in r.fields.public() {
-                    v[k] = x;
-                }
-                v
-            })
-            .collect())
-    })
-    .await
+pub async fn public(svc: &Services, kind: ResourceKind, q: ListQuery) -> Result<Vec<Value>> {
+    svc.db
+        .read(move |tx| {
+            let rows = crate::db::unscoped::unscoped_public_gallery(tx, kind, &q)?;
+            Ok(rows
+                .into_iter()
+                .map(|(r, org_name)| {
+                    let mut v = json!({
+                        "id": r.id, "type": r.kind, "name": r.name, "description": r.description,
+                        "created_at": r.created_at, "updated_at": r.updated_at,
+                        "organization": {"name": org_name},
+                    });
+                    for (k, x) in r.fields.public() {
+                        v[k] = x;
+                    }
+                    v
+                })
+                .collect())
+        })
+        .await
 }
