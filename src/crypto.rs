@@ -367,9 +367,14 @@ mod tests {
         ));
         let other = Key::generate("dk-2".into());
         assert!(other.open(&sealed, "org-a/openai/organization").is_err());
+        // A character in the middle: every bit of it is data (the last one may be padding),
+        // and it is replaced by a different one (replacing with a fixed letter was a no-op
+        // whenever the letter was already there).
+        let mid = sealed.len() / 2;
+        let was = sealed.as_bytes()[mid];
         let mut tampered = sealed.clone();
-        tampered.pop();
-        tampered.push('A');
+        tampered.replace_range(mid..=mid, if was == b'A' { "B" } else { "A" });
+        assert_ne!(tampered, sealed);
         assert!(k.open(&tampered, "org-a/openai/organization").is_err());
     }
 
