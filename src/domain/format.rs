@@ -59,12 +59,13 @@ pub fn bytes(n: i64) -> String {
 /// "2026-11-28 14:05 UTC" from a stored RFC 3339 time; anything else as it is.
 pub fn time(t: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(t)
-        .map(|d| {
-            d.with_timezone(&chrono::Utc)
-                .format("%Y-%m-%d %H:%M UTC")
-                .to_string()
-        })
+        .map(|d| time_at(d.with_timezone(&chrono::Utc)))
         .unwrap_or_else(|_| t.to_string())
+}
+
+/// `time` of a time already read.
+pub fn time_at(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 /// "1 request", "3 requests".

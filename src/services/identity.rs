@@ -26,8 +26,8 @@ pub struct SessionPolicy {
 }
 
 impl SessionPolicy {
-    fn idle_cutoff(&self, at: DateTime<Utc>) -> String {
-        fmt_time(at - chrono::Duration::from_std(self.idle).unwrap_or(chrono::Duration::days(1)))
+    fn idle_cutoff(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        at - chrono::Duration::from_std(self.idle).unwrap_or(chrono::Duration::days(1))
     }
 }
 
@@ -393,12 +393,12 @@ pub async fn authenticate_session(
 ) -> Result<Option<SessionAuth>> {
     let hash = auth::token_hash(token);
     let at = svc.now();
-    let (now_s, idle_cutoff) = (fmt_time(at), policy.idle_cutoff(at));
+    let idle_cutoff = policy.idle_cutoff(at);
     let found = svc.db.lookup(|tx| {
         let Some(s) = sessions::find_by_hash(tx, &hash)? else {
             return Ok::<_, AppError>(None);
         };
-        if s.revoked_at.is_some() || s.expires_at <= now_s || s.last_seen_at <= idle_cutoff {
+        if s.revoked_at.is_some() || s.expires_at <= at || s.last_seen_at <= idle_cutoff {
             return Ok(None);
         }
         let Some(user) = users::find_by_id(tx, s.user_id)? else {
@@ -412,7 +412,7 @@ pub async fn authenticate_session(
     let Some((s, user)) = found else {
         return Ok(None);
     };
-    if needs_touch(&s.last_seen_at, at) {
+    if needs_touch(s.last_seen_at, at) {
         let (db, id, stamp) = (svc.db.clone(), s.id, fmt_time(at));
         tokio::spawn(async move {
             let _ = db
@@ -429,8 +429,8 @@ pub async fn authenticate_session(
     }))
 }
 
-fn needs_touch(last: &str, at: DateTime<Utc>) -> bool {
-    DateTime::parse_from_rfc3339(last).map_or(true, |t| at.signed_duration_since(t) > TOUCH_EVERY)
+fn needs_touch(last: DateTime<Utc>, at: DateTime<Utc>) -> bool {
+    at.signed_duration_since(last) > TOUCH_EVERY
 }
 
 /// A request authenticated by an API token: it acts in the token's organization only.
@@ -439,9 +439,8 @@ pub struct TokenAuth {
     pub token_id: ApiTokenId,
     pub organization_id: OrgId,
     pub user: users::User,
-    /// RFC 3339, as stored: for whoever keeps this beyond the request.
-    pub expires_at: Option<String>,
-    pub last_used_at: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// What `TokenAuth::check_use` found.
@@ -455,9 +454,7 @@ pub enum TokenUse {
 
 impl TokenAuth {
     pub fn expired(&self, at: DateTime<Utc>) -> bool {
-        self.expires_at
-            .as_deref()
-            .is_some_and(|e| e <= fmt_time(at).as_str())
+        self.expires_at.is_some_and(|e| e <= at)
     }
 
     /// The check every use of a token passes, whether it was just read or remembered
@@ -467,7 +464,7 @@ impl TokenAuth {
         if self.expired(at) {
             return TokenUse::Expired;
         }
-        match touch_token_if_due(svc, self.token_id, self.last_used_at.as_deref(), at) {
+        match touch_token_if_due(svc, self.token_id, self.last_used_at, at) {
             Some(stamp) => {
                 self.last_used_at = Some(stamp);
                 TokenUse::Stamped
@@ -482,14 +479,14 @@ impl TokenAuth {
 pub fn touch_token_if_due(
     svc: &Services,
     id: ApiTokenId,
-    last_used_at: Option<&str>,
+    last_used_at: Option<DateTime<Utc>>,
     at: DateTime<Utc>,
-) -> Option<String> {
+) -> Option<DateTime<Utc>> {
     if !last_used_at.is_none_or(|l| needs_touch(l, at)) {
         return None;
     }
-    let (db, stamp) = (svc.db.clone(), fmt_time(at));
-    let written = stamp.clone();
+    let (db, stamp) = (svc.db.clone(), at);
+    let written = fmt_time(at);
     tokio::spawn(async move {
         let _ = db
             .write_bookkeeping(crate::db::Bookkeeping::TokenUsed, move |tx| {
@@ -586,7 +583,7 @@ pub async fn list_sessions(
     user: UserId,
 ) -> Result<Vec<sessions::Session>> {
     let at = svc.now();
-    let (now_s, cutoff) = (fmt_time(at), policy.idle_cutoff(at));
+    let (now_s, cutoff) = (fmt_time(at), fmt_time(policy.idle_cutoff(at)));
     svc.db
         .read(move |tx| Ok(sessions::list_active(tx, user, &now_s, &cutoff)?))
         .await
@@ -744,7 +741,7 @@ pub async fn revoke_api_token(svc: &Services, actor: &Actor, id: ApiTokenId) -> 
 /// Removes dead sessions (background cleanup).
 pub async fn purge_dead_sessions(svc: &Services, policy: SessionPolicy) -> Result<usize> {
     let at = svc.now();
-    let (now_s, cutoff) = (fmt_time(at), policy.idle_cutoff(at));
+    let (now_s, cutoff) = (fmt_time(at), fmt_time(policy.idle_cutoff(at)));
     svc.db
         .write(move |tx| Ok(sessions::delete_dead(tx, &now_s, &cutoff)?))
         .await

@@ -2,6 +2,7 @@
 //! signed-in user with the invited email, or by a visitor who makes an account on the spot.
 use super::Services;
 use crate::domain::Permission;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{Actor, ClientMeta, fresh_context, require};
@@ -134,7 +135,7 @@ pub async fn create(
                 inviter: &actor.email,
                 role: role.as_str(),
                 accept_url: &url,
-                expires_at: &invitation.expires_at,
+                expires_at: &fmt_time(invitation.expires_at),
             };
             match super::mail::send_invitation(cfg, &mail).await {
                 Ok(()) => true,
@@ -241,18 +242,18 @@ pub struct Preview {
     pub org_name: String,
     pub email: String,
     pub role: Role,
-    pub expires_at: String,
+    pub expires_at: DateTime<Utc>,
     pub inviter_name: Option<String>,
     pub account_exists: bool,
 }
 
 pub async fn preview(svc: &Services, token: &str) -> Result<Preview> {
     let hash = auth::token_hash(token);
-    let now = svc.now_str();
+    let now = svc.now();
     svc.db
         .read(move |tx| {
             let inv = unscoped_invitation_by_token(tx, &hash)?
-                .filter(|i| i.is_pending(&now))
+                .filter(|i| i.is_pending(now))
                 .ok_or_else(invalid)?;
             let org = crate::db::repo::orgs::find_by_ref(tx, &inv.organization_id.to_string())?
                 .ok_or_else(invalid)?;
@@ -279,10 +280,11 @@ fn join(
     token_hash: &str,
     user: &users::User,
     meta: &ClientMeta,
-    now: &str,
+    at: DateTime<Utc>,
 ) -> Result<(Org, Role)> {
+    let now = &fmt_time(at);
     let inv = unscoped_invitation_by_token(tx, token_hash)?
-        .filter(|i| i.is_pending(now))
+        .filter(|i| i.is_pending(at))
         .ok_or_else(invalid)?;
     if !inv.email.eq_ignore_ascii_case(&user.email) {
         return Err(AppError::Forbidden {
@@ -344,11 +346,11 @@ pub async fn accept(
 ) -> Result<(Org, Role)> {
     let hash = auth::token_hash(token);
     let meta = meta.clone();
-    let now = svc.now_str();
+    let at = svc.now();
     svc.db
         .write(move |tx| {
             let user = users::find_by_id(tx, user)?.ok_or(AppError::Unauthorized)?;
-            join(tx, &hash, &user, &meta, &now)
+            join(tx, &hash, &user, &meta, at)
         })
         .await
 }
@@ -384,13 +386,19 @@ pub async fn accept_with_new_account(
     let token_hash = auth::token_hash(token);
     let meta = meta.clone();
     // One transaction: no account is left behind if the invitation went meanwhile.
-    let now = svc.now_str();
+    let at = svc.now();
     svc.db
         .write(move |tx| {
             let (user, _) = super::identity::insert_user_with_workspace(
-                tx, &email, &name, &hash, false, &meta, &now,
+                tx,
+                &email,
+                &name,
+                &hash,
+                false,
+                &meta,
+                &fmt_time(at),
             )?;
-            let (org, role) = join(tx, &token_hash, &user, &meta, &now)?;
+            let (org, role) = join(tx, &token_hash, &user, &meta, at)?;
             Ok((user, org, role))
         })
         .await

@@ -2,7 +2,9 @@
 use rusqlite::{Row, params};
 use serde::Serialize;
 
-use super::{opt_uuid_at, uuid_at, word_at};
+use chrono::{DateTime, Utc};
+
+use super::{opt_uuid_at, time_at, uuid_at, word_at};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 use crate::domain::{OrgId, Role, UserId};
 
@@ -15,7 +17,8 @@ pub struct Invitation {
     pub role: Role,
     pub invited_by: Option<UserId>,
     pub created_at: String,
-    pub expires_at: String,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub expires_at: DateTime<Utc>,
     #[serde(skip)]
     pub accepted_at: Option<String>,
     #[serde(skip)]
@@ -24,8 +27,8 @@ pub struct Invitation {
 
 impl Invitation {
     /// Usable: not accepted, not cancelled, not expired at `now`.
-    pub fn is_pending(&self, now: &str) -> bool {
-        self.accepted_at.is_none() && self.cancelled_at.is_none() && self.expires_at.as_str() > now
+    pub fn is_pending(&self, now: DateTime<Utc>) -> bool {
+        self.accepted_at.is_none() && self.cancelled_at.is_none() && self.expires_at > now
     }
 }
 
@@ -39,7 +42,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Invitation> {
         role: word_at(r, 3)?,
         invited_by: opt_uuid_at(r, 4)?.map(UserId::from_uuid),
         created_at: r.get(5)?,
-        expires_at: r.get(6)?,
+        expires_at: time_at(r, 6)?,
         accepted_at: r.get(7)?,
         cancelled_at: r.get(8)?,
     })

@@ -18,6 +18,7 @@ pub mod usage;
 pub mod users;
 pub mod webhooks;
 
+use chrono::{DateTime, Utc};
 use rusqlite::Row;
 use uuid::Uuid;
 
@@ -40,6 +41,25 @@ pub(crate) fn word_at<T: crate::domain::Word>(row: &Row<'_>, idx: usize) -> rusq
             format!("unknown value {s:?}").into(),
         )
     })
+}
+
+/// Reads a stored time (RFC 3339); text that is not one is a conversion error.
+pub(crate) fn time_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let s: String = row.get(idx)?;
+    parse_time(idx, &s)
+}
+
+pub(crate) fn opt_time_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let s: Option<String> = row.get(idx)?;
+    s.map(|s| parse_time(idx, &s)).transpose()
+}
+
+fn parse_time(idx: usize, s: &str) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+        })
 }
 
 pub(crate) fn opt_uuid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Uuid>> {

@@ -2,7 +2,9 @@
 use rusqlite::{Row, params};
 use serde::Serialize;
 
-use super::uuid_at;
+use chrono::{DateTime, Utc};
+
+use super::{time_at, uuid_at};
 use crate::db::{Conn, DbError, WriteTx};
 use crate::domain::{SessionId, UserId};
 
@@ -14,8 +16,10 @@ pub struct Session {
     #[serde(skip)]
     pub csrf_token: String,
     pub created_at: String,
-    pub last_seen_at: String,
-    pub expires_at: String,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub last_seen_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub expires_at: DateTime<Utc>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     #[serde(skip)]
@@ -31,8 +35,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
         user_id: UserId::from_uuid(uuid_at(r, 1)?),
         csrf_token: r.get(2)?,
         created_at: r.get(3)?,
-        last_seen_at: r.get(4)?,
-        expires_at: r.get(5)?,
+        last_seen_at: time_at(r, 4)?,
+        expires_at: time_at(r, 5)?,
         ip: r.get(6)?,
         user_agent: r.get(7)?,
         revoked_at: r.get(8)?,

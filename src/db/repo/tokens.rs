@@ -2,7 +2,9 @@
 use rusqlite::{Row, params};
 use serde::Serialize;
 
-use super::uuid_at;
+use chrono::{DateTime, Utc};
+
+use super::{opt_time_at, uuid_at};
 use crate::db::{Conn, DbError, WriteTx};
 use crate::domain::{ApiTokenId, OrgId, UserId};
 
@@ -15,8 +17,10 @@ pub struct ApiToken {
     pub name: String,
     pub token_hint: String,
     pub created_at: String,
-    pub expires_at: Option<String>,
-    pub last_used_at: Option<String>,
+    #[serde(serialize_with = "crate::domain::ser_opt_time")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::domain::ser_opt_time")]
+    pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<String>,
 }
 
@@ -31,8 +35,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
         name: r.get(3)?,
         token_hint: r.get(4)?,
         created_at: r.get(5)?,
-        expires_at: r.get(6)?,
-        last_used_at: r.get(7)?,
+        expires_at: opt_time_at(r, 6)?,
+        last_used_at: opt_time_at(r, 7)?,
         revoked_at: r.get(8)?,
     })
 }

@@ -1,4 +1,5 @@
 //! The account page: sessions (with revoke) and API tokens (create, shown once; revoke).
+use crate::domain::format::time_at;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -38,7 +39,7 @@ async fn page(s: &AppState, user: &CurrentUser) -> Result<AccountPage> {
         .map(|session| SessionRow {
             current: Some(session.id) == current,
             created: short_time(&session.created_at),
-            last_seen: short_time(&session.last_seen_at),
+            last_seen: time_at(session.last_seen_at),
             session,
         })
         .collect();
@@ -52,22 +53,13 @@ async fn page(s: &AppState, user: &CurrentUser) -> Result<AccountPage> {
                 .find(|o| o.id == token.organization_id.to_string())
                 .map(|o| o.name.clone())
                 .unwrap_or_else(|| "(no longer a member)".into());
-            let now = s.svc.now_str();
-            let active = token.revoked_at.is_none()
-                && token.expires_at.as_deref().is_none_or(|e| e > now.as_str());
+            let active =
+                token.revoked_at.is_none() && token.expires_at.is_none_or(|e| e > s.svc.now());
             TokenRow {
                 org_name,
                 created: short_time(&token.created_at),
-                expires: token
-                    .expires_at
-                    .as_deref()
-                    .map(short_time)
-                    .unwrap_or_else(|| "never".into()),
-                last_used: token
-                    .last_used_at
-                    .as_deref()
-                    .map(short_time)
-                    .unwrap_or_else(|| "never".into()),
+                expires: token.expires_at.map_or_else(|| "never".into(), time_at),
+                last_used: token.last_used_at.map_or_else(|| "never".into(), time_at),
                 active,
                 token,
             }

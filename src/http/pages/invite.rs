@@ -14,7 +14,7 @@ use crate::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, CurrentUser, MaybeUser, PublicForm};
 use crate::http::session_cookie;
 use crate::http::state::AppState;
-use crate::http::views::{FormErrors, InvitePage, Layout, short_time};
+use crate::http::views::{FormErrors, InvitePage, Layout};
 use crate::services::invitations::{self, Preview};
 use crate::services::{ClientMeta, identity};
 
@@ -69,7 +69,7 @@ async fn invite_page(
         org_name: p.org_name.clone(),
         email: p.email.clone(),
         role: p.role.to_string(),
-        expires: short_time(&p.expires_at),
+        expires: crate::domain::format::time_at(p.expires_at),
         inviter: p.inviter_name.clone(),
         mode: mode(user, p).to_string(),
         signed_in_as: user.map(|u| u.user.email.clone()).unwrap_or_default(),

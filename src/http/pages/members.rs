@@ -168,7 +168,7 @@ async fn members_page(
                 email: i.email,
                 role: i.role.to_string(),
                 invited: short_time(&i.created_at),
-                expires: short_time(&i.expires_at),
+                expires: crate::domain::format::time_at(i.expires_at),
             })
             .collect()
     } else {
