@@ -585,3 +585,64 @@ async fn signup_is_off_by_default_and_works_when_an_admin_turns_it_on() {
         fields["email"].is_string() && fields["password"].is_string() && fields["name"].is_string()
     );
 }
+
+#[tokio::test]
+async fn sessions_tokens_and_invitations_expire_when_the_servers_clock_passes_them() {
+    let clock = xagent::domain::Clock::default();
+    let app = TestApp::spawn_with(|c| {
+        c.clock = clock.clone();
+        c.session_idle = Duration::from_secs(3600);
+    })
+    .await;
+    app.create_user("owner@clock.example", "Owner").await;
+    app.create_user("late@clock.example", "Late").await;
+    let owner = app.login("owner@clock.example").await;
+    let (org, _) = crate::org_fixture::create_org(&owner, "Clock", "clock").await;
+    let r = owner
+        .post(
+            &format!("/api/v1/orgs/{org}/invitations"),
+            json!({"email": "late@clock.example", "role": "member"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let invite = r.body["accept_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let in_two_hours = xagent::domain::fmt_time(clock.now() + chrono::Duration::hours(2));
+    let r = owner
+        .post(
+            "/api/v1/me/tokens",
+            json!({"name": "short", "organization_id": org, "expires_at": in_two_hours}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let token = TokenClient::new(&app.base, r.body["token"].as_str().unwrap());
+
+    // Within the idle time and the token's life, both work.
+    clock.advance(Duration::from_secs(30 * 60));
+    assert_eq!(owner.get("/api/v1/me").await.status, StatusCode::OK);
+    assert_eq!(token.get("/api/v1/me").await.status, StatusCode::OK);
+    // Past them, neither does; nothing but the clock moved.
+    clock.advance(Duration::from_secs(2 * 3600));
+    assert_eq!(
+        owner.get("/api/v1/me").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        token.get("/api/v1/me").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The invitation lives its days (seven by default) by the same clock.
+    clock.advance(Duration::from_secs(8 * 24 * 3600));
+    let late = app.login("late@clock.example").await;
+    let r = late
+        .post("/api/v1/invitations/accept", json!({"token": invite}))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert_eq!(r.code(), "invitation_invalid");
+}
