@@ -1,6 +1,7 @@
 //! Extractors: who is calling (session cookie or API token), from where, and request
 //! bodies whose rejections become the API's error envelope.
 use crate::services::Services;
+use axum::extract::RawPathParams;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
@@ -231,6 +232,32 @@ impl FromRequestParts<AppState> for CurrentUser {
     }
 }
 
+/// The caller and their context in the organization the path names (`{org}`, an id or
+/// a slug): the membership check of `CurrentUser::org_context`, done before the handler
+/// runs, so a handler cannot forget it. Another organization's path is 404.
+pub struct OrgCtx {
+    pub user: CurrentUser,
+    pub ctx: OrgContext,
+}
+
+impl FromRequestParts<AppState> for OrgCtx {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::not_found())?;
+        let org = params
+            .iter()
+            .find(|(name, _)| *name == "org")
+            .map(|(_, value)| value.to_string())
+            .ok_or_else(AppError::not_found)?;
+        let ctx = user.org_context(state, org).await?;
+        Ok(OrgCtx { user, ctx })
+    }
+}
+
 /// The signed-in user if there is one (pages that also serve visitors).
 pub struct MaybeUser(pub Option<CurrentUser>);
 
@@ -350,21 +377,50 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, AppError> {
         let (mut parts, body) = req.into_parts();
         let user = CurrentUser::from_request_parts(&mut parts, state).await?;
-        let req = Request::from_parts(parts, body);
-        let form = axum::Form::<WithCsrf<T>>::from_request(req, state)
-            .await
-            .map_err(|e: FormRejection| {
-                body_rejection(e.status(), e.body_text(), "invalid_form")
-            })?;
-        // Page forms belong to browser sessions; an API token has no CSRF token to match.
-        user.require_session()?;
-        if !auth::tokens_equal(&form.0.csrf_token, user.csrf_token()) {
+        let form = checked_form(&user, Request::from_parts(parts, body), state).await?;
+        Ok(CsrfForm(user, form))
+    }
+}
+
+/// A page form posted to an organization's page (`/o/{org}/…`): the membership check of
+/// `OrgCtx`, then the form and its CSRF token as `CsrfForm` reads them.
+pub struct OrgForm<T>(pub OrgCtx, pub T);
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for OrgForm<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, AppError> {
+        let (mut parts, body) = req.into_parts();
+        let org = OrgCtx::from_request_parts(&mut parts, state).await?;
+        let form = checked_form(&org.user, Request::from_parts(parts, body), state).await?;
+        Ok(OrgForm(org, form))
+    }
+}
+
+async fn checked_form<T: DeserializeOwned + Send>(
+    user: &CurrentUser,
+    req: Request,
+    state: &AppState,
+) -> Result<T, AppError> {
+    let form = axum::Form::<WithCsrf<T>>::from_request(req, state)
+        .await
+        .map_err(|e: FormRejection| body_rejection(e.status(), e.body_text(), "invalid_form"))?;
+    user.check_form_csrf(&form.0.csrf_token)?;
+    Ok(form.0.inner)
+}
+
+impl CurrentUser {
+    /// The check of every page form (urlencoded or multipart): a browser session, and the
+    /// CSRF token the form carries is the session's. An API token has none to match.
+    pub fn check_form_csrf(&self, sent: &str) -> Result<(), AppError> {
+        self.require_session()?;
+        if !auth::tokens_equal(sent, self.csrf_token()) {
             return Err(AppError::Forbidden {
                 code: "csrf_failed",
                 message: "the form has expired; reload the page and try again".into(),
             });
         }
-        Ok(CsrfForm(user, form.0.inner))
+        Ok(())
     }
 }
 

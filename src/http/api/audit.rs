@@ -1,7 +1,8 @@
 //! The organization's audit log: filtered pages and streaming export.
+use crate::http::extract::OrgCtx;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,7 +13,7 @@ use crate::db::repo::audit::Filter;
 use crate::domain::Invalid;
 use crate::domain::audit::ORG_AUDIT_ACTIONS;
 use crate::error::{AppError, Result};
-use crate::http::extract::{ApiQuery, CurrentUser};
+use crate::http::extract::ApiQuery;
 use crate::http::state::AppState;
 use crate::services::audit::{self, ExportFormat};
 
@@ -114,11 +115,9 @@ impl AuditQuery {
 
 async fn list(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { ctx, .. }: OrgCtx,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let (rows, next) = audit::query(&s.svc, &ctx, q.filter()?, q.before_seq()?, q.limit()?).await?;
     let items: Vec<_> = rows.iter().map(audit::export_json).collect();
     Ok(super::items(
@@ -129,11 +128,9 @@ async fn list(
 
 async fn export(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { ctx, .. }: OrgCtx,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let format = match q.format.as_deref().unwrap_or("ndjson") {
         "csv" => ExportFormat::Csv,
         "ndjson" => ExportFormat::Ndjson,

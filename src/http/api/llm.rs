@@ -1,4 +1,5 @@
 //! LLM providers, keys and policy (API.md "LLM settings").
+use crate::http::extract::OrgCtx;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -37,12 +38,7 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-async fn settings(
-    State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
-) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
+async fn settings(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
     Ok(ok_typed(&llm::settings(&s.svc, &ctx).await?))
 }
 
@@ -61,11 +57,10 @@ struct ProviderBody {
 
 async fn put_provider(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, provider)): Path<(String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, provider)): Path<(String, String)>,
     ApiJson(b): ApiJson<ProviderBody>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let view = llm::put_provider(
         &s.svc,
         &ctx,
@@ -84,10 +79,9 @@ async fn put_provider(
 
 async fn delete_provider(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, provider)): Path<(String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, provider)): Path<(String, String)>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     llm::delete_provider(&s.svc, &ctx, &user.actor(), &provider).await?;
     Ok(no_content())
 }
@@ -105,11 +99,9 @@ struct PolicyBody {
 
 async fn patch_policy(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { user, ctx }: OrgCtx,
     ApiJson(b): ApiJson<PolicyBody>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let view = llm::patch_policy(
         &s.svc,
         &ctx,
@@ -131,11 +123,9 @@ struct ResolveQuery {
 
 async fn resolve(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { ctx, .. }: OrgCtx,
     ApiQuery(q): ApiQuery<ResolveQuery>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let view = llm::resolve(&s.svc, &ctx, &q.provider).await?;
     Ok(ok_typed(&view))
 }

@@ -1,4 +1,5 @@
 //! Members, invitations and teams of an organization.
+use crate::http::extract::OrgCtx;
 use std::collections::BTreeMap;
 
 use axum::Router;
@@ -52,11 +53,9 @@ fn user_id(raw: &str) -> Result<UserId> {
 
 async fn list_members(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { ctx, .. }: OrgCtx,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let limit = page.limit()? as i64;
     let after = page
         .after()?
@@ -79,10 +78,9 @@ async fn list_members(
 
 async fn get_member(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, uid)): Path<(String, String)>,
+    OrgCtx { ctx, .. }: OrgCtx,
+    Path((_, uid)): Path<(String, String)>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let m = members::get(&s.svc, &ctx, user_id(&uid)?).await?;
     Ok(ok(json!(m)))
 }
@@ -98,11 +96,10 @@ struct MemberPatch {
 
 async fn update_member(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, uid)): Path<(String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, uid)): Path<(String, String)>,
     ApiJson(b): ApiJson<MemberPatch>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let m = members::update(
         &s.svc,
         &ctx,
@@ -119,11 +116,10 @@ async fn update_member(
 
 async fn remove_member(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, uid)): Path<(String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, uid)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<RemoveQuery>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let heir = match q.transfer_to.as_deref().filter(|t| !t.is_empty()) {
         Some(t) => Some(UserId::parse(t).ok_or_else(|| {
             AppError::bad_request("invalid_query", "transfer_to must be a user id")
@@ -147,11 +143,9 @@ struct InviteBody {
 
 async fn invite(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { user, ctx }: OrgCtx,
     ApiJson(b): ApiJson<InviteBody>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let c = invitations::create(&s.svc, &ctx, &user.actor(), &b.email, b.role).await?;
     let mut body = json!(c.invitation);
     body["token"] = json!(c.token);
@@ -163,11 +157,9 @@ async fn invite(
 
 async fn list_invitations(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { ctx, .. }: OrgCtx,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let list = invitations::list_pending(&s.svc, &ctx).await?;
     let (list, next) = paginate(list, &page, |i| format!("{}|{}", i.created_at, i.id))?;
     Ok(items(&list, next))
@@ -175,10 +167,9 @@ async fn list_invitations(
 
 async fn cancel_invitation(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, id)): Path<(String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     invitations::cancel(&s.svc, &ctx, &user.actor(), id).await?;
     Ok(no_content())
 }
@@ -200,11 +191,9 @@ async fn accept(
 
 async fn list_teams(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { ctx, .. }: OrgCtx,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let mut list = teams::list(&s.svc, &ctx).await?;
     // By name, case-insensitively; the separator sorts below any character a name may hold.
     let key = |t: &crate::db::repo::teams::Team| format!("{}\u{1}{}", t.name.to_lowercase(), t.id);
@@ -222,21 +211,18 @@ struct TeamBody {
 
 async fn create_team(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { user, ctx }: OrgCtx,
     ApiJson(b): ApiJson<TeamBody>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let t = teams::create(&s.svc, &ctx, &user.actor(), &b.name, &b.description).await?;
     Ok(created(json!(t)))
 }
 
 async fn get_team(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, id)): Path<(String, String)>,
+    OrgCtx { ctx, .. }: OrgCtx,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let (team, members) = teams::get(&s.svc, &ctx, id).await?;
     let mut body = json!(team);
     body["members"] = json!(members);
@@ -254,11 +240,10 @@ struct TeamPatch {
 
 async fn update_team(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, id)): Path<(String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, id)): Path<(String, String)>,
     ApiJson(b): ApiJson<TeamPatch>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let t = teams::update(
         &s.svc,
         &ctx,
@@ -273,20 +258,18 @@ async fn update_team(
 
 async fn delete_team(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, id)): Path<(String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     teams::delete(&s.svc, &ctx, &user.actor(), id).await?;
     Ok(no_content())
 }
 
 async fn add_team_member(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, id, uid)): Path<(String, String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, id, uid)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let added = teams::add_member(&s.svc, &ctx, &user.actor(), id, user_id(&uid)?).await?;
     Ok(if added {
         created(json!({"added": true}))
@@ -297,10 +280,9 @@ async fn add_team_member(
 
 async fn remove_team_member(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, id, uid)): Path<(String, String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, id, uid)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     teams::remove_member(&s.svc, &ctx, &user.actor(), id, user_id(&uid)?).await?;
     Ok(no_content())
 }

@@ -1,6 +1,7 @@
 //! Organizations the caller belongs to.
+use crate::http::extract::OrgCtx;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
@@ -62,12 +63,7 @@ async fn create(
     Ok(created(body))
 }
 
-async fn show(
-    State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
-) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
+async fn show(OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
     let mut body = json!(ctx.org());
     body["role"] = json!(ctx.role());
     body["permissions"] = json!(ctx.permissions().iter().collect::<Vec<_>>());
@@ -87,11 +83,9 @@ struct UpdateBody {
 
 async fn update(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { user, ctx }: OrgCtx,
     ApiJson(b): ApiJson<UpdateBody>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let org = orgs::update(
         &s.svc,
         &ctx,
@@ -108,12 +102,7 @@ async fn update(
     Ok(ok(body))
 }
 
-async fn delete_org(
-    State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
-) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
+async fn delete_org(State(s): State<AppState>, OrgCtx { user, ctx }: OrgCtx) -> Result<Response> {
     orgs::delete(&s.svc, &ctx, &user.actor()).await?;
     Ok(super::no_content())
 }

@@ -1,5 +1,6 @@
 //! Resources: the same collection shape for agents, workflows, documents, tools,
 //! knowledge bases and conversations (API.md "Resources").
+use crate::http::extract::OrgCtx;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
@@ -121,12 +122,11 @@ fn page_out<T: serde::Serialize>(
 
 async fn list(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, ty)): Path<(String, String)>,
+    OrgCtx { ctx, .. }: OrgCtx,
+    Path((_, ty)): Path<(String, String)>,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Response> {
     let k = kind(&ty)?;
-    let ctx = user.org_context(&s, org).await?;
     let q = p.query()?;
     let limit = q.limit;
     let rows = svc::list(&s.svc, &ctx, k, q).await?;
@@ -205,12 +205,11 @@ fn input_from(kind: ResourceKind, mut body: Map<String, Value>) -> Result<Input>
 
 async fn create(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, ty)): Path<(String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, ty)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response> {
     let k = kind(&ty)?;
-    let ctx = user.org_context(&s, org).await?;
     let view = if k == ResourceKind::Document {
         let upload = read_upload(req, &s).await?;
         svc::upload_document(&s.svc, &ctx, &user.actor(), upload.0, upload.1).await?
@@ -304,11 +303,10 @@ fn etag(res: &mut Response, version: i64) {
 
 async fn show(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, ty, id)): Path<(String, String, String)>,
+    OrgCtx { ctx, .. }: OrgCtx,
+    Path((_, ty, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
     let k = kind(&ty)?;
-    let ctx = user.org_context(&s, org).await?;
     let view = svc::get(&s.svc, &ctx, k, id).await?;
     let mut res = ok_typed(&view);
     etag(&mut res, view.resource.version);
@@ -317,13 +315,12 @@ async fn show(
 
 async fn update(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, ty, id)): Path<(String, String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, ty, id)): Path<(String, String, String)>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Result<Response> {
     let k = kind(&ty)?;
-    let ctx = user.org_context(&s, org).await?;
     let mut input = input_from(k, body)?;
     if let Some(v) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         let n = v
@@ -347,11 +344,10 @@ async fn update(
 
 async fn remove(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, ty, id)): Path<(String, String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, ty, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
     let k = kind(&ty)?;
-    let ctx = user.org_context(&s, org).await?;
     svc::delete(&s.svc, &ctx, &user.actor(), k, id).await?;
     Ok(no_content())
 }
@@ -363,12 +359,11 @@ struct AccessQuery {
 
 async fn access(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, ty, id)): Path<(String, String, String)>,
+    OrgCtx { ctx, .. }: OrgCtx,
+    Path((_, ty, id)): Path<(String, String, String)>,
     ApiQuery(q): ApiQuery<AccessQuery>,
 ) -> Result<Response> {
     let k = kind(&ty)?;
-    let ctx = user.org_context(&s, org).await?;
     let only =
         match q.user_id.as_deref().filter(|u| !u.is_empty()) {
             Some(u) => Some(UserId::parse(u).ok_or_else(|| {
@@ -382,11 +377,10 @@ async fn access(
 
 async fn content(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, ty, id)): Path<(String, String, String)>,
+    OrgCtx { ctx, .. }: OrgCtx,
+    Path((_, ty, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::Document)?;
-    let ctx = user.org_context(&s, org).await?;
     let (filename, ctype, bytes) = svc::document_content(&s.svc, &ctx, id).await?;
     let ascii: String = filename
         .chars()
@@ -415,12 +409,11 @@ async fn content(
 
 async fn list_messages(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, ty, id)): Path<(String, String, String)>,
+    OrgCtx { ctx, .. }: OrgCtx,
+    Path((_, ty, id)): Path<(String, String, String)>,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::Conversation)?;
-    let ctx = user.org_context(&s, org).await?;
     let limit = page.limit()? as i64;
     let after = page.after()?.and_then(|c| {
         c.split_once('|')
@@ -445,23 +438,21 @@ struct MessageBody {
 
 async fn add_message(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, ty, id)): Path<(String, String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, ty, id)): Path<(String, String, String)>,
     ApiJson(b): ApiJson<MessageBody>,
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::Conversation)?;
-    let ctx = user.org_context(&s, org).await?;
     let m = svc::add_message(&s.svc, &ctx, &user.actor(), id, &b.role, &b.content).await?;
     Ok(created(json!(m)))
 }
 
 async fn kb_add(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, ty, id, doc)): Path<(String, String, String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, ty, id, doc)): Path<(String, String, String, String)>,
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::KnowledgeBase)?;
-    let ctx = user.org_context(&s, org).await?;
     let added = svc::kb_document(&s.svc, &ctx, &user.actor(), id, doc, true).await?;
     Ok(if added {
         created(json!({"added": true}))
@@ -472,30 +463,19 @@ async fn kb_add(
 
 async fn kb_remove(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, ty, id, doc)): Path<(String, String, String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, ty, id, doc)): Path<(String, String, String, String)>,
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::KnowledgeBase)?;
-    let ctx = user.org_context(&s, org).await?;
     svc::kb_document(&s.svc, &ctx, &user.actor(), id, doc, false).await?;
     Ok(no_content())
 }
 
-async fn limits(
-    State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
-) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
+async fn limits(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
     Ok(ok(svc::limits(&s.svc, &ctx, s.config.clock.now()).await?))
 }
 
-async fn summary(
-    State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
-) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
+async fn summary(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
     Ok(ok(svc::summary(&s.svc, &ctx, s.config.clock.now()).await?))
 }
 

@@ -1,4 +1,5 @@
 //! Quotas and usage (API.md "Quotas, usage, billing").
+use crate::http::extract::OrgCtx;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -7,7 +8,7 @@ use serde::Deserialize;
 
 use super::ok_typed;
 use crate::error::Result;
-use crate::http::extract::{ApiJson, ApiQuery, CurrentUser};
+use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::state::AppState;
 use crate::services::quota::{self, QuotaInput};
 
@@ -29,22 +30,16 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-async fn notifications(
-    State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
-) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
+async fn notifications(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
     let list = crate::services::notifications::mine(&s.svc, &ctx).await?;
     Ok(super::items(&list, None))
 }
 
 async fn read_notification(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, id)): Path<(String, String)>,
+    OrgCtx { ctx, .. }: OrgCtx,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     crate::services::notifications::mark_read(&s.svc, &ctx, id).await?;
     Ok(super::no_content())
 }
@@ -57,22 +52,15 @@ struct UsageQuery {
 
 async fn usage(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { ctx, .. }: OrgCtx,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     Ok(ok_typed(
         &quota::report(&s.svc, &ctx, q.period, s.config.clock.now()).await?,
     ))
 }
 
-async fn show(
-    State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
-) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
+async fn show(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
     Ok(ok_typed(&quota::settings(&s.svc, &ctx).await?))
 }
 
@@ -102,11 +90,9 @@ struct QuotaBody {
 
 async fn update(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { user, ctx }: OrgCtx,
     ApiJson(b): ApiJson<QuotaBody>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let v = quota::patch(
         &s.svc,
         &ctx,
@@ -130,20 +116,13 @@ async fn update(
 
 async fn webhook_deliveries(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { ctx, .. }: OrgCtx,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let list = quota::deliveries(&s.svc, &ctx).await?;
     Ok(super::items(&list, None))
 }
 
-async fn invoices(
-    State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
-) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
+async fn invoices(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
     let list = crate::services::invoices::list(&s.svc, &ctx).await?;
     Ok(super::items(&list, None))
 }
@@ -151,10 +130,9 @@ async fn invoices(
 /// One invoice as JSON, or as CSV when the id ends in `.csv`.
 async fn invoice(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, id)): Path<(String, String)>,
+    OrgCtx { ctx, .. }: OrgCtx,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let (id, as_csv) = match id.strip_suffix(".csv") {
         Some(id) => (id.to_string(), true),
         None => (id, false),
@@ -179,11 +157,9 @@ async fn invoice(
 
 async fn usage_csv(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { ctx, .. }: OrgCtx,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let report = quota::report(&s.svc, &ctx, q.period, s.config.clock.now()).await?;
     let period = report.period.clone();
     Ok(axum::response::IntoResponse::into_response((

@@ -1,7 +1,8 @@
 //! An organization's audit log: filters (actor, action, resource type, dates), pages of
 //! events newest first with their details, and export links carrying the same filters.
+use crate::http::extract::OrgCtx;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
@@ -15,7 +16,6 @@ use crate::domain::format;
 use crate::error::{AppError, Result};
 use crate::http::api::audit::AuditQuery;
 use crate::http::api::pagination::encode_cursor;
-use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
 use crate::http::views::{ActorOption, AuditLogRow, AuditPage, Fact, FormErrors, short_time};
 use crate::services::audit::{self, Labelled};
@@ -288,11 +288,9 @@ async fn actors(s: &AppState, ctx: &OrgContext, selected: &str) -> Result<Vec<Ac
 
 async fn show(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { user, ctx }: OrgCtx,
     Query(f): Query<AuditForm>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let base = format!("/o/{}/audit", ctx.org().slug);
     let q = f.query();
     let mut errors = FormErrors::default();

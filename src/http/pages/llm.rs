@@ -1,6 +1,8 @@
 //! AI providers: the organization's providers (keys write-only, shown as a hint), its
 //! policy and a "test connection" per provider; and a member's own keys.
 use crate::domain::Permission;
+use crate::http::extract::OrgCtx;
+use crate::http::extract::OrgForm;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -14,7 +16,7 @@ use crate::config::EnvProvider;
 use crate::db::OrgContext;
 use crate::db::scope::has_permission;
 use crate::error::Result;
-use crate::http::extract::{CsrfForm, CurrentUser};
+use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
 use crate::http::views::{
     FormErrors, LlmSettingsPage, MyKeyRow, MyKeysPage, ProviderRow, ResolutionRow, TestView,
@@ -206,11 +208,9 @@ fn answer(status: StatusCode, page: &impl askama::Template, at: &str) -> Result<
 
 async fn show(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { user, ctx }: OrgCtx,
     Query(done): Query<Done>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let mut page = settings_page(&s, &user, &ctx).await?;
     page.notice = done.notice("provider");
     render_status(StatusCode::OK, &page)
@@ -253,10 +253,8 @@ impl ProviderForm {
 
 async fn save_provider(
     State(s): State<AppState>,
-    Path(org): Path<String>,
-    CsrfForm(user, f): CsrfForm<ProviderForm>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<ProviderForm>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let name = f.provider.trim().to_string();
     let result = llm::put_provider(&s.svc, &ctx, &user.actor(), &name, f.input()).await;
     let e = match result {
@@ -292,20 +290,18 @@ async fn save_provider(
 
 async fn remove_provider(
     State(s): State<AppState>,
-    Path((org, provider)): Path<(String, String)>,
-    CsrfForm(user, ()): CsrfForm<()>,
+    Path((_, provider)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, ()): OrgForm<()>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     llm::delete_provider(&s.svc, &ctx, &user.actor(), &provider).await?;
     Ok(see_other(&format!("{}?removed={provider}", llm_url(&ctx))))
 }
 
 async fn test_provider(
     State(s): State<AppState>,
-    Path((org, provider)): Path<(String, String)>,
-    CsrfForm(user, ()): CsrfForm<()>,
+    Path((_, provider)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, ()): OrgForm<()>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let t =
         crate::services::llm_probe::test_connection(&s.svc, &ctx, &provider, Target::Organization)
             .await?;
@@ -340,10 +336,8 @@ fn model_list(raw: &str) -> Vec<String> {
 
 async fn save_policy(
     State(s): State<AppState>,
-    Path(org): Path<String>,
-    CsrfForm(user, f): CsrfForm<PolicyForm>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<PolicyForm>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let default = f.default_model.trim();
     let input = PolicyInput {
         allow_user_keys: Some(f.allow_user_keys.is_some()),
@@ -413,11 +407,9 @@ async fn keys_page(s: &AppState, user: &CurrentUser, ctx: &OrgContext) -> Result
 
 async fn my_keys(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { user, ctx }: OrgCtx,
     Query(done): Query<Done>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let mut page = keys_page(&s, &user, &ctx).await?;
     page.notice = done.notice("your key");
     render_status(StatusCode::OK, &page)
@@ -435,10 +427,8 @@ struct MyKeyForm {
 
 async fn save_my_key(
     State(s): State<AppState>,
-    Path(org): Path<String>,
-    CsrfForm(user, f): CsrfForm<MyKeyForm>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<MyKeyForm>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let base_url = Some(f.base_url.trim()).filter(|u| !u.is_empty());
     let result = llm::put_my_key(
         &s.svc,
@@ -473,20 +463,18 @@ async fn save_my_key(
 
 async fn remove_my_key(
     State(s): State<AppState>,
-    Path((org, provider)): Path<(String, String)>,
-    CsrfForm(user, ()): CsrfForm<()>,
+    Path((_, provider)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, ()): OrgForm<()>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     llm::delete_my_key(&s.svc, &ctx, &user.actor(), &provider).await?;
     Ok(see_other(&format!("{}?removed={provider}", keys_url(&ctx))))
 }
 
 async fn test_my_key(
     State(s): State<AppState>,
-    Path((org, provider)): Path<(String, String)>,
-    CsrfForm(user, ()): CsrfForm<()>,
+    Path((_, provider)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, ()): OrgForm<()>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let t =
         crate::services::llm_probe::test_connection(&s.svc, &ctx, &provider, Target::Mine).await?;
     let mut page = keys_page(&s, &user, &ctx).await?;

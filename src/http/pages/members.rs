@@ -1,6 +1,8 @@
 //! Members of an organization: the member list (role changes, removal, leaving), a member's
 //! permission overrides, invitations (create, shown once; cancel), and the role matrix.
 use crate::domain::Permission;
+use crate::http::extract::OrgCtx;
+use crate::http::extract::OrgForm;
 use std::collections::BTreeMap;
 
 use axum::Router;
@@ -18,7 +20,7 @@ use crate::db::scope::has_permission;
 use crate::domain::{Email, Invalid, OrgKind, PERMISSIONS, PermissionSet, Role, UserId};
 use crate::error::{AppError, Result};
 use crate::http::api::pagination::{Page, encode_cursor};
-use crate::http::extract::{CsrfForm, CurrentUser};
+use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
 use crate::http::views::{
     FormErrors, InvitationRow, MatrixRow, MemberPage, MemberRow, MembersPage, NewInviteView,
@@ -211,11 +213,9 @@ struct ListQuery {
 
 async fn index(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { user, ctx }: OrgCtx,
     Query(q): Query<ListQuery>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let mut page = members_page(&s, &user, &ctx, q.after.as_deref()).await?;
     page.notice = match q.done.as_deref() {
         Some("role") => Some("Role changed.".to_string()),
@@ -273,10 +273,9 @@ struct RoleForm {
 
 async fn change_role(
     State(s): State<AppState>,
-    Path((org, uid)): Path<(String, String)>,
-    CsrfForm(user, f): CsrfForm<RoleForm>,
+    Path((_, uid)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<RoleForm>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let target = user_id(&uid)?;
     let result = match Role::parse(&f.role) {
         Some(role) => members::update(
@@ -307,10 +306,9 @@ struct Empty {}
 
 async fn remove(
     State(s): State<AppState>,
-    Path((org, uid)): Path<(String, String)>,
-    CsrfForm(user, _): CsrfForm<Empty>,
+    Path((_, uid)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, _): OrgForm<Empty>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let target = user_id(&uid)?;
     let result = members::remove(&s.svc, &ctx, &user.actor(), target).await;
     let success = if target == ctx.user_id() {
@@ -331,10 +329,8 @@ struct InviteForm {
 
 async fn invite(
     State(s): State<AppState>,
-    Path(org): Path<String>,
-    CsrfForm(user, f): CsrfForm<InviteForm>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<InviteForm>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let result = match Role::parse(&f.role) {
         Some(role) => invitations::create(&s.svc, &ctx, &user.actor(), &f.email, role).await,
         None => {
@@ -381,10 +377,9 @@ async fn invite(
 
 async fn cancel_invitation(
     State(s): State<AppState>,
-    Path((org, id)): Path<(String, String)>,
-    CsrfForm(user, _): CsrfForm<Empty>,
+    Path((_, id)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, _): OrgForm<Empty>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let result = invitations::cancel(&s.svc, &ctx, &user.actor(), id).await;
     let success = format!("{}?done=cancelled", members_url(&ctx));
     answer(&s, &user, &ctx, result, success).await
@@ -439,11 +434,10 @@ struct SavedQuery {
 
 async fn show(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, uid)): Path<(String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, uid)): Path<(String, String)>,
     Query(q): Query<SavedQuery>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let mut page = member_page(&s, &user, &ctx, user_id(&uid)?).await?;
     page.saved = q.saved.is_some();
     render(&page)
@@ -465,10 +459,9 @@ fn overrides_from_form(form: &BTreeMap<String, String>) -> BTreeMap<String, bool
 
 async fn save_permissions(
     State(s): State<AppState>,
-    Path((org, uid)): Path<(String, String)>,
-    CsrfForm(user, form): CsrfForm<BTreeMap<String, String>>,
+    Path((_, uid)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, form): OrgForm<BTreeMap<String, String>>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let target = user_id(&uid)?;
     let result = members::update(
         &s.svc,

@@ -1,7 +1,8 @@
 //! Organization pages: home, create, switch.
 use crate::domain::Permission;
+use crate::http::extract::OrgCtx;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -22,12 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/switch-org", post(switch))
 }
 
-async fn home(
-    State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
-) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
+async fn home(State(s): State<AppState>, OrgCtx { user, ctx }: OrgCtx) -> Result<Response> {
     let layout = layout(&s, &user, ctx.org().name.as_str(), Some(ctx.org_id())).await?;
     let can_view_audit = has_permission(&ctx, Permission::AuditView);
     let recent = if can_view_audit {

@@ -4,6 +4,8 @@
 //! documents), one item's page with its edit form, the share dialog, delete, "who has
 //! access", a knowledge base's documents and a conversation's messages.
 use crate::domain::Permission;
+use crate::http::extract::OrgCtx;
+use crate::http::extract::OrgForm;
 use std::collections::{BTreeMap, HashMap};
 
 use axum::Router;
@@ -22,7 +24,6 @@ use super::resource_forms::{
     FORM_FIELDS, facts_of, form_of, input_from_form, parse_visibility, traits_of,
 };
 use super::{layout, render, render_status, see_other, urlencode};
-use crate::auth;
 use crate::db::OrgContext;
 use crate::db::repo::resources::{ListQuery, ResourceKind};
 use crate::db::scope::has_permission;
@@ -30,7 +31,7 @@ use crate::domain::UserId;
 use crate::domain::resources::Patch;
 use crate::error::{AppError, Result};
 use crate::http::api::pagination::{Page, encode_cursor};
-use crate::http::extract::{CsrfForm, CurrentUser};
+use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
 use crate::http::views::{
     AccessPage, AccessRow, ChoiceOption, FormErrors, KbDocumentRow, KindLabel, MessageRow,
@@ -302,12 +303,10 @@ async fn list_page(
 
 async fn index(
     State(s): State<AppState>,
-    user: CurrentUser,
+    OrgCtx { user, ctx }: OrgCtx,
     Kind(kind): Kind,
-    Path(org): Path<String>,
     Query(p): Query<ListParams>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let mut page = list_page(&s, &user, &ctx, kind, &p).await?;
     if p.done == "deleted" {
         page.notice = Some(format!("The {} was deleted.", page.kind.singular));
@@ -340,10 +339,8 @@ async fn list_with_errors(
 async fn create(
     State(s): State<AppState>,
     Kind(kind): Kind,
-    Path(org): Path<String>,
-    CsrfForm(user, f): CsrfForm<ResourceFormValues>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<ResourceFormValues>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let input = input_from_form(kind, &f, true);
     match svc::create(&s.svc, &ctx, &user.actor(), input).await {
         Ok(v) => Ok(see_other(&format!(
@@ -400,12 +397,10 @@ async fn read_upload_form(
 /// The documents' new form: a multipart upload that carries the CSRF token as a field.
 async fn upload(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { user, ctx }: OrgCtx,
     req: Request,
 ) -> Result<Response> {
     let kind = ResourceKind::Document;
-    let ctx = user.org_context(&s, org).await?;
     let limit = s.config.upload_limit_bytes;
     let (parts, body) = req.into_parts();
     let body = Body::new(http_body_util::Limited::new(
@@ -437,14 +432,7 @@ async fn upload(
         }
         Err(e) => return Err(e),
     };
-    let sent = text.get("csrf_token").map(String::as_str).unwrap_or("");
-    user.require_session()?;
-    if !auth::tokens_equal(sent, user.csrf_token()) {
-        return Err(AppError::Forbidden {
-            code: "csrf_failed",
-            message: "the form has expired; reload the page and try again".into(),
-        });
-    }
+    user.check_form_csrf(text.get("csrf_token").map_or("", String::as_str))?;
     let get = |k: &str| text.get(k).cloned().unwrap_or_default();
     let form = ResourceFormValues {
         name: get("name"),
@@ -627,12 +615,11 @@ struct ShowParams {
 
 async fn show(
     State(s): State<AppState>,
-    user: CurrentUser,
+    OrgCtx { user, ctx }: OrgCtx,
     Kind(kind): Kind,
-    Path((org, id)): Path<(String, String)>,
+    Path((_, id)): Path<(String, String)>,
     Query(p): Query<ShowParams>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let mut page = item_page(&s, &user, &ctx, kind, id).await?;
     let what = page.kind.singular.clone();
     page.notice = match p.done.as_str() {
@@ -650,10 +637,9 @@ async fn show(
 async fn update(
     State(s): State<AppState>,
     Kind(kind): Kind,
-    Path((org, id)): Path<(String, String)>,
-    CsrfForm(user, f): CsrfForm<ResourceFormValues>,
+    Path((_, id)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<ResourceFormValues>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let input = input_from_form(kind, &f, false);
     match svc::update(&s.svc, &ctx, &user.actor(), id.clone(), input).await {
         Ok(_) => Ok(see_other(&format!(
@@ -719,10 +705,9 @@ fn share_input(kind: ResourceKind, form: &BTreeMap<String, String>) -> Result<In
 async fn share(
     State(s): State<AppState>,
     Kind(kind): Kind,
-    Path((org, id)): Path<(String, String)>,
-    CsrfForm(user, f): CsrfForm<BTreeMap<String, String>>,
+    Path((_, id)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<BTreeMap<String, String>>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let result = match share_input(kind, &f) {
         Ok(input) => svc::update(&s.svc, &ctx, &user.actor(), id.clone(), input)
             .await
@@ -785,10 +770,9 @@ struct Empty {}
 async fn delete(
     State(s): State<AppState>,
     Kind(kind): Kind,
-    Path((org, id)): Path<(String, String)>,
-    CsrfForm(user, _): CsrfForm<Empty>,
+    Path((_, id)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, _): OrgForm<Empty>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let result = svc::delete(&s.svc, &ctx, &user.actor(), kind, id.clone()).await;
     let success = format!("{}?done=deleted", list_url(&ctx, kind));
     answer(&s, &user, &ctx, kind, id, result, success).await
@@ -796,11 +780,10 @@ async fn delete(
 
 async fn access(
     State(s): State<AppState>,
-    user: CurrentUser,
+    OrgCtx { user, ctx }: OrgCtx,
     Kind(kind): Kind,
-    Path((org, id)): Path<(String, String)>,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let view = svc::get(&s.svc, &ctx, kind, id.clone()).await?;
     let list = svc::explain_access(&s.svc, &ctx, kind, id, None).await?;
     let people = org_people(&s, &ctx).await?;
@@ -840,11 +823,10 @@ struct KbForm {
 
 async fn kb_add(
     State(s): State<AppState>,
-    Path((org, id)): Path<(String, String)>,
-    CsrfForm(user, f): CsrfForm<KbForm>,
+    Path((_, id)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<KbForm>,
 ) -> Result<Response> {
     let kind = ResourceKind::KnowledgeBase;
-    let ctx = user.org_context(&s, org).await?;
     let result = if f.document_id.trim().is_empty() {
         Err(AppError::bad_request(
             "invalid_form",
@@ -861,11 +843,10 @@ async fn kb_add(
 
 async fn kb_remove(
     State(s): State<AppState>,
-    Path((org, id, doc)): Path<(String, String, String)>,
-    CsrfForm(user, _): CsrfForm<Empty>,
+    Path((_, id, doc)): Path<(String, String, String)>,
+    OrgForm(OrgCtx { user, ctx }, _): OrgForm<Empty>,
 ) -> Result<Response> {
     let kind = ResourceKind::KnowledgeBase;
-    let ctx = user.org_context(&s, org).await?;
     let result = svc::kb_document(&s.svc, &ctx, &user.actor(), id.clone(), doc, false)
         .await
         .map(|_| ());
@@ -883,11 +864,10 @@ struct MessageForm {
 
 async fn add_message(
     State(s): State<AppState>,
-    Path((org, id)): Path<(String, String)>,
-    CsrfForm(user, f): CsrfForm<MessageForm>,
+    Path((_, id)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<MessageForm>,
 ) -> Result<Response> {
     let kind = ResourceKind::Conversation;
-    let ctx = user.org_context(&s, org).await?;
     let result =
         svc::add_message(&s.svc, &ctx, &user.actor(), id.clone(), &f.role, &f.content).await;
     match result {

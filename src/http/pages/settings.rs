@@ -1,6 +1,8 @@
 //! An organization's settings: name, slug, invitation lifetime, audit retention; and the
 //! danger zone (delete, owners only, typing the slug to confirm).
 use crate::domain::Permission;
+use crate::http::extract::OrgCtx;
+use crate::http::extract::OrgForm;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -15,7 +17,7 @@ use crate::db::OrgContext;
 use crate::db::scope::has_permission;
 use crate::domain::{OrgKind, OrgSettings, Role};
 use crate::error::Result;
-use crate::http::extract::{CsrfForm, CurrentUser};
+use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
 use crate::http::views::{FormErrors, SettingsPage};
 use crate::services::orgs;
@@ -66,11 +68,9 @@ struct SavedQuery {
 
 async fn show(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { user, ctx }: OrgCtx,
     Query(q): Query<SavedQuery>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let mut page = settings_page(&s, &user, &ctx).await?;
     page.saved = q.saved.is_some();
     render(&page)
@@ -117,10 +117,8 @@ const SETTINGS_FIELDS: &[&str] = &[
 
 async fn save(
     State(s): State<AppState>,
-    Path(org): Path<String>,
-    CsrfForm(user, f): CsrfForm<SettingsForm>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<SettingsForm>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let result = orgs::update(
         &s.svc,
         &ctx,
@@ -174,10 +172,8 @@ struct DeleteForm {
 
 async fn delete(
     State(s): State<AppState>,
-    Path(org): Path<String>,
-    CsrfForm(user, f): CsrfForm<DeleteForm>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<DeleteForm>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let result = if f.confirm_slug.trim() != ctx.org().slug {
         Err(crate::error::AppError::bad_request(
             "confirmation_mismatch",

@@ -1,6 +1,8 @@
 //! Teams of an organization: the list with a create form, and one team's page (rename,
 //! members in and out, delete).
 use crate::domain::Permission;
+use crate::http::extract::OrgCtx;
+use crate::http::extract::OrgForm;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -14,7 +16,7 @@ use crate::db::repo::teams::Team;
 use crate::db::scope::has_permission;
 use crate::domain::UserId;
 use crate::error::{AppError, Result};
-use crate::http::extract::{CsrfForm, CurrentUser};
+use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
 use crate::http::views::{FormErrors, PersonRow, TeamPage, TeamRow, TeamsPage, short_time};
 use crate::services::teams;
@@ -86,11 +88,9 @@ async fn teams_page(s: &AppState, user: &CurrentUser, ctx: &OrgContext) -> Resul
 
 async fn index(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { user, ctx }: OrgCtx,
     Query(q): Query<DoneQuery>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let mut page = teams_page(&s, &user, &ctx).await?;
     if q.done.as_deref() == Some("deleted") {
         page.notice = Some("Team deleted.".into());
@@ -108,10 +108,8 @@ struct TeamForm {
 
 async fn create(
     State(s): State<AppState>,
-    Path(org): Path<String>,
-    CsrfForm(user, f): CsrfForm<TeamForm>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<TeamForm>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     match teams::create(&s.svc, &ctx, &user.actor(), &f.name, &f.description).await {
         Ok(team) => Ok(see_other(&team_url(&ctx, &team.id))),
         Err(e) => {
@@ -173,11 +171,10 @@ async fn team_page(
 
 async fn show(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path((org, id)): Path<(String, String)>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, id)): Path<(String, String)>,
     Query(q): Query<DoneQuery>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let mut page = team_page(&s, &user, &ctx, id).await?;
     page.notice = match q.done.as_deref() {
         Some("saved") => Some("Team saved.".into()),
@@ -190,10 +187,9 @@ async fn show(
 
 async fn update(
     State(s): State<AppState>,
-    Path((org, id)): Path<(String, String)>,
-    CsrfForm(user, f): CsrfForm<TeamForm>,
+    Path((_, id)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<TeamForm>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let result = teams::update(
         &s.svc,
         &ctx,
@@ -250,10 +246,9 @@ struct AddForm {
 
 async fn add_member(
     State(s): State<AppState>,
-    Path((org, id)): Path<(String, String)>,
-    CsrfForm(user, f): CsrfForm<AddForm>,
+    Path((_, id)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<AddForm>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let result = match UserId::parse(&f.user_id) {
         Some(uid) => teams::add_member(&s.svc, &ctx, &user.actor(), id.clone(), uid)
             .await
@@ -272,10 +267,9 @@ struct Empty {}
 
 async fn remove_member(
     State(s): State<AppState>,
-    Path((org, id, uid)): Path<(String, String, String)>,
-    CsrfForm(user, _): CsrfForm<Empty>,
+    Path((_, id, uid)): Path<(String, String, String)>,
+    OrgForm(OrgCtx { user, ctx }, _): OrgForm<Empty>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let uid = UserId::parse(&uid).ok_or_else(AppError::not_found)?;
     let result = teams::remove_member(&s.svc, &ctx, &user.actor(), id.clone(), uid).await;
     let success = format!("{}?done=removed", team_url(&ctx, &id));
@@ -284,10 +278,9 @@ async fn remove_member(
 
 async fn delete(
     State(s): State<AppState>,
-    Path((org, id)): Path<(String, String)>,
-    CsrfForm(user, _): CsrfForm<Empty>,
+    Path((_, id)): Path<(String, String)>,
+    OrgForm(OrgCtx { user, ctx }, _): OrgForm<Empty>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let result = teams::delete(&s.svc, &ctx, &user.actor(), id.clone()).await;
     let success = format!("{}?done=deleted", teams_url(&ctx));
     answer(&s, &user, &ctx, id, result, success).await

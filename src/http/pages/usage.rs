@@ -2,6 +2,8 @@
 //! the daily cost chart (SVG drawn here), breakdowns by model and member, invoices, quota
 //! alerts, and the quota form for those who may change it. All from `GET …/usage`'s report.
 use crate::domain::Permission;
+use crate::http::extract::OrgCtx;
+use crate::http::extract::OrgForm;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -19,7 +21,7 @@ use crate::db::scope::has_permission;
 use crate::domain::period::period_at;
 use crate::domain::{Invalid, format, parse_usd, usd};
 use crate::error::{AppError, Result};
-use crate::http::extract::{CsrfForm, CurrentUser};
+use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
 use crate::http::views::{
     FormErrors, InvoiceRow, NotificationRow, QuotaFields, UsageMeter, UsagePage, UsageRow,
@@ -289,11 +291,9 @@ struct UsageQuery {
 
 async fn show(
     State(s): State<AppState>,
-    user: CurrentUser,
-    Path(org): Path<String>,
+    OrgCtx { user, ctx }: OrgCtx,
     Query(q): Query<UsageQuery>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let period = q.period.filter(|p| !p.is_empty());
     let mut page = usage_page(&s, &user, &ctx, period).await?;
     if q.saved.is_some() {
@@ -412,10 +412,8 @@ fn form_field(service_field: String) -> String {
 
 async fn save_quota(
     State(s): State<AppState>,
-    Path(org): Path<String>,
-    CsrfForm(user, f): CsrfForm<QuotaForm>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<QuotaForm>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     let Err(e) = quota::patch(&s.svc, &ctx, &user.actor(), quota_input(&f)).await else {
         return Ok(see_other(&format!("{}?saved=1", usage_url(&ctx))));
     };
@@ -459,10 +457,9 @@ async fn save_quota(
 
 async fn read(
     State(s): State<AppState>,
-    Path((org, id)): Path<(String, String)>,
-    CsrfForm(user, ()): CsrfForm<()>,
+    Path((_org, id)): Path<(String, String)>,
+    OrgForm(OrgCtx { ctx, .. }, ()): OrgForm<()>,
 ) -> Result<Response> {
-    let ctx = user.org_context(&s, org).await?;
     notifications::mark_read(&s.svc, &ctx, id).await?;
     Ok(see_other(&usage_url(&ctx)))
 }
