@@ -508,6 +508,48 @@ async fn share_dialog(
     })
 }
 
+/// The item's header: name, owner and times as people read them.
+fn detail_of(r: &crate::db::repo::resources::Resource, names: &Names) -> ResourceDetail {
+    ResourceDetail {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        description: r.description.clone(),
+        visibility: r.visibility.as_str().to_string(),
+        owner: names.of(r.owner_id),
+        created: short_time(&r.created_at),
+        updated: short_time(&r.updated_at),
+        version: r.version,
+    }
+}
+
+/// A knowledge base's documents (named when the viewer can read them, else by id) and
+/// the readable documents that can still be added.
+fn kb_rows(
+    inside: &[String],
+    readable: Vec<ChoiceOption>,
+) -> (Vec<KbDocumentRow>, Vec<ChoiceOption>) {
+    let rows = inside
+        .iter()
+        .map(|d| match readable.iter().find(|o| &o.id == d) {
+            Some(o) => KbDocumentRow {
+                id: d.clone(),
+                name: o.label.clone(),
+                readable: true,
+            },
+            None => KbDocumentRow {
+                id: d.clone(),
+                name: d.clone(),
+                readable: false,
+            },
+        })
+        .collect();
+    let candidates = readable
+        .into_iter()
+        .filter(|o| !inside.contains(&o.id))
+        .collect();
+    (rows, candidates)
+}
+
 async fn item_page(
     s: &AppState,
     user: &CurrentUser,
@@ -529,27 +571,7 @@ async fn item_page(
     };
     let (kb_documents, kb_candidates) = if kind == ResourceKind::KnowledgeBase {
         let readable = choices(s, ctx, ResourceKind::Document, "", &names).await?;
-        let inside = view.documents.clone().unwrap_or_default();
-        let rows = inside
-            .iter()
-            .map(|d| match readable.iter().find(|o| &o.id == d) {
-                Some(o) => KbDocumentRow {
-                    id: d.clone(),
-                    name: o.label.clone(),
-                    readable: true,
-                },
-                None => KbDocumentRow {
-                    id: d.clone(),
-                    name: d.clone(),
-                    readable: false,
-                },
-            })
-            .collect();
-        let candidates = readable
-            .into_iter()
-            .filter(|o| !inside.contains(&o.id))
-            .collect();
-        (rows, candidates)
+        kb_rows(&view.documents.clone().unwrap_or_default(), readable)
     } else {
         (Vec::new(), Vec::new())
     };
@@ -574,16 +596,7 @@ async fn item_page(
     Ok(ResourcePage {
         layout: layout(s, user, &title, Some(ctx.org_id())).await?,
         nav: nav(ctx, kind.path()),
-        item: ResourceDetail {
-            id: r.id.clone(),
-            name: r.name.clone(),
-            description: r.description.clone(),
-            visibility: r.visibility.as_str().to_string(),
-            owner: names.of(r.owner_id),
-            created: short_time(&r.created_at),
-            updated: short_time(&r.updated_at),
-            version: r.version,
-        },
+        item: detail_of(r, &names),
         facts: facts_of(&view, agent_name),
         traits,
         skills,

@@ -161,40 +161,125 @@ async fn usage_page(
     ctx: &OrgContext,
     period: Option<String>,
 ) -> Result<UsagePage> {
-    let now = s.config.clock.now();
+    let now = s.svc.now();
     let report = quota::report(&s.svc, ctx, period, now).await?;
-    let settings = &report.settings;
-    let anchor = settings.billing_anchor_day;
-    let (Some(start), Some(end)) = (parse_time(&report.start), parse_time(&report.end)) else {
-        return Err(AppError::Internal("the usage report has no period".into()));
+    let invoices = if has_permission(ctx, Permission::BillingView) {
+        Some(invoices::list(&s.svc, ctx).await?)
+    } else {
+        None
     };
-    let prev_period = period_at(start - chrono::Duration::seconds(1), anchor).label;
-    let next_period = (end <= now).then(|| period_at(end, anchor).label);
-    let last_day = (end - chrono::Duration::seconds(1)).date_naive();
-    let range = format!(
-        "{} – {}",
-        start.format("%-d %b %Y"),
-        last_day.format("%-d %b %Y")
-    );
-    let day_costs: Vec<(String, i64)> = report
-        .by_day
-        .iter()
-        .map(|r| (r.day.clone(), r.totals.cost_micros))
-        .collect();
-    let chart_svg = daily_cost_svg(&days_of(start.date_naive(), end.date_naive(), &day_costs));
-    let by_user = report
-        .by_user
-        .iter()
-        .map(|m| {
-            if m.name.is_empty() && m.email.is_empty() {
-                row("a former member".into(), String::new(), &m.totals)
-            } else {
-                row(m.name.clone(), m.email.clone(), &m.totals)
-            }
-        })
-        .collect();
+    let notes = notifications::mine(&s.svc, ctx).await?;
+    let title = format!("Usage · {}", ctx.org().name);
+    let layout = layout(s, user, &title, Some(ctx.org_id())).await?;
+    usage_view(layout, ctx, &report, invoices, notes, now)
+}
+
+/// The usage page from what it read (no I/O): the report of one period, the invoices when
+/// the member may see billing, their notifications.
+fn usage_view(
+    layout: crate::http::views::Layout,
+    ctx: &OrgContext,
+    report: &quota::UsageReport,
+    invoices: Option<Vec<crate::db::repo::invoices::Invoice>>,
+    notes: Vec<crate::db::repo::notifications::Notification>,
+    now: DateTime<Utc>,
+) -> Result<UsagePage> {
+    let settings = &report.settings;
+    let browse = PeriodBrowse::of(report, now)?;
     let (limits, rates) = limits_of(&report.limits);
-    let alerts_sent = report
+    Ok(UsagePage {
+        layout,
+        nav: nav(ctx, "usage"),
+        org_id: ctx.org_id().to_string(),
+        period: report.period.clone(),
+        range: browse.range,
+        prev_period: browse.prev_period,
+        next_period: browse.next_period,
+        limits,
+        rates,
+        alerts_sent: alerts_sent(report),
+        totals: row(String::new(), String::new(), &report.totals),
+        mine: row(String::new(), String::new(), &report.mine),
+        chart_svg: browse.chart_svg,
+        by_day: report
+            .by_day
+            .iter()
+            .map(|r| row(r.day.clone(), String::new(), &r.totals))
+            .collect(),
+        by_model: report.by_model.iter().map(model_row).collect(),
+        by_user: report.by_user.iter().map(member_row).collect(),
+        can_manage_quota: has_permission(ctx, Permission::QuotaManage),
+        quota: quota_fields(settings),
+        plan_credits: settings
+            .plan_credits_micros
+            .map(format::money)
+            .unwrap_or_default(),
+        webhook_secret_set: settings.webhook_secret_set,
+        quota_errors: FormErrors::default(),
+        can_view_billing: invoices.is_some(),
+        invoices: invoices
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| InvoiceRow {
+                id: i.id,
+                period: i.period,
+                total: format::money(i.total_micros),
+                issued: short_time(&i.issued_at),
+            })
+            .collect(),
+        notifications: notes
+            .into_iter()
+            .take(10)
+            .map(|n| NotificationRow {
+                unread: n.read_at.is_none(),
+                id: n.id,
+                title: n.title,
+                body: n.body,
+                when: short_time(&n.created_at),
+            })
+            .collect(),
+        notice: None,
+    })
+}
+
+/// The period shown, its neighbours and its daily chart.
+struct PeriodBrowse {
+    /// "1 Nov 2026 – 30 Nov 2026".
+    range: String,
+    prev_period: String,
+    /// None for the current period (the future has no usage).
+    next_period: Option<String>,
+    chart_svg: String,
+}
+
+impl PeriodBrowse {
+    fn of(report: &quota::UsageReport, now: DateTime<Utc>) -> Result<Self> {
+        let anchor = report.settings.billing_anchor_day;
+        let (Some(start), Some(end)) = (parse_time(&report.start), parse_time(&report.end)) else {
+            return Err(AppError::Internal("the usage report has no period".into()));
+        };
+        let last_day = (end - chrono::Duration::seconds(1)).date_naive();
+        let day_costs: Vec<(String, i64)> = report
+            .by_day
+            .iter()
+            .map(|r| (r.day.clone(), r.totals.cost_micros))
+            .collect();
+        Ok(PeriodBrowse {
+            range: format!(
+                "{} – {}",
+                start.format("%-d %b %Y"),
+                last_day.format("%-d %b %Y")
+            ),
+            prev_period: period_at(start - chrono::Duration::seconds(1), anchor).label,
+            next_period: (end <= now).then(|| period_at(end, anchor).label),
+            chart_svg: daily_cost_svg(&days_of(start.date_naive(), end.date_naive(), &day_costs)),
+        })
+    }
+}
+
+/// "50%, 80%": the thresholds whose alerts went out this period.
+fn alerts_sent(report: &quota::UsageReport) -> String {
+    report
         .quota
         .as_ref()
         .map(|q| {
@@ -204,81 +289,25 @@ async fn usage_page(
                 .collect::<Vec<_>>()
                 .join(", ")
         })
-        .unwrap_or_default();
-    let can_view_billing = has_permission(ctx, Permission::BillingView);
-    let invoice_rows = if can_view_billing {
-        invoices::list(&s.svc, ctx)
-            .await?
-            .into_iter()
-            .map(|i| InvoiceRow {
-                id: i.id,
-                period: i.period,
-                total: format::money(i.total_micros),
-                issued: short_time(&i.issued_at),
-            })
-            .collect()
-    } else {
-        Vec::new()
+        .unwrap_or_default()
+}
+
+fn model_row(r: &quota::ModelUsage) -> UsageRow {
+    // An unpriced model is not free: say so where its cost is shown.
+    let note = match r.unpriced_requests {
+        0 => String::new(),
+        1 => "no price is set for this model: 1 call counted as $0".to_string(),
+        n => format!("no price is set for this model: {n} calls counted as $0"),
     };
-    let notes = notifications::mine(&s.svc, ctx)
-        .await?
-        .into_iter()
-        .take(10)
-        .map(|n| NotificationRow {
-            unread: n.read_at.is_none(),
-            id: n.id,
-            title: n.title,
-            body: n.body,
-            when: short_time(&n.created_at),
-        })
-        .collect();
-    let title = format!("Usage · {}", ctx.org().name);
-    Ok(UsagePage {
-        layout: layout(s, user, &title, Some(ctx.org_id())).await?,
-        nav: nav(ctx, "usage"),
-        org_id: ctx.org_id().to_string(),
-        period: report.period.clone(),
-        range,
-        prev_period,
-        next_period,
-        limits,
-        rates,
-        alerts_sent,
-        totals: row(String::new(), String::new(), &report.totals),
-        mine: row(String::new(), String::new(), &report.mine),
-        chart_svg,
-        by_day: report
-            .by_day
-            .iter()
-            .map(|r| row(r.day.clone(), String::new(), &r.totals))
-            .collect(),
-        by_model: report
-            .by_model
-            .iter()
-            .map(|r| {
-                // An unpriced model is not free: say so where its cost is shown.
-                let note = match r.unpriced_requests {
-                    0 => String::new(),
-                    1 => "no price is set for this model: 1 call counted as $0".to_string(),
-                    n => format!("no price is set for this model: {n} calls counted as $0"),
-                };
-                row(r.model.clone(), note, &r.totals)
-            })
-            .collect(),
-        by_user,
-        can_manage_quota: has_permission(ctx, Permission::QuotaManage),
-        quota: quota_fields(settings),
-        plan_credits: settings
-            .plan_credits_micros
-            .map(format::money)
-            .unwrap_or_default(),
-        webhook_secret_set: settings.webhook_secret_set,
-        quota_errors: FormErrors::default(),
-        can_view_billing,
-        invoices: invoice_rows,
-        notifications: notes,
-        notice: None,
-    })
+    row(r.model.clone(), note, &r.totals)
+}
+
+fn member_row(m: &crate::db::repo::usage::MemberTotals) -> UsageRow {
+    if m.name.is_empty() && m.email.is_empty() {
+        row("a former member".into(), String::new(), &m.totals)
+    } else {
+        row(m.name.clone(), m.email.clone(), &m.totals)
+    }
 }
 
 #[derive(Deserialize, Default)]
