@@ -48,3 +48,5 @@ id_type!(UserId);
 id_type!(OrgId);
 id_type!(SessionId);
 id_type!(ApiTokenId);
+id_type!(TeamId);
+id_type!(InvitationId);

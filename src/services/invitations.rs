@@ -12,7 +12,7 @@ use crate::db::repo::{audit, invitations, members, users};
 use crate::db::scope::joining_context;
 use crate::db::unscoped::unscoped_invitation_by_token;
 use crate::db::{OrgContext, WriteTx};
-use crate::domain::{Email, OrgKind, OrgSettings, Role, UserId, fmt_time, new_id};
+use crate::domain::{Email, InvitationId, OrgKind, OrgSettings, Role, UserId, fmt_time};
 use crate::error::{AppError, Result};
 
 pub struct Created {
@@ -97,12 +97,12 @@ pub async fn create(
                     });
                 }
             }
-            let id = new_id().to_string();
+            let id = InvitationId::new();
             invitations::insert(
                 tx,
                 &me,
                 &invitations::NewInvitation {
-                    id: &id,
+                    id,
                     email: email2.as_str(),
                     role,
                     token_hash: &hash,
@@ -117,12 +117,12 @@ pub async fn create(
                 &actor2.entry(
                     "member.invited",
                     "invitation",
-                    Some(id.clone()),
+                    Some(id.to_string()),
                     json!({"email": email2.as_str(), "role": role, "expires_at": expires, "replaced_pending": replaced}),
                 ),
                 &now_s,
             )?;
-            let invitation = invitations::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+            let invitation = invitations::find(tx, &me, id)?.ok_or_else(AppError::not_found)?;
             Ok((invitation, replaced > 0))
         })
         .await?;
@@ -168,7 +168,12 @@ pub async fn list_pending(
         .await
 }
 
-pub async fn cancel(svc: &Services, ctx: &OrgContext, actor: &Actor, id: String) -> Result<()> {
+pub async fn cancel(
+    svc: &Services,
+    ctx: &OrgContext,
+    actor: &Actor,
+    id: InvitationId,
+) -> Result<()> {
     require(ctx, Permission::MembersInvite)?;
     let (ctx, actor) = (ctx.clone(), actor.clone());
     let now = svc.now_str();
@@ -176,7 +181,7 @@ pub async fn cancel(svc: &Services, ctx: &OrgContext, actor: &Actor, id: String)
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
             require(&me, Permission::MembersInvite)?;
-            let inv = invitations::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+            let inv = invitations::find(tx, &me, id)?.ok_or_else(AppError::not_found)?;
             // Cancelling follows the rules of inviting: not above your own role.
             if (inv.role == Role::Owner && me.role() != Role::Owner)
                 || inv.role.rank() > me.role().rank()
@@ -186,7 +191,7 @@ pub async fn cancel(svc: &Services, ctx: &OrgContext, actor: &Actor, id: String)
                     message: "you cannot cancel an invitation for a role above your own".into(),
                 });
             }
-            if !invitations::cancel(tx, &me, &id, &now)? {
+            if !invitations::cancel(tx, &me, id, &now)? {
                 return Err(AppError::not_found());
             }
             audit::append(
@@ -195,7 +200,7 @@ pub async fn cancel(svc: &Services, ctx: &OrgContext, actor: &Actor, id: String)
                 &actor.entry(
                     "invitation.cancelled",
                     "invitation",
-                    Some(id.clone()),
+                    Some(id.to_string()),
                     json!({"email": inv.email, "role": inv.role}),
                 ),
                 &now,
@@ -313,7 +318,7 @@ fn join(
             ),
         });
     }
-    if !invitations::mark_accepted(tx, &ctx, &inv.id, user.id, now)? {
+    if !invitations::mark_accepted(tx, &ctx, inv.id, user.id, now)? {
         return Err(invalid());
     }
     members::insert(tx, &ctx, user.id, inv.role, inv.invited_by, now)?;

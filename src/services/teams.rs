@@ -7,7 +7,7 @@ use super::{Actor, fresh_context, require};
 use crate::db::OrgContext;
 use crate::db::repo::members::MemberUser;
 use crate::db::repo::{audit, members, teams};
-use crate::domain::{Invalid, UserId, new_id};
+use crate::domain::{Invalid, TeamId, UserId};
 use crate::error::{AppError, Result};
 
 fn parse_name(raw: &str) -> std::result::Result<String, Invalid> {
@@ -48,14 +48,14 @@ pub async fn list(svc: &Services, ctx: &OrgContext) -> Result<Vec<teams::Team>> 
 pub async fn get(
     svc: &Services,
     ctx: &OrgContext,
-    id: String,
+    id: TeamId,
 ) -> Result<(teams::Team, Vec<MemberUser>)> {
     require(ctx, Permission::TeamsView)?;
     let ctx = ctx.clone();
     svc.db
         .read(move |tx| {
-            let team = teams::find(tx, &ctx, &id)?.ok_or_else(AppError::not_found)?;
-            let members = teams::members(tx, &ctx, &id)?;
+            let team = teams::find(tx, &ctx, id)?.ok_or_else(AppError::not_found)?;
+            let members = teams::members(tx, &ctx, id)?;
             Ok((team, members))
         })
         .await
@@ -86,20 +86,20 @@ pub async fn create(
             if teams::name_taken(tx, &me, &name, None)? {
                 return Err(taken(&name));
             }
-            let id = new_id().to_string();
-            teams::insert(tx, &me, &id, &name, &description, &now)?;
+            let id = TeamId::new();
+            teams::insert(tx, &me, id, &name, &description, &now)?;
             audit::append(
                 tx,
                 &me,
                 &actor.entry(
                     "team.created",
                     "team",
-                    Some(id.clone()),
+                    Some(id.to_string()),
                     json!({"name": name}),
                 ),
                 &now,
             )?;
-            teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)
+            teams::find(tx, &me, id)?.ok_or_else(AppError::not_found)
         })
         .await
 }
@@ -108,7 +108,7 @@ pub async fn update(
     svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
-    id: String,
+    id: TeamId,
     name: Option<&str>,
     description: Option<&str>,
 ) -> Result<teams::Team> {
@@ -125,7 +125,7 @@ pub async fn update(
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
             require(&me, Permission::TeamsManage)?;
-            let before = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+            let before = teams::find(tx, &me, id)?.ok_or_else(AppError::not_found)?;
             let new_name = name.flatten().unwrap_or_else(|| before.name.clone());
             let new_desc = description
                 .flatten()
@@ -133,28 +133,28 @@ pub async fn update(
             if new_name == before.name && new_desc == before.description {
                 return Ok(before);
             }
-            if new_name != before.name && teams::name_taken(tx, &me, &new_name, Some(&id))? {
+            if new_name != before.name && teams::name_taken(tx, &me, &new_name, Some(id))? {
                 return Err(taken(&new_name));
             }
-            teams::update(tx, &me, &id, &new_name, &new_desc, &now)?;
+            teams::update(tx, &me, id, &new_name, &new_desc, &now)?;
             audit::append(
                 tx,
                 &me,
                 &actor.entry(
                     "team.updated",
                     "team",
-                    Some(id.clone()),
+                    Some(id.to_string()),
                     json!({"before": {"name": before.name, "description": before.description},
                        "after": {"name": new_name, "description": new_desc}}),
                 ),
                 &now,
             )?;
-            teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)
+            teams::find(tx, &me, id)?.ok_or_else(AppError::not_found)
         })
         .await
 }
 
-pub async fn delete(svc: &Services, ctx: &OrgContext, actor: &Actor, id: String) -> Result<()> {
+pub async fn delete(svc: &Services, ctx: &OrgContext, actor: &Actor, id: TeamId) -> Result<()> {
     require(ctx, Permission::TeamsManage)?;
     let (ctx, actor) = (ctx.clone(), actor.clone());
     let now = svc.now_str();
@@ -162,15 +162,15 @@ pub async fn delete(svc: &Services, ctx: &OrgContext, actor: &Actor, id: String)
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
             require(&me, Permission::TeamsManage)?;
-            let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
-            teams::delete(tx, &me, &id)?;
+            let team = teams::find(tx, &me, id)?.ok_or_else(AppError::not_found)?;
+            teams::delete(tx, &me, id)?;
             audit::append(
                 tx,
                 &me,
                 &actor.entry(
                     "team.deleted",
                     "team",
-                    Some(id.clone()),
+                    Some(id.to_string()),
                     json!({"name": team.name}),
                 ),
                 &now,
@@ -185,7 +185,7 @@ pub async fn add_member(
     svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
-    id: String,
+    id: TeamId,
     user: UserId,
 ) -> Result<bool> {
     require(ctx, Permission::TeamsManage)?;
@@ -195,9 +195,9 @@ pub async fn add_member(
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
             require(&me, Permission::TeamsManage)?;
-            let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+            let team = teams::find(tx, &me, id)?.ok_or_else(AppError::not_found)?;
             let member = members::find(tx, &me, user)?.ok_or_else(AppError::not_found)?;
-            let added = teams::add_member(tx, &me, &id, user, &now)?;
+            let added = teams::add_member(tx, &me, id, user, &now)?;
             if added {
                 audit::append(
                     tx,
@@ -205,7 +205,7 @@ pub async fn add_member(
                     &actor.entry(
                         "team.member_added",
                         "team",
-                        Some(id.clone()),
+                        Some(id.to_string()),
                         json!({"team": team.name, "user_id": user, "email": member.user.email}),
                     ),
                     &now,
@@ -220,7 +220,7 @@ pub async fn remove_member(
     svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
-    id: String,
+    id: TeamId,
     user: UserId,
 ) -> Result<()> {
     require(ctx, Permission::TeamsManage)?;
@@ -230,9 +230,9 @@ pub async fn remove_member(
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
             require(&me, Permission::TeamsManage)?;
-            let team = teams::find(tx, &me, &id)?.ok_or_else(AppError::not_found)?;
+            let team = teams::find(tx, &me, id)?.ok_or_else(AppError::not_found)?;
             let email = members::find(tx, &me, user)?.map(|m| m.user.email);
-            if !teams::remove_member(tx, &me, &id, user)? {
+            if !teams::remove_member(tx, &me, id, user)? {
                 return Err(AppError::not_found());
             }
             audit::append(
@@ -241,7 +241,7 @@ pub async fn remove_member(
                 &actor.entry(
                     "team.member_removed",
                     "team",
-                    Some(id.clone()),
+                    Some(id.to_string()),
                     json!({"team": team.name, "user_id": user, "email": email}),
                 ),
                 &now,

@@ -6,11 +6,11 @@ use chrono::{DateTime, Utc};
 
 use super::{opt_uuid_at, time_at, uuid_at, word_at};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
-use crate::domain::{OrgId, Role, UserId};
+use crate::domain::{InvitationId, OrgId, Role, UserId};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Invitation {
-    pub id: String,
+    pub id: InvitationId,
     #[serde(skip)]
     pub organization_id: OrgId,
     pub email: String,
@@ -36,7 +36,7 @@ const COLUMNS: &str = "id, organization_id, email, role, invited_by, created_at,
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Invitation> {
     Ok(Invitation {
-        id: r.get(0)?,
+        id: InvitationId::from_uuid(uuid_at(r, 0)?),
         organization_id: OrgId::from_uuid(uuid_at(r, 1)?),
         email: r.get(2)?,
         role: word_at(r, 3)?,
@@ -49,7 +49,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Invitation> {
 }
 
 pub struct NewInvitation<'a> {
-    pub id: &'a str,
+    pub id: InvitationId,
     pub email: &'a str,
     pub role: Role,
     pub token_hash: &'a str,
@@ -64,7 +64,7 @@ pub fn insert(tx: &WriteTx<'_>, ctx: &OrgContext, i: &NewInvitation<'_>) -> Resu
              invited_by, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
-            i.id,
+            i.id.to_string(),
             i.email,
             i.role.as_str(),
             i.token_hash,
@@ -90,12 +90,16 @@ pub fn list_pending(c: &Conn<'_>, ctx: &OrgContext, now: &str) -> Result<Vec<Inv
     )
 }
 
-pub fn find(c: &Conn<'_>, ctx: &OrgContext, id: &str) -> Result<Option<Invitation>, DbError> {
+pub fn find(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    id: InvitationId,
+) -> Result<Option<Invitation>, DbError> {
     c.scoped(ctx).query_opt(
         &format!(
             "SELECT {COLUMNS} FROM organization_invitations WHERE organization_id = ?1 AND id = ?2"
         ),
-        params![id],
+        params![id.to_string()],
         from_row,
     )
 }
@@ -114,12 +118,17 @@ pub fn cancel_pending_for_email(
     )
 }
 
-pub fn cancel(tx: &WriteTx<'_>, ctx: &OrgContext, id: &str, now: &str) -> Result<bool, DbError> {
+pub fn cancel(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    id: InvitationId,
+    now: &str,
+) -> Result<bool, DbError> {
     Ok(tx.scoped(ctx).execute(
         "UPDATE organization_invitations SET cancelled_at = ?3
          WHERE organization_id = ?1 AND id = ?2 AND accepted_at IS NULL AND cancelled_at IS NULL
            AND expires_at > ?3",
-        params![id, now],
+        params![id.to_string(), now],
     )? == 1)
 }
 
@@ -127,14 +136,14 @@ pub fn cancel(tx: &WriteTx<'_>, ctx: &OrgContext, id: &str, now: &str) -> Result
 pub fn mark_accepted(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
-    id: &str,
+    id: InvitationId,
     user: UserId,
     now: &str,
 ) -> Result<bool, DbError> {
     Ok(tx.scoped(ctx).execute(
         "UPDATE organization_invitations SET accepted_at = ?3, accepted_by = ?4
          WHERE organization_id = ?1 AND id = ?2 AND accepted_at IS NULL AND cancelled_at IS NULL",
-        params![id, now, user.to_string()],
+        params![id.to_string(), now, user.to_string()],
     )? == 1)
 }
 

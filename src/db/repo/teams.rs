@@ -5,11 +5,11 @@ use serde::Serialize;
 use super::members::MemberUser;
 use super::uuid_at;
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
-use crate::domain::UserId;
+use crate::domain::{TeamId, UserId};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Team {
-    pub id: String,
+    pub id: TeamId,
     pub name: String,
     pub description: String,
     pub member_count: i64,
@@ -23,7 +23,7 @@ const COLUMNS: &str = "t.id, t.name, t.description,
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Team> {
     Ok(Team {
-        id: r.get(0)?,
+        id: TeamId::from_uuid(uuid_at(r, 0)?),
         name: r.get(1)?,
         description: r.get(2)?,
         member_count: r.get(3)?,
@@ -40,10 +40,10 @@ pub fn list(c: &Conn<'_>, ctx: &OrgContext) -> Result<Vec<Team>, DbError> {
     )
 }
 
-pub fn find(c: &Conn<'_>, ctx: &OrgContext, id: &str) -> Result<Option<Team>, DbError> {
+pub fn find(c: &Conn<'_>, ctx: &OrgContext, id: TeamId) -> Result<Option<Team>, DbError> {
     c.scoped(ctx).query_opt(
         &format!("SELECT {COLUMNS} FROM teams t WHERE t.organization_id = ?1 AND t.id = ?2"),
-        params![id],
+        params![id.to_string()],
         from_row,
     )
 }
@@ -52,12 +52,12 @@ pub fn name_taken(
     c: &Conn<'_>,
     ctx: &OrgContext,
     name: &str,
-    except: Option<&str>,
+    except: Option<TeamId>,
 ) -> Result<bool, DbError> {
     Ok(c.scoped(ctx)
         .query_opt(
             "SELECT 1 FROM teams WHERE organization_id = ?1 AND name = ?2 AND id != ?3",
-            params![name, except.unwrap_or("")],
+            params![name, except.map(|t| t.to_string()).unwrap_or_default()],
             |_| Ok(()),
         )?
         .is_some())
@@ -66,7 +66,7 @@ pub fn name_taken(
 pub fn insert(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
-    id: &str,
+    id: TeamId,
     name: &str,
     description: &str,
     now: &str,
@@ -74,7 +74,7 @@ pub fn insert(
     tx.scoped(ctx).execute(
         "INSERT INTO teams (organization_id, id, name, description, created_by, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![id, name, description, ctx.user_id().to_string(), now],
+        params![id.to_string(), name, description, ctx.user_id().to_string(), now],
     )?;
     Ok(())
 }
@@ -82,33 +82,33 @@ pub fn insert(
 pub fn update(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
-    id: &str,
+    id: TeamId,
     name: &str,
     description: &str,
     now: &str,
 ) -> Result<bool, DbError> {
     Ok(tx.scoped(ctx).execute(
         "UPDATE teams SET name = ?3, description = ?4, updated_at = ?5 WHERE organization_id = ?1 AND id = ?2",
-        params![id, name, description, now],
+        params![id.to_string(), name, description, now],
     )? == 1)
 }
 
-pub fn delete(tx: &WriteTx<'_>, ctx: &OrgContext, id: &str) -> Result<bool, DbError> {
+pub fn delete(tx: &WriteTx<'_>, ctx: &OrgContext, id: TeamId) -> Result<bool, DbError> {
     tx.scoped(ctx).execute(
         "DELETE FROM resource_shares WHERE organization_id = ?1 AND principal_type = 'team' AND principal_id = ?2",
-        params![id],
+        params![id.to_string()],
     )?;
     Ok(tx.scoped(ctx).execute(
         "DELETE FROM teams WHERE organization_id = ?1 AND id = ?2",
-        params![id],
+        params![id.to_string()],
     )? == 1)
 }
 
-pub fn members(c: &Conn<'_>, ctx: &OrgContext, team: &str) -> Result<Vec<MemberUser>, DbError> {
+pub fn members(c: &Conn<'_>, ctx: &OrgContext, team: TeamId) -> Result<Vec<MemberUser>, DbError> {
     c.scoped(ctx).query_vec(
         "SELECT u.id, u.email, u.name FROM team_members tm JOIN users u ON u.id = tm.user_id
          WHERE tm.organization_id = ?1 AND tm.team_id = ?2 ORDER BY u.name COLLATE NOCASE, u.id",
-        params![team],
+        params![team.to_string()],
         |r| {
             Ok(MemberUser {
                 id: UserId::from_uuid(uuid_at(r, 0)?),
@@ -123,25 +123,25 @@ pub fn members(c: &Conn<'_>, ctx: &OrgContext, team: &str) -> Result<Vec<MemberU
 pub fn add_member(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
-    team: &str,
+    team: TeamId,
     user: UserId,
     now: &str,
 ) -> Result<bool, DbError> {
     Ok(tx.scoped(ctx).execute(
         "INSERT INTO team_members (organization_id, team_id, user_id, added_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT DO NOTHING",
-        params![team, user.to_string(), now],
+        params![team.to_string(), user.to_string(), now],
     )? == 1)
 }
 
 pub fn remove_member(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
-    team: &str,
+    team: TeamId,
     user: UserId,
 ) -> Result<bool, DbError> {
     Ok(tx.scoped(ctx).execute(
         "DELETE FROM team_members WHERE organization_id = ?1 AND team_id = ?2 AND user_id = ?3",
-        params![team, user.to_string()],
+        params![team.to_string(), user.to_string()],
     )? == 1)
 }

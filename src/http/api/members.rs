@@ -1,4 +1,6 @@
 //! Members, invitations and teams of an organization.
+use crate::domain::InvitationId;
+use crate::domain::TeamId;
 use crate::http::extract::OrgCtx;
 use std::collections::BTreeMap;
 
@@ -45,6 +47,10 @@ pub fn router() -> Router<AppState> {
             "/api/v1/orgs/{org}/teams/{id}/members/{user_id}",
             put(add_team_member).delete(remove_team_member),
         )
+}
+
+fn team_id(raw: &str) -> Result<TeamId> {
+    TeamId::parse(raw).ok_or_else(AppError::not_found)
 }
 
 fn user_id(raw: &str) -> Result<UserId> {
@@ -170,6 +176,7 @@ async fn cancel_invitation(
     OrgCtx { user, ctx }: OrgCtx,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Response> {
+    let id = InvitationId::parse(&id).ok_or_else(AppError::not_found)?;
     invitations::cancel(&s.svc, &ctx, &user.actor(), id).await?;
     Ok(no_content())
 }
@@ -223,6 +230,7 @@ async fn get_team(
     OrgCtx { ctx, .. }: OrgCtx,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Response> {
+    let id = team_id(&id)?;
     let (team, members) = teams::get(&s.svc, &ctx, id).await?;
     let mut body = json!(team);
     body["members"] = json!(members);
@@ -244,6 +252,7 @@ async fn update_team(
     Path((_, id)): Path<(String, String)>,
     ApiJson(b): ApiJson<TeamPatch>,
 ) -> Result<Response> {
+    let id = team_id(&id)?;
     let t = teams::update(
         &s.svc,
         &ctx,
@@ -261,6 +270,7 @@ async fn delete_team(
     OrgCtx { user, ctx }: OrgCtx,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Response> {
+    let id = team_id(&id)?;
     teams::delete(&s.svc, &ctx, &user.actor(), id).await?;
     Ok(no_content())
 }
@@ -270,6 +280,7 @@ async fn add_team_member(
     OrgCtx { user, ctx }: OrgCtx,
     Path((_, id, uid)): Path<(String, String, String)>,
 ) -> Result<Response> {
+    let id = team_id(&id)?;
     let added = teams::add_member(&s.svc, &ctx, &user.actor(), id, user_id(&uid)?).await?;
     Ok(if added {
         created(json!({"added": true}))
@@ -283,6 +294,7 @@ async fn remove_team_member(
     OrgCtx { user, ctx }: OrgCtx,
     Path((_, id, uid)): Path<(String, String, String)>,
 ) -> Result<Response> {
+    let id = team_id(&id)?;
     teams::remove_member(&s.svc, &ctx, &user.actor(), id, user_id(&uid)?).await?;
     Ok(no_content())
 }

@@ -1,5 +1,6 @@
 //! Members of an organization: the member list (role changes, removal, leaving), a member's
 //! permission overrides, invitations (create, shown once; cancel), and the role matrix.
+use crate::domain::InvitationId;
 use crate::domain::Permission;
 use crate::http::extract::OrgCtx;
 use crate::http::extract::OrgForm;
@@ -166,7 +167,7 @@ async fn members_page(
             .into_iter()
             .map(|i| InvitationRow {
                 can_cancel: grantable_roles(ctx.role()).contains(&i.role),
-                id: i.id,
+                id: i.id.to_string(),
                 email: i.email,
                 role: i.role.to_string(),
                 invited: short_time(&i.created_at),
@@ -380,6 +381,7 @@ async fn cancel_invitation(
     Path((_, id)): Path<(String, String)>,
     OrgForm(OrgCtx { user, ctx }, _): OrgForm<Empty>,
 ) -> Result<Response> {
+    let id = InvitationId::parse(&id).ok_or_else(AppError::not_found)?;
     let result = invitations::cancel(&s.svc, &ctx, &user.actor(), id).await;
     let success = format!("{}?done=cancelled", members_url(&ctx));
     answer(&s, &user, &ctx, result, success).await

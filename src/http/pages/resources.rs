@@ -482,8 +482,8 @@ async fn share_dialog(
     let teams: Vec<ChoiceOption> = team_list
         .into_iter()
         .map(|t| ChoiceOption {
-            selected: r.shared_with.teams.contains(&t.id),
-            id: t.id,
+            selected: r.shared_with.teams.contains(&t.id.to_string()),
+            id: t.id.to_string(),
             label: t.name,
         })
         .collect();

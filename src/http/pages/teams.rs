@@ -1,6 +1,7 @@
 //! Teams of an organization: the list with a create form, and one team's page (rename,
 //! members in and out, delete).
 use crate::domain::Permission;
+use crate::domain::TeamId;
 use crate::http::extract::OrgCtx;
 use crate::http::extract::OrgForm;
 use axum::Router;
@@ -40,13 +41,13 @@ fn teams_url(ctx: &OrgContext) -> String {
     format!("/o/{}/teams", ctx.org().slug)
 }
 
-fn team_url(ctx: &OrgContext, id: &str) -> String {
+fn team_url(ctx: &OrgContext, id: TeamId) -> String {
     format!("/o/{}/teams/{id}", ctx.org().slug)
 }
 
 fn team_row(t: Team) -> TeamRow {
     TeamRow {
-        id: t.id,
+        id: t.id.to_string(),
         name: t.name,
         description: t.description,
         members: t.member_count,
@@ -111,7 +112,7 @@ async fn create(
     OrgForm(OrgCtx { user, ctx }, f): OrgForm<TeamForm>,
 ) -> Result<Response> {
     match teams::create(&s.svc, &ctx, &user.actor(), &f.name, &f.description).await {
-        Ok(team) => Ok(see_other(&team_url(&ctx, &team.id))),
+        Ok(team) => Ok(see_other(&team_url(&ctx, team.id))),
         Err(e) => {
             let Some(errors) = form_errors(&e, &["name", "description"], "name") else {
                 return Err(e);
@@ -132,7 +133,7 @@ async fn team_page(
     s: &AppState,
     user: &CurrentUser,
     ctx: &OrgContext,
-    id: String,
+    id: TeamId,
 ) -> Result<TeamPage> {
     let (team, in_team) = teams::get(&s.svc, ctx, id).await?;
     let can_manage = has_permission(ctx, Permission::TeamsManage);
@@ -175,6 +176,7 @@ async fn show(
     Path((_, id)): Path<(String, String)>,
     Query(q): Query<DoneQuery>,
 ) -> Result<Response> {
+    let id = TeamId::parse(&id).ok_or_else(AppError::not_found)?;
     let mut page = team_page(&s, &user, &ctx, id).await?;
     page.notice = match q.done.as_deref() {
         Some("saved") => Some("Team saved.".into()),
@@ -190,28 +192,29 @@ async fn update(
     Path((_, id)): Path<(String, String)>,
     OrgForm(OrgCtx { user, ctx }, f): OrgForm<TeamForm>,
 ) -> Result<Response> {
+    let id = TeamId::parse(&id).ok_or_else(AppError::not_found)?;
     let result = teams::update(
         &s.svc,
         &ctx,
         &user.actor(),
-        id.clone(),
+        id,
         Some(&f.name),
         Some(&f.description),
     )
     .await;
     match result {
-        Ok(_) => Ok(see_other(&format!("{}?done=saved", team_url(&ctx, &id)))),
+        Ok(_) => Ok(see_other(&format!("{}?done=saved", team_url(&ctx, id)))),
         Err(e) => {
             let Some(errors) = form_errors(&e, &["name", "description"], "name") else {
                 return Err(e);
             };
-            let mut page = team_page(&s, &user, &ctx, id.clone()).await?;
+            let mut page = team_page(&s, &user, &ctx, id).await?;
             page.name = f.name;
             page.description = f.description;
             page.errors = errors;
             Ok(shown_at(
                 render_status(e.status(), &page)?,
-                &team_url(&ctx, &id),
+                &team_url(&ctx, id),
             ))
         }
     }
@@ -222,14 +225,14 @@ async fn answer(
     s: &AppState,
     user: &CurrentUser,
     ctx: &OrgContext,
-    id: String,
+    id: TeamId,
     result: Result<()>,
     success: String,
 ) -> Result<Response> {
     match result {
         Ok(()) => Ok(see_other(&success)),
         Err(e) if is_user_error(&e) => {
-            let url = team_url(ctx, &id);
+            let url = team_url(ctx, id);
             let mut page = team_page(s, user, ctx, id).await?;
             page.error = Some(e.public_message());
             Ok(shown_at(render_status(e.status(), &page)?, &url))
@@ -249,8 +252,9 @@ async fn add_member(
     Path((_, id)): Path<(String, String)>,
     OrgForm(OrgCtx { user, ctx }, f): OrgForm<AddForm>,
 ) -> Result<Response> {
+    let id = TeamId::parse(&id).ok_or_else(AppError::not_found)?;
     let result = match UserId::parse(&f.user_id) {
-        Some(uid) => teams::add_member(&s.svc, &ctx, &user.actor(), id.clone(), uid)
+        Some(uid) => teams::add_member(&s.svc, &ctx, &user.actor(), id, uid)
             .await
             .map(|_| ()),
         None => Err(AppError::bad_request(
@@ -258,7 +262,7 @@ async fn add_member(
             "choose a member to add",
         )),
     };
-    let success = format!("{}?done=added", team_url(&ctx, &id));
+    let success = format!("{}?done=added", team_url(&ctx, id));
     answer(&s, &user, &ctx, id, result, success).await
 }
 
@@ -270,9 +274,10 @@ async fn remove_member(
     Path((_, id, uid)): Path<(String, String, String)>,
     OrgForm(OrgCtx { user, ctx }, _): OrgForm<Empty>,
 ) -> Result<Response> {
+    let id = TeamId::parse(&id).ok_or_else(AppError::not_found)?;
     let uid = UserId::parse(&uid).ok_or_else(AppError::not_found)?;
-    let result = teams::remove_member(&s.svc, &ctx, &user.actor(), id.clone(), uid).await;
-    let success = format!("{}?done=removed", team_url(&ctx, &id));
+    let result = teams::remove_member(&s.svc, &ctx, &user.actor(), id, uid).await;
+    let success = format!("{}?done=removed", team_url(&ctx, id));
     answer(&s, &user, &ctx, id, result, success).await
 }
 
@@ -281,7 +286,8 @@ async fn delete(
     Path((_, id)): Path<(String, String)>,
     OrgForm(OrgCtx { user, ctx }, _): OrgForm<Empty>,
 ) -> Result<Response> {
-    let result = teams::delete(&s.svc, &ctx, &user.actor(), id.clone()).await;
+    let id = TeamId::parse(&id).ok_or_else(AppError::not_found)?;
+    let result = teams::delete(&s.svc, &ctx, &user.actor(), id).await;
     let success = format!("{}?done=deleted", teams_url(&ctx));
     answer(&s, &user, &ctx, id, result, success).await
 }

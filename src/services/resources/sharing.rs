@@ -53,7 +53,12 @@ pub(super) fn check_shares(
         }
     }
     for t in &s.teams {
-        if teams::find(c, ctx, t)?.is_none() {
+        // A principal that is no team id names no team either.
+        let found = match crate::domain::TeamId::parse(t) {
+            Some(id) => teams::find(c, ctx, id)?,
+            None => None,
+        };
+        if found.is_none() {
             return Err(AppError::invalid(vec![Invalid::new(
                 "shared_with",
                 format!("{t} is not a team of this organization."),
