@@ -335,6 +335,43 @@ fn model_ids(body: &[u8]) -> Option<Vec<String>> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_name_that_resolves_to_a_private_address_is_refused_when_connecting() {
+        // `localhost` goes past the literal check here (it is asked of the tenant client
+        // directly), so it is the resolver that refuses it, and the refusal is found
+        // inside reqwest's error.
+        let up = Upstream::new(TargetPolicy::PublicOnly).unwrap();
+        let e = up
+            .tenant
+            .get("http://localhost:9/v1/models")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(refusal_in(&e), Some(TargetRefused("localhost".into())));
+        // The operator's client and a private-targets instance connect (and find nothing
+        // listening on port 9).
+        let e = up
+            .operator
+            .get("http://localhost:9/v1/models")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(refusal_in(&e), None);
+        let open = Upstream::new(TargetPolicy::AllowPrivate).unwrap();
+        assert!(
+            open.client_for("http://127.0.0.1:9/", Origin::Tenant)
+                .is_ok()
+        );
+        assert!(
+            up.client_for("http://127.0.0.1:9/", Origin::Tenant)
+                .is_err()
+        );
+        assert!(
+            up.client_for("http://127.0.0.1:9/", Origin::Operator)
+                .is_ok()
+        );
+    }
+
     #[test]
     fn a_model_list_is_read_and_anything_else_is_not() {
         assert_eq!(
