@@ -114,8 +114,51 @@ pub async fn patch(
     actor: &Actor,
     input: QuotaInput,
 ) -> Result<QuotaView> {
-    let (keyring, targets) = (&svc.keyring, svc.targets);
     require(ctx, Permission::QuotaManage)?;
+    let errors = input_errors(&input, svc.targets).await;
+    if !errors.is_empty() {
+        return Err(AppError::invalid(errors));
+    }
+    let (ctx, actor, keyring) = (ctx.clone(), actor.clone(), svc.keyring.clone());
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| {
+            let me = fresh_context(tx, &ctx)?;
+            require(&me, Permission::QuotaManage)?;
+            let mut q = quotas::get(tx, &me)?;
+            apply(&mut q, &input);
+            match &input.webhook_secret {
+                Some(Some(secret)) => {
+                    let dk = super::llm::data_key_for_sealing(tx, &me, &keyring, &now)?;
+                    q.webhook_secret_enc = Some(dk.seal(
+                        secret.as_bytes(),
+                        &super::webhooks::webhook_aad(me.org_id()),
+                    ));
+                    q.webhook_key_id = Some(dk.id().to_string());
+                }
+                Some(None) => {
+                    q.webhook_secret_enc = None;
+                    q.webhook_key_id = None;
+                }
+                None => {}
+            }
+            quotas::save(tx, &me, &q, me.user_id(), &now)?;
+            let plan = plans::for_org(tx, &me)?.and_then(|p| p.monthly_ai_credits_micros);
+            let v = view(&q, plan);
+            audit::append(
+                tx,
+                &me,
+                &actor.entry("quota.updated", "quota", None, json!(v)),
+                &now,
+            )?;
+            Ok(v)
+        })
+        .await
+}
+
+/// Every problem of a quota change, all fields at once (the webhook address is also held
+/// to the outbound policy).
+async fn input_errors(input: &QuotaInput, targets: super::outbound::TargetPolicy) -> Vec<Invalid> {
     let mut errors = input.unreadable.clone();
     let limits = [
         ("monthly_credits_micros", input.monthly_credits_micros),
@@ -172,67 +215,37 @@ pub async fn patch(
             "Use a secret of 16 to 256 characters.",
         ));
     }
-    if !errors.is_empty() {
-        return Err(AppError::invalid(errors));
+    errors
+}
+
+/// The change's limits, anchor day, thresholds and webhook address (the secret is sealed
+/// by the caller, inside the write).
+fn apply(q: &mut quotas::Quota, input: &QuotaInput) {
+    let set = |slot: &mut Option<i64>, v: Option<Option<i64>>| {
+        if let Some(v) = v {
+            *slot = v;
+        }
+    };
+    set(&mut q.monthly_credits_micros, input.monthly_credits_micros);
+    set(&mut q.monthly_requests, input.monthly_requests);
+    set(&mut q.rate_limit_rpm, input.rate_limit_rpm);
+    set(&mut q.rate_limit_tpm, input.rate_limit_tpm);
+    set(
+        &mut q.member_monthly_credits_micros,
+        input.member_monthly_credits_micros,
+    );
+    if let Some(d) = input.billing_anchor_day {
+        q.billing_anchor_day = d;
     }
-    let (ctx, actor, keyring) = (ctx.clone(), actor.clone(), keyring.clone());
-    let now = svc.now_str();
-    svc.db
-        .write(move |tx| {
-            let me = fresh_context(tx, &ctx)?;
-            require(&me, Permission::QuotaManage)?;
-            let mut q = quotas::get(tx, &me)?;
-            let set = |slot: &mut Option<i64>, v: Option<Option<i64>>| {
-                if let Some(v) = v {
-                    *slot = v;
-                }
-            };
-            set(&mut q.monthly_credits_micros, input.monthly_credits_micros);
-            set(&mut q.monthly_requests, input.monthly_requests);
-            set(&mut q.rate_limit_rpm, input.rate_limit_rpm);
-            set(&mut q.rate_limit_tpm, input.rate_limit_tpm);
-            set(
-                &mut q.member_monthly_credits_micros,
-                input.member_monthly_credits_micros,
-            );
-            if let Some(d) = input.billing_anchor_day {
-                q.billing_anchor_day = d;
-            }
-            if let Some(mut t) = input.alert_thresholds {
-                t.sort_unstable();
-                t.dedup();
-                q.alert_thresholds = t;
-            }
-            if let Some(url) = input.webhook_url {
-                q.webhook_url = url;
-            }
-            match input.webhook_secret {
-                Some(Some(secret)) => {
-                    let dk = super::llm::data_key_for_sealing(tx, &me, &keyring, &now)?;
-                    q.webhook_secret_enc = Some(dk.seal(
-                        secret.as_bytes(),
-                        &super::webhooks::webhook_aad(me.org_id()),
-                    ));
-                    q.webhook_key_id = Some(dk.id().to_string());
-                }
-                Some(None) => {
-                    q.webhook_secret_enc = None;
-                    q.webhook_key_id = None;
-                }
-                None => {}
-            }
-            quotas::save(tx, &me, &q, me.user_id(), &now)?;
-            let plan = plans::for_org(tx, &me)?.and_then(|p| p.monthly_ai_credits_micros);
-            let v = view(&q, plan);
-            audit::append(
-                tx,
-                &me,
-                &actor.entry("quota.updated", "quota", None, json!(v)),
-                &now,
-            )?;
-            Ok(v)
-        })
-        .await
+    if let Some(t) = &input.alert_thresholds {
+        let mut t = t.clone();
+        t.sort_unstable();
+        t.dedup();
+        q.alert_thresholds = t;
+    }
+    if let Some(url) = &input.webhook_url {
+        q.webhook_url.clone_from(url);
+    }
 }
 
 /// The limits a quota can set, named on the wire as `org_credits`, `org_requests`,
