@@ -199,6 +199,19 @@ pub async fn login(
     password: &str,
     meta: &ClientMeta,
 ) -> Result<LoginOutcome> {
+    let user = check_credentials(svc, throttle, email_raw, password, meta).await?;
+    start_session(svc, policy, user, meta).await
+}
+
+/// The account behind an email and password, throttled per account and address; every
+/// failure is audited, and unknown emails cost the same hashing time as known ones.
+async fn check_credentials(
+    svc: &Services,
+    throttle: &LoginThrottle,
+    email_raw: &str,
+    password: &str,
+    meta: &ClientMeta,
+) -> Result<users::User> {
     if email_raw.trim().is_empty() || password.is_empty() {
         let mut errs = Vec::new();
         if email_raw.trim().is_empty() {
@@ -252,7 +265,17 @@ pub async fn login(
         }
     };
     throttle.record_success(&email_key);
+    Ok(user)
+}
 
+/// A new session for `user` (its cookie token and CSRF token, shown only now), audited,
+/// with the organizations they can switch to.
+async fn start_session(
+    svc: &Services,
+    policy: SessionPolicy,
+    user: users::User,
+    meta: &ClientMeta,
+) -> Result<LoginOutcome> {
     let session_token = auth::random_token();
     let csrf_token = auth::random_token();
     let started = svc.now();
