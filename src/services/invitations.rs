@@ -1,6 +1,7 @@
 //! Invitations: create (role up to the inviter's), list pending, cancel, accept — by a
 //! signed-in user with the invited email, or by a visitor who makes an account on the spot.
 use super::Services;
+use crate::config::SmtpConfig;
 use crate::domain::Permission;
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -59,44 +60,13 @@ pub async fn create(
     let (invitation, replaced_invitation) = svc.db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx2)?;
-            require(&me, Permission::MembersInvite)?;
-            if role == Role::Owner && me.role() != Role::Owner {
-                return Err(AppError::Forbidden {
-                    code: "owner_required",
-                    message: "Only an owner can invite an owner.".into(),
-                });
-            }
-            if role.rank() > me.role().rank() {
-                return Err(AppError::Forbidden {
-                    code: "role_above_own",
-                    message: "You cannot invite someone with a role above your own.".into(),
-                });
-            }
-            if members::find_by_email(tx, &me, email2.as_str())?.is_some() {
-                return Err(AppError::conflict(
-                    "already_member",
-                    "This person is already a member.",
-                ));
-            }
+            check_may_invite(tx, &me, email2.as_str(), role)?;
             let now_s = fmt_time(at);
             let ttl = OrgSettings::from_stored(&me.org().settings).invitation_ttl_days;
             let expires = fmt_time(at + chrono::Duration::days(i64::from(ttl)));
             // Inviting again replaces the earlier link (recorded in this row's details).
             let replaced = invitations::cancel_pending_for_email(tx, &me, email2.as_str(), &now_s)?;
-            // Members and pending invitations together stay within the plan.
-            let plan = crate::db::repo::plans::for_org(tx, &me)?.ok_or_else(AppError::not_found)?;
-            if let Some(max) = plan.max_members {
-                let taken = members::count(tx, &me)? + invitations::count_pending(tx, &me, &now_s)?;
-                if taken >= max {
-                    return Err(AppError::Unprocessable {
-                        code: "plan_limit",
-                        message: format!(
-                            "the {} plan allows at most {max} members, counting pending invitations; upgrade the plan, cancel an invitation or remove a member",
-                            plan.name
-                        ),
-                    });
-                }
-            }
+            check_plan_room(tx, &me, &now_s)?;
             let id = InvitationId::new();
             invitations::insert(
                 tx,
@@ -123,28 +93,12 @@ pub async fn create(
                 &now_s,
             )?;
             let invitation = invitations::find(tx, &me, id)?.ok_or_else(AppError::not_found)?;
-            Ok((invitation, replaced > 0))
+            Ok::<_, AppError>((invitation, replaced > 0))
         })
         .await?;
     let url = accept_url(base_url, &token);
     let email_sent = match smtp {
-        Some(cfg) => {
-            let mail = super::mail::InvitationMail {
-                to: email.as_str(),
-                org_name: &ctx.org().name,
-                inviter: &actor.email,
-                role: role.as_str(),
-                accept_url: &url,
-                expires_at: &fmt_time(invitation.expires_at),
-            };
-            match super::mail::send_invitation(cfg, &mail).await {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::warn!(error = %e, invitation = %invitation.id, "invitation email not sent");
-                    false
-                }
-            }
-        }
+        Some(cfg) => send_mail(cfg, ctx, actor, &invitation, &url).await,
         None => false,
     };
     Ok(Created {
@@ -154,6 +108,74 @@ pub async fn create(
         email_sent,
         replaced_invitation,
     })
+}
+
+/// The inviter's rules, re-read inside the write: the permission, no role above their
+/// own (only an owner invites an owner), and nobody who is already a member.
+fn check_may_invite(tx: &WriteTx<'_>, me: &OrgContext, email: &str, role: Role) -> Result<()> {
+    require(me, Permission::MembersInvite)?;
+    if role == Role::Owner && me.role() != Role::Owner {
+        return Err(AppError::Forbidden {
+            code: "owner_required",
+            message: "Only an owner can invite an owner.".into(),
+        });
+    }
+    if role.rank() > me.role().rank() {
+        return Err(AppError::Forbidden {
+            code: "role_above_own",
+            message: "You cannot invite someone with a role above your own.".into(),
+        });
+    }
+    if members::find_by_email(tx, me, email)?.is_some() {
+        return Err(AppError::conflict(
+            "already_member",
+            "This person is already a member.",
+        ));
+    }
+    Ok(())
+}
+
+/// Members and pending invitations together stay within the plan.
+fn check_plan_room(tx: &WriteTx<'_>, me: &OrgContext, now: &str) -> Result<()> {
+    let plan = crate::db::repo::plans::for_org(tx, me)?.ok_or_else(AppError::not_found)?;
+    if let Some(max) = plan.max_members {
+        let taken = members::count(tx, me)? + invitations::count_pending(tx, me, now)?;
+        if taken >= max {
+            return Err(AppError::Unprocessable {
+                code: "plan_limit",
+                message: format!(
+                    "the {} plan allows at most {max} members, counting pending invitations; upgrade the plan, cancel an invitation or remove a member",
+                    plan.name
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Mails the link; a failure is logged and reported as not sent (the link is shown).
+async fn send_mail(
+    cfg: &SmtpConfig,
+    ctx: &OrgContext,
+    actor: &Actor,
+    invitation: &invitations::Invitation,
+    url: &str,
+) -> bool {
+    let mail = super::mail::InvitationMail {
+        to: &invitation.email,
+        org_name: &ctx.org().name,
+        inviter: &actor.email,
+        role: invitation.role.as_str(),
+        accept_url: url,
+        expires_at: &fmt_time(invitation.expires_at),
+    };
+    match super::mail::send_invitation(cfg, &mail).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, invitation = %invitation.id, "invitation email not sent");
+            false
+        }
+    }
 }
 
 pub async fn list_pending(
