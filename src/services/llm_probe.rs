@@ -109,6 +109,13 @@ pub async fn test_connection(
     };
     let answer = upstream::fetch_models(up, endpoint, TIMEOUT).await;
     out.latency_ms = started.elapsed().as_millis() as u64;
+    describe(&mut out, answer);
+    Ok(out)
+}
+
+/// What the provider's answer to the model list means, in words, with its status and the
+/// models it offers.
+fn describe(out: &mut ConnectionTest, answer: Result<(u16, ModelList), UpstreamError>) {
     out.message = match answer {
         Err(UpstreamError::NoAnswer { how, .. }) => match how {
             Transport::TimedOut => format!("no answer within {} s", TIMEOUT.as_secs()),
@@ -154,5 +161,4 @@ pub async fn test_connection(
             }
         }
     };
-    Ok(out)
 }
