@@ -10,6 +10,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::pagination::{Page, encode_cursor, paginate, paginate_asc};
+use super::views::members::{InvitationOut, MemberOut, MemberUserOut, TeamOut};
+use super::views::{self, OrgOut};
 use super::{created, items, no_content, ok};
 use crate::domain::{Role, UserId};
 use crate::error::{AppError, Result};
@@ -73,7 +75,7 @@ async fn list_members(
     } else {
         None
     };
-    Ok(items(&list, next))
+    Ok(items(&views::all::<_, MemberOut>(&list), next))
 }
 
 async fn get_member(
@@ -82,7 +84,7 @@ async fn get_member(
     Path((_, uid)): Path<(String, String)>,
 ) -> Result<Response> {
     let m = members::get(&s.svc, &ctx, user_id(&uid)?).await?;
-    Ok(ok(json!(m)))
+    Ok(ok(json!(MemberOut::from(&m))))
 }
 
 #[derive(Deserialize)]
@@ -111,7 +113,7 @@ async fn update_member(
         },
     )
     .await?;
-    Ok(ok(json!(m)))
+    Ok(ok(json!(MemberOut::from(&m))))
 }
 
 async fn remove_member(
@@ -147,7 +149,7 @@ async fn invite(
     ApiJson(b): ApiJson<InviteBody>,
 ) -> Result<Response> {
     let c = invitations::create(&s.svc, &ctx, &user.actor(), &b.email, b.role).await?;
-    let mut body = json!(c.invitation);
+    let mut body = json!(InvitationOut::from(&c.invitation));
     body["token"] = json!(c.token);
     body["accept_url"] = json!(c.accept_url);
     body["email_sent"] = json!(c.email_sent);
@@ -162,7 +164,7 @@ async fn list_invitations(
 ) -> Result<Response> {
     let list = invitations::list_pending(&s.svc, &ctx).await?;
     let (list, next) = paginate(list, &page, |i| format!("{}|{}", i.created_at, i.id))?;
-    Ok(items(&list, next))
+    Ok(items(&views::all::<_, InvitationOut>(&list), next))
 }
 
 async fn cancel_invitation(
@@ -186,7 +188,9 @@ async fn accept(
 ) -> Result<Response> {
     user.require_session()?;
     let (org, role) = invitations::accept(&s.svc, user.user.id, &b.token, &user.meta).await?;
-    Ok(ok(json!({"organization": org, "role": role})))
+    Ok(ok(
+        json!({"organization": OrgOut::from(&org), "role": role}),
+    ))
 }
 
 async fn list_teams(
@@ -199,7 +203,7 @@ async fn list_teams(
     let key = |t: &crate::db::repo::teams::Team| format!("{}\u{1}{}", t.name.to_lowercase(), t.id);
     list.sort_by_key(key);
     let (list, next) = paginate_asc(list, &page, key)?;
-    Ok(items(&list, next))
+    Ok(items(&views::all::<_, TeamOut>(&list), next))
 }
 
 #[derive(Deserialize)]
@@ -215,7 +219,7 @@ async fn create_team(
     ApiJson(b): ApiJson<TeamBody>,
 ) -> Result<Response> {
     let t = teams::create(&s.svc, &ctx, &user.actor(), &b.name, &b.description).await?;
-    Ok(created(json!(t)))
+    Ok(created(json!(TeamOut::from(&t))))
 }
 
 async fn get_team(
@@ -224,8 +228,8 @@ async fn get_team(
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Response> {
     let (team, members) = teams::get(&s.svc, &ctx, id).await?;
-    let mut body = json!(team);
-    body["members"] = json!(members);
+    let mut body = json!(TeamOut::from(&team));
+    body["members"] = json!(views::all::<_, MemberUserOut>(&members));
     Ok(ok(body))
 }
 
@@ -253,7 +257,7 @@ async fn update_team(
         b.description.as_deref(),
     )
     .await?;
-    Ok(ok(json!(t)))
+    Ok(ok(json!(TeamOut::from(&t))))
 }
 
 async fn delete_team(
