@@ -1,13 +1,12 @@
 //! Deliberately cross-tenant queries, each named for what it crosses. Everything here
 //! starts from the signed-in user (their own memberships), never from request data.
 use rusqlite::params;
-use serde::Serialize;
 
 use super::repo::orgs::{ORG_COLUMNS, Org, org_from_row};
 use super::{Conn, DbError};
 use crate::domain::{Role, UserId};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Membership {
     pub organization: Org,
     pub role: Role,

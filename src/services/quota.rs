@@ -295,7 +295,7 @@ pub(crate) fn percent(used: i64, limit: i64) -> f64 {
 }
 
 /// What `GET …/usage` answers (and the usage page and CSV show).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct UsageReport {
     pub period: String,
     pub start: String,
@@ -313,7 +313,7 @@ pub struct UsageReport {
     pub settings: QuotaView,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ModelUsage {
     pub model: String,
     pub totals: usage::Totals,
@@ -321,7 +321,7 @@ pub struct ModelUsage {
     pub unpriced_requests: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DayUsage {
     /// `YYYY-MM-DD`.
     pub day: String,

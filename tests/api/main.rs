@@ -25,6 +25,7 @@ mod outbound_targets;
 mod owner_race;
 mod pages;
 mod panics;
+mod private_columns;
 mod resources;
 mod role_matrix;
 mod secrets_in_logs;

@@ -175,10 +175,9 @@ pub fn append_instance(tx: &WriteTx<'_>, e: &Entry<'_>, at: &str) -> Result<(), 
 }
 
 /// One audit row as read back (for the audit API and for tests).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Record {
     pub id: String,
-    #[serde(skip)]
     pub seq: i64,
     pub at: String,
     pub actor_id: Option<String>,

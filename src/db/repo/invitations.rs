@@ -1,6 +1,5 @@
 //! Invitations: an email, a role, a hashed single-use token with an expiry.
 use rusqlite::{Row, params};
-use serde::Serialize;
 
 use chrono::{DateTime, Utc};
 
@@ -8,20 +7,16 @@ use super::{opt_uuid_at, time_at, uuid_at, word_at};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 use crate::domain::{InvitationId, OrgId, Role, UserId};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Invitation {
     pub id: InvitationId,
-    #[serde(skip)]
     pub organization_id: OrgId,
     pub email: String,
     pub role: Role,
     pub invited_by: Option<UserId>,
     pub created_at: String,
-    #[serde(serialize_with = "crate::domain::ser_time")]
     pub expires_at: DateTime<Utc>,
-    #[serde(skip)]
     pub accepted_at: Option<String>,
-    #[serde(skip)]
     pub cancelled_at: Option<String>,
 }
 

@@ -4,14 +4,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Invoice {
     pub id: String,
     pub period: String,
     pub currency: String,
     pub subtotal_micros: i64,
     pub total_micros: i64,
-    #[serde(serialize_with = "keys_sorted")]
     pub line_items: Vec<InvoiceLine>,
     pub issued_at: String,
 }
@@ -50,10 +49,6 @@ impl InvoiceLine {
 fn lines_json(lines: &[InvoiceLine]) -> serde_json::Value {
     // Serializing plain data into a `Value` cannot fail.
     serde_json::to_value(lines).unwrap_or_default()
-}
-
-fn keys_sorted<S: serde::Serializer>(lines: &[InvoiceLine], s: S) -> Result<S::Ok, S::Error> {
-    lines_json(lines).serialize(s)
 }
 
 const COLUMNS: &str = "id, period, currency, subtotal_micros, total_micros, line_items, issued_at";

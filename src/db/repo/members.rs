@@ -2,20 +2,19 @@
 use std::collections::BTreeMap;
 
 use rusqlite::{Row, params};
-use serde::Serialize;
 
 use super::{json_at, uuid_at, word_at};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 use crate::domain::{MemberStatus, Role, UserId};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct MemberUser {
     pub id: UserId,
     pub email: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Member {
     pub user: MemberUser,
     pub role: Role,

@@ -1,11 +1,10 @@
 //! In-app notifications of a member in an organization.
 use rusqlite::params;
-use serde::Serialize;
 
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 use crate::domain::UserId;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Notification {
     pub id: String,
     pub kind: String,

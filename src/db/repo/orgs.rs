@@ -1,12 +1,11 @@
 //! Organizations (the tenants themselves) and the owner membership made with each.
 use rusqlite::{Row, params};
-use serde::Serialize;
 
 use super::{json_at, uuid_at, word_at};
 use crate::db::{Conn, DbError, WriteTx};
 use crate::domain::{OrgId, OrgKind, OrgName, OrgStatus, Role, Slug, UserId};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Org {
     pub id: OrgId,
     pub name: String,

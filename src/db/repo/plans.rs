@@ -1,10 +1,8 @@
 //! Plans and their limits (instance-wide rows; an organization names its plan).
 
-use serde::Serialize;
-
 use crate::db::{Conn, DbError, OrgContext};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     pub id: String,
     pub name: String,

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use rusqlite::types::{FromSql, Type, Value as SqlValue};
 use rusqlite::{Row, ToSql, params, params_from_iter};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{opt_uuid_at, uuid_at};
@@ -15,16 +14,15 @@ use crate::domain::resources::{Cell, ColumnReader};
 pub use crate::domain::resources::{Checked, Fields, ResourceKind, Skill, Trait};
 use crate::domain::{OrgId, PermissionSet, Role, UserId, Visibility};
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SharedWith {
     pub users: Vec<String>,
     pub teams: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Resource {
     pub id: String,
-    #[serde(rename = "type")]
     pub kind: ResourceKind,
     pub organization_id: OrgId,
     pub owner_id: Option<UserId>,
@@ -35,8 +33,7 @@ pub struct Resource {
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,
-    /// The type's own fields (`model`, `steps`, ...), flattened into the JSON.
-    #[serde(flatten)]
+    /// The type's own fields (`model`, `steps`, ...).
     pub fields: Fields,
 }
 
@@ -828,7 +825,7 @@ pub fn kb_remove_document(
     )? == 1)
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Message {
     pub id: String,
     pub role: String,

@@ -1,6 +1,5 @@
 //! Browser sessions: the cookie holds a random token, the table only its hash.
 use rusqlite::{Row, params};
-use serde::Serialize;
 
 use chrono::{DateTime, Utc};
 
@@ -8,21 +7,16 @@ use super::{time_at, uuid_at};
 use crate::db::{Conn, DbError, WriteTx};
 use crate::domain::{SessionId, UserId};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Session {
     pub id: SessionId,
-    #[serde(skip)]
     pub user_id: UserId,
-    #[serde(skip)]
     pub csrf_token: String,
     pub created_at: String,
-    #[serde(serialize_with = "crate::domain::ser_time")]
     pub last_seen_at: DateTime<Utc>,
-    #[serde(serialize_with = "crate::domain::ser_time")]
     pub expires_at: DateTime<Utc>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
-    #[serde(skip)]
     pub revoked_at: Option<String>,
 }
 

@@ -1,13 +1,12 @@
 //! Teams inside one organization, and their members (who must be members of the org).
 use rusqlite::{Row, params};
-use serde::Serialize;
 
 use super::members::MemberUser;
 use super::uuid_at;
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 use crate::domain::{TeamId, UserId};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Team {
     pub id: TeamId,
     pub name: String,

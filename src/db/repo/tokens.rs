@@ -1,6 +1,5 @@
 //! API tokens: `xa_…` secrets bound to one user and one organization; only hashes stored.
 use rusqlite::{Row, params};
-use serde::Serialize;
 
 use chrono::{DateTime, Utc};
 
@@ -8,18 +7,15 @@ use super::{opt_time_at, uuid_at};
 use crate::db::{Conn, DbError, WriteTx};
 use crate::domain::{ApiTokenId, OrgId, UserId};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ApiToken {
     pub id: ApiTokenId,
-    #[serde(skip)]
     pub user_id: UserId,
     pub organization_id: OrgId,
     pub name: String,
     pub token_hint: String,
     pub created_at: String,
-    #[serde(serialize_with = "crate::domain::ser_opt_time")]
     pub expires_at: Option<DateTime<Utc>>,
-    #[serde(serialize_with = "crate::domain::ser_opt_time")]
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<String>,
 }

@@ -165,7 +165,7 @@ pub fn price(c: &Conn<'_>, provider: &str, models: &[&str]) -> Result<Option<(i6
     Ok(None)
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Totals {
     pub requests: i64,
     pub input_tokens: i64,
@@ -201,7 +201,7 @@ pub fn member_totals(
 
 /// Totals per member in the period, most expensive first.
 /// A member's totals in one period, with their email and name while they are a member.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct MemberTotals {
     pub user_id: String,
     pub email: String,

@@ -1,12 +1,11 @@
 //! Users (a global table: a person may belong to many organizations).
 use rusqlite::{Row, params};
-use serde::Serialize;
 
 use super::{opt_uuid_at, uuid_at, word_at};
 use crate::db::{Conn, DbError, WriteTx};
 use crate::domain::{Email, OrgId, PersonName, UserId, UserStatus};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct User {
     pub id: UserId,
     pub email: String,
@@ -14,7 +13,6 @@ pub struct User {
     pub is_superuser: bool,
     pub status: UserStatus,
     pub created_at: String,
-    #[serde(skip)]
     pub current_organization_id: Option<OrgId>,
 }
 

@@ -1,15 +1,13 @@
 //! Webhook deliveries of an organization.
 use rusqlite::params;
-use serde::Serialize;
 
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Delivery {
     pub id: String,
     pub event: String,
     pub url: String,
-    #[serde(skip)]
     pub payload: String,
     pub status: String,
     pub attempts: i64,

@@ -7,7 +7,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{created, no_content, orgs_with_roles};
+use super::views::identity::UserOut;
+use super::views::{self, OrgOut, OrgWithRole};
+use super::{created, no_content};
 use crate::error::Result;
 use crate::http::extract::{ApiJson, CurrentUser};
 use crate::http::session_cookie;
@@ -34,7 +36,9 @@ async fn signup(
     ApiJson(b): ApiJson<SignupBody>,
 ) -> Result<Response> {
     let (user, org) = identity::signup(&s.svc, &b.email, &b.name, &b.password, &meta).await?;
-    Ok(created(json!({"user": user, "personal_organization": org})))
+    Ok(created(
+        json!({"user": UserOut::from(&user), "personal_organization": OrgOut::from(&org)}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -59,8 +63,8 @@ async fn login(
     .await?;
     let cookie = session_cookie::set(&s, &out.session_token);
     let body = json!({
-        "user": out.user,
-        "organizations": orgs_with_roles(&out.memberships),
+        "user": UserOut::from(&out.user),
+        "organizations": views::all::<_, OrgWithRole>(&out.memberships),
         "current_organization_id": out.current_organization_id,
         "csrf_token": out.csrf_token,
         "expires_at": crate::domain::fmt_time(out.expires_at),

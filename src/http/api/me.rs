@@ -3,12 +3,13 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{delete, get, put};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::pagination::{Page, paginate};
+use super::views::identity::{SessionOut, TokenOut, UserOut};
+use super::views::{self, MembershipOut, OrgOut};
 use super::{created, items, no_content, ok};
-use crate::db::repo::sessions::Session;
 use crate::domain::{ApiTokenId, SessionId};
 use crate::error::{AppError, Result};
 use crate::http::extract::{ApiJson, ApiQuery, AuthKind, CurrentUser};
@@ -38,13 +39,9 @@ async fn me(State(s): State<AppState>, user: CurrentUser) -> Result<Response> {
             .retain(|m| m.organization.id == t.organization_id);
         current = Some(t.organization_id);
     }
-    let memberships: Vec<_> = me
-        .memberships
-        .iter()
-        .map(|m| json!({"organization": m.organization, "role": m.role}))
-        .collect();
+    let memberships: Vec<MembershipOut> = views::all(&me.memberships);
     Ok(ok(json!({
-        "user": me.user,
+        "user": UserOut::from(&me.user),
         "memberships": memberships,
         "current_organization_id": current,
     })))
@@ -64,7 +61,7 @@ async fn set_current(
     let ctx = identity::set_current_org(&s.svc, user.user.id, b.organization_id).await?;
     Ok(ok(json!({
         "current_organization_id": ctx.org_id(),
-        "organization": ctx.org(),
+        "organization": OrgOut::from(ctx.org()),
         "role": ctx.role(),
     })))
 }
@@ -91,8 +88,7 @@ async fn create_token(
         b.expires_at.as_deref(),
     )
     .await?;
-    let mut body =
-        serde_json::to_value(&new.token).map_err(|e| AppError::Internal(e.to_string()))?;
+    let mut body = views::value(&TokenOut::from(&new.token));
     body["token"] = json!(new.secret);
     Ok(created(body))
 }
@@ -105,7 +101,7 @@ async fn list_tokens(
     user.require_session()?;
     let all = identity::list_api_tokens(&s.svc, user.user.id).await?;
     let (page_items, next) = paginate(all, &page, |t| format!("{}|{}", t.created_at, t.id))?;
-    Ok(items(&page_items, next))
+    Ok(items(&views::all::<_, TokenOut>(&page_items), next))
 }
 
 async fn revoke_token(
@@ -119,13 +115,6 @@ async fn revoke_token(
     Ok(no_content())
 }
 
-#[derive(Serialize)]
-struct SessionView {
-    #[serde(flatten)]
-    session: Session,
-    current: bool,
-}
-
 async fn list_sessions(
     State(s): State<AppState>,
     user: CurrentUser,
@@ -133,17 +122,12 @@ async fn list_sessions(
 ) -> Result<Response> {
     let current = user.require_session()?.session_id;
     let all = identity::list_sessions(&s.svc, s.session_policy(), user.user.id).await?;
-    let views: Vec<SessionView> = all
-        .into_iter()
-        .map(|session| SessionView {
-            current: session.id == current,
-            session,
-        })
+    let (page_items, next) = paginate(all, &page, |s| format!("{}|{}", s.created_at, s.id))?;
+    let out: Vec<SessionOut> = page_items
+        .iter()
+        .map(|s| SessionOut::new(s, current))
         .collect();
-    let (page_items, next) = paginate(views, &page, |v| {
-        format!("{}|{}", v.session.created_at, v.session.id)
-    })?;
-    Ok(items(&page_items, next))
+    Ok(items(&out, next))
 }
 
 async fn revoke_session(

@@ -12,6 +12,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::pagination::{Page, encode_cursor, paginate, paginate_asc};
+use super::views::members::{InvitationOut, MemberOut, MemberUserOut, TeamOut};
+use super::views::{self, OrgOut};
 use super::{created, items, no_content, ok};
 use crate::domain::{Role, UserId};
 use crate::error::{AppError, Result};
@@ -79,7 +81,7 @@ async fn list_members(
     } else {
         None
     };
-    Ok(items(&list, next))
+    Ok(items(&views::all::<_, MemberOut>(&list), next))
 }
 
 async fn get_member(
@@ -88,7 +90,7 @@ async fn get_member(
     Path((_, uid)): Path<(String, String)>,
 ) -> Result<Response> {
     let m = members::get(&s.svc, &ctx, user_id(&uid)?).await?;
-    Ok(ok(json!(m)))
+    Ok(ok(json!(MemberOut::from(&m))))
 }
 
 #[derive(Deserialize)]
@@ -117,7 +119,7 @@ async fn update_member(
         },
     )
     .await?;
-    Ok(ok(json!(m)))
+    Ok(ok(json!(MemberOut::from(&m))))
 }
 
 async fn remove_member(
@@ -153,7 +155,7 @@ async fn invite(
     ApiJson(b): ApiJson<InviteBody>,
 ) -> Result<Response> {
     let c = invitations::create(&s.svc, &ctx, &user.actor(), &b.email, b.role).await?;
-    let mut body = json!(c.invitation);
+    let mut body = json!(InvitationOut::from(&c.invitation));
     body["token"] = json!(c.token);
     body["accept_url"] = json!(c.accept_url);
     body["email_sent"] = json!(c.email_sent);
@@ -168,7 +170,7 @@ async fn list_invitations(
 ) -> Result<Response> {
     let list = invitations::list_pending(&s.svc, &ctx).await?;
     let (list, next) = paginate(list, &page, |i| format!("{}|{}", i.created_at, i.id))?;
-    Ok(items(&list, next))
+    Ok(items(&views::all::<_, InvitationOut>(&list), next))
 }
 
 async fn cancel_invitation(
@@ -193,7 +195,9 @@ async fn accept(
 ) -> Result<Response> {
     user.require_session()?;
     let (org, role) = invitations::accept(&s.svc, user.user.id, &b.token, &user.meta).await?;
-    Ok(ok(json!({"organization": org, "role": role})))
+    Ok(ok(
+        json!({"organization": OrgOut::from(&org), "role": role}),
+    ))
 }
 
 async fn list_teams(
@@ -206,7 +210,7 @@ async fn list_teams(
     let key = |t: &crate::db::repo::teams::Team| format!("{}\u{1}{}", t.name.to_lowercase(), t.id);
     list.sort_by_key(key);
     let (list, next) = paginate_asc(list, &page, key)?;
-    Ok(items(&list, next))
+    Ok(items(&views::all::<_, TeamOut>(&list), next))
 }
 
 #[derive(Deserialize)]
@@ -222,7 +226,7 @@ async fn create_team(
     ApiJson(b): ApiJson<TeamBody>,
 ) -> Result<Response> {
     let t = teams::create(&s.svc, &ctx, &user.actor(), &b.name, &b.description).await?;
-    Ok(created(json!(t)))
+    Ok(created(json!(TeamOut::from(&t))))
 }
 
 async fn get_team(
@@ -232,8 +236,8 @@ async fn get_team(
 ) -> Result<Response> {
     let id = team_id(&id)?;
     let (team, members) = teams::get(&s.svc, &ctx, id).await?;
-    let mut body = json!(team);
-    body["members"] = json!(members);
+    let mut body = json!(TeamOut::from(&team));
+    body["members"] = json!(views::all::<_, MemberUserOut>(&members));
     Ok(ok(body))
 }
 
@@ -262,7 +266,7 @@ async fn update_team(
         b.description.as_deref(),
     )
     .await?;
-    Ok(ok(json!(t)))
+    Ok(ok(json!(TeamOut::from(&t))))
 }
 
 async fn delete_team(

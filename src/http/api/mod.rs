@@ -8,6 +8,7 @@ mod orgs;
 pub mod pagination;
 mod resources;
 mod usage;
+pub mod views;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -15,9 +16,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::state::AppState;
-use crate::db::repo::orgs::Org;
-use crate::db::unscoped::Membership;
-use crate::domain::Role;
 use crate::error::AppError;
 
 /// The API routes, with a JSON 404 for any other path under `/api`.
@@ -45,24 +43,6 @@ async fn openapi() -> Response {
         include_str!("../../../assets/openapi.json"),
     )
         .into_response()
-}
-
-/// An organization as the caller sees it: with their role in it.
-#[derive(Serialize)]
-pub struct OrgWithRole<'a> {
-    #[serde(flatten)]
-    pub organization: &'a Org,
-    pub role: Role,
-}
-
-pub fn orgs_with_roles(memberships: &[Membership]) -> Vec<OrgWithRole<'_>> {
-    memberships
-        .iter()
-        .map(|m| OrgWithRole {
-            organization: &m.organization,
-            role: m.role,
-        })
-        .collect()
 }
 
 pub fn created(body: serde_json::Value) -> Response {

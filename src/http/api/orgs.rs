@@ -7,7 +7,8 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{created, items, ok, orgs_with_roles};
+use super::views::{self, OrgOut, OrgWithRole};
+use super::{created, items, ok};
 use crate::domain::Role;
 use crate::error::Result;
 use crate::http::extract::{ApiJson, AuthKind, CurrentUser};
@@ -29,7 +30,7 @@ async fn list(State(s): State<AppState>, user: CurrentUser) -> Result<Response> 
     if let AuthKind::Token(t) = &user.kind {
         all.retain(|m| m.organization.id == t.organization_id);
     }
-    Ok(items(&orgs_with_roles(&all), None))
+    Ok(items(&views::all::<_, OrgWithRole>(&all), None))
 }
 
 #[derive(Deserialize)]
@@ -58,13 +59,13 @@ async fn create(
         },
     )
     .await?;
-    let mut body = json!(org);
+    let mut body = json!(OrgOut::from(&org));
     body["role"] = json!(Role::Owner);
     Ok(created(body))
 }
 
 async fn show(OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
-    let mut body = json!(ctx.org());
+    let mut body = json!(OrgOut::from(ctx.org()));
     body["role"] = json!(ctx.role());
     body["permissions"] = json!(ctx.permissions().iter().collect::<Vec<_>>());
     Ok(ok(body))
@@ -97,7 +98,7 @@ async fn update(
         },
     )
     .await?;
-    let mut body = json!(org);
+    let mut body = json!(OrgOut::from(&org));
     body["role"] = json!(ctx.role());
     Ok(ok(body))
 }

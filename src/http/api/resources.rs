@@ -11,6 +11,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::pagination::{Page, encode_cursor};
+use super::views;
+use super::views::resources::{AccessibleOut, MessageOut, ViewOut};
 use super::{created, items, no_content, ok, ok_typed};
 use crate::db::repo::resources::{ListQuery, ResourceKind};
 use crate::domain::resources::Patch;
@@ -106,18 +108,19 @@ impl ListParams {
     }
 }
 
-fn page_out<T: serde::Serialize>(
+/// The page's rows (the one read beyond the limit dropped) and the next page's cursor.
+fn page_out<T>(
     mut rows: Vec<T>,
     limit: i64,
     key: impl Fn(&T) -> String,
-) -> Response {
+) -> (Vec<T>, Option<String>) {
     let next = if rows.len() as i64 > limit - 1 {
         rows.truncate((limit - 1) as usize);
         rows.last().map(|r| encode_cursor(&key(r)))
     } else {
         None
     };
-    items(&rows, next)
+    (rows, next)
 }
 
 async fn list(
@@ -130,9 +133,10 @@ async fn list(
     let q = p.query()?;
     let limit = q.limit;
     let rows = svc::list(&s.svc, &ctx, k, q).await?;
-    Ok(page_out(rows, limit, |v| {
+    let (rows, next) = page_out(rows, limit, |v| {
         format!("{}|{}", v.resource.created_at, v.resource.id)
-    }))
+    });
+    Ok(items(&views::all::<_, ViewOut>(&rows), next))
 }
 
 /// Splits a JSON body into the common fields and the type's own.
@@ -218,7 +222,7 @@ async fn create(
         let ApiJson(body) = ApiJson::<Map<String, Value>>::from_request(limited, &s).await?;
         svc::create(&s.svc, &ctx, &user.actor(), input_from(k, body)?).await?
     };
-    let mut res = created(json!(view));
+    let mut res = created(json!(ViewOut::from(&view)));
     etag(&mut res, view.resource.version);
     Ok(res)
 }
@@ -308,7 +312,7 @@ async fn show(
 ) -> Result<Response> {
     let k = kind(&ty)?;
     let view = svc::get(&s.svc, &ctx, k, id).await?;
-    let mut res = ok_typed(&view);
+    let mut res = ok_typed(&ViewOut::from(&view));
     etag(&mut res, view.resource.version);
     Ok(res)
 }
@@ -337,7 +341,7 @@ async fn update(
         input.version = Some(n);
     }
     let view = svc::update(&s.svc, &ctx, &user.actor(), id, input).await?;
-    let mut res = ok_typed(&view);
+    let mut res = ok_typed(&ViewOut::from(&view));
     etag(&mut res, view.resource.version);
     Ok(res)
 }
@@ -427,7 +431,7 @@ async fn list_messages(
     } else {
         None
     };
-    Ok(items(&rows, next))
+    Ok(items(&views::all::<_, MessageOut>(&rows), next))
 }
 
 #[derive(Deserialize)]
@@ -444,7 +448,7 @@ async fn add_message(
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::Conversation)?;
     let m = svc::add_message(&s.svc, &ctx, &user.actor(), id, &b.role, &b.content).await?;
-    Ok(created(json!(m)))
+    Ok(created(json!(MessageOut::from(&m))))
 }
 
 async fn kb_add(
@@ -495,9 +499,10 @@ async fn accessible(
         _ => None,
     };
     let rows = svc::accessible(&s.svc, user.user.id, k, q, only_org).await?;
-    Ok(page_out(rows, limit, |a| {
+    let (rows, next) = page_out(rows, limit, |a| {
         format!("{}|{}", a.view.resource.created_at, a.view.resource.id)
-    }))
+    });
+    Ok(items(&views::all::<_, AccessibleOut>(&rows), next))
 }
 
 async fn public(
@@ -510,11 +515,12 @@ async fn public(
     let q = p.query()?;
     let limit = q.limit;
     let rows = svc::public(&s.svc, k, q).await?;
-    Ok(page_out(rows, limit, |v| {
+    let (rows, next) = page_out(rows, limit, |v| {
         format!(
             "{}|{}",
             v["created_at"].as_str().unwrap_or(""),
             v["id"].as_str().unwrap_or("")
         )
-    }))
+    });
+    Ok(items(&rows, next))
 }

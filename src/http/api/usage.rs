@@ -7,6 +7,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::ok_typed;
+use super::views::{self, usage as out};
 use crate::error::Result;
 use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::state::AppState;
@@ -32,7 +33,10 @@ pub fn router() -> Router<AppState> {
 
 async fn notifications(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
     let list = crate::services::notifications::mine(&s.svc, &ctx).await?;
-    Ok(super::items(&list, None))
+    Ok(super::items(
+        &views::all::<_, out::NotificationOut>(&list),
+        None,
+    ))
 }
 
 async fn read_notification(
@@ -55,9 +59,8 @@ async fn usage(
     OrgCtx { ctx, .. }: OrgCtx,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Response> {
-    Ok(ok_typed(
-        &quota::report(&s.svc, &ctx, q.period, s.config.clock.now()).await?,
-    ))
+    let report = quota::report(&s.svc, &ctx, q.period, s.config.clock.now()).await?;
+    Ok(ok_typed(&out::UsageReportOut::from(&report)))
 }
 
 async fn show(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
@@ -119,12 +122,15 @@ async fn webhook_deliveries(
     OrgCtx { ctx, .. }: OrgCtx,
 ) -> Result<Response> {
     let list = quota::deliveries(&s.svc, &ctx).await?;
-    Ok(super::items(&list, None))
+    Ok(super::items(
+        &views::all::<_, out::DeliveryOut>(&list),
+        None,
+    ))
 }
 
 async fn invoices(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
     let list = crate::services::invoices::list(&s.svc, &ctx).await?;
-    Ok(super::items(&list, None))
+    Ok(super::items(&views::all::<_, out::InvoiceOut>(&list), None))
 }
 
 /// One invoice as JSON, or as CSV when the id ends in `.csv`.
@@ -139,7 +145,7 @@ async fn invoice(
     };
     let inv = crate::services::invoices::get(&s.svc, &ctx, id).await?;
     if !as_csv {
-        return Ok(ok_typed(&inv));
+        return Ok(ok_typed(&out::InvoiceOut::from(&inv)));
     }
     let body = crate::services::invoices::csv(&inv);
     let disposition = format!("attachment; filename=\"invoice-{}.csv\"", inv.period);

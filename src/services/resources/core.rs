@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::{SharedWithInput, can_write, check_shares};
 use crate::db::repo::resources::{
-    self as repo, Changes, ListQuery, NewResource, Resource, ResourceKind, Skill, Trait,
+    self as repo, Changes, ListQuery, NewResource, Resource, ResourceKind, SharedWith, Skill, Trait,
 };
 use crate::db::repo::{audit, members, plans, teams};
 use crate::db::scope::has_permission;
@@ -72,15 +72,11 @@ impl Input {
 }
 
 /// A resource with what the caller may do to it and, per type, its parts.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct View {
-    #[serde(flatten)]
     pub resource: Resource,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub personality_traits: Option<Vec<Trait>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub skills: Option<Vec<Skill>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub documents: Option<Vec<String>>,
     pub can_write: bool,
 }
@@ -274,7 +270,7 @@ pub async fn create(svc: &Services, ctx: &OrgContext, actor: &Actor, input: Inpu
                     &action,
                     kind.share_type(),
                     Some(id.clone()),
-                    json!({"name": name, "visibility": visibility, "shared_with": shares}),
+                    json!({"name": name, "visibility": visibility, "shared_with": shares_json(&shares)}),
                 ),
                 &now,
             )?;
@@ -282,6 +278,11 @@ pub async fn create(svc: &Services, ctx: &OrgContext, actor: &Actor, input: Inpu
             view(tx, &me, r)
         })
         .await
+}
+
+/// Shares as the audit trail records them (`{"teams": [...], "users": [...]}`).
+pub(super) fn shares_json(s: &SharedWith) -> Value {
+    json!({"users": s.users, "teams": s.teams})
 }
 
 /// The audit detail of an update: each common or own field that changed, before and after
@@ -303,8 +304,8 @@ fn changes_of(before: &Resource, after: &Resource, fields: &Checked) -> Value {
         ),
         (
             "shared_with",
-            json!(before.shared_with),
-            json!(after.shared_with),
+            shares_json(&before.shared_with),
+            shares_json(&after.shared_with),
         ),
     ];
     for (k, x, y) in common {

@@ -74,9 +74,8 @@ pub(super) fn check_shares(
 }
 
 /// One item of the cross-organization "accessible to me" view.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Accessible {
-    #[serde(flatten)]
     pub view: View,
     pub organization: crate::db::repo::orgs::Org,
 }

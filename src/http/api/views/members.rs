@@ -1,0 +1,101 @@
+//! Members, invitations and teams of an organization. An invitation's organization and
+//! its accepted or cancelled marks stay out: the list holds pending ones of the path's
+//! organization only.
+use crate::domain::{InvitationId, TeamId};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::db::repo::invitations::Invitation;
+use crate::db::repo::members::{Member, MemberUser};
+use crate::db::repo::teams::Team;
+use crate::domain::{MemberStatus, Role, UserId};
+
+#[derive(Serialize)]
+pub struct MemberUserOut<'a> {
+    pub id: UserId,
+    pub email: &'a str,
+    pub name: &'a str,
+}
+
+impl<'a> From<&'a MemberUser> for MemberUserOut<'a> {
+    fn from(u: &'a MemberUser) -> Self {
+        MemberUserOut {
+            id: u.id,
+            email: &u.email,
+            name: &u.name,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct MemberOut<'a> {
+    pub user: MemberUserOut<'a>,
+    pub role: Role,
+    /// The explicit overrides (`{"path": true|false}`), not the effective set.
+    pub permissions: &'a BTreeMap<String, bool>,
+    pub status: MemberStatus,
+    pub joined_at: &'a str,
+    pub last_active_at: Option<&'a str>,
+}
+
+impl<'a> From<&'a Member> for MemberOut<'a> {
+    fn from(m: &'a Member) -> Self {
+        MemberOut {
+            user: MemberUserOut::from(&m.user),
+            role: m.role,
+            permissions: &m.permissions,
+            status: m.status,
+            joined_at: &m.joined_at,
+            last_active_at: m.last_active_at.as_deref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct InvitationOut<'a> {
+    pub id: InvitationId,
+    pub email: &'a str,
+    pub role: Role,
+    pub invited_by: Option<UserId>,
+    pub created_at: &'a str,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub expires_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a Invitation> for InvitationOut<'a> {
+    fn from(i: &'a Invitation) -> Self {
+        InvitationOut {
+            id: i.id,
+            email: &i.email,
+            role: i.role,
+            invited_by: i.invited_by,
+            created_at: &i.created_at,
+            expires_at: i.expires_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct TeamOut<'a> {
+    pub id: TeamId,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub member_count: i64,
+    pub created_at: &'a str,
+    pub updated_at: &'a str,
+}
+
+impl<'a> From<&'a Team> for TeamOut<'a> {
+    fn from(t: &'a Team) -> Self {
+        TeamOut {
+            id: t.id,
+            name: &t.name,
+            description: &t.description,
+            member_count: t.member_count,
+            created_at: &t.created_at,
+            updated_at: &t.updated_at,
+        }
+    }
+}

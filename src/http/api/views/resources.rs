@@ -1,0 +1,129 @@
+//! Resources of every kind, with what the caller may do to them, and conversation
+//! messages. A kind's own fields are its `Fields` (domain/resources), which each kind's
+//! module writes out itself.
+use serde::Serialize;
+
+use crate::db::repo::resources::{
+    Fields, Message, Resource, ResourceKind, SharedWith, Skill, Trait,
+};
+use crate::domain::{OrgId, UserId, Visibility};
+use crate::services::resources::{Accessible, View};
+
+use super::orgs::OrgOut;
+
+#[derive(Serialize)]
+pub struct SharedWithOut<'a> {
+    pub users: &'a [String],
+    pub teams: &'a [String],
+}
+
+impl<'a> From<&'a SharedWith> for SharedWithOut<'a> {
+    fn from(s: &'a SharedWith) -> Self {
+        SharedWithOut {
+            users: &s.users,
+            teams: &s.teams,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ResourceOut<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: ResourceKind,
+    pub organization_id: OrgId,
+    pub owner_id: Option<UserId>,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub visibility: Visibility,
+    pub shared_with: SharedWithOut<'a>,
+    pub version: i64,
+    pub created_at: &'a str,
+    pub updated_at: &'a str,
+    /// The type's own fields (`model`, `steps`, ...), flattened into the JSON.
+    #[serde(flatten)]
+    pub fields: &'a Fields,
+}
+
+impl<'a> From<&'a Resource> for ResourceOut<'a> {
+    fn from(r: &'a Resource) -> Self {
+        ResourceOut {
+            id: &r.id,
+            kind: r.kind,
+            organization_id: r.organization_id,
+            owner_id: r.owner_id,
+            name: &r.name,
+            description: &r.description,
+            visibility: r.visibility,
+            shared_with: SharedWithOut::from(&r.shared_with),
+            version: r.version,
+            created_at: &r.created_at,
+            updated_at: &r.updated_at,
+            fields: &r.fields,
+        }
+    }
+}
+
+/// A resource with, per type, its parts and whether the caller may change it.
+#[derive(Serialize)]
+pub struct ViewOut<'a> {
+    #[serde(flatten)]
+    pub resource: ResourceOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub personality_traits: Option<&'a [Trait]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skills: Option<&'a [Skill]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub documents: Option<&'a [String]>,
+    pub can_write: bool,
+}
+
+impl<'a> From<&'a View> for ViewOut<'a> {
+    fn from(v: &'a View) -> Self {
+        ViewOut {
+            resource: ResourceOut::from(&v.resource),
+            personality_traits: v.personality_traits.as_deref(),
+            skills: v.skills.as_deref(),
+            documents: v.documents.as_deref(),
+            can_write: v.can_write,
+        }
+    }
+}
+
+/// One item of "accessible to me": the resource and the organization it lives in.
+#[derive(Serialize)]
+pub struct AccessibleOut<'a> {
+    #[serde(flatten)]
+    pub view: ViewOut<'a>,
+    pub organization: OrgOut<'a>,
+}
+
+impl<'a> From<&'a Accessible> for AccessibleOut<'a> {
+    fn from(a: &'a Accessible) -> Self {
+        AccessibleOut {
+            view: ViewOut::from(&a.view),
+            organization: OrgOut::from(&a.organization),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct MessageOut<'a> {
+    pub id: &'a str,
+    pub role: &'a str,
+    pub content: &'a str,
+    pub user_id: Option<&'a str>,
+    pub created_at: &'a str,
+}
+
+impl<'a> From<&'a Message> for MessageOut<'a> {
+    fn from(m: &'a Message) -> Self {
+        MessageOut {
+            id: &m.id,
+            role: &m.role,
+            content: &m.content,
+            user_id: m.user_id.as_deref(),
+            created_at: &m.created_at,
+        }
+    }
+}

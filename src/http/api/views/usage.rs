@@ -1,0 +1,207 @@
+//! Usage, quota, invoices, notifications and alert webhook deliveries. A delivery's
+//! payload stays out: it is what was (or will be) sent to the organization's endpoint,
+//! signed, and may carry more than the list needs.
+use serde::Serialize;
+
+use crate::db::repo::invoices::{Invoice, InvoiceLine};
+use crate::db::repo::notifications::Notification;
+use crate::db::repo::usage::{MemberTotals, Totals};
+use crate::db::repo::webhooks::Delivery;
+use crate::services::quota::{DayUsage, Limit, ModelUsage, QuotaUse, QuotaView, UsageReport};
+
+#[derive(Serialize)]
+pub struct TotalsOut {
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_micros: i64,
+}
+
+impl From<&Totals> for TotalsOut {
+    fn from(t: &Totals) -> Self {
+        TotalsOut {
+            requests: t.requests,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            cost_micros: t.cost_micros,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct MemberTotalsOut<'a> {
+    pub user_id: &'a str,
+    pub email: &'a str,
+    pub name: &'a str,
+    pub totals: TotalsOut,
+}
+
+impl<'a> From<&'a MemberTotals> for MemberTotalsOut<'a> {
+    fn from(m: &'a MemberTotals) -> Self {
+        MemberTotalsOut {
+            user_id: &m.user_id,
+            email: &m.email,
+            name: &m.name,
+            totals: TotalsOut::from(&m.totals),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ModelUsageOut<'a> {
+    pub model: &'a str,
+    pub totals: TotalsOut,
+    /// Calls that used tokens but found no price: counted as free, shown as such.
+    pub unpriced_requests: i64,
+}
+
+impl<'a> From<&'a ModelUsage> for ModelUsageOut<'a> {
+    fn from(m: &'a ModelUsage) -> Self {
+        ModelUsageOut {
+            model: &m.model,
+            totals: TotalsOut::from(&m.totals),
+            unpriced_requests: m.unpriced_requests,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct DayUsageOut<'a> {
+    /// `YYYY-MM-DD`.
+    pub day: &'a str,
+    pub totals: TotalsOut,
+}
+
+impl<'a> From<&'a DayUsage> for DayUsageOut<'a> {
+    fn from(d: &'a DayUsage) -> Self {
+        DayUsageOut {
+            day: &d.day,
+            totals: TotalsOut::from(&d.totals),
+        }
+    }
+}
+
+/// What `GET …/usage` answers.
+#[derive(Serialize)]
+pub struct UsageReportOut<'a> {
+    pub period: &'a str,
+    pub start: &'a str,
+    /// Exclusive.
+    pub end: &'a str,
+    pub totals: TotalsOut,
+    /// The caller's own calls.
+    pub mine: TotalsOut,
+    pub by_model: Vec<ModelUsageOut<'a>>,
+    pub by_day: Vec<DayUsageOut<'a>>,
+    pub by_user: Vec<MemberTotalsOut<'a>>,
+    /// The credit quota, when one applies.
+    pub quota: Option<&'a QuotaUse>,
+    pub limits: &'a [Limit],
+    pub settings: &'a QuotaView,
+}
+
+impl<'a> From<&'a UsageReport> for UsageReportOut<'a> {
+    fn from(r: &'a UsageReport) -> Self {
+        UsageReportOut {
+            period: &r.period,
+            start: &r.start,
+            end: &r.end,
+            totals: TotalsOut::from(&r.totals),
+            mine: TotalsOut::from(&r.mine),
+            by_model: super::all(&r.by_model),
+            by_day: super::all(&r.by_day),
+            by_user: super::all(&r.by_user),
+            quota: r.quota.as_ref(),
+            limits: &r.limits,
+            settings: &r.settings,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct InvoiceOut<'a> {
+    pub id: &'a str,
+    pub period: &'a str,
+    pub currency: &'a str,
+    pub subtotal_micros: i64,
+    pub total_micros: i64,
+    #[serde(serialize_with = "keys_sorted")]
+    pub line_items: &'a [InvoiceLine],
+    pub issued_at: &'a str,
+}
+
+impl<'a> From<&'a Invoice> for InvoiceOut<'a> {
+    fn from(i: &'a Invoice) -> Self {
+        InvoiceOut {
+            id: &i.id,
+            period: &i.period,
+            currency: &i.currency,
+            subtotal_micros: i.subtotal_micros,
+            total_micros: i.total_micros,
+            line_items: &i.line_items,
+            issued_at: &i.issued_at,
+        }
+    }
+}
+
+/// Each line with its keys in alphabetical order, as invoices have always been stored and
+/// shown (the tagged enum alone would put `kind` first).
+fn keys_sorted<S: serde::Serializer>(lines: &&[InvoiceLine], s: S) -> Result<S::Ok, S::Error> {
+    super::value(lines).serialize(s)
+}
+
+#[derive(Serialize)]
+pub struct NotificationOut<'a> {
+    pub id: &'a str,
+    pub kind: &'a str,
+    pub title: &'a str,
+    pub body: &'a str,
+    pub details: &'a serde_json::Value,
+    pub created_at: &'a str,
+    pub read_at: Option<&'a str>,
+}
+
+impl<'a> From<&'a Notification> for NotificationOut<'a> {
+    fn from(n: &'a Notification) -> Self {
+        NotificationOut {
+            id: &n.id,
+            kind: &n.kind,
+            title: &n.title,
+            body: &n.body,
+            details: &n.details,
+            created_at: &n.created_at,
+            read_at: n.read_at.as_deref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct DeliveryOut<'a> {
+    pub id: &'a str,
+    pub event: &'a str,
+    pub url: &'a str,
+    pub status: &'a str,
+    pub attempts: i64,
+    pub next_attempt_at: &'a str,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<&'a str>,
+    pub created_at: &'a str,
+    pub delivered_at: Option<&'a str>,
+}
+
+impl<'a> From<&'a Delivery> for DeliveryOut<'a> {
+    fn from(d: &'a Delivery) -> Self {
+        DeliveryOut {
+            id: &d.id,
+            event: &d.event,
+            url: &d.url,
+            status: &d.status,
+            attempts: d.attempts,
+            next_attempt_at: &d.next_attempt_at,
+            last_status_code: d.last_status_code,
+            last_error: d.last_error.as_deref(),
+            created_at: &d.created_at,
+            delivered_at: d.delivered_at.as_deref(),
+        }
+    }
+}
