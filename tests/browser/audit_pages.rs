@@ -390,9 +390,8 @@ async fn an_empty_knowledge_base_links_to_the_upload_and_an_empty_list_to_its_cr
     b.goto(&format!("/o/engines/knowledge-bases/{kb_id}")).await;
     b.wait_for("#kb-empty a").await.click().await.unwrap();
     b.wait_for_path("/o/engines/documents").await;
-    let file = b.wait_for("#resource-file").await;
     assert!(
-        file.is_displayed().await.unwrap(),
+        b.wait_displayed("#resource-file").await,
         "the link opens the upload form; {}",
         b.diagnostics().await
     );
@@ -405,9 +404,8 @@ async fn an_empty_knowledge_base_links_to_the_upload_and_an_empty_list_to_its_cr
         .await
         .unwrap();
     b.wait_for_path("/o/engines/tools").await;
-    let name = b.wait_for("#resource-name").await;
     assert!(
-        name.is_displayed().await.unwrap(),
+        b.wait_displayed("#resource-name").await,
         "the link opens the new tool form; {}",
         b.diagnostics().await
     );

@@ -1408,6 +1408,22 @@ impl Browser {
         }
     }
 
+    /// Waits until `css` is displayed, finding it afresh each time: after a click that
+    /// stays on the same path, the element found first may belong to the page being left
+    /// (and go stale when the new one arrives).
+    async fn wait_displayed(&self, css: &str) -> bool {
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < deadline {
+            if let Ok(e) = self.client.find(Locator::Css(css)).await
+                && e.is_displayed().await.unwrap_or(false)
+            {
+                return true;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        false
+    }
+
     async fn absent(&self, css: &str) -> bool {
         self.client
             .find_all(Locator::Css(css))
