@@ -663,8 +663,11 @@ fn tenancy(c: &mut Criterion) {
         "bench user sees 50 agents"
     );
     assert_eq!(
-        from_library.iter().map(|s| &s.id).collect::<Vec<_>>(),
-        from_sql.iter().map(|r| &r.0).collect::<Vec<_>>(),
+        from_library
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect::<Vec<_>>(),
+        from_sql.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
         "the copied SQL returns what list_visible returns"
     );
     let guest_rows = run_rows(&reader, &scoped, guest_params);

@@ -50,3 +50,4 @@ id_type!(SessionId);
 id_type!(ApiTokenId);
 id_type!(TeamId);
 id_type!(InvitationId);
+id_type!(ResourceId);

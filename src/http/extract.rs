@@ -258,6 +258,11 @@ impl FromRequestParts<AppState> for OrgCtx {
     }
 }
 
+/// A resource id from a path or form; what is no id names no resource (404).
+pub fn resource_id(raw: &str) -> Result<crate::domain::ResourceId, AppError> {
+    crate::domain::ResourceId::parse(raw).ok_or_else(AppError::not_found)
+}
+
 /// The signed-in user if there is one (pages that also serve visitors).
 pub struct MaybeUser(pub Option<CurrentUser>);
 

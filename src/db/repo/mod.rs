@@ -23,6 +23,18 @@ use rusqlite::Row;
 use uuid::Uuid;
 
 /// Reads a UUID stored as text; a malformed one is a conversion error, not a panic.
+/// Ids are stored as their hyphenated text, so a typed id binds as it is.
+macro_rules! id_to_sql {
+    ($($t:ty),*) => {$(
+        impl rusqlite::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.to_string()))
+            }
+        }
+    )*};
+}
+id_to_sql!(crate::domain::ResourceId);
+
 pub(crate) fn uuid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Uuid> {
     let s: String = row.get(idx)?;
     Uuid::parse_str(&s).map_err(|e| {

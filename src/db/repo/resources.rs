@@ -12,7 +12,7 @@ use crate::db::scope::{has_permission, member_permissions};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 use crate::domain::resources::{Cell, ColumnReader};
 pub use crate::domain::resources::{Checked, Fields, ResourceKind, Skill, Trait};
-use crate::domain::{OrgId, PermissionSet, Role, UserId, Visibility};
+use crate::domain::{OrgId, PermissionSet, ResourceId, Role, UserId, Visibility};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SharedWith {
@@ -22,7 +22,7 @@ pub struct SharedWith {
 
 #[derive(Debug, Clone)]
 pub struct Resource {
-    pub id: String,
+    pub id: ResourceId,
     pub kind: ResourceKind,
     pub organization_id: OrgId,
     pub owner_id: Option<UserId>,
@@ -100,7 +100,7 @@ fn from_row(kind: ResourceKind, r: &Row<'_>) -> rusqlite::Result<Resource> {
         },
     )?;
     Ok(Resource {
-        id: r.get(0)?,
+        id: ResourceId::from_uuid(uuid_at(r, 0)?),
         kind,
         organization_id: OrgId::from_uuid(uuid_at(r, 1)?),
         owner_id: opt_uuid_at(r, 2)?.map(UserId::from_uuid),
@@ -264,7 +264,7 @@ pub fn reader_facts(
     c: &Conn<'_>,
     ctx: &OrgContext,
     kind: ResourceKind,
-    id: &str,
+    id: ResourceId,
     only: Option<UserId>,
 ) -> Result<Vec<ReaderFacts>, DbError> {
     let not_guest = format!("m.role <> '{}'", Role::Guest.as_str());
@@ -474,7 +474,7 @@ pub fn find_visible(
     c: &Conn<'_>,
     ctx: &OrgContext,
     kind: ResourceKind,
-    id: &str,
+    id: ResourceId,
 ) -> Result<Option<Resource>, DbError> {
     let sql = format!(
         "SELECT {} FROM {} a WHERE {} AND a.id = ?5",
@@ -496,7 +496,7 @@ pub fn find_in_org(
     c: &Conn<'_>,
     ctx: &OrgContext,
     kind: ResourceKind,
-    id: &str,
+    id: ResourceId,
 ) -> Result<Option<Resource>, DbError> {
     let sql = format!(
         "SELECT {} FROM {} a WHERE a.organization_id = ?1 AND a.id = ?2",
@@ -508,7 +508,7 @@ pub fn find_in_org(
 }
 
 pub struct NewResource<'a> {
-    pub id: &'a str,
+    pub id: ResourceId,
     pub name: &'a str,
     pub description: &'a str,
     pub visibility: Visibility,
@@ -560,7 +560,7 @@ pub struct Changes<'a> {
 pub fn update(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
-    id: &str,
+    id: ResourceId,
     ch: &Changes<'_>,
 ) -> Result<bool, DbError> {
     let kind = ch.fields.kind();
@@ -602,7 +602,7 @@ pub fn delete(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
     kind: ResourceKind,
-    id: &str,
+    id: ResourceId,
 ) -> Result<bool, DbError> {
     tx.scoped(ctx).execute(
         "DELETE FROM resource_shares WHERE organization_id = ?1 AND resource_type = ?2 AND resource_id = ?3",
@@ -622,7 +622,7 @@ pub fn set_shares(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
     kind: ResourceKind,
-    id: &str,
+    id: ResourceId,
     shared: &SharedWith,
     now: &str,
 ) -> Result<(), DbError> {
@@ -709,7 +709,11 @@ pub fn transfer_owner(
     Ok(out)
 }
 
-pub fn agent_traits(c: &Conn<'_>, ctx: &OrgContext, agent: &str) -> Result<Vec<Trait>, DbError> {
+pub fn agent_traits(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    agent: ResourceId,
+) -> Result<Vec<Trait>, DbError> {
     c.scoped(ctx).query_vec(
         "SELECT trait, value FROM agent_personality_traits WHERE organization_id = ?1 AND agent_id = ?2 ORDER BY position",
         params![agent],
@@ -717,7 +721,11 @@ pub fn agent_traits(c: &Conn<'_>, ctx: &OrgContext, agent: &str) -> Result<Vec<T
     )
 }
 
-pub fn agent_skills(c: &Conn<'_>, ctx: &OrgContext, agent: &str) -> Result<Vec<Skill>, DbError> {
+pub fn agent_skills(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    agent: ResourceId,
+) -> Result<Vec<Skill>, DbError> {
     c.scoped(ctx).query_vec(
         "SELECT skill, level FROM agent_skills WHERE organization_id = ?1 AND agent_id = ?2 ORDER BY position",
         params![agent],
@@ -728,7 +736,7 @@ pub fn agent_skills(c: &Conn<'_>, ctx: &OrgContext, agent: &str) -> Result<Vec<S
 pub fn set_agent_traits(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
-    agent: &str,
+    agent: ResourceId,
     traits: &[Trait],
 ) -> Result<(), DbError> {
     let scoped = tx.scoped(ctx);
@@ -748,7 +756,7 @@ pub fn set_agent_traits(
 pub fn set_agent_skills(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
-    agent: &str,
+    agent: ResourceId,
     skills: &[Skill],
 ) -> Result<(), DbError> {
     let scoped = tx.scoped(ctx);
@@ -768,7 +776,7 @@ pub fn set_agent_skills(
 pub fn insert_document_content(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
-    doc: &str,
+    doc: ResourceId,
     bytes: &[u8],
 ) -> Result<(), DbError> {
     tx.scoped(ctx).execute(
@@ -781,7 +789,7 @@ pub fn insert_document_content(
 pub fn document_content(
     c: &Conn<'_>,
     ctx: &OrgContext,
-    doc: &str,
+    doc: ResourceId,
 ) -> Result<Option<Vec<u8>>, DbError> {
     c.scoped(ctx).query_opt(
         "SELECT content FROM document_contents WHERE organization_id = ?1 AND document_id = ?2",
@@ -791,7 +799,11 @@ pub fn document_content(
 }
 
 /// Documents linked to a knowledge base (ids, in the order they were added).
-pub fn kb_documents(c: &Conn<'_>, ctx: &OrgContext, kb: &str) -> Result<Vec<String>, DbError> {
+pub fn kb_documents(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    kb: ResourceId,
+) -> Result<Vec<String>, DbError> {
     c.scoped(ctx).query_vec(
         "SELECT document_id FROM knowledge_base_documents WHERE organization_id = ?1 AND knowledge_base_id = ?2 ORDER BY added_at, document_id",
         params![kb],
@@ -802,8 +814,8 @@ pub fn kb_documents(c: &Conn<'_>, ctx: &OrgContext, kb: &str) -> Result<Vec<Stri
 pub fn kb_add_document(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
-    kb: &str,
-    doc: &str,
+    kb: ResourceId,
+    doc: ResourceId,
     now: &str,
 ) -> Result<bool, DbError> {
     Ok(tx.scoped(ctx).execute(
@@ -816,8 +828,8 @@ pub fn kb_add_document(
 pub fn kb_remove_document(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
-    kb: &str,
-    doc: &str,
+    kb: ResourceId,
+    doc: ResourceId,
 ) -> Result<bool, DbError> {
     Ok(tx.scoped(ctx).execute(
         "DELETE FROM knowledge_base_documents WHERE organization_id = ?1 AND knowledge_base_id = ?2 AND document_id = ?3",
@@ -838,7 +850,7 @@ pub struct Message {
 pub fn messages(
     c: &Conn<'_>,
     ctx: &OrgContext,
-    conv: &str,
+    conv: ResourceId,
     after: Option<(&str, &str)>,
     limit: i64,
 ) -> Result<Vec<Message>, DbError> {
@@ -863,7 +875,7 @@ pub fn messages(
 pub fn add_message(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
-    conv: &str,
+    conv: ResourceId,
     id: &str,
     role: &str,
     content: &str,

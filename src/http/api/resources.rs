@@ -1,6 +1,7 @@
 //! Resources: the same collection shape for agents, workflows, documents, tools,
 //! knowledge bases and conversations (API.md "Resources").
 use crate::http::extract::OrgCtx;
+use crate::http::extract::resource_id;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
@@ -311,7 +312,7 @@ async fn show(
     Path((_, ty, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
     let k = kind(&ty)?;
-    let view = svc::get(&s.svc, &ctx, k, id).await?;
+    let view = svc::get(&s.svc, &ctx, k, resource_id(&id)?).await?;
     let mut res = ok_typed(&ViewOut::from(&view));
     etag(&mut res, view.resource.version);
     Ok(res)
@@ -340,7 +341,7 @@ async fn update(
             })?;
         input.version = Some(n);
     }
-    let view = svc::update(&s.svc, &ctx, &user.actor(), id, input).await?;
+    let view = svc::update(&s.svc, &ctx, &user.actor(), resource_id(&id)?, input).await?;
     let mut res = ok_typed(&ViewOut::from(&view));
     etag(&mut res, view.resource.version);
     Ok(res)
@@ -352,7 +353,7 @@ async fn remove(
     Path((_, ty, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
     let k = kind(&ty)?;
-    svc::delete(&s.svc, &ctx, &user.actor(), k, id).await?;
+    svc::delete(&s.svc, &ctx, &user.actor(), k, resource_id(&id)?).await?;
     Ok(no_content())
 }
 
@@ -375,7 +376,7 @@ async fn access(
             })?),
             None => None,
         };
-    let list = svc::explain_access(&s.svc, &ctx, k, id, only).await?;
+    let list = svc::explain_access(&s.svc, &ctx, k, resource_id(&id)?, only).await?;
     Ok(items(&list, None))
 }
 
@@ -385,7 +386,7 @@ async fn content(
     Path((_, ty, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::Document)?;
-    let (filename, ctype, bytes) = svc::document_content(&s.svc, &ctx, id).await?;
+    let (filename, ctype, bytes) = svc::document_content(&s.svc, &ctx, resource_id(&id)?).await?;
     let ascii: String = filename
         .chars()
         .map(|c| {
@@ -423,7 +424,7 @@ async fn list_messages(
         c.split_once('|')
             .map(|(a, b)| (a.to_string(), b.to_string()))
     });
-    let mut rows = svc::messages(&s.svc, &ctx, id, after, limit + 1).await?;
+    let mut rows = svc::messages(&s.svc, &ctx, resource_id(&id)?, after, limit + 1).await?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last()
@@ -447,7 +448,15 @@ async fn add_message(
     ApiJson(b): ApiJson<MessageBody>,
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::Conversation)?;
-    let m = svc::add_message(&s.svc, &ctx, &user.actor(), id, &b.role, &b.content).await?;
+    let m = svc::add_message(
+        &s.svc,
+        &ctx,
+        &user.actor(),
+        resource_id(&id)?,
+        &b.role,
+        &b.content,
+    )
+    .await?;
     Ok(created(json!(MessageOut::from(&m))))
 }
 
@@ -457,7 +466,15 @@ async fn kb_add(
     Path((_, ty, id, doc)): Path<(String, String, String, String)>,
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::KnowledgeBase)?;
-    let added = svc::kb_document(&s.svc, &ctx, &user.actor(), id, doc, true).await?;
+    let added = svc::kb_document(
+        &s.svc,
+        &ctx,
+        &user.actor(),
+        resource_id(&id)?,
+        resource_id(&doc)?,
+        true,
+    )
+    .await?;
     Ok(if added {
         created(json!({"added": true}))
     } else {
@@ -471,7 +488,15 @@ async fn kb_remove(
     Path((_, ty, id, doc)): Path<(String, String, String, String)>,
 ) -> Result<Response> {
     only(kind(&ty)?, ResourceKind::KnowledgeBase)?;
-    svc::kb_document(&s.svc, &ctx, &user.actor(), id, doc, false).await?;
+    svc::kb_document(
+        &s.svc,
+        &ctx,
+        &user.actor(),
+        resource_id(&id)?,
+        resource_id(&doc)?,
+        false,
+    )
+    .await?;
     Ok(no_content())
 }
 

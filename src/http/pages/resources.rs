@@ -6,6 +6,7 @@
 use crate::domain::Permission;
 use crate::http::extract::OrgCtx;
 use crate::http::extract::OrgForm;
+use crate::http::extract::resource_id;
 use std::collections::{BTreeMap, HashMap};
 
 use axum::Router;
@@ -164,8 +165,8 @@ async fn choices(
         .into_iter()
         .zip(labels)
         .map(|(v, label)| ChoiceOption {
-            selected: v.resource.id == selected,
-            id: v.resource.id,
+            selected: v.resource.id.to_string() == selected,
+            id: v.resource.id.to_string(),
             label,
         })
         .collect())
@@ -273,7 +274,7 @@ async fn list_page(
             .into_iter()
             .map(|v| ResourceRow {
                 owner: names.of(v.resource.owner_id),
-                id: v.resource.id,
+                id: v.resource.id.to_string(),
                 name: v.resource.name,
                 description: v.resource.description,
                 visibility: v.resource.visibility.as_str().to_string(),
@@ -345,7 +346,7 @@ async fn create(
     match svc::create(&s.svc, &ctx, &user.actor(), input).await {
         Ok(v) => Ok(see_other(&format!(
             "{}?done=created",
-            item_url(&ctx, kind, &v.resource.id)
+            item_url(&ctx, kind, &v.resource.id.to_string())
         ))),
         Err(e) => {
             let Some(errors) = form_errors(&e, FORM_FIELDS, "form") else {
@@ -444,7 +445,7 @@ async fn upload(
     match svc::upload_document(&s.svc, &ctx, &user.actor(), input, file).await {
         Ok(v) => Ok(see_other(&format!(
             "{}?done=created",
-            item_url(&ctx, kind, &v.resource.id)
+            item_url(&ctx, kind, &v.resource.id.to_string())
         ))),
         Err(e) => {
             let Some(errors) = form_errors(&e, FORM_FIELDS, "file") else {
@@ -511,7 +512,7 @@ async fn share_dialog(
 /// The item's header: name, owner and times as people read them.
 fn detail_of(r: &crate::db::repo::resources::Resource, names: &Names) -> ResourceDetail {
     ResourceDetail {
-        id: r.id.clone(),
+        id: r.id.to_string(),
         name: r.name.clone(),
         description: r.description.clone(),
         visibility: r.visibility.as_str().to_string(),
@@ -557,7 +558,7 @@ async fn item_page(
     kind: ResourceKind,
     id: String,
 ) -> Result<ResourcePage> {
-    let view = svc::get(&s.svc, ctx, kind, id).await?;
+    let view = svc::get(&s.svc, ctx, kind, resource_id(&id)?).await?;
     let r = &view.resource;
     let people = org_people(s, ctx).await?;
     let names = Names::new(ctx, &people);
@@ -576,7 +577,7 @@ async fn item_page(
         (Vec::new(), Vec::new())
     };
     let messages = if kind == ResourceKind::Conversation {
-        svc::messages(&s.svc, ctx, r.id.clone(), None, 500)
+        svc::messages(&s.svc, ctx, r.id, None, 500)
             .await?
             .into_iter()
             .map(|m| MessageRow {
@@ -654,7 +655,7 @@ async fn update(
     OrgForm(OrgCtx { user, ctx }, f): OrgForm<ResourceFormValues>,
 ) -> Result<Response> {
     let input = input_from_form(kind, &f, false);
-    match svc::update(&s.svc, &ctx, &user.actor(), id.clone(), input).await {
+    match svc::update(&s.svc, &ctx, &user.actor(), resource_id(&id)?, input).await {
         Ok(_) => Ok(see_other(&format!(
             "{}?done=saved",
             item_url(&ctx, kind, &id)
@@ -722,7 +723,7 @@ async fn share(
     OrgForm(OrgCtx { user, ctx }, f): OrgForm<BTreeMap<String, String>>,
 ) -> Result<Response> {
     let result = match share_input(kind, &f) {
-        Ok(input) => svc::update(&s.svc, &ctx, &user.actor(), id.clone(), input)
+        Ok(input) => svc::update(&s.svc, &ctx, &user.actor(), resource_id(&id)?, input)
             .await
             .map(|_| ()),
         Err(why) => Err(AppError::bad_request("invalid_form", why)),
@@ -786,7 +787,7 @@ async fn delete(
     Path((_, id)): Path<(String, String)>,
     OrgForm(OrgCtx { user, ctx }, _): OrgForm<Empty>,
 ) -> Result<Response> {
-    let result = svc::delete(&s.svc, &ctx, &user.actor(), kind, id.clone()).await;
+    let result = svc::delete(&s.svc, &ctx, &user.actor(), kind, resource_id(&id)?).await;
     let success = format!("{}?done=deleted", list_url(&ctx, kind));
     answer(&s, &user, &ctx, kind, id, result, success).await
 }
@@ -797,8 +798,8 @@ async fn access(
     Kind(kind): Kind,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let view = svc::get(&s.svc, &ctx, kind, id.clone()).await?;
-    let list = svc::explain_access(&s.svc, &ctx, kind, id, None).await?;
+    let view = svc::get(&s.svc, &ctx, kind, resource_id(&id)?).await?;
+    let list = svc::explain_access(&s.svc, &ctx, kind, resource_id(&id)?, None).await?;
     let people = org_people(&s, &ctx).await?;
     let rows = list
         .into_iter()
@@ -821,7 +822,7 @@ async fn access(
         layout: layout(&s, &user, &title, Some(ctx.org_id())).await?,
         nav: nav(&ctx, kind.path()),
         kind: KindLabel::of(kind),
-        item_id: r.id,
+        item_id: r.id.to_string(),
         item_name: r.name,
         visibility: r.visibility.as_str().to_string(),
         rows,
@@ -846,9 +847,16 @@ async fn kb_add(
             "choose a document to add",
         ))
     } else {
-        svc::kb_document(&s.svc, &ctx, &user.actor(), id.clone(), f.document_id, true)
-            .await
-            .map(|_| ())
+        svc::kb_document(
+            &s.svc,
+            &ctx,
+            &user.actor(),
+            resource_id(&id)?,
+            resource_id(&f.document_id)?,
+            true,
+        )
+        .await
+        .map(|_| ())
     };
     let success = format!("{}?done=doc_added", item_url(&ctx, kind, &id));
     answer(&s, &user, &ctx, kind, id, result, success).await
@@ -860,9 +868,16 @@ async fn kb_remove(
     OrgForm(OrgCtx { user, ctx }, _): OrgForm<Empty>,
 ) -> Result<Response> {
     let kind = ResourceKind::KnowledgeBase;
-    let result = svc::kb_document(&s.svc, &ctx, &user.actor(), id.clone(), doc, false)
-        .await
-        .map(|_| ());
+    let result = svc::kb_document(
+        &s.svc,
+        &ctx,
+        &user.actor(),
+        resource_id(&id)?,
+        resource_id(&doc)?,
+        false,
+    )
+    .await
+    .map(|_| ());
     let success = format!("{}?done=doc_removed", item_url(&ctx, kind, &id));
     answer(&s, &user, &ctx, kind, id, result, success).await
 }
@@ -881,8 +896,15 @@ async fn add_message(
     OrgForm(OrgCtx { user, ctx }, f): OrgForm<MessageForm>,
 ) -> Result<Response> {
     let kind = ResourceKind::Conversation;
-    let result =
-        svc::add_message(&s.svc, &ctx, &user.actor(), id.clone(), &f.role, &f.content).await;
+    let result = svc::add_message(
+        &s.svc,
+        &ctx,
+        &user.actor(),
+        resource_id(&id)?,
+        &f.role,
+        &f.content,
+    )
+    .await;
     match result {
         Ok(_) => Ok(see_other(&format!(
             "{}?done=message",

@@ -1,4 +1,5 @@
 //! Who may read and change a resource, and why (the "who has access" explanation).
+use crate::domain::ResourceId;
 use crate::services::Services;
 use std::fmt;
 
@@ -129,13 +130,13 @@ pub async fn explain_access(
     svc: &Services,
     ctx: &OrgContext,
     kind: ResourceKind,
-    id: String,
+    id: ResourceId,
     only: Option<UserId>,
 ) -> Result<Vec<Access>> {
     let ctx = ctx.clone();
     svc.db
         .read(move |tx| {
-            let r = repo::find_visible(tx, &ctx, kind, &id)?.ok_or_else(AppError::not_found)?;
+            let r = repo::find_visible(tx, &ctx, kind, id)?.ok_or_else(AppError::not_found)?;
             if !(r.owner_id == Some(ctx.user_id())
                 || has_permission(&ctx, Permission::MembersManage))
             {
@@ -144,7 +145,7 @@ pub async fn explain_access(
                     message: "only the owner and administrators can see who has access".into(),
                 });
             }
-            let mut out: Vec<Access> = repo::reader_facts(tx, &ctx, kind, &r.id, only)?
+            let mut out: Vec<Access> = repo::reader_facts(tx, &ctx, kind, r.id, only)?
                 .into_iter()
                 .map(|m| access_of(kind, r.visibility, m))
                 .collect();

@@ -1,6 +1,7 @@
 //! One resource's life: list, read, create, update and delete, the checks of the common
 //! fields, the plan limits they count against, and a conversation's messages.
 use crate::domain::Permission;
+use crate::domain::ResourceId;
 use crate::services::Services;
 use serde_json::{Map, Value, json};
 
@@ -84,14 +85,14 @@ pub struct View {
 pub(super) fn view(c: &Conn<'_>, ctx: &OrgContext, r: Resource) -> Result<View> {
     let (traits, skills) = if r.kind == ResourceKind::Agent {
         (
-            Some(repo::agent_traits(c, ctx, &r.id)?),
-            Some(repo::agent_skills(c, ctx, &r.id)?),
+            Some(repo::agent_traits(c, ctx, r.id)?),
+            Some(repo::agent_skills(c, ctx, r.id)?),
         )
     } else {
         (None, None)
     };
     let documents = (r.kind == ResourceKind::KnowledgeBase)
-        .then(|| repo::kb_documents(c, ctx, &r.id))
+        .then(|| repo::kb_documents(c, ctx, r.id))
         .transpose()?;
     Ok(View {
         can_write: can_write(ctx, &r),
@@ -128,9 +129,14 @@ pub async fn list(
 }
 
 /// One resource by id: a lookup by key (plus its few parts), so it runs inline.
-pub async fn get(svc: &Services, ctx: &OrgContext, kind: ResourceKind, id: String) -> Result<View> {
+pub async fn get(
+    svc: &Services,
+    ctx: &OrgContext,
+    kind: ResourceKind,
+    id: ResourceId,
+) -> Result<View> {
     svc.db.lookup(|tx| {
-        let r = repo::find_visible(tx, ctx, kind, &id)?.ok_or_else(AppError::not_found)?;
+        let r = repo::find_visible(tx, ctx, kind, id)?.ok_or_else(AppError::not_found)?;
         view(tx, ctx, r)
     })
 }
@@ -167,7 +173,11 @@ fn check_count_limit(tx: &WriteTx<'_>, ctx: &OrgContext, kind: ResourceKind) -> 
 fn check_conversation_agent(c: &Conn<'_>, ctx: &OrgContext, fields: &Checked) -> Result<()> {
     if let Patch::Conversation(p) = fields.patch()
         && let Some(agent) = p.agent()
-        && repo::find_visible(c, ctx, ResourceKind::Agent, agent)?.is_none()
+        && ResourceId::parse(agent)
+            .map(|a| repo::find_visible(c, ctx, ResourceKind::Agent, a))
+            .transpose()?
+            .flatten()
+            .is_none()
     {
         return Err(AppError::invalid(vec![Invalid::new(
             "agent_id",
@@ -178,7 +188,12 @@ fn check_conversation_agent(c: &Conn<'_>, ctx: &OrgContext, fields: &Checked) ->
 }
 
 /// An agent's traits and skills, when the patch sends them.
-fn set_agent_parts(tx: &WriteTx<'_>, ctx: &OrgContext, id: &str, fields: &Checked) -> Result<()> {
+fn set_agent_parts(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    id: ResourceId,
+    fields: &Checked,
+) -> Result<()> {
     if let Patch::Agent(p) = fields.patch() {
         if let Sent::Given(t) = &p.personality_traits {
             repo::set_agent_traits(tx, ctx, id, t)?;
@@ -246,13 +261,13 @@ pub async fn create(svc: &Services, ctx: &OrgContext, actor: &Actor, input: Inpu
                 .map(|s| check_shares(tx, &me, s))
                 .transpose()?
                 .unwrap_or_default();
-            let id = new_id().to_string();
+            let id = ResourceId::new();
             let visibility = input.visibility.unwrap_or(Visibility::Private);
             repo::insert(
                 tx,
                 &me,
                 &NewResource {
-                    id: &id,
+                    id,
                     name: &name,
                     description: description.trim(),
                     visibility,
@@ -260,8 +275,8 @@ pub async fn create(svc: &Services, ctx: &OrgContext, actor: &Actor, input: Inpu
                     now: &now,
                 },
             )?;
-            set_agent_parts(tx, &me, &id, &fields)?;
-            repo::set_shares(tx, &me, kind, &id, &shares, &now)?;
+            set_agent_parts(tx, &me, id, &fields)?;
+            repo::set_shares(tx, &me, kind, id, &shares, &now)?;
             let action = format!("{}.created", kind.share_type());
             audit::append(
                 tx,
@@ -269,12 +284,12 @@ pub async fn create(svc: &Services, ctx: &OrgContext, actor: &Actor, input: Inpu
                 &actor.entry(
                     &action,
                     kind.share_type(),
-                    Some(id.clone()),
+                    Some(id.to_string()),
                     json!({"name": name, "visibility": visibility, "shared_with": shares_json(&shares)}),
                 ),
                 &now,
             )?;
-            let r = repo::find_in_org(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+            let r = repo::find_in_org(tx, &me, kind, id)?.ok_or_else(AppError::not_found)?;
             view(tx, &me, r)
         })
         .await
@@ -337,7 +352,7 @@ pub async fn update(
     svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
-    id: String,
+    id: ResourceId,
     input: Input,
 ) -> Result<View> {
     let kind = input.fields.kind();
@@ -348,7 +363,7 @@ pub async fn update(
     svc.db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
-            let before = repo::find_visible(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+            let before = repo::find_visible(tx, &me, kind, id)?.ok_or_else(AppError::not_found)?;
             if !can_write(&me, &before) {
                 return Err(AppError::Forbidden {
                     code: "permission_denied",
@@ -381,17 +396,17 @@ pub async fn update(
                 now: &now,
                 expected_version: before.version,
             };
-            if !repo::update(tx, &me, &id, &changes)? {
+            if !repo::update(tx, &me, id, &changes)? {
                 return Err(AppError::conflict(
                     "version_conflict",
                     "changed meanwhile; reload and try again",
                 ));
             }
-            set_agent_parts(tx, &me, &id, &fields)?;
+            set_agent_parts(tx, &me, id, &fields)?;
             if let Some(s) = &shares {
-                repo::set_shares(tx, &me, kind, &id, s, &now)?;
+                repo::set_shares(tx, &me, kind, id, s, &now)?;
             }
-            let after = repo::find_in_org(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+            let after = repo::find_in_org(tx, &me, kind, id)?.ok_or_else(AppError::not_found)?;
             let action = format!("{}.updated", kind.share_type());
             audit::append(
                 tx,
@@ -399,7 +414,7 @@ pub async fn update(
                 &actor.entry(
                     &action,
                     kind.share_type(),
-                    Some(id.clone()),
+                    Some(id.to_string()),
                     changes_of(&before, &after, &fields),
                 ),
                 &now,
@@ -414,21 +429,21 @@ pub async fn delete(
     ctx: &OrgContext,
     actor: &Actor,
     kind: ResourceKind,
-    id: String,
+    id: ResourceId,
 ) -> Result<()> {
     let (ctx, actor) = (ctx.clone(), actor.clone());
     let now = svc.now_str();
     svc.db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
-            let r = repo::find_visible(tx, &me, kind, &id)?.ok_or_else(AppError::not_found)?;
+            let r = repo::find_visible(tx, &me, kind, id)?.ok_or_else(AppError::not_found)?;
             if !can_write(&me, &r) {
                 return Err(AppError::Forbidden {
                     code: "permission_denied",
                     message: format!("you may read this {} but not delete it", kind.share_type()),
                 });
             }
-            repo::delete(tx, &me, kind, &id)?;
+            repo::delete(tx, &me, kind, id)?;
             let action = format!("{}.deleted", kind.share_type());
             audit::append(
                 tx,
@@ -436,7 +451,7 @@ pub async fn delete(
                 &actor.entry(
                     &action,
                     kind.share_type(),
-                    Some(id.clone()),
+                    Some(id.to_string()),
                     json!({"name": r.name}),
                 ),
                 &now,
@@ -530,19 +545,19 @@ pub async fn summary(
 pub async fn messages(
     svc: &Services,
     ctx: &OrgContext,
-    conv: String,
+    conv: ResourceId,
     after: Option<(String, String)>,
     limit: i64,
 ) -> Result<Vec<repo::Message>> {
     let ctx = ctx.clone();
     svc.db
         .read(move |tx| {
-            repo::find_visible(tx, &ctx, ResourceKind::Conversation, &conv)?
+            repo::find_visible(tx, &ctx, ResourceKind::Conversation, conv)?
                 .ok_or_else(AppError::not_found)?;
             Ok(repo::messages(
                 tx,
                 &ctx,
-                &conv,
+                conv,
                 after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
                 limit,
             )?)
@@ -554,7 +569,7 @@ pub async fn add_message(
     svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
-    conv: String,
+    conv: ResourceId,
     role: &str,
     content: &str,
 ) -> Result<repo::Message> {
@@ -583,7 +598,7 @@ pub async fn add_message(
     svc.db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
-            let c = repo::find_visible(tx, &me, ResourceKind::Conversation, &conv)?
+            let c = repo::find_visible(tx, &me, ResourceKind::Conversation, conv)?
                 .ok_or_else(AppError::not_found)?;
             if !can_write(&me, &c) {
                 return Err(AppError::Forbidden {
@@ -592,14 +607,14 @@ pub async fn add_message(
                 });
             }
             let id = new_id().to_string();
-            repo::add_message(tx, &me, &conv, &id, &role, &content, &now)?;
+            repo::add_message(tx, &me, conv, &id, &role, &content, &now)?;
             audit::append(
                 tx,
                 &me,
                 &actor.entry(
                     "conversation.message_added",
                     "conversation",
-                    Some(conv.clone()),
+                    Some(conv.to_string()),
                     json!({"message_id": id, "role": role, "length": content.len()}),
                 ),
                 &now,
@@ -624,7 +639,7 @@ mod tests {
 
     fn agent(name: &str, model: Option<&str>, prompt: &str) -> Resource {
         Resource {
-            id: "a1".into(),
+            id: ResourceId::new(),
             kind: ResourceKind::Agent,
             organization_id: OrgId::new(),
             owner_id: Some(UserId::new()),

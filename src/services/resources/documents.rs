@@ -1,6 +1,7 @@
 //! Uploaded documents: what their bytes are, storing them, reading them back, and the
 //! documents of a knowledge base.
 use crate::domain::Permission;
+use crate::domain::ResourceId;
 use crate::services::Services;
 use serde_json::{Value, json};
 
@@ -9,7 +10,7 @@ use crate::db::OrgContext;
 use crate::db::repo::resources::{self as repo, Fields, NewResource, ResourceKind};
 use crate::db::repo::{audit, plans};
 use crate::domain::resources::{Checked, Document};
-use crate::domain::{Invalid, Visibility, new_id};
+use crate::domain::{Invalid, Visibility};
 use crate::error::{AppError, Result};
 use crate::services::{Actor, fresh_context, require};
 
@@ -155,7 +156,7 @@ pub async fn upload_document(
             return Err(AppError::Unprocessable { code: "plan_limit", message: format!("the {} plan allows {} of documents in all; this upload would pass it", plan.name, crate::domain::format::bytes(max)) });
         }
         let shares = input.shared_with.as_ref().map(|s| check_shares(tx, &me, s)).transpose()?.unwrap_or_default();
-        let id = new_id().to_string();
+        let id = ResourceId::new();
         let visibility = input.visibility.unwrap_or(Visibility::Private);
         let file = Document {
             content_type: content_type.to_string(),
@@ -165,16 +166,16 @@ pub async fn upload_document(
         };
         let fields = Checked::document(file);
         let description = input.description.clone().unwrap_or_default();
-        repo::insert(tx, &me, &NewResource { id: &id, name: name.trim(), description: description.trim(), visibility, fields: &fields, now: &now })?;
-        repo::insert_document_content(tx, &me, &id, &upload.bytes)?;
-        repo::set_shares(tx, &me, ResourceKind::Document, &id, &shares, &now)?;
+        repo::insert(tx, &me, &NewResource { id, name: name.trim(), description: description.trim(), visibility, fields: &fields, now: &now })?;
+        repo::insert_document_content(tx, &me, id, &upload.bytes)?;
+        repo::set_shares(tx, &me, ResourceKind::Document, id, &shares, &now)?;
         audit::append(
             tx,
             &me,
-            &actor.entry("document.created", "document", Some(id.clone()), json!({"name": name, "filename": filename, "content_type": content_type, "size_bytes": size, "sha256": sha, "visibility": visibility})),
+            &actor.entry("document.created", "document", Some(id.to_string()), json!({"name": name, "filename": filename, "content_type": content_type, "size_bytes": size, "sha256": sha, "visibility": visibility})),
             &now,
         )?;
-        let r = repo::find_in_org(tx, &me, ResourceKind::Document, &id)?.ok_or_else(AppError::not_found)?;
+        let r = repo::find_in_org(tx, &me, ResourceKind::Document, id)?.ok_or_else(AppError::not_found)?;
         view(tx, &me, r)
     })
     .await
@@ -184,14 +185,14 @@ pub async fn upload_document(
 pub async fn document_content(
     svc: &Services,
     ctx: &OrgContext,
-    id: String,
+    id: ResourceId,
 ) -> Result<(String, String, Vec<u8>)> {
     let ctx = ctx.clone();
     svc.db
         .read(move |tx| {
-            let r = repo::find_visible(tx, &ctx, ResourceKind::Document, &id)?
+            let r = repo::find_visible(tx, &ctx, ResourceKind::Document, id)?
                 .ok_or_else(AppError::not_found)?;
-            let bytes = repo::document_content(tx, &ctx, &id)?.ok_or_else(AppError::not_found)?;
+            let bytes = repo::document_content(tx, &ctx, id)?.ok_or_else(AppError::not_found)?;
             let Fields::Document(d) = r.fields else {
                 return Err(AppError::not_found());
             };
@@ -205,8 +206,8 @@ pub async fn kb_document(
     svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
-    kb: String,
-    doc: String,
+    kb: ResourceId,
+    doc: ResourceId,
     add: bool,
 ) -> Result<bool> {
     let (ctx, actor) = (ctx.clone(), actor.clone());
@@ -214,7 +215,7 @@ pub async fn kb_document(
     svc.db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
-            let base = repo::find_visible(tx, &me, ResourceKind::KnowledgeBase, &kb)?
+            let base = repo::find_visible(tx, &me, ResourceKind::KnowledgeBase, kb)?
                 .ok_or_else(AppError::not_found)?;
             if !can_write(&me, &base) {
                 return Err(AppError::Forbidden {
@@ -222,12 +223,12 @@ pub async fn kb_document(
                     message: "you may read this knowledge base but not change it".into(),
                 });
             }
-            let document = repo::find_visible(tx, &me, ResourceKind::Document, &doc)?
+            let document = repo::find_visible(tx, &me, ResourceKind::Document, doc)?
                 .ok_or_else(AppError::not_found)?;
             let changed = if add {
-                repo::kb_add_document(tx, &me, &kb, &doc, &now)?
+                repo::kb_add_document(tx, &me, kb, doc, &now)?
             } else {
-                repo::kb_remove_document(tx, &me, &kb, &doc)?
+                repo::kb_remove_document(tx, &me, kb, doc)?
             };
             if !add && !changed {
                 return Err(AppError::not_found());
@@ -244,7 +245,7 @@ pub async fn kb_document(
                     &actor.entry(
                         action,
                         "knowledge_base",
-                        Some(kb.clone()),
+                        Some(kb.to_string()),
                         json!({"document_id": doc, "document": document.name}),
                     ),
                     &now,

@@ -1,6 +1,7 @@
 //! Resources of every kind, with what the caller may do to them, and conversation
 //! messages. A kind's own fields are its `Fields` (domain/resources), which each kind's
 //! module writes out itself.
+use crate::domain::ResourceId;
 use serde::Serialize;
 
 use crate::db::repo::resources::{
@@ -28,7 +29,7 @@ impl<'a> From<&'a SharedWith> for SharedWithOut<'a> {
 
 #[derive(Serialize)]
 pub struct ResourceOut<'a> {
-    pub id: &'a str,
+    pub id: ResourceId,
     #[serde(rename = "type")]
     pub kind: ResourceKind,
     pub organization_id: OrgId,
@@ -48,7 +49,7 @@ pub struct ResourceOut<'a> {
 impl<'a> From<&'a Resource> for ResourceOut<'a> {
     fn from(r: &'a Resource) -> Self {
         ResourceOut {
-            id: &r.id,
+            id: r.id,
             kind: r.kind,
             organization_id: r.organization_id,
             owner_id: r.owner_id,
