@@ -985,18 +985,7 @@ fn every_audit_action_the_code_writes_is_in_the_vocabulary_the_openapi_document_
         .collect();
     let mut written = BTreeSet::new();
     // Services may be folders of files (`services/metering/`).
-    let mut files = Vec::new();
-    let mut dirs = vec![root.join("src/services")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
+    let files = crate::common::files_under(&root.join("src/services"));
     for path in files {
         let src = std::fs::read_to_string(path).unwrap();
         written.extend(

@@ -314,17 +314,7 @@ async fn the_openapi_description_lists_every_api_route() {
     // Every route string registered in src/http/api is described.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http/api");
     let mut routes = 0;
-    let (mut dirs, mut files) = (vec![dir], Vec::new());
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
+    let files = crate::common::files_under(&dir);
     for file in files {
         let src = std::fs::read_to_string(file).unwrap();
         for part in src.split(".route(\"").skip(1) {

@@ -302,3 +302,20 @@ impl TokenClient {
         self.send(reqwest::Method::GET, path, None).await
     }
 }
+
+/// Every file below `dir`, in subfolders too (source scans of the tests).
+#[allow(dead_code)]
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let (mut dirs, mut files) = (vec![dir.to_path_buf()], Vec::new());
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}

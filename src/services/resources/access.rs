@@ -5,15 +5,35 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use crate::db::OrgContext;
 use crate::db::repo::resources::{self as repo, ReaderFacts, Resource, ResourceKind};
 use crate::db::scope::has_permission;
+use crate::db::{Conn, OrgContext};
 use crate::domain::{Permission, PermissionSet, Role, UserId, Visibility};
 use crate::error::{AppError, Result};
 
 /// Write access: the type's `manage`, or ownership with the type's `create`.
 pub fn can_write(ctx: &OrgContext, r: &Resource) -> bool {
     may_write(ctx.permissions(), r.owner_id == Some(ctx.user_id()), r.kind)
+}
+
+/// The resource when the caller may read it (404 otherwise) and write it (403 otherwise,
+/// saying what they may not do: "you may read this {noun} but not {what}").
+pub(super) fn writable(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    kind: ResourceKind,
+    id: ResourceId,
+    noun: &str,
+    what: &str,
+) -> Result<Resource> {
+    let r = repo::find_visible(c, ctx, kind, id)?.ok_or_else(AppError::not_found)?;
+    if !can_write(ctx, &r) {
+        return Err(AppError::Forbidden {
+            code: "permission_denied",
+            message: format!("you may read this {noun} but not {what}"),
+        });
+    }
+    Ok(r)
 }
 
 fn may_write(permissions: &PermissionSet, owner: bool, kind: ResourceKind) -> bool {

@@ -5,7 +5,7 @@ use crate::domain::ResourceId;
 use crate::services::Services;
 use serde_json::{Map, Value, json};
 
-use super::{SharedWithInput, can_write, check_shares};
+use super::{SharedWithInput, can_write, check_shares, writable};
 use crate::db::repo::resources::{
     self as repo, Changes, ListQuery, NewResource, Resource, ResourceKind, SharedWith, Skill, Trait,
 };
@@ -363,13 +363,7 @@ pub async fn update(
     svc.db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
-            let before = repo::find_visible(tx, &me, kind, id)?.ok_or_else(AppError::not_found)?;
-            if !can_write(&me, &before) {
-                return Err(AppError::Forbidden {
-                    code: "permission_denied",
-                    message: format!("you may read this {} but not change it", kind.share_type()),
-                });
-            }
+            let before = writable(tx, &me, kind, id, kind.share_type(), "change it")?;
             if let Some(v) = input.version
                 && v != before.version
             {
@@ -436,13 +430,7 @@ pub async fn delete(
     svc.db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
-            let r = repo::find_visible(tx, &me, kind, id)?.ok_or_else(AppError::not_found)?;
-            if !can_write(&me, &r) {
-                return Err(AppError::Forbidden {
-                    code: "permission_denied",
-                    message: format!("you may read this {} but not delete it", kind.share_type()),
-                });
-            }
+            let r = writable(tx, &me, kind, id, kind.share_type(), "delete it")?;
             repo::delete(tx, &me, kind, id)?;
             let action = format!("{}.deleted", kind.share_type());
             audit::append(
@@ -598,14 +586,14 @@ pub async fn add_message(
     svc.db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
-            let c = repo::find_visible(tx, &me, ResourceKind::Conversation, conv)?
-                .ok_or_else(AppError::not_found)?;
-            if !can_write(&me, &c) {
-                return Err(AppError::Forbidden {
-                    code: "permission_denied",
-                    message: "you may read this conversation but not add to it".into(),
-                });
-            }
+            writable(
+                tx,
+                &me,
+                ResourceKind::Conversation,
+                conv,
+                "conversation",
+                "add to it",
+            )?;
             let id = new_id().to_string();
             repo::add_message(tx, &me, conv, &id, &role, &content, &now)?;
             audit::append(

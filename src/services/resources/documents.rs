@@ -5,7 +5,7 @@ use crate::domain::ResourceId;
 use crate::services::Services;
 use serde_json::{Value, json};
 
-use super::{Input, View, can_write, check_description, check_name, check_shares, view};
+use super::{Input, View, check_description, check_name, check_shares, view, writable};
 use crate::db::OrgContext;
 use crate::db::repo::resources::{self as repo, Fields, NewResource, ResourceKind};
 use crate::db::repo::{audit, plans};
@@ -215,14 +215,14 @@ pub async fn kb_document(
     svc.db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
-            let base = repo::find_visible(tx, &me, ResourceKind::KnowledgeBase, kb)?
-                .ok_or_else(AppError::not_found)?;
-            if !can_write(&me, &base) {
-                return Err(AppError::Forbidden {
-                    code: "permission_denied",
-                    message: "you may read this knowledge base but not change it".into(),
-                });
-            }
+            writable(
+                tx,
+                &me,
+                ResourceKind::KnowledgeBase,
+                kb,
+                "knowledge base",
+                "change it",
+            )?;
             let document = repo::find_visible(tx, &me, ResourceKind::Document, doc)?
                 .ok_or_else(AppError::not_found)?;
             let changed = if add {

@@ -16,5 +16,6 @@ pub use documents::{Upload, document_content, kb_document, sniff, upload_documen
 pub use moving::move_to_organization;
 pub use sharing::{Accessible, SharedWithInput, accessible, public};
 
+use access::writable;
 use core::{check_description, check_name, limit_reached, plan_limit, view};
 use sharing::check_shares;
