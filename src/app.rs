@@ -241,14 +241,12 @@ async fn background_cleanup(state: AppState) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "session cleanup failed"),
         }
-        match crate::services::invoices::close_periods(&state.svc, state.config.clock.now()).await {
+        match crate::services::invoices::close_periods(&state.svc, state.svc.now()).await {
             Ok(n) if n > 0 => tracing::info!(issued = n, "invoices issued for closed periods"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "closing billing periods failed"),
         }
-        match crate::services::invitations::purge_finished(&state.svc, state.config.clock.now())
-            .await
-        {
+        match crate::services::invitations::purge_finished(&state.svc, state.svc.now()).await {
             Ok(n) if n > 0 => tracing::info!(removed = n, "finished invitations removed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "invitation cleanup failed"),

@@ -347,7 +347,7 @@ impl Flight {
             status,
             tokens,
             served_model,
-            at: gw.config.clock.now(),
+            at: gw.svc.now(),
             reservation: Some(held),
         });
     }
@@ -401,7 +401,7 @@ async fn take_off(
         &g.svc.db,
         &g.setups,
         &g.svc.keyring,
-        &g.config.env_providers,
+        &g.svc.env_providers,
         &ctx,
         requested.as_deref(),
     )?;
@@ -414,13 +414,9 @@ async fn take_off(
     } else {
         tokens::estimate_chat(input_chars, &body)
     };
-    let held = g.gate.admit(
-        &g.svc.db,
-        &call.ctx,
-        &limits,
-        estimate,
-        g.config.clock.now(),
-    )??;
+    let held = g
+        .gate
+        .admit(&g.svc.db, &call.ctx, &limits, estimate, g.svc.now())??;
     let flight = Flight {
         gw: g.clone(),
         call,
@@ -493,7 +489,7 @@ async fn models(State(g): State<GatewayState>, req: Request) -> Response {
             &g.svc.db,
             &g.setups,
             &g.svc.keyring,
-            &g.config.env_providers,
+            &g.svc.env_providers,
             &g.svc.upstream,
             &ctx,
         )

@@ -772,13 +772,12 @@ pub async fn resolve_each(
     ctx: &OrgContext,
     providers: Vec<String>,
 ) -> Result<Vec<ResolveView>> {
-    let (keyring, env) = (&svc.keyring, &*svc.env_providers);
     require(ctx, Permission::LlmUse)?;
     let providers = providers
         .iter()
         .map(|p| parse_provider(p))
         .collect::<Result<Vec<_>>>()?;
-    let (ctx, keyring, env) = (ctx.clone(), keyring.clone(), env.clone());
+    let (ctx, keyring, env) = (ctx.clone(), svc.keyring.clone(), svc.env_providers.clone());
     svc.db
         .read(move |tx| {
             let policy = llm::policy(tx, &ctx)?;

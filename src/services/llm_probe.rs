@@ -53,7 +53,7 @@ pub async fn test_connection(
     provider: &str,
     target: Target,
 ) -> Result<ConnectionTest, AppError> {
-    let (keyring, env, up) = (&svc.keyring, &*svc.env_providers, &svc.upstream);
+    let up = &svc.upstream;
     require(
         ctx,
         match target {
@@ -62,7 +62,13 @@ pub async fn test_connection(
         },
     )?;
     let provider = parse_provider(provider)?;
-    let (c, k, e, p) = (ctx.clone(), keyring.clone(), env.clone(), provider.clone());
+    // The operator's providers are shared, not copied, into the read.
+    let (c, k, e, p) = (
+        ctx.clone(),
+        svc.keyring.clone(),
+        svc.env_providers.clone(),
+        provider.clone(),
+    );
     let resolved = svc
         .db
         .read(move |tx| {

@@ -501,11 +501,11 @@ async fn kb_remove(
 }
 
 async fn limits(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
-    Ok(ok(svc::limits(&s.svc, &ctx, s.config.clock.now()).await?))
+    Ok(ok(svc::limits(&s.svc, &ctx, s.svc.now()).await?))
 }
 
 async fn summary(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
-    Ok(ok(svc::summary(&s.svc, &ctx, s.config.clock.now()).await?))
+    Ok(ok(svc::summary(&s.svc, &ctx, s.svc.now()).await?))
 }
 
 async fn accessible(

@@ -59,7 +59,7 @@ async fn usage(
     OrgCtx { ctx, .. }: OrgCtx,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Response> {
-    let report = quota::report(&s.svc, &ctx, q.period, s.config.clock.now()).await?;
+    let report = quota::report(&s.svc, &ctx, q.period, s.svc.now()).await?;
     Ok(ok_typed(&out::UsageReportOut::from(&report)))
 }
 
@@ -166,7 +166,7 @@ async fn usage_csv(
     OrgCtx { ctx, .. }: OrgCtx,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Response> {
-    let report = quota::report(&s.svc, &ctx, q.period, s.config.clock.now()).await?;
+    let report = quota::report(&s.svc, &ctx, q.period, s.svc.now()).await?;
     let period = report.period.clone();
     Ok(axum::response::IntoResponse::into_response((
         [

@@ -189,7 +189,7 @@ async fn settings_page(
         nav: nav(ctx, "llm"),
         can_manage_keys: has_permission(ctx, Permission::LlmKeysManage),
         can_manage_policy: has_permission(ctx, Permission::LlmPolicyManage),
-        providers: provider_rows(settings.providers, &s.config.env_providers),
+        providers: provider_rows(settings.providers, &s.svc.env_providers),
         allow_user_keys: settings.policy.allow_user_keys,
         default_model: settings.policy.default_model.unwrap_or_default(),
         allowed_models: settings.policy.allowed_models.join("\n"),
@@ -365,7 +365,7 @@ async fn keys_page(s: &AppState, user: &CurrentUser, ctx: &OrgContext) -> Result
         .providers
         .iter()
         .map(|p| p.provider.clone())
-        .chain(s.config.env_providers.keys().cloned())
+        .chain(s.svc.env_providers.keys().cloned())
         .chain(mine.iter().map(|p| p.provider.clone()))
         .chain(std::iter::once("openai".to_string()))
         .collect();

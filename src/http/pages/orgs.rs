@@ -51,7 +51,7 @@ async fn home(State(s): State<AppState>, OrgCtx { user, ctx }: OrgCtx) -> Result
     };
     // Organization-wide counts are for members who may list members (not guests).
     let dashboard = if has_permission(&ctx, Permission::MembersView) {
-        let now = s.config.clock.now();
+        let now = s.svc.now();
         let limits = resources::limits(&s.svc, &ctx, now).await?;
         let summary = resources::summary(&s.svc, &ctx, now).await?;
         Some(super::dashboard::dashboard_of(&limits, &summary))
