@@ -4,9 +4,9 @@ use crate::domain::Permission;
 use serde_json::json;
 
 use super::{Actor, fresh_context, require};
-use crate::db::OrgContext;
 use crate::db::repo::members::MemberUser;
 use crate::db::repo::{audit, members, teams};
+use crate::db::{OrgContext, WriteTx};
 use crate::domain::{Invalid, TeamId, UserId};
 use crate::error::{AppError, Result};
 
@@ -37,6 +37,19 @@ fn taken(name: &str) -> AppError {
         "team_name_taken",
         format!("A team named \"{name}\" exists already."),
     )
+}
+
+/// The actor's context re-read inside the write, holding `teams.manage`, and the team
+/// (404 when it is not one of this organization's).
+fn managed_team(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    id: TeamId,
+) -> Result<(OrgContext, teams::Team)> {
+    let me = fresh_context(tx, ctx)?;
+    require(&me, Permission::TeamsManage)?;
+    let team = teams::find(tx, &me, id)?.ok_or_else(AppError::not_found)?;
+    Ok((me, team))
 }
 
 pub async fn list(svc: &Services, ctx: &OrgContext) -> Result<Vec<teams::Team>> {
@@ -123,9 +136,7 @@ pub async fn update(
     let now = svc.now_str();
     svc.db
         .write(move |tx| {
-            let me = fresh_context(tx, &ctx)?;
-            require(&me, Permission::TeamsManage)?;
-            let before = teams::find(tx, &me, id)?.ok_or_else(AppError::not_found)?;
+            let (me, before) = managed_team(tx, &ctx, id)?;
             let new_name = name.flatten().unwrap_or_else(|| before.name.clone());
             let new_desc = description
                 .flatten()
@@ -160,9 +171,7 @@ pub async fn delete(svc: &Services, ctx: &OrgContext, actor: &Actor, id: TeamId)
     let now = svc.now_str();
     svc.db
         .write(move |tx| {
-            let me = fresh_context(tx, &ctx)?;
-            require(&me, Permission::TeamsManage)?;
-            let team = teams::find(tx, &me, id)?.ok_or_else(AppError::not_found)?;
+            let (me, team) = managed_team(tx, &ctx, id)?;
             teams::delete(tx, &me, id)?;
             audit::append(
                 tx,
@@ -193,9 +202,7 @@ pub async fn add_member(
     let now = svc.now_str();
     svc.db
         .write(move |tx| {
-            let me = fresh_context(tx, &ctx)?;
-            require(&me, Permission::TeamsManage)?;
-            let team = teams::find(tx, &me, id)?.ok_or_else(AppError::not_found)?;
+            let (me, team) = managed_team(tx, &ctx, id)?;
             let member = members::find(tx, &me, user)?.ok_or_else(AppError::not_found)?;
             let added = teams::add_member(tx, &me, id, user, &now)?;
             if added {
@@ -228,9 +235,7 @@ pub async fn remove_member(
     let now = svc.now_str();
     svc.db
         .write(move |tx| {
-            let me = fresh_context(tx, &ctx)?;
-            require(&me, Permission::TeamsManage)?;
-            let team = teams::find(tx, &me, id)?.ok_or_else(AppError::not_found)?;
+            let (me, team) = managed_team(tx, &ctx, id)?;
             let email = members::find(tx, &me, user)?.map(|m| m.user.email);
             if !teams::remove_member(tx, &me, id, user)? {
                 return Err(AppError::not_found());
