@@ -8,14 +8,7 @@ async fn engines_with_bob(app: &TestApp) -> (common::Session, String, TestUser) 
     app.create_user(ADA_EMAIL, ADA_NAME).await;
     let bob = app.create_user("bob@example.com", "Bob Babbage").await;
     let owner = app.login(ADA_EMAIL).await;
-    let org = owner
-        .post(
-            "/api/v1/orgs",
-            json!({"name": "Analytical Engines", "slug": "engines"}),
-        )
-        .await;
-    assert_eq!(org.status, StatusCode::CREATED, "{}", org.text);
-    let org_id = org.body["id"].as_str().unwrap().to_string();
+    let org_id = engines(&owner).await;
     let inv = owner
         .post(
             &format!("/api/v1/orgs/{org_id}/invitations"),

@@ -391,14 +391,7 @@ async fn team_edit_message_upload_and_audit_filter_forms_report_every_bad_field_
     let app = TestApp::spawn().await;
     let ada = app.create_user(ADA_EMAIL, ADA_NAME).await;
     let api = app.login(ADA_EMAIL).await;
-    let org = api
-        .post(
-            "/api/v1/orgs",
-            json!({"name": "Analytical Engines", "slug": "engines"}),
-        )
-        .await;
-    assert_eq!(org.status, StatusCode::CREATED, "{}", org.text);
-    let org_id = org.body["id"].as_str().unwrap().to_string();
+    let org_id = engines(&api).await;
     let flow = api
         .post(
             &format!("/api/v1/orgs/{org_id}/workflows"),

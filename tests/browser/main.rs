@@ -55,6 +55,19 @@ const ADA_PERSONAL_ORG: &str = "Ada Lovelace (personal)";
 // The tests
 // ---------------------------------------------------------------------------------------------
 
+/// Ada's team organization "Analytical Engines" (slug `engines`), made over the API by
+/// `owner`; its id.
+async fn engines(owner: &common::Session) -> String {
+    let org = owner
+        .post(
+            "/api/v1/orgs",
+            json!({"name": "Analytical Engines", "slug": "engines"}),
+        )
+        .await;
+    assert_eq!(org.status, StatusCode::CREATED, "{}", org.text);
+    org.body["id"].as_str().unwrap().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_stays_on_sign_in_and_the_right_one_opens_the_personal_org_home() {
     let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
@@ -682,14 +695,7 @@ async fn a_member_shares_an_agent_with_the_organization_uploads_a_document_and_p
 
     // The owner makes a team organization; Bob and Carol join it as members (API).
     let owner = app.login(ADA_EMAIL).await;
-    let org = owner
-        .post(
-            "/api/v1/orgs",
-            json!({"name": "Analytical Engines", "slug": "engines"}),
-        )
-        .await;
-    assert_eq!(org.status, StatusCode::CREATED, "{}", org.text);
-    let org_id = org.body["id"].as_str().unwrap().to_string();
+    let org_id = engines(&owner).await;
     for who in [&bob_user, &carol_user] {
         let inv = owner
             .post(
@@ -941,14 +947,7 @@ async fn an_owner_configures_a_provider_a_member_brings_a_key_and_the_usage_page
     app.create_user(ADA_EMAIL, ADA_NAME).await;
     let bob_user = app.create_user("bob@example.com", "Bob Babbage").await;
     let owner = app.login(ADA_EMAIL).await;
-    let org = owner
-        .post(
-            "/api/v1/orgs",
-            json!({"name": "Analytical Engines", "slug": "engines"}),
-        )
-        .await;
-    assert_eq!(org.status, StatusCode::CREATED, "{}", org.text);
-    let org_id = org.body["id"].as_str().unwrap().to_string();
+    let org_id = engines(&owner).await;
     let inv = owner
         .post(
             &format!("/api/v1/orgs/{org_id}/invitations"),
