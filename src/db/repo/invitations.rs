@@ -3,7 +3,7 @@ use rusqlite::{Row, params};
 
 use chrono::{DateTime, Utc};
 
-use super::{opt_uuid_at, time_at, uuid_at, word_at};
+use super::{opt_time_at, opt_uuid_at, time_at, uuid_at, word_at};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 use crate::domain::{InvitationId, OrgId, Role, UserId};
 
@@ -14,10 +14,10 @@ pub struct Invitation {
     pub email: String,
     pub role: Role,
     pub invited_by: Option<UserId>,
-    pub created_at: String,
+    pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
-    pub accepted_at: Option<String>,
-    pub cancelled_at: Option<String>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
 }
 
 impl Invitation {
@@ -36,10 +36,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Invitation> {
         email: r.get(2)?,
         role: word_at(r, 3)?,
         invited_by: opt_uuid_at(r, 4)?.map(UserId::from_uuid),
-        created_at: r.get(5)?,
+        created_at: time_at(r, 5)?,
         expires_at: time_at(r, 6)?,
-        accepted_at: r.get(7)?,
-        cancelled_at: r.get(8)?,
+        accepted_at: opt_time_at(r, 7)?,
+        cancelled_at: opt_time_at(r, 8)?,
     })
 }
 

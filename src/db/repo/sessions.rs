@@ -3,7 +3,7 @@ use rusqlite::{Row, params};
 
 use chrono::{DateTime, Utc};
 
-use super::{time_at, uuid_at};
+use super::{opt_time_at, time_at, uuid_at};
 use crate::db::{Conn, DbError, WriteTx};
 use crate::domain::{SessionId, UserId};
 
@@ -12,12 +12,12 @@ pub struct Session {
     pub id: SessionId,
     pub user_id: UserId,
     pub csrf_token: String,
-    pub created_at: String,
+    pub created_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
-    pub revoked_at: Option<String>,
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str =
@@ -28,12 +28,12 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Session> {
         id: SessionId::from_uuid(uuid_at(r, 0)?),
         user_id: UserId::from_uuid(uuid_at(r, 1)?),
         csrf_token: r.get(2)?,
-        created_at: r.get(3)?,
+        created_at: time_at(r, 3)?,
         last_seen_at: time_at(r, 4)?,
         expires_at: time_at(r, 5)?,
         ip: r.get(6)?,
         user_agent: r.get(7)?,
-        revoked_at: r.get(8)?,
+        revoked_at: opt_time_at(r, 8)?,
     })
 }
 

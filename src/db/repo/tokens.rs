@@ -3,7 +3,7 @@ use rusqlite::{Row, params};
 
 use chrono::{DateTime, Utc};
 
-use super::{opt_time_at, uuid_at};
+use super::{opt_time_at, time_at, uuid_at};
 use crate::db::{Conn, DbError, WriteTx};
 use crate::domain::{ApiTokenId, OrgId, UserId};
 
@@ -14,10 +14,10 @@ pub struct ApiToken {
     pub organization_id: OrgId,
     pub name: String,
     pub token_hint: String,
-    pub created_at: String,
+    pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<String>,
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str = "id, user_id, organization_id, name, token_hint, created_at, expires_at,
@@ -30,10 +30,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
         organization_id: OrgId::from_uuid(uuid_at(r, 2)?),
         name: r.get(3)?,
         token_hint: r.get(4)?,
-        created_at: r.get(5)?,
+        created_at: time_at(r, 5)?,
         expires_at: opt_time_at(r, 6)?,
         last_used_at: opt_time_at(r, 7)?,
-        revoked_at: r.get(8)?,
+        revoked_at: opt_time_at(r, 8)?,
     })
 }
 

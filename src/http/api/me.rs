@@ -6,7 +6,7 @@ use axum::routing::{delete, get, put};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::pagination::{Page, paginate};
+use super::pagination::{Page, paginate, time_key};
 use super::views::identity::{SessionOut, TokenOut, UserOut};
 use super::views::{self, MembershipOut, OrgOut};
 use super::{created, items, no_content, ok};
@@ -100,7 +100,7 @@ async fn list_tokens(
 ) -> Result<Response> {
     user.require_session()?;
     let all = identity::list_api_tokens(&s.svc, user.user.id).await?;
-    let (page_items, next) = paginate(all, &page, |t| format!("{}|{}", t.created_at, t.id))?;
+    let (page_items, next) = paginate(all, &page, |t| time_key(t.created_at, t.id))?;
     Ok(items(&views::all::<_, TokenOut>(&page_items), next))
 }
 
@@ -122,7 +122,7 @@ async fn list_sessions(
 ) -> Result<Response> {
     let current = user.require_session()?.session_id;
     let all = identity::list_sessions(&s.svc, s.session_policy(), user.user.id).await?;
-    let (page_items, next) = paginate(all, &page, |s| format!("{}|{}", s.created_at, s.id))?;
+    let (page_items, next) = paginate(all, &page, |s| time_key(s.created_at, s.id))?;
     let out: Vec<SessionOut> = page_items
         .iter()
         .map(|s| SessionOut::new(s, current))

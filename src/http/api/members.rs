@@ -11,7 +11,7 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::pagination::{Page, encode_cursor, paginate, paginate_asc};
+use super::pagination::{Page, encode_cursor, paginate, paginate_asc, time_key};
 use super::views::members::{InvitationOut, MemberOut, MemberUserOut, TeamOut};
 use super::views::{self, OrgOut};
 use super::{created, items, no_content, ok};
@@ -169,7 +169,7 @@ async fn list_invitations(
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Response> {
     let list = invitations::list_pending(&s.svc, &ctx).await?;
-    let (list, next) = paginate(list, &page, |i| format!("{}|{}", i.created_at, i.id))?;
+    let (list, next) = paginate(list, &page, |i| time_key(i.created_at, i.id))?;
     Ok(items(&views::all::<_, InvitationOut>(&list), next))
 }
 

@@ -1,7 +1,10 @@
 //! `?limit=&cursor=` for lists (API.md): default 50, at most 200; the cursor is opaque.
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
+
+use crate::domain::fmt_time;
 
 use crate::error::AppError;
 
@@ -42,6 +45,13 @@ impl Page {
 
 pub fn encode_cursor(key: &str) -> String {
     URL_SAFE_NO_PAD.encode(key.as_bytes())
+}
+
+/// The sort key of an item listed by time and then id (`time|id`), the time written as it
+/// is stored: keys then sort as the rows do (stored times sort as text in time order) and
+/// cursors read as they always have.
+pub fn time_key(at: DateTime<Utc>, id: impl std::fmt::Display) -> String {
+    format!("{}|{id}", fmt_time(at))
 }
 
 /// Pages a list already sorted by `key` descending (newest first); for small lists that

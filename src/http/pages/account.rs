@@ -14,7 +14,7 @@ use crate::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, CurrentUser};
 use crate::http::state::AppState;
 use crate::http::views::{
-    AccountPage, FormErrors, NewTokenView, SessionRow, TokenFormValues, TokenRow, short_time,
+    AccountPage, FormErrors, NewTokenView, SessionRow, TokenFormValues, TokenRow,
 };
 use crate::services::identity;
 
@@ -38,7 +38,7 @@ async fn page(s: &AppState, user: &CurrentUser) -> Result<AccountPage> {
         .into_iter()
         .map(|session| SessionRow {
             current: Some(session.id) == current,
-            created: short_time(&session.created_at),
+            created: time_at(session.created_at),
             last_seen: time_at(session.last_seen_at),
             session,
         })
@@ -57,7 +57,7 @@ async fn page(s: &AppState, user: &CurrentUser) -> Result<AccountPage> {
                 token.revoked_at.is_none() && token.expires_at.is_none_or(|e| e > s.svc.now());
             TokenRow {
                 org_name,
-                created: short_time(&token.created_at),
+                created: time_at(token.created_at),
                 expires: token.expires_at.map_or_else(|| "never".into(), time_at),
                 last_used: token.last_used_at.map_or_else(|| "never".into(), time_at),
                 active,

@@ -170,7 +170,7 @@ async fn members_page(
                 id: i.id.to_string(),
                 email: i.email,
                 role: i.role.to_string(),
-                invited: short_time(&i.created_at),
+                invited: crate::domain::format::time_at(i.created_at),
                 expires: crate::domain::format::time_at(i.expires_at),
             })
             .collect()

@@ -36,7 +36,8 @@ impl<'a> From<&'a User> for UserOut<'a> {
 #[derive(Serialize)]
 pub struct SessionOut<'a> {
     pub id: SessionId,
-    pub created_at: &'a str,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::domain::ser_time")]
     pub last_seen_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::domain::ser_time")]
@@ -50,7 +51,7 @@ impl<'a> SessionOut<'a> {
     pub fn new(s: &'a Session, current: SessionId) -> Self {
         SessionOut {
             id: s.id,
-            created_at: &s.created_at,
+            created_at: s.created_at,
             last_seen_at: s.last_seen_at,
             expires_at: s.expires_at,
             ip: s.ip.as_deref(),
@@ -67,12 +68,14 @@ pub struct TokenOut<'a> {
     pub organization_id: OrgId,
     pub name: &'a str,
     pub token_hint: &'a str,
-    pub created_at: &'a str,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::domain::ser_opt_time")]
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "crate::domain::ser_opt_time")]
     pub last_used_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<&'a str>,
+    #[serde(serialize_with = "crate::domain::ser_opt_time")]
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 impl<'a> From<&'a ApiToken> for TokenOut<'a> {
@@ -82,10 +85,10 @@ impl<'a> From<&'a ApiToken> for TokenOut<'a> {
             organization_id: t.organization_id,
             name: &t.name,
             token_hint: &t.token_hint,
-            created_at: &t.created_at,
+            created_at: t.created_at,
             expires_at: t.expires_at,
             last_used_at: t.last_used_at,
-            revoked_at: t.revoked_at.as_deref(),
+            revoked_at: t.revoked_at,
         }
     }
 }

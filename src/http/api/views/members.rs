@@ -59,7 +59,8 @@ pub struct InvitationOut<'a> {
     pub email: &'a str,
     pub role: Role,
     pub invited_by: Option<UserId>,
-    pub created_at: &'a str,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::domain::ser_time")]
     pub expires_at: DateTime<Utc>,
 }
@@ -71,7 +72,7 @@ impl<'a> From<&'a Invitation> for InvitationOut<'a> {
             email: &i.email,
             role: i.role,
             invited_by: i.invited_by,
-            created_at: &i.created_at,
+            created_at: i.created_at,
             expires_at: i.expires_at,
         }
     }
