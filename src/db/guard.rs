@@ -672,14 +672,17 @@ mod tests {
         }
     }
 
+    /// A time as the repository stores it (it reads the organization back).
+    const NOW: &str = "2026-01-01T00:00:00.000000Z";
+
     /// An organization with its owner, through the real repository, and the owner's context.
     async fn org_with_owner(db: &crate::db::Db) -> crate::db::OrgContext {
         db.write(|tx| {
             let user = crate::domain::UserId::new();
             tx.execute(
                 "INSERT INTO users (id, email, name, password_hash, is_superuser, created_at, updated_at)
-                 VALUES (?1, 'g@example.com', 'G', 'x', 0, 'now', 'now')",
-                [user.to_string()],
+                 VALUES (?1, 'g@example.com', 'G', 'x', 0, ?2, ?2)",
+                [user.to_string(), NOW.to_string()],
             )?;
             crate::db::repo::orgs::create_with_owner(
                 tx,
@@ -690,7 +693,7 @@ mod tests {
                     kind: crate::domain::OrgKind::Team,
                     plan: "free",
                     owner: user,
-                    now: "now",
+                    now: NOW,
                 },
             )
         })

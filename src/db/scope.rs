@@ -1,6 +1,7 @@
 //! The tenancy layer's proof type. An `OrgContext` says "this user is an active member of
 //! this organization, with this role and these permissions"; only `membership_check` makes
 //! one, and every function on a tenant table takes it and binds its organization id.
+use chrono::{DateTime, Utc};
 use rusqlite::params;
 
 use super::repo::orgs::{ORG_COLUMNS, Org, org_from_row};
@@ -19,7 +20,7 @@ struct Ctx {
     role: Role,
     permissions: PermissionSet,
     teams: Vec<String>,
-    last_active_at: Option<String>,
+    last_active_at: Option<DateTime<Utc>>,
     /// The background job acting, for a `SystemScope` context; `None` for a member.
     system_job: Option<&'static str>,
 }
@@ -52,8 +53,8 @@ impl OrgContext {
         self.0.system_job
     }
     /// When the member last acted in this organization (updated at most every few minutes).
-    pub fn last_active_at(&self) -> Option<&str> {
-        self.0.last_active_at.as_deref()
+    pub fn last_active_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_active_at
     }
 }
 
@@ -102,7 +103,7 @@ pub(in crate::db) fn membership_check(
             let org = org_from_row(r, 0)?;
             let role: String = r.get(9)?;
             let perms: String = r.get(10)?;
-            let last: Option<String> = r.get(11)?;
+            let last = super::repo::opt_time_at(r, 11)?;
             Ok((org, role, perms, last))
         })?;
     let Some((org, role, perms, last_active_at)) = found else {

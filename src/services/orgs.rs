@@ -26,12 +26,7 @@ pub async fn context(svc: &Services, user: UserId, org_ref: String) -> Result<Or
     // A member whose org.view is denied by an override is shut out of the organization.
     super::require(&ctx, Permission::OrgView)?;
     let now = svc.now();
-    let stale = ctx.last_active_at().is_none_or(|t| {
-        chrono::DateTime::parse_from_rfc3339(t).map_or(true, |t| {
-            now.signed_duration_since(t) > chrono::Duration::minutes(5)
-        })
-    });
-    if stale {
+    if activity_is_stale(ctx.last_active_at(), now) {
         let (db, touch) = (svc.db.clone(), ctx.clone());
         tokio::spawn(async move {
             let stamp = crate::domain::fmt_time(now);
@@ -43,6 +38,15 @@ pub async fn context(svc: &Services, user: UserId, org_ref: String) -> Result<Or
         });
     }
     Ok(ctx)
+}
+
+/// Whether a member's "last active" time is due to be written again: never written, or
+/// more than five minutes before `now`.
+fn activity_is_stale(
+    last_active_at: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    last_active_at.is_none_or(|t| now.signed_duration_since(t) > chrono::Duration::minutes(5))
 }
 
 pub struct CreateOrg {
@@ -306,4 +310,26 @@ pub async fn delete(svc: &Services, ctx: &OrgContext, actor: &Actor) -> Result<(
             Ok(())
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone, Utc};
+
+    #[test]
+    fn activity_is_written_again_only_after_five_minutes() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 14, 5, 0).unwrap();
+        assert!(activity_is_stale(None, now), "never written");
+        assert!(!activity_is_stale(Some(now - Duration::minutes(4)), now));
+        assert!(!activity_is_stale(Some(now - Duration::minutes(5)), now));
+        assert!(activity_is_stale(
+            Some(now - Duration::minutes(5) - Duration::microseconds(1)),
+            now
+        ));
+        // Across midnight and a month's end: the times, not their text, are compared.
+        let midnight = Utc.with_ymd_and_hms(2026, 12, 1, 0, 2, 0).unwrap();
+        let before = Utc.with_ymd_and_hms(2026, 11, 30, 23, 59, 0).unwrap();
+        assert!(!activity_is_stale(Some(before), midnight));
+    }
 }

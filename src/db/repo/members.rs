@@ -1,9 +1,10 @@
 //! Memberships of one organization: roles, permission overrides, status.
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use rusqlite::{Row, params};
 
-use super::{json_at, uuid_at, word_at};
+use super::{json_at, opt_time_at, time_at, uuid_at, word_at};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 use crate::domain::{MemberStatus, Role, UserId};
 
@@ -21,8 +22,8 @@ pub struct Member {
     /// The explicit overrides (`{"path": true|false}`), not the effective set.
     pub permissions: BTreeMap<String, bool>,
     pub status: MemberStatus,
-    pub joined_at: String,
-    pub last_active_at: Option<String>,
+    pub joined_at: DateTime<Utc>,
+    pub last_active_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str =
@@ -39,8 +40,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Member> {
         role: word_at(r, 3)?,
         permissions: serde_json::from_value(perms).unwrap_or_default(),
         status: word_at(r, 5)?,
-        joined_at: r.get(6)?,
-        last_active_at: r.get(7)?,
+        joined_at: time_at(r, 6)?,
+        last_active_at: opt_time_at(r, 7)?,
     })
 }
 

@@ -1,7 +1,9 @@
 //! Organizations (the tenants themselves) and the owner membership made with each.
 use rusqlite::{Row, params};
 
-use super::{json_at, uuid_at, word_at};
+use chrono::{DateTime, Utc};
+
+use super::{json_at, time_at, uuid_at, word_at};
 use crate::db::{Conn, DbError, WriteTx};
 use crate::domain::{OrgId, OrgKind, OrgName, OrgStatus, Role, Slug, UserId};
 
@@ -14,8 +16,8 @@ pub struct Org {
     pub plan: String,
     pub settings: serde_json::Value,
     pub status: OrgStatus,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 pub(crate) const ORG_COLUMNS: &str =
@@ -30,8 +32,8 @@ pub(crate) fn org_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Org> {
         plan: r.get(at + 4)?,
         settings: json_at(r, at + 5)?,
         status: word_at(r, at + 6)?,
-        created_at: r.get(at + 7)?,
-        updated_at: r.get(at + 8)?,
+        created_at: time_at(r, at + 7)?,
+        updated_at: time_at(r, at + 8)?,
     })
 }
 

@@ -1,8 +1,9 @@
 //! Teams inside one organization, and their members (who must be members of the org).
+use chrono::{DateTime, Utc};
 use rusqlite::{Row, params};
 
 use super::members::MemberUser;
-use super::uuid_at;
+use super::{time_at, uuid_at};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 use crate::domain::{TeamId, UserId};
 
@@ -12,8 +13,8 @@ pub struct Team {
     pub name: String,
     pub description: String,
     pub member_count: i64,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "t.id, t.name, t.description,
@@ -26,8 +27,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Team> {
         name: r.get(1)?,
         description: r.get(2)?,
         member_count: r.get(3)?,
-        created_at: r.get(4)?,
-        updated_at: r.get(5)?,
+        created_at: time_at(r, 4)?,
+        updated_at: time_at(r, 5)?,
     })
 }
 

@@ -1,7 +1,9 @@
 //! Users (a global table: a person may belong to many organizations).
 use rusqlite::{Row, params};
 
-use super::{opt_uuid_at, uuid_at, word_at};
+use chrono::{DateTime, Utc};
+
+use super::{opt_uuid_at, time_at, uuid_at, word_at};
 use crate::db::{Conn, DbError, WriteTx};
 use crate::domain::{Email, OrgId, PersonName, UserId, UserStatus};
 
@@ -12,7 +14,7 @@ pub struct User {
     pub name: String,
     pub is_superuser: bool,
     pub status: UserStatus,
-    pub created_at: String,
+    pub created_at: DateTime<Utc>,
     pub current_organization_id: Option<OrgId>,
 }
 
@@ -27,7 +29,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(User, Option<String>)> {
             name: r.get(2)?,
             is_superuser: r.get(3)?,
             status: word_at(r, 4)?,
-            created_at: r.get(5)?,
+            created_at: time_at(r, 5)?,
             current_organization_id: opt_uuid_at(r, 6)?.map(OrgId::from_uuid),
         },
         r.get(7)?,

@@ -77,7 +77,7 @@ async fn list_members(
     let next = if list.len() as i64 > limit {
         list.truncate(limit as usize);
         list.last()
-            .map(|m| encode_cursor(&format!("{}|{}", m.joined_at, m.user.id)))
+            .map(|m| encode_cursor(&time_key(m.joined_at, m.user.id)))
     } else {
         None
     };

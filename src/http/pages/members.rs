@@ -2,6 +2,7 @@
 //! permission overrides, invitations (create, shown once; cancel), and the role matrix.
 use crate::domain::InvitationId;
 use crate::domain::Permission;
+use crate::domain::format::time_at;
 use crate::http::extract::OrgCtx;
 use crate::http::extract::OrgForm;
 use std::collections::BTreeMap;
@@ -20,12 +21,12 @@ use crate::db::repo::members::Member;
 use crate::db::scope::has_permission;
 use crate::domain::{Email, Invalid, OrgKind, PERMISSIONS, PermissionSet, Role, UserId};
 use crate::error::{AppError, Result};
-use crate::http::api::pagination::{Page, encode_cursor};
+use crate::http::api::pagination::{Page, encode_cursor, time_key};
 use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
 use crate::http::views::{
     FormErrors, InvitationRow, MatrixRow, MemberPage, MemberRow, MembersPage, NewInviteView,
-    PermissionRow, RoleOption, short_time,
+    PermissionRow, RoleOption,
 };
 use crate::services::{invitations, members};
 
@@ -104,12 +105,8 @@ fn member_row(ctx: &OrgContext, m: Member) -> MemberRow {
         email: m.user.email,
         role: m.role.to_string(),
         status: m.status.as_str(),
-        joined: short_time(&m.joined_at),
-        last_active: m
-            .last_active_at
-            .as_deref()
-            .map(short_time)
-            .unwrap_or_else(|| "never".into()),
+        joined: time_at(m.joined_at),
+        last_active: m.last_active_at.map_or_else(|| "never".into(), time_at),
         is_self,
         role_options,
         can_remove: if is_self { !personal } else { manageable },
@@ -156,7 +153,7 @@ async fn members_page(
     let next_page = if list.len() as i64 > PAGE_SIZE {
         list.truncate(PAGE_SIZE as usize);
         list.last()
-            .map(|m| encode_cursor(&format!("{}|{}", m.joined_at, m.user.id)))
+            .map(|m| encode_cursor(&time_key(m.joined_at, m.user.id)))
     } else {
         None
     };
@@ -170,8 +167,8 @@ async fn members_page(
                 id: i.id.to_string(),
                 email: i.email,
                 role: i.role.to_string(),
-                invited: crate::domain::format::time_at(i.created_at),
-                expires: crate::domain::format::time_at(i.expires_at),
+                invited: time_at(i.created_at),
+                expires: time_at(i.expires_at),
             })
             .collect()
     } else {

@@ -108,7 +108,7 @@ pub(super) async fn org_people(
         let full = batch.len() as i64 == BATCH;
         after = batch
             .last()
-            .map(|m| (m.joined_at.clone(), m.user.id.to_string()));
+            .map(|m| (crate::domain::fmt_time(m.joined_at), m.user.id.to_string()));
         out.extend(batch.into_iter().map(|m| crate::http::views::PersonRow {
             id: m.user.id.to_string(),
             name: m.user.name,

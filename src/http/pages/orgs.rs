@@ -71,7 +71,7 @@ async fn home(State(s): State<AppState>, OrgCtx { user, ctx }: OrgCtx) -> Result
         },
         plan: o.plan.clone(),
         kind: o.kind.as_str().to_string(),
-        created: short_time(&o.created_at),
+        created: crate::domain::format::time_at(o.created_at),
         permissions: ctx.permissions().iter().map(|p| p.to_string()).collect(),
         recent,
         can_view_audit,

@@ -19,7 +19,7 @@ use crate::domain::UserId;
 use crate::error::{AppError, Result};
 use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
-use crate::http::views::{FormErrors, PersonRow, TeamPage, TeamRow, TeamsPage, short_time};
+use crate::http::views::{FormErrors, PersonRow, TeamPage, TeamRow, TeamsPage};
 use crate::services::teams;
 
 pub fn router() -> Router<AppState> {
@@ -51,7 +51,7 @@ fn team_row(t: Team) -> TeamRow {
         name: t.name,
         description: t.description,
         members: t.member_count,
-        created: short_time(&t.created_at),
+        created: crate::domain::format::time_at(t.created_at),
     }
 }
 

@@ -16,7 +16,8 @@ pub struct UserOut<'a> {
     pub name: &'a str,
     pub is_superuser: bool,
     pub status: UserStatus,
-    pub created_at: &'a str,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub created_at: DateTime<Utc>,
 }
 
 impl<'a> From<&'a User> for UserOut<'a> {
@@ -27,7 +28,7 @@ impl<'a> From<&'a User> for UserOut<'a> {
             name: &u.name,
             is_superuser: u.is_superuser,
             status: u.status,
-            created_at: &u.created_at,
+            created_at: u.created_at,
         }
     }
 }

@@ -36,8 +36,10 @@ pub struct MemberOut<'a> {
     /// The explicit overrides (`{"path": true|false}`), not the effective set.
     pub permissions: &'a BTreeMap<String, bool>,
     pub status: MemberStatus,
-    pub joined_at: &'a str,
-    pub last_active_at: Option<&'a str>,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub joined_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::ser_opt_time")]
+    pub last_active_at: Option<DateTime<Utc>>,
 }
 
 impl<'a> From<&'a Member> for MemberOut<'a> {
@@ -47,8 +49,8 @@ impl<'a> From<&'a Member> for MemberOut<'a> {
             role: m.role,
             permissions: &m.permissions,
             status: m.status,
-            joined_at: &m.joined_at,
-            last_active_at: m.last_active_at.as_deref(),
+            joined_at: m.joined_at,
+            last_active_at: m.last_active_at,
         }
     }
 }
@@ -84,8 +86,10 @@ pub struct TeamOut<'a> {
     pub name: &'a str,
     pub description: &'a str,
     pub member_count: i64,
-    pub created_at: &'a str,
-    pub updated_at: &'a str,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub updated_at: DateTime<Utc>,
 }
 
 impl<'a> From<&'a Team> for TeamOut<'a> {
@@ -95,8 +99,8 @@ impl<'a> From<&'a Team> for TeamOut<'a> {
             name: &t.name,
             description: &t.description,
             member_count: t.member_count,
-            created_at: &t.created_at,
-            updated_at: &t.updated_at,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
         }
     }
 }

@@ -1,4 +1,5 @@
 //! Organizations and the caller's memberships.
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::db::repo::orgs::Org;
@@ -14,8 +15,10 @@ pub struct OrgOut<'a> {
     pub plan: &'a str,
     pub settings: &'a serde_json::Value,
     pub status: OrgStatus,
-    pub created_at: &'a str,
-    pub updated_at: &'a str,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub updated_at: DateTime<Utc>,
 }
 
 impl<'a> From<&'a Org> for OrgOut<'a> {
@@ -28,8 +31,8 @@ impl<'a> From<&'a Org> for OrgOut<'a> {
             plan: &o.plan,
             settings: &o.settings,
             status: o.status,
-            created_at: &o.created_at,
-            updated_at: &o.updated_at,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
         }
     }
 }
