@@ -89,6 +89,12 @@ pub fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
+/// `t` as it reads back once stored: `fmt_time` keeps microseconds, the clock has more.
+/// For a row a use case answers with right after writing it, without reading it again.
+pub fn as_stored(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::SubsecRound::trunc_subsecs(t, 6)
+}
+
 /// `serialize_with` for a time: written as it is stored (`fmt_time`), whatever chrono's
 /// own format would be.
 pub fn ser_time<S: serde::Serializer>(
@@ -132,5 +138,36 @@ mod tests {
             assert_eq!(parse_usd(bad), None, "{bad}");
         }
         assert_eq!(usd(parse_usd("7.25").unwrap()), "7.250000");
+    }
+
+    #[test]
+    fn a_time_as_stored_reads_back_equal_and_serializes_as_stored() {
+        use chrono::TimeZone;
+        let t = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 28, 14, 5, 9)
+            .unwrap()
+            + chrono::Duration::nanoseconds(123_456_789);
+        let stored = fmt_time(t);
+        assert_eq!(stored, "2026-11-28T14:05:09.123456Z");
+        let read = chrono::DateTime::parse_from_rfc3339(&stored).unwrap();
+        assert_eq!(as_stored(t), read);
+        assert_eq!(fmt_time(as_stored(t)), stored);
+        // A whole second keeps its six zeros (chrono's own format would drop them).
+        let whole = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        #[derive(serde::Serialize)]
+        struct Out {
+            #[serde(serialize_with = "ser_time")]
+            at: chrono::DateTime<chrono::Utc>,
+            #[serde(serialize_with = "ser_opt_time")]
+            never: Option<chrono::DateTime<chrono::Utc>>,
+        }
+        assert_eq!(
+            serde_json::to_string(&Out {
+                at: whole,
+                never: None
+            })
+            .unwrap(),
+            r#"{"at":"2026-12-01T00:00:00.000000Z","never":null}"#
+        );
     }
 }

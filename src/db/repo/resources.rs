@@ -3,11 +3,12 @@
 //! organization and, for reads, through the visibility predicate of ARCHITECTURE §4.
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use rusqlite::types::{FromSql, Type, Value as SqlValue};
 use rusqlite::{Row, ToSql, params, params_from_iter};
 use serde::de::DeserializeOwned;
 
-use super::{opt_uuid_at, uuid_at};
+use super::{opt_uuid_at, time_at, uuid_at};
 use crate::db::scope::{has_permission, member_permissions};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 use crate::domain::resources::{Cell, ColumnReader};
@@ -31,8 +32,8 @@ pub struct Resource {
     pub visibility: Visibility,
     pub shared_with: SharedWith,
     pub version: i64,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
     /// The type's own fields (`model`, `steps`, ...).
     pub fields: Fields,
 }
@@ -109,8 +110,8 @@ fn from_row(kind: ResourceKind, r: &Row<'_>) -> rusqlite::Result<Resource> {
         visibility: visibility_of(&vis),
         shared_with: SharedWith::default(),
         version: r.get(6)?,
-        created_at: r.get(7)?,
-        updated_at: r.get(8)?,
+        created_at: time_at(r, 7)?,
+        updated_at: time_at(r, 8)?,
         fields,
     })
 }
@@ -355,7 +356,8 @@ pub struct ListQuery {
     pub visibility: Option<Visibility>,
     /// Substring of name or description (case-insensitive for ASCII).
     pub q: Option<String>,
-    /// The (created_at, id) the previous page ended at.
+    /// The (created_at, id) the previous page ended at, as a cursor holds them: the
+    /// stored text, which the keyset compares with the stored columns.
     pub after: Option<(String, String)>,
     pub limit: i64,
 }
@@ -843,7 +845,7 @@ pub struct Message {
     pub role: String,
     pub content: String,
     pub user_id: Option<String>,
-    pub created_at: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// Messages of a conversation, oldest first, after `after` (created_at, id).
@@ -866,7 +868,7 @@ pub fn messages(
                 role: r.get(1)?,
                 content: r.get(2)?,
                 user_id: r.get(3)?,
-                created_at: r.get(4)?,
+                created_at: time_at(r, 4)?,
             })
         },
     )

@@ -11,7 +11,7 @@ use axum::routing::{get, put};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::pagination::{Page, encode_cursor};
+use super::pagination::{Page, encode_cursor, time_key};
 use super::views;
 use super::views::resources::{AccessibleOut, MessageOut, ViewOut};
 use super::{created, items, no_content, ok, ok_typed};
@@ -135,7 +135,7 @@ async fn list(
     let limit = q.limit;
     let rows = svc::list(&s.svc, &ctx, k, q).await?;
     let (rows, next) = page_out(rows, limit, |v| {
-        format!("{}|{}", v.resource.created_at, v.resource.id)
+        time_key(v.resource.created_at, v.resource.id)
     });
     Ok(items(&views::all::<_, ViewOut>(&rows), next))
 }
@@ -428,7 +428,7 @@ async fn list_messages(
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last()
-            .map(|m| encode_cursor(&format!("{}|{}", m.created_at, m.id)))
+            .map(|m| encode_cursor(&time_key(m.created_at, &m.id)))
     } else {
         None
     };
@@ -525,7 +525,7 @@ async fn accessible(
     };
     let rows = svc::accessible(&s.svc, user.user.id, k, q, only_org).await?;
     let (rows, next) = page_out(rows, limit, |a| {
-        format!("{}|{}", a.view.resource.created_at, a.view.resource.id)
+        time_key(a.view.resource.created_at, a.view.resource.id)
     });
     Ok(items(&views::all::<_, AccessibleOut>(&rows), next))
 }

@@ -13,7 +13,7 @@ use crate::db::repo::{audit, members, plans, teams};
 use crate::db::scope::has_permission;
 use crate::db::{Conn, OrgContext, WriteTx};
 use crate::domain::resources::{Checked, Patch, Sent};
-use crate::domain::{Invalid, Visibility, new_id};
+use crate::domain::{Invalid, Visibility, as_stored, fmt_time, new_id};
 use crate::error::{AppError, Result};
 use crate::services::{Actor, fresh_context, require};
 
@@ -582,7 +582,8 @@ pub async fn add_message(
         role.to_string(),
         content.to_string(),
     );
-    let now = svc.now_str();
+    let at = as_stored(svc.now());
+    let now = fmt_time(at);
     svc.db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
@@ -612,7 +613,7 @@ pub async fn add_message(
                 role,
                 content,
                 user_id: Some(me.user_id().to_string()),
-                created_at: now,
+                created_at: at,
             })
         })
         .await
@@ -636,8 +637,8 @@ mod tests {
             visibility: Visibility::Private,
             shared_with: SharedWith::default(),
             version: 1,
-            created_at: "t0".into(),
-            updated_at: "t0".into(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            updated_at: chrono::DateTime::UNIX_EPOCH,
             fields: Fields::Agent(Agent {
                 model: model.map(str::to_string),
                 system_prompt: prompt.into(),

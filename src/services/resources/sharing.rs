@@ -10,8 +10,9 @@ use crate::db::repo::resources::{self as repo, ListQuery, ResourceKind, SharedWi
 use crate::db::repo::{members, teams};
 use crate::db::scope::has_permission;
 use crate::db::{Conn, OrgContext};
-use crate::domain::{Invalid, UserId};
+use crate::domain::{Invalid, ResourceId, UserId, fmt_time};
 use crate::error::{AppError, Result};
+use chrono::{DateTime, Utc};
 
 /// Who a resource is shared with, as sent by clients.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -118,14 +119,19 @@ pub async fn accessible(
                     });
                 }
             }
-            all.sort_by(|a, b| {
-                (&b.view.resource.created_at, &b.view.resource.id)
-                    .cmp(&(&a.view.resource.created_at, &a.view.resource.id))
+            newest_first(&mut all, |a| {
+                (a.view.resource.created_at, a.view.resource.id)
             });
             all.truncate(q.limit.max(0) as usize);
             Ok(all)
         })
         .await
+}
+
+/// Sorts merged pages as each organization's page is sorted: newest first, and by id
+/// (newest first too) between items made at the same time.
+fn newest_first<T>(items: &mut [T], key: impl Fn(&T) -> (DateTime<Utc>, ResourceId)) {
+    items.sort_by_key(|i| std::cmp::Reverse(key(i)));
 }
 
 /// The public gallery: public items of every organization, read-only, with nothing that
@@ -139,7 +145,7 @@ pub async fn public(svc: &Services, kind: ResourceKind, q: ListQuery) -> Result<
                 .map(|(r, org_name)| {
                     let mut v = json!({
                         "id": r.id, "type": r.kind, "name": r.name, "description": r.description,
-                        "created_at": r.created_at, "updated_at": r.updated_at,
+                        "created_at": fmt_time(r.created_at), "updated_at": fmt_time(r.updated_at),
                         "organization": {"name": org_name},
                     });
                     for (k, x) in r.fields.public() {
@@ -150,4 +156,35 @@ pub async fn public(svc: &Services, kind: ResourceKind, q: ListQuery) -> Result<
                 .collect())
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn merged_pages_are_newest_first_by_time_then_id() {
+        let at = |d, h| Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap();
+        let (a, b, c) = (ResourceId::new(), ResourceId::new(), ResourceId::new());
+        // Two organizations' pages, each newest first, merged; b and c were made at the
+        // same time, so the later id comes first.
+        let mut all = vec![
+            ("x", at(9, 10), a),
+            ("y", at(28, 8), b),
+            ("y", at(28, 8), c),
+            ("x", at(10, 9), a),
+        ];
+        newest_first(&mut all, |&(_, t, id)| (t, id));
+        let order: Vec<_> = all.iter().map(|&(_, t, id)| (t, id)).collect();
+        assert_eq!(
+            order,
+            vec![
+                (at(28, 8), c),
+                (at(28, 8), b),
+                (at(10, 9), a),
+                (at(9, 10), a)
+            ]
+        );
+    }
 }

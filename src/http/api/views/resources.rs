@@ -2,6 +2,7 @@
 //! messages. A kind's own fields are its `Fields` (domain/resources), which each kind's
 //! module writes out itself.
 use crate::domain::ResourceId;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::db::repo::resources::{
@@ -39,8 +40,10 @@ pub struct ResourceOut<'a> {
     pub visibility: Visibility,
     pub shared_with: SharedWithOut<'a>,
     pub version: i64,
-    pub created_at: &'a str,
-    pub updated_at: &'a str,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub updated_at: DateTime<Utc>,
     /// The type's own fields (`model`, `steps`, ...), flattened into the JSON.
     #[serde(flatten)]
     pub fields: &'a Fields,
@@ -58,8 +61,8 @@ impl<'a> From<&'a Resource> for ResourceOut<'a> {
             visibility: r.visibility,
             shared_with: SharedWithOut::from(&r.shared_with),
             version: r.version,
-            created_at: &r.created_at,
-            updated_at: &r.updated_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
             fields: &r.fields,
         }
     }
@@ -114,7 +117,8 @@ pub struct MessageOut<'a> {
     pub role: &'a str,
     pub content: &'a str,
     pub user_id: Option<&'a str>,
-    pub created_at: &'a str,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub created_at: DateTime<Utc>,
 }
 
 impl<'a> From<&'a Message> for MessageOut<'a> {
@@ -124,7 +128,7 @@ impl<'a> From<&'a Message> for MessageOut<'a> {
             role: &m.role,
             content: &m.content,
             user_id: m.user_id.as_deref(),
-            created_at: &m.created_at,
+            created_at: m.created_at,
         }
     }
 }

@@ -63,8 +63,8 @@ pub(super) fn detail_of(r: &crate::db::repo::resources::Resource, names: &Names)
         description: r.description.clone(),
         visibility: r.visibility.as_str().to_string(),
         owner: names.of(r.owner_id),
-        created: short_time(&r.created_at),
-        updated: short_time(&r.updated_at),
+        created: time_at(r.created_at),
+        updated: time_at(r.updated_at),
         version: r.version,
     }
 }
@@ -130,7 +130,7 @@ pub(super) async fn item_page(
                 author: names.of(m.user_id.as_deref().and_then(UserId::parse)),
                 role: m.role,
                 content: m.content,
-                at: short_time(&m.created_at),
+                at: time_at(m.created_at),
             })
             .collect()
     } else {

@@ -47,7 +47,7 @@ pub(super) async fn list_page(
     let older_href = if rows.len() as i64 > PAGE_SIZE {
         rows.truncate(PAGE_SIZE as usize);
         rows.last().map(|v| {
-            let cursor = encode_cursor(&format!("{}|{}", v.resource.created_at, v.resource.id));
+            let cursor = encode_cursor(&time_key(v.resource.created_at, v.resource.id));
             let mut pairs = filters.to_vec();
             pairs.push(("cursor", cursor));
             with_query(&base, &pairs)
@@ -82,7 +82,7 @@ pub(super) async fn list_page(
                 name: v.resource.name,
                 description: v.resource.description,
                 visibility: v.resource.visibility.as_str().to_string(),
-                updated: short_time(&v.resource.updated_at),
+                updated: time_at(v.resource.updated_at),
             })
             .collect(),
         filtered: !q.is_empty() || visibility.is_some(),

@@ -29,15 +29,16 @@ use crate::db::OrgContext;
 use crate::db::repo::resources::{ListQuery, ResourceKind};
 use crate::db::scope::has_permission;
 use crate::domain::UserId;
+use crate::domain::format::time_at;
 use crate::domain::resources::Patch;
 use crate::error::{AppError, Result};
-use crate::http::api::pagination::{Page, encode_cursor};
+use crate::http::api::pagination::{Page, encode_cursor, time_key};
 use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
 use crate::http::views::{
     AccessPage, AccessRow, ChoiceOption, FormErrors, KbDocumentRow, KindLabel, MessageRow,
     PersonRow, ResourceDetail, ResourceFormValues, ResourcePage, ResourceRow, ResourcesPage,
-    ShareDialog, short_time,
+    ShareDialog,
 };
 use crate::services::resources::{self as svc, Input, SharedWithInput, Upload, View};
 use crate::services::teams;
