@@ -345,7 +345,7 @@ mod tests {
             key_id: None,
             key_hint: None,
             enabled,
-            updated_at: String::new(),
+            updated_at: chrono::DateTime::UNIX_EPOCH,
             key_required: true,
         }
     }

@@ -70,7 +70,7 @@ pub async fn close_periods(svc: &Services, now: chrono::DateTime<chrono::Utc>) -
                         subtotal_micros: subtotal,
                         total_micros: subtotal,
                         line_items: lines,
-                        issued_at: fmt_time(now),
+                        issued_at: now,
                     };
                     if invoices::insert(tx, &ctx, &inv)? {
                         n += 1;
@@ -169,7 +169,7 @@ mod tests {
                     amount_micros: 150,
                 },
             ],
-            issued_at: "2026-12-01T00:00:00Z".into(),
+            issued_at: chrono::DateTime::UNIX_EPOCH,
         };
         assert_eq!(
             csv(&inv),

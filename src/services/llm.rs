@@ -14,8 +14,9 @@ use crate::config::{EnvProvider, Secret};
 use crate::crypto::{Key, Keyring};
 use crate::db::repo::{audit, llm};
 use crate::db::{Conn, OrgContext, WriteTx};
-use crate::domain::{Invalid, OrgId, UserId, new_id};
+use crate::domain::{Invalid, OrgId, UserId, as_stored, fmt_time, new_id};
 use crate::error::AppError;
+use chrono::{DateTime, Utc};
 
 type Result<T> = std::result::Result<T, AppError>;
 
@@ -30,7 +31,8 @@ pub struct ProviderView {
     pub enabled: bool,
     /// False: the provider is called without a key unless one is set.
     pub key_required: bool,
-    pub updated_at: String,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub updated_at: DateTime<Utc>,
 }
 
 impl From<llm::Provider> for ProviderView {
@@ -262,7 +264,8 @@ pub async fn put_provider(
         return Err(AppError::invalid(errors));
     };
     let (ctx, actor, keyring) = (ctx.clone(), actor.clone(), keyring.clone());
-    let now = svc.now_str();
+    let at = as_stored(svc.now());
+    let now = fmt_time(at);
     svc.db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
@@ -274,7 +277,7 @@ pub async fn put_provider(
                 key_id: None,
                 key_hint: None,
                 enabled: true,
-                updated_at: now.clone(),
+                updated_at: at,
                 key_required: true,
             });
             let key_change = match &api_key {
@@ -306,7 +309,7 @@ pub async fn put_provider(
             if !row.key_required && row.base_url.is_none() {
                 return Err(AppError::invalid(vec![no_key_needs_base_url()]));
             }
-            row.updated_at.clone_from(&now);
+            row.updated_at = at;
             llm::save_org_provider(tx, &me, &row, me.user_id())?;
             audit::append(
                 tx,
@@ -519,7 +522,8 @@ pub async fn put_my_key(
         return Err(AppError::invalid(errors));
     };
     let (ctx, actor, keyring) = (ctx.clone(), actor.clone(), keyring.clone());
-    let now = svc.now_str();
+    let at = as_stored(svc.now());
+    let now = fmt_time(at);
     svc.db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
@@ -538,7 +542,7 @@ pub async fn put_my_key(
                 provider: provider.clone(),
                 base_url,
                 enabled: true,
-                updated_at: now.clone(),
+                updated_at: at,
                 key_required: true,
             };
             llm::save_user_provider(tx, &me, me.user_id(), &row)?;

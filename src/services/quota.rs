@@ -298,9 +298,9 @@ pub(crate) fn percent(used: i64, limit: i64) -> f64 {
 #[derive(Debug, Clone)]
 pub struct UsageReport {
     pub period: String,
-    pub start: String,
+    pub start: chrono::DateTime<chrono::Utc>,
     /// Exclusive.
-    pub end: String,
+    pub end: chrono::DateTime<chrono::Utc>,
     pub totals: usage::Totals,
     /// The caller's own calls.
     pub mine: usage::Totals,
@@ -431,8 +431,8 @@ pub async fn report(
                     alerts_sent: alerts,
                 }),
                 period: p.label,
-                start,
-                end,
+                start: p.start,
+                end: p.end,
                 totals,
                 mine,
                 by_model,

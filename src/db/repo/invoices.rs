@@ -1,8 +1,10 @@
 //! Invoices: one per organization and closed billing period.
+use chrono::{DateTime, Utc};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
+use crate::domain::fmt_time;
 
 #[derive(Debug, Clone)]
 pub struct Invoice {
@@ -12,7 +14,7 @@ pub struct Invoice {
     pub subtotal_micros: i64,
     pub total_micros: i64,
     pub line_items: Vec<InvoiceLine>,
-    pub issued_at: String,
+    pub issued_at: DateTime<Utc>,
 }
 
 /// One line of an invoice, stored in `line_items` as `{"kind": "plan" | "usage", ...}`.
@@ -61,7 +63,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Invoice> {
         subtotal_micros: r.get(3)?,
         total_micros: r.get(4)?,
         line_items: super::json_at(r, 5)?,
-        issued_at: r.get(6)?,
+        issued_at: super::time_at(r, 6)?,
     })
 }
 
@@ -78,7 +80,7 @@ pub fn insert(tx: &WriteTx<'_>, ctx: &OrgContext, inv: &Invoice) -> Result<bool,
             inv.subtotal_micros,
             inv.total_micros,
             lines_json(&inv.line_items).to_string(),
-            inv.issued_at
+            fmt_time(inv.issued_at)
         ],
     )? > 0)
 }

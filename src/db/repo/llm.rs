@@ -1,8 +1,11 @@
 //! Organization data keys, LLM providers (per organization and per member) and policy.
+use chrono::{DateTime, Utc};
 use rusqlite::params;
 
+use super::{opt_time_at, time_at};
+
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
-use crate::domain::UserId;
+use crate::domain::{UserId, fmt_time};
 
 /// A data key as stored: wrapped by the master key `master_key_id`.
 #[derive(Debug, Clone)]
@@ -88,7 +91,7 @@ pub struct Policy {
     pub allow_user_keys: bool,
     pub default_model: Option<String>,
     pub allowed_models: Vec<String>,
-    pub updated_at: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 pub fn policy(c: &Conn<'_>, ctx: &OrgContext) -> Result<Policy, DbError> {
@@ -103,7 +106,7 @@ pub fn policy(c: &Conn<'_>, ctx: &OrgContext) -> Result<Policy, DbError> {
                     allow_user_keys: r.get(0)?,
                     default_model: r.get(1)?,
                     allowed_models: serde_json::from_str(&models).unwrap_or_default(),
-                    updated_at: r.get(3)?,
+                    updated_at: opt_time_at(r, 3)?,
                 })
             },
         )?
@@ -145,7 +148,7 @@ pub struct Provider {
     pub key_id: Option<String>,
     pub key_hint: Option<String>,
     pub enabled: bool,
-    pub updated_at: String,
+    pub updated_at: DateTime<Utc>,
     /// False for a provider that is called without a key (organization entries only).
     pub key_required: bool,
 }
@@ -158,7 +161,7 @@ fn provider_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Provider> {
         key_id: r.get(3)?,
         key_hint: r.get(4)?,
         enabled: r.get(5)?,
-        updated_at: r.get(6)?,
+        updated_at: time_at(r, 6)?,
         key_required: r.get(7)?,
     })
 }
@@ -208,7 +211,7 @@ pub fn save_org_provider(
             p.key_hint,
             p.enabled,
             by.to_string(),
-            p.updated_at,
+            fmt_time(p.updated_at),
             p.key_required
         ],
     )?;
@@ -272,7 +275,7 @@ pub fn save_user_provider(
             p.key_ciphertext,
             p.key_id,
             p.key_hint,
-            p.updated_at
+            fmt_time(p.updated_at)
         ],
     )?;
     Ok(())

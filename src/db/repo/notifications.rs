@@ -1,5 +1,8 @@
 //! In-app notifications of a member in an organization.
+use chrono::{DateTime, Utc};
 use rusqlite::params;
+
+use super::{opt_time_at, time_at};
 
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 use crate::domain::UserId;
@@ -11,8 +14,8 @@ pub struct Notification {
     pub title: String,
     pub body: String,
     pub details: serde_json::Value,
-    pub created_at: String,
-    pub read_at: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub read_at: Option<DateTime<Utc>>,
 }
 
 pub struct New<'a> {
@@ -64,8 +67,8 @@ pub fn list(
                 title: r.get(2)?,
                 body: r.get(3)?,
                 details: super::json_at(r, 4)?,
-                created_at: r.get(5)?,
-                read_at: r.get(6)?,
+                created_at: time_at(r, 5)?,
+                read_at: opt_time_at(r, 6)?,
             })
         },
     )

@@ -1,7 +1,9 @@
 //! Metering: one append-only event per gateway call and running totals per period.
+use chrono::{DateTime, Utc};
 use rusqlite::params;
 
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
+use crate::domain::fmt_time;
 
 /// One call through the gateway, as metered.
 #[derive(Debug, Clone)]
@@ -21,7 +23,7 @@ pub struct Event {
     pub output_tokens: i64,
     pub cost_micros: i64,
     pub latency_ms: i64,
-    pub created_at: String,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -32,11 +34,14 @@ struct Sum {
     cost: i64,
 }
 
+/// A total being added up: whose it is, the sums, and the time of the last event added.
+type Running = (OrgContext, Sum, DateTime<Utc>);
+
 /// Events of one write job, with their totals added up before they are written.
 #[derive(Default)]
 pub struct Batch {
-    orgs: std::collections::BTreeMap<(String, String), (OrgContext, Sum, String)>,
-    members: std::collections::BTreeMap<(String, String, String), (OrgContext, Sum, String)>,
+    orgs: std::collections::BTreeMap<(String, String), Running>,
+    members: std::collections::BTreeMap<(String, String, String), Running>,
 }
 
 impl Batch {
@@ -68,7 +73,7 @@ impl Batch {
                 e.output_tokens,
                 e.cost_micros,
                 e.latency_ms,
-                e.created_at,
+                fmt_time(e.created_at),
                 e.served_model,
                 e.priced
             ],
@@ -82,15 +87,15 @@ impl Batch {
         let o = self
             .orgs
             .entry((org.clone(), period.to_string()))
-            .or_insert_with(|| (ctx.clone(), Sum::default(), String::new()));
+            .or_insert_with(|| (ctx.clone(), Sum::default(), e.created_at));
         add(&mut o.1);
-        o.2.clone_from(&e.created_at);
+        o.2 = e.created_at;
         let m = self
             .members
             .entry((org, period.to_string(), user))
-            .or_insert_with(|| (ctx.clone(), Sum::default(), String::new()));
+            .or_insert_with(|| (ctx.clone(), Sum::default(), e.created_at));
         add(&mut m.1);
-        m.2.clone_from(&e.created_at);
+        m.2 = e.created_at;
         Ok(())
     }
 
@@ -116,7 +121,7 @@ impl Batch {
                      output_tokens = output_tokens + excluded.output_tokens,
                      cost_micros = cost_micros + excluded.cost_micros,
                      updated_at = excluded.updated_at",
-                params![period, s.requests, s.input, s.output, s.cost, at],
+                params![period, s.requests, s.input, s.output, s.cost, fmt_time(*at)],
             )?;
         }
         for ((_, period, user), (ctx, s, at)) in &self.members {
@@ -136,7 +141,7 @@ impl Batch {
                     s.input,
                     s.output,
                     s.cost,
-                    at
+                    fmt_time(*at)
                 ],
             )?;
         }

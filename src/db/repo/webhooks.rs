@@ -1,5 +1,8 @@
 //! Webhook deliveries of an organization.
+use chrono::{DateTime, Utc};
 use rusqlite::params;
+
+use super::{opt_time_at, time_at};
 
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 
@@ -11,11 +14,11 @@ pub struct Delivery {
     pub payload: String,
     pub status: String,
     pub attempts: i64,
-    pub next_attempt_at: String,
+    pub next_attempt_at: DateTime<Utc>,
     pub last_status_code: Option<i64>,
     pub last_error: Option<String>,
-    pub created_at: String,
-    pub delivered_at: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str =
@@ -30,11 +33,11 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
         payload: r.get(3)?,
         status: r.get(4)?,
         attempts: r.get(5)?,
-        next_attempt_at: r.get(6)?,
+        next_attempt_at: time_at(r, 6)?,
         last_status_code: r.get(7)?,
         last_error: r.get(8)?,
-        created_at: r.get(9)?,
-        delivered_at: r.get(10)?,
+        created_at: time_at(r, 9)?,
+        delivered_at: opt_time_at(r, 10)?,
     })
 }
 

@@ -20,7 +20,6 @@ use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
 use crate::http::views::{
     FormErrors, LlmSettingsPage, MyKeyRow, MyKeysPage, ProviderRow, ResolutionRow, TestView,
-    short_time,
 };
 use crate::services::llm::{self, KeySource, PolicyInput, ProviderInput, parse_provider};
 use crate::services::llm_probe::{ConnectionTest, Target};
@@ -145,7 +144,7 @@ fn provider_rows(
                 enabled: p.enabled,
                 key_required: p.key_required,
                 effective,
-                updated: short_time(&p.updated_at),
+                updated: crate::domain::format::time_at(p.updated_at),
                 server_only: false,
                 test: None,
                 errors: FormErrors::default(),
@@ -392,7 +391,7 @@ async fn keys_page(s: &AppState, user: &CurrentUser, ctx: &OrgContext) -> Result
                 name: k.provider,
                 base_url: k.base_url.unwrap_or_default(),
                 key_hint: k.key_hint.unwrap_or_default(),
-                updated: short_time(&k.updated_at),
+                updated: crate::domain::format::time_at(k.updated_at),
                 test: None,
             })
             .collect(),
@@ -515,7 +514,9 @@ mod tests {
             key_hint: hint.map(str::to_string),
             enabled,
             key_required: true,
-            updated_at: "2026-11-28T10:00:00.000000Z".into(),
+            updated_at: chrono::DateTime::parse_from_rfc3339("2026-11-28T10:00:00.000000Z")
+                .unwrap()
+                .to_utc(),
         };
         let rows = provider_rows(
             vec![

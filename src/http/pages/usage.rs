@@ -20,12 +20,11 @@ use crate::db::repo::usage::Totals;
 use crate::db::scope::has_permission;
 use crate::domain::period::period_at;
 use crate::domain::{Invalid, format, parse_usd, usd};
-use crate::error::{AppError, Result};
+use crate::error::Result;
 use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
 use crate::http::views::{
     FormErrors, InvoiceRow, NotificationRow, QuotaFields, UsageMeter, UsagePage, UsageRow,
-    short_time,
 };
 use crate::services::quota::LimitKind;
 use crate::services::{invoices, notifications, quota};
@@ -119,12 +118,6 @@ fn days_of(start: NaiveDate, end: NaiveDate, by_day: &[(String, i64)]) -> Vec<(N
     out
 }
 
-fn parse_time(v: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(v)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 /// Dollars as the form shows them: every digit that is there (`25`, `1.234567`), so that
 /// saving the form unchanged keeps the amount.
 fn form_dollars(micros: Option<i64>) -> String {
@@ -185,7 +178,7 @@ fn usage_view(
     now: DateTime<Utc>,
 ) -> Result<UsagePage> {
     let settings = &report.settings;
-    let browse = PeriodBrowse::of(report, now)?;
+    let browse = PeriodBrowse::of(report, now);
     let (limits, rates) = limits_of(&report.limits);
     Ok(UsagePage {
         layout,
@@ -224,7 +217,7 @@ fn usage_view(
                 id: i.id,
                 period: i.period,
                 total: format::money(i.total_micros),
-                issued: short_time(&i.issued_at),
+                issued: format::time_at(i.issued_at),
             })
             .collect(),
         notifications: notes
@@ -235,7 +228,7 @@ fn usage_view(
                 id: n.id,
                 title: n.title,
                 body: n.body,
-                when: short_time(&n.created_at),
+                when: format::time_at(n.created_at),
             })
             .collect(),
         notice: None,
@@ -253,18 +246,16 @@ struct PeriodBrowse {
 }
 
 impl PeriodBrowse {
-    fn of(report: &quota::UsageReport, now: DateTime<Utc>) -> Result<Self> {
+    fn of(report: &quota::UsageReport, now: DateTime<Utc>) -> Self {
         let anchor = report.settings.billing_anchor_day;
-        let (Some(start), Some(end)) = (parse_time(&report.start), parse_time(&report.end)) else {
-            return Err(AppError::Internal("the usage report has no period".into()));
-        };
+        let (start, end) = (report.start, report.end);
         let last_day = (end - chrono::Duration::seconds(1)).date_naive();
         let day_costs: Vec<(String, i64)> = report
             .by_day
             .iter()
             .map(|r| (r.day.clone(), r.totals.cost_micros))
             .collect();
-        Ok(PeriodBrowse {
+        PeriodBrowse {
             range: format!(
                 "{} – {}",
                 start.format("%-d %b %Y"),
@@ -273,7 +264,7 @@ impl PeriodBrowse {
             prev_period: period_at(start - chrono::Duration::seconds(1), anchor).label,
             next_period: (end <= now).then(|| period_at(end, anchor).label),
             chart_svg: daily_cost_svg(&days_of(start.date_naive(), end.date_naive(), &day_costs)),
-        })
+        }
     }
 }
 

@@ -131,7 +131,7 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
                     output_tokens: m.tokens.output,
                     cost_micros: 0,
                     latency_ms: m.latency_ms,
-                    created_at: crate::domain::fmt_time(m.at),
+                    created_at: m.at,
                 },
             )
         })

@@ -134,12 +134,14 @@ mod tests {
                 output_tokens: 0,
                 amount_micros: 150,
             }],
-            issued_at: "2026-12-01T00:00:00Z".into(),
+            issued_at: chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00.000000Z")
+                .unwrap()
+                .to_utc(),
         };
         let json = serde_json::to_string(&super::usage::InvoiceOut::from(&inv)).unwrap_or_default();
         assert_eq!(
             json,
-            r#"{"id":"i1","period":"2026-11","currency":"USD","subtotal_micros":150,"total_micros":150,"line_items":[{"amount_micros":150,"input_tokens":1000,"kind":"usage","model":"m","output_tokens":0,"requests":3}],"issued_at":"2026-12-01T00:00:00Z"}"#
+            r#"{"id":"i1","period":"2026-11","currency":"USD","subtotal_micros":150,"total_micros":150,"line_items":[{"amount_micros":150,"input_tokens":1000,"kind":"usage","model":"m","output_tokens":0,"requests":3}],"issued_at":"2026-12-01T00:00:00.000000Z"}"#
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Usage, quota, invoices, notifications and alert webhook deliveries. A delivery's
 //! payload stays out: it is what was (or will be) sent to the organization's endpoint,
 //! signed, and may carry more than the list needs.
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::db::repo::invoices::{Invoice, InvoiceLine};
@@ -85,9 +86,11 @@ impl<'a> From<&'a DayUsage> for DayUsageOut<'a> {
 #[derive(Serialize)]
 pub struct UsageReportOut<'a> {
     pub period: &'a str,
-    pub start: &'a str,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub start: DateTime<Utc>,
     /// Exclusive.
-    pub end: &'a str,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub end: DateTime<Utc>,
     pub totals: TotalsOut,
     /// The caller's own calls.
     pub mine: TotalsOut,
@@ -104,8 +107,8 @@ impl<'a> From<&'a UsageReport> for UsageReportOut<'a> {
     fn from(r: &'a UsageReport) -> Self {
         UsageReportOut {
             period: &r.period,
-            start: &r.start,
-            end: &r.end,
+            start: r.start,
+            end: r.end,
             totals: TotalsOut::from(&r.totals),
             mine: TotalsOut::from(&r.mine),
             by_model: super::all(&r.by_model),
@@ -127,7 +130,8 @@ pub struct InvoiceOut<'a> {
     pub total_micros: i64,
     #[serde(serialize_with = "keys_sorted")]
     pub line_items: &'a [InvoiceLine],
-    pub issued_at: &'a str,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub issued_at: DateTime<Utc>,
 }
 
 impl<'a> From<&'a Invoice> for InvoiceOut<'a> {
@@ -139,7 +143,7 @@ impl<'a> From<&'a Invoice> for InvoiceOut<'a> {
             subtotal_micros: i.subtotal_micros,
             total_micros: i.total_micros,
             line_items: &i.line_items,
-            issued_at: &i.issued_at,
+            issued_at: i.issued_at,
         }
     }
 }
@@ -157,8 +161,10 @@ pub struct NotificationOut<'a> {
     pub title: &'a str,
     pub body: &'a str,
     pub details: &'a serde_json::Value,
-    pub created_at: &'a str,
-    pub read_at: Option<&'a str>,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::ser_opt_time")]
+    pub read_at: Option<DateTime<Utc>>,
 }
 
 impl<'a> From<&'a Notification> for NotificationOut<'a> {
@@ -169,8 +175,8 @@ impl<'a> From<&'a Notification> for NotificationOut<'a> {
             title: &n.title,
             body: &n.body,
             details: &n.details,
-            created_at: &n.created_at,
-            read_at: n.read_at.as_deref(),
+            created_at: n.created_at,
+            read_at: n.read_at,
         }
     }
 }
@@ -182,11 +188,14 @@ pub struct DeliveryOut<'a> {
     pub url: &'a str,
     pub status: &'a str,
     pub attempts: i64,
-    pub next_attempt_at: &'a str,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub next_attempt_at: DateTime<Utc>,
     pub last_status_code: Option<i64>,
     pub last_error: Option<&'a str>,
-    pub created_at: &'a str,
-    pub delivered_at: Option<&'a str>,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::ser_opt_time")]
+    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 impl<'a> From<&'a Delivery> for DeliveryOut<'a> {
@@ -197,11 +206,11 @@ impl<'a> From<&'a Delivery> for DeliveryOut<'a> {
             url: &d.url,
             status: &d.status,
             attempts: d.attempts,
-            next_attempt_at: &d.next_attempt_at,
+            next_attempt_at: d.next_attempt_at,
             last_status_code: d.last_status_code,
             last_error: d.last_error.as_deref(),
-            created_at: &d.created_at,
-            delivered_at: d.delivered_at.as_deref(),
+            created_at: d.created_at,
+            delivered_at: d.delivered_at,
         }
     }
 }
