@@ -167,7 +167,7 @@ async fn send_mail(
         inviter: &actor.email,
         role: invitation.role.as_str(),
         accept_url: url,
-        expires_at: &fmt_time(invitation.expires_at),
+        expires_at: invitation.expires_at,
     };
     match super::mail::send_invitation(cfg, &mail).await {
         Ok(()) => true,

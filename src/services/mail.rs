@@ -11,7 +11,7 @@ pub struct InvitationMail<'a> {
     pub inviter: &'a str,
     pub role: &'a str,
     pub accept_url: &'a str,
-    pub expires_at: &'a str,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 fn transport(cfg: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
@@ -47,7 +47,7 @@ pub async fn send_invitation(cfg: &SmtpConfig, mail: &InvitationMail<'_>) -> Res
         org = mail.org_name,
         role = mail.role,
         url = mail.accept_url,
-        expires = mail.expires_at,
+        expires = crate::domain::fmt_time(mail.expires_at),
     );
     let message = Message::builder()
         .from(from)
