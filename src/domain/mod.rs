@@ -9,7 +9,9 @@ mod settings;
 mod values;
 mod words;
 
-pub use ids::{ApiTokenId, InvitationId, OrgId, ResourceId, SessionId, TeamId, UserId, new_id};
+pub use ids::{
+    ApiTokenId, InvitationId, OrgId, Principal, ResourceId, SessionId, TeamId, UserId, new_id,
+};
 pub use permissions::{PERMISSIONS, Permission, PermissionSet, Role};
 pub use settings::OrgSettings;
 pub use values::{Email, OrgKind, OrgName, Password, PersonName, Slug, TokenName, Visibility};

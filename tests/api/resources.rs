@@ -1079,3 +1079,29 @@ async fn guests_see_neither_counts_nor_usage_of_the_organization() {
             .is_string()
     );
 }
+
+/// A share names a team by its id however the id is spelled (as the team's path does):
+/// it is kept once, in the id's usual form, and it lets the team's members read.
+#[tokio::test]
+async fn a_team_share_counts_whatever_the_spelling_of_the_teams_id() {
+    let o = org().await;
+    let path = format!("/api/v1/orgs/{}/agents", o.org);
+    let (upper, simple) = (o.team.to_uppercase(), o.team.replace('-', ""));
+    let made = o
+        .member
+        .post(
+            &path,
+            json!({"name": "For Core", "shared_with": {"teams": [upper, simple]}}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    assert_eq!(made.body["shared_with"]["teams"], json!([o.team]));
+    let id = made.body["id"].as_str().unwrap();
+    let read = o.guest.get(&format!("{path}/{id}")).await;
+    assert_eq!(
+        read.status,
+        StatusCode::OK,
+        "the guest is in Core: {}",
+        read.text
+    );
+}

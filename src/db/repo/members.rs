@@ -6,7 +6,7 @@ use rusqlite::{Row, params};
 
 use super::{json_at, opt_time_at, time_at, uuid_at, word_at};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
-use crate::domain::{MemberStatus, Role, UserId};
+use crate::domain::{MemberStatus, Principal, Role, UserId};
 
 #[derive(Debug, Clone)]
 pub struct MemberUser {
@@ -174,10 +174,7 @@ pub fn remove(
     )?;
     // Direct shares end with the membership (team shares end with the team membership,
     // which the foreign key removes).
-    tx.scoped(ctx).execute(
-        "DELETE FROM resource_shares WHERE organization_id = ?1 AND principal_type = 'user' AND principal_id = ?2",
-        params![user.to_string()],
-    )?;
+    super::resources::drop_shares_with(tx, ctx, Principal::User(user))?;
     tx.scoped(ctx).execute(
         "UPDATE api_tokens SET revoked_at = ?3
          WHERE organization_id = ?1 AND user_id = ?2 AND revoked_at IS NULL",

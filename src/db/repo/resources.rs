@@ -13,12 +13,41 @@ use crate::db::scope::{has_permission, member_permissions};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
 use crate::domain::resources::{Cell, ColumnReader};
 pub use crate::domain::resources::{Checked, Fields, ResourceKind, Skill, Trait};
-use crate::domain::{OrgId, PermissionSet, ResourceId, Role, UserId, Visibility};
+use crate::domain::{
+    OrgId, PermissionSet, Principal, ResourceId, Role, TeamId, UserId, Visibility,
+};
 
+/// The members and teams a resource is shared with, each once, users first, each by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SharedWith {
-    pub users: Vec<String>,
-    pub teams: Vec<String>,
+pub struct SharedWith(std::collections::BTreeSet<Principal>);
+
+impl SharedWith {
+    /// Adds a principal; false when it was there already.
+    pub fn insert(&mut self, p: Principal) -> bool {
+        self.0.insert(p)
+    }
+
+    pub fn contains(&self, p: Principal) -> bool {
+        self.0.contains(&p)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Principal> + '_ {
+        self.0.iter().copied()
+    }
+
+    pub fn users(&self) -> impl Iterator<Item = UserId> + '_ {
+        self.iter().filter_map(|p| match p {
+            Principal::User(u) => Some(u),
+            Principal::Team(_) => None,
+        })
+    }
+
+    pub fn teams(&self) -> impl Iterator<Item = TeamId> + '_ {
+        self.iter().filter_map(|p| match p {
+            Principal::Team(t) => Some(t),
+            Principal::User(_) => None,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -68,16 +97,24 @@ fn select_list_with_shares(kind: ResourceKind) -> String {
     )
 }
 
-/// `from_row` for `select_list_with_shares`.
+/// `from_row` for `select_list_with_shares`; a share that names no user or team is a
+/// conversion error.
 fn from_row_with_shares(kind: ResourceKind, r: &Row<'_>) -> rusqlite::Result<Resource> {
     let mut res = from_row(kind, r)?;
-    let shares: Option<String> = r.get(COMMON_N + kind.columns().len())?;
+    let at = COMMON_N + kind.columns().len();
+    let shares: Option<String> = r.get(at)?;
     for share in shares.as_deref().unwrap_or("").split(',') {
-        match share.split_once(':') {
-            Some(("team", id)) => res.shared_with.teams.push(id.to_string()),
-            Some((_, id)) => res.shared_with.users.push(id.to_string()),
-            None => {}
-        }
+        let Some((kind, id)) = share.split_once(':') else {
+            continue;
+        };
+        let p = Principal::parse(kind, id).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                at,
+                Type::Text,
+                format!("share with unknown principal {share:?}").into(),
+            )
+        })?;
+        res.shared_with.insert(p);
     }
     Ok(res)
 }
@@ -633,15 +670,22 @@ pub fn set_shares(
         "DELETE FROM resource_shares WHERE organization_id = ?1 AND resource_type = ?2 AND resource_id = ?3",
         params![kind.share_type(), id],
     )?;
-    for (ptype, ids) in [("user", &shared.users), ("team", &shared.teams)] {
-        for pid in ids {
-            scoped.execute(
-                "INSERT INTO resource_shares (organization_id, resource_type, resource_id, principal_type, principal_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-                params![kind.share_type(), id, ptype, pid, now],
-            )?;
-        }
+    for p in shared.iter() {
+        scoped.execute(
+            "INSERT INTO resource_shares (organization_id, resource_type, resource_id, principal_type, principal_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            params![kind.share_type(), id, p.kind(), p.to_string(), now],
+        )?;
     }
+    Ok(())
+}
+
+/// Ends every share with `p` in the organization (a member leaving, a team deleted).
+pub fn drop_shares_with(tx: &WriteTx<'_>, ctx: &OrgContext, p: Principal) -> Result<(), DbError> {
+    tx.scoped(ctx).execute(
+        "DELETE FROM resource_shares WHERE organization_id = ?1 AND principal_type = ?2 AND principal_id = ?3",
+        params![p.kind(), p.to_string()],
+    )?;
     Ok(())
 }
 

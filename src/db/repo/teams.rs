@@ -5,7 +5,7 @@ use rusqlite::{Row, params};
 use super::members::MemberUser;
 use super::{time_at, uuid_at};
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
-use crate::domain::{TeamId, UserId};
+use crate::domain::{Principal, TeamId, UserId};
 
 #[derive(Debug, Clone)]
 pub struct Team {
@@ -94,10 +94,7 @@ pub fn update(
 }
 
 pub fn delete(tx: &WriteTx<'_>, ctx: &OrgContext, id: TeamId) -> Result<bool, DbError> {
-    tx.scoped(ctx).execute(
-        "DELETE FROM resource_shares WHERE organization_id = ?1 AND principal_type = 'team' AND principal_id = ?2",
-        params![id.to_string()],
-    )?;
+    super::resources::drop_shares_with(tx, ctx, Principal::Team(id))?;
     Ok(tx.scoped(ctx).execute(
         "DELETE FROM teams WHERE organization_id = ?1 AND id = ?2",
         params![id.to_string()],

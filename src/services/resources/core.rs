@@ -297,7 +297,7 @@ pub async fn create(svc: &Services, ctx: &OrgContext, actor: &Actor, input: Inpu
 
 /// Shares as the audit trail records them (`{"teams": [...], "users": [...]}`).
 pub(super) fn shares_json(s: &SharedWith) -> Value {
-    json!({"users": s.users, "teams": s.teams})
+    json!({"users": s.users().collect::<Vec<_>>(), "teams": s.teams().collect::<Vec<_>>()})
 }
 
 /// The audit detail of an update: each common or own field that changed, before and after

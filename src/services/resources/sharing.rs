@@ -10,11 +10,12 @@ use crate::db::repo::resources::{self as repo, ListQuery, ResourceKind, SharedWi
 use crate::db::repo::{members, teams};
 use crate::db::scope::has_permission;
 use crate::db::{Conn, OrgContext};
-use crate::domain::{Invalid, ResourceId, UserId, fmt_time};
+use crate::domain::{Invalid, Principal, ResourceId, TeamId, UserId, fmt_time};
 use crate::error::{AppError, Result};
 use chrono::{DateTime, Utc};
 
-/// Who a resource is shared with, as sent by clients.
+/// Who a resource is shared with, as sent by clients: ids as typed, which `check_shares`
+/// reads (each must name a member or a team of the organization).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SharedWithInput {
@@ -49,28 +50,22 @@ pub(super) fn check_shares(
                 format!("{u} is not a member."),
             )]));
         }
-        if !out.users.contains(&id.to_string()) {
-            out.users.push(id.to_string());
-        }
+        out.insert(Principal::User(id));
     }
     for t in &s.teams {
         // A principal that is no team id names no team either.
-        let found = match crate::domain::TeamId::parse(t) {
+        let found = match TeamId::parse(t) {
             Some(id) => teams::find(c, ctx, id)?,
             None => None,
         };
-        if found.is_none() {
+        let Some(team) = found else {
             return Err(AppError::invalid(vec![Invalid::new(
                 "shared_with",
                 format!("{t} is not a team of this organization."),
             )]));
-        }
-        if !out.teams.contains(t) {
-            out.teams.push(t.clone());
-        }
+        };
+        out.insert(Principal::Team(team.id));
     }
-    out.users.sort();
-    out.teams.sort();
     Ok(out)
 }
 

@@ -8,22 +8,22 @@ use serde::Serialize;
 use crate::db::repo::resources::{
     Fields, Message, Resource, ResourceKind, SharedWith, Skill, Trait,
 };
-use crate::domain::{OrgId, UserId, Visibility};
+use crate::domain::{OrgId, TeamId, UserId, Visibility};
 use crate::services::resources::{Accessible, View};
 
 use super::orgs::OrgOut;
 
 #[derive(Serialize)]
-pub struct SharedWithOut<'a> {
-    pub users: &'a [String],
-    pub teams: &'a [String],
+pub struct SharedWithOut {
+    pub users: Vec<UserId>,
+    pub teams: Vec<TeamId>,
 }
 
-impl<'a> From<&'a SharedWith> for SharedWithOut<'a> {
-    fn from(s: &'a SharedWith) -> Self {
+impl From<&SharedWith> for SharedWithOut {
+    fn from(s: &SharedWith) -> Self {
         SharedWithOut {
-            users: &s.users,
-            teams: &s.teams,
+            users: s.users().collect(),
+            teams: s.teams().collect(),
         }
     }
 }
@@ -38,7 +38,7 @@ pub struct ResourceOut<'a> {
     pub name: &'a str,
     pub description: &'a str,
     pub visibility: Visibility,
-    pub shared_with: SharedWithOut<'a>,
+    pub shared_with: SharedWithOut,
     pub version: i64,
     #[serde(serialize_with = "crate::domain::ser_time")]
     pub created_at: DateTime<Utc>,

@@ -1,6 +1,7 @@
 //! One item's page: its edit form, the share dialog, delete, "who has access", a
 //! knowledge base's documents and a conversation's messages.
 use super::*;
+use crate::domain::Principal;
 
 pub(super) async fn share_dialog(
     s: &AppState,
@@ -23,13 +24,14 @@ pub(super) async fn share_dialog(
         .map(|p| ChoiceOption {
             id: p.id.clone(),
             label: format!("{} ({})", p.name, p.email),
-            selected: r.shared_with.users.contains(&p.id),
+            selected: UserId::parse(&p.id)
+                .is_some_and(|u| r.shared_with.contains(Principal::User(u))),
         })
         .collect();
     let teams: Vec<ChoiceOption> = team_list
         .into_iter()
         .map(|t| ChoiceOption {
-            selected: r.shared_with.teams.contains(&t.id.to_string()),
+            selected: r.shared_with.contains(Principal::Team(t.id)),
             id: t.id.to_string(),
             label: t.name,
         })
@@ -40,14 +42,14 @@ pub(super) async fn share_dialog(
         open: false,
         visibility: r.visibility.as_str().to_string(),
         kept_users: if people.is_empty() {
-            r.shared_with.users.clone()
+            r.shared_with.users().map(|u| u.to_string()).collect()
         } else {
             Vec::new()
         },
         kept_teams: if teams_listed {
             Vec::new()
         } else {
-            r.shared_with.teams.clone()
+            r.shared_with.teams().map(|t| t.to_string()).collect()
         },
         members,
         teams,
