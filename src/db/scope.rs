@@ -6,7 +6,7 @@ use rusqlite::params;
 
 use super::repo::orgs::{ORG_COLUMNS, Org, org_from_row};
 use super::{Conn, DbError};
-use crate::domain::{OrgId, Permission, PermissionSet, Role, UserId};
+use crate::domain::{OrgId, Permission, PermissionSet, Role, TeamId, UserId};
 
 /// Who acts in which organization, checked. Shared, not copied: a request hands it to
 /// several places (the gateway to its caches and to metering).
@@ -19,7 +19,7 @@ struct Ctx {
     user_id: UserId,
     role: Role,
     permissions: PermissionSet,
-    teams: Vec<String>,
+    teams: Vec<TeamId>,
     last_active_at: Option<DateTime<Utc>>,
     /// The background job acting, for a `SystemScope` context; `None` for a member.
     system_job: Option<&'static str>,
@@ -45,7 +45,7 @@ impl OrgContext {
     pub fn permissions(&self) -> &PermissionSet {
         &self.0.permissions
     }
-    pub fn teams(&self) -> &[String] {
+    pub fn teams(&self) -> &[TeamId] {
         &self.0.teams
     }
     /// The background job this context belongs to (`SystemScope`), if it is one.
@@ -116,7 +116,7 @@ pub(in crate::db) fn membership_check(
     let teams = c.unscoped().query_vec(
         "SELECT team_id FROM team_members WHERE organization_id = ?1 AND user_id = ?2",
         params![org.id.to_string(), user.to_string()],
-        |r| r.get(0),
+        |r| super::repo::uuid_at(r, 0).map(TeamId::from_uuid),
     )?;
     Ok(Some(OrgContext::new(Ctx {
         permissions: member_permissions(role, &perms),
