@@ -51,6 +51,7 @@ id_type!(ApiTokenId);
 id_type!(TeamId);
 id_type!(InvitationId);
 id_type!(ResourceId);
+id_type!(MessageId);
 
 /// Who a resource is shared with: a member or a team of its organization. Users sort
 /// before teams, each by id.

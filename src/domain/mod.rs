@@ -10,7 +10,8 @@ mod values;
 mod words;
 
 pub use ids::{
-    ApiTokenId, InvitationId, OrgId, Principal, ResourceId, SessionId, TeamId, UserId, new_id,
+    ApiTokenId, InvitationId, MessageId, OrgId, Principal, ResourceId, SessionId, TeamId, UserId,
+    new_id,
 };
 pub use permissions::{PERMISSIONS, Permission, PermissionSet, Role};
 pub use settings::OrgSettings;

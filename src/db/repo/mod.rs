@@ -33,7 +33,7 @@ macro_rules! id_to_sql {
         }
     )*};
 }
-id_to_sql!(crate::domain::ResourceId);
+id_to_sql!(crate::domain::ResourceId, crate::domain::MessageId);
 
 pub(crate) fn uuid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Uuid> {
     let s: String = row.get(idx)?;

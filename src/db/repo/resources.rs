@@ -14,7 +14,7 @@ use crate::db::{Conn, DbError, OrgContext, WriteTx};
 use crate::domain::resources::{Cell, ColumnReader};
 pub use crate::domain::resources::{Checked, Fields, ResourceKind, Skill, Trait};
 use crate::domain::{
-    OrgId, PermissionSet, Principal, ResourceId, Role, TeamId, UserId, Visibility,
+    MessageId, OrgId, PermissionSet, Principal, ResourceId, Role, TeamId, UserId, Visibility,
 };
 
 /// The members and teams a resource is shared with, each once, users first, each by id.
@@ -885,10 +885,11 @@ pub fn kb_remove_document(
 
 #[derive(Debug, Clone)]
 pub struct Message {
-    pub id: String,
+    pub id: MessageId,
     pub role: String,
     pub content: String,
-    pub user_id: Option<String>,
+    /// Who added it; `None` once they are no user of the instance.
+    pub user_id: Option<UserId>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -908,10 +909,10 @@ pub fn messages(
         params![conv, at, id, limit],
         |r| {
             Ok(Message {
-                id: r.get(0)?,
+                id: MessageId::from_uuid(uuid_at(r, 0)?),
                 role: r.get(1)?,
                 content: r.get(2)?,
-                user_id: r.get(3)?,
+                user_id: opt_uuid_at(r, 3)?.map(UserId::from_uuid),
                 created_at: time_at(r, 4)?,
             })
         },
@@ -922,7 +923,7 @@ pub fn add_message(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
     conv: ResourceId,
-    id: &str,
+    id: MessageId,
     role: &str,
     content: &str,
     now: &str,

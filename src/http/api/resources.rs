@@ -428,7 +428,7 @@ async fn list_messages(
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last()
-            .map(|m| encode_cursor(&time_key(m.created_at, &m.id)))
+            .map(|m| encode_cursor(&time_key(m.created_at, m.id)))
     } else {
         None
     };

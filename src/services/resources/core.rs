@@ -13,7 +13,7 @@ use crate::db::repo::{audit, members, plans, teams};
 use crate::db::scope::has_permission;
 use crate::db::{Conn, OrgContext, WriteTx};
 use crate::domain::resources::{Checked, Patch, Sent};
-use crate::domain::{Invalid, Visibility, as_stored, fmt_time, new_id};
+use crate::domain::{Invalid, MessageId, Visibility, as_stored, fmt_time};
 use crate::error::{AppError, Result};
 use crate::services::{Actor, fresh_context, require};
 
@@ -595,8 +595,8 @@ pub async fn add_message(
                 "conversation",
                 "add to it",
             )?;
-            let id = new_id().to_string();
-            repo::add_message(tx, &me, conv, &id, &role, &content, &now)?;
+            let id = MessageId::new();
+            repo::add_message(tx, &me, conv, id, &role, &content, &now)?;
             audit::append(
                 tx,
                 &me,
@@ -612,7 +612,7 @@ pub async fn add_message(
                 id,
                 role,
                 content,
-                user_id: Some(me.user_id().to_string()),
+                user_id: Some(me.user_id()),
                 created_at: at,
             })
         })

@@ -1,7 +1,7 @@
 //! Resources of every kind, with what the caller may do to them, and conversation
 //! messages. A kind's own fields are its `Fields` (domain/resources), which each kind's
 //! module writes out itself.
-use crate::domain::ResourceId;
+use crate::domain::{MessageId, ResourceId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -113,10 +113,10 @@ impl<'a> From<&'a Accessible> for AccessibleOut<'a> {
 
 #[derive(Serialize)]
 pub struct MessageOut<'a> {
-    pub id: &'a str,
+    pub id: MessageId,
     pub role: &'a str,
     pub content: &'a str,
-    pub user_id: Option<&'a str>,
+    pub user_id: Option<UserId>,
     #[serde(serialize_with = "crate::domain::ser_time")]
     pub created_at: DateTime<Utc>,
 }
@@ -124,10 +124,10 @@ pub struct MessageOut<'a> {
 impl<'a> From<&'a Message> for MessageOut<'a> {
     fn from(m: &'a Message) -> Self {
         MessageOut {
-            id: &m.id,
+            id: m.id,
             role: &m.role,
             content: &m.content,
-            user_id: m.user_id.as_deref(),
+            user_id: m.user_id,
             created_at: m.created_at,
         }
     }

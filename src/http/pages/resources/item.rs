@@ -129,7 +129,7 @@ pub(super) async fn item_page(
             .await?
             .into_iter()
             .map(|m| MessageRow {
-                author: names.of(m.user_id.as_deref().and_then(UserId::parse)),
+                author: names.of(m.user_id),
                 role: m.role,
                 content: m.content,
                 at: time_at(m.created_at),
