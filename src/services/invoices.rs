@@ -110,7 +110,7 @@ pub fn csv(inv: &invoices::Invoice) -> String {
         "amount_usd",
     ]);
     for line in &inv.line_items {
-        let amount = crate::domain::usd(line.amount_micros());
+        let amount = crate::domain::Micros::new(line.amount_micros()).usd();
         let fields = match line {
             InvoiceLine::Plan { description, .. } => [
                 inv.period.clone(),
@@ -139,7 +139,7 @@ pub fn csv(inv: &invoices::Invoice) -> String {
         };
         out.record(&fields);
     }
-    let total = crate::domain::usd(inv.total_micros);
+    let total = crate::domain::Micros::new(inv.total_micros).usd();
     out.record(&[inv.period.as_str(), "total", "", "", "", "", total.as_str()]);
     out.finish()
 }

@@ -507,7 +507,7 @@ pub fn report_csv(report: &UsageReport) -> String {
             t.requests.to_string(),
             t.input_tokens.to_string(),
             t.output_tokens.to_string(),
-            crate::domain::usd(t.cost_micros),
+            crate::domain::Micros::new(t.cost_micros).usd(),
         ];
         out.record(&fields);
     }

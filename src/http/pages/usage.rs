@@ -19,7 +19,7 @@ use crate::db::OrgContext;
 use crate::db::repo::usage::Totals;
 use crate::db::scope::has_permission;
 use crate::domain::period::period_at;
-use crate::domain::{Invalid, format, parse_usd, usd};
+use crate::domain::{Invalid, Micros, format};
 use crate::error::{AppError, Result};
 use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
@@ -48,7 +48,7 @@ fn row(label: String, sub: String, t: &Totals) -> UsageRow {
         requests: format::count(t.requests),
         input_tokens: format::count(t.input_tokens),
         output_tokens: format::count(t.output_tokens),
-        cost: format::money(t.cost_micros),
+        cost: Micros::new(t.cost_micros).money(),
     }
 }
 
@@ -74,9 +74,10 @@ fn limits_of(limits: &[quota::Limit]) -> (Vec<UsageMeter>, Vec<String>) {
             });
             continue;
         };
+        let money = |m| Micros::new(m).money();
         let (label, show): (&str, fn(i64) -> String) = match name {
-            LimitKind::OrgCredits => ("The organization's AI credits", format::money),
-            LimitKind::MemberCredits => ("Your AI credits in this organization", format::money),
+            LimitKind::OrgCredits => ("The organization's AI credits", money),
+            LimitKind::MemberCredits => ("Your AI credits in this organization", money),
             LimitKind::OrgRequests | LimitKind::RateRpm | LimitKind::RateTpm => {
                 ("The organization's requests", format::count)
             }
@@ -130,7 +131,7 @@ fn parse_time(v: &str) -> Option<DateTime<Utc>> {
 fn form_dollars(micros: Option<i64>) -> String {
     micros
         .map(|m| {
-            let d = usd(m);
+            let d = Micros::new(m).usd();
             d.trim_end_matches('0').trim_end_matches('.').to_string()
         })
         .unwrap_or_default()
@@ -212,7 +213,7 @@ fn usage_view(
         quota: quota_fields(settings),
         plan_credits: settings
             .plan_credits_micros
-            .map(format::money)
+            .map(|m| Micros::new(m).money())
             .unwrap_or_default(),
         webhook_secret_set: settings.webhook_secret_set,
         quota_errors: FormErrors::default(),
@@ -223,7 +224,7 @@ fn usage_view(
             .map(|i| InvoiceRow {
                 id: i.id,
                 period: i.period,
-                total: format::money(i.total_micros),
+                total: Micros::new(i.total_micros).money(),
                 issued: short_time(&i.issued_at),
             })
             .collect(),
@@ -364,7 +365,7 @@ fn quota_input(f: &QuotaForm) -> quota::QuotaInput {
         if raw.trim().is_empty() {
             return Some(None);
         }
-        let v = parse_usd(raw);
+        let v = Micros::parse_usd(raw).map(Micros::get);
         if v.is_none() {
             errors.push(Invalid::new(
                 field,
@@ -602,6 +603,9 @@ mod tests {
         assert_eq!(form_dollars(Some(25_000_000)), "25");
         assert_eq!(form_dollars(Some(100)), "0.0001");
         assert_eq!(form_dollars(None), "");
-        assert_eq!(parse_usd(&form_dollars(Some(1_234_567))), Some(1_234_567));
+        assert_eq!(
+            Micros::parse_usd(&form_dollars(Some(1_234_567))),
+            Some(Micros::new(1_234_567))
+        );
     }
 }
