@@ -54,13 +54,13 @@ pub async fn close_periods(svc: &Services, now: chrono::DateTime<chrono::Utc>) -
                         });
                     }
                     for (model, t, _) in usage::grouped(tx, &ctx, false, &start, &end)? {
-                        subtotal += t.cost_micros;
+                        subtotal += t.cost_micros.get();
                         lines.push(InvoiceLine::Usage {
                             model,
                             requests: t.requests,
                             input_tokens: t.input_tokens,
                             output_tokens: t.output_tokens,
-                            amount_micros: t.cost_micros,
+                            amount_micros: t.cost_micros.get(),
                         });
                     }
                     let inv = invoices::Invoice {

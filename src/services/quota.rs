@@ -10,8 +10,8 @@ use serde_json::json;
 use super::{Actor, fresh_context, require};
 use crate::db::repo::{audit, plans, quotas, usage};
 use crate::db::{Conn, OrgContext};
-use crate::domain::Invalid;
 use crate::domain::period::{Period, period_at, period_named};
+use crate::domain::{Invalid, Micros};
 use crate::error::AppError;
 
 type Result<T> = std::result::Result<T, AppError>;
@@ -26,7 +26,7 @@ pub fn credit_limit(q: &quotas::Quota, plan_credits: Option<i64>) -> Option<i64>
 /// An organization's credit use in the billing period `at` falls in.
 pub struct CreditUse {
     pub period: Period,
-    pub used_micros: i64,
+    pub used_micros: Micros,
     pub requests: i64,
     pub limit_micros: Option<i64>,
 }
@@ -382,9 +382,9 @@ pub async fn report(
                 limits.push(Limit {
                     name: LimitKind::OrgCredits,
                     description: "the organization's monthly AI credits (micro-USD)".into(),
-                    used: Some(totals.cost_micros),
+                    used: Some(totals.cost_micros.get()),
                     limit: l,
-                    percent: Some(percent(totals.cost_micros, l)),
+                    percent: Some(percent(totals.cost_micros.get(), l)),
                 });
             }
             if let Some(l) = q.monthly_requests {
@@ -400,9 +400,9 @@ pub async fn report(
                 limits.push(Limit {
                     name: LimitKind::MemberCredits,
                     description: "your monthly AI credits in this organization (micro-USD)".into(),
-                    used: Some(mine.cost_micros),
+                    used: Some(mine.cost_micros.get()),
                     limit: l,
-                    percent: Some(percent(mine.cost_micros, l)),
+                    percent: Some(percent(mine.cost_micros.get(), l)),
                 });
             }
             if let Some(l) = q.rate_limit_rpm {
@@ -426,8 +426,8 @@ pub async fn report(
             Ok(UsageReport {
                 quota: credit_limit.map(|l| QuotaUse {
                     limit: l,
-                    used: totals.cost_micros,
-                    percent: percent(totals.cost_micros, l),
+                    used: totals.cost_micros.get(),
+                    percent: percent(totals.cost_micros.get(), l),
                     alerts_sent: alerts,
                 }),
                 period: p.label,
@@ -507,7 +507,7 @@ pub fn report_csv(report: &UsageReport) -> String {
             t.requests.to_string(),
             t.input_tokens.to_string(),
             t.output_tokens.to_string(),
-            crate::domain::Micros::new(t.cost_micros).usd(),
+            t.cost_micros.usd(),
         ];
         out.record(&fields);
     }

@@ -48,7 +48,7 @@ fn row(label: String, sub: String, t: &Totals) -> UsageRow {
         requests: format::count(t.requests),
         input_tokens: format::count(t.input_tokens),
         output_tokens: format::count(t.output_tokens),
-        cost: Micros::new(t.cost_micros).money(),
+        cost: t.cost_micros.money(),
     }
 }
 
@@ -104,7 +104,11 @@ fn limits_of(limits: &[quota::Limit]) -> (Vec<UsageMeter>, Vec<String>) {
 }
 
 /// Every day of the period with its cost (days without calls at zero).
-fn days_of(start: NaiveDate, end: NaiveDate, by_day: &[(String, i64)]) -> Vec<(NaiveDate, i64)> {
+fn days_of(
+    start: NaiveDate,
+    end: NaiveDate,
+    by_day: &[(String, Micros)],
+) -> Vec<(NaiveDate, Micros)> {
     let mut out = Vec::new();
     let mut d = start;
     while d < end && out.len() < 31 {
@@ -113,7 +117,7 @@ fn days_of(start: NaiveDate, end: NaiveDate, by_day: &[(String, i64)]) -> Vec<(N
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, c)| *c)
-            .unwrap_or(0);
+            .unwrap_or_default();
         out.push((d, cost));
         d = d + Days::new(1);
     }
@@ -260,7 +264,7 @@ impl PeriodBrowse {
             return Err(AppError::Internal("the usage report has no period".into()));
         };
         let last_day = (end - chrono::Duration::seconds(1)).date_naive();
-        let day_costs: Vec<(String, i64)> = report
+        let day_costs: Vec<(String, Micros)> = report
             .by_day
             .iter()
             .map(|r| (r.day.clone(), r.totals.cost_micros))
@@ -544,11 +548,11 @@ mod tests {
         let days = days_of(
             d(15),
             NaiveDate::from_ymd_opt(2026, 12, 15).unwrap(),
-            &[("2026-11-20".into(), 5)],
+            &[("2026-11-20".into(), Micros::new(5))],
         );
         assert_eq!(days.len(), 30);
-        assert_eq!(days[0], (d(15), 0));
-        assert_eq!(days[5], (d(20), 5));
+        assert_eq!(days[0], (d(15), Micros::ZERO));
+        assert_eq!(days[5], (d(20), Micros::new(5)));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub(crate) fn check_alerts(
     let Some(limit) = credit_limit(&q, plan).filter(|l| *l > 0) else {
         return Ok(Vec::new());
     };
-    let used = usage::totals(tx, ctx, period)?.cost_micros;
+    let used = usage::totals(tx, ctx, period)?.cost_micros.get();
     let mut sent = usage::alerts_sent(tx, ctx, period)?;
     let due: Vec<u8> = q
         .alert_thresholds

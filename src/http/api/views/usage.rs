@@ -7,6 +7,7 @@ use crate::db::repo::invoices::{Invoice, InvoiceLine};
 use crate::db::repo::notifications::Notification;
 use crate::db::repo::usage::{MemberTotals, Totals};
 use crate::db::repo::webhooks::Delivery;
+use crate::domain::Micros;
 use crate::services::quota::{DayUsage, Limit, ModelUsage, QuotaUse, QuotaView, UsageReport};
 
 #[derive(Serialize)]
@@ -14,7 +15,7 @@ pub struct TotalsOut {
     pub requests: i64,
     pub input_tokens: i64,
     pub output_tokens: i64,
-    pub cost_micros: i64,
+    pub cost_micros: Micros,
 }
 
 impl From<&Totals> for TotalsOut {
