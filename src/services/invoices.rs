@@ -45,12 +45,12 @@ pub async fn close_periods(svc: &Services, now: chrono::DateTime<chrono::Utc>) -
                     let mut lines = Vec::new();
                     let mut subtotal = 0i64;
                     if let Some(plan) = &plan
-                        && plan.price_monthly_micros > 0
+                        && plan.price_monthly_micros > crate::domain::Micros::ZERO
                     {
-                        subtotal += plan.price_monthly_micros;
+                        subtotal += plan.price_monthly_micros.get();
                         lines.push(InvoiceLine::Plan {
                             description: format!("{} plan", plan.name),
-                            amount_micros: plan.price_monthly_micros,
+                            amount_micros: plan.price_monthly_micros.get(),
                         });
                     }
                     for (model, t, _) in usage::grouped(tx, &ctx, false, &start, &end)? {

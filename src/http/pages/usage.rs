@@ -132,10 +132,10 @@ fn parse_time(v: &str) -> Option<DateTime<Utc>> {
 
 /// Dollars as the form shows them: every digit that is there (`25`, `1.234567`), so that
 /// saving the form unchanged keeps the amount.
-fn form_dollars(micros: Option<i64>) -> String {
-    micros
+fn form_dollars(amount: Option<Micros>) -> String {
+    amount
         .map(|m| {
-            let d = Micros::new(m).usd();
+            let d = m.usd();
             d.trim_end_matches('0').trim_end_matches('.').to_string()
         })
         .unwrap_or_default()
@@ -217,7 +217,7 @@ fn usage_view(
         quota: quota_fields(settings),
         plan_credits: settings
             .plan_credits_micros
-            .map(|m| Micros::new(m).money())
+            .map(Micros::money)
             .unwrap_or_default(),
         webhook_secret_set: settings.webhook_secret_set,
         quota_errors: FormErrors::default(),
@@ -365,11 +365,11 @@ struct QuotaForm {
 /// the field, so that it is told together with the service's own findings.
 fn quota_input(f: &QuotaForm) -> quota::QuotaInput {
     let mut errors = Vec::new();
-    let mut dollars = |field: &'static str, raw: &str| -> Option<Option<i64>> {
+    let mut dollars = |field: &'static str, raw: &str| -> Option<Option<Micros>> {
         if raw.trim().is_empty() {
             return Some(None);
         }
-        let v = Micros::parse_usd(raw).map(Micros::get);
+        let v = Micros::parse_usd(raw);
         if v.is_none() {
             errors.push(Invalid::new(
                 field,
@@ -568,7 +568,10 @@ mod tests {
         };
         let q = quota_input(&f);
         assert!(q.unreadable.is_empty());
-        assert_eq!(q.monthly_credits_micros, Some(Some(25_000_000)));
+        assert_eq!(
+            q.monthly_credits_micros,
+            Some(Some(Micros::new(25_000_000)))
+        );
         assert_eq!(q.member_monthly_credits_micros, Some(None));
         assert_eq!(q.monthly_requests, Some(Some(1000)));
         assert_eq!(q.rate_limit_rpm, Some(None));
@@ -603,12 +606,13 @@ mod tests {
             "monthly_credits"
         );
         // Amounts go back into the form with every digit, so saving unchanged keeps them.
-        assert_eq!(form_dollars(Some(1_234_567)), "1.234567");
-        assert_eq!(form_dollars(Some(25_000_000)), "25");
-        assert_eq!(form_dollars(Some(100)), "0.0001");
+        let dollars = |m| form_dollars(Some(Micros::new(m)));
+        assert_eq!(dollars(1_234_567), "1.234567");
+        assert_eq!(dollars(25_000_000), "25");
+        assert_eq!(dollars(100), "0.0001");
         assert_eq!(form_dollars(None), "");
         assert_eq!(
-            Micros::parse_usd(&form_dollars(Some(1_234_567))),
+            Micros::parse_usd(&dollars(1_234_567)),
             Some(Micros::new(1_234_567))
         );
     }

@@ -28,7 +28,7 @@ use crate::error::AppError;
 pub struct Limits {
     pub quota: quotas::Quota,
     /// The organization's monthly credit limit (`quota::credit_limit`).
-    pub credit_limit: Option<i64>,
+    pub credit_limit: Option<Micros>,
     /// (input, output) per million tokens.
     pub price: Option<(Micros, Micros)>,
 }
@@ -255,10 +255,10 @@ fn exhausted(limits: &Limits, org: Account, mine: Account, period: &str) -> Opti
     let q = &limits.quota;
     let period = || period.to_string();
     if let Some(limit) = limits.credit_limit
-        && org.used_credits.saturating_add(org.reserved_credits).get() >= limit
+        && org.used_credits.saturating_add(org.reserved_credits) >= limit
     {
         return Some(Denied::OrgCredits {
-            used: org.used_credits.get(),
+            used: org.used_credits,
             limit,
             period: period(),
         });
@@ -273,14 +273,10 @@ fn exhausted(limits: &Limits, org: Account, mine: Account, period: &str) -> Opti
         });
     }
     if let Some(limit) = q.member_monthly_credits_micros
-        && mine
-            .used_credits
-            .saturating_add(mine.reserved_credits)
-            .get()
-            >= limit
+        && mine.used_credits.saturating_add(mine.reserved_credits) >= limit
     {
         return Some(Denied::MemberCredits {
-            used: mine.used_credits.get(),
+            used: mine.used_credits,
             limit,
             period: period(),
         });
@@ -298,7 +294,7 @@ mod tests {
     fn limits(q: quotas::Quota, credit_limit: Option<i64>) -> Limits {
         Limits {
             quota: q,
-            credit_limit,
+            credit_limit: credit_limit.map(Micros::new),
             price: Some((Micros::new(1_000_000), Micros::ZERO)),
         }
     }
@@ -320,10 +316,10 @@ mod tests {
         assert!(matches!(
             denied,
             Some(Denied::OrgCredits {
-                used: 0,
-                limit: 100,
+                used: Micros::ZERO,
+                limit,
                 ..
-            })
+            }) if limit == Micros::new(100)
         ));
         // A refused or failed call frees its reservation without counting as use.
         drop(second);
@@ -331,7 +327,7 @@ mod tests {
         let third = gate.admit(&db, &ctx, &l, tokens(10), at).unwrap().unwrap();
         third.settle(Micros::new(100));
         match gate.admit(&db, &ctx, &l, tokens(1), at).unwrap() {
-            Err(Denied::OrgCredits { used, .. }) => assert_eq!(used, 100),
+            Err(Denied::OrgCredits { used, .. }) => assert_eq!(used, Micros::new(100)),
             other => panic!("expected the credits to be used up, got {:?}", other.err()),
         }
     }
@@ -356,7 +352,7 @@ mod tests {
         assert_eq!(denied.map(|d| d.limit()), Some(LimitKind::OrgRequests));
         drop(held);
         let member = quotas::Quota {
-            member_monthly_credits_micros: Some(0),
+            member_monthly_credits_micros: Some(Micros::ZERO),
             ..quotas::Quota::default()
         };
         let denied = gate

@@ -235,7 +235,7 @@ mod tests {
         let c = ctx.clone();
         db.write(move |tx| {
             let q = quotas::Quota {
-                monthly_credits_micros: Some(100_000),
+                monthly_credits_micros: Some(Micros::new(100_000)),
                 ..quotas::Quota::default()
             };
             quotas::save(
