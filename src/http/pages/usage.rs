@@ -228,7 +228,7 @@ fn usage_view(
             .map(|i| InvoiceRow {
                 id: i.id,
                 period: i.period,
-                total: Micros::new(i.total_micros).money(),
+                total: i.total_micros.money(),
                 issued: short_time(&i.issued_at),
             })
             .collect(),

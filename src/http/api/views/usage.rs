@@ -124,8 +124,8 @@ pub struct InvoiceOut<'a> {
     pub id: &'a str,
     pub period: &'a str,
     pub currency: &'a str,
-    pub subtotal_micros: i64,
-    pub total_micros: i64,
+    pub subtotal_micros: Micros,
+    pub total_micros: Micros,
     #[serde(serialize_with = "keys_sorted")]
     pub line_items: &'a [InvoiceLine],
     pub issued_at: &'a str,
