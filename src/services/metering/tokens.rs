@@ -20,9 +20,15 @@ pub fn cost(price: Option<(Micros, Micros)>, t: Tokens) -> Micros {
     let Some((pin, pout)) = price else {
         return Micros::ZERO;
     };
-    // Millionths of a micro-dollar, then rounded up to whole micro-dollars.
-    let micro = t.input.saturating_mul(pin.get()) + t.output.saturating_mul(pout.get());
-    Micros::new((micro + 999_999) / 1_000_000)
+    // Millionths of a micro-dollar, then rounded up to whole micro-dollars. The counts
+    // come from the provider's answer: a negative one counts as none (it must not credit
+    // the ledger) and a huge one saturates instead of overflowing.
+    let micro = t
+        .input
+        .max(0)
+        .saturating_mul(pin.get())
+        .saturating_add(t.output.max(0).saturating_mul(pout.get()));
+    Micros::new(micro.saturating_add(999_999) / 1_000_000)
 }
 
 /// About four characters per token: the estimate used when the upstream reports nothing.
@@ -172,6 +178,21 @@ mod tests {
         };
         let price = Some((Micros::new(1), Micros::ZERO));
         assert_eq!(cost(price, one), Micros::new(1));
+    }
+
+    #[test]
+    fn cost_of_absurd_counts_saturates_and_negative_counts_cost_nothing() {
+        let price = Some((Micros::new(150_000), Micros::new(600_000)));
+        let huge = Tokens {
+            input: i64::MAX,
+            output: i64::MAX,
+        };
+        assert_eq!(cost(price, huge), Micros::new(i64::MAX / 1_000_000));
+        let negative = Tokens {
+            input: -1_000_000,
+            output: -5,
+        };
+        assert_eq!(cost(price, negative), Micros::ZERO);
     }
 
     #[test]
