@@ -54,6 +54,8 @@ enum Command {
     /// Master keys of the stored provider keys (XAGENT_MASTER_KEY or DATA_DIR/master.key).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print the OpenAPI description of the HTTP API (the one served at /api/openapi.json).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -238,6 +240,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
             println!("backup written to {}", file.display());
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", crate::http::api::openapi::DOCUMENT.as_str());
             Ok(())
         }
         Command::Admin(cmd) => admin(cli.data_dir, cmd).await,

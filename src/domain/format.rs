@@ -1,6 +1,7 @@
-//! How quantities are written for people on pages and in messages: dollars (not
-//! micro-dollars), sizes in KiB/MiB (not bytes), counts with thousands separators, times
-//! in UTC to the minute. The API and CSV keep the raw figures (`domain::usd`).
+//! How quantities are written for people on pages and in messages: sizes in KiB/MiB (not
+//! bytes), counts with thousands separators, times in UTC to the minute. Money is written
+//! by its own type (`Micros::money` for people; the API and CSV keep the raw figure,
+//! `Micros::usd`).
 
 /// "1,234,567".
 pub fn count(n: i64) -> String {
@@ -16,25 +17,6 @@ pub fn count(n: i64) -> String {
         out.push(c);
     }
     out
-}
-
-/// Dollars: cents from a dollar up ("$1,234.50"), every digit below (a call can cost
-/// $0.000018, which "$0.00" would hide).
-pub fn money(micros: i64) -> String {
-    let sign = if micros < 0 { "-" } else { "" };
-    let m = micros.unsigned_abs();
-    if m >= 1_000_000 {
-        let cents = (m + 5_000) / 10_000;
-        return format!("{sign}${}.{:02}", count((cents / 100) as i64), cents % 100);
-    }
-    let frac = format!("{m:06}");
-    let trimmed = frac.trim_end_matches('0');
-    let shown = if trimmed.len() < 2 {
-        &frac[..2]
-    } else {
-        trimmed
-    };
-    format!("{sign}$0.{shown}")
 }
 
 /// "12 B", "1.5 KiB", "10 MiB".
@@ -117,19 +99,6 @@ mod tests {
         assert_eq!(count(-12_345), "-12,345");
         assert_eq!(counted(1, "request", "requests"), "1 request");
         assert_eq!(counted(2500, "request", "requests"), "2,500 requests");
-    }
-
-    #[test]
-    fn money_shows_cents_from_a_dollar_and_every_digit_below() {
-        assert_eq!(money(0), "$0.00");
-        assert_eq!(money(18), "$0.000018");
-        assert_eq!(money(250_000), "$0.25");
-        assert_eq!(money(123_456), "$0.123456");
-        assert_eq!(money(1_500_000), "$1.50");
-        assert_eq!(money(1_234_567), "$1.23");
-        assert_eq!(money(1_995_000), "$2.00");
-        assert_eq!(money(-2_500_000), "-$2.50");
-        assert_eq!(money(1_234_567_890_000), "$1,234,567.89");
     }
 
     #[test]

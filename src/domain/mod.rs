@@ -1,7 +1,8 @@
-//! Pure types and rules, parsed at the edge: ids, emails, slugs, roles, permissions.
+//! Pure types and rules, parsed at the edge: ids, emails, slugs, roles, permissions, money.
 pub mod audit;
 pub mod format;
 mod ids;
+mod money;
 pub mod period;
 mod permissions;
 pub mod resources;
@@ -13,6 +14,7 @@ pub use ids::{
     ApiTokenId, InvitationId, MessageId, OrgId, Principal, ResourceId, SessionId, TeamId, UserId,
     new_id,
 };
+pub use money::Micros;
 pub use permissions::{PERMISSIONS, Permission, PermissionSet, Role};
 pub use settings::OrgSettings;
 pub use values::{Email, OrgKind, OrgName, Password, PersonName, Slug, TokenName, Visibility};
@@ -61,32 +63,6 @@ impl Clock {
     }
 }
 
-/// Micro-units of USD as dollars with all six decimals (`18` → `0.000018`).
-pub fn usd(micros: i64) -> String {
-    let sign = if micros < 0 { "-" } else { "" };
-    let m = micros.unsigned_abs();
-    format!("{sign}{}.{:06}", m / 1_000_000, m % 1_000_000)
-}
-
-/// Dollars as typed in a form (`12`, `12.5`, `$0.000001`) as micro-units of USD; `None`
-/// for anything else (negative, more than six decimals, not a number, too large).
-pub fn parse_usd(raw: &str) -> Option<i64> {
-    let t = raw.trim();
-    let t = t.strip_prefix('$').unwrap_or(t).trim();
-    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
-    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
-    if (whole.is_empty() && frac.is_empty()) || frac.len() > 6 || !digits(whole) || !digits(frac) {
-        return None;
-    }
-    let whole: i64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
-    let frac: i64 = format!("{frac:0<6}").parse().ok()?;
-    whole.checked_mul(1_000_000)?.checked_add(frac)
-}
-
 /// Now, as stored: RFC 3339 UTC with microseconds, so text order is time order.
 pub fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -121,27 +97,6 @@ pub fn ser_opt_time<S: serde::Serializer>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dollars_typed_in_a_form_become_micro_units_and_back() {
-        assert_eq!(parse_usd("12"), Some(12_000_000));
-        assert_eq!(parse_usd(" $12.5 "), Some(12_500_000));
-        assert_eq!(parse_usd("0.000001"), Some(1));
-        assert_eq!(parse_usd(".25"), Some(250_000));
-        assert_eq!(parse_usd("3."), Some(3_000_000));
-        for bad in [
-            "",
-            ".",
-            "-1",
-            "1.0000001",
-            "1e3",
-            "12,5",
-            "99999999999999999999",
-        ] {
-            assert_eq!(parse_usd(bad), None, "{bad}");
-        }
-        assert_eq!(usd(parse_usd("7.25").unwrap()), "7.250000");
-    }
 
     #[test]
     fn a_time_as_stored_reads_back_equal_and_serializes_as_stored() {

@@ -205,11 +205,20 @@ pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-async fn healthz() -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/healthz", tag = "health", summary = "Liveness",
+    responses((status = 200, description = "Success", body = api::openapi::Health)),
+    security(()))]
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn readyz(State(s): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/readyz", tag = "health", summary = "Readiness (database reachable)",
+    responses(
+        (status = 200, description = "Success", body = api::openapi::Health),
+        (status = 503, description = "The database does not answer", body = api::openapi::Health),
+    ),
+    security(()))]
+pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), s.svc.db.ping()).await {
         Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
         _ => (

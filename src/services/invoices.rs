@@ -11,7 +11,7 @@ use crate::db::repo::invoices::InvoiceLine;
 use crate::db::repo::{invoices, plans, quotas, usage};
 use crate::db::unscoped::unscoped_all_org_ids;
 use crate::domain::period::period_named;
-use crate::domain::{fmt_time, new_id};
+use crate::domain::{Micros, fmt_time, new_id};
 use crate::error::AppError;
 
 type Result<T> = std::result::Result<T, AppError>;
@@ -43,18 +43,15 @@ pub async fn close_periods(svc: &Services, now: chrono::DateTime<chrono::Utc>) -
                     }
                     let (start, end) = (fmt_time(p.start), fmt_time(p.end));
                     let mut lines = Vec::new();
-                    let mut subtotal = 0i64;
                     if let Some(plan) = &plan
-                        && plan.price_monthly_micros > 0
+                        && plan.price_monthly_micros > Micros::ZERO
                     {
-                        subtotal += plan.price_monthly_micros;
                         lines.push(InvoiceLine::Plan {
                             description: format!("{} plan", plan.name),
                             amount_micros: plan.price_monthly_micros,
                         });
                     }
                     for (model, t, _) in usage::grouped(tx, &ctx, false, &start, &end)? {
-                        subtotal += t.cost_micros;
                         lines.push(InvoiceLine::Usage {
                             model,
                             requests: t.requests,
@@ -63,6 +60,7 @@ pub async fn close_periods(svc: &Services, now: chrono::DateTime<chrono::Utc>) -
                             amount_micros: t.cost_micros,
                         });
                     }
+                    let subtotal: Micros = lines.iter().map(InvoiceLine::amount_micros).sum();
                     let inv = invoices::Invoice {
                         id: new_id().to_string(),
                         period: label,
@@ -110,7 +108,7 @@ pub fn csv(inv: &invoices::Invoice) -> String {
         "amount_usd",
     ]);
     for line in &inv.line_items {
-        let amount = crate::domain::usd(line.amount_micros());
+        let amount = line.amount_micros().usd();
         let fields = match line {
             InvoiceLine::Plan { description, .. } => [
                 inv.period.clone(),
@@ -139,7 +137,7 @@ pub fn csv(inv: &invoices::Invoice) -> String {
         };
         out.record(&fields);
     }
-    let total = crate::domain::usd(inv.total_micros);
+    let total = inv.total_micros.usd();
     out.record(&[inv.period.as_str(), "total", "", "", "", "", total.as_str()]);
     out.finish()
 }
@@ -154,19 +152,19 @@ mod tests {
             id: "i1".into(),
             period: "2026-11".into(),
             currency: "USD".into(),
-            subtotal_micros: 20_000_150,
-            total_micros: 20_000_150,
+            subtotal_micros: Micros::new(20_000_150),
+            total_micros: Micros::new(20_000_150),
             line_items: vec![
                 InvoiceLine::Plan {
                     description: "Team plan".into(),
-                    amount_micros: 20_000_000,
+                    amount_micros: Micros::new(20_000_000),
                 },
                 InvoiceLine::Usage {
                     model: "gpt-4o-mini".into(),
                     requests: 3,
                     input_tokens: 1000,
                     output_tokens: 0,
-                    amount_micros: 150,
+                    amount_micros: Micros::new(150),
                 },
             ],
             issued_at: chrono::DateTime::UNIX_EPOCH,

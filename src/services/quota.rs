@@ -10,25 +10,25 @@ use serde_json::json;
 use super::{Actor, fresh_context, require};
 use crate::db::repo::{audit, plans, quotas, usage};
 use crate::db::{Conn, OrgContext};
-use crate::domain::Invalid;
 use crate::domain::period::{Period, period_at, period_named};
+use crate::domain::{Invalid, Micros};
 use crate::error::AppError;
 
 type Result<T> = std::result::Result<T, AppError>;
 
-/// The organization's monthly credit limit in micro-USD: its own quota when one is set,
-/// otherwise its plan's. The gateway, the alerts, the usage page, the org home and
-/// `GET …/limits` all take the limit from here, so they cannot disagree.
-pub fn credit_limit(q: &quotas::Quota, plan_credits: Option<i64>) -> Option<i64> {
+/// The organization's monthly credit limit: its own quota when one is set, otherwise its
+/// plan's. The gateway, the alerts, the usage page, the org home and `GET …/limits` all
+/// take the limit from here, so they cannot disagree.
+pub fn credit_limit(q: &quotas::Quota, plan_credits: Option<Micros>) -> Option<Micros> {
     q.monthly_credits_micros.or(plan_credits)
 }
 
 /// An organization's credit use in the billing period `at` falls in.
 pub struct CreditUse {
     pub period: Period,
-    pub used_micros: i64,
+    pub used_micros: Micros,
     pub requests: i64,
-    pub limit_micros: Option<i64>,
+    pub limit_micros: Option<Micros>,
 }
 
 pub fn credit_use(
@@ -61,12 +61,12 @@ pub fn current_period(
 /// Quota settings as the API shows and takes them.
 #[derive(Debug, Clone, Serialize)]
 pub struct QuotaView {
-    pub monthly_credits_micros: Option<i64>,
-    pub plan_credits_micros: Option<i64>,
+    pub monthly_credits_micros: Option<Micros>,
+    pub plan_credits_micros: Option<Micros>,
     pub monthly_requests: Option<i64>,
     pub rate_limit_rpm: Option<i64>,
     pub rate_limit_tpm: Option<i64>,
-    pub member_monthly_credits_micros: Option<i64>,
+    pub member_monthly_credits_micros: Option<Micros>,
     pub billing_anchor_day: u32,
     pub alert_thresholds: Vec<u8>,
     /// Where alerts are POSTed, if anywhere.
@@ -79,11 +79,11 @@ pub struct QuotaView {
 /// credits: "the plan's").
 #[derive(Debug, Clone, Default)]
 pub struct QuotaInput {
-    pub monthly_credits_micros: Option<Option<i64>>,
+    pub monthly_credits_micros: Option<Option<Micros>>,
     pub monthly_requests: Option<Option<i64>>,
     pub rate_limit_rpm: Option<Option<i64>>,
     pub rate_limit_tpm: Option<Option<i64>>,
-    pub member_monthly_credits_micros: Option<Option<i64>>,
+    pub member_monthly_credits_micros: Option<Option<Micros>>,
     pub billing_anchor_day: Option<u32>,
     pub alert_thresholds: Option<Vec<u8>>,
     pub webhook_url: Option<Option<String>>,
@@ -93,7 +93,7 @@ pub struct QuotaInput {
     pub unreadable: Vec<Invalid>,
 }
 
-fn view(q: &quotas::Quota, plan: Option<i64>) -> QuotaView {
+fn view(q: &quotas::Quota, plan: Option<Micros>) -> QuotaView {
     QuotaView {
         monthly_credits_micros: q.monthly_credits_micros,
         plan_credits_micros: plan,
@@ -160,14 +160,19 @@ pub async fn patch(
 /// to the outbound policy).
 async fn input_errors(input: &QuotaInput, targets: super::outbound::TargetPolicy) -> Vec<Invalid> {
     let mut errors = input.unreadable.clone();
+    // Credits are held to the same bound as the counts, as their count of micro-dollars.
+    let counted = |v: Option<Option<Micros>>| v.map(|m| m.map(Micros::get));
     let limits = [
-        ("monthly_credits_micros", input.monthly_credits_micros),
+        (
+            "monthly_credits_micros",
+            counted(input.monthly_credits_micros),
+        ),
         ("monthly_requests", input.monthly_requests),
         ("rate_limit_rpm", input.rate_limit_rpm),
         ("rate_limit_tpm", input.rate_limit_tpm),
         (
             "member_monthly_credits_micros",
-            input.member_monthly_credits_micros,
+            counted(input.member_monthly_credits_micros),
         ),
     ];
     for (field, v) in limits {
@@ -221,11 +226,11 @@ async fn input_errors(input: &QuotaInput, targets: super::outbound::TargetPolicy
 /// The change's limits, anchor day, thresholds and webhook address (the secret is sealed
 /// by the caller, inside the write).
 fn apply(q: &mut quotas::Quota, input: &QuotaInput) {
-    let set = |slot: &mut Option<i64>, v: Option<Option<i64>>| {
+    fn set<T>(slot: &mut Option<T>, v: Option<Option<T>>) {
         if let Some(v) = v {
             *slot = v;
         }
-    };
+    }
     set(&mut q.monthly_credits_micros, input.monthly_credits_micros);
     set(&mut q.monthly_requests, input.monthly_requests);
     set(&mut q.rate_limit_rpm, input.rate_limit_rpm);
@@ -278,6 +283,8 @@ impl LimitKind {
     }
 }
 
+/// One limit that applies. `used` and `limit` count in the limit's own unit (`name` says
+/// which): micro-dollars for credits, requests, or tokens per minute.
 #[derive(Debug, Clone, Serialize)]
 pub struct Limit {
     pub name: LimitKind,
@@ -330,8 +337,8 @@ pub struct DayUsage {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct QuotaUse {
-    pub limit: i64,
-    pub used: i64,
+    pub limit: Micros,
+    pub used: Micros,
     pub percent: f64,
     pub alerts_sent: Vec<u8>,
 }
@@ -382,9 +389,9 @@ pub async fn report(
                 limits.push(Limit {
                     name: LimitKind::OrgCredits,
                     description: "the organization's monthly AI credits (micro-USD)".into(),
-                    used: Some(totals.cost_micros),
-                    limit: l,
-                    percent: Some(percent(totals.cost_micros, l)),
+                    used: Some(totals.cost_micros.get()),
+                    limit: l.get(),
+                    percent: Some(percent(totals.cost_micros.get(), l.get())),
                 });
             }
             if let Some(l) = q.monthly_requests {
@@ -400,9 +407,9 @@ pub async fn report(
                 limits.push(Limit {
                     name: LimitKind::MemberCredits,
                     description: "your monthly AI credits in this organization (micro-USD)".into(),
-                    used: Some(mine.cost_micros),
-                    limit: l,
-                    percent: Some(percent(mine.cost_micros, l)),
+                    used: Some(mine.cost_micros.get()),
+                    limit: l.get(),
+                    percent: Some(percent(mine.cost_micros.get(), l.get())),
                 });
             }
             if let Some(l) = q.rate_limit_rpm {
@@ -427,7 +434,7 @@ pub async fn report(
                 quota: credit_limit.map(|l| QuotaUse {
                     limit: l,
                     used: totals.cost_micros,
-                    percent: percent(totals.cost_micros, l),
+                    percent: percent(totals.cost_micros.get(), l.get()),
                     alerts_sent: alerts,
                 }),
                 period: p.label,
@@ -507,7 +514,7 @@ pub fn report_csv(report: &UsageReport) -> String {
             t.requests.to_string(),
             t.input_tokens.to_string(),
             t.output_tokens.to_string(),
-            crate::domain::usd(t.cost_micros),
+            t.cost_micros.usd(),
         ];
         out.record(&fields);
     }

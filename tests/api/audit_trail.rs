@@ -1013,9 +1013,7 @@ fn every_audit_action_the_code_writes_is_in_the_vocabulary_the_openapi_document_
     assert!(never.is_empty(), "listed but never written: {never:?}");
 
     // The OpenAPI enum of organization actions, used by the entry and both filters.
-    let doc: Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("assets/openapi.json")).unwrap())
-            .unwrap();
+    let doc: Value = serde_json::from_str(&xagent::http::api::openapi::DOCUMENT).unwrap();
     let schemas = &doc["components"]["schemas"];
     let listed: Vec<&str> = schemas["AuditAction"]["enum"]
         .as_array()

@@ -348,7 +348,7 @@ fn names_something(name: &str) -> bool {
 
 /// Whether an operation of the OpenAPI description takes an org or an id anywhere: in
 /// its path, its query or its JSON body.
-fn takes_a_reference(path: &str, op: &Value) -> bool {
+fn takes_a_reference(doc: &Value, path: &str, op: &Value) -> bool {
     let query = op["parameters"]
         .as_array()
         .into_iter()
@@ -358,7 +358,11 @@ fn takes_a_reference(path: &str, op: &Value) -> bool {
         .as_object()
         .into_iter()
         .flat_map(|c| c.values())
-        .filter_map(|c| c["schema"]["properties"].as_object())
+        .map(|c| match c["schema"]["$ref"].as_str() {
+            Some(r) => &doc["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+            None => &c["schema"],
+        })
+        .filter_map(|s| s["properties"].as_object())
         .any(|props| props.keys().any(|k| names_something(k)));
     path.contains('{') || query || body
 }
@@ -376,7 +380,7 @@ async fn every_route_with_an_org_or_an_id_has_a_case_in_the_isolation_table() {
                 ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"].contains(&m.as_str());
             // Every path parameter is an org, an id or a type; query and body fields that
             // name an org or an object count too. All of them need an isolation case.
-            if is_method && takes_a_reference(path, op) {
+            if is_method && takes_a_reference(&r.body, path, op) {
                 described.insert((m, server_route(path)));
             }
         }

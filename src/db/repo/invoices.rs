@@ -4,15 +4,15 @@ use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
-use crate::domain::fmt_time;
+use crate::domain::{Micros, fmt_time};
 
 #[derive(Debug, Clone)]
 pub struct Invoice {
     pub id: String,
     pub period: String,
     pub currency: String,
-    pub subtotal_micros: i64,
-    pub total_micros: i64,
+    pub subtotal_micros: Micros,
+    pub total_micros: Micros,
     pub line_items: Vec<InvoiceLine>,
     pub issued_at: DateTime<Utc>,
 }
@@ -24,7 +24,7 @@ pub enum InvoiceLine {
     /// The plan's monthly price.
     Plan {
         description: String,
-        amount_micros: i64,
+        amount_micros: Micros,
     },
     /// One model's calls in the period.
     Usage {
@@ -32,12 +32,12 @@ pub enum InvoiceLine {
         requests: i64,
         input_tokens: i64,
         output_tokens: i64,
-        amount_micros: i64,
+        amount_micros: Micros,
     },
 }
 
 impl InvoiceLine {
-    pub fn amount_micros(&self) -> i64 {
+    pub fn amount_micros(&self) -> Micros {
         match self {
             InvoiceLine::Plan { amount_micros, .. } | InvoiceLine::Usage { amount_micros, .. } => {
                 *amount_micros

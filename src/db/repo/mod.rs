@@ -35,6 +35,20 @@ macro_rules! id_to_sql {
 }
 id_to_sql!(crate::domain::ResourceId, crate::domain::MessageId);
 
+/// Money is stored as its count of micro-dollars (an INTEGER column), so it binds and
+/// reads as that integer.
+impl rusqlite::ToSql for crate::domain::Micros {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(self.get()))
+    }
+}
+
+impl rusqlite::types::FromSql for crate::domain::Micros {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        i64::column_result(v).map(crate::domain::Micros::new)
+    }
+}
+
 pub(crate) fn uuid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Uuid> {
     let s: String = row.get(idx)?;
     Uuid::parse_str(&s).map_err(|e| {

@@ -1,6 +1,7 @@
 //! Plans and their limits (instance-wide rows; an organization names its plan).
 
 use crate::db::{Conn, DbError, OrgContext};
+use crate::domain::Micros;
 
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -11,8 +12,8 @@ pub struct Plan {
     pub max_members: Option<i64>,
     pub max_storage_bytes: Option<i64>,
     pub max_document_bytes: Option<i64>,
-    pub monthly_ai_credits_micros: Option<i64>,
-    pub price_monthly_micros: i64,
+    pub monthly_ai_credits_micros: Option<Micros>,
+    pub price_monthly_micros: Micros,
 }
 
 pub fn for_org(c: &Conn<'_>, ctx: &OrgContext) -> Result<Option<Plan>, DbError> {

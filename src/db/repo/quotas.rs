@@ -2,16 +2,16 @@
 use rusqlite::params;
 
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
-use crate::domain::UserId;
+use crate::domain::{Micros, UserId};
 
 #[derive(Debug, Clone)]
 pub struct Quota {
     /// `None`: the plan's monthly AI credits.
-    pub monthly_credits_micros: Option<i64>,
+    pub monthly_credits_micros: Option<Micros>,
     pub monthly_requests: Option<i64>,
     pub rate_limit_rpm: Option<i64>,
     pub rate_limit_tpm: Option<i64>,
-    pub member_monthly_credits_micros: Option<i64>,
+    pub member_monthly_credits_micros: Option<Micros>,
     pub billing_anchor_day: u32,
     pub alert_thresholds: Vec<u8>,
     pub webhook_url: Option<String>,

@@ -3,7 +3,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 
 use crate::db::{Conn, DbError, OrgContext, WriteTx};
-use crate::domain::fmt_time;
+use crate::domain::{Micros, fmt_time};
 
 /// One call through the gateway, as metered.
 #[derive(Debug, Clone)]
@@ -21,7 +21,7 @@ pub struct Event {
     pub status_code: u16,
     pub input_tokens: i64,
     pub output_tokens: i64,
-    pub cost_micros: i64,
+    pub cost_micros: Micros,
     pub latency_ms: i64,
     pub created_at: DateTime<Utc>,
 }
@@ -31,7 +31,7 @@ struct Sum {
     requests: i64,
     input: i64,
     output: i64,
-    cost: i64,
+    cost: Micros,
 }
 
 /// A total being added up: whose it is, the sums, and the time of the last event added.
@@ -82,7 +82,7 @@ impl Batch {
             s.requests += 1;
             s.input += e.input_tokens;
             s.output += e.output_tokens;
-            s.cost += e.cost_micros;
+            s.cost = s.cost.saturating_add(e.cost_micros);
         };
         let o = self
             .orgs
@@ -149,12 +149,16 @@ impl Batch {
     }
 }
 
-/// (input, output) micro-units per million tokens; `None` when the model has no price.
+/// (input, output) micro-dollars per million tokens; `None` when the model has no price.
 /// The price of a call to `provider`, by the first of `models` (most specific first: the
 /// model the provider served, then the one it was asked for) that has one; for each, a
 /// price set for `provider/model` wins over one for the bare model name. So the prefix a
 /// client used to route a call never changes its price.
-pub fn price(c: &Conn<'_>, provider: &str, models: &[&str]) -> Result<Option<(i64, i64)>, DbError> {
+pub fn price(
+    c: &Conn<'_>,
+    provider: &str,
+    models: &[&str],
+) -> Result<Option<(Micros, Micros)>, DbError> {
     for model in models.iter().filter(|m| !m.is_empty()) {
         for name in [format!("{provider}/{model}"), (*model).to_string()] {
             let p = c.query_opt(
@@ -175,7 +179,7 @@ pub struct Totals {
     pub requests: i64,
     pub input_tokens: i64,
     pub output_tokens: i64,
-    pub cost_micros: i64,
+    pub cost_micros: Micros,
 }
 
 fn totals_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Totals> {

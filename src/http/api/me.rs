@@ -1,15 +1,19 @@
 //! The signed-in user: profile, current organization, API tokens, sessions.
+#[allow(clippy::wildcard_imports)]
+use super::openapi::prelude::*;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{delete, get, put};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 use super::pagination::{Page, paginate, time_key};
-use super::views::identity::{SessionOut, TokenOut, UserOut};
+use super::views::identity::{
+    CurrentOrganization, MeOut, SessionOut, TokenCreated, TokenOut, UserOut,
+};
 use super::views::{self, MembershipOut, OrgOut};
-use super::{created, items, no_content, ok};
+use super::{created_typed, items, no_content, ok, ok_typed};
 use crate::domain::{ApiTokenId, SessionId};
 use crate::error::{AppError, Result};
 use crate::http::extract::{ApiJson, ApiQuery, AuthKind, CurrentUser};
@@ -30,6 +34,19 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "identity",
+    summary = "The caller, their memberships and current organization",
+    description = "With an API token, only the token's organization is shown.",
+    responses(
+        (status = 200, description = "Success", body = MeOut),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn me(State(s): State<AppState>, user: CurrentUser) -> Result<Response> {
     let mut me = identity::me(&s.svc, user.user.id).await?;
     let mut current = me.current_organization_id;
@@ -40,18 +57,37 @@ async fn me(State(s): State<AppState>, user: CurrentUser) -> Result<Response> {
         current = Some(t.organization_id);
     }
     let memberships: Vec<MembershipOut> = views::all(&me.memberships);
-    Ok(ok(json!({
-        "user": UserOut::from(&me.user),
-        "memberships": memberships,
-        "current_organization_id": current,
-    })))
+    Ok(ok_typed(&MeOut {
+        user: UserOut::from(&me.user),
+        memberships,
+        current_organization_id: current,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CurrentOrgBody {
+    /// organization id or slug
+    #[schema(min_length = 1)]
     organization_id: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/me/current-organization",
+    tag = "identity",
+    summary = "Switch the current organization (session only)",
+    request_body = CurrentOrgBody,
+    responses(
+        (status = 200, description = "Success", body = CurrentOrganization),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = [])),
+)]
 async fn set_current(
     State(s): State<AppState>,
     user: CurrentUser,
@@ -59,21 +95,48 @@ async fn set_current(
 ) -> Result<Response> {
     user.require_session()?;
     let ctx = identity::set_current_org(&s.svc, user.user.id, b.organization_id).await?;
-    Ok(ok(json!({
-        "current_organization_id": ctx.org_id(),
-        "organization": OrgOut::from(ctx.org()),
-        "role": ctx.role(),
-    })))
+    Ok(ok_typed(&CurrentOrganization {
+        current_organization_id: ctx.org_id(),
+        organization: OrgOut::from(ctx.org()),
+        role: ctx.role(),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CreateTokenBody {
+    /// 1-100 characters after trimming, no control characters
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     name: String,
+    /// organization id or slug
+    #[schema(min_length = 1)]
     organization_id: String,
+    /// in the future: an RFC 3339 time, or a date (the end of that day, UTC); absent or null: no expiry
     #[serde(default)]
+    #[schema(schema_with = super::openapi::time_or_date_or_null)]
     expires_at: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/tokens",
+    tag = "identity",
+    summary = "Create an API token for one organization; the secret is returned once",
+    request_body = CreateTokenBody,
+    responses(
+        (status = 201, description = "Success", body = TokenCreated),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = [])),
+)]
 async fn create_token(
     State(s): State<AppState>,
     user: CurrentUser,
@@ -88,11 +151,27 @@ async fn create_token(
         b.expires_at.as_deref(),
     )
     .await?;
-    let mut body = views::value(&TokenOut::from(&new.token));
-    body["token"] = json!(new.secret);
-    Ok(created(body))
+    Ok(created_typed(&TokenCreated {
+        row: TokenOut::from(&new.token),
+        token: &new.secret,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/tokens",
+    tag = "identity",
+    summary = "List the caller's API tokens (never the secret)",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "Success", body = ListPage<TokenOut>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [])),
+)]
 async fn list_tokens(
     State(s): State<AppState>,
     user: CurrentUser,
@@ -104,6 +183,21 @@ async fn list_tokens(
     Ok(items(&views::all::<_, TokenOut>(&page_items), next))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/me/tokens/{id}",
+    tag = "identity",
+    summary = "Revoke an API token",
+    params(("id" = String, Path, format = "uuid")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = [])),
+)]
 async fn revoke_token(
     State(s): State<AppState>,
     user: CurrentUser,
@@ -115,6 +209,21 @@ async fn revoke_token(
     Ok(no_content())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/sessions",
+    tag = "identity",
+    summary = "List the caller's active sessions",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "Success", body = ListPage<SessionOut>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [])),
+)]
 async fn list_sessions(
     State(s): State<AppState>,
     user: CurrentUser,
@@ -130,6 +239,21 @@ async fn list_sessions(
     Ok(items(&out, next))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/me/sessions/{id}",
+    tag = "identity",
+    summary = "End a session",
+    params(("id" = String, Path, format = "uuid")),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = [])),
+)]
 async fn revoke_session(
     State(s): State<AppState>,
     user: CurrentUser,
@@ -141,9 +265,13 @@ async fn revoke_session(
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct MoveBody {
+    /// your personal workspace (id or slug)
+    #[schema(min_length = 1)]
     from_organization_id: String,
+    /// id or slug
+    #[schema(min_length = 1)]
     to_organization_id: String,
 }
 

@@ -1,4 +1,6 @@
 //! Members, invitations and teams of an organization.
+#[allow(clippy::wildcard_imports)]
+use super::openapi::prelude::*;
 use crate::domain::InvitationId;
 use crate::domain::TeamId;
 use crate::http::extract::OrgCtx;
@@ -9,12 +11,15 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 use super::pagination::{Page, encode_cursor, paginate, paginate_asc, time_key};
-use super::views::members::{InvitationOut, MemberOut, MemberUserOut, TeamOut};
+use super::views::members::{
+    Added, InvitationAccepted, InvitationCreated, InvitationOut, MemberOut, MemberUserOut, TeamOut,
+    TeamWithMembers,
+};
 use super::views::{self, OrgOut};
-use super::{created, items, no_content, ok};
+use super::{created_typed, items, no_content, ok_typed};
 use crate::domain::{Role, UserId};
 use crate::error::{AppError, Result};
 use crate::http::extract::{ApiJson, ApiQuery, CurrentUser};
@@ -59,6 +64,22 @@ fn user_id(raw: &str) -> Result<UserId> {
     UserId::parse(raw).ok_or_else(AppError::not_found)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/members",
+    tag = "members",
+    summary = "Members with role, overrides, status, joined and last active (members.view)",
+    params(OrgPath, PageQuery),
+    responses(
+        (status = 200, description = "Success", body = ListPage<MemberOut>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn list_members(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,
@@ -84,24 +105,60 @@ async fn list_members(
     Ok(items(&views::all::<_, MemberOut>(&list), next))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/members/{user_id}",
+    tag = "members",
+    summary = "One member",
+    params(OrgPath, ("user_id" = String, Path, format = "uuid")),
+    responses(
+        (status = 200, description = "Success", body = MemberOut),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn get_member(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,
     Path((_, uid)): Path<(String, String)>,
 ) -> Result<Response> {
     let m = members::get(&s.svc, &ctx, user_id(&uid)?).await?;
-    Ok(ok(json!(MemberOut::from(&m))))
+    Ok(ok_typed(&MemberOut::from(&m)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MemberPatch {
     #[serde(default)]
     role: Option<Role>,
+    /// the overrides to keep: permission → granted (true) or denied (false)
     #[serde(default)]
+    #[schema(schema_with = super::openapi::overrides_or_null)]
     permissions: Option<BTreeMap<String, bool>>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/orgs/{org}/members/{user_id}",
+    tag = "members",
+    summary = "Change role and/or permission overrides (members.manage; guard rails apply)",
+    params(OrgPath, ("user_id" = String, Path, format = "uuid")),
+    request_body = MemberPatch,
+    responses(
+        (status = 200, description = "Success", body = MemberOut),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn update_member(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,
@@ -119,9 +176,26 @@ async fn update_member(
         },
     )
     .await?;
-    Ok(ok(json!(MemberOut::from(&m))))
+    Ok(ok_typed(&MemberOut::from(&m)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/members/{user_id}",
+    tag = "members",
+    summary = "Remove a member, or leave (409 last_owner); their resources go to ?transfer_to= (default: the remover; when leaving, an owner)",
+    params(OrgPath, ("user_id" = String, Path, format = "uuid"), RemoveQuery),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn remove_member(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,
@@ -138,31 +212,73 @@ async fn remove_member(
     Ok(no_content())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RemoveQuery {
+    /// the member who gets what the removed member owned (default: the remover)
+    #[param(schema_with = super::openapi::uuid_or_empty)]
     transfer_to: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct InviteBody {
+    /// an email address (compared case-insensitively)
+    #[schema(max_length = 254, format = Email)]
     email: String,
     role: Role,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/invitations",
+    tag = "members",
+    summary = "Invite by email with a role up to your own; the token and accept_url are shown once",
+    params(OrgPath),
+    request_body = InviteBody,
+    responses(
+        (status = 201, description = "Success", body = InvitationCreated),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn invite(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,
     ApiJson(b): ApiJson<InviteBody>,
 ) -> Result<Response> {
     let c = invitations::create(&s.svc, &ctx, &user.actor(), &b.email, b.role).await?;
-    let mut body = json!(InvitationOut::from(&c.invitation));
-    body["token"] = json!(c.token);
-    body["accept_url"] = json!(c.accept_url);
-    body["email_sent"] = json!(c.email_sent);
-    body["replaced_invitation"] = json!(c.replaced_invitation);
-    Ok(created(body))
+    Ok(created_typed(&InvitationCreated {
+        invitation: InvitationOut::from(&c.invitation),
+        token: &c.token,
+        accept_url: &c.accept_url,
+        email_sent: c.email_sent,
+        replaced_invitation: c.replaced_invitation,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/invitations",
+    tag = "members",
+    summary = "Pending invitations (never the token)",
+    params(OrgPath, PageQuery),
+    responses(
+        (status = 200, description = "Success", body = ListPage<InvitationOut>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn list_invitations(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,
@@ -173,6 +289,21 @@ async fn list_invitations(
     Ok(items(&views::all::<_, InvitationOut>(&list), next))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/invitations/{id}",
+    tag = "members",
+    summary = "Cancel a pending invitation",
+    params(OrgPath, ("id" = String, Path, format = "uuid")),
+    responses(
+        (status = 204, description = "Cancelled"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn cancel_invitation(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,
@@ -183,11 +314,31 @@ async fn cancel_invitation(
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct AcceptBody {
+    #[schema(min_length = 1)]
     token: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/invitations/accept",
+    tag = "members",
+    summary = "Accept an invitation as the signed-in user (email must match); 404 invitation_invalid when expired, cancelled, used or unknown",
+    request_body = AcceptBody,
+    responses(
+        (status = 200, description = "Success", body = InvitationAccepted),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = [])),
+)]
 async fn accept(
     State(s): State<AppState>,
     user: CurrentUser,
@@ -195,11 +346,28 @@ async fn accept(
 ) -> Result<Response> {
     user.require_session()?;
     let (org, role) = invitations::accept(&s.svc, user.user.id, &b.token, &user.meta).await?;
-    Ok(ok(
-        json!({"organization": OrgOut::from(&org), "role": role}),
-    ))
+    Ok(ok_typed(&InvitationAccepted {
+        organization: OrgOut::from(&org),
+        role,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/teams",
+    tag = "teams",
+    summary = "Teams (teams.view)",
+    params(OrgPath, PageQuery),
+    responses(
+        (status = 200, description = "Success", body = ListPage<TeamOut>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn list_teams(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,
@@ -213,22 +381,63 @@ async fn list_teams(
     Ok(items(&views::all::<_, TeamOut>(&list), next))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct TeamBody {
+    /// 1-100 characters after trimming, no control characters
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     name: String,
+    #[schema(max_length = 1000)]
     #[serde(default)]
     description: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/teams",
+    tag = "teams",
+    summary = "Create a team (teams.manage)",
+    params(OrgPath),
+    request_body = TeamBody,
+    responses(
+        (status = 201, description = "Success", body = TeamOut),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn create_team(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,
     ApiJson(b): ApiJson<TeamBody>,
 ) -> Result<Response> {
     let t = teams::create(&s.svc, &ctx, &user.actor(), &b.name, &b.description).await?;
-    Ok(created(json!(TeamOut::from(&t))))
+    Ok(created_typed(&TeamOut::from(&t)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/teams/{id}",
+    tag = "teams",
+    summary = "A team with its members",
+    params(OrgPath, ("id" = String, Path, format = "uuid")),
+    responses(
+        (status = 200, description = "Success", body = TeamWithMembers),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn get_team(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,
@@ -236,20 +445,47 @@ async fn get_team(
 ) -> Result<Response> {
     let id = team_id(&id)?;
     let (team, members) = teams::get(&s.svc, &ctx, id).await?;
-    let mut body = json!(TeamOut::from(&team));
-    body["members"] = json!(views::all::<_, MemberUserOut>(&members));
-    Ok(ok(body))
+    Ok(ok_typed(&TeamWithMembers {
+        team: TeamOut::from(&team),
+        members: views::all::<_, MemberUserOut>(&members),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TeamPatch {
+    /// 1-100 characters after trimming, no control characters
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     #[serde(default)]
     name: Option<String>,
+    #[schema(max_length = 1000)]
     #[serde(default)]
     description: Option<String>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/orgs/{org}/teams/{id}",
+    tag = "teams",
+    summary = "Rename or describe a team",
+    params(OrgPath, ("id" = String, Path, format = "uuid")),
+    request_body = TeamPatch,
+    responses(
+        (status = 200, description = "Success", body = TeamOut),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn update_team(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,
@@ -266,9 +502,24 @@ async fn update_team(
         b.description.as_deref(),
     )
     .await?;
-    Ok(ok(json!(TeamOut::from(&t))))
+    Ok(ok_typed(&TeamOut::from(&t)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/teams/{id}",
+    tag = "teams",
+    summary = "Delete a team",
+    params(OrgPath, ("id" = String, Path, format = "uuid")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn delete_team(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,
@@ -279,6 +530,22 @@ async fn delete_team(
     Ok(no_content())
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/orgs/{org}/teams/{id}/members/{user_id}",
+    tag = "teams",
+    summary = "Add an organization member to the team (201 added, 200 already there)",
+    params(OrgPath, ("id" = String, Path, format = "uuid"), ("user_id" = String, Path, format = "uuid")),
+    responses(
+        (status = 200, description = "Already in the team", body = Added),
+        (status = 201, description = "Added", body = Added),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn add_team_member(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,
@@ -287,12 +554,27 @@ async fn add_team_member(
     let id = team_id(&id)?;
     let added = teams::add_member(&s.svc, &ctx, &user.actor(), id, user_id(&uid)?).await?;
     Ok(if added {
-        created(json!({"added": true}))
+        created_typed(&Added { added: true })
     } else {
-        ok(json!({"added": false}))
+        ok_typed(&Added { added: false })
     })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/teams/{id}/members/{user_id}",
+    tag = "teams",
+    summary = "Remove from the team",
+    params(OrgPath, ("id" = String, Path, format = "uuid"), ("user_id" = String, Path, format = "uuid")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn remove_team_member(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,

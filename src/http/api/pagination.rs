@@ -3,14 +3,20 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::domain::fmt_time;
 
 use crate::error::AppError;
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// items per page
+    #[param(minimum = 1, maximum = 200, default = 50, nullable = false)]
     pub limit: Option<i64>,
+    /// the previous page's next_cursor (opaque); empty or absent: the first page
+    #[param(pattern = "^[A-Za-z0-9_-]*$", nullable = false)]
     pub cursor: Option<String>,
 }
 

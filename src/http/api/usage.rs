@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::ok_typed;
 use super::views::{self, usage as out};
+use crate::domain::Micros;
 use crate::error::Result;
 use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::state::AppState;
@@ -72,7 +73,7 @@ async fn show(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<R
 #[serde(deny_unknown_fields)]
 struct QuotaBody {
     #[serde(default, deserialize_with = "super::present")]
-    monthly_credits_micros: Option<Option<i64>>,
+    monthly_credits_micros: Option<Option<Micros>>,
     #[serde(default, deserialize_with = "super::present")]
     monthly_requests: Option<Option<i64>>,
     #[serde(default, deserialize_with = "super::present")]
@@ -80,7 +81,7 @@ struct QuotaBody {
     #[serde(default, deserialize_with = "super::present")]
     rate_limit_tpm: Option<Option<i64>>,
     #[serde(default, deserialize_with = "super::present")]
-    member_monthly_credits_micros: Option<Option<i64>>,
+    member_monthly_credits_micros: Option<Option<Micros>>,
     #[serde(default)]
     billing_anchor_day: Option<u32>,
     #[serde(default)]

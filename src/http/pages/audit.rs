@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::org_frame::{form_errors, nav};
 use super::{layout, render_status, urlencode};
 use crate::db::OrgContext;
-use crate::domain::format;
+use crate::domain::{Micros, format};
 use crate::error::{AppError, Result};
 use crate::http::api::audit::AuditQuery;
 use crate::http::api::pagination::encode_cursor;
@@ -251,7 +251,7 @@ fn plain(v: &Value, key: &str) -> String {
         Value::String(s) => s.clone(),
         Value::Number(n) => match n.as_i64() {
             Some(i) if key.ends_with("_bytes") => format::bytes(i),
-            Some(i) if key.ends_with("_micros") => format::money(i),
+            Some(i) if key.ends_with("_micros") => Micros::new(i).money(),
             Some(i) if i.unsigned_abs() >= 10_000 => format::count(i),
             _ => n.to_string(),
         },

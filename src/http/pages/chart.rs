@@ -3,15 +3,17 @@
 use chrono::NaiveDate;
 use plotters::prelude::*;
 
+use crate::domain::Micros;
+
 const WIDTH: u32 = 760;
 const HEIGHT: u32 = 260;
 const BAR: RGBColor = RGBColor(47, 110, 186);
 const GRID: RGBColor = RGBColor(226, 230, 236);
 const TEXT: RGBColor = RGBColor(90, 98, 110);
 
-/// `days`: every day of the period in order, with its cost in micro-USD. An empty string
+/// `days`: every day of the period in order, with its cost. An empty string
 /// when plotters fails (the page then shows the table only).
-pub fn daily_cost_svg(days: &[(NaiveDate, i64)]) -> String {
+pub fn daily_cost_svg(days: &[(NaiveDate, Micros)]) -> String {
     let mut svg = String::new();
     if days.is_empty() {
         return svg;
@@ -56,9 +58,9 @@ fn dollars(v: f64, top: f64) -> String {
     format!("${v:.decimals$}")
 }
 
-fn draw(svg: &mut String, days: &[(NaiveDate, i64)]) -> Result<(), Box<dyn std::error::Error>> {
+fn draw(svg: &mut String, days: &[(NaiveDate, Micros)]) -> Result<(), Box<dyn std::error::Error>> {
     let n = days.len() as u32;
-    let max = days.iter().map(|(_, c)| *c).max().unwrap_or(0) as f64 / 1e6;
+    let max = days.iter().map(|(_, c)| c.get()).max().unwrap_or(0) as f64 / 1e6;
     let top = axis_top(max);
     let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -93,8 +95,8 @@ fn draw(svg: &mut String, days: &[(NaiveDate, i64)]) -> Result<(), Box<dyn std::
             .data(
                 days.iter()
                     .enumerate()
-                    .filter(|(_, (_, c))| *c > 0)
-                    .map(|(i, (_, c))| (i as u32, *c as f64 / 1e6)),
+                    .filter(|(_, (_, c))| *c > Micros::ZERO)
+                    .map(|(i, (_, c))| (i as u32, c.get() as f64 / 1e6)),
             ),
     )?;
     root.present()?;
@@ -111,8 +113,11 @@ mod tests {
 
     #[test]
     fn a_bar_per_day_with_cost_and_dollar_labels() {
-        let days: Vec<(NaiveDate, i64)> = (1..=30)
-            .map(|d| (day(d), if d == 3 || d == 17 { 1_500_000 } else { 0 }))
+        let days: Vec<(NaiveDate, Micros)> = (1..=30)
+            .map(|d| {
+                let cost = if d == 3 || d == 17 { 1_500_000 } else { 0 };
+                (day(d), Micros::new(cost))
+            })
             .collect();
         let svg = daily_cost_svg(&days);
         assert!(svg.starts_with("<svg role=\"img\" aria-labelledby=\"daily-cost-caption\""));
@@ -130,11 +135,13 @@ mod tests {
     #[test]
     fn odd_periods_and_amounts_still_draw() {
         for days in [
-            vec![(day(1), 0)],
-            vec![(day(1), i64::MAX)],
-            (1..=28).map(|d| (day(d), 1)).collect::<Vec<_>>(),
+            vec![(day(1), Micros::ZERO)],
+            vec![(day(1), Micros::new(i64::MAX))],
+            (1..=28)
+                .map(|d| (day(d), Micros::new(1)))
+                .collect::<Vec<_>>(),
             (1..=31)
-                .map(|d| (day(1) + chrono::Days::new(d), 0))
+                .map(|d| (day(1) + chrono::Days::new(d), Micros::ZERO))
                 .collect::<Vec<_>>(),
         ] {
             let svg = daily_cost_svg(&days);

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::db::repo::resources::ResourceKind;
-use crate::domain::format;
+use crate::domain::{Micros, format};
 use crate::http::views::{Dashboard, KindLabel, ResourceCount, UsageMeter};
 
 fn meter(id: &str, label: &str, limit: &Value, show: fn(i64) -> String) -> UsageMeter {
@@ -76,7 +76,7 @@ pub(super) fn dashboard_of(limits: &Value, summary: &Value) -> Dashboard {
             "usage-credits",
             "AI credits this month",
             &limits["ai_credits"],
-            format::money,
+            |m| Micros::new(m).money(),
         ),
     ];
     Dashboard {

@@ -19,7 +19,7 @@ use crate::db::OrgContext;
 use crate::db::repo::usage::Totals;
 use crate::db::scope::has_permission;
 use crate::domain::period::period_at;
-use crate::domain::{Invalid, format, parse_usd, usd};
+use crate::domain::{Invalid, Micros, format};
 use crate::error::Result;
 use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
@@ -47,7 +47,7 @@ fn row(label: String, sub: String, t: &Totals) -> UsageRow {
         requests: format::count(t.requests),
         input_tokens: format::count(t.input_tokens),
         output_tokens: format::count(t.output_tokens),
-        cost: format::money(t.cost_micros),
+        cost: t.cost_micros.money(),
     }
 }
 
@@ -73,9 +73,10 @@ fn limits_of(limits: &[quota::Limit]) -> (Vec<UsageMeter>, Vec<String>) {
             });
             continue;
         };
+        let money = |m| Micros::new(m).money();
         let (label, show): (&str, fn(i64) -> String) = match name {
-            LimitKind::OrgCredits => ("The organization's AI credits", format::money),
-            LimitKind::MemberCredits => ("Your AI credits in this organization", format::money),
+            LimitKind::OrgCredits => ("The organization's AI credits", money),
+            LimitKind::MemberCredits => ("Your AI credits in this organization", money),
             LimitKind::OrgRequests | LimitKind::RateRpm | LimitKind::RateTpm => {
                 ("The organization's requests", format::count)
             }
@@ -102,7 +103,11 @@ fn limits_of(limits: &[quota::Limit]) -> (Vec<UsageMeter>, Vec<String>) {
 }
 
 /// Every day of the period with its cost (days without calls at zero).
-fn days_of(start: NaiveDate, end: NaiveDate, by_day: &[(String, i64)]) -> Vec<(NaiveDate, i64)> {
+fn days_of(
+    start: NaiveDate,
+    end: NaiveDate,
+    by_day: &[(String, Micros)],
+) -> Vec<(NaiveDate, Micros)> {
     let mut out = Vec::new();
     let mut d = start;
     while d < end && out.len() < 31 {
@@ -111,7 +116,7 @@ fn days_of(start: NaiveDate, end: NaiveDate, by_day: &[(String, i64)]) -> Vec<(N
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, c)| *c)
-            .unwrap_or(0);
+            .unwrap_or_default();
         out.push((d, cost));
         d = d + Days::new(1);
     }
@@ -120,10 +125,10 @@ fn days_of(start: NaiveDate, end: NaiveDate, by_day: &[(String, i64)]) -> Vec<(N
 
 /// Dollars as the form shows them: every digit that is there (`25`, `1.234567`), so that
 /// saving the form unchanged keeps the amount.
-fn form_dollars(micros: Option<i64>) -> String {
-    micros
+fn form_dollars(amount: Option<Micros>) -> String {
+    amount
         .map(|m| {
-            let d = usd(m);
+            let d = m.usd();
             d.trim_end_matches('0').trim_end_matches('.').to_string()
         })
         .unwrap_or_default()
@@ -205,7 +210,7 @@ fn usage_view(
         quota: quota_fields(settings),
         plan_credits: settings
             .plan_credits_micros
-            .map(format::money)
+            .map(Micros::money)
             .unwrap_or_default(),
         webhook_secret_set: settings.webhook_secret_set,
         quota_errors: FormErrors::default(),
@@ -216,7 +221,7 @@ fn usage_view(
             .map(|i| InvoiceRow {
                 id: i.id,
                 period: i.period,
-                total: format::money(i.total_micros),
+                total: i.total_micros.money(),
                 issued: format::time_at(i.issued_at),
             })
             .collect(),
@@ -250,7 +255,7 @@ impl PeriodBrowse {
         let anchor = report.settings.billing_anchor_day;
         let (start, end) = (report.start, report.end);
         let last_day = (end - chrono::Duration::seconds(1)).date_naive();
-        let day_costs: Vec<(String, i64)> = report
+        let day_costs: Vec<(String, Micros)> = report
             .by_day
             .iter()
             .map(|r| (r.day.clone(), r.totals.cost_micros))
@@ -351,11 +356,11 @@ struct QuotaForm {
 /// the field, so that it is told together with the service's own findings.
 fn quota_input(f: &QuotaForm) -> quota::QuotaInput {
     let mut errors = Vec::new();
-    let mut dollars = |field: &'static str, raw: &str| -> Option<Option<i64>> {
+    let mut dollars = |field: &'static str, raw: &str| -> Option<Option<Micros>> {
         if raw.trim().is_empty() {
             return Some(None);
         }
-        let v = parse_usd(raw);
+        let v = Micros::parse_usd(raw);
         if v.is_none() {
             errors.push(Invalid::new(
                 field,
@@ -534,11 +539,11 @@ mod tests {
         let days = days_of(
             d(15),
             NaiveDate::from_ymd_opt(2026, 12, 15).unwrap(),
-            &[("2026-11-20".into(), 5)],
+            &[("2026-11-20".into(), Micros::new(5))],
         );
         assert_eq!(days.len(), 30);
-        assert_eq!(days[0], (d(15), 0));
-        assert_eq!(days[5], (d(20), 5));
+        assert_eq!(days[0], (d(15), Micros::ZERO));
+        assert_eq!(days[5], (d(20), Micros::new(5)));
     }
 
     #[test]
@@ -554,7 +559,10 @@ mod tests {
         };
         let q = quota_input(&f);
         assert!(q.unreadable.is_empty());
-        assert_eq!(q.monthly_credits_micros, Some(Some(25_000_000)));
+        assert_eq!(
+            q.monthly_credits_micros,
+            Some(Some(Micros::new(25_000_000)))
+        );
         assert_eq!(q.member_monthly_credits_micros, Some(None));
         assert_eq!(q.monthly_requests, Some(Some(1000)));
         assert_eq!(q.rate_limit_rpm, Some(None));
@@ -589,10 +597,14 @@ mod tests {
             "monthly_credits"
         );
         // Amounts go back into the form with every digit, so saving unchanged keeps them.
-        assert_eq!(form_dollars(Some(1_234_567)), "1.234567");
-        assert_eq!(form_dollars(Some(25_000_000)), "25");
-        assert_eq!(form_dollars(Some(100)), "0.0001");
+        let dollars = |m| form_dollars(Some(Micros::new(m)));
+        assert_eq!(dollars(1_234_567), "1.234567");
+        assert_eq!(dollars(25_000_000), "25");
+        assert_eq!(dollars(100), "0.0001");
         assert_eq!(form_dollars(None), "");
-        assert_eq!(parse_usd(&form_dollars(Some(1_234_567))), Some(1_234_567));
+        assert_eq!(
+            Micros::parse_usd(&dollars(1_234_567)),
+            Some(Micros::new(1_234_567))
+        );
     }
 }

@@ -19,7 +19,7 @@ use super::tokens::{Tokens, cost};
 use crate::db::repo::{quotas, usage};
 use crate::db::{Db, OrgContext};
 use crate::domain::period::period_at;
-use crate::domain::{OrgId, UserId};
+use crate::domain::{Micros, OrgId, UserId};
 use crate::error::AppError;
 
 /// What admission needs besides the ledger: the quota settings, the credit limit and the
@@ -28,16 +28,17 @@ use crate::error::AppError;
 pub struct Limits {
     pub quota: quotas::Quota,
     /// The organization's monthly credit limit (`quota::credit_limit`).
-    pub credit_limit: Option<i64>,
-    pub price: Option<(i64, i64)>,
+    pub credit_limit: Option<Micros>,
+    /// (input, output) per million tokens.
+    pub price: Option<(Micros, Micros)>,
 }
 
 #[derive(Default, Clone, Copy)]
 struct Account {
     loaded: bool,
-    used_credits: i64,
+    used_credits: Micros,
     used_requests: i64,
-    reserved_credits: i64,
+    reserved_credits: Micros,
     reserved_requests: i64,
 }
 
@@ -65,30 +66,30 @@ pub struct Reservation {
     ledger: Arc<Mutex<Ledger>>,
     period: String,
     user: UserId,
-    credits: i64,
+    credits: Micros,
     settled: bool,
 }
 
 impl Reservation {
     /// The call's usage is committed: its real cost becomes committed use and the
     /// reservation ends, in one step.
-    pub fn settle(mut self, cost_micros: i64) {
+    pub fn settle(mut self, cost_micros: Micros) {
         self.release(Some(cost_micros));
         self.settled = true;
     }
 
-    fn release(&self, committed: Option<i64>) {
+    fn release(&self, committed: Option<Micros>) {
         let mut l = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         if l.period != self.period {
             return;
         }
         let apply = |a: &mut Account| {
-            a.reserved_credits -= self.credits;
+            a.reserved_credits = a.reserved_credits.saturating_sub(self.credits);
             a.reserved_requests -= 1;
             if let Some(c) = committed
                 && a.loaded
             {
-                a.used_credits += c;
+                a.used_credits = a.used_credits.saturating_add(c);
                 a.used_requests += 1;
             }
         };
@@ -187,10 +188,10 @@ impl Gate {
             return Ok(Err(denied));
         }
         let reserve = cost(limits.price, estimate);
-        l.org.reserved_credits += reserve;
+        l.org.reserved_credits = l.org.reserved_credits.saturating_add(reserve);
         l.org.reserved_requests += 1;
         if let Some(m) = l.members.get_mut(&user) {
-            m.reserved_credits += reserve;
+            m.reserved_credits = m.reserved_credits.saturating_add(reserve);
             m.reserved_requests += 1;
         }
         drop(l);
@@ -254,7 +255,7 @@ fn exhausted(limits: &Limits, org: Account, mine: Account, period: &str) -> Opti
     let q = &limits.quota;
     let period = || period.to_string();
     if let Some(limit) = limits.credit_limit
-        && org.used_credits + org.reserved_credits >= limit
+        && org.used_credits.saturating_add(org.reserved_credits) >= limit
     {
         return Some(Denied::OrgCredits {
             used: org.used_credits,
@@ -272,7 +273,7 @@ fn exhausted(limits: &Limits, org: Account, mine: Account, period: &str) -> Opti
         });
     }
     if let Some(limit) = q.member_monthly_credits_micros
-        && mine.used_credits + mine.reserved_credits >= limit
+        && mine.used_credits.saturating_add(mine.reserved_credits) >= limit
     {
         return Some(Denied::MemberCredits {
             used: mine.used_credits,
@@ -293,8 +294,8 @@ mod tests {
     fn limits(q: quotas::Quota, credit_limit: Option<i64>) -> Limits {
         Limits {
             quota: q,
-            credit_limit,
-            price: Some((1_000_000, 0)),
+            credit_limit: credit_limit.map(Micros::new),
+            price: Some((Micros::new(1_000_000), Micros::ZERO)),
         }
     }
 
@@ -315,18 +316,18 @@ mod tests {
         assert!(matches!(
             denied,
             Some(Denied::OrgCredits {
-                used: 0,
-                limit: 100,
+                used: Micros::ZERO,
+                limit,
                 ..
-            })
+            }) if limit == Micros::new(100)
         ));
         // A refused or failed call frees its reservation without counting as use.
         drop(second);
         drop(first);
         let third = gate.admit(&db, &ctx, &l, tokens(10), at).unwrap().unwrap();
-        third.settle(100);
+        third.settle(Micros::new(100));
         match gate.admit(&db, &ctx, &l, tokens(1), at).unwrap() {
-            Err(Denied::OrgCredits { used, .. }) => assert_eq!(used, 100),
+            Err(Denied::OrgCredits { used, .. }) => assert_eq!(used, Micros::new(100)),
             other => panic!("expected the credits to be used up, got {:?}", other.err()),
         }
     }
@@ -351,7 +352,7 @@ mod tests {
         assert_eq!(denied.map(|d| d.limit()), Some(LimitKind::OrgRequests));
         drop(held);
         let member = quotas::Quota {
-            member_monthly_credits_micros: Some(0),
+            member_monthly_credits_micros: Some(Micros::ZERO),
             ..quotas::Quota::default()
         };
         let denied = gate

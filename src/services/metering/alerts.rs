@@ -5,6 +5,7 @@ use serde_json::json;
 use super::super::quota::{credit_limit, percent};
 use crate::db::OrgContext;
 use crate::db::repo::{audit, plans, quotas, usage};
+use crate::domain::Micros;
 use crate::error::AppError;
 
 /// After usage was added (inside the same write job): every alert threshold the period's
@@ -20,16 +21,19 @@ pub(crate) fn check_alerts(
 ) -> Result<Vec<u8>, AppError> {
     let q = quotas::get(tx, ctx)?;
     let plan = plans::for_org(tx, ctx)?.and_then(|p| p.monthly_ai_credits_micros);
-    let Some(limit) = credit_limit(&q, plan).filter(|l| *l > 0) else {
+    let Some(limit) = credit_limit(&q, plan).filter(|l| *l > Micros::ZERO) else {
         return Ok(Vec::new());
     };
     let used = usage::totals(tx, ctx, period)?.cost_micros;
+    let pct = percent(used.get(), limit.get());
     let mut sent = usage::alerts_sent(tx, ctx, period)?;
     let due: Vec<u8> = q
         .alert_thresholds
         .iter()
         .copied()
-        .filter(|t| !sent.contains(t) && used.saturating_mul(100) >= i64::from(*t) * limit)
+        .filter(|t| {
+            !sent.contains(t) && used.get().saturating_mul(100) >= i64::from(*t) * limit.get()
+        })
         .collect();
     if due.is_empty() {
         return Ok(due);
@@ -40,7 +44,7 @@ pub(crate) fn check_alerts(
     let admins = crate::db::repo::notifications::owners_and_admins(tx, ctx)?;
     for t in &due {
         let details = json!({"period": period, "threshold": t, "used_micros": used,
-                             "limit_micros": limit, "percent": percent(used, limit)});
+                             "limit_micros": limit, "percent": pct});
         audit::append(
             tx,
             ctx,
@@ -58,16 +62,17 @@ pub(crate) fn check_alerts(
         )?;
         let title = format!("AI credits at {t}% for {period}");
         let body = format!(
-            "{} has used {used} of {limit} micro-USD of its monthly AI credits ({}%).",
+            "{} has used {} of {} micro-USD of its monthly AI credits ({pct}%).",
             ctx.org().name,
-            percent(used, limit)
+            used.get(),
+            limit.get()
         );
         if let Some(url) = &q.webhook_url {
             let payload = json!({
                 "event": "quota.alert",
                 "organization": {"id": ctx.org_id(), "slug": ctx.org().slug},
                 "period": period, "threshold": t, "used_micros": used,
-                "limit_micros": limit, "percent": percent(used, limit), "at": now,
+                "limit_micros": limit, "percent": pct, "at": now,
             });
             crate::db::repo::webhooks::enqueue(
                 tx,

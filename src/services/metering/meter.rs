@@ -8,7 +8,7 @@ use super::admission::Reservation;
 use super::tokens::{Tokens, cost};
 use crate::db::repo::usage;
 use crate::db::{Db, OrgContext};
-use crate::domain::new_id;
+use crate::domain::{Micros, new_id};
 use crate::error::AppError;
 
 /// One finished call waiting to be written.
@@ -129,7 +129,7 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
                     status_code: m.status,
                     input_tokens: m.tokens.input,
                     output_tokens: m.tokens.output,
-                    cost_micros: 0,
+                    cost_micros: Micros::ZERO,
                     latency_ms: m.latency_ms,
                     created_at: m.at,
                 },
@@ -140,7 +140,7 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
     let done = db
         .write_bookkeeping(crate::db::Bookkeeping::Usage, move |tx| {
             type PriceKey = (String, Option<String>, String);
-            let mut prices: BTreeMap<PriceKey, Option<(i64, i64)>> = BTreeMap::new();
+            let mut prices: BTreeMap<PriceKey, Option<(Micros, Micros)>> = BTreeMap::new();
             let mut anchors: BTreeMap<crate::domain::OrgId, u32> = BTreeMap::new();
             let mut batch = usage::Batch::default();
             let mut costs = Vec::with_capacity(rows.len());
@@ -235,7 +235,7 @@ mod tests {
         let c = ctx.clone();
         db.write(move |tx| {
             let q = quotas::Quota {
-                monthly_credits_micros: Some(100_000),
+                monthly_credits_micros: Some(Micros::new(100_000)),
                 ..quotas::Quota::default()
             };
             quotas::save(
@@ -261,7 +261,10 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!((totals.requests, totals.cost_micros), (1, 90_000));
+        assert_eq!(
+            (totals.requests, totals.cost_micros),
+            (1, Micros::new(90_000))
+        );
         assert_eq!(sent, vec![80, 90]);
         meter.submit(call(&ctx, 100_000, at));
         meter.submit(call(&ctx, 100_000, at));
@@ -277,7 +280,10 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!((totals.requests, totals.cost_micros), (3, 120_000));
+        assert_eq!(
+            (totals.requests, totals.cost_micros),
+            (3, Micros::new(120_000))
+        );
         assert_eq!(sent, vec![80, 90, 100]);
         assert_eq!(notes.len(), 3, "one notification per threshold, each once");
     }

@@ -12,16 +12,19 @@ pub use meter::{Meter, Metered};
 pub use tokens::Tokens;
 
 use super::quota::LimitKind;
+use crate::domain::Micros;
 
 /// Why admission refused a call: the limit that was hit, with what the message names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
     #[error(
-        "the organization's monthly AI credits are used up ({used} of {limit} micro-USD in {period})"
+        "the organization's monthly AI credits are used up ({} of {} micro-USD in {period})",
+        .used.get(),
+        .limit.get()
     )]
     OrgCredits {
-        used: i64,
-        limit: i64,
+        used: Micros,
+        limit: Micros,
         period: String,
     },
     #[error("the organization's monthly requests are used up ({used} of {limit} in {period})")]
@@ -31,11 +34,13 @@ pub enum Denied {
         period: String,
     },
     #[error(
-        "your monthly AI credits in this organization are used up ({used} of {limit} micro-USD in {period})"
+        "your monthly AI credits in this organization are used up ({} of {} micro-USD in {period})",
+        .used.get(),
+        .limit.get()
     )]
     MemberCredits {
-        used: i64,
-        limit: i64,
+        used: Micros,
+        limit: Micros,
         period: String,
     },
     #[error("the organization's limit of {limit} requests per minute is reached")]
@@ -114,8 +119,8 @@ mod tests {
     #[test]
     fn each_denial_names_its_limit_and_says_whether_to_wait() {
         let credits = Denied::OrgCredits {
-            used: 900,
-            limit: 1000,
+            used: Micros::new(900),
+            limit: Micros::new(1000),
             period: "2026-11".into(),
         };
         assert_eq!(credits.limit(), LimitKind::OrgCredits);
@@ -125,8 +130,8 @@ mod tests {
             "the organization's monthly AI credits are used up (900 of 1000 micro-USD in 2026-11)"
         );
         let member = Denied::MemberCredits {
-            used: 5,
-            limit: 5,
+            used: Micros::new(5),
+            limit: Micros::new(5),
             period: "2026-11".into(),
         };
         assert_eq!(member.limit(), LimitKind::MemberCredits);

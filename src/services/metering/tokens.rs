@@ -5,6 +5,8 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use crate::domain::Micros;
+
 /// Token counts of one call, from the upstream's `usage` or estimated when it gave none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tokens {
@@ -12,13 +14,21 @@ pub struct Tokens {
     pub output: i64,
 }
 
-/// Cost in micro-units, rounded up so that no metered call is free when the model has a price.
-pub fn cost(price: Option<(i64, i64)>, t: Tokens) -> i64 {
+/// The cost of `t` at a price of (input, output) micro-dollars per million tokens, rounded
+/// up so that no metered call is free when the model has a price.
+pub fn cost(price: Option<(Micros, Micros)>, t: Tokens) -> Micros {
     let Some((pin, pout)) = price else {
-        return 0;
+        return Micros::ZERO;
     };
-    let micro = t.input.saturating_mul(pin) + t.output.saturating_mul(pout);
-    (micro + 999_999) / 1_000_000
+    // Millionths of a micro-dollar, then rounded up to whole micro-dollars. The counts
+    // come from the provider's answer: a negative one counts as none (it must not credit
+    // the ledger) and a huge one saturates instead of overflowing.
+    let micro = t
+        .input
+        .max(0)
+        .saturating_mul(pin.get())
+        .saturating_add(t.output.max(0).saturating_mul(pout.get()));
+    Micros::new(micro.saturating_add(999_999) / 1_000_000)
 }
 
 /// About four characters per token: the estimate used when the upstream reports nothing.
@@ -158,14 +168,31 @@ mod tests {
             input: 1000,
             output: 10,
         };
-        assert_eq!(cost(None, t), 0);
+        assert_eq!(cost(None, t), Micros::ZERO);
         // 1000 × 0.15 + 10 × 0.6 = 156 µ$ exactly.
-        assert_eq!(cost(Some((150_000, 600_000)), t), 156);
+        let price = Some((Micros::new(150_000), Micros::new(600_000)));
+        assert_eq!(cost(price, t), Micros::new(156));
         let one = Tokens {
             input: 1,
             output: 0,
         };
-        assert_eq!(cost(Some((1, 0)), one), 1);
+        let price = Some((Micros::new(1), Micros::ZERO));
+        assert_eq!(cost(price, one), Micros::new(1));
+    }
+
+    #[test]
+    fn cost_of_absurd_counts_saturates_and_negative_counts_cost_nothing() {
+        let price = Some((Micros::new(150_000), Micros::new(600_000)));
+        let huge = Tokens {
+            input: i64::MAX,
+            output: i64::MAX,
+        };
+        assert_eq!(cost(price, huge), Micros::new(i64::MAX / 1_000_000));
+        let negative = Tokens {
+            input: -1_000_000,
+            output: -5,
+        };
+        assert_eq!(cost(price, negative), Micros::ZERO);
     }
 
     #[test]

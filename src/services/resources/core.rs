@@ -13,7 +13,7 @@ use crate::db::repo::{audit, members, plans, teams};
 use crate::db::scope::has_permission;
 use crate::db::{Conn, OrgContext, WriteTx};
 use crate::domain::resources::{Checked, Patch, Sent};
-use crate::domain::{Invalid, MessageId, Visibility, as_stored, fmt_time};
+use crate::domain::{Invalid, MessageId, Micros, Visibility, as_stored, fmt_time};
 use crate::error::{AppError, Result};
 use crate::services::{Actor, fresh_context, require};
 
@@ -476,7 +476,7 @@ pub async fn limits(
             "workflows": Limit { used: repo::count(tx, &ctx, ResourceKind::Workflow)?, max: plan.max_workflows },
             "users": Limit { used: members::count(tx, &ctx)?, max: plan.max_members },
             "storage_bytes": Limit { used: repo::storage_bytes(tx, &ctx)?, max: plan.max_storage_bytes },
-            "ai_credits": if usage { json!(Limit { used: cost, max: credit_max }) } else { json!({"max": credit_max}) },
+            "ai_credits": if usage { json!(Limit { used: cost.get(), max: credit_max.map(Micros::get) }) } else { json!({"max": credit_max}) },
             "document_bytes": {"max": plan.max_document_bytes},
         }))
     })

@@ -3,13 +3,15 @@
 //! out: the first are secrets or the caller's own, the last is answered on its own.
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::db::repo::sessions::Session;
 use crate::db::repo::tokens::ApiToken;
 use crate::db::repo::users::User;
 use crate::domain::{ApiTokenId, OrgId, SessionId, UserId, UserStatus};
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = User)]
 pub struct UserOut<'a> {
     pub id: UserId,
     pub email: &'a str,
@@ -34,7 +36,8 @@ impl<'a> From<&'a User> for UserOut<'a> {
 }
 
 /// A session in the caller's list, `current` when it is the one making the request.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Session)]
 pub struct SessionOut<'a> {
     pub id: SessionId,
     #[serde(serialize_with = "crate::domain::ser_time")]
@@ -63,7 +66,8 @@ impl<'a> SessionOut<'a> {
 }
 
 /// An API token as listed: its hint, never its hash.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ApiToken)]
 pub struct TokenOut<'a> {
     pub id: ApiTokenId,
     pub organization_id: OrgId,
@@ -92,4 +96,54 @@ impl<'a> From<&'a ApiToken> for TokenOut<'a> {
             revoked_at: t.revoked_at,
         }
     }
+}
+
+/// `POST /auth/signup`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SignupResult)]
+pub struct SignupResult<'a> {
+    pub user: UserOut<'a>,
+    pub personal_organization: super::OrgOut<'a>,
+}
+
+/// `POST /auth/login`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = LoginResult)]
+pub struct LoginResult<'a> {
+    pub user: UserOut<'a>,
+    pub organizations: Vec<super::OrgWithRole<'a>>,
+    pub current_organization_id: Option<OrgId>,
+    /// send as X-CSRF-Token on state-changing calls with this session
+    pub csrf_token: &'a str,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `GET /me`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Me)]
+pub struct MeOut<'a> {
+    pub user: UserOut<'a>,
+    pub memberships: Vec<super::MembershipOut<'a>>,
+    pub current_organization_id: Option<OrgId>,
+}
+
+/// `PUT /me/current-organization`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CurrentOrganization)]
+pub struct CurrentOrganization<'a> {
+    pub current_organization_id: OrgId,
+    pub organization: super::OrgOut<'a>,
+    pub role: crate::domain::Role,
+}
+
+/// A new API token with its secret, shown only in this answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ApiTokenCreated)]
+pub struct TokenCreated<'a> {
+    #[serde(flatten)]
+    pub row: TokenOut<'a>,
+    /// the secret, shown only in this response
+    #[schema(pattern = "^xa_")]
+    pub token: &'a str,
 }

@@ -6,13 +6,15 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::db::repo::invitations::Invitation;
 use crate::db::repo::members::{Member, MemberUser};
 use crate::db::repo::teams::Team;
 use crate::domain::{MemberStatus, Role, UserId};
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = MemberUser)]
 pub struct MemberUserOut<'a> {
     pub id: UserId,
     pub email: &'a str,
@@ -29,11 +31,13 @@ impl<'a> From<&'a MemberUser> for MemberUserOut<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Member)]
 pub struct MemberOut<'a> {
     pub user: MemberUserOut<'a>,
     pub role: Role,
     /// The explicit overrides (`{"path": true|false}`), not the effective set.
+    #[schema(schema_with = crate::http::api::openapi::overrides)]
     pub permissions: &'a BTreeMap<String, bool>,
     pub status: MemberStatus,
     #[serde(serialize_with = "crate::domain::ser_time")]
@@ -55,7 +59,8 @@ impl<'a> From<&'a Member> for MemberOut<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Invitation)]
 pub struct InvitationOut<'a> {
     pub id: InvitationId,
     pub email: &'a str,
@@ -80,7 +85,8 @@ impl<'a> From<&'a Invitation> for InvitationOut<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Team)]
 pub struct TeamOut<'a> {
     pub id: TeamId,
     pub name: &'a str,
@@ -103,4 +109,44 @@ impl<'a> From<&'a Team> for TeamOut<'a> {
             updated_at: t.updated_at,
         }
     }
+}
+
+/// A new invitation with what is shown only once.
+#[derive(Serialize, ToSchema)]
+#[schema(as = InvitationCreated)]
+pub struct InvitationCreated<'a> {
+    #[serde(flatten)]
+    pub invitation: InvitationOut<'a>,
+    /// the invitation token, shown only in this response
+    pub token: &'a str,
+    /// the link to send to the invited person, shown only in this response
+    pub accept_url: &'a str,
+    /// whether the invitation email went out (SMTP configured and the send worked)
+    pub email_sent: bool,
+    /// true when a pending invitation for the same email was cancelled by this one: the link sent earlier no longer works
+    pub replaced_invitation: bool,
+}
+
+/// `POST /invitations/accept`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = InvitationAccepted)]
+pub struct InvitationAccepted<'a> {
+    pub organization: super::OrgOut<'a>,
+    pub role: crate::domain::Role,
+}
+
+/// A team with its members.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TeamWithMembers)]
+pub struct TeamWithMembers<'a> {
+    #[serde(flatten)]
+    pub team: TeamOut<'a>,
+    pub members: Vec<MemberUserOut<'a>>,
+}
+
+/// Whether a put added something.
+#[derive(Serialize, ToSchema)]
+pub struct Added {
+    /// false when it was there already
+    pub added: bool,
 }

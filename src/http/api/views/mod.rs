@@ -121,18 +121,19 @@ mod tests {
     #[test]
     fn invoice_lines_keep_their_keys_in_alphabetical_order() {
         use crate::db::repo::invoices::{Invoice, InvoiceLine};
+        use crate::domain::Micros;
         let inv = Invoice {
             id: "i1".into(),
             period: "2026-11".into(),
             currency: "USD".into(),
-            subtotal_micros: 150,
-            total_micros: 150,
+            subtotal_micros: Micros::new(150),
+            total_micros: Micros::new(150),
             line_items: vec![InvoiceLine::Usage {
                 model: "m".into(),
                 requests: 3,
                 input_tokens: 1000,
                 output_tokens: 0,
-                amount_micros: 150,
+                amount_micros: Micros::new(150),
             }],
             issued_at: chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00.000000Z")
                 .unwrap()

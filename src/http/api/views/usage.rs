@@ -8,6 +8,7 @@ use crate::db::repo::invoices::{Invoice, InvoiceLine};
 use crate::db::repo::notifications::Notification;
 use crate::db::repo::usage::{MemberTotals, Totals};
 use crate::db::repo::webhooks::Delivery;
+use crate::domain::Micros;
 use crate::services::quota::{DayUsage, Limit, ModelUsage, QuotaUse, QuotaView, UsageReport};
 
 #[derive(Serialize)]
@@ -15,7 +16,7 @@ pub struct TotalsOut {
     pub requests: i64,
     pub input_tokens: i64,
     pub output_tokens: i64,
-    pub cost_micros: i64,
+    pub cost_micros: Micros,
 }
 
 impl From<&Totals> for TotalsOut {
@@ -126,8 +127,8 @@ pub struct InvoiceOut<'a> {
     pub id: &'a str,
     pub period: &'a str,
     pub currency: &'a str,
-    pub subtotal_micros: i64,
-    pub total_micros: i64,
+    pub subtotal_micros: Micros,
+    pub total_micros: Micros,
     #[serde(serialize_with = "keys_sorted")]
     pub line_items: &'a [InvoiceLine],
     #[serde(serialize_with = "crate::domain::ser_time")]
