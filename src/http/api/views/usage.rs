@@ -2,6 +2,7 @@
 //! payload stays out: it is what was (or will be) sent to the organization's endpoint,
 //! signed, and may carry more than the list needs.
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::db::repo::invoices::{Invoice, InvoiceLine};
 use crate::db::repo::notifications::Notification;
@@ -10,7 +11,8 @@ use crate::db::repo::webhooks::Delivery;
 use crate::domain::Micros;
 use crate::services::quota::{DayUsage, Limit, ModelUsage, QuotaUse, QuotaView, UsageReport};
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = UsageTotals)]
 pub struct TotalsOut {
     pub requests: i64,
     pub input_tokens: i64,
@@ -29,7 +31,7 @@ impl From<&Totals> for TotalsOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MemberTotalsOut<'a> {
     pub user_id: &'a str,
     pub email: &'a str,
@@ -48,7 +50,7 @@ impl<'a> From<&'a MemberTotals> for MemberTotalsOut<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ModelUsageOut<'a> {
     pub model: &'a str,
     pub totals: TotalsOut,
@@ -66,9 +68,10 @@ impl<'a> From<&'a ModelUsage> for ModelUsageOut<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DayUsageOut<'a> {
     /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     pub day: &'a str,
     pub totals: TotalsOut,
 }
@@ -83,11 +86,15 @@ impl<'a> From<&'a DayUsage> for DayUsageOut<'a> {
 }
 
 /// What `GET …/usage` answers.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Usage)]
 pub struct UsageReportOut<'a> {
+    #[schema(pattern = "^\\d{4}-\\d{2}$")]
     pub period: &'a str,
+    #[schema(format = DateTime)]
     pub start: &'a str,
     /// Exclusive.
+    #[schema(format = DateTime)]
     pub end: &'a str,
     pub totals: TotalsOut,
     /// The caller's own calls.
@@ -119,7 +126,8 @@ impl<'a> From<&'a UsageReport> for UsageReportOut<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Invoice)]
 pub struct InvoiceOut<'a> {
     pub id: &'a str,
     pub period: &'a str,
@@ -127,7 +135,9 @@ pub struct InvoiceOut<'a> {
     pub subtotal_micros: Micros,
     pub total_micros: Micros,
     #[serde(serialize_with = "keys_sorted")]
+    #[schema(value_type = Vec<Object>)]
     pub line_items: &'a [InvoiceLine],
+    #[schema(format = DateTime)]
     pub issued_at: &'a str,
 }
 
@@ -151,14 +161,17 @@ fn keys_sorted<S: serde::Serializer>(lines: &&[InvoiceLine], s: S) -> Result<S::
     super::value(lines).serialize(s)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Notification)]
 pub struct NotificationOut<'a> {
     pub id: &'a str,
     pub kind: &'a str,
     pub title: &'a str,
     pub body: &'a str,
     pub details: &'a serde_json::Value,
+    #[schema(format = DateTime)]
     pub created_at: &'a str,
+    #[schema(format = DateTime)]
     pub read_at: Option<&'a str>,
 }
 
@@ -176,17 +189,22 @@ impl<'a> From<&'a Notification> for NotificationOut<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = WebhookDelivery)]
 pub struct DeliveryOut<'a> {
     pub id: &'a str,
     pub event: &'a str,
     pub url: &'a str,
+    #[schema(schema_with = crate::http::api::openapi::delivery_status)]
     pub status: &'a str,
     pub attempts: i64,
+    #[schema(format = DateTime)]
     pub next_attempt_at: &'a str,
     pub last_status_code: Option<i64>,
     pub last_error: Option<&'a str>,
+    #[schema(format = DateTime)]
     pub created_at: &'a str,
+    #[schema(format = DateTime)]
     pub delivered_at: Option<&'a str>,
 }
 
