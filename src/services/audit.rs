@@ -4,6 +4,7 @@ use super::Services;
 use crate::domain::Permission;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use serde::Serialize;
 use serde_json::json;
 
 use super::csv_text::CsvText;
@@ -299,13 +300,50 @@ pub fn export(
     .fuse())
 }
 
-pub fn export_json(r: &Record) -> serde_json::Value {
-    json!({
-        "id": r.id, "at": r.at,
-        "actor": {"id": r.actor_id, "email": r.actor_email},
-        "action": r.action, "resource_type": r.resource_type, "resource_id": r.resource_id,
-        "ip": r.ip, "user_agent": r.user_agent, "details": r.details,
-    })
+/// One audit row as the API lists it and the NDJSON export writes it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AuditEntry)]
+pub struct Entry<'a> {
+    #[schema(format = "uuid")]
+    pub id: &'a str,
+    #[schema(format = DateTime)]
+    pub at: &'a str,
+    /// null for the system (retention, quota alerts)
+    pub actor: EntryActor<'a>,
+    #[schema(value_type = crate::http::api::openapi::AuditActionWord)]
+    pub action: &'a str,
+    pub resource_type: &'a str,
+    pub resource_id: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    /// what changed (before/after); never a secret
+    #[schema(value_type = Object)]
+    pub details: &'a serde_json::Value,
+}
+
+/// Who did it: null for the system.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EntryActor<'a> {
+    #[schema(format = "uuid")]
+    pub id: Option<&'a str>,
+    pub email: Option<&'a str>,
+}
+
+pub fn export_json(r: &Record) -> Entry<'_> {
+    Entry {
+        id: &r.id,
+        at: &r.at,
+        actor: EntryActor {
+            id: r.actor_id.as_deref(),
+            email: r.actor_email.as_deref(),
+        },
+        action: &r.action,
+        resource_type: &r.resource_type,
+        resource_id: r.resource_id.as_deref(),
+        ip: r.ip.as_deref(),
+        user_agent: r.user_agent.as_deref(),
+        details: &r.details,
+    }
 }
 
 fn csv_row(out: &mut CsvText, r: &Record) {

@@ -22,14 +22,15 @@ type Result<T> = std::result::Result<T, AppError>;
 
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Provider)]
 pub struct ProviderView {
     pub provider: String,
     pub base_url: Option<String>,
-    /// `sk-…abcd`, or null when the entry has no key of its own.
+    /// sk-…abcd; null when the entry has no key of its own
     pub key_hint: Option<String>,
     pub enabled: bool,
-    /// False: the provider is called without a key unless one is set.
+    /// false: called at the base URL without a key unless one is set (Ollama, vLLM, llama.cpp)
     pub key_required: bool,
     #[serde(serialize_with = "crate::domain::ser_time")]
     pub updated_at: DateTime<Utc>,
@@ -48,7 +49,8 @@ impl From<llm::Provider> for ProviderView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Policy)]
 pub struct PolicyView {
     pub allow_user_keys: bool,
     pub default_model: Option<String>,
@@ -65,7 +67,8 @@ impl From<llm::Policy> for PolicyView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = LlmSettings)]
 pub struct Settings {
     pub policy: PolicyView,
     pub providers: Vec<ProviderView>,
@@ -594,7 +597,7 @@ pub async fn delete_my_key(
         .await
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeySource {
     User,
@@ -645,14 +648,18 @@ impl Resolved {
 }
 
 /// What `GET …/llm/resolve` answers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Resolution)]
 pub struct ResolveView {
     pub provider: String,
     pub source: KeySource,
     pub key_hint: Option<String>,
     pub base_url: Option<String>,
+    /// false when the organization's entry says the provider needs no key
     pub key_required: bool,
+    /// why there is no key (source none)
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub reason: Option<String>,
 }
 

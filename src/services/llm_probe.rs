@@ -31,7 +31,7 @@ pub enum Target {
     Mine,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConnectionTest {
     pub provider: String,
     pub source: KeySource,
@@ -43,6 +43,7 @@ pub struct ConnectionTest {
     pub latency_ms: u64,
     pub model_count: usize,
     /// The first model ids, sorted.
+    #[schema(max_items = 50)]
     pub models: Vec<String>,
     pub message: String,
 }

@@ -59,15 +59,19 @@ pub fn current_period(
 }
 
 /// Quota settings as the API shows and takes them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = QuotaSettings)]
 pub struct QuotaView {
+    /// null: the plan's credits
     pub monthly_credits_micros: Option<Micros>,
     pub plan_credits_micros: Option<Micros>,
     pub monthly_requests: Option<i64>,
     pub rate_limit_rpm: Option<i64>,
     pub rate_limit_tpm: Option<i64>,
     pub member_monthly_credits_micros: Option<Micros>,
+    #[schema(minimum = 1, maximum = 28)]
     pub billing_anchor_day: u32,
+    #[schema(value_type = Vec<crate::http::api::openapi::Percent>)]
     pub alert_thresholds: Vec<u8>,
     /// Where alerts are POSTed, if anywhere.
     pub webhook_url: Option<String>,
@@ -255,7 +259,7 @@ fn apply(q: &mut quotas::Quota, input: &QuotaInput) {
 
 /// The limits a quota can set, named on the wire as `org_credits`, `org_requests`,
 /// `member_credits`, `rate_rpm` and `rate_tpm`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitKind {
     /// The organization's monthly AI credits.
@@ -285,7 +289,7 @@ impl LimitKind {
 
 /// One limit that applies. `used` and `limit` count in the limit's own unit (`name` says
 /// which): micro-dollars for credits, requests, or tokens per minute.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Limit {
     pub name: LimitKind,
     pub description: String,
@@ -335,7 +339,7 @@ pub struct DayUsage {
     pub totals: usage::Totals,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QuotaUse {
     pub limit: Micros,
     pub used: Micros,

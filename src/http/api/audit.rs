@@ -1,4 +1,6 @@
 //! The organization's audit log: filtered pages and streaming export.
+#[allow(clippy::wildcard_imports)]
+use super::openapi::prelude::*;
 use crate::http::extract::OrgCtx;
 use axum::Router;
 use axum::body::Body;
@@ -23,16 +25,31 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/orgs/{org}/audit/export", get(export))
 }
 
-#[derive(Deserialize, Default)]
+/// The filters of the audit list and export; the list's page and the export's format are
+/// documented by each operation.
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// exactly this action (another name is 400)
+    #[param(schema_with = super::openapi::audit_action_or_blank)]
     pub action: Option<String>,
+    #[param(nullable = false)]
     pub resource_type: Option<String>,
+    #[param(nullable = false)]
     pub resource_id: Option<String>,
+    #[param(nullable = false)]
     pub actor_id: Option<String>,
+    /// inclusive: an RFC 3339 time or a date
+    #[param(schema_with = super::openapi::time_or_date_or_blank)]
     pub since: Option<String>,
+    /// exclusive: an RFC 3339 time or a date
+    #[param(schema_with = super::openapi::time_or_date_or_blank)]
     pub until: Option<String>,
+    #[param(ignore)]
     pub limit: Option<i64>,
+    #[param(ignore)]
     pub cursor: Option<String>,
+    #[param(ignore)]
     pub format: Option<String>,
 }
 
@@ -113,6 +130,22 @@ impl AuditQuery {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/audit",
+    tag = "audit",
+    summary = "Audit rows, newest first, filtered (audit.view)",
+    params(OrgPath, AuditQuery, PageQuery),
+    responses(
+        (status = 200, description = "Success", body = ListPage<crate::services::audit::Entry>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn list(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,
@@ -126,6 +159,22 @@ async fn list(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/audit/export",
+    tag = "audit",
+    summary = "Stream the filtered audit rows as CSV or NDJSON",
+    params(OrgPath, AuditQuery, ExportFormatQuery),
+    responses(
+        (status = 200, description = "Every matching row, newest first, streamed", content((String = "application/x-ndjson"), (String = "text/csv")), headers(("Content-Disposition" = String, description = ""))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn export(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,

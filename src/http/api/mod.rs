@@ -87,6 +87,12 @@ pub struct Page<'a, T> {
     next_cursor: Option<String>,
 }
 
+/// A whole list, never paged.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ItemsOnly<T> {
+    pub items: Vec<T>,
+}
+
 pub fn items<T: Serialize>(items: &[T], next_cursor: Option<String>) -> Response {
     axum::Json(Page { items, next_cursor }).into_response()
 }

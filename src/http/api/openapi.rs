@@ -14,7 +14,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{Ref, RefOr, ResponseBuilder, content::ContentBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
-use super::{auth, me, members, orgs};
+use super::{audit, auth, llm, me, members, orgs, usage};
 use crate::domain::audit::ORG_AUDIT_ACTIONS;
 
 use crate::domain::{
@@ -29,7 +29,7 @@ pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
     serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_string())
 });
 
-/// The operations not annotated yet (audit, LLM settings, usage, resources), with the
+/// The operations not annotated yet (the resources), with the
 /// schemas only they use, as a written document that the generated one is merged over.
 fn written() -> serde_json::Value {
     serde_json::from_str(include_str!("../../../assets/openapi.json")).unwrap_or_default()
@@ -111,6 +111,27 @@ fn fill_from(doc: &mut serde_json::Value, legacy: &serde_json::Value) {
         members::delete_team,
         members::add_team_member,
         members::remove_team_member,
+        audit::list,
+        audit::export,
+        llm::settings,
+        llm::put_provider,
+        llm::delete_provider,
+        llm::test_org_provider,
+        llm::patch_policy,
+        llm::resolve,
+        llm::my_keys,
+        llm::put_my_key,
+        llm::delete_my_key,
+        llm::test_my_key,
+        usage::usage,
+        usage::usage_csv,
+        usage::show,
+        usage::update,
+        usage::invoices,
+        usage::invoice,
+        usage::notifications,
+        usage::webhook_deliveries,
+        usage::read_notification,
     ),
     components(
         schemas(ErrorBody, Health, Role, Permission, Visibility, AuditActionWord),
@@ -257,12 +278,72 @@ macro_rules! inline_words {
 
 inline_words!(UserStatus, OrgStatus, MemberStatus);
 
+/// Money: a count of micro-dollars.
+impl PartialSchema for crate::domain::Micros {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .build()
+            .into()
+    }
+}
+impl ToSchema for crate::domain::Micros {}
+
 impl PartialSchema for crate::domain::OrgKind {
     fn schema() -> RefOr<Schema> {
         words(["personal", "team"]).into()
     }
 }
 impl ToSchema for crate::domain::OrgKind {}
+
+/// A limit of a quota (micro-dollars, requests or tokens per minute), or null.
+pub fn limit_or_null() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .minimum(Some(0))
+        .maximum(Some(4_294_967_295_000_000_i64))
+        .build()
+        .into()
+}
+
+/// A model's name: 1-200 characters, not only white space, no control characters.
+pub struct ModelName;
+
+impl PartialSchema for ModelName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(200))
+            .pattern(Some(
+                "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+            ))
+            .description(Some("a model name, 1-200 characters"))
+            .build()
+            .into()
+    }
+}
+impl ToSchema for ModelName {}
+
+/// Where a webhook delivery stands.
+pub fn delivery_status() -> Schema {
+    words(["pending", "delivered", "failed"])
+}
+
+/// A percentage of a limit at which an alert goes out.
+pub struct Percent;
+
+impl PartialSchema for Percent {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(100))
+            .build()
+            .into()
+    }
+}
+impl ToSchema for Percent {}
 
 /// Ids are UUIDs in text.
 macro_rules! id_schema {
@@ -346,6 +427,58 @@ pub fn overrides() -> Schema {
 /// The overrides to keep, or null.
 pub fn overrides_or_null() -> Schema {
     overrides_object(true)
+}
+
+/// Blank (no filter) as a query parameter: only white space.
+fn blank() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(
+            "^[\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$",
+        ))
+        .description(Some("blank: no filter"))
+}
+
+/// An audit action, or blank for every action.
+pub fn audit_action_or_blank() -> Schema {
+    AnyOfBuilder::new()
+        .item(schema_ref("AuditAction"))
+        .item(blank())
+        .build()
+        .into()
+}
+
+/// An RFC 3339 time or a date, or blank for no bound.
+pub fn time_or_date_or_blank() -> Schema {
+    let string = |format: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::Custom(format.into())))
+    };
+    AnyOfBuilder::new()
+        .item(string("date-time"))
+        .item(string("date"))
+        .item(blank())
+        .build()
+        .into()
+}
+
+/// The audit export's `?format=`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ExportFormatQuery {
+    #[param(schema_with = export_format)]
+    format: Option<String>,
+}
+
+fn export_format() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["ndjson", "csv"]))
+        .default(Some("ndjson".into()))
+        .build()
+        .into()
 }
 
 /// An RFC 3339 time, a date, or null.
@@ -474,12 +607,12 @@ impl<'s> utoipa::ToResponse<'s> for TooManyRequests {
 /// What the handlers' annotations name.
 pub mod prelude {
     pub use super::{
-        BadRequest, Conflict, Forbidden, IfMatch, InternalError, InvoicePath, KindPath,
-        MethodNotAllowed, NotFound, OrgPath, PayloadTooLarge, ProviderPath, TooManyRequests,
-        Unauthorized, Unprocessable,
+        BadRequest, Conflict, ExportFormatQuery, Forbidden, IfMatch, InternalError, InvoicePath,
+        KindPath, MethodNotAllowed, NotFound, OrgPath, PayloadTooLarge, ProviderPath,
+        TooManyRequests, Unauthorized, Unprocessable,
     };
-    pub use crate::http::api::Page as ListPage;
     pub use crate::http::api::pagination::Page as PageQuery;
+    pub use crate::http::api::{ItemsOnly, Page as ListPage};
 }
 
 /// The `{org}` of a path.

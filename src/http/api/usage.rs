@@ -1,10 +1,13 @@
 //! Quotas and usage (API.md "Quotas, usage, billing").
+#[allow(clippy::wildcard_imports)]
+use super::openapi::prelude::*;
 use crate::http::extract::OrgCtx;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::ok_typed;
 use super::views::{self, usage as out};
@@ -32,6 +35,20 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/notifications",
+    tag = "usage",
+    summary = "The caller's notifications in the organization (quota alerts), newest first",
+    params(OrgPath),
+    responses(
+        (status = 200, description = "Success", body = ListPage<out::NotificationOut>),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn notifications(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
     let list = crate::services::notifications::mine(&s.svc, &ctx).await?;
     Ok(super::items(
@@ -40,6 +57,21 @@ async fn notifications(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) ->
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/notifications/{id}/read",
+    tag = "usage",
+    summary = "Mark one of the caller's notifications read",
+    params(OrgPath, ("id" = String, Path, format = "uuid")),
+    responses(
+        (status = 204, description = "Marked read"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn read_notification(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,
@@ -49,12 +81,34 @@ async fn read_notification(
     Ok(super::no_content())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UsageQuery {
+    /// YYYY-MM (default: the current period)
     #[serde(default)]
+    #[param(
+        pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$",
+        nullable = false
+    )]
     period: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/usage",
+    tag = "usage",
+    summary = "Usage of a period: totals, by model, by member, by day, the quota and every limit that applies to the caller",
+    params(OrgPath, UsageQuery),
+    responses(
+        (status = 200, description = "Success", body = out::UsageReportOut),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn usage(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,
@@ -64,34 +118,80 @@ async fn usage(
     Ok(ok_typed(&out::UsageReportOut::from(&report)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/quota",
+    tag = "usage",
+    summary = "Quota settings",
+    params(OrgPath),
+    responses(
+        (status = 200, description = "Success", body = quota::QuotaView),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn show(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
     Ok(ok_typed(&quota::settings(&s.svc, &ctx).await?))
 }
 
 /// For the limits, `null` means no limit (for credits: the plan's).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct QuotaBody {
+    /// micro-USD; null: the plan's credits
+    #[schema(schema_with = super::openapi::limit_or_null)]
     #[serde(default, deserialize_with = "super::present")]
     monthly_credits_micros: Option<Option<Micros>>,
+    /// null: no limit
+    #[schema(schema_with = super::openapi::limit_or_null)]
     #[serde(default, deserialize_with = "super::present")]
     monthly_requests: Option<Option<i64>>,
+    #[schema(schema_with = super::openapi::limit_or_null)]
     #[serde(default, deserialize_with = "super::present")]
     rate_limit_rpm: Option<Option<i64>>,
+    #[schema(schema_with = super::openapi::limit_or_null)]
     #[serde(default, deserialize_with = "super::present")]
     rate_limit_tpm: Option<Option<i64>>,
+    #[schema(schema_with = super::openapi::limit_or_null)]
     #[serde(default, deserialize_with = "super::present")]
     member_monthly_credits_micros: Option<Option<Micros>>,
+    #[schema(minimum = 1, maximum = 28)]
     #[serde(default)]
     billing_anchor_day: Option<u32>,
+    #[schema(max_items = 10, value_type = Option<Vec<super::openapi::Percent>>)]
     #[serde(default)]
     alert_thresholds: Option<Vec<u8>>,
+    /// alerts are POSTed here, signed; null: none
+    #[schema(max_length = 2048, pattern = "^https?://[^\\s/]\\S*$")]
     #[serde(default, deserialize_with = "super::present")]
     webhook_url: Option<Option<String>>,
+    /// write-only HMAC-SHA256 signing secret
+    #[schema(min_length = 16, max_length = 256)]
     #[serde(default, deserialize_with = "super::present")]
     webhook_secret: Option<Option<String>>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/orgs/{org}/quota",
+    tag = "usage",
+    summary = "Change limits (credits, requests, rates, member cap), the billing anchor day and alert thresholds (quota.manage)",
+    params(OrgPath),
+    request_body = QuotaBody,
+    responses(
+        (status = 200, description = "Success", body = quota::QuotaView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn update(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,
@@ -118,6 +218,21 @@ async fn update(
     Ok(ok_typed(&v))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/quota/webhook-deliveries",
+    tag = "usage",
+    summary = "Alert webhook deliveries and their status (pending, delivered, failed; attempts, last status code)",
+    params(OrgPath),
+    responses(
+        (status = 200, description = "Success", body = ListPage<out::DeliveryOut>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn webhook_deliveries(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,
@@ -129,12 +244,42 @@ async fn webhook_deliveries(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/invoices",
+    tag = "usage",
+    summary = "Invoices of closed billing periods, newest first (billing.view)",
+    params(OrgPath),
+    responses(
+        (status = 200, description = "Success", body = ListPage<out::InvoiceOut>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn invoices(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
     let list = crate::services::invoices::list(&s.svc, &ctx).await?;
     Ok(super::items(&views::all::<_, out::InvoiceOut>(&list), None))
 }
 
 /// One invoice as JSON, or as CSV when the id ends in `.csv`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/invoices/{id}",
+    tag = "usage",
+    summary = "One invoice with its line items by model; `{id}.csv` gives it as CSV",
+    params(OrgPath, InvoicePath),
+    responses(
+        (status = 200, description = "The invoice (as CSV when the id ends in .csv)", content((out::InvoiceOut = "application/json"), (String = "text/csv"))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn invoice(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,
@@ -162,6 +307,22 @@ async fn invoice(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/usage.csv",
+    tag = "usage",
+    summary = "The usage of a period as CSV: a row per day, model and member",
+    params(OrgPath, UsageQuery),
+    responses(
+        (status = 200, description = "A row per day, model and member", content((String = "text/csv")), headers(("Content-Disposition" = String, description = ""))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn usage_csv(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,

@@ -3,6 +3,7 @@
 //! signed, and may carry more than the list needs.
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::db::repo::invoices::{Invoice, InvoiceLine};
 use crate::db::repo::notifications::Notification;
@@ -11,7 +12,8 @@ use crate::db::repo::webhooks::Delivery;
 use crate::domain::Micros;
 use crate::services::quota::{DayUsage, Limit, ModelUsage, QuotaUse, QuotaView, UsageReport};
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = UsageTotals)]
 pub struct TotalsOut {
     pub requests: i64,
     pub input_tokens: i64,
@@ -30,7 +32,7 @@ impl From<&Totals> for TotalsOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MemberTotalsOut<'a> {
     pub user_id: &'a str,
     pub email: &'a str,
@@ -49,7 +51,7 @@ impl<'a> From<&'a MemberTotals> for MemberTotalsOut<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ModelUsageOut<'a> {
     pub model: &'a str,
     pub totals: TotalsOut,
@@ -67,9 +69,10 @@ impl<'a> From<&'a ModelUsage> for ModelUsageOut<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DayUsageOut<'a> {
     /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     pub day: &'a str,
     pub totals: TotalsOut,
 }
@@ -84,8 +87,10 @@ impl<'a> From<&'a DayUsage> for DayUsageOut<'a> {
 }
 
 /// What `GET …/usage` answers.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Usage)]
 pub struct UsageReportOut<'a> {
+    #[schema(pattern = "^\\d{4}-\\d{2}$")]
     pub period: &'a str,
     #[serde(serialize_with = "crate::domain::ser_time")]
     pub start: DateTime<Utc>,
@@ -122,7 +127,8 @@ impl<'a> From<&'a UsageReport> for UsageReportOut<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Invoice)]
 pub struct InvoiceOut<'a> {
     pub id: &'a str,
     pub period: &'a str,
@@ -130,6 +136,7 @@ pub struct InvoiceOut<'a> {
     pub subtotal_micros: Micros,
     pub total_micros: Micros,
     #[serde(serialize_with = "keys_sorted")]
+    #[schema(value_type = Vec<Object>)]
     pub line_items: &'a [InvoiceLine],
     #[serde(serialize_with = "crate::domain::ser_time")]
     pub issued_at: DateTime<Utc>,
@@ -155,7 +162,8 @@ fn keys_sorted<S: serde::Serializer>(lines: &&[InvoiceLine], s: S) -> Result<S::
     super::value(lines).serialize(s)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Notification)]
 pub struct NotificationOut<'a> {
     pub id: &'a str,
     pub kind: &'a str,
@@ -182,11 +190,13 @@ impl<'a> From<&'a Notification> for NotificationOut<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = WebhookDelivery)]
 pub struct DeliveryOut<'a> {
     pub id: &'a str,
     pub event: &'a str,
     pub url: &'a str,
+    #[schema(schema_with = crate::http::api::openapi::delivery_status)]
     pub status: &'a str,
     pub attempts: i64,
     #[serde(serialize_with = "crate::domain::ser_time")]
