@@ -1,7 +1,7 @@
 //! Agents: a model, a system prompt, tools and configuration in their row; personality
 //! traits and skills in tables of their own, sent with the agent's patch.
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{
     Cell, ColumnReader, ResourceFields, ResourceKind, Sent, check_object, check_opt_text,
@@ -10,38 +10,66 @@ use super::{
 use crate::domain::Invalid;
 
 /// Fields in alphabetical order: the order of the JSON the API has always sent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = AgentFields)]
 pub struct Agent {
+    #[schema(value_type = Object)]
     pub config: Map<String, Value>,
     pub model: Option<String>,
     pub system_prompt: String,
     pub tools: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = AgentInput)]
 pub struct AgentPatch {
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 200)]
     pub model: Sent<Option<String>>,
+    #[serde(default)]
+    #[schema(value_type = String, max_length = 100_000)]
     pub system_prompt: Sent<String>,
+    #[serde(default)]
+    #[schema(value_type = Vec<crate::domain::resources::schemas::ToolRef>, max_items = 100)]
     pub tools: Sent<Vec<String>>,
+    /// at most 256 KiB as JSON
+    #[serde(default)]
+    #[schema(value_type = Object)]
     pub config: Sent<Map<String, Value>>,
+    #[serde(default)]
+    #[schema(value_type = Vec<Trait>, max_items = 50)]
     pub personality_traits: Sent<Vec<Trait>>,
+    #[serde(default)]
+    #[schema(value_type = Vec<Skill>, max_items = 50)]
     pub skills: Sent<Vec<Skill>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Trait {
     #[serde(rename = "trait")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub value: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Skill {
     #[serde(rename = "skill")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub level: String,
 }
 
@@ -49,6 +77,7 @@ impl ResourceFields for Agent {
     const KIND: ResourceKind = ResourceKind::Agent;
     const TABLE: &'static str = "agents";
     const COLUMNS: &'static [&'static str] = &["model", "system_prompt", "tools", "config"];
+    const PUBLIC: &'static [&'static str] = &["model", "system_prompt"];
     type Patch = AgentPatch;
 
     fn validate(p: &AgentPatch, errors: &mut Vec<Invalid>) {
@@ -119,13 +148,6 @@ impl ResourceFields for Agent {
             config: r.json()?,
         })
     }
-
-    fn public(&self) -> Map<String, Value> {
-        Map::from_iter([
-            ("model".to_string(), json!(self.model)),
-            ("system_prompt".to_string(), json!(self.system_prompt)),
-        ])
-    }
 }
 
 /// An agent's traits or skills: at most 50, each named (at most 100 characters) with a
@@ -158,6 +180,7 @@ fn check_named<'a>(
 mod tests {
     use super::super::testing::{Cells, problem, problems};
     use super::*;
+    use serde_json::json;
 
     fn reasons(p: &AgentPatch) -> Vec<(&'static str, String)> {
         let mut errors = Vec::new();

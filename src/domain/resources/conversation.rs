@@ -1,21 +1,26 @@
 //! Conversations: the agent they talk to (optional); their messages are kept in a table
 //! of their own.
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use super::{
     Cell, ColumnReader, ResourceFields, ResourceKind, Sent, check_opt_text, opt_text_cell,
 };
 use crate::domain::Invalid;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = ConversationFields)]
 pub struct Conversation {
+    #[schema(format = "uuid")]
     pub agent_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ConversationInput)]
 pub struct ConversationPatch {
+    /// an agent of this organization the caller can read; null or blank: none
+    #[serde(default)]
+    #[schema(schema_with = crate::domain::resources::schemas::agent_ref)]
     pub agent_id: Sent<Option<String>>,
 }
 
@@ -33,6 +38,8 @@ impl ResourceFields for Conversation {
     const KIND: ResourceKind = ResourceKind::Conversation;
     const TABLE: &'static str = "conversations";
     const COLUMNS: &'static [&'static str] = &["agent_id"];
+    /// Nothing: the agent is another item.
+    const PUBLIC: &'static [&'static str] = &[];
     type Patch = ConversationPatch;
 
     fn validate(p: &ConversationPatch, errors: &mut Vec<Invalid>) {
@@ -50,11 +57,6 @@ impl ResourceFields for Conversation {
         Ok(Conversation {
             agent_id: r.opt_text()?,
         })
-    }
-
-    /// Nothing: the agent is another item.
-    fn public(&self) -> Map<String, Value> {
-        Map::new()
     }
 }
 

@@ -1,26 +1,30 @@
 //! Uploaded documents: what the upload's bytes turned out to be. Clients change none of
 //! these fields; an upload sets them all.
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
 
 use super::{Cell, ColumnReader, ResourceFields, ResourceKind};
 use crate::domain::Invalid;
 
 /// Fields in alphabetical order: the order of the JSON the API has always sent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = DocumentFields)]
 pub struct Document {
     pub content_type: String,
     pub filename: String,
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub sha256: String,
+    #[schema(minimum = 1)]
     pub size_bytes: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = DocumentInput)]
 pub struct DocumentPatch {
     /// Set by the upload from the file; never read from a request, so every key a client
     /// sends for a document is refused as unknown.
     #[serde(skip)]
+    #[schema(ignore)]
     pub file: Option<Document>,
 }
 
@@ -28,6 +32,7 @@ impl ResourceFields for Document {
     const KIND: ResourceKind = ResourceKind::Document;
     const TABLE: &'static str = "uploaded_documents";
     const COLUMNS: &'static [&'static str] = &["filename", "content_type", "size_bytes", "sha256"];
+    const PUBLIC: &'static [&'static str] = &["filename", "content_type", "size_bytes"];
     type Patch = DocumentPatch;
 
     /// The server measured the file itself: nothing to refuse.
@@ -53,20 +58,13 @@ impl ResourceFields for Document {
             sha256: r.text()?,
         })
     }
-
-    fn public(&self) -> Map<String, Value> {
-        Map::from_iter([
-            ("filename".to_string(), json!(self.filename)),
-            ("content_type".to_string(), json!(self.content_type)),
-            ("size_bytes".to_string(), json!(self.size_bytes)),
-        ])
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::testing::{Cells, problems};
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn clients_cannot_send_a_documents_fields() {

@@ -1,7 +1,7 @@
 //! Knowledge bases: an embedding model and configuration; their documents are links kept
 //! in a table of their own.
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{
     Cell, ColumnReader, ResourceFields, ResourceKind, Sent, check_object, check_opt_text,
@@ -10,16 +10,23 @@ use super::{
 use crate::domain::Invalid;
 
 /// Fields in alphabetical order: the order of the JSON the API has always sent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = KnowledgeBaseFields)]
 pub struct KnowledgeBase {
+    #[schema(value_type = Object)]
     pub config: Map<String, Value>,
     pub embedding_model: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = KnowledgeBaseInput)]
 pub struct KnowledgeBasePatch {
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 200)]
     pub embedding_model: Sent<Option<String>>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
     pub config: Sent<Map<String, Value>>,
 }
 
@@ -27,6 +34,7 @@ impl ResourceFields for KnowledgeBase {
     const KIND: ResourceKind = ResourceKind::KnowledgeBase;
     const TABLE: &'static str = "knowledge_bases";
     const COLUMNS: &'static [&'static str] = &["embedding_model", "config"];
+    const PUBLIC: &'static [&'static str] = &["embedding_model"];
     type Patch = KnowledgeBasePatch;
 
     fn validate(p: &KnowledgeBasePatch, errors: &mut Vec<Invalid>) {
@@ -51,16 +59,13 @@ impl ResourceFields for KnowledgeBase {
             config: r.json()?,
         })
     }
-
-    fn public(&self) -> Map<String, Value> {
-        Map::from_iter([("embedding_model".to_string(), json!(self.embedding_model))])
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::testing::{Cells, problem, problems};
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_knowledge_base_goes_to_its_row_and_back_and_checks_its_model() {

@@ -19,6 +19,7 @@ pub use conversation::{Conversation, ConversationPatch};
 pub use document::{Document, DocumentPatch};
 pub use knowledge_base::{KnowledgeBase, KnowledgeBasePatch};
 pub use tool::{Tool, ToolPatch};
+pub use workflow::Step;
 pub use workflow::{Workflow, WorkflowPatch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -177,9 +178,20 @@ pub trait ResourceFields: Serialize + Sized {
     /// The columns a checked patch sets, in `COLUMNS` order.
     fn to_row(patch: &Self::Patch) -> Vec<(&'static str, Cell)>;
     fn from_row<R: ColumnReader>(row: &mut R) -> Result<Self, R::Error>;
-    /// What the public gallery shows: only fields that describe the item itself, never
+    /// The fields the public gallery shows: only what describes the item itself, never
     /// ids of other items, owners, shares or configuration.
-    fn public(&self) -> Map<String, Value>;
+    const PUBLIC: &'static [&'static str];
+
+    /// The `PUBLIC` fields, as the gallery shows them.
+    fn public(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(all)) => all
+                .into_iter()
+                .filter(|(k, _)| Self::PUBLIC.contains(&k.as_str()))
+                .collect(),
+            _ => Map::new(),
+        }
+    }
 }
 
 /// A resource's own fields as stored, flattened into its JSON.
@@ -547,5 +559,67 @@ mod tests {
             assert_eq!(ResourceKind::from_path(kind.path()), Some(kind));
             assert_eq!(Patch::empty(kind).kind(), kind);
         }
+    }
+}
+
+/// The schemas of fields whose rule is more than their type, for the API's description.
+pub mod schemas {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
+    use utoipa::{PartialSchema, ToSchema};
+
+    /// Blank, as a form or client sends "none": only white space.
+    fn blank() -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(
+                "^[\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$",
+            ))
+            .description(Some("blank: no filter"))
+    }
+
+    /// A tool an agent may call: its name or id.
+    pub struct ToolRef;
+
+    impl PartialSchema for ToolRef {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(200))
+                .build()
+                .into()
+        }
+    }
+    impl ToSchema for ToolRef {}
+
+    /// A tool's input schema: a JSON Schema of an object, or `{}` while undescribed.
+    pub fn input_schema() -> Schema {
+        let empty = ObjectBuilder::new().max_properties(Some(0));
+        let object = ObjectBuilder::new()
+            .property("type", ObjectBuilder::new().enum_values(Some(["object"])))
+            .required("type");
+        let mut any = AnyOfBuilder::new().item(empty).item(object).build();
+        any.schema_type = Type::Object.into();
+        any.description =
+            Some("a JSON Schema with \"type\": \"object\" (or {} while undescribed)".into());
+        any.into()
+    }
+
+    /// A conversation's agent: an id, blank or null for none.
+    pub fn agent_ref() -> Schema {
+        AnyOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::Custom("uuid".into()))),
+            )
+            .item(blank())
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .description(Some(
+                "an agent of this organization the caller can read; null or blank: none",
+            ))
+            .build()
+            .into()
     }
 }

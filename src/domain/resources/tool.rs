@@ -1,21 +1,30 @@
 //! Tools: the JSON Schema of their input, and configuration.
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{Cell, ColumnReader, ResourceFields, ResourceKind, Sent, check_object, json_cell};
 use crate::domain::Invalid;
 
 /// Fields in alphabetical order: the order of the JSON the API has always sent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = ToolFields)]
 pub struct Tool {
+    #[schema(value_type = Object)]
     pub config: Map<String, Value>,
+    #[schema(value_type = Object)]
     pub input_schema: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ToolInput)]
 pub struct ToolPatch {
+    /// a JSON Schema with "type": "object" (or {} while undescribed)
+    #[serde(default)]
+    #[schema(schema_with = crate::domain::resources::schemas::input_schema)]
     pub input_schema: Sent<Map<String, Value>>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
     pub config: Sent<Map<String, Value>>,
 }
 
@@ -23,6 +32,7 @@ impl ResourceFields for Tool {
     const KIND: ResourceKind = ResourceKind::Tool;
     const TABLE: &'static str = "tools";
     const COLUMNS: &'static [&'static str] = &["input_schema", "config"];
+    const PUBLIC: &'static [&'static str] = &["input_schema"];
     type Patch = ToolPatch;
 
     fn validate(p: &ToolPatch, errors: &mut Vec<Invalid>) {
@@ -54,10 +64,6 @@ impl ResourceFields for Tool {
             config: r.json()?,
         })
     }
-
-    fn public(&self) -> Map<String, Value> {
-        Map::from_iter([("input_schema".to_string(), json!(self.input_schema))])
-    }
 }
 
 /// A valid JSON Schema describing an object (tool inputs are named arguments); `{}` is
@@ -80,6 +86,7 @@ fn check_schema(schema: &Map<String, Value>) -> Result<(), String> {
 mod tests {
     use super::super::testing::{Cells, problem, problems};
     use super::*;
+    use serde_json::json;
 
     fn reasons(v: Value) -> Vec<String> {
         let p: ToolPatch = serde_json::from_value(v).unwrap();

@@ -1,19 +1,47 @@
 //! Workflows: an ordered list of steps.
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::{Cell, ColumnReader, ResourceFields, ResourceKind, Sent, json_cell};
 use crate::domain::Invalid;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = WorkflowFields)]
 pub struct Workflow {
     /// Each an object with at least a `name` and a `type`; the rest is the step's own.
+    #[schema(value_type = Vec<Object>)]
     pub steps: Vec<Value>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// One step as a request sends it: a name and a type; the rest is the step's own.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Step {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
+    name: String,
+    #[schema(
+        rename = "type",
+        min_length = 1,
+        max_length = 100,
+        pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
+    kind: String,
+    /// unique among the steps
+    #[schema(nullable = false)]
+    id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = WorkflowInput)]
 pub struct WorkflowPatch {
+    /// in order; ids (when given) unique
+    #[serde(default)]
+    #[schema(value_type = Vec<Step>, max_items = 200)]
     pub steps: Sent<Vec<Value>>,
 }
 
@@ -21,6 +49,7 @@ impl ResourceFields for Workflow {
     const KIND: ResourceKind = ResourceKind::Workflow;
     const TABLE: &'static str = "workflows";
     const COLUMNS: &'static [&'static str] = &["steps"];
+    const PUBLIC: &'static [&'static str] = &["steps"];
     type Patch = WorkflowPatch;
 
     fn validate(p: &WorkflowPatch, errors: &mut Vec<Invalid>) {
@@ -46,10 +75,6 @@ impl ResourceFields for Workflow {
 
     fn from_row<R: ColumnReader>(r: &mut R) -> Result<Self, R::Error> {
         Ok(Workflow { steps: r.json()? })
-    }
-
-    fn public(&self) -> Map<String, Value> {
-        Map::from_iter([("steps".to_string(), json!(self.steps))])
     }
 }
 
@@ -93,6 +118,7 @@ fn check_steps(steps: &[Value]) -> Result<(), String> {
 mod tests {
     use super::super::testing::{Cells, problem, problems};
     use super::*;
+    use serde_json::json;
 
     fn reason(steps: Value) -> Option<String> {
         let p = WorkflowPatch {

@@ -13,7 +13,7 @@ use super::views::identity::{
     CurrentOrganization, MeOut, SessionOut, TokenCreated, TokenOut, UserOut,
 };
 use super::views::{self, MembershipOut, OrgOut};
-use super::{created_typed, items, no_content, ok, ok_typed};
+use super::{created_typed, items, no_content, ok_typed};
 use crate::domain::{ApiTokenId, SessionId};
 use crate::error::{AppError, Result};
 use crate::http::extract::{ApiJson, ApiQuery, AuthKind, CurrentUser};
@@ -276,6 +276,24 @@ struct MoveBody {
 }
 
 /// Moves everything the caller owns in their personal workspace into an organization.
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/move-to-organization",
+    tag = "resources",
+    summary = "Move everything you own in your personal workspace into an organization where you may create it (plan limits apply; shares are dropped, team visibility becomes private)",
+    request_body = MoveBody,
+    responses(
+        (status = 200, description = "Success", body = crate::services::resources::MoveResult),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = [])),
+)]
 async fn move_to_org(
     State(s): State<AppState>,
     user: CurrentUser,
@@ -289,5 +307,5 @@ async fn move_to_org(
         b.to_organization_id,
     )
     .await?;
-    Ok(ok(out))
+    Ok(ok_typed(&out))
 }

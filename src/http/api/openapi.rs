@@ -8,14 +8,16 @@
 use std::sync::LazyLock;
 
 use utoipa::openapi::schema::{
-    AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
+    AdditionalProperties, AnyOfBuilder, ArrayBuilder, Object, ObjectBuilder, OneOfBuilder, Schema,
+    SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Ref, RefOr, ResponseBuilder, content::ContentBuilder};
+use utoipa::openapi::{PathItem, Ref, RefOr, ResponseBuilder, content::ContentBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
-use super::{audit, auth, llm, me, members, orgs, usage};
+use super::{audit, auth, llm, me, members, orgs, resources, usage};
 use crate::domain::audit::ORG_AUDIT_ACTIONS;
+use crate::domain::resources::ResourceKind;
 
 use crate::domain::{
     ApiTokenId, InvitationId, MemberStatus, OrgId, OrgStatus, Permission, ResourceId, Role,
@@ -24,50 +26,8 @@ use crate::domain::{
 
 /// The document, serialized once.
 pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
-    fill_from(&mut doc, &written());
-    serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_string())
+    serde_json::to_string(&ApiDoc::openapi()).unwrap_or_else(|_| "{}".to_string())
 });
-
-/// The operations not annotated yet (the resources), with the
-/// schemas only they use, as a written document that the generated one is merged over.
-fn written() -> serde_json::Value {
-    serde_json::from_str(include_str!("../../../assets/openapi.json")).unwrap_or_default()
-}
-
-/// Operations and schemas not generated yet, from the written document.
-fn fill_from(doc: &mut serde_json::Value, legacy: &serde_json::Value) {
-    for (section, inner) in [("paths", None), ("components", Some("schemas"))] {
-        let (Some(from), Some(to)) = (legacy.get(section), doc.get_mut(section)) else {
-            continue;
-        };
-        let (from, to) = match inner {
-            Some(k) => match (from.get(k), to.get_mut(k)) {
-                (Some(f), Some(t)) => (f, t),
-                _ => continue,
-            },
-            None => (from, to),
-        };
-        let (Some(from), Some(to)) = (from.as_object(), to.as_object_mut()) else {
-            continue;
-        };
-        for (key, value) in from {
-            match (to.get_mut(key), inner) {
-                (None, _) => {
-                    to.insert(key.clone(), value.clone());
-                }
-                (Some(item), None) => {
-                    if let (Some(item), Some(ops)) = (item.as_object_mut(), value.as_object()) {
-                        for (method, op) in ops {
-                            item.entry(method.clone()).or_insert_with(|| op.clone());
-                        }
-                    }
-                }
-                (Some(_), Some(_)) => {}
-            }
-        }
-    }
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -132,6 +92,22 @@ fn fill_from(doc: &mut serde_json::Value, legacy: &serde_json::Value) {
         usage::notifications,
         usage::webhook_deliveries,
         usage::read_notification,
+        me::move_to_org,
+        resources::list,
+        resources::create,
+        resources::show,
+        resources::update,
+        resources::remove,
+        resources::access,
+        resources::content,
+        resources::list_messages,
+        resources::add_message,
+        resources::kb_add,
+        resources::kb_remove,
+        resources::limits,
+        resources::summary,
+        resources::accessible,
+        resources::public,
     ),
     components(
         schemas(ErrorBody, Health, Role, Permission, Visibility, AuditActionWord),
@@ -148,7 +124,7 @@ fn fill_from(doc: &mut serde_json::Value, legacy: &serde_json::Value) {
             InternalError
         )
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &PerKind, &PathParametersRequired),
 )]
 struct ApiDoc;
 
@@ -177,6 +153,34 @@ impl Modify for SecuritySchemes {
                     .build(),
             ),
         );
+    }
+}
+
+/// A path parameter is always required (OpenAPI says so); a parameter whose schema is a
+/// function's comes out optional.
+struct PathParametersRequired;
+
+impl Modify for PathParametersRequired {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        for item in doc.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                for p in op.parameters.iter_mut().flatten() {
+                    if let RefOr::T(p) = p
+                        && p.parameter_in == ParameterIn::Path
+                    {
+                        p.required = utoipa::openapi::Required::True;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -278,6 +282,14 @@ macro_rules! inline_words {
 
 inline_words!(UserStatus, OrgStatus, MemberStatus);
 
+/// A resource's kind, as its `type` says it (`agent`, `knowledge_base`).
+impl PartialSchema for ResourceKind {
+    fn schema() -> RefOr<Schema> {
+        words(ResourceKind::ALL.map(ResourceKind::share_type)).into()
+    }
+}
+impl ToSchema for ResourceKind {}
+
 /// Money: a count of micro-dollars.
 impl PartialSchema for crate::domain::Micros {
     fn schema() -> RefOr<Schema> {
@@ -306,6 +318,46 @@ pub fn limit_or_null() -> Schema {
         .into()
 }
 
+/// Bytes of any type.
+pub struct Binary;
+
+impl PartialSchema for Binary {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Binary,
+            )))
+            .build()
+            .into()
+    }
+}
+impl ToSchema for Binary {}
+
+/// Where a resource of any kind stands in a `{type}` operation (expanded per kind).
+pub struct AnyResource;
+/// Where a kind's create body stands in a `{type}` operation.
+pub struct ResourceCreate;
+/// Where a kind's change body stands in a `{type}` operation.
+pub struct ResourceChange;
+
+macro_rules! placeholder {
+    ($($ty:ident as $name:literal),+) => {$(
+        impl PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new().schema_type(Type::Object).build().into()
+            }
+        }
+        impl ToSchema for $ty {
+            fn name() -> std::borrow::Cow<'static, str> {
+                $name.into()
+            }
+        }
+    )+};
+}
+
+placeholder!(AnyResource as "Resource", ResourceCreate as "ResourceCreate", ResourceChange as "ResourceChange");
+
 /// A model's name: 1-200 characters, not only white space, no control characters.
 pub struct ModelName;
 
@@ -324,6 +376,11 @@ impl PartialSchema for ModelName {
     }
 }
 impl ToSchema for ModelName {}
+
+/// Who wrote a message.
+pub fn message_role() -> Schema {
+    words(["system", "user", "assistant", "tool"])
+}
 
 /// Where a webhook delivery stands.
 pub fn delivery_status() -> Schema {
@@ -364,7 +421,8 @@ id_schema!(
     ApiTokenId,
     TeamId,
     InvitationId,
-    ResourceId
+    ResourceId,
+    crate::domain::MessageId
 );
 
 /// A reference to a schema of `components/schemas`.
@@ -607,9 +665,10 @@ impl<'s> utoipa::ToResponse<'s> for TooManyRequests {
 /// What the handlers' annotations name.
 pub mod prelude {
     pub use super::{
-        BadRequest, Conflict, ExportFormatQuery, Forbidden, IfMatch, InternalError, InvoicePath,
-        KindPath, MethodNotAllowed, NotFound, OrgPath, PayloadTooLarge, ProviderPath,
-        TooManyRequests, Unauthorized, Unprocessable,
+        AnyResource, BadRequest, Binary, Conflict, ExportFormatQuery, Forbidden, IfMatch,
+        InternalError, InvoicePath, KindPath, MethodNotAllowed, NotFound, OrgPath, PayloadTooLarge,
+        ProviderPath, PublicResource, ResourceChange, ResourceCreate, TooManyRequests,
+        Unauthorized, Unprocessable,
     };
     pub use crate::http::api::pagination::Page as PageQuery;
     pub use crate::http::api::{ItemsOnly, Page as ListPage};
@@ -666,35 +725,17 @@ pub struct InvoicePath {
 #[allow(dead_code)]
 pub struct IfMatch {
     /// the ETag you read
-    #[param(rename = "If-Match", pattern = "^(W/)?\"?[0-9]{1,18}\"?$")]
+    #[param(
+        rename = "If-Match",
+        pattern = "^(W/)?\"?[0-9]{1,18}\"?$",
+        nullable = false
+    )]
     if_match: Option<String>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// An operation or schema is described once: by the code when it is annotated, or
-    /// else by the written document, never by both (the written copy would go stale).
-    #[test]
-    fn the_written_document_holds_nothing_the_code_describes() {
-        let generated = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        let written = written();
-        let mut twice = Vec::new();
-        for (path, item) in written["paths"].as_object().unwrap() {
-            for method in item.as_object().unwrap().keys() {
-                if generated["paths"][path].get(method).is_some() {
-                    twice.push(format!("{method} {path}"));
-                }
-            }
-        }
-        for name in written["components"]["schemas"].as_object().unwrap().keys() {
-            if generated["components"]["schemas"].get(name).is_some() {
-                twice.push(format!("schema {name}"));
-            }
-        }
-        assert!(twice.is_empty(), "described twice: {twice:?}");
-    }
 
     #[test]
     fn every_reference_resolves() {
@@ -714,3 +755,297 @@ mod tests {
         assert!(missing.is_empty(), "dangling references: {missing:?}");
     }
 }
+
+/// The resource routes are one handler for every kind (`/orgs/{org}/{type}/…`); the
+/// document describes each kind's paths with that kind's fields. A `{type}` operation is
+/// written once against the placeholders `Resource`, `ResourceCreate` and `ResourceChange`
+/// and "{kinds}" in its summary; this expands it per kind, with schemas composed from the
+/// kind's own types (its stored struct, its patch, and the view's extras for it).
+struct PerKind;
+
+/// The kinds a `{type}` path serves: the kind-specific sub-resources belong to one kind.
+fn kinds_of(path: &str) -> Vec<ResourceKind> {
+    let only = if path.ends_with("/content") {
+        Some(ResourceKind::Document)
+    } else if path.ends_with("/messages") {
+        Some(ResourceKind::Conversation)
+    } else if path.contains("/documents/{doc_id}") {
+        Some(ResourceKind::KnowledgeBase)
+    } else {
+        None
+    };
+    only.map_or_else(|| ResourceKind::ALL.to_vec(), |k| vec![k])
+}
+
+/// The schema name of a kind (`Agent`, `KnowledgeBase`).
+fn kind_name(k: ResourceKind) -> &'static str {
+    match k {
+        ResourceKind::Agent => "Agent",
+        ResourceKind::Workflow => "Workflow",
+        ResourceKind::Document => "Document",
+        ResourceKind::Tool => "Tool",
+        ResourceKind::KnowledgeBase => "KnowledgeBase",
+        ResourceKind::Conversation => "Conversation",
+    }
+}
+
+/// The kind's name in a sentence ("knowledge bases").
+fn kind_words(k: ResourceKind) -> String {
+    k.path().replace('-', " ")
+}
+
+/// The object a derived schema is (a struct's properties and required fields, those of
+/// flattened parts included). The schemas it refers to are registered as it is read, as
+/// utoipa does for a path's bodies.
+fn object_of<T: ToSchema>() -> Object {
+    let mut used = Vec::new();
+    T::schemas(&mut used);
+    NEEDED.with(|n| n.borrow_mut().extend(used));
+    flat(T::schema())
+}
+
+fn flat(schema: RefOr<Schema>) -> Object {
+    match schema {
+        RefOr::T(Schema::Object(o)) => o,
+        RefOr::T(Schema::AllOf(all)) => {
+            let mut o = Object::new();
+            for part in all.items {
+                take(&mut o, flat(part), &[]);
+            }
+            o
+        }
+        _ => Object::new(),
+    }
+}
+
+thread_local! {
+    /// The schemas the composed ones refer to, collected while `PerKind` composes them.
+    static NEEDED: std::cell::RefCell<Vec<(String, RefOr<Schema>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take(into: &mut Object, from: Object, only: &[&str]) {
+    for (name, schema) in from.properties {
+        if only.is_empty() || only.contains(&name.as_str()) {
+            if from.required.contains(&name) && !into.required.contains(&name) {
+                into.required.push(name.clone());
+            }
+            into.properties.insert(name, schema);
+        }
+    }
+}
+
+/// The kind's stored fields and its patch.
+fn fields_of(k: ResourceKind) -> (Object, Object) {
+    use crate::domain::resources as r;
+    match k {
+        ResourceKind::Agent => (object_of::<r::Agent>(), object_of::<r::AgentPatch>()),
+        ResourceKind::Workflow => (object_of::<r::Workflow>(), object_of::<r::WorkflowPatch>()),
+        ResourceKind::Document => (object_of::<r::Document>(), object_of::<r::DocumentPatch>()),
+        ResourceKind::Tool => (object_of::<r::Tool>(), object_of::<r::ToolPatch>()),
+        ResourceKind::KnowledgeBase => (
+            object_of::<r::KnowledgeBase>(),
+            object_of::<r::KnowledgeBasePatch>(),
+        ),
+        ResourceKind::Conversation => (
+            object_of::<r::Conversation>(),
+            object_of::<r::ConversationPatch>(),
+        ),
+    }
+}
+
+/// A resource of one kind as the API answers it.
+fn resource_schema(k: ResourceKind) -> Schema {
+    use crate::http::api::views::resources::{ResourceOut, ViewOut};
+    let mut o = object_of::<ResourceOut>();
+    o.properties
+        .insert("type".into(), words([k.share_type()]).into());
+    o.required.push("type".into());
+    let extras: &[&str] = match k {
+        ResourceKind::Agent => &["can_write", "personality_traits", "skills"],
+        ResourceKind::KnowledgeBase => &["can_write", "documents"],
+        _ => &["can_write"],
+    };
+    take(&mut o, object_of::<ViewOut>(), extras);
+    take(&mut o, fields_of(k).0, &[]);
+    o.into()
+}
+
+/// A create (`creating`) or change body of one kind: the common fields and the kind's
+/// own, nothing else.
+fn input_schema(k: ResourceKind, creating: bool) -> Schema {
+    use crate::http::api::resources::{ChangeCommon, CreateCommon};
+    let mut o = if creating {
+        object_of::<CreateCommon>()
+    } else {
+        object_of::<ChangeCommon>()
+    };
+    take(&mut o, fields_of(k).1, &[]);
+    o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+    o.into()
+}
+
+impl Modify for PerKind {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        for k in ResourceKind::ALL {
+            let name = kind_name(k);
+            components
+                .schemas
+                .insert(name.into(), resource_schema(k).into());
+            components
+                .schemas
+                .insert(format!("{name}Create"), input_schema(k, true).into());
+            components
+                .schemas
+                .insert(format!("{name}Change"), input_schema(k, false).into());
+        }
+        let any = ResourceKind::ALL
+            .into_iter()
+            .fold(OneOfBuilder::new(), |b, k| b.item(schema_ref(kind_name(k))));
+        components
+            .schemas
+            .insert("Resource".into(), RefOr::T(Schema::OneOf(any.build())));
+        components
+            .schemas
+            .insert("PublicResource".into(), public_schema().into());
+        if let Some(page) = components.schemas.get_mut("Page_PublicResource") {
+            point_items_at(page, "PublicResource");
+        }
+        // The placeholders' own entries give way to the composed ones above.
+        let page = components.schemas.remove("Page_Resource");
+        for k in ResourceKind::ALL {
+            let name = kind_name(k);
+            let Some(Ok(text)) = page.as_ref().map(serde_json::to_string) else {
+                continue;
+            };
+            if let Ok(mut schema) = serde_json::from_str(&text) {
+                point_items_at(&mut schema, name);
+                components.schemas.insert(format!("Page_{name}"), schema);
+            }
+        }
+        for placeholder in ["ResourceCreate", "ResourceChange"] {
+            components.schemas.remove(placeholder);
+        }
+        for (name, schema) in NEEDED.with(std::cell::RefCell::take) {
+            components.schemas.entry(name).or_insert(schema);
+        }
+        let paths = std::mem::take(&mut doc.paths.paths);
+        for (path, item) in paths {
+            if !path.starts_with("/api/v1/orgs/{org}/{type}") {
+                doc.paths.paths.insert(path, item);
+                continue;
+            }
+            let Ok(text) = serde_json::to_string(&item) else {
+                continue;
+            };
+            for k in kinds_of(&path) {
+                let name = kind_name(k);
+                let text = text
+                    .replace(
+                        "#/components/schemas/Resource\"",
+                        &format!("#/components/schemas/{name}\""),
+                    )
+                    .replace(
+                        "#/components/schemas/Page_Resource\"",
+                        &format!("#/components/schemas/Page_{name}\""),
+                    )
+                    .replace(
+                        "#/components/schemas/ResourceCreate\"",
+                        &format!("#/components/schemas/{name}Create\""),
+                    )
+                    .replace(
+                        "#/components/schemas/ResourceChange\"",
+                        &format!("#/components/schemas/{name}Change\""),
+                    )
+                    .replace("{kinds}", &kind_words(k));
+                let Ok(mut item) = serde_json::from_str::<PathItem>(&text) else {
+                    continue;
+                };
+                if k == ResourceKind::Document {
+                    document_upload(&mut item);
+                }
+                doc.paths
+                    .paths
+                    .insert(path.replace("{type}", k.path()), item);
+            }
+        }
+    }
+}
+
+/// A generic page inlines its item type; a placeholder's page is pointed at the schema
+/// that replaces the placeholder.
+fn point_items_at(page: &mut RefOr<Schema>, name: &str) {
+    if let RefOr::T(Schema::Object(o)) = page {
+        o.properties.insert(
+            "items".into(),
+            ArrayBuilder::new().items(schema_ref(name)).build().into(),
+        );
+    }
+}
+
+/// A document is created by an upload, not a JSON body.
+fn document_upload(item: &mut PathItem) {
+    let Some(op) = item.post.as_mut() else {
+        return;
+    };
+    if op.request_body.is_none() {
+        return;
+    }
+    op.summary =
+        Some("Upload a document (multipart/form-data); its type is decided by its bytes".into());
+    op.description = Some(
+        "422 plan_limit when the plan's document size or storage is reached; 422 \
+         unsupported_content_type for other files."
+            .into(),
+    );
+    op.request_body = Some(RefOr::T(
+        utoipa::openapi::request_body::RequestBodyBuilder::new()
+            .required(Some(utoipa::openapi::Required::True))
+            .content(
+                "multipart/form-data",
+                ContentBuilder::new()
+                    .schema(Some({
+                        let mut form = flat(crate::http::api::resources::DocumentUpload::schema());
+                        form.additional_properties =
+                            Some(Box::new(AdditionalProperties::FreeForm(false)));
+                        RefOr::T(Schema::Object(form))
+                    }))
+                    .build(),
+            )
+            .build(),
+    ));
+}
+
+/// What the gallery shows of a public item: the common part and the `PUBLIC` fields of
+/// its kind, nothing else.
+fn public_schema() -> Schema {
+    use crate::domain::resources::{self as r, ResourceFields};
+    let mut o = object_of::<crate::services::resources::PublicItem>();
+    for (k, public) in [
+        (ResourceKind::Agent, r::Agent::PUBLIC),
+        (ResourceKind::Workflow, r::Workflow::PUBLIC),
+        (ResourceKind::Document, r::Document::PUBLIC),
+        (ResourceKind::Tool, r::Tool::PUBLIC),
+        (ResourceKind::KnowledgeBase, r::KnowledgeBase::PUBLIC),
+        (ResourceKind::Conversation, r::Conversation::PUBLIC),
+    ] {
+        if public.is_empty() {
+            continue;
+        }
+        let mut stored = fields_of(k).0;
+        stored.required.clear();
+        take(&mut o, stored, public);
+    }
+    o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+    o.description = Some(
+        "What the gallery shows of a public item: never owners, shares, ids of other items \
+         or configuration"
+            .into(),
+    );
+    o.into()
+}
+
+/// Where a gallery item stands in the gallery's operation.
+pub struct PublicResource;
+placeholder!(PublicResource as "PublicResource");

@@ -1,5 +1,7 @@
 //! Resources: the same collection shape for agents, workflows, documents, tools,
 //! knowledge bases and conversations (API.md "Resources").
+#[allow(clippy::wildcard_imports)]
+use super::openapi::prelude::*;
 use crate::http::extract::OrgCtx;
 use crate::http::extract::resource_id;
 use axum::Router;
@@ -9,12 +11,13 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::pagination::{Page, encode_cursor, time_key};
 use super::views;
+use super::views::members::Added;
 use super::views::resources::{AccessibleOut, MessageOut, ViewOut};
-use super::{created, items, no_content, ok, ok_typed};
+use super::{created_typed, items, no_content, ok_typed};
 use crate::db::repo::resources::{ListQuery, ResourceKind};
 use crate::domain::resources::Patch;
 use crate::domain::{UserId, Visibility};
@@ -63,12 +66,21 @@ fn only(k: ResourceKind, want: ResourceKind) -> Result<()> {
     }
 }
 
-#[derive(Deserialize, Default)]
+/// A list's filters; its page is documented as `PageQuery`, and `organization_id` by
+/// the one list that takes it.
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    #[param(nullable = false)]
     visibility: Option<Visibility>,
+    /// search in name and description (at most 200 characters)
+    #[param(max_length = 200, nullable = false)]
     q: Option<String>,
+    #[param(ignore)]
     limit: Option<i64>,
+    #[param(ignore)]
     cursor: Option<String>,
+    #[param(ignore)]
     organization_id: Option<String>,
 }
 
@@ -124,6 +136,22 @@ fn page_out<T>(
     (rows, next)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/{type}",
+    tag = "resources",
+    summary = "The {kinds} the caller may read, newest first (search with q)",
+    params(OrgPath, ListParams, PageQuery),
+    responses(
+        (status = 200, description = "Success", body = ListPage<AnyResource>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn list(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,
@@ -138,6 +166,69 @@ async fn list(
         time_key(v.resource.created_at, v.resource.id)
     });
     Ok(items(&views::all::<_, ViewOut>(&rows), next))
+}
+
+/// The fields every kind's create body has; `input_from` takes them out of the body
+/// before the kind's patch reads the rest (a test holds the two to each other).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CreateCommon {
+    /// 1-200 characters after trimming
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
+    name: String,
+    #[schema(max_length = 5000)]
+    description: Option<String>,
+    visibility: Option<Visibility>,
+    /// at most 200 users and teams together; every one must exist (400 otherwise)
+    shared_with: Option<SharedWithInput>,
+}
+
+/// The fields every kind's change body has.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ChangeCommon {
+    /// 1-200 characters after trimming
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
+    name: Option<String>,
+    #[schema(max_length = 5000)]
+    description: Option<String>,
+    visibility: Option<Visibility>,
+    /// at most 200 users and teams together; every one must exist (400 otherwise)
+    shared_with: Option<SharedWithInput>,
+    /// the version you read; 409 version_conflict when it changed meanwhile (If-Match does the same)
+    version: Option<i64>,
+}
+
+/// The form fields of a document upload, as `read_upload` takes them.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DocumentUpload {
+    /// PDF, Office document, image, text, Markdown, CSV or JSON; the declared type must agree with the bytes
+    #[schema(value_type = super::openapi::Binary)]
+    file: Vec<u8>,
+    /// 1-200 characters after trimming
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        nullable = false
+    )]
+    name: Option<String>,
+    #[schema(max_length = 5000, nullable = false)]
+    description: Option<String>,
+    #[schema(nullable = false)]
+    visibility: Option<Visibility>,
+    /// JSON: {"users": [ids], "teams": [ids]}
+    #[schema(nullable = false)]
+    shared_with: Option<String>,
 }
 
 /// Splits a JSON body into the common fields and the type's own.
@@ -208,6 +299,25 @@ fn input_from(kind: ResourceKind, mut body: Map<String, Value>) -> Result<Input>
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/{type}",
+    tag = "resources",
+    summary = "Create one of the {kinds}; 422 plan_limit when the plan's maximum is reached",
+    params(OrgPath),
+    request_body = ResourceCreate,
+    responses(
+        (status = 201, description = "Success", body = AnyResource, headers(("ETag" = String, description = "the version, quoted; send it back as If-Match"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn create(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,
@@ -223,7 +333,7 @@ async fn create(
         let ApiJson(body) = ApiJson::<Map<String, Value>>::from_request(limited, &s).await?;
         svc::create(&s.svc, &ctx, &user.actor(), input_from(k, body)?).await?
     };
-    let mut res = created(json!(ViewOut::from(&view)));
+    let mut res = created_typed(&ViewOut::from(&view));
     etag(&mut res, view.resource.version);
     Ok(res)
 }
@@ -306,6 +416,21 @@ fn etag(res: &mut Response, version: i64) {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/{type}/{id}",
+    tag = "resources",
+    summary = "One of them (404 when not visible); the ETag is its version",
+    params(OrgPath, ("id" = String, Path, format = "uuid")),
+    responses(
+        (status = 200, description = "Success", body = AnyResource, headers(("ETag" = String, description = "the version, quoted; send it back as If-Match"))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn show(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,
@@ -318,6 +443,26 @@ async fn show(
     Ok(res)
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/orgs/{org}/{type}/{id}",
+    tag = "resources",
+    summary = "Change it (its owner with the create permission, or the manage permission); If-Match or version guards against lost updates",
+    params(OrgPath, ("id" = String, Path, format = "uuid"), IfMatch),
+    request_body = ResourceChange,
+    responses(
+        (status = 200, description = "Success", body = AnyResource, headers(("ETag" = String, description = "the version, quoted; send it back as If-Match"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn update(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,
@@ -347,6 +492,21 @@ async fn update(
     Ok(res)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/{type}/{id}",
+    tag = "resources",
+    summary = "Delete it",
+    params(OrgPath, ("id" = String, Path, format = "uuid")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn remove(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,
@@ -357,11 +517,30 @@ async fn remove(
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AccessQuery {
+    /// only this member
+    #[param(schema_with = super::openapi::uuid_or_empty)]
     user_id: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/{type}/{id}/access",
+    tag = "resources",
+    summary = "Who can read and write it, and why (its owner and administrators)",
+    params(OrgPath, ("id" = String, Path, format = "uuid"), AccessQuery),
+    responses(
+        (status = 200, description = "Success", body = ListPage<crate::services::resources::Access>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn access(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,
@@ -380,6 +559,21 @@ async fn access(
     Ok(items(&list, None))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/{type}/{id}/content",
+    tag = "resources",
+    summary = "The document's bytes, with the type sniffed at upload",
+    params(OrgPath, ("id" = String, Path, format = "uuid")),
+    responses(
+        (status = 200, description = "The bytes", content((Binary = "*/*")), headers(("Content-Disposition" = String, description = ""))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn content(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,
@@ -412,6 +606,22 @@ async fn content(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/{type}/{id}/messages",
+    tag = "resources",
+    summary = "The conversation's messages, oldest first",
+    params(OrgPath, ("id" = String, Path, format = "uuid"), PageQuery),
+    responses(
+        (status = 200, description = "Success", body = ListPage<MessageOut>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn list_messages(
     State(s): State<AppState>,
     OrgCtx { ctx, .. }: OrgCtx,
@@ -435,12 +645,33 @@ async fn list_messages(
     Ok(items(&views::all::<_, MessageOut>(&rows), next))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct MessageBody {
+    #[schema(schema_with = super::openapi::message_role)]
     role: String,
+    /// 1 byte to 512 KiB
+    #[schema(min_length = 1)]
     content: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/{type}/{id}/messages",
+    tag = "resources",
+    summary = "Add a message",
+    params(OrgPath, ("id" = String, Path, format = "uuid")),
+    request_body = MessageBody,
+    responses(
+        (status = 201, description = "Success", body = MessageOut),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn add_message(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,
@@ -457,9 +688,25 @@ async fn add_message(
         &b.content,
     )
     .await?;
-    Ok(created(json!(MessageOut::from(&m))))
+    Ok(created_typed(&MessageOut::from(&m)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/orgs/{org}/{type}/{id}/documents/{doc_id}",
+    tag = "resources",
+    summary = "Add a document to the knowledge base",
+    params(OrgPath, ("id" = String, Path, format = "uuid"), ("doc_id" = String, Path, format = "uuid")),
+    responses(
+        (status = 200, description = "Already there", body = Added),
+        (status = 201, description = "Added", body = Added),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn kb_add(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,
@@ -476,12 +723,27 @@ async fn kb_add(
     )
     .await?;
     Ok(if added {
-        created(json!({"added": true}))
+        created_typed(&Added { added: true })
     } else {
-        ok(json!({"added": false}))
+        ok_typed(&Added { added: false })
     })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/{type}/{id}/documents/{doc_id}",
+    tag = "resources",
+    summary = "Take a document out of the knowledge base",
+    params(OrgPath, ("id" = String, Path, format = "uuid"), ("doc_id" = String, Path, format = "uuid")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
 async fn kb_remove(
     State(s): State<AppState>,
     OrgCtx { user, ctx }: OrgCtx,
@@ -500,14 +762,59 @@ async fn kb_remove(
     Ok(no_content())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/limits",
+    tag = "resources",
+    summary = "Usage against the plan: agents, workflows, users, storage_bytes, ai_credits",
+    params(OrgPath),
+    responses(
+        (status = 200, description = "Success", body = svc::Limits),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn limits(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
-    Ok(ok(svc::limits(&s.svc, &ctx, s.svc.now()).await?))
+    Ok(ok_typed(&svc::limits(&s.svc, &ctx, s.svc.now()).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/summary",
+    tag = "resources",
+    summary = "Counts by type and visibility, members, usage this period",
+    params(OrgPath),
+    responses(
+        (status = 200, description = "Success", body = svc::Summary),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn summary(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
-    Ok(ok(svc::summary(&s.svc, &ctx, s.svc.now()).await?))
+    Ok(ok_typed(&svc::summary(&s.svc, &ctx, s.svc.now()).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/accessible/{type}",
+    tag = "resources",
+    summary = "Everything of the type the caller may read across their organizations, with the organization of each",
+    params(KindPath, ListParams, PageQuery, ("organization_id" = Option<String>, Query, format = "uuid", description = "only this organization")),
+    responses(
+        (status = 200, description = "Success", body = ListPage<AccessibleOut>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn accessible(
     State(s): State<AppState>,
     user: CurrentUser,
@@ -530,6 +837,21 @@ async fn accessible(
     Ok(items(&views::all::<_, AccessibleOut>(&rows), next))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/public/{type}",
+    tag = "resources",
+    summary = "The public gallery (read-only, every signed-in user)",
+    params(KindPath, ListParams, PageQuery),
+    responses(
+        (status = 200, description = "Success", body = ListPage<PublicResource>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+    ),
+    security(("session" = []), ("token" = [])),
+)]
 async fn public(
     State(s): State<AppState>,
     _user: CurrentUser,
@@ -548,4 +870,48 @@ async fn public(
         )
     });
     Ok(items(&rows, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::PartialSchema;
+
+    fn properties<T: PartialSchema>() -> Vec<String> {
+        let schema = serde_json::to_value(T::schema()).unwrap_or_default();
+        schema["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The document's common fields are exactly the keys `input_from` takes out of a body
+    /// before the kind's patch reads the rest: each described one is read (a wrong type
+    /// is refused naming it), and a key it does not describe reaches the patch as unknown.
+    #[test]
+    fn the_described_common_fields_are_the_ones_the_body_is_read_for() {
+        let change = properties::<ChangeCommon>();
+        let create = properties::<CreateCommon>();
+        assert!(
+            create.iter().all(|k| change.contains(k)),
+            "{create:?} ⊄ {change:?}"
+        );
+        assert_eq!(
+            change.len(),
+            create.len() + 1,
+            "a change also takes the version"
+        );
+        for key in &change {
+            let mut body = Map::new();
+            body.insert(key.clone(), serde_json::json!([1]));
+            let Err(e) = input_from(ResourceKind::Tool, body) else {
+                panic!("{key} is described but a list for it was accepted");
+            };
+            assert!(format!("{e:?}").contains(key.as_str()), "{key}: {e:?}");
+        }
+        let mut body = Map::new();
+        body.insert("colour".into(), serde_json::json!("red"));
+        let input = input_from(ResourceKind::Tool, body).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(input.unknown_fields, vec!["colour".to_string()]);
+    }
 }

@@ -98,12 +98,13 @@ impl Serialize for Reason {
 }
 
 /// Why a user can or cannot read and write a resource.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Access {
     pub user_id: UserId,
     pub role: Option<Role>,
     pub can_read: bool,
     pub can_write: bool,
+    #[schema(value_type = Vec<String>)]
     pub reasons: Vec<Reason>,
 }
 

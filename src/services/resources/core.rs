@@ -449,10 +449,77 @@ pub async fn delete(
         .await
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// A count against the plan's maximum.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = PlanLimit)]
 pub struct Limit {
+    #[schema(minimum = 0)]
     pub used: i64,
+    /// null: no limit
     pub max: Option<i64>,
+}
+
+/// AI credits against their limit; `used` only for callers with usage.view.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct CreditLimit {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, nullable = false)]
+    pub used: Option<Micros>,
+    pub max: Option<Micros>,
+}
+
+/// A limit with no count beside it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct MaxOnly {
+    pub max: Option<i64>,
+}
+
+/// `GET …/limits`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Limits)]
+pub struct Limits {
+    pub plan: String,
+    pub agents: Limit,
+    pub workflows: Limit,
+    pub users: Limit,
+    pub storage_bytes: Limit,
+    /// micro-USD this month; `used` only with usage.view
+    pub ai_credits: CreditLimit,
+    pub document_bytes: MaxOnly,
+}
+
+/// One kind's count, in total and by visibility.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct KindCount {
+    #[schema(minimum = 0)]
+    pub total: i64,
+    #[schema(value_type = std::collections::BTreeMap<String, i64>)]
+    pub by_visibility: std::collections::BTreeMap<String, i64>,
+}
+
+/// This period's calls.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct PeriodUse {
+    pub period: String,
+    pub requests: i64,
+    pub cost_micros: Micros,
+}
+
+/// `GET …/summary`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Summary)]
+pub struct Summary {
+    pub organization_id: crate::domain::OrgId,
+    /// by kind (`agents`, `knowledge-bases`, …)
+    pub resources: std::collections::BTreeMap<String, KindCount>,
+    #[schema(minimum = 0)]
+    pub members: i64,
+    #[schema(minimum = 0)]
+    pub teams: i64,
+    #[schema(minimum = 0)]
+    pub storage_bytes: i64,
+    /// null without usage.view
+    pub usage: Option<PeriodUse>,
 }
 
 /// `GET …/limits`: usage against the plan (and, for AI credits, against the org's own
@@ -461,26 +528,44 @@ pub async fn limits(
     svc: &Services,
     ctx: &OrgContext,
     at: chrono::DateTime<chrono::Utc>,
-) -> Result<Value> {
+) -> Result<Limits> {
     // Guests see only what is shared with them; counts of the rest are not theirs to see.
     require(ctx, Permission::MembersView)?;
     let usage = has_permission(ctx, Permission::UsageView);
     let ctx = ctx.clone();
-    svc.db.read(move |tx| {
-        let plan = plans::for_org(tx, &ctx)?.ok_or_else(AppError::not_found)?;
-        let credits = crate::services::quota::credit_use(tx, &ctx, at)?;
-        let (cost, credit_max) = (credits.used_micros, credits.limit_micros);
-        Ok(json!({
-            "plan": plan.id,
-            "agents": Limit { used: repo::count(tx, &ctx, ResourceKind::Agent)?, max: plan.max_agents },
-            "workflows": Limit { used: repo::count(tx, &ctx, ResourceKind::Workflow)?, max: plan.max_workflows },
-            "users": Limit { used: members::count(tx, &ctx)?, max: plan.max_members },
-            "storage_bytes": Limit { used: repo::storage_bytes(tx, &ctx)?, max: plan.max_storage_bytes },
-            "ai_credits": if usage { json!(Limit { used: cost.get(), max: credit_max.map(Micros::get) }) } else { json!({"max": credit_max}) },
-            "document_bytes": {"max": plan.max_document_bytes},
-        }))
-    })
-    .await
+    svc.db
+        .read(move |tx| {
+            let plan = plans::for_org(tx, &ctx)?.ok_or_else(AppError::not_found)?;
+            let credits = crate::services::quota::credit_use(tx, &ctx, at)?;
+            let (cost, credit_max) = (credits.used_micros, credits.limit_micros);
+            Ok(Limits {
+                agents: Limit {
+                    used: repo::count(tx, &ctx, ResourceKind::Agent)?,
+                    max: plan.max_agents,
+                },
+                workflows: Limit {
+                    used: repo::count(tx, &ctx, ResourceKind::Workflow)?,
+                    max: plan.max_workflows,
+                },
+                users: Limit {
+                    used: members::count(tx, &ctx)?,
+                    max: plan.max_members,
+                },
+                storage_bytes: Limit {
+                    used: repo::storage_bytes(tx, &ctx)?,
+                    max: plan.max_storage_bytes,
+                },
+                ai_credits: CreditLimit {
+                    used: usage.then_some(cost),
+                    max: credit_max,
+                },
+                document_bytes: MaxOnly {
+                    max: plan.max_document_bytes,
+                },
+                plan: plan.id,
+            })
+        })
+        .await
 }
 
 /// The largest document the organization can upload now: its plan's limit, or the
@@ -502,32 +587,41 @@ pub async fn summary(
     svc: &Services,
     ctx: &OrgContext,
     at: chrono::DateTime<chrono::Utc>,
-) -> Result<Value> {
+) -> Result<Summary> {
     require(ctx, Permission::MembersView)?;
     let usage = has_permission(ctx, Permission::UsageView);
     let ctx = ctx.clone();
-    svc.db.read(move |tx| {
-        let mut resources = Map::new();
-        for kind in ResourceKind::ALL {
-            let by = repo::count_by_visibility(tx, &ctx, kind)?;
-            let total: i64 = by.values().sum();
-            resources.insert(
-                kind.path().to_string(),
-                json!({"total": total, "by_visibility": by}),
-            );
-        }
-        let credits = crate::services::quota::credit_use(tx, &ctx, at)?;
-        let (period, cost, requests) = (credits.period.label, credits.used_micros, credits.requests);
-        Ok(json!({
-            "organization_id": ctx.org_id(),
-            "resources": resources,
-            "members": members::count(tx, &ctx)?,
-            "teams": teams::list(tx, &ctx)?.len(),
-            "storage_bytes": repo::storage_bytes(tx, &ctx)?,
-            "usage": if usage { json!({"period": period, "requests": requests, "cost_micros": cost}) } else { Value::Null },
-        }))
-    })
-    .await
+    svc.db
+        .read(move |tx| {
+            let mut resources = std::collections::BTreeMap::new();
+            for kind in ResourceKind::ALL {
+                let by_visibility = repo::count_by_visibility(tx, &ctx, kind)?;
+                let total: i64 = by_visibility.values().sum();
+                resources.insert(
+                    kind.path().to_string(),
+                    KindCount {
+                        total,
+                        by_visibility,
+                    },
+                );
+            }
+            let credits = crate::services::quota::credit_use(tx, &ctx, at)?;
+            let (period, cost, requests) =
+                (credits.period.label, credits.used_micros, credits.requests);
+            Ok(Summary {
+                organization_id: ctx.org_id(),
+                resources,
+                members: members::count(tx, &ctx)?,
+                teams: i64::try_from(teams::list(tx, &ctx)?.len()).unwrap_or(i64::MAX),
+                storage_bytes: repo::storage_bytes(tx, &ctx)?,
+                usage: usage.then_some(PeriodUse {
+                    period,
+                    requests,
+                    cost_micros: cost,
+                }),
+            })
+        })
+        .await
 }
 
 pub async fn messages(

@@ -9,12 +9,12 @@ mod sharing;
 
 pub use access::{Access, Reason, can_write, explain_access};
 pub use core::{
-    Input, Limit, View, add_message, create, delete, document_size_limit, get, limits, list,
-    messages, summary, update,
+    CreditLimit, Input, KindCount, Limit, Limits, MaxOnly, PeriodUse, Summary, View, add_message,
+    create, delete, document_size_limit, get, limits, list, messages, summary, update,
 };
 pub use documents::{Upload, document_content, kb_document, sniff, upload_document};
-pub use moving::move_to_organization;
-pub use sharing::{Accessible, SharedWithInput, accessible, public};
+pub use moving::{MoveResult, move_to_organization};
+pub use sharing::{Accessible, PublicItem, PublicOrg, SharedWithInput, accessible, public};
 
 use access::writable;
 use core::{check_description, check_name, limit_reached, plan_limit, view};

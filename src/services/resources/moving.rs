@@ -12,12 +12,22 @@ use crate::services::{Actor, require};
 /// Moves everything the user owns in their personal workspace into an organization where
 /// they may create each of those types (the seed's `migrate_user_to_organization`). The
 /// target's plan limits apply to the result. Audited in both organizations.
+/// What a move took along.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = MoveResult)]
+pub struct MoveResult {
+    /// how many of each kind (`agents`, `knowledge-bases`, …) moved
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
+    pub moved: Map<String, Value>,
+    pub organization_id: crate::domain::OrgId,
+}
+
 pub async fn move_to_organization(
     svc: &Services,
     actor: &Actor,
     from_ref: String,
     to_ref: String,
-) -> Result<Value> {
+) -> Result<MoveResult> {
     let actor = actor.clone();
     let now = svc.now_str();
     svc.db
@@ -90,7 +100,10 @@ pub async fn move_to_organization(
                 ),
                 &now,
             )?;
-            Ok(json!({"moved": moved, "organization_id": to.org_id()}))
+            Ok(MoveResult {
+                moved,
+                organization_id: to.org_id(),
+            })
         })
         .await
 }

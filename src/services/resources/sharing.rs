@@ -16,12 +16,16 @@ use chrono::{DateTime, Utc};
 
 /// Who a resource is shared with, as sent by clients: ids as typed, which `check_shares`
 /// reads (each must name a member or a team of the organization).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SharedWithInput {
+    /// members of the organization
     #[serde(default)]
+    #[schema(value_type = Vec<UserId>)]
     pub users: Vec<String>,
+    /// teams of the organization
     #[serde(default)]
+    #[schema(value_type = Vec<TeamId>)]
     pub teams: Vec<String>,
 }
 
@@ -131,6 +135,28 @@ fn newest_first<T>(items: &mut [T], key: impl Fn(&T) -> (DateTime<Utc>, Resource
 
 /// The public gallery: public items of every organization, read-only, with nothing that
 /// tells about the owning organization beyond its name.
+/// What the gallery shows of a public item besides its kind's `PUBLIC` fields: never
+/// owners, shares, ids of other items or configuration.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PublicItem<'a> {
+    pub id: ResourceId,
+    #[serde(rename = "type")]
+    pub kind: ResourceKind,
+    pub name: &'a str,
+    pub description: &'a str,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: String,
+    pub organization: PublicOrg<'a>,
+}
+
+/// The organization of a public item, by name only.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PublicOrg<'a> {
+    pub name: &'a str,
+}
+
 pub async fn public(svc: &Services, kind: ResourceKind, q: ListQuery) -> Result<Vec<Value>> {
     svc.db
         .read(move |tx| {
@@ -138,10 +164,14 @@ pub async fn public(svc: &Services, kind: ResourceKind, q: ListQuery) -> Result<
             Ok(rows
                 .into_iter()
                 .map(|(r, org_name)| {
-                    let mut v = json!({
-                        "id": r.id, "type": r.kind, "name": r.name, "description": r.description,
-                        "created_at": fmt_time(r.created_at), "updated_at": fmt_time(r.updated_at),
-                        "organization": {"name": org_name},
+                    let mut v = json!(PublicItem {
+                        id: r.id,
+                        kind: r.kind,
+                        name: &r.name,
+                        description: &r.description,
+                        created_at: fmt_time(r.created_at),
+                        updated_at: fmt_time(r.updated_at),
+                        organization: PublicOrg { name: &org_name },
                     });
                     for (k, x) in r.fields.public() {
                         v[k] = x;

@@ -4,6 +4,7 @@
 use crate::domain::{MessageId, ResourceId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::db::repo::resources::{
     Fields, Message, Resource, ResourceKind, SharedWith, Skill, Trait,
@@ -13,7 +14,7 @@ use crate::services::resources::{Accessible, View};
 
 use super::orgs::OrgOut;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SharedWithOut {
     pub users: Vec<UserId>,
     pub teams: Vec<TeamId>,
@@ -28,10 +29,12 @@ impl From<&SharedWith> for SharedWithOut {
     }
 }
 
-#[derive(Serialize)]
+/// The fields of every kind (the document adds each kind's own, and its `type`).
+#[derive(Serialize, ToSchema)]
 pub struct ResourceOut<'a> {
     pub id: ResourceId,
     #[serde(rename = "type")]
+    #[schema(ignore)]
     pub kind: ResourceKind,
     pub organization_id: OrgId,
     pub owner_id: Option<UserId>,
@@ -39,6 +42,8 @@ pub struct ResourceOut<'a> {
     pub description: &'a str,
     pub visibility: Visibility,
     pub shared_with: SharedWithOut,
+    /// also the ETag
+    #[schema(minimum = 1)]
     pub version: i64,
     #[serde(serialize_with = "crate::domain::ser_time")]
     pub created_at: DateTime<Utc>,
@@ -46,6 +51,7 @@ pub struct ResourceOut<'a> {
     pub updated_at: DateTime<Utc>,
     /// The type's own fields (`model`, `steps`, ...), flattened into the JSON.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub fields: &'a Fields,
 }
 
@@ -69,16 +75,23 @@ impl<'a> From<&'a Resource> for ResourceOut<'a> {
 }
 
 /// A resource with, per type, its parts and whether the caller may change it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ViewOut<'a> {
     #[serde(flatten)]
     pub resource: ResourceOut<'a>,
+    /// not in lists
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub personality_traits: Option<&'a [Trait]>,
+    /// not in lists
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub skills: Option<&'a [Skill]>,
+    /// ids of its documents; not in lists
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, value_type = Option<Vec<ResourceId>>)]
     pub documents: Option<&'a [String]>,
+    /// whether the caller may change it
     pub can_write: bool,
 }
 
@@ -95,9 +108,11 @@ impl<'a> From<&'a View> for ViewOut<'a> {
 }
 
 /// One item of "accessible to me": the resource and the organization it lives in.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AccessibleResource)]
 pub struct AccessibleOut<'a> {
     #[serde(flatten)]
+    #[schema(value_type = crate::http::api::openapi::AnyResource)]
     pub view: ViewOut<'a>,
     pub organization: OrgOut<'a>,
 }
@@ -111,9 +126,11 @@ impl<'a> From<&'a Accessible> for AccessibleOut<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Message)]
 pub struct MessageOut<'a> {
     pub id: MessageId,
+    #[schema(schema_with = crate::http::api::openapi::message_role)]
     pub role: &'a str,
     pub content: &'a str,
     pub user_id: Option<UserId>,
