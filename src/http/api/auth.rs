@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::views::identity::{LoginResult, SignupResult, UserOut};
 use super::views::{self, OrgOut, OrgWithRole};
-use super::{created_typed, no_content};
+use super::{created, no_content};
 use crate::error::Result;
 use crate::http::extract::{ApiJson, CurrentUser};
 use crate::http::session_cookie;
@@ -65,7 +65,7 @@ async fn signup(
     ApiJson(b): ApiJson<SignupBody>,
 ) -> Result<Response> {
     let (user, org) = identity::signup(&s.svc, &b.email, &b.name, &b.password, &meta).await?;
-    Ok(created_typed(&SignupResult {
+    Ok(created(&SignupResult {
         user: UserOut::from(&user),
         personal_organization: OrgOut::from(&org),
     }))

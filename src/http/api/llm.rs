@@ -9,7 +9,7 @@ use axum::routing::{get, patch, post, put};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{no_content, ok_typed};
+use super::{no_content, ok};
 use crate::error::Result;
 use crate::http::extract::{ApiJson, ApiQuery, CurrentUser};
 use crate::http::state::AppState;
@@ -56,7 +56,7 @@ pub fn router() -> Router<AppState> {
     security(("session" = []), ("token" = [])),
 )]
 async fn settings(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
-    Ok(ok_typed(&llm::settings(&s.svc, &ctx).await?))
+    Ok(ok(&llm::settings(&s.svc, &ctx).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -114,7 +114,7 @@ async fn put_provider(
         },
     )
     .await?;
-    Ok(ok_typed(&view))
+    Ok(ok(&view))
 }
 
 #[utoipa::path(
@@ -194,7 +194,7 @@ async fn patch_policy(
         },
     )
     .await?;
-    Ok(ok_typed(&view))
+    Ok(ok(&view))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -227,7 +227,7 @@ async fn resolve(
     ApiQuery(q): ApiQuery<ResolveQuery>,
 ) -> Result<Response> {
     let view = llm::resolve(&s.svc, &ctx, &q.provider).await?;
-    Ok(ok_typed(&view))
+    Ok(ok(&view))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -260,7 +260,7 @@ async fn my_keys(
 ) -> Result<Response> {
     let ctx = user.org_context(&s, q.org).await?;
     let keys = llm::my_keys(&s.svc, &ctx).await?;
-    Ok(ok_typed(&ItemsOnly { items: keys }))
+    Ok(ok(&ItemsOnly { items: keys }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -312,7 +312,7 @@ async fn put_my_key(
         },
     )
     .await?;
-    Ok(ok_typed(&view))
+    Ok(ok(&view))
 }
 
 #[utoipa::path(
@@ -353,7 +353,7 @@ async fn probe(
     let ctx = user.org_context(s, org).await?;
     let result =
         crate::services::llm_probe::test_connection(&s.svc, &ctx, provider, target).await?;
-    Ok(ok_typed(&result))
+    Ok(ok(&result))
 }
 
 #[utoipa::path(

@@ -13,7 +13,7 @@ use super::views::identity::{
     CurrentOrganization, MeOut, SessionOut, TokenCreated, TokenOut, UserOut,
 };
 use super::views::{self, MembershipOut, OrgOut};
-use super::{created_typed, items, no_content, ok_typed};
+use super::{created, items, no_content, ok};
 use crate::domain::{ApiTokenId, SessionId};
 use crate::error::{AppError, Result};
 use crate::http::extract::{ApiJson, ApiQuery, AuthKind, CurrentUser};
@@ -57,7 +57,7 @@ async fn me(State(s): State<AppState>, user: CurrentUser) -> Result<Response> {
         current = Some(t.organization_id);
     }
     let memberships: Vec<MembershipOut> = views::all(&me.memberships);
-    Ok(ok_typed(&MeOut {
+    Ok(ok(&MeOut {
         user: UserOut::from(&me.user),
         memberships,
         current_organization_id: current,
@@ -95,7 +95,7 @@ async fn set_current(
 ) -> Result<Response> {
     user.require_session()?;
     let ctx = identity::set_current_org(&s.svc, user.user.id, b.organization_id).await?;
-    Ok(ok_typed(&CurrentOrganization {
+    Ok(ok(&CurrentOrganization {
         current_organization_id: ctx.org_id(),
         organization: OrgOut::from(ctx.org()),
         role: ctx.role(),
@@ -151,7 +151,7 @@ async fn create_token(
         b.expires_at.as_deref(),
     )
     .await?;
-    Ok(created_typed(&TokenCreated {
+    Ok(created(&TokenCreated {
         row: TokenOut::from(&new.token),
         token: &new.secret,
     }))
@@ -307,5 +307,5 @@ async fn move_to_org(
         b.to_organization_id,
     )
     .await?;
-    Ok(ok_typed(&out))
+    Ok(ok(&out))
 }

@@ -19,7 +19,7 @@ use super::views::members::{
     TeamWithMembers,
 };
 use super::views::{self, OrgOut};
-use super::{created_typed, items, no_content, ok_typed};
+use super::{created, items, no_content, ok};
 use crate::domain::{Role, UserId};
 use crate::error::{AppError, Result};
 use crate::http::extract::{ApiJson, ApiQuery, CurrentUser};
@@ -126,7 +126,7 @@ async fn get_member(
     Path((_, uid)): Path<(String, String)>,
 ) -> Result<Response> {
     let m = members::get(&s.svc, &ctx, user_id(&uid)?).await?;
-    Ok(ok_typed(&MemberOut::from(&m)))
+    Ok(ok(&MemberOut::from(&m)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -176,7 +176,7 @@ async fn update_member(
         },
     )
     .await?;
-    Ok(ok_typed(&MemberOut::from(&m)))
+    Ok(ok(&MemberOut::from(&m)))
 }
 
 #[utoipa::path(
@@ -254,7 +254,7 @@ async fn invite(
     ApiJson(b): ApiJson<InviteBody>,
 ) -> Result<Response> {
     let c = invitations::create(&s.svc, &ctx, &user.actor(), &b.email, b.role).await?;
-    Ok(created_typed(&InvitationCreated {
+    Ok(created(&InvitationCreated {
         invitation: InvitationOut::from(&c.invitation),
         token: &c.token,
         accept_url: &c.accept_url,
@@ -346,7 +346,7 @@ async fn accept(
 ) -> Result<Response> {
     user.require_session()?;
     let (org, role) = invitations::accept(&s.svc, user.user.id, &b.token, &user.meta).await?;
-    Ok(ok_typed(&InvitationAccepted {
+    Ok(ok(&InvitationAccepted {
         organization: OrgOut::from(&org),
         role,
     }))
@@ -420,7 +420,7 @@ async fn create_team(
     ApiJson(b): ApiJson<TeamBody>,
 ) -> Result<Response> {
     let t = teams::create(&s.svc, &ctx, &user.actor(), &b.name, &b.description).await?;
-    Ok(created_typed(&TeamOut::from(&t)))
+    Ok(created(&TeamOut::from(&t)))
 }
 
 #[utoipa::path(
@@ -445,7 +445,7 @@ async fn get_team(
 ) -> Result<Response> {
     let id = team_id(&id)?;
     let (team, members) = teams::get(&s.svc, &ctx, id).await?;
-    Ok(ok_typed(&TeamWithMembers {
+    Ok(ok(&TeamWithMembers {
         team: TeamOut::from(&team),
         members: views::all::<_, MemberUserOut>(&members),
     }))
@@ -502,7 +502,7 @@ async fn update_team(
         b.description.as_deref(),
     )
     .await?;
-    Ok(ok_typed(&TeamOut::from(&t)))
+    Ok(ok(&TeamOut::from(&t)))
 }
 
 #[utoipa::path(
@@ -554,9 +554,9 @@ async fn add_team_member(
     let id = team_id(&id)?;
     let added = teams::add_member(&s.svc, &ctx, &user.actor(), id, user_id(&uid)?).await?;
     Ok(if added {
-        created_typed(&Added { added: true })
+        created(&Added { added: true })
     } else {
-        ok_typed(&Added { added: false })
+        ok(&Added { added: false })
     })
 }
 

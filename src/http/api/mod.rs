@@ -46,17 +46,9 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-pub fn created(body: serde_json::Value) -> Response {
+/// 201 with the body as JSON.
+pub fn created<T: Serialize>(body: &T) -> Response {
     (StatusCode::CREATED, axum::Json(body)).into_response()
-}
-
-/// `created` for a typed body.
-pub fn created_typed<T: Serialize>(body: &T) -> Response {
-    (StatusCode::CREATED, axum::Json(body)).into_response()
-}
-
-pub fn ok(body: serde_json::Value) -> Response {
-    axum::Json(body).into_response()
 }
 
 /// For PATCH-like bodies: absent → `None` (unchanged), `null` → `Some(None)` (remove or
@@ -69,8 +61,8 @@ where
     <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
-/// `ok` for a typed body, without building a `serde_json::Value` first.
-pub fn ok_typed<T: Serialize>(body: &T) -> Response {
+/// 200 with the body as JSON, serialized straight from its type.
+pub fn ok<T: Serialize>(body: &T) -> Response {
     axum::Json(body).into_response()
 }
 

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::views::orgs::{OrgDetail, RoleDefaults, Roles};
 use super::views::{self, OrgOut, OrgWithRole};
-use super::{created_typed, items, ok_typed};
+use super::{created, items, ok};
 use crate::domain::Role;
 use crate::error::Result;
 use crate::http::extract::{ApiJson, AuthKind, CurrentUser};
@@ -101,7 +101,7 @@ async fn create(
         },
     )
     .await?;
-    Ok(created_typed(&OrgWithRole {
+    Ok(created(&OrgWithRole {
         organization: OrgOut::from(&org),
         role: Role::Owner,
     }))
@@ -122,7 +122,7 @@ async fn create(
     security(("session" = []), ("token" = [])),
 )]
 async fn show(OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
-    Ok(ok_typed(&OrgDetail {
+    Ok(ok(&OrgDetail {
         organization: OrgOut::from(ctx.org()),
         role: ctx.role(),
         permissions: ctx.permissions().iter().collect(),
@@ -183,7 +183,7 @@ async fn update(
         },
     )
     .await?;
-    Ok(ok_typed(&OrgWithRole {
+    Ok(ok(&OrgWithRole {
         organization: OrgOut::from(&org),
         role: ctx.role(),
     }))
@@ -231,7 +231,7 @@ async fn roles(_user: CurrentUser) -> Response {
             permissions: role.default_permissions(),
         })
         .collect();
-    ok_typed(&Roles {
+    ok(&Roles {
         items,
         permissions: crate::domain::PERMISSIONS,
     })

@@ -17,7 +17,7 @@ use super::pagination::{Page, encode_cursor, time_key};
 use super::views;
 use super::views::members::Added;
 use super::views::resources::{AccessibleOut, MessageOut, ViewOut};
-use super::{created_typed, items, no_content, ok_typed};
+use super::{created, items, no_content, ok};
 use crate::db::repo::resources::{ListQuery, ResourceKind};
 use crate::domain::resources::Patch;
 use crate::domain::{UserId, Visibility};
@@ -333,7 +333,7 @@ async fn create(
         let ApiJson(body) = ApiJson::<Map<String, Value>>::from_request(limited, &s).await?;
         svc::create(&s.svc, &ctx, &user.actor(), input_from(k, body)?).await?
     };
-    let mut res = created_typed(&ViewOut::from(&view));
+    let mut res = created(&ViewOut::from(&view));
     etag(&mut res, view.resource.version);
     Ok(res)
 }
@@ -438,7 +438,7 @@ async fn show(
 ) -> Result<Response> {
     let k = kind(&ty)?;
     let view = svc::get(&s.svc, &ctx, k, resource_id(&id)?).await?;
-    let mut res = ok_typed(&ViewOut::from(&view));
+    let mut res = ok(&ViewOut::from(&view));
     etag(&mut res, view.resource.version);
     Ok(res)
 }
@@ -487,7 +487,7 @@ async fn update(
         input.version = Some(n);
     }
     let view = svc::update(&s.svc, &ctx, &user.actor(), resource_id(&id)?, input).await?;
-    let mut res = ok_typed(&ViewOut::from(&view));
+    let mut res = ok(&ViewOut::from(&view));
     etag(&mut res, view.resource.version);
     Ok(res)
 }
@@ -688,7 +688,7 @@ async fn add_message(
         &b.content,
     )
     .await?;
-    Ok(created_typed(&MessageOut::from(&m)))
+    Ok(created(&MessageOut::from(&m)))
 }
 
 #[utoipa::path(
@@ -723,9 +723,9 @@ async fn kb_add(
     )
     .await?;
     Ok(if added {
-        created_typed(&Added { added: true })
+        created(&Added { added: true })
     } else {
-        ok_typed(&Added { added: false })
+        ok(&Added { added: false })
     })
 }
 
@@ -778,7 +778,7 @@ async fn kb_remove(
     security(("session" = []), ("token" = [])),
 )]
 async fn limits(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
-    Ok(ok_typed(&svc::limits(&s.svc, &ctx, s.svc.now()).await?))
+    Ok(ok(&svc::limits(&s.svc, &ctx, s.svc.now()).await?))
 }
 
 #[utoipa::path(
@@ -797,7 +797,7 @@ async fn limits(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result
     security(("session" = []), ("token" = [])),
 )]
 async fn summary(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
-    Ok(ok_typed(&svc::summary(&s.svc, &ctx, s.svc.now()).await?))
+    Ok(ok(&svc::summary(&s.svc, &ctx, s.svc.now()).await?))
 }
 
 #[utoipa::path(

@@ -9,7 +9,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::ok_typed;
+use super::ok;
 use super::views::{self, usage as out};
 use crate::domain::Micros;
 use crate::error::Result;
@@ -115,7 +115,7 @@ async fn usage(
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Response> {
     let report = quota::report(&s.svc, &ctx, q.period, s.svc.now()).await?;
-    Ok(ok_typed(&out::UsageReportOut::from(&report)))
+    Ok(ok(&out::UsageReportOut::from(&report)))
 }
 
 #[utoipa::path(
@@ -134,7 +134,7 @@ async fn usage(
     security(("session" = []), ("token" = [])),
 )]
 async fn show(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
-    Ok(ok_typed(&quota::settings(&s.svc, &ctx).await?))
+    Ok(ok(&quota::settings(&s.svc, &ctx).await?))
 }
 
 /// For the limits, `null` means no limit (for credits: the plan's).
@@ -215,7 +215,7 @@ async fn update(
         },
     )
     .await?;
-    Ok(ok_typed(&v))
+    Ok(ok(&v))
 }
 
 #[utoipa::path(
@@ -291,7 +291,7 @@ async fn invoice(
     };
     let inv = crate::services::invoices::get(&s.svc, &ctx, id).await?;
     if !as_csv {
-        return Ok(ok_typed(&out::InvoiceOut::from(&inv)));
+        return Ok(ok(&out::InvoiceOut::from(&inv)));
     }
     let body = crate::services::invoices::csv(&inv);
     let disposition = format!("attachment; filename=\"invoice-{}.csv\"", inv.period);

@@ -1,14 +1,17 @@
 //! The organization dashboard on its home page: resources per type and usage against the
 //! plan's limits, from the same documents as `GET …/summary` and `GET …/limits`.
-use serde_json::Value;
-
 use crate::db::repo::resources::ResourceKind;
 use crate::domain::{Micros, format};
 use crate::http::views::{Dashboard, KindLabel, ResourceCount, UsageMeter};
+use crate::services::resources::{Limits, Summary};
 
-fn meter(id: &str, label: &str, limit: &Value, show: fn(i64) -> String) -> UsageMeter {
-    let used = limit["used"].as_i64().unwrap_or(0);
-    let max = limit["max"].as_i64();
+fn meter(
+    id: &str,
+    label: &str,
+    used: i64,
+    max: Option<i64>,
+    show: fn(i64) -> String,
+) -> UsageMeter {
     let percent = match max {
         Some(m) if m > 0 => (used.saturating_mul(100) / m).clamp(0, 100),
         Some(_) => 100,
@@ -33,20 +36,19 @@ fn meter(id: &str, label: &str, limit: &Value, show: fn(i64) -> String) -> Usage
     }
 }
 
-pub(super) fn dashboard_of(limits: &Value, summary: &Value) -> Dashboard {
+pub(super) fn dashboard_of(limits: &Limits, summary: &Summary) -> Dashboard {
     let counts = ResourceKind::ALL
         .into_iter()
         .map(|k| {
-            let entry = &summary["resources"][k.path()];
-            let breakdown = entry["by_visibility"]
-                .as_object()
-                .map(|by| {
+            let entry = summary.resources.get(k.path());
+            let breakdown = entry
+                .map(|e| {
                     ["private", "team", "organization", "public"]
                         .iter()
                         .filter_map(|v| {
-                            by.get(*v)
-                                .and_then(Value::as_i64)
-                                .filter(|n| *n > 0)
+                            e.by_visibility
+                                .get(*v)
+                                .filter(|n| **n > 0)
                                 .map(|n| format!("{n} {v}"))
                         })
                         .collect::<Vec<_>>()
@@ -56,72 +58,100 @@ pub(super) fn dashboard_of(limits: &Value, summary: &Value) -> Dashboard {
             ResourceCount {
                 path: k.path().to_string(),
                 label: KindLabel::of(k).plural,
-                total: format::count(entry["total"].as_i64().unwrap_or(0)),
+                total: format::count(entry.map_or(0, |e| e.total)),
                 breakdown,
             }
         })
         .collect();
     let plain = format::count;
+    let credits = &limits.ai_credits;
     let meters = vec![
-        meter("usage-agents", "Agents", &limits["agents"], plain),
-        meter("usage-workflows", "Workflows", &limits["workflows"], plain),
-        meter("usage-members", "Members", &limits["users"], plain),
+        meter(
+            "usage-agents",
+            "Agents",
+            limits.agents.used,
+            limits.agents.max,
+            plain,
+        ),
+        meter(
+            "usage-workflows",
+            "Workflows",
+            limits.workflows.used,
+            limits.workflows.max,
+            plain,
+        ),
+        meter(
+            "usage-members",
+            "Members",
+            limits.users.used,
+            limits.users.max,
+            plain,
+        ),
         meter(
             "usage-storage",
             "Document storage",
-            &limits["storage_bytes"],
+            limits.storage_bytes.used,
+            limits.storage_bytes.max,
             format::bytes,
         ),
         meter(
             "usage-credits",
             "AI credits this month",
-            &limits["ai_credits"],
+            credits.used.map_or(0, Micros::get),
+            credits.max.map(Micros::get),
             |m| Micros::new(m).money(),
         ),
     ];
+    let usage = summary.usage.as_ref();
     Dashboard {
         counts,
         meters,
-        period: summary["usage"]["period"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        requests: format::counted(
-            summary["usage"]["requests"].as_i64().unwrap_or(0),
-            "AI request",
-            "AI requests",
-        ),
-        members: format::counted(
-            summary["members"].as_i64().unwrap_or(0),
-            "member",
-            "members",
-        ),
-        teams: format::counted(summary["teams"].as_i64().unwrap_or(0), "team", "teams"),
+        period: usage.map(|u| u.period.clone()).unwrap_or_default(),
+        requests: format::counted(usage.map_or(0, |u| u.requests), "AI request", "AI requests"),
+        members: format::counted(summary.members, "member", "members"),
+        teams: format::counted(summary.teams, "team", "teams"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use askama::Template;
-    use serde_json::json;
 
     use super::*;
+    use crate::domain::OrgId;
     use crate::http::views::{Layout, NavOrg, OrgDashboardPage};
+    use crate::services::resources::{CreditLimit, KindCount, Limit, MaxOnly, PeriodUse};
 
     fn sample() -> Dashboard {
-        let limits = json!({
-            "plan": "free",
-            "agents": {"used": 4, "max": 5},
-            "workflows": {"used": 1, "max": 10},
-            "users": {"used": 3, "max": null},
-            "storage_bytes": {"used": 2048, "max": 1048576},
-            "ai_credits": {"used": 1500000, "max": 1000000},
-        });
-        let summary = json!({
-            "resources": {"agents": {"total": 4, "by_visibility": {"private": 3, "organization": 1}}},
-            "members": 3, "teams": 1,
-            "usage": {"period": "2026-11", "requests": 12, "cost_micros": 1500000},
-        });
+        let limit = |used, max| Limit { used, max };
+        let limits = Limits {
+            plan: "free".into(),
+            agents: limit(4, Some(5)),
+            workflows: limit(1, Some(10)),
+            users: limit(3, None),
+            storage_bytes: limit(2048, Some(1_048_576)),
+            ai_credits: CreditLimit {
+                used: Some(Micros::new(1_500_000)),
+                max: Some(Micros::new(1_000_000)),
+            },
+            document_bytes: MaxOnly { max: None },
+        };
+        let agents = KindCount {
+            total: 4,
+            by_visibility: [("private".to_string(), 3), ("organization".to_string(), 1)].into(),
+        };
+        let summary = Summary {
+            organization_id: OrgId::new(),
+            resources: [("agents".to_string(), agents)].into(),
+            members: 3,
+            teams: 1,
+            storage_bytes: 2048,
+            usage: Some(PeriodUse {
+                period: "2026-11".into(),
+                requests: 12,
+                cost_micros: Micros::new(1_500_000),
+            }),
+        };
         dashboard_of(&limits, &summary)
     }
 

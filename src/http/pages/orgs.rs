@@ -54,10 +54,7 @@ async fn home(State(s): State<AppState>, OrgCtx { user, ctx }: OrgCtx) -> Result
         let now = s.svc.now();
         let limits = resources::limits(&s.svc, &ctx, now).await?;
         let summary = resources::summary(&s.svc, &ctx, now).await?;
-        Some(super::dashboard::dashboard_of(
-            &serde_json::to_value(&limits).unwrap_or_default(),
-            &serde_json::to_value(&summary).unwrap_or_default(),
-        ))
+        Some(super::dashboard::dashboard_of(&limits, &summary))
     } else {
         None
     };

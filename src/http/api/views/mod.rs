@@ -19,12 +19,6 @@ pub fn all<'a, R, V: From<&'a R>>(rows: &'a [R]) -> Vec<V> {
     rows.iter().map(V::from).collect()
 }
 
-/// A view as a JSON value, for handlers that add fields beside it. Serializing plain data
-/// into a `Value` cannot fail; were it to, the answer would be `null`, not a panic.
-pub fn value<T: serde::Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
