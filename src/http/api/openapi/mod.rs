@@ -1,0 +1,217 @@
+//! The OpenAPI description of the API, generated from the handlers' `#[utoipa::path]`
+//! annotations and the request and response types (utoipa), so a route, a field or a
+//! status cannot change without the document changing with it.
+//!
+//! What JSON Schema says beyond a Rust type (lengths, patterns, the words of a closed list)
+//! is written next to the field it describes; the schemas of values used in many places
+//! (names, ids, the error envelope) are in `schemas`; `kinds` writes the `{type}` resource
+//! routes out once per kind.
+mod kinds;
+mod schemas;
+
+use std::sync::LazyLock;
+
+use utoipa::openapi::RefOr;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+pub use schemas::*;
+
+use super::{audit, auth, llm, me, members, orgs, resources, usage};
+use crate::domain::{Permission, Role, Visibility};
+use kinds::PerKind;
+
+/// The document, serialized once.
+pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    serde_json::to_string(&ApiDoc::openapi()).unwrap_or_else(|_| "{}".to_string())
+});
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "xagent API",
+        description = "Organization layer of the xAgent platform. Authenticate with the session cookie `xagent_session` (state-changing calls then need the `X-CSRF-Token` header with the csrf_token from login) or with `Authorization: Bearer xa_...` (an API token acting in one organization). Errors are `{\"error\":{\"code\",\"message\",\"fields?\"}}`; another organization's objects are 404.",
+    ),
+    servers((url = "/")),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+    paths(
+        crate::http::healthz,
+        crate::http::readyz,
+        auth::signup,
+        auth::login,
+        auth::logout,
+        me::me,
+        me::set_current,
+        me::list_tokens,
+        me::create_token,
+        me::revoke_token,
+        me::list_sessions,
+        me::revoke_session,
+        orgs::list,
+        orgs::create,
+        orgs::show,
+        orgs::update,
+        orgs::delete_org,
+        orgs::roles,
+        members::list_members,
+        members::get_member,
+        members::update_member,
+        members::remove_member,
+        members::list_invitations,
+        members::invite,
+        members::cancel_invitation,
+        members::accept,
+        members::list_teams,
+        members::create_team,
+        members::get_team,
+        members::update_team,
+        members::delete_team,
+        members::add_team_member,
+        members::remove_team_member,
+        audit::list,
+        audit::export,
+        llm::settings,
+        llm::put_provider,
+        llm::delete_provider,
+        llm::test_org_provider,
+        llm::patch_policy,
+        llm::resolve,
+        llm::my_keys,
+        llm::put_my_key,
+        llm::delete_my_key,
+        llm::test_my_key,
+        usage::usage,
+        usage::usage_csv,
+        usage::show,
+        usage::update,
+        usage::invoices,
+        usage::invoice,
+        usage::notifications,
+        usage::webhook_deliveries,
+        usage::read_notification,
+        me::move_to_org,
+        resources::list,
+        resources::create,
+        resources::show,
+        resources::update,
+        resources::remove,
+        resources::access,
+        resources::content,
+        resources::list_messages,
+        resources::add_message,
+        resources::kb_add,
+        resources::kb_remove,
+        resources::limits,
+        resources::summary,
+        resources::accessible,
+        resources::public,
+    ),
+    components(
+        schemas(ErrorBody, Health, Role, Permission, Visibility, AuditActionWord),
+        responses(
+            BadRequest,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            MethodNotAllowed,
+            Conflict,
+            PayloadTooLarge,
+            Unprocessable,
+            TooManyRequests,
+            InternalError
+        )
+    ),
+    modifiers(&SecuritySchemes, &PerKind, &PathParametersRequired),
+)]
+struct ApiDoc;
+
+/// The three ways to authenticate, named by every operation's `security`.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                crate::http::extract::SESSION_COOKIE,
+            ))),
+        );
+        components.add_security_scheme(
+            "csrf",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-CSRF-Token"))),
+        );
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("xa_...")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// A path parameter is always required (OpenAPI says so); a parameter whose schema is a
+/// function's comes out optional.
+struct PathParametersRequired;
+
+impl Modify for PathParametersRequired {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        for item in doc.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                for p in op.parameters.iter_mut().flatten() {
+                    if let RefOr::T(p) = p
+                        && p.parameter_in == ParameterIn::Path
+                    {
+                        p.required = utoipa::openapi::Required::True;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the handlers' annotations name.
+pub mod prelude {
+    pub use super::{
+        AnyResource, BadRequest, Binary, Conflict, ExportFormatQuery, Forbidden, IfMatch,
+        InternalError, InvoicePath, KindPath, MethodNotAllowed, NotFound, OrgPath, PayloadTooLarge,
+        ProviderPath, PublicResource, ResourceChange, ResourceCreate, TooManyRequests,
+        Unauthorized, Unprocessable,
+    };
+    pub use crate::http::api::pagination::Page as PageQuery;
+    pub use crate::http::api::{ItemsOnly, Page as ListPage};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc: serde_json::Value = serde_json::from_str(&DOCUMENT).unwrap();
+        let text = DOCUMENT.as_str();
+        let mut missing = Vec::new();
+        for part in text.split("\"$ref\":\"#/components/").skip(1) {
+            let target = part.split('"').next().unwrap();
+            let mut node = &doc["components"];
+            for key in target.split('/') {
+                node = &node[key];
+            }
+            if node.is_null() {
+                missing.push(target.to_string());
+            }
+        }
+        assert!(missing.is_empty(), "dangling references: {missing:?}");
+    }
+}
