@@ -6,7 +6,7 @@ use rusqlite::params;
 
 use super::repo::orgs::{ORG_COLUMNS, Org, org_from_row};
 use super::{Conn, DbError};
-use crate::domain::{OrgId, Permission, PermissionSet, Role, TeamId, UserId};
+use crate::domain::{OrgId, Permission, PermissionSet, Role, UserId};
 
 /// Who acts in which organization, checked. Shared, not copied: a request hands it to
 /// several places (the gateway to its caches and to metering).
@@ -19,7 +19,6 @@ struct Ctx {
     user_id: UserId,
     role: Role,
     permissions: PermissionSet,
-    teams: Vec<TeamId>,
     last_active_at: Option<DateTime<Utc>>,
     /// The background job acting, for a `SystemScope` context; `None` for a member.
     system_job: Option<&'static str>,
@@ -44,9 +43,6 @@ impl OrgContext {
     }
     pub fn permissions(&self) -> &PermissionSet {
         &self.0.permissions
-    }
-    pub fn teams(&self) -> &[TeamId] {
-        &self.0.teams
     }
     /// The background job this context belongs to (`SystemScope`), if it is one.
     pub fn system_job(&self) -> Option<&'static str> {
@@ -103,7 +99,9 @@ pub(in crate::db) fn membership_check(
             let org = org_from_row(r, 0)?;
             let role: String = r.get(9)?;
             let perms: String = r.get(10)?;
-            let last = super::repo::opt_time_at(r, 11)?;
+            // A last-active time that does not read is treated as never: refusing the
+            // organization for it would also stop the touch that rewrites it.
+            let last = super::repo::opt_time_at(r, 11).ok().flatten();
             Ok((org, role, perms, last))
         })?;
     let Some((org, role, perms, last_active_at)) = found else {
@@ -112,18 +110,11 @@ pub(in crate::db) fn membership_check(
     let Some(role) = Role::parse(&role) else {
         return Ok(None);
     };
-    // The context is being made, so nothing is scoped yet; the id is the one just found.
-    let teams = c.unscoped().query_vec(
-        "SELECT team_id FROM team_members WHERE organization_id = ?1 AND user_id = ?2",
-        params![org.id.to_string(), user.to_string()],
-        |r| super::repo::uuid_at(r, 0).map(TeamId::from_uuid),
-    )?;
     Ok(Some(OrgContext::new(Ctx {
         permissions: member_permissions(role, &perms),
         org,
         user_id: user,
         role,
-        teams,
         last_active_at,
         system_job: None,
     })))
@@ -145,7 +136,6 @@ pub(crate) fn joining_context(
         org,
         user_id: user,
         role: invitation.role,
-        teams: Vec::new(),
         last_active_at: None,
         system_job: None,
     })))
@@ -181,7 +171,6 @@ impl SystemScope {
             org,
             user_id: UserId::from_uuid(uuid::Uuid::nil()),
             role: Role::Guest,
-            teams: Vec::new(),
             last_active_at: None,
             system_job: Some(self.job),
         })))

@@ -6,6 +6,7 @@ mod money;
 pub mod period;
 mod permissions;
 pub mod resources;
+pub mod schemas;
 mod settings;
 mod values;
 mod words;

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 /// An amount in micro-dollars (`1_000_000` is $1). Stored, bound and sent on the wire as
-/// the plain integer, so a `Micros` field reads and writes exactly as the `i64` it
-/// replaced. There is deliberately no `Display`: the two ways of writing an amount
+/// the plain integer, so stored amounts and clients see a number of micro-dollars and no
+/// wrapper. There is deliberately no `Display`: the two ways of writing an amount
 /// (`usd`, `money`) are chosen by name where it is shown.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,

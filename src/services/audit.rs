@@ -308,9 +308,9 @@ pub struct Entry<'a> {
     pub id: &'a str,
     #[schema(format = DateTime)]
     pub at: &'a str,
-    /// null for the system (retention, quota alerts)
+    /// who did it; its id and email are null for the system (retention, quota alerts)
     pub actor: EntryActor<'a>,
-    #[schema(value_type = crate::http::api::openapi::AuditActionWord)]
+    #[schema(value_type = crate::domain::schemas::AuditAction)]
     pub action: &'a str,
     pub resource_type: &'a str,
     pub resource_id: Option<&'a str>,
@@ -321,7 +321,7 @@ pub struct Entry<'a> {
     pub details: &'a serde_json::Value,
 }
 
-/// Who did it: null for the system.
+/// Who did it; id and email are null for the system.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EntryActor<'a> {
     #[schema(format = "uuid")]

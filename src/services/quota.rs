@@ -71,7 +71,7 @@ pub struct QuotaView {
     pub member_monthly_credits_micros: Option<Micros>,
     #[schema(minimum = 1, maximum = 28)]
     pub billing_anchor_day: u32,
-    #[schema(value_type = Vec<crate::http::api::openapi::Percent>)]
+    #[schema(value_type = Vec<crate::domain::schemas::Percent>)]
     pub alert_thresholds: Vec<u8>,
     /// Where alerts are POSTed, if anywhere.
     pub webhook_url: Option<String>,

@@ -181,6 +181,23 @@ async fn agents_are_created_read_updated_and_deleted_with_their_fields() {
         )
         .await;
     assert_eq!(owner_set.status, StatusCode::BAD_REQUEST);
+    // A version belongs to a change; on create it is refused, and nothing is made.
+    let versioned = o
+        .member
+        .post(&path, json!({"name": "Versioned", "version": 3}))
+        .await;
+    assert_eq!(
+        versioned.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        versioned.text
+    );
+    assert_eq!(
+        o.member.get(&path).await.body["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     assert_eq!(
         o.member.delete(&format!("{path}/{id}")).await.status,
         StatusCode::NO_CONTENT

@@ -80,8 +80,8 @@ impl Batch {
         )?;
         let add = |s: &mut Sum| {
             s.requests += 1;
-            s.input += e.input_tokens;
-            s.output += e.output_tokens;
+            s.input = s.input.saturating_add(e.input_tokens);
+            s.output = s.output.saturating_add(e.output_tokens);
             s.cost = s.cost.saturating_add(e.cost_micros);
         };
         let o = self

@@ -31,7 +31,7 @@ pub struct AgentPatch {
     #[schema(value_type = String, max_length = 100_000)]
     pub system_prompt: Sent<String>,
     #[serde(default)]
-    #[schema(value_type = Vec<crate::domain::resources::schemas::ToolRef>, max_items = 100)]
+    #[schema(value_type = Vec<crate::domain::schemas::ToolRef>, max_items = 100)]
     pub tools: Sent<Vec<String>>,
     /// at most 256 KiB as JSON
     #[serde(default)]

@@ -20,7 +20,7 @@ pub struct Conversation {
 pub struct ConversationPatch {
     /// an agent of this organization the caller can read; null or blank: none
     #[serde(default)]
-    #[schema(schema_with = crate::domain::resources::schemas::agent_ref)]
+    #[schema(schema_with = crate::domain::schemas::agent_ref)]
     pub agent_id: Sent<Option<String>>,
 }
 

@@ -500,6 +500,35 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A name in `PUBLIC` that is no field would drop out of the gallery and its
+    /// description without a word.
+    #[test]
+    fn every_public_field_is_a_field_of_its_kind() {
+        fn fields<F: ResourceFields + Default>() -> (Vec<String>, &'static [&'static str]) {
+            let v = serde_json::to_value(F::default()).unwrap_or_default();
+            let keys = v
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            (keys, F::PUBLIC)
+        }
+        for (keys, public) in [
+            fields::<Agent>(),
+            fields::<Workflow>(),
+            fields::<Document>(),
+            fields::<Tool>(),
+            fields::<KnowledgeBase>(),
+            fields::<Conversation>(),
+        ] {
+            for name in public {
+                assert!(
+                    keys.iter().any(|k| k == name),
+                    "{name} is not one of {keys:?}"
+                );
+            }
+        }
+    }
+
     fn body(v: Value) -> Map<String, Value> {
         match v {
             Value::Object(o) => o,
@@ -559,67 +588,5 @@ mod tests {
             assert_eq!(ResourceKind::from_path(kind.path()), Some(kind));
             assert_eq!(Patch::empty(kind).kind(), kind);
         }
-    }
-}
-
-/// The schemas of fields whose rule is more than their type, for the API's description.
-pub mod schemas {
-    use utoipa::openapi::RefOr;
-    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
-    use utoipa::{PartialSchema, ToSchema};
-
-    /// Blank, as a form or client sends "none": only white space.
-    fn blank() -> ObjectBuilder {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .pattern(Some(
-                "^[\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$",
-            ))
-            .description(Some("blank: no filter"))
-    }
-
-    /// A tool an agent may call: its name or id.
-    pub struct ToolRef;
-
-    impl PartialSchema for ToolRef {
-        fn schema() -> RefOr<Schema> {
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .min_length(Some(1))
-                .max_length(Some(200))
-                .build()
-                .into()
-        }
-    }
-    impl ToSchema for ToolRef {}
-
-    /// A tool's input schema: a JSON Schema of an object, or `{}` while undescribed.
-    pub fn input_schema() -> Schema {
-        let empty = ObjectBuilder::new().max_properties(Some(0));
-        let object = ObjectBuilder::new()
-            .property("type", ObjectBuilder::new().enum_values(Some(["object"])))
-            .required("type");
-        let mut any = AnyOfBuilder::new().item(empty).item(object).build();
-        any.schema_type = Type::Object.into();
-        any.description =
-            Some("a JSON Schema with \"type\": \"object\" (or {} while undescribed)".into());
-        any.into()
-    }
-
-    /// A conversation's agent: an id, blank or null for none.
-    pub fn agent_ref() -> Schema {
-        AnyOfBuilder::new()
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .format(Some(SchemaFormat::Custom("uuid".into()))),
-            )
-            .item(blank())
-            .item(ObjectBuilder::new().schema_type(Type::Null))
-            .description(Some(
-                "an agent of this organization the caller can read; null or blank: none",
-            ))
-            .build()
-            .into()
     }
 }

@@ -21,7 +21,7 @@ pub struct Tool {
 pub struct ToolPatch {
     /// a JSON Schema with "type": "object" (or {} while undescribed)
     #[serde(default)]
-    #[schema(schema_with = crate::domain::resources::schemas::input_schema)]
+    #[schema(schema_with = crate::domain::schemas::input_schema)]
     pub input_schema: Sent<Map<String, Value>>,
     #[serde(default)]
     #[schema(value_type = Object)]

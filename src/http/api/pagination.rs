@@ -54,8 +54,8 @@ pub fn encode_cursor(key: &str) -> String {
 }
 
 /// The sort key of an item listed by time and then id (`time|id`), the time written as it
-/// is stored: keys then sort as the rows do (stored times sort as text in time order) and
-/// cursors read as they always have.
+/// is stored: keys then sort as the rows do (stored times sort as text in time order), and
+/// a cursor compares with the stored columns directly.
 pub fn time_key(at: DateTime<Utc>, id: impl std::fmt::Display) -> String {
     format!("{}|{id}", fmt_time(at))
 }

@@ -168,8 +168,9 @@ async fn list(
     Ok(items(&views::all::<_, ViewOut>(&rows), next))
 }
 
-/// The fields every kind's create body has; `input_from` takes them out of the body
-/// before the kind's patch reads the rest (a test holds the two to each other).
+// `input_from` takes these out of the body before the kind's patch reads the rest; a test
+// holds the two to each other.
+/// What every kind's create body has besides the kind's own fields.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct CreateCommon {
@@ -187,7 +188,7 @@ pub struct CreateCommon {
     shared_with: Option<SharedWithInput>,
 }
 
-/// The fields every kind's change body has.
+/// What every kind's change body has besides the kind's own fields; every field is optional.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct ChangeCommon {
@@ -207,7 +208,8 @@ pub struct ChangeCommon {
     version: Option<i64>,
 }
 
-/// The form fields of a document upload, as `read_upload` takes them.
+// `read_upload` matches these names.
+/// A document upload: the file, and what else its form may say.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct DocumentUpload {
@@ -331,6 +333,13 @@ async fn create(
     } else {
         let limited = limit_body(req, s.config.body_limit_bytes);
         let ApiJson(body) = ApiJson::<Map<String, Value>>::from_request(limited, &s).await?;
+        if body.contains_key("version") {
+            // Only a change guards against lost updates; a new item has no version yet.
+            return Err(AppError::bad_request(
+                "invalid_body",
+                "version cannot be set on create",
+            ));
+        }
         svc::create(&s.svc, &ctx, &user.actor(), input_from(k, body)?).await?
     };
     let mut res = created(&ViewOut::from(&view));

@@ -161,7 +161,7 @@ struct QuotaBody {
     #[schema(minimum = 1, maximum = 28)]
     #[serde(default)]
     billing_anchor_day: Option<u32>,
-    #[schema(max_items = 10, value_type = Option<Vec<super::openapi::Percent>>)]
+    #[schema(max_items = 10, value_type = Option<Vec<crate::domain::schemas::Percent>>)]
     #[serde(default)]
     alert_thresholds: Option<Vec<u8>>,
     /// alerts are POSTed here, signed; null: none

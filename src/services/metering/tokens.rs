@@ -110,6 +110,16 @@ struct Delta<'a> {
     content: Option<Cow<'a, str>>,
 }
 
+/// A token count as the provider reported it, held to what one call can use: the answer
+/// comes from an address the organization chose, and a negative or absurd count must not
+/// credit the ledger or overflow the period's sums.
+fn reported(n: Option<i64>) -> i64 {
+    n.unwrap_or(0).clamp(0, MAX_REPORTED_TOKENS)
+}
+
+/// More tokens than any model takes or writes in one call (a hundred million).
+const MAX_REPORTED_TOKENS: i64 = 100_000_000;
+
 /// Reads an answer body or one SSE chunk's data; a shape the typed parse does not expect
 /// is read the slow way, so that an odd but valid answer is still metered from its own
 /// figures.
@@ -124,8 +134,8 @@ pub fn read_answer(body: &[u8]) -> Seen {
             .sum();
         return Seen {
             tokens: a.usage.map(|u| Tokens {
-                input: u.prompt_tokens.unwrap_or(0),
-                output: u.completion_tokens.unwrap_or(0),
+                input: reported(u.prompt_tokens),
+                output: reported(u.completion_tokens),
             }),
             chars,
             model: a.model.map(Cow::into_owned),
@@ -136,8 +146,8 @@ pub fn read_answer(body: &[u8]) -> Seen {
     };
     let u = &v["usage"];
     let tokens = u.is_object().then(|| Tokens {
-        input: u["prompt_tokens"].as_i64().unwrap_or(0),
-        output: u["completion_tokens"].as_i64().unwrap_or(0),
+        input: reported(u["prompt_tokens"].as_i64()),
+        output: reported(u["completion_tokens"].as_i64()),
     });
     let chars = v["choices"]
         .as_array()
@@ -178,6 +188,18 @@ mod tests {
         };
         let price = Some((Micros::new(1), Micros::ZERO));
         assert_eq!(cost(price, one), Micros::new(1));
+    }
+
+    #[test]
+    fn reported_counts_are_held_between_zero_and_what_one_call_can_use() {
+        let seen = read_answer(
+            br#"{"usage":{"prompt_tokens":-5,"completion_tokens":9223372036854775807}}"#,
+        );
+        let t = seen.tokens.unwrap_or_default();
+        assert_eq!((t.input, t.output), (0, MAX_REPORTED_TOKENS));
+        let seen = read_answer(br#"{"usage":{"prompt_tokens":-5,"completion_tokens":"x"}}"#);
+        let t = seen.tokens.unwrap_or_default();
+        assert_eq!((t.input, t.output), (0, 0));
     }
 
     #[test]

@@ -9,9 +9,6 @@ use crate::domain::Role;
 use crate::error::{AppError, Result};
 use crate::services::{Actor, require};
 
-/// Moves everything the user owns in their personal workspace into an organization where
-/// they may create each of those types (the seed's `migrate_user_to_organization`). The
-/// target's plan limits apply to the result. Audited in both organizations.
 /// What a move took along.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[schema(as = MoveResult)]
@@ -22,6 +19,9 @@ pub struct MoveResult {
     pub organization_id: crate::domain::OrgId,
 }
 
+/// Moves everything the user owns in their personal workspace into an organization where
+/// they may create each of those types (the seed's `migrate_user_to_organization`). The
+/// target's plan limits apply to the result. Audited in both organizations.
 pub async fn move_to_organization(
     svc: &Services,
     actor: &Actor,

@@ -14,8 +14,9 @@ use crate::domain::{Invalid, Principal, ResourceId, TeamId, UserId, fmt_time};
 use crate::error::{AppError, Result};
 use chrono::{DateTime, Utc};
 
-/// Who a resource is shared with, as sent by clients: ids as typed, which `check_shares`
-/// reads (each must name a member or a team of the organization).
+// Ids as typed: `check_shares` reads each (it must name a member or a team of the
+// organization).
+/// Who to share with: members and teams of the organization.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SharedWithInput {
@@ -133,8 +134,6 @@ fn newest_first<T>(items: &mut [T], key: impl Fn(&T) -> (DateTime<Utc>, Resource
     items.sort_by_key(|i| std::cmp::Reverse(key(i)));
 }
 
-/// The public gallery: public items of every organization, read-only, with nothing that
-/// tells about the owning organization beyond its name.
 /// What the gallery shows of a public item besides its kind's `PUBLIC` fields: never
 /// owners, shares, ids of other items or configuration.
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -157,6 +156,8 @@ pub struct PublicOrg<'a> {
     pub name: &'a str,
 }
 
+/// The public gallery: public items of every organization, read-only, with nothing that
+/// tells about the owning organization beyond its name.
 pub async fn public(svc: &Services, kind: ResourceKind, q: ListQuery) -> Result<Vec<Value>> {
     svc.db
         .read(move |tx| {

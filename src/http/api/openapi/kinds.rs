@@ -118,6 +118,7 @@ fn resource_schema(k: ResourceKind) -> Schema {
     };
     take(&mut o, object_of::<ViewOut>(), extras);
     take(&mut o, fields_of(k).0, &[]);
+    o.description = Some(format!("One of the organization's {}.", kind_words(k)));
     o.into()
 }
 
@@ -132,6 +133,12 @@ fn input_schema(k: ResourceKind, creating: bool) -> Schema {
     };
     take(&mut o, fields_of(k).1, &[]);
     o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+    let what = if creating {
+        "A new one of the"
+    } else {
+        "A change to one of the"
+    };
+    o.description = Some(format!("{what} organization's {}.", kind_words(k)));
     o.into()
 }
 
@@ -143,9 +150,12 @@ impl Modify for PerKind {
             components
                 .schemas
                 .insert(name.into(), resource_schema(k).into());
-            components
-                .schemas
-                .insert(format!("{name}Create"), input_schema(k, true).into());
+            // A document is created by an upload (`document_upload`), not a JSON body.
+            if k != ResourceKind::Document {
+                components
+                    .schemas
+                    .insert(format!("{name}Create"), input_schema(k, true).into());
+            }
             components
                 .schemas
                 .insert(format!("{name}Change"), input_schema(k, false).into());

@@ -107,7 +107,7 @@ pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
         resources::public,
     ),
     components(
-        schemas(ErrorBody, Health, Role, Permission, Visibility, AuditActionWord),
+        schemas(ErrorBody, Health, Role, Permission, Visibility, crate::domain::schemas::AuditAction),
         responses(
             BadRequest,
             Unauthorized,

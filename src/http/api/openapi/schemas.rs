@@ -2,13 +2,11 @@
 //! of closed lists, ids, money, the path and header parameters, and the fields whose rule
 //! is more than their type.
 use utoipa::openapi::schema::{
-    AdditionalProperties, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaFormat,
-    SchemaType, Type,
+    AdditionalProperties, AnyOfBuilder, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::{Ref, RefOr, ResponseBuilder, content::ContentBuilder};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
-use crate::domain::audit::ORG_AUDIT_ACTIONS;
 use crate::domain::resources::ResourceKind;
 
 use crate::domain::{
@@ -94,11 +92,7 @@ word_schema!(
         Visibility::Public
     ]
     .map(Visibility::as_str);
-    AuditActionWord as "AuditAction" = ORG_AUDIT_ACTIONS.iter().copied();
 );
-
-/// What an audit entry records (one word of the vocabulary).
-pub struct AuditActionWord;
 
 /// A type sent as one word of a list, shown in place (statuses).
 macro_rules! inline_words {
@@ -227,21 +221,6 @@ pub fn delivery_status() -> Schema {
     words(["pending", "delivered", "failed"])
 }
 
-/// A percentage of a limit at which an alert goes out.
-pub struct Percent;
-
-impl PartialSchema for Percent {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::Integer)
-            .minimum(Some(1))
-            .maximum(Some(100))
-            .build()
-            .into()
-    }
-}
-impl ToSchema for Percent {}
-
 /// Ids are UUIDs in text.
 macro_rules! id_schema {
     ($($ty:ty),+) => {$(
@@ -277,11 +256,6 @@ pub fn uuid() -> Schema {
         .format(Some(SchemaFormat::Custom("uuid".into())))
         .build()
         .into()
-}
-
-/// A list of ids.
-pub fn uuids() -> Schema {
-    ArrayBuilder::new().items(RefOr::T(uuid())).build().into()
 }
 
 /// A UUID or the empty string ("none").
@@ -327,21 +301,11 @@ pub fn overrides_or_null() -> Schema {
     overrides_object(true)
 }
 
-/// Blank (no filter) as a query parameter: only white space.
-fn blank() -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .pattern(Some(
-            "^[\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$",
-        ))
-        .description(Some("blank: no filter"))
-}
-
 /// An audit action, or blank for every action.
 pub fn audit_action_or_blank() -> Schema {
     AnyOfBuilder::new()
         .item(schema_ref("AuditAction"))
-        .item(blank())
+        .item(crate::domain::schemas::blank("blank: no filter"))
         .build()
         .into()
 }
@@ -356,7 +320,7 @@ pub fn time_or_date_or_blank() -> Schema {
     AnyOfBuilder::new()
         .item(string("date-time"))
         .item(string("date"))
-        .item(blank())
+        .item(crate::domain::schemas::blank("blank: no filter"))
         .build()
         .into()
 }

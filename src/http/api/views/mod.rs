@@ -3,9 +3,8 @@
 //! (possibly secret) column stays private by default. Each type borrows its row, so
 //! shaping a list costs no copies.
 //!
-//! Field order is the order on the wire for typed answers. Handlers that build a
-//! `serde_json::Value` (to add fields beside a row) answer with keys in alphabetical
-//! order, as they always have.
+//! Field order is the order on the wire. Every answer is one of these types (or a
+//! service's own typed answer); none is built as a `serde_json::Value`.
 pub mod identity;
 pub mod members;
 pub mod orgs;

@@ -29,7 +29,8 @@ impl From<&SharedWith> for SharedWithOut {
     }
 }
 
-/// The fields of every kind (the document adds each kind's own, and its `type`).
+// The OpenAPI document adds each kind's own fields and its `type` (openapi/kinds.rs).
+/// A resource.
 #[derive(Serialize, ToSchema)]
 pub struct ResourceOut<'a> {
     pub id: ResourceId,
