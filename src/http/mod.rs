@@ -25,6 +25,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
+use api::openapi::{Health, HealthStatus};
 use state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -206,24 +207,31 @@ pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "health", summary = "Liveness",
-    responses((status = 200, description = "Success", body = api::openapi::Health)),
+    responses((status = 200, description = "Success", body = Health)),
     security(()))]
-pub(crate) async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+pub(crate) async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: HealthStatus::Ok,
+    })
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "health", summary = "Readiness (database reachable)",
     responses(
-        (status = 200, description = "Success", body = api::openapi::Health),
-        (status = 503, description = "The database does not answer", body = api::openapi::Health),
+        (status = 200, description = "Success", body = Health),
+        (status = 503, description = "The database does not answer", body = Health),
     ),
     security(()))]
 pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), s.svc.db.ping()).await {
-        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
+        Ok(Ok(())) => Json(Health {
+            status: HealthStatus::Ready,
+        })
+        .into_response(),
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable"})),
+            Json(Health {
+                status: HealthStatus::Unavailable,
+            }),
         )
             .into_response(),
     }

@@ -38,15 +38,18 @@ struct ErrorDetail {
 }
 
 /// Liveness and readiness.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(serde::Serialize, ToSchema)]
 pub struct Health {
-    #[schema(schema_with = health_words)]
-    status: String,
+    pub status: HealthStatus,
 }
 
-fn health_words() -> Schema {
-    words(["ok", "ready", "unavailable"])
+/// `ok` (alive), `ready` (the database answers) or `unavailable` (it does not).
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+    Ready,
+    Unavailable,
 }
 
 /// A string that is one of `list`.
