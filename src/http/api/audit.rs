@@ -139,10 +139,7 @@ impl AuditQuery {
     responses(
         (status = 200, description = "Success", body = ListPage<crate::services::audit::Entry>),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = []), ("token" = [])),
 )]
@@ -168,10 +165,7 @@ async fn list(
     responses(
         (status = 200, description = "Every matching row, newest first, streamed", content((String = "application/x-ndjson"), (String = "text/csv")), headers(("Content-Disposition" = String, description = ""))),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = []), ("token" = [])),
 )]

@@ -51,11 +51,10 @@ struct SignupBody {
     request_body = SignupBody,
     responses(
         (status = 201, description = "Success", body = SignupResult),
-        (status = 400, response = BadRequest),
         (status = 403, response = Forbidden),
         (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
         (status = 500, response = InternalError),
+        Sent,
     ),
     security(()),
 )]
@@ -91,11 +90,10 @@ struct LoginBody {
     request_body = LoginBody,
     responses(
         (status = 200, description = "Success", body = LoginResult, headers(("Set-Cookie" = String, description = "the session cookie xagent_session (HttpOnly, SameSite=Lax)"))),
-        (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
-        (status = 413, response = PayloadTooLarge),
         (status = 429, response = TooManyRequests),
         (status = 500, response = InternalError),
+        Sent,
     ),
     security(()),
 )]

@@ -48,10 +48,7 @@ pub fn router() -> Router<AppState> {
     params(OrgPath),
     responses(
         (status = 200, description = "Success", body = llm::Settings),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = []), ("token" = [])),
 )]
@@ -86,12 +83,8 @@ struct ProviderBody {
     request_body = ProviderBody,
     responses(
         (status = 200, description = "Success", body = llm::ProviderView),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = PayloadTooLarge),
-        (status = 500, response = InternalError),
+        Guarded,
+        Sent,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -126,10 +119,7 @@ async fn put_provider(
     responses(
         (status = 204, description = "Removed"),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -169,12 +159,8 @@ struct PolicyBody {
     request_body = PolicyBody,
     responses(
         (status = 200, description = "Success", body = llm::PolicyView),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = PayloadTooLarge),
-        (status = 500, response = InternalError),
+        Guarded,
+        Sent,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -214,10 +200,7 @@ struct ResolveQuery {
     responses(
         (status = 200, description = "Success", body = llm::ResolveView),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = []), ("token" = [])),
 )]
@@ -284,12 +267,8 @@ struct MyKeyBody {
     request_body = MyKeyBody,
     responses(
         (status = 200, description = "Success", body = llm::ProviderView),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = PayloadTooLarge),
-        (status = 500, response = InternalError),
+        Guarded,
+        Sent,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -324,10 +303,7 @@ async fn put_my_key(
     responses(
         (status = 204, description = "Removed"),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -365,10 +341,7 @@ async fn probe(
     responses(
         (status = 200, description = "Success", body = crate::services::llm_probe::ConnectionTest),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -389,10 +362,7 @@ async fn test_org_provider(
     responses(
         (status = 200, description = "Success", body = crate::services::llm_probe::ConnectionTest),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]

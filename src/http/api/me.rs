@@ -79,12 +79,8 @@ struct CurrentOrgBody {
     request_body = CurrentOrgBody,
     responses(
         (status = 200, description = "Success", body = CurrentOrganization),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = PayloadTooLarge),
-        (status = 500, response = InternalError),
+        Guarded,
+        Sent,
     ),
     security(("session" = [], "csrf" = [])),
 )]
@@ -128,12 +124,8 @@ struct CreateTokenBody {
     request_body = CreateTokenBody,
     responses(
         (status = 201, description = "Success", body = TokenCreated),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = PayloadTooLarge),
-        (status = 500, response = InternalError),
+        Guarded,
+        Sent,
     ),
     security(("session" = [], "csrf" = [])),
 )]
@@ -188,13 +180,10 @@ async fn list_tokens(
     path = "/api/v1/me/tokens/{id}",
     tag = "identity",
     summary = "Revoke an API token",
-    params(("id" = String, Path, format = "uuid")),
+    params(IdPath),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = [], "csrf" = [])),
 )]
@@ -244,13 +233,10 @@ async fn list_sessions(
     path = "/api/v1/me/sessions/{id}",
     tag = "identity",
     summary = "End a session",
-    params(("id" = String, Path, format = "uuid")),
+    params(IdPath),
     responses(
         (status = 204, description = "Ended"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = [], "csrf" = [])),
 )]
@@ -284,13 +270,9 @@ struct MoveBody {
     request_body = MoveBody,
     responses(
         (status = 200, description = "Success", body = crate::services::resources::MoveResult),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = PayloadTooLarge),
         (status = 422, response = Unprocessable),
-        (status = 500, response = InternalError),
+        Guarded,
+        Sent,
     ),
     security(("session" = [], "csrf" = [])),
 )]

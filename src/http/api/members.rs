@@ -73,10 +73,7 @@ fn user_id(raw: &str) -> Result<UserId> {
     responses(
         (status = 200, description = "Success", body = ListPage<MemberOut>),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = []), ("token" = [])),
 )]
@@ -113,10 +110,7 @@ async fn list_members(
     params(OrgPath, ("user_id" = String, Path, format = "uuid")),
     responses(
         (status = 200, description = "Success", body = MemberOut),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = []), ("token" = [])),
 )]
@@ -149,13 +143,9 @@ struct MemberPatch {
     request_body = MemberPatch,
     responses(
         (status = 200, description = "Success", body = MemberOut),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 500, response = InternalError),
+        Guarded,
+        Sent,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -188,11 +178,8 @@ async fn update_member(
     responses(
         (status = 204, description = "Removed"),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -237,14 +224,10 @@ struct InviteBody {
     request_body = InviteBody,
     responses(
         (status = 201, description = "Success", body = InvitationCreated),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
         (status = 422, response = Unprocessable),
-        (status = 500, response = InternalError),
+        Guarded,
+        Sent,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -272,10 +255,7 @@ async fn invite(
     responses(
         (status = 200, description = "Success", body = ListPage<InvitationOut>),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = []), ("token" = [])),
 )]
@@ -294,13 +274,10 @@ async fn list_invitations(
     path = "/api/v1/orgs/{org}/invitations/{id}",
     tag = "members",
     summary = "Cancel a pending invitation",
-    params(OrgPath, ("id" = String, Path, format = "uuid")),
+    params(OrgPath, IdPath),
     responses(
         (status = 204, description = "Cancelled"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -328,14 +305,10 @@ struct AcceptBody {
     request_body = AcceptBody,
     responses(
         (status = 200, description = "Success", body = InvitationAccepted),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
         (status = 422, response = Unprocessable),
-        (status = 500, response = InternalError),
+        Guarded,
+        Sent,
     ),
     security(("session" = [], "csrf" = [])),
 )]
@@ -361,10 +334,7 @@ async fn accept(
     responses(
         (status = 200, description = "Success", body = ListPage<TeamOut>),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = []), ("token" = [])),
 )]
@@ -404,13 +374,9 @@ struct TeamBody {
     request_body = TeamBody,
     responses(
         (status = 201, description = "Success", body = TeamOut),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 500, response = InternalError),
+        Guarded,
+        Sent,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -428,13 +394,10 @@ async fn create_team(
     path = "/api/v1/orgs/{org}/teams/{id}",
     tag = "teams",
     summary = "A team with its members",
-    params(OrgPath, ("id" = String, Path, format = "uuid")),
+    params(OrgPath, IdPath),
     responses(
         (status = 200, description = "Success", body = TeamWithMembers),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = []), ("token" = [])),
 )]
@@ -472,17 +435,13 @@ struct TeamPatch {
     path = "/api/v1/orgs/{org}/teams/{id}",
     tag = "teams",
     summary = "Rename or describe a team",
-    params(OrgPath, ("id" = String, Path, format = "uuid")),
+    params(OrgPath, IdPath),
     request_body = TeamPatch,
     responses(
         (status = 200, description = "Success", body = TeamOut),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 500, response = InternalError),
+        Guarded,
+        Sent,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -510,13 +469,10 @@ async fn update_team(
     path = "/api/v1/orgs/{org}/teams/{id}",
     tag = "teams",
     summary = "Delete a team",
-    params(OrgPath, ("id" = String, Path, format = "uuid")),
+    params(OrgPath, IdPath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -535,14 +491,11 @@ async fn delete_team(
     path = "/api/v1/orgs/{org}/teams/{id}/members/{user_id}",
     tag = "teams",
     summary = "Add an organization member to the team (201 added, 200 already there)",
-    params(OrgPath, ("id" = String, Path, format = "uuid"), ("user_id" = String, Path, format = "uuid")),
+    params(OrgPath, IdPath, ("user_id" = String, Path, format = "uuid")),
     responses(
         (status = 200, description = "Already in the team", body = Added),
         (status = 201, description = "Added", body = Added),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -565,13 +518,10 @@ async fn add_team_member(
     path = "/api/v1/orgs/{org}/teams/{id}/members/{user_id}",
     tag = "teams",
     summary = "Remove from the team",
-    params(OrgPath, ("id" = String, Path, format = "uuid"), ("user_id" = String, Path, format = "uuid")),
+    params(OrgPath, IdPath, ("user_id" = String, Path, format = "uuid")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]

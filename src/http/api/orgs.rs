@@ -75,12 +75,11 @@ struct CreateBody {
     request_body = CreateBody,
     responses(
         (status = 201, description = "Success", body = OrgWithRole),
-        (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
         (status = 500, response = InternalError),
+        Sent,
     ),
     security(("session" = [], "csrf" = [])),
 )]
@@ -157,13 +156,9 @@ struct UpdateBody {
     request_body = UpdateBody,
     responses(
         (status = 200, description = "Success", body = OrgWithRole),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 500, response = InternalError),
+        Guarded,
+        Sent,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -197,11 +192,8 @@ async fn update(
     params(OrgPath),
     responses(
         (status = 204, description = "Deleted with all its data"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]

@@ -62,13 +62,10 @@ async fn notifications(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) ->
     path = "/api/v1/orgs/{org}/notifications/{id}/read",
     tag = "usage",
     summary = "Mark one of the caller's notifications read",
-    params(OrgPath, ("id" = String, Path, format = "uuid")),
+    params(OrgPath, IdPath),
     responses(
         (status = 204, description = "Marked read"),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -102,10 +99,7 @@ struct UsageQuery {
     responses(
         (status = 200, description = "Success", body = out::UsageReportOut),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = []), ("token" = [])),
 )]
@@ -126,10 +120,7 @@ async fn usage(
     params(OrgPath),
     responses(
         (status = 200, description = "Success", body = quota::QuotaView),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = []), ("token" = [])),
 )]
@@ -183,12 +174,8 @@ struct QuotaBody {
     request_body = QuotaBody,
     responses(
         (status = 200, description = "Success", body = quota::QuotaView),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 413, response = PayloadTooLarge),
-        (status = 500, response = InternalError),
+        Guarded,
+        Sent,
     ),
     security(("session" = [], "csrf" = []), ("token" = [])),
 )]
@@ -226,10 +213,7 @@ async fn update(
     params(OrgPath),
     responses(
         (status = 200, description = "Success", body = ListPage<out::DeliveryOut>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = []), ("token" = [])),
 )]
@@ -252,10 +236,7 @@ async fn webhook_deliveries(
     params(OrgPath),
     responses(
         (status = 200, description = "Success", body = ListPage<out::InvoiceOut>),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = []), ("token" = [])),
 )]
@@ -273,10 +254,7 @@ async fn invoices(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Resu
     params(OrgPath, InvoicePath),
     responses(
         (status = 200, description = "The invoice (as CSV when the id ends in .csv)", content((out::InvoiceOut = "application/json"), (String = "text/csv"))),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = []), ("token" = [])),
 )]
@@ -316,10 +294,7 @@ async fn invoice(
     responses(
         (status = 200, description = "A row per day, model and member", content((String = "text/csv")), headers(("Content-Disposition" = String, description = ""))),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
+        Guarded,
     ),
     security(("session" = []), ("token" = [])),
 )]

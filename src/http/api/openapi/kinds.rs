@@ -44,13 +44,14 @@ fn kind_words(k: ResourceKind) -> String {
     k.path().replace('-', " ")
 }
 
+/// The named schemas the composed ones refer to, registered with them (as utoipa does for
+/// a path's bodies).
+type Used = Vec<(String, RefOr<Schema>)>;
+
 /// The object a derived schema is (a struct's properties and required fields, those of
-/// flattened parts included). The schemas it refers to are registered as it is read, as
-/// utoipa does for a path's bodies.
-fn object_of<T: ToSchema>() -> Object {
-    let mut used = Vec::new();
-    T::schemas(&mut used);
-    NEEDED.with(|n| n.borrow_mut().extend(used));
+/// flattened parts included); the schemas it refers to go to `used`.
+fn object_of<T: ToSchema>(used: &mut Used) -> Object {
+    T::schemas(used);
     flat(T::schema())
 }
 
@@ -68,12 +69,6 @@ fn flat(schema: RefOr<Schema>) -> Object {
     }
 }
 
-thread_local! {
-    /// The schemas the composed ones refer to, collected while `PerKind` composes them.
-    static NEEDED: std::cell::RefCell<Vec<(String, RefOr<Schema>)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
 fn take(into: &mut Object, from: Object, only: &[&str]) {
     for (name, schema) in from.properties {
         if only.is_empty() || only.contains(&name.as_str()) {
@@ -85,29 +80,36 @@ fn take(into: &mut Object, from: Object, only: &[&str]) {
     }
 }
 
-/// The kind's stored fields and its patch.
-fn fields_of(k: ResourceKind) -> (Object, Object) {
+/// The kind's stored fields, as its answers carry them.
+fn stored(k: ResourceKind, used: &mut Used) -> Object {
     use crate::domain::resources as r;
     match k {
-        ResourceKind::Agent => (object_of::<r::Agent>(), object_of::<r::AgentPatch>()),
-        ResourceKind::Workflow => (object_of::<r::Workflow>(), object_of::<r::WorkflowPatch>()),
-        ResourceKind::Document => (object_of::<r::Document>(), object_of::<r::DocumentPatch>()),
-        ResourceKind::Tool => (object_of::<r::Tool>(), object_of::<r::ToolPatch>()),
-        ResourceKind::KnowledgeBase => (
-            object_of::<r::KnowledgeBase>(),
-            object_of::<r::KnowledgeBasePatch>(),
-        ),
-        ResourceKind::Conversation => (
-            object_of::<r::Conversation>(),
-            object_of::<r::ConversationPatch>(),
-        ),
+        ResourceKind::Agent => object_of::<r::Agent>(used),
+        ResourceKind::Workflow => object_of::<r::Workflow>(used),
+        ResourceKind::Document => object_of::<r::Document>(used),
+        ResourceKind::Tool => object_of::<r::Tool>(used),
+        ResourceKind::KnowledgeBase => object_of::<r::KnowledgeBase>(used),
+        ResourceKind::Conversation => object_of::<r::Conversation>(used),
+    }
+}
+
+/// The kind's patch: what a create or change body may send of the kind's own.
+fn patch(k: ResourceKind, used: &mut Used) -> Object {
+    use crate::domain::resources as r;
+    match k {
+        ResourceKind::Agent => object_of::<r::AgentPatch>(used),
+        ResourceKind::Workflow => object_of::<r::WorkflowPatch>(used),
+        ResourceKind::Document => object_of::<r::DocumentPatch>(used),
+        ResourceKind::Tool => object_of::<r::ToolPatch>(used),
+        ResourceKind::KnowledgeBase => object_of::<r::KnowledgeBasePatch>(used),
+        ResourceKind::Conversation => object_of::<r::ConversationPatch>(used),
     }
 }
 
 /// A resource of one kind as the API answers it.
-fn resource_schema(k: ResourceKind) -> Schema {
+fn resource_schema(k: ResourceKind, used: &mut Used) -> Schema {
     use crate::http::api::views::resources::{ResourceOut, ViewOut};
-    let mut o = object_of::<ResourceOut>();
+    let mut o = object_of::<ResourceOut>(used);
     o.properties
         .insert("type".into(), words([k.share_type()]).into());
     o.required.push("type".into());
@@ -116,22 +118,22 @@ fn resource_schema(k: ResourceKind) -> Schema {
         ResourceKind::KnowledgeBase => &["can_write", "documents"],
         _ => &["can_write"],
     };
-    take(&mut o, object_of::<ViewOut>(), extras);
-    take(&mut o, fields_of(k).0, &[]);
+    take(&mut o, object_of::<ViewOut>(used), extras);
+    take(&mut o, stored(k, used), &[]);
     o.description = Some(format!("One of the organization's {}.", kind_words(k)));
     o.into()
 }
 
 /// A create (`creating`) or change body of one kind: the common fields and the kind's
 /// own, nothing else.
-fn input_schema(k: ResourceKind, creating: bool) -> Schema {
+fn input_schema(k: ResourceKind, creating: bool, used: &mut Used) -> Schema {
     use crate::http::api::resources::{ChangeCommon, CreateCommon};
     let mut o = if creating {
-        object_of::<CreateCommon>()
+        object_of::<CreateCommon>(used)
     } else {
-        object_of::<ChangeCommon>()
+        object_of::<ChangeCommon>(used)
     };
-    take(&mut o, fields_of(k).1, &[]);
+    take(&mut o, patch(k, used), &[]);
     o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
     let what = if creating {
         "A new one of the"
@@ -145,20 +147,23 @@ fn input_schema(k: ResourceKind, creating: bool) -> Schema {
 impl Modify for PerKind {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
+        let mut used = Used::new();
         for k in ResourceKind::ALL {
             let name = kind_name(k);
             components
                 .schemas
-                .insert(name.into(), resource_schema(k).into());
+                .insert(name.into(), resource_schema(k, &mut used).into());
             // A document is created by an upload (`document_upload`), not a JSON body.
             if k != ResourceKind::Document {
-                components
-                    .schemas
-                    .insert(format!("{name}Create"), input_schema(k, true).into());
+                components.schemas.insert(
+                    format!("{name}Create"),
+                    input_schema(k, true, &mut used).into(),
+                );
             }
-            components
-                .schemas
-                .insert(format!("{name}Change"), input_schema(k, false).into());
+            components.schemas.insert(
+                format!("{name}Change"),
+                input_schema(k, false, &mut used).into(),
+            );
         }
         let any = ResourceKind::ALL
             .into_iter()
@@ -168,7 +173,7 @@ impl Modify for PerKind {
             .insert("Resource".into(), RefOr::T(Schema::OneOf(any.build())));
         components
             .schemas
-            .insert("PublicResource".into(), public_schema().into());
+            .insert("PublicResource".into(), public_schema(&mut used).into());
         if let Some(page) = components.schemas.get_mut("Page_PublicResource") {
             point_items_at(page, "PublicResource");
         }
@@ -187,7 +192,7 @@ impl Modify for PerKind {
         for placeholder in ["ResourceCreate", "ResourceChange"] {
             components.schemas.remove(placeholder);
         }
-        for (name, schema) in NEEDED.with(std::cell::RefCell::take) {
+        for (name, schema) in used {
             components.schemas.entry(name).or_insert(schema);
         }
         let paths = std::mem::take(&mut doc.paths.paths);
@@ -279,9 +284,9 @@ fn document_upload(item: &mut PathItem) {
 
 /// What the gallery shows of a public item: the common part and the `PUBLIC` fields of
 /// its kind, nothing else.
-fn public_schema() -> Schema {
+fn public_schema(used: &mut Used) -> Schema {
     use crate::domain::resources::{self as r, ResourceFields};
-    let mut o = object_of::<crate::services::resources::PublicItem>();
+    let mut o = object_of::<crate::services::resources::PublicItem>(used);
     for (k, public) in [
         (ResourceKind::Agent, r::Agent::PUBLIC),
         (ResourceKind::Workflow, r::Workflow::PUBLIC),
@@ -293,9 +298,9 @@ fn public_schema() -> Schema {
         if public.is_empty() {
             continue;
         }
-        let mut stored = fields_of(k).0;
-        stored.required.clear();
-        take(&mut o, stored, public);
+        let mut fields = stored(k, used);
+        fields.required.clear();
+        take(&mut o, fields, public);
     }
     o.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
     o.description = Some(

@@ -184,10 +184,10 @@ impl Modify for PathParametersRequired {
 /// What the handlers' annotations name.
 pub mod prelude {
     pub use super::{
-        AnyResource, BadRequest, Binary, Conflict, ExportFormatQuery, Forbidden, IfMatch,
-        InternalError, InvoicePath, KindPath, MethodNotAllowed, NotFound, OrgPath, PayloadTooLarge,
-        ProviderPath, PublicResource, ResourceChange, ResourceCreate, TooManyRequests,
-        Unauthorized, Unprocessable,
+        AnyResource, BadRequest, Binary, Conflict, ExportFormatQuery, Forbidden, Guarded, IdPath,
+        IfMatch, InternalError, InvoicePath, KindPath, MethodNotAllowed, NotFound, OrgPath,
+        PayloadTooLarge, ProviderPath, PublicResource, ResourceChange, ResourceCreate, Sent,
+        TooManyRequests, Unauthorized, Unprocessable,
     };
     pub use crate::http::api::pagination::Page as PageQuery;
     pub use crate::http::api::{ItemsOnly, Page as ListPage};

@@ -1,6 +1,8 @@
 //! Schemas of values used in many places: the error envelope and the error answers, words
 //! of closed lists, ids, money, the path and header parameters, and the fields whose rule
 //! is more than their type.
+use std::collections::BTreeMap;
+
 use utoipa::openapi::schema::{
     AdditionalProperties, AnyOfBuilder, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
 };
@@ -500,6 +502,15 @@ fn resource_kinds() -> Schema {
     words(crate::domain::resources::ResourceKind::ALL.map(|k| k.path()))
 }
 
+/// The `{id}` of a path: an object's UUID.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct IdPath {
+    #[param(format = "uuid")]
+    id: String,
+}
+
 /// An invoice's `{id}`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -524,4 +535,41 @@ pub struct IfMatch {
         nullable = false
     )]
     if_match: Option<String>,
+}
+
+/// The error answers every organization-guarded operation can give: not signed in, not
+/// allowed, not found (or another organization's), internal error.
+pub struct Guarded;
+
+/// The error answers of an operation that reads a JSON body: malformed or refused input,
+/// a body over the size limit.
+pub struct Sent;
+
+fn error_refs(named: &[(&str, &str)]) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    named
+        .iter()
+        .map(|(status, name)| {
+            (
+                (*status).to_string(),
+                RefOr::Ref(Ref::from_response_name(*name)),
+            )
+        })
+        .collect()
+}
+
+impl utoipa::IntoResponses for Guarded {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        error_refs(&[
+            ("401", "Unauthorized"),
+            ("403", "Forbidden"),
+            ("404", "NotFound"),
+            ("500", "InternalError"),
+        ])
+    }
+}
+
+impl utoipa::IntoResponses for Sent {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        error_refs(&[("400", "BadRequest"), ("413", "PayloadTooLarge")])
+    }
 }
