@@ -205,7 +205,7 @@ impl Application {
         webhooks.abort();
         tracing::info!("stopped accepting; flushing the database");
         // Usage of the calls answered so far is written before the writer stops.
-        state.gateway.meter.flush().await;
+        state.gateway.models.meter.flush().await;
         if let Err(e) = state.svc.db.shutdown().await {
             tracing::error!(error = %e, "database shutdown");
         }

@@ -43,9 +43,13 @@ pub enum AppError {
     FailedDependency { code: &'static str, message: String },
     #[error("{message}")]
     TooManyRequests {
+        code: &'static str,
         message: String,
         retry_after_secs: Option<u64>,
     },
+    /// A model provider failed or answered with something unusable.
+    #[error("{message}")]
+    BadGateway { code: &'static str, message: String },
     #[error("internal error")]
     Internal(String),
 }
@@ -140,6 +144,7 @@ impl AppError {
             AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::FailedDependency { .. } => StatusCode::FAILED_DEPENDENCY,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::BadGateway { .. } => StatusCode::BAD_GATEWAY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -151,12 +156,13 @@ impl AppError {
             | AppError::NotFound { code }
             | AppError::Conflict { code, .. }
             | AppError::Unprocessable { code, .. }
-            | AppError::FailedDependency { code, .. } => code,
+            | AppError::FailedDependency { code, .. }
+            | AppError::TooManyRequests { code, .. }
+            | AppError::BadGateway { code, .. } => code,
             AppError::Unauthorized => "unauthorized",
             AppError::InvalidCredentials => "invalid_credentials",
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::PayloadTooLarge => "payload_too_large",
-            AppError::TooManyRequests { .. } => "rate_limited",
             AppError::Internal(_) => "internal",
         }
     }

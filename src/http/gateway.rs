@@ -4,7 +4,7 @@
 //! arrive and metered when they end, also when the client goes away mid-stream.
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -19,11 +19,12 @@ use crate::db::cache::GenerationCache;
 use crate::error::AppError;
 use crate::http::extract::{AuthKind, CurrentUser, client_meta};
 use crate::http::state::{AppState, GatewayState};
-use crate::services::gateway::{self, Call, RouteError};
+use crate::services::gateway::{self, RouteError};
 use crate::services::identity::TokenUse;
+use crate::services::metering::Denied;
 use crate::services::metering::tokens::{self, Tokens, estimate_tokens, json_len};
-use crate::services::metering::{Denied, Metered, Reservation};
-use crate::services::upstream::{self, Transport, UpstreamError};
+use crate::services::models::{CallError, Flight};
+use crate::services::upstream::{Transport, UpstreamError};
 
 /// Chat requests carry whole conversations; larger than the API's default body limit.
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -208,6 +209,22 @@ impl From<UpstreamError> for GatewayError {
     }
 }
 
+impl From<CallError> for GatewayError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Route(r) => r.into(),
+            CallError::Denied(d) => d.into(),
+            CallError::Upstream(u) => u.into(),
+            e @ CallError::Unreadable { .. } => GatewayError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_error",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"message": self.message, "type": self.kind, "code": self.code, "param": null}});
@@ -256,13 +273,13 @@ async fn token_caller(
     let hash = crate::auth::token_hash(token);
     let meta = client_meta(&parts, &g.config.trusted_proxies);
     // Read before the lookups below, so that a change committed meanwhile drops them.
-    let generation = g.svc.db.generation();
+    let generation = g.svc().db.generation();
     let (user, ctx) = match g.callers.0.get(&hash, generation) {
         Some((mut user, ctx)) => {
             let AuthKind::Token(t) = &mut user.kind else {
                 return Err(GatewayError::unauthorized(NO_TOKEN));
             };
-            match t.check_use(&g.svc, g.svc.now()) {
+            match t.check_use(g.svc(), g.svc().now()) {
                 TokenUse::Expired => return Err(GatewayError::unauthorized(NO_TOKEN)),
                 TokenUse::Valid => {}
                 TokenUse::Stamped => {
@@ -275,14 +292,14 @@ async fn token_caller(
             (user, ctx)
         }
         None => {
-            let user = CurrentUser::from_api_token(&g.svc, token, meta)
+            let user = CurrentUser::from_api_token(g.svc(), token, meta)
                 .await
                 .map_err(|_| GatewayError::unauthorized(NO_TOKEN))?;
             let AuthKind::Token(t) = &user.kind else {
                 return Err(GatewayError::unauthorized(NO_TOKEN));
             };
             let ctx = user
-                .org_context_in(&g.svc, t.organization_id.to_string())
+                .org_context_in(g.svc(), t.organization_id.to_string())
                 .await?;
             g.callers
                 .0
@@ -310,69 +327,6 @@ fn parse_body(bytes: &Bytes) -> GResult<serde_json::Map<String, Value>> {
     }
 }
 
-/// One admitted call on its way: what metering needs once the outcome is known. The
-/// quota reservation is released only after the call's usage is committed.
-struct Flight {
-    /// The meter, the upstream client and the clock (one shared handle, not a copy of
-    /// each: a flight is made per call).
-    gw: GatewayState,
-    call: Call,
-    token_id: Option<String>,
-    endpoint: &'static str,
-    started: Instant,
-    held: Reservation,
-}
-
-impl Flight {
-    /// Hands the outcome to the meter; the reservation goes with it and ends when the
-    /// usage is committed. The answer does not wait for that commit.
-    fn record(self, status: u16, tokens: Tokens, served_model: Option<String>) {
-        let Flight {
-            gw,
-            call,
-            token_id,
-            endpoint,
-            started,
-            held,
-        } = self;
-        gw.meter.submit(Metered {
-            latency_ms: started.elapsed().as_millis() as i64,
-            ctx: call.ctx,
-            token_id,
-            endpoint,
-            provider: call.provider,
-            model: call.model,
-            upstream_model: call.upstream_model,
-            key_source: call.source.as_str(),
-            status,
-            tokens,
-            served_model,
-            at: gw.svc.now(),
-            reservation: Some(held),
-        });
-    }
-
-    /// Meters a failed call (no tokens).
-    fn fail(self, status: u16) {
-        self.record(status, Tokens::default(), None);
-    }
-
-    /// Sends the request upstream; a failure is metered and mapped.
-    async fn send(
-        self,
-        path: &str,
-        body: &serde_json::Map<String, Value>,
-    ) -> GResult<(Self, reqwest::Response)> {
-        match upstream::post_json(&self.gw.svc.upstream, self.call.endpoint(), path, body).await {
-            Ok(res) => Ok((self, res)),
-            Err(e) => {
-                self.fail(e.status());
-                Err(e.into())
-            }
-        }
-    }
-}
-
 /// Checks the body, picks provider and key, and reserves against the quota.
 async fn take_off(
     g: &GatewayState,
@@ -381,7 +335,7 @@ async fn take_off(
     input_field: &str,
 ) -> GResult<(Flight, serde_json::Map<String, Value>, usize)> {
     let (user, ctx, bytes) = token_caller(g, req).await?;
-    let mut body = parse_body(&bytes)?;
+    let body = parse_body(&bytes)?;
     let input_chars = match body.get(input_field) {
         Some(v) if input_field != "messages" || v.is_array() => json_len(v),
         _ if input_field == "messages" => {
@@ -397,15 +351,6 @@ async fn take_off(
         .get("model")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let (call, limits) = gateway::prepare(
-        &g.svc.db,
-        &g.setups,
-        &g.svc.keyring,
-        &g.svc.env_providers,
-        &ctx,
-        requested.as_deref(),
-    )?;
-    body.insert("model".into(), Value::String(call.upstream_model.clone()));
     let estimate = if endpoint == "embeddings" {
         Tokens {
             input: estimate_tokens(input_chars),
@@ -414,18 +359,24 @@ async fn take_off(
     } else {
         tokens::estimate_chat(input_chars, &body)
     };
-    let held = g
-        .gate
-        .admit(&g.svc.db, &call.ctx, &limits, estimate, g.svc.now())??;
-    let flight = Flight {
-        gw: g.clone(),
-        call,
-        token_id: token_id(&user),
+    let flight = Flight::take_off(
+        &g.models,
+        &ctx,
+        token_id(&user),
         endpoint,
-        started: Instant::now(),
-        held,
-    };
+        requested.as_deref(),
+        estimate,
+    )?;
     Ok((flight, body, input_chars))
+}
+
+/// Sends the request upstream; a failure (already metered) becomes the OpenAI error.
+async fn send(
+    flight: Flight,
+    path: &str,
+    body: &mut serde_json::Map<String, Value>,
+) -> GResult<(Flight, reqwest::Response)> {
+    flight.send(path, body).await.map_err(|(e, _)| e.into())
 }
 
 async fn chat(State(g): State<GatewayState>, req: Request) -> Response {
@@ -445,7 +396,7 @@ async fn chat_inner(g: GatewayState, req: Request) -> GResult<Response> {
             o.insert("include_usage".into(), Value::Bool(true));
         }
     }
-    let (flight, res) = flight.send("/chat/completions", &body).await?;
+    let (flight, res) = send(flight, "/chat/completions", &mut body).await?;
     if !streaming {
         return passthrough_metered(flight, res, prompt_chars).await;
     }
@@ -474,8 +425,8 @@ async fn chat_inner(g: GatewayState, req: Request) -> GResult<Response> {
 
 async fn embeddings(State(g): State<GatewayState>, req: Request) -> Response {
     let out = async {
-        let (flight, body, input_chars) = take_off(&g, req, "embeddings", "input").await?;
-        let (flight, res) = flight.send("/embeddings", &body).await?;
+        let (flight, mut body, input_chars) = take_off(&g, req, "embeddings", "input").await?;
+        let (flight, res) = send(flight, "/embeddings", &mut body).await?;
         passthrough_metered(flight, res, input_chars).await
     }
     .await;
@@ -485,12 +436,13 @@ async fn embeddings(State(g): State<GatewayState>, req: Request) -> Response {
 async fn models(State(g): State<GatewayState>, req: Request) -> Response {
     let out = async {
         let (_, ctx, _) = token_caller(&g, req).await?;
+        let svc = g.svc();
         let list = gateway::models(
-            &g.svc.db,
-            &g.setups,
-            &g.svc.keyring,
-            &g.svc.env_providers,
-            &g.svc.upstream,
+            &svc.db,
+            &g.models.setups,
+            &svc.keyring,
+            &svc.env_providers,
+            &svc.upstream,
             &ctx,
         )
         .await?;
@@ -512,13 +464,7 @@ async fn passthrough_metered(
 ) -> GResult<Response> {
     let status = res.status();
     let content_type = res.headers().get(header::CONTENT_TYPE).cloned();
-    let bytes = match upstream::read_body(flight.call.endpoint(), res).await {
-        Ok(b) => b,
-        Err(e) => {
-            flight.fail(e.status());
-            return Err(e.into());
-        }
-    };
+    let (flight, bytes) = flight.read(res).await?;
     let seen = tokens::read_answer(&bytes);
     let tokens = seen.tokens.unwrap_or(Tokens {
         input: estimate_tokens(input_chars),

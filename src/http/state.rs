@@ -6,9 +6,8 @@ use axum::extract::FromRef;
 use crate::config::Config;
 use crate::http::gateway::Callers;
 use crate::services::Services;
-use crate::services::gateway::Setups;
 use crate::services::identity::SessionPolicy;
-use crate::services::metering::{Gate, Meter};
+use crate::services::models::Models;
 use crate::services::throttle::LoginThrottle;
 
 #[derive(Clone)]
@@ -30,11 +29,8 @@ impl AppState {
         );
         let config = Arc::new(config);
         let gateway = GatewayState(Arc::new(Gateway {
-            meter: Meter::start(svc.db.clone()),
-            svc: svc.clone(),
+            models: crate::services::models::Models::start(svc.clone()),
             config: config.clone(),
-            gate: Gate::default(),
-            setups: Setups::default(),
             callers: Callers::default(),
         }));
         Self {
@@ -59,16 +55,17 @@ impl AppState {
 pub struct GatewayState(Arc<Gateway>);
 
 pub struct Gateway {
-    pub svc: Services,
     pub config: Arc<Config>,
-    /// Quota reservations and rate limiters.
-    pub gate: Gate,
-    /// Provider, key and limits of recent calls, until the configuration changes.
-    pub setups: Setups,
+    /// Admission, setups and the meter: the one path of model calls.
+    pub models: Arc<Models>,
     /// Token holders of recent calls, until the database changes.
     pub callers: Callers,
-    /// Writes the usage in batches.
-    pub meter: Meter,
+}
+
+impl Gateway {
+    pub fn svc(&self) -> &Services {
+        &self.models.svc
+    }
 }
 
 impl std::ops::Deref for GatewayState {

@@ -226,6 +226,7 @@ async fn check_credentials(
     if let Some(wait) = throttle.blocked(&email_key, meta.ip.as_deref()) {
         audit_login_failure(svc, &email_key, "throttled", meta).await?;
         return Err(AppError::TooManyRequests {
+            code: "rate_limited",
             message: "Too many failed sign-in attempts; try again later.".into(),
             retry_after_secs: Some(wait),
         });

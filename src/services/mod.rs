@@ -12,6 +12,7 @@ pub mod llm_probe;
 pub mod mail;
 pub mod members;
 pub mod metering;
+pub mod models;
 pub mod notifications;
 pub mod orgs;
 pub mod outbound;
