@@ -148,7 +148,30 @@ impl Application {
                 "re-wrapped data keys under the current master key"
             );
         }
-        let state = AppState::new(svc, config);
+        let extractor = crate::services::knowledge::extract::Extractor {
+            exe: match &config.extractor_exe {
+                Some(p) => p.clone(),
+                None => std::env::current_exe().map_err(|e| {
+                    StartError::Upstream(format!(
+                        "cannot find this executable for text extraction: {e}"
+                    ))
+                })?,
+            },
+            timeout: config.extract_timeout,
+        };
+        let knowledge = crate::services::knowledge::Knowledge::new(extractor);
+        let started = std::time::Instant::now();
+        let vectors = crate::services::knowledge::load(&svc, &knowledge)
+            .await
+            .map_err(|e| StartError::Upstream(format!("loading the vector index: {e}")))?;
+        if vectors > 0 {
+            tracing::info!(
+                vectors,
+                ms = started.elapsed().as_millis() as u64,
+                "vector index loaded"
+            );
+        }
+        let state = AppState::new(svc, config, knowledge);
         Ok(Self {
             listener,
             addr,
@@ -194,6 +217,11 @@ impl Application {
             state.config.webhook_tick,
             state.config.webhook_retry_base,
         ));
+        let indexer = tokio::spawn(crate::services::knowledge::run_indexer(
+            state.svc.clone(),
+            state.gateway.models.clone(),
+            state.knowledge.clone(),
+        ));
         let router = http::router(self.state);
         let served = axum::serve(
             self.listener,
@@ -203,6 +231,7 @@ impl Application {
         .await;
         cleanup.abort();
         webhooks.abort();
+        indexer.abort();
         tracing::info!("stopped accepting; flushing the database");
         // Usage of the calls answered so far is written before the writer stops.
         state.gateway.models.meter.flush().await;

@@ -65,6 +65,11 @@ pub struct Config {
     /// Whether provider base URLs and webhooks that organizations enter may reach private,
     /// loopback and link-local addresses (`--allow-private-targets`; default: public only).
     pub targets: crate::services::outbound::TargetPolicy,
+    /// The executable PDF text extraction runs in (a child process of this binary, so a
+    /// document that crashes the parser cannot take the server down); `None`: this one.
+    pub extractor_exe: Option<PathBuf>,
+    /// How long one document's extraction may take.
+    pub extract_timeout: Duration,
 }
 
 /// One provider configured through the environment, keyed by its provider name.
@@ -155,6 +160,8 @@ impl Config {
             webhook_tick: Duration::from_secs(2),
             webhook_retry_base: Duration::from_secs(30),
             targets: crate::services::outbound::TargetPolicy::PublicOnly,
+            extractor_exe: None,
+            extract_timeout: Duration::from_secs(60),
         }
     }
 

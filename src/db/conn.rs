@@ -266,6 +266,25 @@ impl Scoped<'_> {
         self.conn
             .exec(sql, self.binding, self.all(params).as_slice())
     }
+
+    /// Calls `f` on each row without collecting them (a large scan, such as every vector
+    /// of an organization at start).
+    pub fn for_each(
+        &self,
+        sql: &str,
+        params: &[&dyn ToSql],
+        mut f: impl FnMut(&Row<'_>) -> rusqlite::Result<()>,
+    ) -> Result<(), DbError> {
+        let all = self.all(params);
+        let mut stmt = self.conn.prepare(sql, self.binding)?;
+        let mut rows = stmt.query(all.as_slice())?;
+        while let Some(row) = rows.next()? {
+            f(row)?;
+        }
+        drop(rows);
+        Conn::check_replanned(&stmt, sql)?;
+        Ok(())
+    }
 }
 
 /// A read transaction: one snapshot, read-only connection.

@@ -82,3 +82,48 @@ pub fn unscoped_public_gallery(
 ) -> Result<Vec<(super::repo::resources::Resource, String)>, DbError> {
     super::repo::resources::public_gallery(&c.unscoped(), kind, q)
 }
+
+/// Knowledge-base documents waiting for indexing or interrupted in it, of every
+/// organization (the indexer's queue at start and after each wake-up), as (organization,
+/// knowledge base, document), longest waiting first.
+pub fn unscoped_unfinished_indexing(
+    c: &Conn<'_>,
+) -> Result<
+    Vec<(
+        crate::domain::OrgId,
+        crate::domain::ResourceId,
+        crate::domain::ResourceId,
+    )>,
+    DbError,
+> {
+    c.unscoped().query_vec(
+        "SELECT organization_id, knowledge_base_id, document_id FROM knowledge_base_documents
+         WHERE status IN ('queued', 'indexing') ORDER BY updated_at, added_at",
+        [],
+        |r| {
+            Ok((
+                crate::domain::OrgId::from_uuid(super::repo::uuid_at(r, 0)?),
+                crate::domain::ResourceId::from_uuid(super::repo::uuid_at(r, 1)?),
+                crate::domain::ResourceId::from_uuid(super::repo::uuid_at(r, 2)?),
+            ))
+        },
+    )
+}
+
+/// Workflow runs that were queued or running, of every organization (resumed at start),
+/// as (organization, run id), oldest first.
+pub fn unscoped_unfinished_runs(
+    c: &Conn<'_>,
+) -> Result<Vec<(crate::domain::OrgId, String)>, DbError> {
+    c.unscoped().query_vec(
+        "SELECT organization_id, id FROM workflow_runs
+         WHERE status IN ('queued', 'running') ORDER BY created_at",
+        [],
+        |r| {
+            Ok((
+                crate::domain::OrgId::from_uuid(super::repo::uuid_at(r, 0)?),
+                r.get(1)?,
+            ))
+        },
+    )
+}

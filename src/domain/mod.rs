@@ -8,6 +8,7 @@ mod permissions;
 pub mod resources;
 pub mod schemas;
 mod settings;
+pub mod usage;
 mod values;
 mod words;
 
@@ -19,7 +20,7 @@ pub use money::Micros;
 pub use permissions::{PERMISSIONS, Permission, PermissionSet, Role};
 pub use settings::OrgSettings;
 pub use values::{Email, OrgKind, OrgName, Password, PersonName, Slug, TokenName, Visibility};
-pub use words::{MemberStatus, OrgStatus, UserStatus, Word};
+pub use words::{IndexStatus, MemberStatus, OrgStatus, UserStatus, Word};
 
 /// A rule broken by input, with the field it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]

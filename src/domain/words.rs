@@ -80,6 +80,18 @@ words!(
     }
 );
 
+words!(
+    /// Where indexing of one document of a knowledge base stands.
+    IndexStatus {
+        Queued = "queued",
+        /// Extracted and split; `embedded` of `chunks` have their vectors.
+        Indexing = "indexing",
+        Ready = "ready",
+        /// Stopped, with the reason in `error`; adding the document again retries.
+        Failed = "failed",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

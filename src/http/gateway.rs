@@ -351,7 +351,7 @@ async fn take_off(
         .get("model")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let estimate = if endpoint == "embeddings" {
+    let estimate = if endpoint == crate::domain::usage::EMBEDDINGS {
         Tokens {
             input: estimate_tokens(input_chars),
             output: 0,
@@ -387,7 +387,7 @@ async fn chat(State(g): State<GatewayState>, req: Request) -> Response {
 
 async fn chat_inner(g: GatewayState, req: Request) -> GResult<Response> {
     let (flight, mut body, prompt_chars) =
-        take_off(&g, req, "chat.completions", "messages").await?;
+        take_off(&g, req, crate::domain::usage::CHAT_COMPLETIONS, "messages").await?;
     let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if streaming {
         // Ask for the usage block at the end of the stream, keeping the client's options.
@@ -425,7 +425,8 @@ async fn chat_inner(g: GatewayState, req: Request) -> GResult<Response> {
 
 async fn embeddings(State(g): State<GatewayState>, req: Request) -> Response {
     let out = async {
-        let (flight, mut body, input_chars) = take_off(&g, req, "embeddings", "input").await?;
+        let (flight, mut body, input_chars) =
+            take_off(&g, req, crate::domain::usage::EMBEDDINGS, "input").await?;
         let (flight, res) = send(flight, "/embeddings", &mut body).await?;
         passthrough_metered(flight, res, input_chars).await
     }

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::http::gateway::Callers;
 use crate::services::Services;
 use crate::services::identity::SessionPolicy;
+use crate::services::knowledge::Knowledge;
 use crate::services::models::Models;
 use crate::services::throttle::LoginThrottle;
 
@@ -18,10 +19,12 @@ pub struct AppState {
     pub throttle: Arc<LoginThrottle>,
     /// The gateway's caches, admission and meter.
     pub gateway: GatewayState,
+    /// Knowledge bases' vector index, extraction and indexer.
+    pub knowledge: Arc<Knowledge>,
 }
 
 impl AppState {
-    pub fn new(svc: Services, config: Config) -> Self {
+    pub fn new(svc: Services, config: Config, knowledge: Arc<Knowledge>) -> Self {
         let throttle = LoginThrottle::new(
             config.login_window,
             config.login_max_failures_per_account,
@@ -38,6 +41,7 @@ impl AppState {
             config,
             throttle: Arc::new(throttle),
             gateway,
+            knowledge,
         }
     }
 

@@ -515,6 +515,10 @@ pub struct ResourceFormValues {
     pub input_schema: String,
     pub embedding_model: String,
     pub agent_id: String,
+    pub knowledge_base_ids: String,
+    pub memory: String,
+    /// `on` when the box is ticked (absent otherwise).
+    pub memory_extraction: String,
     /// The version the edit form was made from (a concurrent edit is refused).
     pub version: String,
 }

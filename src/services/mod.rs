@@ -2,15 +2,18 @@
 //! through `db::repo` inside one `db.read`/`db.write`, and writes its audit row in the
 //! same write job as the change.
 pub mod audit;
+pub mod chat;
 pub mod csv_text;
 pub mod gateway;
 pub mod identity;
 pub mod invitations;
 pub mod invoices;
+pub mod knowledge;
 pub mod llm;
 pub mod llm_probe;
 pub mod mail;
 pub mod members;
+pub mod memory;
 pub mod metering;
 pub mod models;
 pub mod notifications;

@@ -197,9 +197,19 @@ async fn a_completion_passes_through_with_the_orgs_key_and_is_metered() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.body["data"][0]["embedding"][2], 0.3);
+    let got: Vec<f64> = serde_json::from_value(r.body["data"][0]["embedding"].clone()).unwrap();
+    let want: Vec<f64> = crate::common::mock_llm::embed("hello")
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert!(
+        got.iter().zip(&want).all(|(g, w)| (g - w).abs() < 1e-6),
+        "the vector passes through unchanged"
+    );
     let ev = events(&b.app, &b.org, 2).await;
-    assert_eq!((ev[1].input, ev[1].output, ev[1].status), (5, 0, 200));
+    // The mock counts one token per word.
+    assert_eq!((ev[1].input, ev[1].output, ev[1].status), (1, 0, 200));
     // Without a usage block the call is still counted, from an estimate.
     let r = b
         .token

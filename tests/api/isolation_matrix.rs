@@ -30,6 +30,13 @@ enum Probe {
     AddMessage,
     KbAdd,
     KbRemove,
+    KbDocuments,
+    KbUpload,
+    KbSearch,
+    Memory,
+    Remember,
+    FactEdit,
+    FactForget,
     Limits,
     Summary,
     AuditExport,
@@ -295,6 +302,41 @@ const ROUTES: &[(&str, &str, Probe)] = &[
         "DELETE",
         "/api/v1/orgs/{org}/{type}/{id}/documents/{doc_id}",
         Probe::KbRemove,
+    ),
+    (
+        "GET",
+        "/api/v1/orgs/{org}/{type}/{id}/documents",
+        Probe::KbDocuments,
+    ),
+    (
+        "POST",
+        "/api/v1/orgs/{org}/{type}/{id}/documents",
+        Probe::KbUpload,
+    ),
+    (
+        "GET",
+        "/api/v1/orgs/{org}/{type}/{id}/search",
+        Probe::KbSearch,
+    ),
+    (
+        "GET",
+        "/api/v1/orgs/{org}/{type}/{id}/memory",
+        Probe::Memory,
+    ),
+    (
+        "POST",
+        "/api/v1/orgs/{org}/{type}/{id}/memory",
+        Probe::Remember,
+    ),
+    (
+        "PATCH",
+        "/api/v1/orgs/{org}/{type}/{id}/memory/{memory_id}",
+        Probe::FactEdit,
+    ),
+    (
+        "DELETE",
+        "/api/v1/orgs/{org}/{type}/{id}/memory/{memory_id}",
+        Probe::FactForget,
     ),
     ("GET", "/api/v1/orgs/{org}/limits", Probe::Limits),
     ("GET", "/api/v1/orgs/{org}/summary", Probe::Summary),
@@ -587,6 +629,8 @@ struct Bed {
     dual: (TestUser, Session),
     t: [Tenant; 2],
     res: Vec<Res>,
+    /// A fact each org's owner keeps with the org's private agent.
+    facts: [String; 2],
 }
 
 // The reference model (ARCHITECTURE §4 as the brief states it).
@@ -622,6 +666,9 @@ enum Action {
     AddMessage,
     KbAdd,
     KbRemove,
+    KbDocuments,
+    Memory,
+    Remember,
 }
 
 /// The status the model predicts for `m` (a member of `r`'s org) doing `a` to `r`.
@@ -637,10 +684,16 @@ fn expected(m: &Member, r: &Res, a: Action) -> StatusCode {
         }
     };
     match a {
-        Action::Get | Action::Content | Action::Messages => StatusCode::OK,
+        Action::Get | Action::Content | Action::Messages | Action::KbDocuments | Action::Memory => {
+            StatusCode::OK
+        }
+        // Whoever reads the agent keeps their own facts with it.
+        Action::Remember => StatusCode::CREATED,
+        // Whoever reads the conversation may post; these have no agent to answer.
+        Action::AddMessage => StatusCode::UNPROCESSABLE_ENTITY,
         Action::Patch => write(StatusCode::OK),
         Action::Delete | Action::KbRemove => write(StatusCode::NO_CONTENT),
-        Action::AddMessage | Action::KbAdd => write(StatusCode::CREATED),
+        Action::KbAdd => write(StatusCode::CREATED),
         Action::Access => {
             if explains(m, r) {
                 StatusCode::OK
@@ -835,6 +888,7 @@ async fn bed() -> Bed {
         dual,
         t,
         res: Vec::new(),
+        facts: [String::new(), String::new()],
     };
     for org in 0..2 {
         let mut specs = Vec::new();
@@ -879,6 +933,16 @@ async fn bed() -> Bed {
             r.id = id;
             bed.res.push(r);
         }
+        let agent = bed.find(org, "agents", "private").id.clone();
+        let f = bed
+            .session(org, "owner")
+            .post(
+                &bed.t[org].path(&format!("/agents/{agent}/memory")),
+                json!({"key": "favourite colour", "value": format!("{} blue", bed.t[org].cap)}),
+            )
+            .await;
+        assert_eq!(f.status, StatusCode::CREATED, "{}", f.text);
+        bed.facts[org] = f.body["id"].as_str().unwrap().to_string();
     }
     bed
 }
@@ -1178,17 +1242,77 @@ fn cross_requests(bed: &Bed, me: &Member, token: bool) -> Vec<Req> {
                     }
                 }
             }
-            Probe::Content | Probe::Messages | Probe::AddMessage => {
+            Probe::Content
+            | Probe::Messages
+            | Probe::AddMessage
+            | Probe::KbDocuments
+            | Probe::KbUpload
+            | Probe::KbSearch
+            | Probe::Memory
+            | Probe::Remember
+            | Probe::FactEdit
+            | Probe::FactForget => {
+                let a_doc = bed.find(0, "documents", "public").id.clone();
+                let fact = format!("memory/{}", bed.facts[0]);
                 let (ty, method, suffix, body) = match *probe {
                     Probe::Content => ("documents", Method::GET, "content", Body::None),
                     Probe::Messages => ("conversations", Method::GET, "messages", Body::None),
-                    _ => (
+                    Probe::AddMessage => (
                         "conversations",
                         Method::POST,
                         "messages",
-                        Body::Json(json!({"role": "user", "content": "intrusion"})),
+                        Body::Json(json!({"content": "intrusion"})),
                     ),
+                    Probe::KbDocuments => ("knowledge-bases", Method::GET, "documents", Body::None),
+                    Probe::KbUpload => (
+                        "knowledge-bases",
+                        Method::POST,
+                        "documents",
+                        Body::Json(json!({"document_id": a_doc})),
+                    ),
+                    Probe::KbSearch => (
+                        "knowledge-bases",
+                        Method::GET,
+                        "search?q=refunds",
+                        Body::None,
+                    ),
+                    Probe::Memory => ("agents", Method::GET, "memory", Body::None),
+                    Probe::Remember => (
+                        "agents",
+                        Method::POST,
+                        "memory",
+                        Body::Json(json!({"key": "planted", "value": "by B"})),
+                    ),
+                    Probe::FactEdit => (
+                        "agents",
+                        Method::PATCH,
+                        fact.as_str(),
+                        Body::Json(json!({"value": "changed by B"})),
+                    ),
+                    _ => ("agents", Method::DELETE, fact.as_str(), Body::None),
                 };
+                // B's own agent with A's fact: as if the fact did not exist.
+                if matches!(*probe, Probe::FactEdit | Probe::FactForget) {
+                    let b_agent = &bed.find(1, "agents", "private").id;
+                    push(
+                        *probe,
+                        method.clone(),
+                        format!("{b_path}/agents/{b_agent}/{suffix}"),
+                        body.clone(),
+                        Expect::AsIfAbsent,
+                    );
+                }
+                // B's own knowledge base with A's document, by body.
+                if *probe == Probe::KbUpload {
+                    let b_kb = &bed.find(1, "knowledge-bases", "private").id;
+                    push(
+                        *probe,
+                        method.clone(),
+                        format!("{b_path}/knowledge-bases/{b_kb}/documents"),
+                        body.clone(),
+                        Expect::AsIfAbsent,
+                    );
+                }
                 for r in bed.of(0).filter(|r| r.ty == ty) {
                     let mut bases = vec![a_paths[0].clone(), b_path.clone()];
                     if by_slug(r) {
@@ -1431,6 +1555,18 @@ async fn snapshot(bed: &Bed, org: usize) -> Value {
                 .get(&t.path(&format!("/conversations/{}/messages?limit=200", r.id)))
                 .await;
             v["messages"] = m.body["items"].clone();
+        }
+        if r.ty == "agents" {
+            let m = owner
+                .get(&t.path(&format!("/agents/{}/memory", r.id)))
+                .await;
+            v["memory"] = m.body["items"].clone();
+        }
+        if r.ty == "knowledge-bases" {
+            let m = owner
+                .get(&t.path(&format!("/knowledge-bases/{}/documents", r.id)))
+                .await;
+            v["documents"] = m.body["items"].clone();
         }
         out.insert(r.id.clone(), v);
     }
@@ -1914,14 +2050,20 @@ async fn act(bed: &Bed, s: &Session, r: &Res, a: Action, doc: &str) -> Reply {
         Action::Content => s.get(&format!("{base}/content")).await,
         Action::Messages => s.get(&format!("{base}/messages")).await,
         Action::AddMessage => {
-            s.post(
-                &format!("{base}/messages"),
-                json!({"role": "user", "content": "hello"}),
-            )
-            .await
+            s.post(&format!("{base}/messages"), json!({"content": "hello"}))
+                .await
         }
         Action::KbAdd => s.put(&format!("{base}/documents/{doc}"), json!({})).await,
         Action::KbRemove => s.delete(&format!("{base}/documents/{doc}")).await,
+        Action::KbDocuments => s.get(&format!("{base}/documents")).await,
+        Action::Memory => s.get(&format!("{base}/memory")).await,
+        Action::Remember => {
+            s.post(
+                &format!("{base}/memory"),
+                json!({"key": "role check", "value": "kept"}),
+            )
+            .await
+        }
     }
 }
 
@@ -1931,7 +2073,8 @@ fn actions_for(ty: &str) -> Vec<Action> {
         "documents" => v.push(Action::Content),
         "conversations" => v.extend([Action::Messages, Action::AddMessage]),
         // Add, then remove: each role finds the document absent when it starts.
-        "knowledge-bases" => v.extend([Action::KbAdd, Action::KbRemove]),
+        "knowledge-bases" => v.extend([Action::KbAdd, Action::KbRemove, Action::KbDocuments]),
+        "agents" => v.extend([Action::Memory, Action::Remember]),
         _ => {}
     }
     v

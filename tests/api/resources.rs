@@ -48,7 +48,8 @@ async fn join(
 }
 
 async fn org() -> Org {
-    let app = TestApp::spawn().await;
+    let mock = mock_llm::MockLlm::start().await;
+    let app = TestApp::spawn_with(|c| env_mock(c, &mock)).await;
     let o = app.create_user("owner@example.com", "Owner").await;
     let owner = app.login("owner@example.com").await;
     let org = owner
@@ -585,7 +586,7 @@ async fn knowledge_bases_hold_documents_and_conversations_hold_messages() {
         .member
         .post(
             &format!("/api/v1/orgs/{}/agents", o.org),
-            json!({"name": "A"}),
+            json!({"name": "A", "model": "gpt-test"}),
         )
         .await
         .body["id"]
@@ -600,23 +601,13 @@ async fn knowledge_bases_hold_documents_and_conversations_hold_messages() {
     assert_eq!(conv.status, StatusCode::CREATED, "{}", conv.text);
     let cid = conv.body["id"].as_str().unwrap().to_string();
     let mpath = format!("/api/v1/orgs/{}/conversations/{cid}/messages", o.org);
+    let posted = o.member.post(&mpath, json!({"content": "hi"})).await;
+    assert_eq!(posted.status, StatusCode::CREATED, "{}", posted.text);
+    assert_eq!(posted.body["reply"]["content"], "Hello from the mock");
+    // Only the question is the poster's to write; the reply is the agent's.
     assert_eq!(
         o.member
-            .post(&mpath, json!({"role": "user", "content": "hi"}))
-            .await
-            .status,
-        StatusCode::CREATED
-    );
-    assert_eq!(
-        o.member
-            .post(&mpath, json!({"role": "assistant", "content": "hello"}))
-            .await
-            .status,
-        StatusCode::CREATED
-    );
-    assert_eq!(
-        o.member
-            .post(&mpath, json!({"role": "wizard", "content": "x"}))
+            .post(&mpath, json!({"role": "assistant", "content": "x"}))
             .await
             .status,
         StatusCode::BAD_REQUEST
@@ -909,7 +900,7 @@ async fn resources_move_from_the_personal_workspace_into_an_organization() {
         .member
         .post(
             &format!("/api/v1/orgs/{personal}/agents"),
-            json!({"name": "mine", "personality_traits": [{"trait": "calm"}]}),
+            json!({"name": "mine", "model": "gpt-test", "personality_traits": [{"trait": "calm"}]}),
         )
         .await
         .body["id"]
@@ -927,12 +918,14 @@ async fn resources_move_from_the_personal_workspace_into_an_organization() {
         .as_str()
         .unwrap()
         .to_string();
-    o.member
+    let posted = o
+        .member
         .post(
             &format!("/api/v1/orgs/{personal}/conversations/{conv}/messages"),
-            json!({"role": "user", "content": "hello"}),
+            json!({"content": "hello"}),
         )
         .await;
+    assert_eq!(posted.status, StatusCode::CREATED, "{}", posted.text);
     let doc = upload(
         &o.member,
         &personal,

@@ -7,7 +7,9 @@
 //! - `no-usage`: a normal answer without `usage`;
 //! - streams (`"stream": true`): 5 content chunks (`stream-slow`: 40 chunks, 50 ms apart),
 //!   then the usage chunk when `stream_options.include_usage` is set, then `[DONE]`;
-//!   `stream-break` breaks the connection after 3 chunks.
+//!   `stream-break` breaks the connection after 3 chunks;
+//! - embeddings: [`embed`] of each input (a hashed bag of words, 384 dimensions);
+//!   `slow-embed` answers after 300 ms; an input with [`EMBED_FAIL`] gets a 500.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
@@ -173,14 +175,67 @@ fn async_stream(
     })
 }
 
+/// Dimensions of the mock's embeddings, as all-MiniLM-L6-v2 has.
+pub const DIMS: usize = 384;
+
+/// A deterministic embedding of `text`: a hashed bag of its lower-cased words, normalised,
+/// so texts sharing words are close and retrieval results are predictable.
+pub fn embed(text: &str) -> Vec<f32> {
+    let mut v = vec![0f32; DIMS];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in word.to_lowercase().bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        v[(h % DIMS as u64) as usize] += 1.0;
+    }
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for x in &mut v {
+            *x /= norm;
+        }
+    }
+    v
+}
+
+/// Inputs containing this word get a 500, to fail indexing on purpose.
+pub const EMBED_FAIL: &str = "embedfail";
+
 async fn embeddings(State(seen): State<Shared>, headers: HeaderMap, body: String) -> Response {
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     remember(&seen, &headers, "/embeddings", &body);
+    let inputs: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().unwrap_or("").to_string())
+            .collect(),
+        _ => vec![String::new()],
+    };
+    if inputs.iter().any(|i| i.contains(EMBED_FAIL)) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "embedding exploded").into_response();
+    }
+    if body["model"] == "slow-embed" {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let tokens: usize = inputs
+        .iter()
+        .map(|i| i.split_whitespace().count().max(1))
+        .sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embed(t)}))
+        .collect();
     axum::Json(json!({
         "object": "list",
-        "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+        "data": data,
         "model": body["model"],
-        "usage": {"prompt_tokens": 5, "total_tokens": 5}
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
     }))
     .into_response()
 }

@@ -26,6 +26,18 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
+/// The instance's `openai` provider is `mock` (the environment level of key resolution),
+/// so every organization and personal workspace can call models.
+pub fn env_mock(c: &mut Config, mock: &mock_llm::MockLlm) {
+    c.env_providers.insert(
+        "openai".into(),
+        xagent::config::EnvProvider {
+            api_key: Some(xagent::config::Secret::new("sk-env-mock-key-0000")),
+            base_url: Some(mock.base.clone()),
+        },
+    );
+}
+
 impl TestApp {
     pub async fn spawn() -> TestApp {
         Self::spawn_with(|_| {}).await
@@ -42,6 +54,8 @@ impl TestApp {
         config.log = "warn".into();
         // The local upstreams and webhook receivers of the tests listen on 127.0.0.1.
         config.targets = xagent::services::outbound::TargetPolicy::AllowPrivate;
+        // Documents are read by a child process of the real binary, as in production.
+        config.extractor_exe = Some(env!("CARGO_BIN_EXE_xagent").into());
         tweak(&mut config);
         let app = Application::build(config).await.expect("app builds");
         let base = app.base_url().to_string();

@@ -3,8 +3,10 @@
 pub mod audit;
 pub mod invitations;
 pub mod invoices;
+pub mod knowledge;
 pub mod llm;
 pub mod members;
+pub mod memory;
 pub mod notifications;
 pub mod orgs;
 pub mod plans;

@@ -891,6 +891,47 @@ pub struct Message {
     /// Who added it; `None` once they are no user of the instance.
     pub user_id: Option<UserId>,
     pub created_at: DateTime<Utc>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_micros: crate::domain::Micros,
+    /// The model that wrote a reply.
+    pub model: Option<String>,
+    /// The passages a reply was given.
+    pub citations: Vec<Citation>,
+    /// False for a reply cut short (its reader went away, or the provider broke off).
+    pub complete: bool,
+}
+
+/// A passage a reply was given: the chunk, where it is, and how close it was to the
+/// question.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Citation {
+    pub document_id: ResourceId,
+    pub knowledge_base_id: ResourceId,
+    pub chunk_id: i64,
+    /// The chunk's place in its document, from 0.
+    pub position: i64,
+    pub score: f32,
+}
+
+const MESSAGE_COLUMNS: &str = "id, role, content, user_id, created_at, input_tokens, output_tokens, cost_micros, model, citations, status";
+
+fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    let citations: String = r.get(9)?;
+    let status: String = r.get(10)?;
+    Ok(Message {
+        id: MessageId::from_uuid(uuid_at(r, 0)?),
+        role: r.get(1)?,
+        content: r.get(2)?,
+        user_id: opt_uuid_at(r, 3)?.map(UserId::from_uuid),
+        created_at: time_at(r, 4)?,
+        input_tokens: r.get(5)?,
+        output_tokens: r.get(6)?,
+        cost_micros: r.get(7)?,
+        model: r.get(8)?,
+        citations: serde_json::from_str(&citations).unwrap_or_default(),
+        complete: status == "complete",
+    })
 }
 
 /// Messages of a conversation, oldest first, after `after` (created_at, id).
@@ -903,35 +944,62 @@ pub fn messages(
 ) -> Result<Vec<Message>, DbError> {
     let (at, id) = after.unwrap_or(("", ""));
     c.scoped(ctx).query_vec(
-        "SELECT id, role, content, user_id, created_at FROM messages
-         WHERE organization_id = ?1 AND conversation_id = ?2 AND (created_at, id) > (?3, ?4)
-         ORDER BY created_at, id LIMIT ?5",
+        &format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages
+             WHERE organization_id = ?1 AND conversation_id = ?2 AND (created_at, id) > (?3, ?4)
+             ORDER BY created_at, id LIMIT ?5"
+        ),
         params![conv, at, id, limit],
-        |r| {
-            Ok(Message {
-                id: MessageId::from_uuid(uuid_at(r, 0)?),
-                role: r.get(1)?,
-                content: r.get(2)?,
-                user_id: opt_uuid_at(r, 3)?.map(UserId::from_uuid),
-                created_at: time_at(r, 4)?,
-            })
-        },
+        message_from_row,
     )
+}
+
+/// The last `limit` messages of a conversation, oldest first (a prompt's history).
+pub fn recent_messages(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    conv: ResourceId,
+    limit: i64,
+) -> Result<Vec<Message>, DbError> {
+    let mut rows = c.scoped(ctx).query_vec(
+        &format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages
+             WHERE organization_id = ?1 AND conversation_id = ?2
+             ORDER BY created_at DESC, id DESC LIMIT ?3"
+        ),
+        params![conv, limit],
+        message_from_row,
+    )?;
+    rows.reverse();
+    Ok(rows)
 }
 
 pub fn add_message(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
     conv: ResourceId,
-    id: MessageId,
-    role: &str,
-    content: &str,
+    m: &Message,
     now: &str,
 ) -> Result<(), DbError> {
+    let citations = serde_json::to_string(&m.citations).unwrap_or_else(|_| "[]".into());
     tx.scoped(ctx).execute(
-        "INSERT INTO messages (organization_id, id, conversation_id, user_id, role, content, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![id, conv, ctx.user_id().to_string(), role, content, now],
+        "INSERT INTO messages (organization_id, id, conversation_id, user_id, role, content, created_at,
+                               input_tokens, output_tokens, cost_micros, model, citations, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            m.id,
+            conv,
+            m.user_id.map(|u| u.to_string()),
+            m.role,
+            m.content,
+            now,
+            m.input_tokens,
+            m.output_tokens,
+            m.cost_micros,
+            m.model,
+            citations,
+            if m.complete { "complete" } else { "partial" }
+        ],
     )?;
     Ok(())
 }
@@ -1017,11 +1085,15 @@ pub fn move_owned(
         )?;
     }
     // Parts first (they find their parent by the parent's current organization).
-    let parts: [(&str, &str, &str); 7] = [
+    let parts: [(&str, &str, &str); 11] = [
         ("agent_personality_traits", "agent_id", "agents"),
         ("agent_skills", "agent_id", "agents"),
+        ("agent_memories", "agent_id", "agents"),
         ("document_contents", "document_id", "uploaded_documents"),
-        ("document_chunks", "document_id", "uploaded_documents"),
+        ("kb_chunks", "knowledge_base_id", "knowledge_bases"),
+        ("kb_chunks", "document_id", "uploaded_documents"),
+        ("workflow_run_steps", "run_id", "workflow_runs"),
+        ("workflow_runs", "workflow_id", "workflows"),
         (
             "knowledge_base_documents",
             "knowledge_base_id",

@@ -15,10 +15,51 @@ use crate::domain::Invalid;
 pub struct Agent {
     #[schema(value_type = Object)]
     pub config: Map<String, Value>,
+    /// The knowledge bases replies retrieve passages from.
+    #[schema(value_type = Vec<String>)]
+    pub knowledge_base_ids: Vec<String>,
+    pub memory: MemoryMode,
+    /// After each reply, a second (metered) model call extracts facts to remember.
+    pub memory_extraction: bool,
     pub model: Option<String>,
     pub system_prompt: String,
     pub tools: Vec<String>,
 }
+
+/// Whose facts an agent remembers between conversations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryMode {
+    /// None: replies see no facts.
+    #[default]
+    Off,
+    /// Each member's own facts.
+    PerUser,
+    /// Facts shared by every member who may read the agent.
+    Organization,
+}
+
+impl MemoryMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemoryMode::Off => "off",
+            MemoryMode::PerUser => "per_user",
+            MemoryMode::Organization => "organization",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "off" => Some(MemoryMode::Off),
+            "per_user" => Some(MemoryMode::PerUser),
+            "organization" => Some(MemoryMode::Organization),
+            _ => None,
+        }
+    }
+}
+
+/// The most knowledge bases one agent answers from.
+pub const MAX_AGENT_KNOWLEDGE_BASES: usize = 20;
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +84,16 @@ pub struct AgentPatch {
     #[serde(default)]
     #[schema(value_type = Vec<Skill>, max_items = 50)]
     pub skills: Sent<Vec<Skill>>,
+    /// knowledge bases of this organization the caller can read
+    #[serde(default)]
+    #[schema(value_type = Vec<String>, max_items = 20)]
+    pub knowledge_base_ids: Sent<Vec<String>>,
+    #[serde(default)]
+    #[schema(value_type = MemoryMode)]
+    pub memory: Sent<MemoryMode>,
+    #[serde(default)]
+    #[schema(value_type = bool)]
+    pub memory_extraction: Sent<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -76,7 +127,15 @@ pub struct Skill {
 impl ResourceFields for Agent {
     const KIND: ResourceKind = ResourceKind::Agent;
     const TABLE: &'static str = "agents";
-    const COLUMNS: &'static [&'static str] = &["model", "system_prompt", "tools", "config"];
+    const COLUMNS: &'static [&'static str] = &[
+        "model",
+        "system_prompt",
+        "tools",
+        "config",
+        "knowledge_base_ids",
+        "memory",
+        "memory_extraction",
+    ];
     const PUBLIC: &'static [&'static str] = &["model", "system_prompt"];
     type Patch = AgentPatch;
 
@@ -95,6 +154,30 @@ impl ResourceFields for Agent {
             ));
         }
         check_object("config", &p.config, errors);
+        let kbs_ok = match &p.knowledge_base_ids {
+            Sent::Absent => true,
+            Sent::Given(k) => {
+                k.len() <= MAX_AGENT_KNOWLEDGE_BASES
+                    && k.iter()
+                        .all(|id| crate::domain::ResourceId::parse(id).is_some())
+            }
+            Sent::Unreadable => false,
+        };
+        if !kbs_ok {
+            errors.push(Invalid::new(
+                "knowledge_base_ids",
+                "List at most 20 knowledge base ids.",
+            ));
+        }
+        if p.memory == Sent::Unreadable {
+            errors.push(Invalid::new(
+                "memory",
+                "Choose off, per_user or organization.",
+            ));
+        }
+        if p.memory_extraction == Sent::Unreadable {
+            errors.push(Invalid::new("memory_extraction", "Send true or false."));
+        }
         match &p.personality_traits {
             Sent::Absent => {}
             Sent::Given(t) => {
@@ -137,6 +220,22 @@ impl ResourceFields for Agent {
         if let Sent::Given(c) = &p.config {
             row.push(("config", json_cell(c)));
         }
+        if let Sent::Given(k) = &p.knowledge_base_ids {
+            let mut ids: Vec<String> = Vec::with_capacity(k.len());
+            for id in k {
+                let id = id.trim().to_ascii_lowercase();
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            row.push(("knowledge_base_ids", json_cell(&ids)));
+        }
+        if let Sent::Given(m) = &p.memory {
+            row.push(("memory", Cell::Text(m.as_str().to_string())));
+        }
+        if let Sent::Given(e) = &p.memory_extraction {
+            row.push(("memory_extraction", Cell::Int(i64::from(*e))));
+        }
         row
     }
 
@@ -146,6 +245,9 @@ impl ResourceFields for Agent {
             system_prompt: r.text()?,
             tools: r.json()?,
             config: r.json()?,
+            knowledge_base_ids: r.json()?,
+            memory: MemoryMode::parse(&r.text()?).unwrap_or_default(),
+            memory_extraction: r.int()? != 0,
         })
     }
 }
@@ -215,6 +317,7 @@ mod tests {
                 name: "sql".into(),
                 level: "x".repeat(101),
             }]),
+            ..Default::default()
         };
         assert_eq!(
             reasons(&p),
@@ -236,6 +339,8 @@ mod tests {
         assert!(reasons(&AgentPatch::default()).is_empty());
     }
 
+    const KB: &str = "0b8e7a52-3c1d-4f6e-9a2b-5d4c3b2a1f00";
+
     #[test]
     fn an_agent_goes_to_its_row_and_back() {
         let p = AgentPatch {
@@ -243,6 +348,9 @@ mod tests {
             system_prompt: Sent::Given(" Be kind ".into()),
             tools: Sent::Given(vec!["search".into()]),
             config: Sent::Given(Map::from_iter([("t".to_string(), json!(1))])),
+            knowledge_base_ids: Sent::Given(vec![KB.to_uppercase(), format!(" {KB} ")]),
+            memory: Sent::Given(MemoryMode::PerUser),
+            memory_extraction: Sent::Given(true),
             ..Default::default()
         };
         let row = Agent::to_row(&p);
@@ -257,6 +365,9 @@ mod tests {
                 system_prompt: " Be kind ".into(),
                 tools: vec!["search".into()],
                 config: Map::from_iter([("t".to_string(), json!(1))]),
+                knowledge_base_ids: vec![KB.into()],
+                memory: MemoryMode::PerUser,
+                memory_extraction: true,
             }
         );
         let blank = AgentPatch {

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::{Invalid, Permission};
 
-pub use agent::{Agent, AgentPatch, Skill, Trait};
+pub use agent::{Agent, AgentPatch, MAX_AGENT_KNOWLEDGE_BASES, MemoryMode, Skill, Trait};
 pub use conversation::{Conversation, ConversationPatch};
 pub use document::{Document, DocumentPatch};
 pub use knowledge_base::{KnowledgeBase, KnowledgeBasePatch};
@@ -582,7 +582,15 @@ mod tests {
         assert_eq!(ResourceKind::Document.table(), "uploaded_documents");
         assert_eq!(
             ResourceKind::Agent.columns(),
-            ["model", "system_prompt", "tools", "config"]
+            [
+                "model",
+                "system_prompt",
+                "tools",
+                "config",
+                "knowledge_base_ids",
+                "memory",
+                "memory_extraction"
+            ]
         );
         for kind in ResourceKind::ALL {
             assert_eq!(ResourceKind::from_path(kind.path()), Some(kind));

@@ -1,4 +1,5 @@
 //! JSON API under `/api/v1` (see API.md). Each area owns its router.
+mod agents;
 pub mod audit;
 mod auth;
 mod llm;
@@ -31,6 +32,7 @@ pub fn router_with_prefix(upload_limit: usize) -> Router<AppState> {
         .merge(llm::router())
         .merge(usage::router())
         .merge(resources::router(upload_limit))
+        .merge(agents::router())
         .route("/api/openapi.json", axum::routing::get(openapi))
         .route("/api", axum::routing::any(unknown))
         .route("/api/{*rest}", axum::routing::any(unknown))

@@ -9,14 +9,13 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::pagination::{Page, encode_cursor, time_key};
 use super::views;
-use super::views::members::Added;
-use super::views::resources::{AccessibleOut, MessageOut, ViewOut};
+use super::views::resources::{AccessibleOut, ViewOut};
 use super::{created, items, no_content, ok};
 use crate::db::repo::resources::{ListQuery, ResourceKind};
 use crate::domain::resources::Patch;
@@ -40,25 +39,17 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
         )
         .route("/api/v1/orgs/{org}/{type}/{id}/access", get(access))
         .route("/api/v1/orgs/{org}/{type}/{id}/content", get(content))
-        .route(
-            "/api/v1/orgs/{org}/{type}/{id}/messages",
-            get(list_messages).post(add_message),
-        )
-        .route(
-            "/api/v1/orgs/{org}/{type}/{id}/documents/{doc_id}",
-            put(kb_add).delete(kb_remove),
-        )
         .route("/api/v1/orgs/{org}/limits", get(limits))
         .route("/api/v1/orgs/{org}/summary", get(summary))
         .route("/api/v1/me/accessible/{type}", get(accessible))
         .route("/api/v1/public/{type}", get(public))
 }
 
-fn kind(raw: &str) -> Result<ResourceKind> {
+pub(super) fn kind(raw: &str) -> Result<ResourceKind> {
     ResourceKind::from_path(raw).ok_or_else(AppError::not_found)
 }
 
-fn only(k: ResourceKind, want: ResourceKind) -> Result<()> {
+pub(super) fn only(k: ResourceKind, want: ResourceKind) -> Result<()> {
     if k == want {
         Ok(())
     } else {
@@ -590,149 +581,6 @@ async fn content(
         bytes,
     )
         .into_response())
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/v1/orgs/{org}/{type}/{id}/messages",
-    tag = "resources",
-    summary = "The conversation's messages, oldest first",
-    params(OrgPath, IdPath, PageQuery),
-    responses(
-        (status = 200, description = "Success", body = ListPage<MessageOut>),
-        (status = 400, response = BadRequest),
-        Guarded,
-    ),
-    security(("session" = []), ("token" = [])),
-)]
-async fn list_messages(
-    State(s): State<AppState>,
-    OrgCtx { ctx, .. }: OrgCtx,
-    Path((_, ty, id)): Path<(String, String, String)>,
-    ApiQuery(page): ApiQuery<Page>,
-) -> Result<Response> {
-    only(kind(&ty)?, ResourceKind::Conversation)?;
-    let limit = page.limit()? as i64;
-    let after = page.after()?.and_then(|c| {
-        c.split_once('|')
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-    });
-    let mut rows = svc::messages(&s.svc, &ctx, resource_id(&id)?, after, limit + 1).await?;
-    let next = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last()
-            .map(|m| encode_cursor(&time_key(m.created_at, m.id)))
-    } else {
-        None
-    };
-    Ok(items(&views::all::<_, MessageOut>(&rows), next))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-struct MessageBody {
-    #[schema(schema_with = super::openapi::message_role)]
-    role: String,
-    /// 1 byte to 512 KiB
-    #[schema(min_length = 1)]
-    content: String,
-}
-
-#[utoipa::path(
-    post,
-    path = "/api/v1/orgs/{org}/{type}/{id}/messages",
-    tag = "resources",
-    summary = "Add a message",
-    params(OrgPath, IdPath),
-    request_body = MessageBody,
-    responses(
-        (status = 201, description = "Success", body = MessageOut),
-        Guarded,
-        Sent,
-    ),
-    security(("session" = [], "csrf" = []), ("token" = [])),
-)]
-async fn add_message(
-    State(s): State<AppState>,
-    OrgCtx { user, ctx }: OrgCtx,
-    Path((_, ty, id)): Path<(String, String, String)>,
-    ApiJson(b): ApiJson<MessageBody>,
-) -> Result<Response> {
-    only(kind(&ty)?, ResourceKind::Conversation)?;
-    let m = svc::add_message(
-        &s.svc,
-        &ctx,
-        &user.actor(),
-        resource_id(&id)?,
-        &b.role,
-        &b.content,
-    )
-    .await?;
-    Ok(created(&MessageOut::from(&m)))
-}
-
-#[utoipa::path(
-    put,
-    path = "/api/v1/orgs/{org}/{type}/{id}/documents/{doc_id}",
-    tag = "resources",
-    summary = "Add a document to the knowledge base",
-    params(OrgPath, IdPath, ("doc_id" = String, Path, format = "uuid")),
-    responses(
-        (status = 200, description = "Already there", body = Added),
-        (status = 201, description = "Added", body = Added),
-        Guarded,
-    ),
-    security(("session" = [], "csrf" = []), ("token" = [])),
-)]
-async fn kb_add(
-    State(s): State<AppState>,
-    OrgCtx { user, ctx }: OrgCtx,
-    Path((_, ty, id, doc)): Path<(String, String, String, String)>,
-) -> Result<Response> {
-    only(kind(&ty)?, ResourceKind::KnowledgeBase)?;
-    let added = svc::kb_document(
-        &s.svc,
-        &ctx,
-        &user.actor(),
-        resource_id(&id)?,
-        resource_id(&doc)?,
-        true,
-    )
-    .await?;
-    Ok(if added {
-        created(&Added { added: true })
-    } else {
-        ok(&Added { added: false })
-    })
-}
-
-#[utoipa::path(
-    delete,
-    path = "/api/v1/orgs/{org}/{type}/{id}/documents/{doc_id}",
-    tag = "resources",
-    summary = "Take a document out of the knowledge base",
-    params(OrgPath, IdPath, ("doc_id" = String, Path, format = "uuid")),
-    responses(
-        (status = 204, description = "Removed"),
-        Guarded,
-    ),
-    security(("session" = [], "csrf" = []), ("token" = [])),
-)]
-async fn kb_remove(
-    State(s): State<AppState>,
-    OrgCtx { user, ctx }: OrgCtx,
-    Path((_, ty, id, doc)): Path<(String, String, String, String)>,
-) -> Result<Response> {
-    only(kind(&ty)?, ResourceKind::KnowledgeBase)?;
-    svc::kb_document(
-        &s.svc,
-        &ctx,
-        &user.actor(),
-        resource_id(&id)?,
-        resource_id(&doc)?,
-        false,
-    )
-    .await?;
-    Ok(no_content())
 }
 
 #[utoipa::path(

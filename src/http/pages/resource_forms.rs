@@ -9,8 +9,8 @@ use serde_json::Value;
 use crate::db::repo::resources::ResourceKind;
 use crate::domain::Invalid;
 use crate::domain::resources::{
-    AgentPatch, ConversationPatch, Fields, KnowledgeBasePatch, Patch, Sent, Skill, ToolPatch,
-    Trait, WorkflowPatch,
+    AgentPatch, ConversationPatch, Fields, KnowledgeBasePatch, MemoryMode, Patch, Sent, Skill,
+    ToolPatch, Trait, WorkflowPatch,
 };
 use crate::domain::{Visibility, format};
 use crate::http::views::{Fact, NamedValue, ResourceFormValues};
@@ -30,6 +30,9 @@ pub(super) const FORM_FIELDS: &[&str] = &[
     "input_schema",
     "embedding_model",
     "agent_id",
+    "knowledge_base_ids",
+    "memory",
+    "memory_extraction",
     "file",
 ];
 
@@ -128,6 +131,12 @@ pub(super) fn input_from_form(kind: ResourceKind, f: &ResourceFormValues, creati
                     .collect(),
             ),
             config: Sent::Absent,
+            knowledge_base_ids: Sent::Given(list_of(&f.knowledge_base_ids)),
+            memory: match f.memory.trim() {
+                "" => Sent::Absent,
+                m => MemoryMode::parse(m).map_or(Sent::Unreadable, Sent::Given),
+            },
+            memory_extraction: Sent::Given(f.memory_extraction == "on"),
         }),
         ResourceKind::Workflow => Patch::Workflow(WorkflowPatch {
             steps: json_field(&f.steps, "steps", &mut errors, Sent::Given(Vec::new())),
@@ -200,6 +209,11 @@ pub(super) fn form_of(view: &View) -> ResourceFormValues {
             form.model = a.model.clone().unwrap_or_default();
             form.system_prompt.clone_from(&a.system_prompt);
             form.tools = names(&a.tools);
+            form.knowledge_base_ids = names(&a.knowledge_base_ids);
+            form.memory = a.memory.as_str().to_string();
+            if a.memory_extraction {
+                form.memory_extraction = "on".into();
+            }
             form.personality_traits = view
                 .personality_traits
                 .as_ref()

@@ -215,7 +215,7 @@ mod tests {
         Metered {
             ctx: ctx.clone(),
             token_id: None,
-            endpoint: "embeddings",
+            endpoint: crate::domain::usage::EMBEDDINGS,
             provider: "openai".into(),
             model: "openai/gpt-4o-mini".into(),
             upstream_model: "gpt-4o-mini".into(),

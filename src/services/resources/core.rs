@@ -13,7 +13,7 @@ use crate::db::repo::{audit, members, plans, teams};
 use crate::db::scope::has_permission;
 use crate::db::{Conn, OrgContext, WriteTx};
 use crate::domain::resources::{Checked, Patch, Sent};
-use crate::domain::{Invalid, MessageId, Micros, Visibility, as_stored, fmt_time};
+use crate::domain::{Invalid, Micros, Visibility};
 use crate::error::{AppError, Result};
 use crate::services::{Actor, fresh_context, require};
 
@@ -187,6 +187,27 @@ fn check_conversation_agent(c: &Conn<'_>, ctx: &OrgContext, fields: &Checked) ->
     Ok(())
 }
 
+/// The knowledge bases an agent patch names must be ones the writer can read here.
+fn check_agent_knowledge_bases(c: &Conn<'_>, ctx: &OrgContext, fields: &Checked) -> Result<()> {
+    if let Patch::Agent(p) = fields.patch()
+        && let Sent::Given(kbs) = &p.knowledge_base_ids
+    {
+        for kb in kbs {
+            let visible = ResourceId::parse(kb)
+                .map(|k| repo::find_visible(c, ctx, ResourceKind::KnowledgeBase, k))
+                .transpose()?
+                .flatten();
+            if visible.is_none() {
+                return Err(AppError::invalid(vec![Invalid::new(
+                    "knowledge_base_ids",
+                    "Choose knowledge bases of this organization that you can read.",
+                )]));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// An agent's traits and skills, when the patch sends them.
 fn set_agent_parts(
     tx: &WriteTx<'_>,
@@ -255,6 +276,7 @@ pub async fn create(svc: &Services, ctx: &OrgContext, actor: &Actor, input: Inpu
             require(&me, kind.create_permission())?;
             check_count_limit(tx, &me, kind)?;
             check_conversation_agent(tx, &me, &fields)?;
+            check_agent_knowledge_bases(tx, &me, &fields)?;
             let shares = input
                 .shared_with
                 .as_ref()
@@ -377,6 +399,7 @@ pub async fn update(
                 ));
             }
             check_conversation_agent(tx, &me, &fields)?;
+            check_agent_knowledge_bases(tx, &me, &fields)?;
             let shares = input
                 .shared_with
                 .as_ref()
@@ -643,72 +666,6 @@ pub async fn messages(
                 after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
                 limit,
             )?)
-        })
-        .await
-}
-
-pub async fn add_message(
-    svc: &Services,
-    ctx: &OrgContext,
-    actor: &Actor,
-    conv: ResourceId,
-    role: &str,
-    content: &str,
-) -> Result<repo::Message> {
-    let mut errors = Vec::new();
-    if !["system", "user", "assistant", "tool"].contains(&role) {
-        errors.push(Invalid::new(
-            "role",
-            "Choose system, user, assistant or tool.",
-        ));
-    }
-    if content.is_empty() {
-        errors.push(Invalid::new("content", "Write a message."));
-    } else if content.len() > 512 * 1024 {
-        errors.push(Invalid::new("content", "Keep the message under 512 KiB."));
-    }
-    if !errors.is_empty() {
-        return Err(AppError::invalid(errors));
-    }
-    let (ctx, actor, role, content) = (
-        ctx.clone(),
-        actor.clone(),
-        role.to_string(),
-        content.to_string(),
-    );
-    let at = as_stored(svc.now());
-    let now = fmt_time(at);
-    svc.db
-        .write(move |tx| {
-            let me = fresh_context(tx, &ctx)?;
-            writable(
-                tx,
-                &me,
-                ResourceKind::Conversation,
-                conv,
-                "conversation",
-                "add to it",
-            )?;
-            let id = MessageId::new();
-            repo::add_message(tx, &me, conv, id, &role, &content, &now)?;
-            audit::append(
-                tx,
-                &me,
-                &actor.entry(
-                    "conversation.message_added",
-                    "conversation",
-                    Some(conv.to_string()),
-                    json!({"message_id": id, "role": role, "length": content.len()}),
-                ),
-                &now,
-            )?;
-            Ok(repo::Message {
-                id,
-                role,
-                content,
-                user_id: Some(me.user_id()),
-                created_at: at,
-            })
         })
         .await
 }

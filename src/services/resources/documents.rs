@@ -226,8 +226,13 @@ pub async fn kb_document(
             let document = repo::find_visible(tx, &me, ResourceKind::Document, doc)?
                 .ok_or_else(AppError::not_found)?;
             let changed = if add {
-                repo::kb_add_document(tx, &me, kb, doc, &now)?
+                let added = repo::kb_add_document(tx, &me, kb, doc, &now)?;
+                // New or added again: (re)indexed, as the member who added it.
+                crate::db::repo::knowledge::enqueue(tx, &me, kb, doc, &now)?;
+                added
             } else {
+                // The chunks go with the link, in this transaction.
+                crate::db::repo::knowledge::delete_chunks(tx, &me, kb, doc)?;
                 repo::kb_remove_document(tx, &me, kb, doc)?
             };
             if !add && !changed {

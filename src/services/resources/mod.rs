@@ -9,8 +9,8 @@ mod sharing;
 
 pub use access::{Access, Reason, can_write, explain_access};
 pub use core::{
-    CreditLimit, Input, KindCount, Limit, Limits, MaxOnly, PeriodUse, Summary, View, add_message,
-    create, delete, document_size_limit, get, limits, list, messages, summary, update,
+    CreditLimit, Input, KindCount, Limit, Limits, MaxOnly, PeriodUse, Summary, View, create,
+    delete, document_size_limit, get, limits, list, messages, summary, update,
 };
 pub use documents::{Upload, document_content, kb_document, sniff, upload_document};
 pub use moving::{MoveResult, move_to_organization};

@@ -19,8 +19,12 @@ fn kinds_of(path: &str) -> Vec<ResourceKind> {
         Some(ResourceKind::Document)
     } else if path.ends_with("/messages") {
         Some(ResourceKind::Conversation)
-    } else if path.contains("/documents/{doc_id}") {
+    } else if path.contains("/documents") || path.ends_with("/search") {
         Some(ResourceKind::KnowledgeBase)
+    } else if path.contains("/memory") {
+        Some(ResourceKind::Agent)
+    } else if path.contains("/runs") {
+        Some(ResourceKind::Workflow)
     } else {
         None
     };

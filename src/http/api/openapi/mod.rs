@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi};
 
 pub use schemas::*;
 
-use super::{audit, auth, llm, me, members, orgs, resources, usage};
+use super::{agents, audit, auth, llm, me, members, orgs, resources, usage};
 use crate::domain::{Permission, Role, Visibility};
 use kinds::PerKind;
 
@@ -97,10 +97,17 @@ pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
         resources::remove,
         resources::access,
         resources::content,
-        resources::list_messages,
-        resources::add_message,
-        resources::kb_add,
-        resources::kb_remove,
+        agents::list_messages,
+        agents::post_message,
+        agents::kb_documents,
+        agents::kb_add_by_body,
+        agents::kb_add,
+        agents::kb_remove,
+        agents::kb_search,
+        agents::memory_list,
+        agents::memory_add,
+        agents::memory_change,
+        agents::memory_remove,
         resources::limits,
         resources::summary,
         resources::accessible,

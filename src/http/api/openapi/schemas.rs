@@ -12,8 +12,8 @@ use utoipa::{IntoParams, PartialSchema, ToSchema};
 use crate::domain::resources::ResourceKind;
 
 use crate::domain::{
-    ApiTokenId, InvitationId, MemberStatus, OrgId, OrgStatus, Permission, ResourceId, Role,
-    SessionId, TeamId, UserId, UserStatus, Visibility, Word,
+    ApiTokenId, IndexStatus, InvitationId, MemberStatus, OrgId, OrgStatus, Permission, ResourceId,
+    Role, SessionId, TeamId, UserId, UserStatus, Visibility, Word,
 };
 
 /// The error envelope of every 4xx and 5xx answer under /api.
@@ -111,7 +111,7 @@ macro_rules! inline_words {
     )+};
 }
 
-inline_words!(UserStatus, OrgStatus, MemberStatus);
+inline_words!(UserStatus, OrgStatus, MemberStatus, IndexStatus);
 
 /// A resource's kind, as its `type` says it (`agent`, `knowledge_base`).
 impl PartialSchema for ResourceKind {
@@ -219,6 +219,11 @@ impl ToSchema for ModelName {}
 /// Who wrote a message.
 pub fn message_role() -> Schema {
     words(["system", "user", "assistant", "tool"])
+}
+
+/// Whose a remembered fact is.
+pub fn memory_scope() -> Schema {
+    words(["member", "organization"])
 }
 
 /// Where a webhook delivery stands.

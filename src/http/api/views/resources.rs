@@ -137,6 +137,17 @@ pub struct MessageOut<'a> {
     pub user_id: Option<UserId>,
     #[serde(serialize_with = "crate::domain::ser_time")]
     pub created_at: DateTime<Utc>,
+    #[schema(minimum = 0)]
+    pub input_tokens: i64,
+    #[schema(minimum = 0)]
+    pub output_tokens: i64,
+    pub cost_micros: crate::domain::Micros,
+    /// the model that wrote a reply
+    pub model: Option<&'a str>,
+    /// the passages a reply was given
+    pub citations: &'a [crate::db::repo::resources::Citation],
+    /// false for a reply cut short (its reader went away or the provider broke off)
+    pub complete: bool,
 }
 
 impl<'a> From<&'a Message> for MessageOut<'a> {
@@ -147,6 +158,12 @@ impl<'a> From<&'a Message> for MessageOut<'a> {
             content: &m.content,
             user_id: m.user_id,
             created_at: m.created_at,
+            input_tokens: m.input_tokens,
+            output_tokens: m.output_tokens,
+            cost_micros: m.cost_micros,
+            model: m.model.as_deref(),
+            citations: &m.citations,
+            complete: m.complete,
         }
     }
 }

@@ -398,13 +398,13 @@ pub(super) async fn kb_add(
             "choose a document to add",
         ))
     } else {
-        svc::kb_document(
+        crate::services::knowledge::add_document(
             &s.svc,
+            &s.knowledge,
             &ctx,
             &user.actor(),
             resource_id(&id)?,
             resource_id(&f.document_id)?,
-            true,
         )
         .await
         .map(|_| ())
@@ -419,24 +419,21 @@ pub(super) async fn kb_remove(
     OrgForm(OrgCtx { user, ctx }, _): OrgForm<Empty>,
 ) -> Result<Response> {
     let kind = ResourceKind::KnowledgeBase;
-    let result = svc::kb_document(
+    let result = crate::services::knowledge::remove_document(
         &s.svc,
+        &s.knowledge,
         &ctx,
         &user.actor(),
         resource_id(&id)?,
         resource_id(&doc)?,
-        false,
     )
-    .await
-    .map(|_| ());
+    .await;
     let success = format!("{}?done=doc_removed", item_url(&ctx, kind, &id));
     answer(&s, &user, &ctx, kind, id, result, success).await
 }
 
 #[derive(Deserialize)]
 pub(super) struct MessageForm {
-    #[serde(default)]
-    role: String,
     #[serde(default)]
     content: String,
 }
@@ -447,12 +444,15 @@ pub(super) async fn add_message(
     OrgForm(OrgCtx { user, ctx }, f): OrgForm<MessageForm>,
 ) -> Result<Response> {
     let kind = ResourceKind::Conversation;
-    let result = svc::add_message(
+    // Without script the form posts here and the page shows the stored reply; the
+    // page's script streams the reply through the API instead.
+    let result = crate::services::chat::post(
         &s.svc,
+        &s.gateway.models,
+        &s.knowledge,
         &ctx,
         &user.actor(),
         resource_id(&id)?,
-        &f.role,
         &f.content,
     )
     .await;
@@ -462,12 +462,11 @@ pub(super) async fn add_message(
             item_url(&ctx, kind, &id)
         ))),
         Err(e) => {
-            let Some(errors) = form_errors(&e, &["role", "content"], "content") else {
+            let Some(errors) = form_errors(&e, &["content"], "content") else {
                 return Err(e);
             };
             let url = item_url(&ctx, kind, &id);
             let mut page = item_page(&s, &user, &ctx, kind, id).await?;
-            page.message_role = f.role;
             page.message_content = f.content;
             page.message_errors = errors;
             Ok(shown_at(render_status(e.status(), &page)?, &url))
