@@ -20,7 +20,7 @@ pub use money::Micros;
 pub use permissions::{PERMISSIONS, Permission, PermissionSet, Role};
 pub use settings::OrgSettings;
 pub use values::{Email, OrgKind, OrgName, Password, PersonName, Slug, TokenName, Visibility};
-pub use words::{IndexStatus, MemberStatus, OrgStatus, UserStatus, Word};
+pub use words::{IndexStatus, MemberStatus, OrgStatus, RunStatus, StepStatus, UserStatus, Word};
 
 /// A rule broken by input, with the field it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]

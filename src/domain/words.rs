@@ -92,6 +92,39 @@ words!(
     }
 );
 
+words!(
+    /// Where a workflow run stands.
+    RunStatus {
+        Queued = "queued",
+        Running = "running",
+        Succeeded = "succeeded",
+        /// A step failed; `error` says which and why (a refused model call names its code).
+        Failed = "failed",
+        Cancelled = "cancelled",
+        /// The server stopped during a step that was already retried once.
+        Interrupted = "interrupted",
+    }
+);
+
+impl RunStatus {
+    pub fn is_finished(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+words!(
+    /// Where one step of a run stands.
+    StepStatus {
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        /// Jumped over by a condition.
+        Skipped = "skipped",
+        Interrupted = "interrupted",
+        Cancelled = "cancelled",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -640,7 +640,6 @@ pub struct ResourcePage {
     /// The person may upload documents (an empty knowledge base links to the upload).
     pub can_upload: bool,
     pub messages: Vec<MessageRow>,
-    pub message_role: String,
     pub message_content: String,
     pub message_errors: FormErrors,
 }

@@ -13,10 +13,10 @@ use super::memory;
 use super::metering::tokens::{Tokens, estimate_tokens};
 use super::models::Models;
 use super::{Actor, Services, fresh_context};
-use crate::db::OrgContext;
 use crate::db::repo::audit;
 use crate::db::repo::memory as memory_repo;
 use crate::db::repo::resources::{self as repo, Citation, Fields, Message, ResourceKind};
+use crate::db::{Conn, OrgContext};
 use crate::domain::resources::{Agent, MemoryMode, Skill, Trait};
 use crate::domain::{Invalid, MessageId, Micros, ResourceId, as_stored, fmt_time};
 use crate::error::{AppError, Result};
@@ -152,14 +152,114 @@ pub struct Turn {
     pub extraction: bool,
 }
 
-struct Read {
+/// What a prompt takes from an agent.
+pub struct AgentParts {
+    pub agent_name: String,
+    pub agent: Agent,
+    pub traits: Vec<Trait>,
+    pub skills: Vec<Skill>,
+    pub memory: Vec<(String, String)>,
+}
+
+/// Reads an agent the member may read, with its traits, skills and the memory the member
+/// sees; an agent that is not readable is 403 `agent_not_readable`.
+pub fn read_agent(tx: &Conn<'_>, ctx: &OrgContext, agent_id: ResourceId) -> Result<AgentParts> {
+    let agent = repo::find_visible(tx, ctx, ResourceKind::Agent, agent_id)?.ok_or_else(|| {
+        AppError::Forbidden {
+            code: "agent_not_readable",
+            message: "You cannot use this agent.".into(),
+        }
+    })?;
+    let Fields::Agent(a) = agent.fields else {
+        return Err(AppError::not_found());
+    };
+    let memory = if a.memory == MemoryMode::Off {
+        Vec::new()
+    } else {
+        memory_repo::list(
+            tx,
+            ctx,
+            agent_id,
+            memory::owner_for(ctx, a.memory),
+            memory::MAX_FACTS,
+        )?
+        .into_iter()
+        .map(|f| (f.key, f.value))
+        .collect()
+    };
+    Ok(AgentParts {
+        agent_name: agent.name,
+        traits: repo::agent_traits(tx, ctx, agent_id)?,
+        skills: repo::agent_skills(tx, ctx, agent_id)?,
+        memory,
+        agent: a,
+    })
+}
+
+/// The passages an agent's knowledge bases give for a question (none without any).
+pub async fn passages_for(
+    svc: &Services,
+    models: &Arc<Models>,
+    k: &Arc<Knowledge>,
+    ctx: &OrgContext,
+    a: &Agent,
+    question: &str,
+) -> Result<Vec<Passage>> {
+    let bases: Vec<ResourceId> = a
+        .knowledge_base_ids
+        .iter()
+        .filter_map(|id| ResourceId::parse(id))
+        .collect();
+    if bases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let top = config_int(a, "retrieval_k").map_or(DEFAULT_RETRIEVAL_K, |n| {
+        usize::try_from(n)
+            .unwrap_or(DEFAULT_RETRIEVAL_K)
+            .min(knowledge::MAX_K)
+    });
+    let ask = knowledge::Ask {
+        endpoint: crate::domain::usage::AGENT_RETRIEVAL,
+        bases,
+        query: question,
+        top,
+    };
+    knowledge::retrieve(svc, models, k, ctx, ask).await
+}
+
+/// One question to an agent outside any conversation (a workflow step): the same prompt
+/// as a chat turn without history, through the one model path, metered under `endpoint`.
+pub async fn ask_agent(
+    svc: &Services,
+    models: &Arc<Models>,
+    k: &Arc<Knowledge>,
+    ctx: &OrgContext,
     agent_id: ResourceId,
-    agent_name: String,
-    agent: Agent,
-    traits: Vec<Trait>,
-    skills: Vec<Skill>,
-    history: Vec<Message>,
-    memory: Vec<(String, String)>,
+    question: &str,
+    endpoint: &'static str,
+) -> Result<super::models::Answer> {
+    let parts = {
+        let ctx = ctx.clone();
+        svc.db
+            .read(move |tx| read_agent(tx, &ctx, agent_id))
+            .await?
+    };
+    let a = &parts.agent;
+    let passages = passages_for(svc, models, k, ctx, a, question).await?;
+    let context = config_int(a, "context_tokens").unwrap_or(DEFAULT_CONTEXT_TOKENS);
+    let max_tokens = config_int(a, "max_tokens").unwrap_or(DEFAULT_MAX_TOKENS);
+    let messages = build_prompt(&PromptParts {
+        system_prompt: &a.system_prompt,
+        traits: &parts.traits,
+        skills: &parts.skills,
+        memory: &parts.memory,
+        passages: &passages,
+        history: &[],
+        question,
+        budget: context - max_tokens,
+    });
+    let model = a.model.as_deref().filter(|m| !m.trim().is_empty());
+    Ok(super::models::chat(models, ctx, endpoint, model, &messages, Some(max_tokens)).await?)
 }
 
 /// Reads the conversation, its agent, history and memory, retrieves passages, and builds
@@ -186,7 +286,7 @@ pub async fn prepare(
         )]));
     }
     let asked_at = as_stored(svc.now());
-    let read = {
+    let (agent_id, parts, history) = {
         let ctx = ctx.clone();
         svc.db
             .read(move |tx| {
@@ -200,79 +300,37 @@ pub async fn prepare(
                     code: "no_agent",
                     message: "This conversation has no agent to answer; choose one first.".into(),
                 })?;
-                let agent = repo::find_visible(tx, &ctx, ResourceKind::Agent, agent_id)?
-                    .ok_or_else(|| AppError::Forbidden {
-                        code: "agent_not_readable",
+                let parts = read_agent(tx, &ctx, agent_id).map_err(|e| match e {
+                    AppError::Forbidden { code, .. } => AppError::Forbidden {
+                        code,
                         message: "You cannot use this conversation's agent.".into(),
-                    })?;
-                let Fields::Agent(a) = agent.fields else {
-                    return Err(AppError::not_found());
-                };
-                let memory = if a.memory == MemoryMode::Off {
-                    Vec::new()
-                } else {
-                    memory_repo::list(
-                        tx,
-                        &ctx,
-                        agent_id,
-                        memory::owner_for(&ctx, a.memory),
-                        memory::MAX_FACTS,
-                    )?
-                    .into_iter()
-                    .map(|f| (f.key, f.value))
-                    .collect()
-                };
-                Ok(Read {
-                    agent_id,
-                    agent_name: agent.name,
-                    traits: repo::agent_traits(tx, &ctx, agent_id)?,
-                    skills: repo::agent_skills(tx, &ctx, agent_id)?,
-                    history: repo::recent_messages(tx, &ctx, conversation, HISTORY_ROWS)?,
-                    memory,
-                    agent: a,
-                })
+                    },
+                    e => e,
+                })?;
+                let history = repo::recent_messages(tx, &ctx, conversation, HISTORY_ROWS)?;
+                Ok::<_, AppError>((agent_id, parts, history))
             })
             .await?
     };
-    let a = &read.agent;
-    let kbs: Vec<ResourceId> = a
-        .knowledge_base_ids
-        .iter()
-        .filter_map(|id| ResourceId::parse(id))
-        .collect();
-    let top = config_int(a, "retrieval_k").map_or(DEFAULT_RETRIEVAL_K, |n| {
-        usize::try_from(n)
-            .unwrap_or(DEFAULT_RETRIEVAL_K)
-            .min(knowledge::MAX_K)
-    });
-    let passages = if kbs.is_empty() {
-        Vec::new()
-    } else {
-        let ask = knowledge::Ask {
-            endpoint: crate::domain::usage::AGENT_RETRIEVAL,
-            bases: kbs,
-            query: &question,
-            top,
-        };
-        knowledge::retrieve(svc, models, k, ctx, ask).await?
-    };
+    let a = &parts.agent;
+    let passages = passages_for(svc, models, k, ctx, a, &question).await?;
     let context = config_int(a, "context_tokens").unwrap_or(DEFAULT_CONTEXT_TOKENS);
     let max_tokens = config_int(a, "max_tokens").unwrap_or(DEFAULT_MAX_TOKENS);
     let messages = build_prompt(&PromptParts {
         system_prompt: &a.system_prompt,
-        traits: &read.traits,
-        skills: &read.skills,
-        memory: &read.memory,
+        traits: &parts.traits,
+        skills: &parts.skills,
+        memory: &parts.memory,
         passages: &passages,
-        history: &read.history,
+        history: &history,
         question: &question,
         budget: context - max_tokens,
     });
     Ok(Turn {
         ctx: ctx.clone(),
         conversation,
-        agent_id: read.agent_id,
-        agent_name: read.agent_name,
+        agent_id,
+        agent_name: parts.agent_name.clone(),
         model: a.model.clone().filter(|m| !m.trim().is_empty()),
         max_tokens,
         messages,

@@ -751,7 +751,9 @@ impl Bed {
 fn type_fields(ty: &str) -> Value {
     match ty {
         "agents" => json!({"model": "gpt-4o", "system_prompt": "Answer briefly."}),
-        "workflows" => json!({"steps": [{"name": "first", "type": "agent"}]}),
+        "workflows" => {
+            json!({"steps": [{"kind": "agent", "name": "first", "agent_id": "0190f0a0-0000-7000-8000-000000000001", "prompt": "{{input}}"}]})
+        }
         "tools" => json!({"input_schema": {"type": "object"}}),
         "knowledge-bases" => json!({"embedding_model": "e5"}),
         _ => json!({}),

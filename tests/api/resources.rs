@@ -213,7 +213,7 @@ async fn agents_are_created_read_updated_and_deleted_with_their_fields() {
 async fn visibility_and_sharing_decide_who_reads_and_who_writes() {
     let o = org().await;
     let path = format!("/api/v1/orgs/{}/workflows", o.org);
-    let mk = |vis: &'static str, shared: Value| json!({"name": format!("wf {vis}"), "visibility": vis, "shared_with": shared, "steps": [{"name": "a", "type": "agent"}]});
+    let mk = |vis: &'static str, shared: Value| json!({"name": format!("wf {vis}"), "visibility": vis, "shared_with": shared, "steps": [{"kind": "condition", "name": "a", "if": {"left": "{{input}}", "op": "equals", "right": "x"}, "goto": 2}]});
     let private = o.member.post(&path, mk("private", json!({}))).await.body["id"]
         .as_str()
         .unwrap()
@@ -388,7 +388,10 @@ async fn workflow_steps_are_validated() {
         json!("x"),
         json!([1]),
         json!([{"name": "a"}]),
-        json!([{"name": "a", "type": "t", "id": "1"}, {"name": "b", "type": "t", "id": "1"}]),
+        json!([{"kind": "agent", "agent_id": "not-an-id", "prompt": "p"}]),
+        json!([{"kind": "agent", "agent_id": "0190f0a0-0000-7000-8000-000000000001"}]),
+        json!([{"kind": "condition", "if": {"left": "a", "op": "equals", "right": "b"}, "goto": 1}]),
+        json!([{"kind": "tool", "tool_id": "0190f0a0-0000-7000-8000-000000000001", "extra": 1}]),
     ] {
         let r = o
             .member

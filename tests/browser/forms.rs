@@ -444,23 +444,14 @@ async fn team_edit_message_upload_and_audit_filter_forms_report_every_bad_field_
     assert_eq!(steps.value, "[{", "the typed steps are kept");
     assert_eq!(errors_in(&b, "#edit-resource").await, (2, 0));
 
-    // A message with an unknown role and no text.
+    // A message with no text.
     b.goto(&format!("/o/engines/conversations/{chat_id}")).await;
     b.wait_for("#add-message").await;
     without_browser_checks(&b, "#add-message").await;
-    b.client
-        .execute(
-            "const s = document.getElementById('message-role'); \
-             s.add(new Option('narrator', 'narrator')); s.value = 'narrator';",
-            vec![],
-        )
-        .await
-        .unwrap();
     click(&b, "#add-message-btn").await;
     b.wait_for("#message-content[aria-invalid='true']").await;
-    assert_error_under(&b, "message-role", "Choose system, user").await;
     assert_error_under(&b, "message-content", "Write a message").await;
-    assert_eq!(errors_in(&b, "#add-message").await, (2, 0));
+    assert_eq!(errors_in(&b, "#add-message").await, (1, 0));
 
     // An upload without a file, with a description over the limit.
     b.goto("/o/engines/documents").await;

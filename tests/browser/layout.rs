@@ -198,7 +198,7 @@ async fn populate(app: &TestApp, llm_base: &str, bob: &TestUser) -> World {
         .post(
             &api("/workflows"),
             json!({"name": "Nightly tables", "description": long, "visibility": "organization",
-                   "steps": [{"name": "compute", "type": "llm"}, {"name": "print", "type": "tool"}]}),
+                   "steps": [{"kind": "agent", "name": "compute", "agent_id": agent_id, "prompt": "Compute {{input}}"}]}),
         )
         .await;
     assert_eq!(workflow.status, StatusCode::CREATED, "{}", workflow.text);
@@ -252,19 +252,6 @@ async fn populate(app: &TestApp, llm_base: &str, bob: &TestUser) -> World {
         .await;
     assert_eq!(conv.status, StatusCode::CREATED, "{}", conv.text);
     let conv_id = conv.body["id"].as_str().unwrap().to_string();
-    for (role, content) in [
-        ("user", long.as_str()),
-        ("assistant", "Each card is one operation."),
-    ] {
-        let m = owner
-            .post(
-                &api(&format!("/conversations/{conv_id}/messages")),
-                json!({"role": role, "content": content}),
-            )
-            .await;
-        assert!(m.status.is_success(), "{}", m.text);
-    }
-
     let p = owner
         .put(
             &api("/llm/providers/openai"),
@@ -272,6 +259,15 @@ async fn populate(app: &TestApp, llm_base: &str, bob: &TestUser) -> World {
         )
         .await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.text);
+
+    let m = owner
+        .post(
+            &api(&format!("/conversations/{conv_id}/messages")),
+            json!({"content": long}),
+        )
+        .await;
+    assert_eq!(m.status, StatusCode::CREATED, "{}", m.text);
+
     let made = owner
         .post(
             "/api/v1/me/tokens",

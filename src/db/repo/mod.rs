@@ -12,6 +12,7 @@ pub mod orgs;
 pub mod plans;
 pub mod quotas;
 pub mod resources;
+pub mod runs;
 pub mod sessions;
 pub mod settings;
 pub mod teams;

@@ -20,6 +20,7 @@ pub use document::{Document, DocumentPatch};
 pub use knowledge_base::{KnowledgeBase, KnowledgeBasePatch};
 pub use tool::{Tool, ToolPatch};
 pub use workflow::Step;
+pub use workflow::{MAX_STEPS, Op, StepSpec, parse_steps, step_name};
 pub use workflow::{Workflow, WorkflowPatch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

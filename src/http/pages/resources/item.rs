@@ -162,7 +162,6 @@ pub(super) async fn item_page(
         kb_candidates,
         can_upload: has_permission(ctx, Permission::DocumentsCreate),
         messages,
-        message_role: "user".into(),
         message_content: String::new(),
         message_errors: FormErrors::default(),
         kind: label,

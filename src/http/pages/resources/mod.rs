@@ -342,7 +342,6 @@ mod tests {
             kb_candidates: Vec::new(),
             can_upload: true,
             messages: Vec::new(),
-            message_role: "user".into(),
             message_content: String::new(),
             message_errors: FormErrors::default(),
         }
