@@ -50,6 +50,20 @@ pub fn blank(meaning: &str) -> ObjectBuilder {
         .description(Some(meaning))
 }
 
+/// The id of another object of the organization: a UUID.
+pub struct IdRef;
+
+impl PartialSchema for IdRef {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::Custom("uuid".into())))
+            .build()
+            .into()
+    }
+}
+impl ToSchema for IdRef {}
+
 /// A tool an agent may call: its name or id.
 pub struct ToolRef;
 

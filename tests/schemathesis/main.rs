@@ -52,16 +52,20 @@ const BEYOND_THE_SCHEMA: &[(&str, &str)] = &[
     ),
     (
         "POST /api/v1/orgs/{org}/workflows",
-        "step ids must be unique",
+        "a condition step must go to a later step, and each kind needs its own fields",
     ),
     (
         "PATCH /api/v1/orgs/{org}/workflows/{id}",
-        "step ids must be unique",
+        "a condition step must go to a later step, and each kind needs its own fields",
+    ),
+    (
+        "POST /api/v1/orgs/{org}/conversations/{id}/messages",
+        "a reply needs the conversation to have an agent and a model, which the stored conversation decides",
     ),
 ];
 
 /// Operations whose input names other objects (`shared_with` members and teams, a
-/// conversation's agent, the heir of a removed member): the fuzzing phase draws those
+/// conversation's agent, an agent's knowledge bases, the heir of a removed member): the fuzzing phase draws those
 /// from the scene's real ids (the dictionaries below), the coverage phase cannot, so
 /// `positive_data_acceptance` is off in that phase only.
 fn naming_other_objects() -> Vec<String> {
@@ -185,6 +189,7 @@ struct Scene {
     members: Vec<String>,
     teams: Vec<String>,
     agents: Vec<String>,
+    knowledge_bases: Vec<String>,
 }
 
 /// Uploads a small text document; its id.
@@ -325,6 +330,7 @@ async fn scene(api: &Api<'_>, owner: &common::TestUser, mock: &MockLlm) -> Scene
         members: vec![owner.id.clone(), member],
         teams: vec![team],
         agents: vec![kept["agents"].clone()],
+        knowledge_bases: vec![kept["knowledge-bases"].clone()],
     }
 }
 
@@ -446,6 +452,7 @@ cursor = ""
 "body.shared_with.users[*]" = {{ dictionary = "members" }}
 "body.shared_with.teams[*]" = {{ dictionary = "teams" }}
 "body.agent_id" = {{ dictionary = "agents" }}
+"body.knowledge_base_ids[*]" = {{ dictionary = "knowledge_bases" }}
 "query.transfer_to" = {{ dictionary = "members" }}
 "body.organization_id" = {{ dictionary = "orgs" }}
 "query.organization_id" = {{ dictionary = "orgs" }}
@@ -458,6 +465,8 @@ values = {members}
 values = {teams}
 [dictionaries.agents]
 values = {agents}
+[dictionaries.knowledge_bases]
+values = {knowledge_bases}
 [dictionaries.orgs]
 values = ["{org}"]
 [dictionaries.personal]
@@ -467,6 +476,7 @@ values = ["{personal}"]
         members = toml_list(&scene.members),
         teams = toml_list(&scene.teams),
         agents = toml_list(&scene.agents),
+        knowledge_bases = toml_list(&scene.knowledge_bases),
         personal = scene.personal_org,
     )
     .unwrap();

@@ -86,7 +86,7 @@ pub struct AgentPatch {
     pub skills: Sent<Vec<Skill>>,
     /// knowledge bases of this organization the caller can read
     #[serde(default)]
-    #[schema(value_type = Vec<String>, max_items = 20)]
+    #[schema(value_type = Vec<crate::domain::schemas::IdRef>, max_items = 20)]
     pub knowledge_base_ids: Sent<Vec<String>>,
     #[serde(default)]
     #[schema(value_type = MemoryMode)]
@@ -166,7 +166,7 @@ impl ResourceFields for Agent {
         if !kbs_ok {
             errors.push(Invalid::new(
                 "knowledge_base_ids",
-                "List at most 20 knowledge base ids.",
+                "List at most 20 knowledge base ids, each the id of one of this organization's knowledge bases.",
             ));
         }
         if p.memory == Sent::Unreadable {

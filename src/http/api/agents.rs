@@ -424,8 +424,10 @@ async fn kb_add_by_body(
 #[into_params(parameter_in = Query)]
 struct SearchQuery {
     /// what to search for
+    #[param(required = true, min_length = 1, pattern = "\\S")]
     q: Option<String>,
     /// how many passages, 1 to 50 (default 5)
+    #[param(minimum = 1, maximum = 50)]
     k: Option<usize>,
 }
 
