@@ -222,6 +222,10 @@ impl Application {
             state.gateway.models.clone(),
             state.knowledge.clone(),
         ));
+        if let Ok(addr) = self.listener.local_addr() {
+            state.runner.listening_on(addr.port());
+        }
+        let runner = tokio::spawn(crate::services::workflows::run_forever(state.engine()));
         let router = http::router(self.state);
         let served = axum::serve(
             self.listener,
@@ -232,6 +236,7 @@ impl Application {
         cleanup.abort();
         webhooks.abort();
         indexer.abort();
+        runner.abort();
         tracing::info!("stopped accepting; flushing the database");
         // Usage of the calls answered so far is written before the writer stops.
         state.gateway.models.meter.flush().await;

@@ -21,6 +21,8 @@ pub struct AppState {
     pub gateway: GatewayState,
     /// Knowledge bases' vector index, extraction and indexer.
     pub knowledge: Arc<Knowledge>,
+    /// The workflow runner's wake-up call and cancel signals.
+    pub runner: Arc<crate::services::workflows::Runner>,
 }
 
 impl AppState {
@@ -42,6 +44,17 @@ impl AppState {
             throttle: Arc::new(throttle),
             gateway,
             knowledge,
+            runner: crate::services::workflows::Runner::new(),
+        }
+    }
+
+    /// What workflow runs work with.
+    pub fn engine(&self) -> crate::services::workflows::Engine {
+        crate::services::workflows::Engine {
+            svc: self.svc.clone(),
+            models: self.gateway.models.clone(),
+            knowledge: self.knowledge.clone(),
+            runner: self.runner.clone(),
         }
     }
 

@@ -25,6 +25,7 @@ pub mod teams;
 pub mod throttle;
 pub mod upstream;
 pub mod webhooks;
+pub mod workflows;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -37,6 +37,10 @@ enum Probe {
     Remember,
     FactEdit,
     FactForget,
+    Runs,
+    StartRun,
+    RunShow,
+    RunCancel,
     Limits,
     Summary,
     AuditExport,
@@ -338,6 +342,22 @@ const ROUTES: &[(&str, &str, Probe)] = &[
         "/api/v1/orgs/{org}/{type}/{id}/memory/{memory_id}",
         Probe::FactForget,
     ),
+    ("GET", "/api/v1/orgs/{org}/{type}/{id}/runs", Probe::Runs),
+    (
+        "POST",
+        "/api/v1/orgs/{org}/{type}/{id}/runs",
+        Probe::StartRun,
+    ),
+    (
+        "GET",
+        "/api/v1/orgs/{org}/{type}/{id}/runs/{run_id}",
+        Probe::RunShow,
+    ),
+    (
+        "POST",
+        "/api/v1/orgs/{org}/{type}/{id}/runs/{run_id}/cancel",
+        Probe::RunCancel,
+    ),
     ("GET", "/api/v1/orgs/{org}/limits", Probe::Limits),
     ("GET", "/api/v1/orgs/{org}/summary", Probe::Summary),
     ("GET", "/api/v1/me/accessible/{type}", Probe::Accessible),
@@ -631,6 +651,8 @@ struct Bed {
     res: Vec<Res>,
     /// A fact each org's owner keeps with the org's private agent.
     facts: [String; 2],
+    /// A run of each org's private workflow.
+    runs: [String; 2],
 }
 
 // The reference model (ARCHITECTURE §4 as the brief states it).
@@ -891,6 +913,7 @@ async fn bed() -> Bed {
         t,
         res: Vec::new(),
         facts: [String::new(), String::new()],
+        runs: [String::new(), String::new()],
     };
     for org in 0..2 {
         let mut specs = Vec::new();
@@ -945,6 +968,16 @@ async fn bed() -> Bed {
             .await;
         assert_eq!(f.status, StatusCode::CREATED, "{}", f.text);
         bed.facts[org] = f.body["id"].as_str().unwrap().to_string();
+        let workflow = bed.find(org, "workflows", "private").id.clone();
+        let run = bed
+            .session(org, "owner")
+            .post(
+                &bed.t[org].path(&format!("/workflows/{workflow}/runs")),
+                json!({"input": "isolation"}),
+            )
+            .await;
+        assert_eq!(run.status, StatusCode::ACCEPTED, "{}", run.text);
+        bed.runs[org] = run.body["id"].as_str().unwrap().to_string();
     }
     bed
 }
@@ -1253,9 +1286,15 @@ fn cross_requests(bed: &Bed, me: &Member, token: bool) -> Vec<Req> {
             | Probe::Memory
             | Probe::Remember
             | Probe::FactEdit
-            | Probe::FactForget => {
+            | Probe::FactForget
+            | Probe::Runs
+            | Probe::StartRun
+            | Probe::RunShow
+            | Probe::RunCancel => {
                 let a_doc = bed.find(0, "documents", "public").id.clone();
                 let fact = format!("memory/{}", bed.facts[0]);
+                let run = format!("runs/{}", bed.runs[0]);
+                let cancel = format!("runs/{}/cancel", bed.runs[0]);
                 let (ty, method, suffix, body) = match *probe {
                     Probe::Content => ("documents", Method::GET, "content", Body::None),
                     Probe::Messages => ("conversations", Method::GET, "messages", Body::None),
@@ -1291,7 +1330,16 @@ fn cross_requests(bed: &Bed, me: &Member, token: bool) -> Vec<Req> {
                         fact.as_str(),
                         Body::Json(json!({"value": "changed by B"})),
                     ),
-                    _ => ("agents", Method::DELETE, fact.as_str(), Body::None),
+                    Probe::FactForget => ("agents", Method::DELETE, fact.as_str(), Body::None),
+                    Probe::Runs => ("workflows", Method::GET, "runs", Body::None),
+                    Probe::StartRun => (
+                        "workflows",
+                        Method::POST,
+                        "runs",
+                        Body::Json(json!({"input": "intrusion"})),
+                    ),
+                    Probe::RunShow => ("workflows", Method::GET, run.as_str(), Body::None),
+                    _ => ("workflows", Method::POST, cancel.as_str(), Body::None),
                 };
                 // B's own agent with A's fact: as if the fact did not exist.
                 if matches!(*probe, Probe::FactEdit | Probe::FactForget) {
@@ -1300,6 +1348,17 @@ fn cross_requests(bed: &Bed, me: &Member, token: bool) -> Vec<Req> {
                         *probe,
                         method.clone(),
                         format!("{b_path}/agents/{b_agent}/{suffix}"),
+                        body.clone(),
+                        Expect::AsIfAbsent,
+                    );
+                }
+                // B's own workflow with A's run.
+                if matches!(*probe, Probe::RunShow | Probe::RunCancel) {
+                    let b_workflow = &bed.find(1, "workflows", "private").id;
+                    push(
+                        *probe,
+                        method.clone(),
+                        format!("{b_path}/workflows/{b_workflow}/{suffix}"),
                         body.clone(),
                         Expect::AsIfAbsent,
                     );

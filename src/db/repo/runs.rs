@@ -131,20 +131,25 @@ pub fn by_id(c: &Conn<'_>, ctx: &OrgContext, id: &str) -> Result<Option<Run>, Db
     )
 }
 
-/// The newest runs of a workflow first.
+/// The newest runs of a workflow first, older than `before` (created_at, id); only
+/// `starter`'s when given.
 pub fn list(
     c: &Conn<'_>,
     ctx: &OrgContext,
     workflow: ResourceId,
+    starter: Option<UserId>,
+    before: Option<(&str, &str)>,
     limit: i64,
 ) -> Result<Vec<Run>, DbError> {
+    let (at, id) = before.unwrap_or(("~", ""));
     c.scoped(ctx).query_vec(
         &format!(
             "SELECT {RUN_COLUMNS} FROM workflow_runs
              WHERE organization_id = ?1 AND workflow_id = ?2
-             ORDER BY created_at DESC, id DESC LIMIT ?3"
+               AND (?3 IS NULL OR user_id = ?3) AND (created_at, id) < (?4, ?5)
+             ORDER BY created_at DESC, id DESC LIMIT ?6"
         ),
-        params![workflow, limit],
+        params![workflow, starter.map(|u| u.to_string()), at, id, limit],
         run_from_row,
     )
 }

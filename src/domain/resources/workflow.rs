@@ -60,6 +60,17 @@ pub enum Op {
 }
 
 impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Equals => "equals",
+            Op::NotEquals => "not_equals",
+            Op::Contains => "contains",
+            Op::NotContains => "not_contains",
+            Op::Empty => "empty",
+            Op::NotEmpty => "not_empty",
+        }
+    }
+
     fn parse(s: &str) -> Option<Op> {
         Some(match s {
             "equals" => Op::Equals,

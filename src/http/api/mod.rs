@@ -11,6 +11,7 @@ pub mod pagination;
 mod resources;
 mod usage;
 pub mod views;
+mod workflows;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -33,6 +34,7 @@ pub fn router_with_prefix(upload_limit: usize) -> Router<AppState> {
         .merge(usage::router())
         .merge(resources::router(upload_limit))
         .merge(agents::router())
+        .merge(workflows::router())
         .route("/api/openapi.json", axum::routing::get(openapi))
         .route("/api", axum::routing::any(unknown))
         .route("/api/{*rest}", axum::routing::any(unknown))

@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi};
 
 pub use schemas::*;
 
-use super::{agents, audit, auth, llm, me, members, orgs, resources, usage};
+use super::{agents, audit, auth, llm, me, members, orgs, resources, usage, workflows};
 use crate::domain::{Permission, Role, Visibility};
 use kinds::PerKind;
 
@@ -108,6 +108,10 @@ pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
         agents::memory_add,
         agents::memory_change,
         agents::memory_remove,
+        workflows::start_run,
+        workflows::list_runs,
+        workflows::get_run,
+        workflows::cancel_run,
         resources::limits,
         resources::summary,
         resources::accessible,
