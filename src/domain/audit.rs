@@ -41,9 +41,9 @@ pub const ORG_AUDIT_ACTIONS: &[&str] = &[
     "conversation.updated",
     "conversation.deleted",
     "conversation.message_added",
-    WORKFLOW_RUN_STARTED,
-    WORKFLOW_RUN_CANCELLED,
-    WORKFLOW_RUN_FINISHED,
+    "workflow.run_started",
+    "workflow.run_cancelled",
+    "workflow.run_finished",
     "resources.moved_in",
     "resources.moved_out",
     "llm.provider.updated",
@@ -55,13 +55,6 @@ pub const ORG_AUDIT_ACTIONS: &[&str] = &[
     "quota.alert",
     "audit.purged",
 ];
-
-/// A workflow run is queued by a member.
-pub const WORKFLOW_RUN_STARTED: &str = "workflow.run_started";
-/// A member asks a run to stop.
-pub const WORKFLOW_RUN_CANCELLED: &str = "workflow.run_cancelled";
-/// A run ends: succeeded, failed, cancelled or interrupted (no actor).
-pub const WORKFLOW_RUN_FINISHED: &str = "workflow.run_finished";
 
 /// Actions written to the instance log (what happens outside any one organization).
 pub const INSTANCE_AUDIT_ACTIONS: &[&str] = &[

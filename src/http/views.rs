@@ -893,6 +893,7 @@ pub struct UsagePage {
     pub chart_svg: String,
     pub by_day: Vec<UsageRow>,
     pub by_model: Vec<UsageRow>,
+    pub by_endpoint: Vec<UsageRow>,
     pub by_user: Vec<UsageRow>,
     pub can_manage_quota: bool,
     pub quota: QuotaFields,

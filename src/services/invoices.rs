@@ -51,7 +51,9 @@ pub async fn close_periods(svc: &Services, now: chrono::DateTime<chrono::Utc>) -
                             amount_micros: plan.price_monthly_micros,
                         });
                     }
-                    for (model, t, _) in usage::grouped(tx, &ctx, false, &start, &end)? {
+                    for (model, t, _) in
+                        usage::grouped(tx, &ctx, usage::Group::Model, &start, &end)?
+                    {
                         lines.push(InvoiceLine::Usage {
                             model,
                             requests: t.requests,

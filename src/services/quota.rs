@@ -317,6 +317,7 @@ pub struct UsageReport {
     pub mine: usage::Totals,
     pub by_model: Vec<ModelUsage>,
     pub by_day: Vec<DayUsage>,
+    pub by_endpoint: Vec<EndpointUsage>,
     pub by_user: Vec<usage::MemberTotals>,
     /// The credit quota, when one applies.
     pub quota: Option<QuotaUse>,
@@ -336,6 +337,13 @@ pub struct ModelUsage {
 pub struct DayUsage {
     /// `YYYY-MM-DD`.
     pub day: String,
+    pub totals: usage::Totals,
+}
+
+/// Usage of one service: the gateway's endpoints, an agent's chat, indexing, workflow steps.
+#[derive(Debug, Clone)]
+pub struct EndpointUsage {
+    pub endpoint: String,
     pub totals: usage::Totals,
 }
 
@@ -373,7 +381,7 @@ pub async fn report(
                 crate::domain::fmt_time(p.start),
                 crate::domain::fmt_time(p.end),
             );
-            let by_model = usage::grouped(tx, &ctx, false, &start, &end)?
+            let by_model = usage::grouped(tx, &ctx, usage::Group::Model, &start, &end)?
                 .into_iter()
                 .map(|(model, totals, unpriced_requests)| ModelUsage {
                     model,
@@ -381,9 +389,13 @@ pub async fn report(
                     unpriced_requests,
                 })
                 .collect();
-            let by_day = usage::grouped(tx, &ctx, true, &start, &end)?
+            let by_day = usage::grouped(tx, &ctx, usage::Group::Day, &start, &end)?
                 .into_iter()
                 .map(|(day, totals, _)| DayUsage { day, totals })
+                .collect();
+            let by_endpoint = usage::grouped(tx, &ctx, usage::Group::Endpoint, &start, &end)?
+                .into_iter()
+                .map(|(endpoint, totals, _)| EndpointUsage { endpoint, totals })
                 .collect();
             // Names from the membership: a former member's usage stays, unnamed.
             let by_user = usage::by_member(tx, &ctx, &p.label)?;
@@ -448,6 +460,7 @@ pub async fn report(
                 mine,
                 by_model,
                 by_day,
+                by_endpoint,
                 by_user,
                 limits,
                 settings: view(&q, plan),
@@ -503,6 +516,12 @@ pub fn report_csv(report: &UsageReport) -> String {
                 .by_model
                 .iter()
                 .map(|r| ("model", r.model.as_str(), &r.totals)),
+        )
+        .chain(
+            report
+                .by_endpoint
+                .iter()
+                .map(|r| ("endpoint", r.endpoint.as_str(), &r.totals)),
         )
         .chain(
             report

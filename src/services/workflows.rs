@@ -186,7 +186,7 @@ pub async fn start(
                 tx,
                 &me,
                 &actor2.entry(
-                    crate::domain::audit::WORKFLOW_RUN_STARTED,
+                    "workflow.run_started",
                     "workflow",
                     Some(workflow.to_string()),
                     json!({"run_id": run.id, "steps": run.steps.len()}),
@@ -292,7 +292,7 @@ pub async fn cancel(
                 tx,
                 &me,
                 &actor2.entry(
-                    crate::domain::audit::WORKFLOW_RUN_CANCELLED,
+                    "workflow.run_cancelled",
                     "workflow",
                     Some(workflow.to_string()),
                     json!({"run_id": id, "was": run.status.as_str()}),
@@ -716,7 +716,7 @@ async fn finish_run(
                     &Entry {
                         actor_id: None,
                         actor_email: None,
-                        action: crate::domain::audit::WORKFLOW_RUN_FINISHED,
+                        action: "workflow.run_finished",
                         resource_type: "workflow",
                         resource_id: Some(workflow.to_string()),
                         ip: None,

@@ -30,3 +30,4 @@ mod resources;
 mod role_matrix;
 mod secrets_in_logs;
 mod visibility_property;
+mod workflows;

@@ -244,19 +244,28 @@ pub fn by_member(
     )
 }
 
-/// Totals per `key` (`model` or the day) over the events in [start, end), with the
-/// number of calls that used tokens but had no price.
+/// What usage is grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    Model,
+    Day,
+    /// The service that made the call (`chat.completions`, `agent.chat`, ...).
+    Endpoint,
+}
+
+/// Totals per group over the events in [start, end), with the number of calls that used
+/// tokens but had no price.
 pub fn grouped(
     c: &Conn<'_>,
     ctx: &OrgContext,
-    by_day: bool,
+    by: Group,
     start: &str,
     end: &str,
 ) -> Result<Vec<(String, Totals, i64)>, DbError> {
-    let key = if by_day {
-        "substr(created_at, 1, 10)"
-    } else {
-        "model"
+    let key = match by {
+        Group::Day => "substr(created_at, 1, 10)",
+        Group::Model => "model",
+        Group::Endpoint => "endpoint",
     };
     c.scoped(ctx).query_vec(
         &format!(

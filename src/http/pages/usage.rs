@@ -205,6 +205,11 @@ fn usage_view(
             .map(|r| row(r.day.clone(), String::new(), &r.totals))
             .collect(),
         by_model: report.by_model.iter().map(model_row).collect(),
+        by_endpoint: report
+            .by_endpoint
+            .iter()
+            .map(|r| row(r.endpoint.clone(), String::new(), &r.totals))
+            .collect(),
         by_user: report.by_user.iter().map(member_row).collect(),
         can_manage_quota: has_permission(ctx, Permission::QuotaManage),
         quota: quota_fields(settings),

@@ -10,7 +10,9 @@ use crate::db::repo::notifications::Notification;
 use crate::db::repo::usage::{MemberTotals, Totals};
 use crate::db::repo::webhooks::Delivery;
 use crate::domain::Micros;
-use crate::services::quota::{DayUsage, Limit, ModelUsage, QuotaUse, QuotaView, UsageReport};
+use crate::services::quota::{
+    DayUsage, EndpointUsage, Limit, ModelUsage, QuotaUse, QuotaView, UsageReport,
+};
 
 #[derive(Serialize, ToSchema)]
 #[schema(as = UsageTotals)]
@@ -86,6 +88,25 @@ impl<'a> From<&'a DayUsage> for DayUsageOut<'a> {
     }
 }
 
+/// Usage of one service.
+#[derive(Serialize, ToSchema)]
+#[schema(as = EndpointUsage)]
+pub struct EndpointUsageOut<'a> {
+    /// `chat.completions`, `embeddings`, `agent.chat`, `agent.retrieval`, `agent.memory`,
+    /// `knowledge.embeddings`, `knowledge.search` or `workflow.step`
+    pub endpoint: &'a str,
+    pub totals: TotalsOut,
+}
+
+impl<'a> From<&'a EndpointUsage> for EndpointUsageOut<'a> {
+    fn from(d: &'a EndpointUsage) -> Self {
+        EndpointUsageOut {
+            endpoint: &d.endpoint,
+            totals: TotalsOut::from(&d.totals),
+        }
+    }
+}
+
 /// What `GET …/usage` answers.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Usage)]
@@ -102,6 +123,8 @@ pub struct UsageReportOut<'a> {
     pub mine: TotalsOut,
     pub by_model: Vec<ModelUsageOut<'a>>,
     pub by_day: Vec<DayUsageOut<'a>>,
+    /// per service that made the calls
+    pub by_endpoint: Vec<EndpointUsageOut<'a>>,
     pub by_user: Vec<MemberTotalsOut<'a>>,
     /// The credit quota, when one applies.
     pub quota: Option<&'a QuotaUse>,
@@ -119,6 +142,7 @@ impl<'a> From<&'a UsageReport> for UsageReportOut<'a> {
             mine: TotalsOut::from(&r.mine),
             by_model: super::all(&r.by_model),
             by_day: super::all(&r.by_day),
+            by_endpoint: super::all(&r.by_endpoint),
             by_user: super::all(&r.by_user),
             quota: r.quota.as_ref(),
             limits: &r.limits,
