@@ -63,6 +63,20 @@ pub fn documents(
     )
 }
 
+/// The knowledge bases a document is in.
+pub fn bases_holding(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    doc: ResourceId,
+) -> Result<Vec<ResourceId>, DbError> {
+    c.scoped(ctx).query_vec(
+        "SELECT knowledge_base_id FROM knowledge_base_documents
+         WHERE organization_id = ?1 AND document_id = ?2",
+        params![doc],
+        |r| Ok(ResourceId::from_uuid(super::uuid_at(r, 0)?)),
+    )
+}
+
 pub fn document(
     c: &Conn<'_>,
     ctx: &OrgContext,

@@ -282,6 +282,7 @@ async fn move_to_org(
     ApiJson(b): ApiJson<MoveBody>,
 ) -> Result<Response> {
     user.require_session()?;
+    let from = crate::domain::OrgId::parse(&b.from_organization_id);
     let out = crate::services::resources::move_to_organization(
         &s.svc,
         &user.actor(),
@@ -289,5 +290,9 @@ async fn move_to_org(
         b.to_organization_id,
     )
     .await?;
+    // Moved chunks belong to the other organization's partition of the index now.
+    for org in from.into_iter().chain([out.organization_id]) {
+        crate::services::knowledge::load_org(&s.svc, &s.knowledge, org).await?;
+    }
     Ok(ok(&out))
 }

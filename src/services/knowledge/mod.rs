@@ -65,30 +65,36 @@ pub async fn load(svc: &Services, k: &Arc<Knowledge>) -> Result<usize> {
         .await?;
     let mut total = 0;
     for org in orgs {
-        let k = k.clone();
-        total += svc
-            .db
-            .read(move |tx| {
-                let Some(ctx) = SystemScope::new("vector-index").in_org(tx, org)? else {
-                    return Ok::<_, AppError>(0);
-                };
-                let mut n = 0;
-                let mut refused = 0;
-                repo::each_vector(tx, &ctx, |kb, doc, id, bytes| {
-                    let v = repo::vector_from_bytes(bytes);
-                    match k.index.add(org, kb, doc, &[(id, v.as_slice())]) {
-                        Ok(()) => n += 1,
-                        Err(_) => refused += 1,
-                    }
-                })?;
-                if refused > 0 {
-                    tracing::warn!(%org, refused, "stored vectors of another length than their knowledge base's were left out of the index");
-                }
-                Ok(n)
-            })
-            .await?;
+        total += load_org(svc, k, org).await?;
     }
     Ok(total)
+}
+
+/// Reads one organization's stored vectors into its partition of the index, replacing
+/// what it held (at start, and after resources moved in or out of the organization).
+pub async fn load_org(svc: &Services, k: &Arc<Knowledge>, org: OrgId) -> Result<usize> {
+    let k = k.clone();
+    svc.db
+        .read(move |tx| {
+            k.index.remove_org(org);
+            let Some(ctx) = SystemScope::new("vector-index").in_org(tx, org)? else {
+                return Ok::<_, AppError>(0);
+            };
+            let mut n = 0;
+            let mut refused = 0;
+            repo::each_vector(tx, &ctx, |kb, doc, id, bytes| {
+                let v = repo::vector_from_bytes(bytes);
+                match k.index.add(org, kb, doc, &[(id, v.as_slice())]) {
+                    Ok(()) => n += 1,
+                    Err(_) => refused += 1,
+                }
+            })?;
+            if refused > 0 {
+                tracing::warn!(%org, refused, "stored vectors of another length than their knowledge base's were left out of the index");
+            }
+            Ok(n)
+        })
+        .await
 }
 
 /// The indexer: works through the queue, then waits to be woken (or for a while).

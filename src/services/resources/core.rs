@@ -447,13 +447,19 @@ pub async fn delete(
     actor: &Actor,
     kind: ResourceKind,
     id: ResourceId,
-) -> Result<()> {
+) -> Result<Vec<ResourceId>> {
     let (ctx, actor) = (ctx.clone(), actor.clone());
     let now = svc.now_str();
     svc.db
         .write(move |tx| {
             let me = fresh_context(tx, &ctx)?;
             let r = writable(tx, &me, kind, id, kind.share_type(), "delete it")?;
+            // A document's chunks go with it (and its vectors from these knowledge bases).
+            let bases = if kind == ResourceKind::Document {
+                crate::db::repo::knowledge::bases_holding(tx, &me, id)?
+            } else {
+                Vec::new()
+            };
             repo::delete(tx, &me, kind, id)?;
             let action = format!("{}.deleted", kind.share_type());
             audit::append(
@@ -467,7 +473,7 @@ pub async fn delete(
                 ),
                 &now,
             )?;
-            Ok(())
+            Ok(bases)
         })
         .await
 }
