@@ -341,7 +341,7 @@ pub(super) async fn delete(
     let result = svc::delete(&s.svc, &ctx, &user.actor(), kind, rid)
         .await
         .map(|bases| {
-            crate::services::knowledge::forget(&s.knowledge, ctx.org_id(), kind, rid, &bases)
+            crate::services::knowledge::forget(&s.knowledge, ctx.org_id(), kind, rid, &bases);
         });
     let success = format!("{}?done=deleted", list_url(&ctx, kind));
     answer(&s, &user, &ctx, kind, id, result, success).await
