@@ -606,6 +606,16 @@ pub struct KbDocumentRow {
     pub name: String,
     /// Whether the viewer may open it (otherwise only its id is known).
     pub readable: bool,
+    /// `queued`, `indexing 3/10`, `ready (12 chunks)`, `failed: reason`.
+    pub status: String,
+    /// The status word, for styling: queued, indexing, ready, failed.
+    pub state: String,
+}
+
+/// A passage a reply used: its document (a link when the reader may open it).
+pub struct CitationLink {
+    pub href: Option<String>,
+    pub label: String,
 }
 
 pub struct MessageRow {
@@ -613,6 +623,47 @@ pub struct MessageRow {
     pub content: String,
     pub author: String,
     pub at: String,
+    /// A reply's model, tokens and cost.
+    pub meta: String,
+    pub citations: Vec<CitationLink>,
+    /// A reply cut short.
+    pub partial: bool,
+}
+
+/// A fact an agent keeps, as its page lists it.
+pub struct MemoryRow {
+    pub id: String,
+    pub key: String,
+    pub value: String,
+    /// "you" or "everyone who may use the agent".
+    pub scope: String,
+    pub source_href: Option<String>,
+    pub updated: String,
+}
+
+pub struct RunStepRow {
+    pub index: i64,
+    pub name: String,
+    pub kind: String,
+    pub status: String,
+    pub input: String,
+    pub output: String,
+    pub error: String,
+    /// Tokens, cost and time.
+    pub meta: String,
+}
+
+pub struct RunRow {
+    pub id: String,
+    pub status: String,
+    pub at: String,
+    pub by: String,
+    pub meta: String,
+    pub input: String,
+    pub output: String,
+    pub error: String,
+    pub cancellable: bool,
+    pub steps: Vec<RunStepRow>,
 }
 
 #[derive(Template)]
@@ -642,6 +693,20 @@ pub struct ResourcePage {
     pub messages: Vec<MessageRow>,
     pub message_content: String,
     pub message_errors: FormErrors,
+    /// The conversation's agent's model, for the message box.
+    pub chat_model: String,
+    /// An agent's memory: its mode in words, the facts the viewer sees, the add form.
+    pub memory_mode: String,
+    pub memory: Vec<MemoryRow>,
+    pub memory_errors: FormErrors,
+    pub memory_key: String,
+    pub memory_value: String,
+    /// A workflow's runs, newest first, and the run form.
+    pub runs: Vec<RunRow>,
+    pub runs_active: bool,
+    pub can_run: bool,
+    pub run_input: String,
+    pub run_errors: FormErrors,
 }
 
 pub struct AccessRow {

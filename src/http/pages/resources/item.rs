@@ -84,11 +84,15 @@ pub(super) fn kb_rows(
                 id: d.clone(),
                 name: o.label.clone(),
                 readable: true,
+                status: String::new(),
+                state: String::new(),
             },
             None => KbDocumentRow {
                 id: d.clone(),
                 name: d.clone(),
                 readable: false,
+                status: String::new(),
+                state: String::new(),
             },
         })
         .collect();
@@ -118,23 +122,37 @@ pub(super) async fn item_page(
     } else {
         (Vec::new(), None)
     };
-    let (kb_documents, kb_candidates) = if kind == ResourceKind::KnowledgeBase {
+    let (mut kb_documents, kb_candidates) = if kind == ResourceKind::KnowledgeBase {
         let readable = choices(s, ctx, ResourceKind::Document, "", &names).await?;
         kb_rows(&view.documents.clone().unwrap_or_default(), readable)
     } else {
         (Vec::new(), Vec::new())
     };
-    let messages = if kind == ResourceKind::Conversation {
-        svc::messages(&s.svc, ctx, r.id, None, 500)
+    if kind == ResourceKind::KnowledgeBase {
+        kb_statuses(s, ctx, r.id, &mut kb_documents).await?;
+    }
+    let (messages, chat_model) = if kind == ResourceKind::Conversation {
+        let docs = choices(s, ctx, ResourceKind::Document, "", &names).await?;
+        let rows = svc::messages(&s.svc, ctx, r.id, None, 500)
             .await?
             .into_iter()
-            .map(|m| MessageRow {
-                author: names.of(m.user_id),
-                role: m.role,
-                content: m.content,
-                at: time_at(m.created_at),
+            .map(|m| {
+                let author = names.of(m.user_id);
+                message_row(ctx, m, author, &docs)
             })
-            .collect()
+            .collect();
+        let model = conversation_model(s, ctx, &form.agent_id).await;
+        (rows, model)
+    } else {
+        (Vec::new(), String::new())
+    };
+    let (memory_mode, memory) = if kind == ResourceKind::Agent {
+        memory_rows(s, ctx, &view).await?
+    } else {
+        (String::new(), Vec::new())
+    };
+    let runs = if kind == ResourceKind::Workflow {
+        run_rows(s, ctx, r.id, &names).await?
     } else {
         Vec::new()
     };
@@ -164,6 +182,17 @@ pub(super) async fn item_page(
         messages,
         message_content: String::new(),
         message_errors: FormErrors::default(),
+        chat_model,
+        memory_mode,
+        memory,
+        memory_errors: FormErrors::default(),
+        memory_key: String::new(),
+        memory_value: String::new(),
+        runs_active: runs.iter().any(|r| r.cancellable),
+        runs,
+        can_run: has_permission(ctx, Permission::LlmUse),
+        run_input: String::new(),
+        run_errors: FormErrors::default(),
         kind: label,
     })
 }
@@ -190,6 +219,10 @@ pub(super) async fn show(
         "doc_added" => Some("Document added.".into()),
         "doc_removed" => Some("Document removed.".into()),
         "message" => Some("Message added.".into()),
+        "run_started" => Some("Run started; it works in the background.".into()),
+        "run_cancelled" => Some("Run cancelled.".into()),
+        "remembered" => Some("Fact remembered.".into()),
+        "forgotten" => Some("Fact forgotten.".into()),
         _ => None,
     };
     render(&page)
@@ -466,7 +499,13 @@ pub(super) async fn add_message(
             item_url(&ctx, kind, &id)
         ))),
         Err(e) => {
-            let Some(errors) = form_errors(&e, &["content"], "content") else {
+            // A refused model call (quota, no key, the provider failing) is said under
+            // the message box, which keeps what was typed.
+            let errors = form_errors(&e, &["content"], "content").or_else(|| {
+                matches!(e.status().as_u16(), 424 | 429 | 502 | 504)
+                    .then(|| FormErrors::one("content", e.public_message()))
+            });
+            let Some(errors) = errors else {
                 return Err(e);
             };
             let url = item_url(&ctx, kind, &id);
@@ -475,5 +514,23 @@ pub(super) async fn add_message(
             page.message_errors = errors;
             Ok(shown_at(render_status(e.status(), &page)?, &url))
         }
+    }
+}
+
+/// The model a conversation's agent answers with, for the page ("" when unknown).
+async fn conversation_model(s: &AppState, ctx: &OrgContext, agent_id: &str) -> String {
+    let Some(id) = crate::domain::ResourceId::parse(agent_id) else {
+        return String::new();
+    };
+    match svc::get(&s.svc, ctx, ResourceKind::Agent, id).await {
+        Ok(v) => match &v.resource.fields {
+            crate::db::repo::resources::Fields::Agent(a) => a
+                .model
+                .clone()
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| "the organization's default model".into()),
+            _ => String::new(),
+        },
+        Err(_) => String::new(),
     }
 }

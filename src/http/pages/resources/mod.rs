@@ -43,9 +43,11 @@ use crate::http::views::{
 use crate::services::resources::{self as svc, Input, SharedWithInput, Upload, View};
 use crate::services::teams;
 
+mod agent_services;
 mod item;
 mod list;
 
+use agent_services::*;
 use item::*;
 use list::*;
 
@@ -88,6 +90,22 @@ pub fn router() -> Router<AppState> {
     .route(
         "/o/{org}/conversations/{id}/messages",
         get(back_to_item).post(add_message),
+    )
+    .route(
+        "/o/{org}/workflows/{id}/runs",
+        get(back_to_item).post(start_run),
+    )
+    .route(
+        "/o/{org}/workflows/{id}/runs/{run}/cancel",
+        get(back_to_item).post(cancel_run),
+    )
+    .route(
+        "/o/{org}/agents/{id}/memory",
+        get(back_to_item).post(remember),
+    )
+    .route(
+        "/o/{org}/agents/{id}/memory/{fact}/delete",
+        get(back_to_item).post(forget_fact),
     )
 }
 
@@ -344,6 +362,17 @@ mod tests {
             messages: Vec::new(),
             message_content: String::new(),
             message_errors: FormErrors::default(),
+            chat_model: String::new(),
+            memory_mode: String::new(),
+            memory: Vec::new(),
+            memory_errors: FormErrors::default(),
+            memory_key: String::new(),
+            memory_value: String::new(),
+            runs: Vec::new(),
+            runs_active: false,
+            can_run: true,
+            run_input: String::new(),
+            run_errors: FormErrors::default(),
         }
     }
 
@@ -382,6 +411,9 @@ mod tests {
             content: "Hello <there>".into(),
             author: "you".into(),
             at: "2026-11-28 14:05 UTC".into(),
+            meta: String::new(),
+            citations: Vec::new(),
+            partial: false,
         }];
         p.message_errors = FormErrors::one("content", "must be 1 byte to 512 KiB");
         let html = p.render().unwrap();
@@ -394,6 +426,8 @@ mod tests {
             id: "d1".into(),
             name: "Manual".into(),
             readable: true,
+            status: "indexing 3/10".into(),
+            state: "indexing".into(),
         }];
         p.kb_candidates = vec![ChoiceOption {
             id: "d2".into(),
