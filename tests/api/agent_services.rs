@@ -819,6 +819,33 @@ async fn identical_documents_in_two_orgs_are_retrieved_only_by_their_own_org() {
     }
     assert!(chunks[0].is_disjoint(&chunks[1]), "{chunks:?}");
 
+    // B cannot point an agent at A's knowledge base, on creation or later.
+    let borrower = json!({"name": "Borrower", "model": CHAT_MODEL, "knowledge_base_ids": [a_kb]});
+    let made = b_owner
+        .post(&format!("/api/v1/orgs/{b_org}/agents"), borrower)
+        .await;
+    assert_eq!(made.status, StatusCode::BAD_REQUEST, "{}", made.text);
+    assert!(
+        made.body["error"]["fields"]["knowledge_base_ids"].is_string(),
+        "{}",
+        made.text
+    );
+    let own = create(
+        &b_owner,
+        &b_org,
+        "agents",
+        json!({"name": "Own", "knowledge_base_ids": [b_kb]}),
+    )
+    .await;
+    let changed = b_owner
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/orgs/{b_org}/agents/{own}"),
+            Some(json!({"knowledge_base_ids": [b_kb, a_kb]})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::BAD_REQUEST, "{}", changed.text);
+
     // B's owner asks for A's knowledge base: by A's path and by B's.
     for path in [
         format!("/api/v1/orgs/{a_org}/knowledge-bases/{a_kb}/search?q=vault&k=5"),
@@ -1112,4 +1139,51 @@ async fn a_document_taken_out_of_a_knowledge_base_takes_its_chunks_with_it() {
         .delete(&b.path(&format!("/knowledge-bases/{kb}/documents/{apples}")))
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_deleted_document_leaves_no_vectors_behind_to_crowd_out_the_live_passages() {
+    let b = bed("doc-delete").await;
+    let kb = create(
+        &b.owner,
+        &b.org,
+        "knowledge-bases",
+        json!({"name": "Orchard"}),
+    )
+    .await;
+    let apples = upload(
+        &b.owner,
+        &b.org,
+        "Apples",
+        "Apples are red apples.\n\nApples grow on apple trees.",
+    )
+    .await;
+    let pears = upload(&b.owner, &b.org, "Pears", "Pears are green.").await;
+    for d in [&apples, &pears] {
+        add_document(&b.owner, &b.org, &kb, d).await;
+        wait_ready(&b.owner, &b.org, &kb, d).await;
+    }
+    let top = search(&b.owner, &b.org, &kb, "apples", 1).await;
+    assert_eq!(top.body["items"][0]["document_id"], apples, "{}", top.text);
+
+    // The document itself is deleted (not only taken out of the knowledge base).
+    let r = b
+        .owner
+        .delete(&b.path(&format!("/documents/{apples}")))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!(chunk_count(&b.app, &kb, &apples), 0);
+
+    // The best passage left is the pear's, even when only one is asked for.
+    for k in [1, 2, 50] {
+        let r = search(&b.owner, &b.org, &kb, "apples", k).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let docs: Vec<&str> = r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["document_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(docs, [pears.as_str()], "k={k}: {}", r.text);
+    }
 }

@@ -495,8 +495,9 @@ async fn remove(
     OrgCtx { user, ctx }: OrgCtx,
     Path((_, ty, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let k = kind(&ty)?;
-    svc::delete(&s.svc, &ctx, &user.actor(), k, resource_id(&id)?).await?;
+    let (k, id) = (kind(&ty)?, resource_id(&id)?);
+    svc::delete(&s.svc, &ctx, &user.actor(), k, id).await?;
+    crate::services::knowledge::forget(&s.knowledge, ctx.org_id(), k, id);
     Ok(no_content())
 }
 

@@ -77,6 +77,18 @@ impl Index {
         before - seg.entries.len()
     }
 
+    /// Removes a document from every knowledge base of `org`; returns how many vectors went.
+    pub fn remove_document_everywhere(&self, org: OrgId, document: ResourceId) -> usize {
+        let mut parts = self.parts.write().unwrap_or_else(|e| e.into_inner());
+        let mut removed = 0;
+        for (_, seg) in parts.iter_mut().filter(|(key, _)| key.0 == org) {
+            let before = seg.entries.len();
+            seg.entries.retain(|e| e.1 != document);
+            removed += before - seg.entries.len();
+        }
+        removed
+    }
+
     pub fn remove_kb(&self, org: OrgId, kb: ResourceId) {
         let mut parts = self.parts.write().unwrap_or_else(|e| e.into_inner());
         parts.remove(&(org, kb));

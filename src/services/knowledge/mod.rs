@@ -536,14 +536,14 @@ pub async fn remove_document(
     Ok(())
 }
 
-/// After a resource was deleted: its vectors leave the index (the rows went with it).
-pub fn forget(k: &Knowledge, org: OrgId, kind: ResourceKind, id: ResourceId, kbs: &[ResourceId]) {
+/// After a resource was deleted: its vectors leave the index (the rows went with it), so
+/// that they neither take places among the nearest passages nor are paid for. A document
+/// leaves every knowledge base of its organization it was in.
+pub fn forget(k: &Knowledge, org: OrgId, kind: ResourceKind, id: ResourceId) {
     match kind {
         ResourceKind::KnowledgeBase => k.index.remove_kb(org, id),
         ResourceKind::Document => {
-            for kb in kbs {
-                k.index.remove_document(org, *kb, id);
-            }
+            k.index.remove_document_everywhere(org, id);
         }
         _ => {}
     }

@@ -337,7 +337,11 @@ pub(super) async fn delete(
     Path((_, id)): Path<(String, String)>,
     OrgForm(OrgCtx { user, ctx }, _): OrgForm<Empty>,
 ) -> Result<Response> {
-    let result = svc::delete(&s.svc, &ctx, &user.actor(), kind, resource_id(&id)?).await;
+    let rid = resource_id(&id)?;
+    let result = svc::delete(&s.svc, &ctx, &user.actor(), kind, rid).await;
+    if result.is_ok() {
+        crate::services::knowledge::forget(&s.knowledge, ctx.org_id(), kind, rid);
+    }
     let success = format!("{}?done=deleted", list_url(&ctx, kind));
     answer(&s, &user, &ctx, kind, id, result, success).await
 }
