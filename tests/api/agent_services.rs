@@ -920,6 +920,18 @@ async fn memory_is_kept_per_member_or_per_organization_and_never_crosses_them() 
     // Per member: each sees only their own facts.
     let one_fact = fact(&m1, memory(&personal), "one-likes").await;
     fact(&m2, memory(&personal), "two-likes").await;
+    // The same key is a fact of each member's own.
+    fact(&m2, memory(&personal), "one-likes").await;
+    let r = m2.get(&memory(&personal)).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 2, "{}", r.text);
+    let r = m2
+        .delete(&format!(
+            "{}/{}",
+            memory(&personal),
+            r.body["items"][0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     let pair = |k: &str, scope: &str| vec![(k.to_string(), scope.to_string())];
     assert_eq!(
         keys(&m1.get(&memory(&personal)).await),
@@ -1186,4 +1198,80 @@ async fn a_deleted_document_leaves_no_vectors_behind_to_crowd_out_the_live_passa
             .collect();
         assert_eq!(docs, [pears.as_str()], "k={k}: {}", r.text);
     }
+}
+
+#[tokio::test]
+async fn a_members_chat_retrieves_only_from_knowledge_bases_that_member_may_read() {
+    let b = bed("kb-readers").await;
+    let (_, member) = new_person(&b.app, "member@kb-readers.example", "Member").await;
+    invite_and_join(
+        &b.owner,
+        &b.org,
+        "member@kb-readers.example",
+        "member",
+        &member,
+    )
+    .await;
+    // The knowledge base is the owner's own (private); the agent is the organization's.
+    let (kb, _) = kb_with(
+        &b.owner,
+        &b.org,
+        None,
+        "Salaries",
+        "The salary review is in March.",
+    )
+    .await;
+    let agent = create(
+        &b.owner,
+        &b.org,
+        "agents",
+        json!({"name": "HR", "model": CHAT_MODEL, "system_prompt": "Answer.",
+               "knowledge_base_ids": [kb], "visibility": "organization"}),
+    )
+    .await;
+    let r = search(&member, &b.org, &kb, "salary", 5).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+
+    let conv = create(
+        &member,
+        &b.org,
+        "conversations",
+        json!({"name": "Mine", "agent_id": agent}),
+    )
+    .await;
+    let r = ask(&member, &b.org, &conv, "When is the salary review?").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["reply"]["citations"], json!([]));
+    assert_eq!(
+        chat_calls(&b.mock).last().unwrap()["messages"],
+        json!([
+            {"role": "system", "content": "Answer."},
+            {"role": "user", "content": "When is the salary review?"},
+        ])
+    );
+
+    // The owner, who may read it, gets the passage.
+    let conv = create(
+        &b.owner,
+        &b.org,
+        "conversations",
+        json!({"name": "Owner's", "agent_id": agent}),
+    )
+    .await;
+    let r = ask(&b.owner, &b.org, &conv, "When is the salary review?").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        r.body["reply"]["citations"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.text
+    );
+    let system = chat_calls(&b.mock).last().unwrap()["messages"][0]["content"].clone();
+    assert!(
+        system
+            .as_str()
+            .unwrap()
+            .ends_with("The salary review is in March."),
+        "{system}"
+    );
 }
