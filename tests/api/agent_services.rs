@@ -1275,3 +1275,55 @@ async fn a_members_chat_retrieves_only_from_knowledge_bases_that_member_may_read
         "{system}"
     );
 }
+
+#[tokio::test]
+async fn a_document_taken_out_while_it_is_indexed_leaves_no_chunks_and_stops_being_embedded() {
+    let b = bed("remove-indexing").await;
+    let kb = create(
+        &b.owner,
+        &b.org,
+        "knowledge-bases",
+        json!({"name": "Slow", "embedding_model": "slow-embed"}),
+    )
+    .await;
+    let paragraphs: Vec<String> = (0..200)
+        .map(|i| format!("Removed paragraph {i} mentions topic{i}."))
+        .collect();
+    let big = upload(&b.owner, &b.org, "Big", &paragraphs.join("\n\n")).await;
+    add_document(&b.owner, &b.org, &kb, &big).await;
+    wait_document(&b.owner, &b.org, &kb, &big, |d| {
+        d["status"] == "indexing" && d["embedded"].as_i64().unwrap_or(0) > 0
+    })
+    .await;
+    let r = b
+        .owner
+        .delete(&b.path(&format!("/knowledge-bases/{kb}/documents/{big}")))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    // The indexer works in order: once the next document is ready, it is done with the first.
+    let (_, next) = {
+        let doc = upload(&b.owner, &b.org, "Next", "The next document is short.").await;
+        add_document(&b.owner, &b.org, &kb, &doc).await;
+        wait_ready(&b.owner, &b.org, &kb, &doc).await;
+        ((), doc)
+    };
+    assert_eq!(chunk_count(&b.app, &kb, &big), 0);
+    let r = search(&b.owner, &b.org, &kb, "topic137 removed paragraph", 50).await;
+    let docs: BTreeSet<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["document_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(docs, BTreeSet::from([next.as_str()]), "{}", r.text);
+    // The batches after the removal were not sent (nor paid for).
+    let big_batches = b
+        .mock
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.path == "/embeddings" && r.body["input"].to_string().contains("Removed paragraph")
+        })
+        .count();
+    assert!(big_batches < 7, "all {big_batches} batches were embedded");
+}

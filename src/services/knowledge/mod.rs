@@ -233,9 +233,14 @@ pub async fn index_document(
             Err(e) => return fail(call_failure(e)).await,
         }
         let (system, now, done) = (system.clone(), svc.now_str(), vectors.len() as i64);
-        svc.db
+        let still = svc
+            .db
             .write(move |tx| Ok::<_, AppError>(repo::progress(tx, &system, kb, doc, done, &now)?))
             .await?;
+        // Taken out (or queued again) meanwhile: the rest is not embedded, nor paid for.
+        if !still {
+            return Ok(());
+        }
     }
     if let Some(first) = vectors.first()
         && vectors.iter().any(|v| v.len() != first.len())
