@@ -1301,12 +1301,9 @@ async fn a_document_taken_out_while_it_is_indexed_leaves_no_chunks_and_stops_bei
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     // The indexer works in order: once the next document is ready, it is done with the first.
-    let (_, next) = {
-        let doc = upload(&b.owner, &b.org, "Next", "The next document is short.").await;
-        add_document(&b.owner, &b.org, &kb, &doc).await;
-        wait_ready(&b.owner, &b.org, &kb, &doc).await;
-        ((), doc)
-    };
+    let next = upload(&b.owner, &b.org, "Next", "The next document is short.").await;
+    add_document(&b.owner, &b.org, &kb, &next).await;
+    wait_ready(&b.owner, &b.org, &kb, &next).await;
     assert_eq!(chunk_count(&b.app, &kb, &big), 0);
     let r = search(&b.owner, &b.org, &kb, "topic137 removed paragraph", 50).await;
     let docs: BTreeSet<&str> = r.body["items"]
