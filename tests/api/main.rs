@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod agent_services;
 mod audit_chain;
 mod audit_names;
 mod audit_trail;

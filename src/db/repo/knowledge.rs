@@ -150,6 +150,8 @@ pub fn start(
     )? == 1)
 }
 
+/// Records how many chunks are embedded; false when the document is no longer being
+/// indexed (taken out of the knowledge base, or queued again meanwhile).
 pub fn progress(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,
@@ -157,13 +159,12 @@ pub fn progress(
     doc: ResourceId,
     embedded: i64,
     now: &str,
-) -> Result<(), DbError> {
-    tx.scoped(ctx).execute(
+) -> Result<bool, DbError> {
+    Ok(tx.scoped(ctx).execute(
         "UPDATE knowledge_base_documents SET embedded = ?4, updated_at = ?5
          WHERE organization_id = ?1 AND knowledge_base_id = ?2 AND document_id = ?3 AND status = 'indexing'",
         params![kb, doc, embedded, now],
-    )?;
-    Ok(())
+    )? == 1)
 }
 
 pub fn fail(

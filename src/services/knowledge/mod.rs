@@ -239,9 +239,14 @@ pub async fn index_document(
             Err(e) => return fail(call_failure(e)).await,
         }
         let (system, now, done) = (system.clone(), svc.now_str(), vectors.len() as i64);
-        svc.db
+        let still = svc
+            .db
             .write(move |tx| Ok::<_, AppError>(repo::progress(tx, &system, kb, doc, done, &now)?))
             .await?;
+        // Taken out (or queued again) meanwhile: the rest is not embedded, nor paid for.
+        if !still {
+            return Ok(());
+        }
     }
     if let Some(first) = vectors.first()
         && vectors.iter().any(|v| v.len() != first.len())
@@ -542,7 +547,9 @@ pub async fn remove_document(
     Ok(())
 }
 
-/// After a resource was deleted: its vectors leave the index (the rows went with it).
+/// After a resource was deleted: its vectors leave the index (the rows went with it), so
+/// that they neither take places among the nearest passages nor are paid for; a document
+/// leaves the knowledge bases it was in (`kbs`).
 pub fn forget(k: &Knowledge, org: OrgId, kind: ResourceKind, id: ResourceId, kbs: &[ResourceId]) {
     match kind {
         ResourceKind::KnowledgeBase => k.index.remove_kb(org, id),
