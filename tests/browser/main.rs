@@ -10,6 +10,7 @@ mod common;
 mod forms;
 mod layout;
 
+mod agent_pages;
 mod audit_pages;
 
 use std::net::TcpListener;
