@@ -1324,3 +1324,145 @@ async fn a_document_taken_out_while_it_is_indexed_leaves_no_chunks_and_stops_bei
         .count();
     assert!(big_batches < 7, "all {big_batches} batches were embedded");
 }
+
+/// Replaces a document's file with `text`.
+async fn replace_file(s: &Session, org: &str, doc: &str, text: &str) -> Reply {
+    let part = reqwest::multipart::Part::bytes(text.as_bytes().to_vec())
+        .file_name("notes.txt")
+        .mime_str("text/plain")
+        .unwrap();
+    reply(
+        s.client
+            .put(s.url(&format!("/api/v1/orgs/{org}/documents/{doc}/content")))
+            .header("x-csrf-token", &s.csrf)
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+/// Chunk ids of a document in a knowledge base.
+fn chunk_ids(app: &TestApp, kb: &str, doc: &str) -> BTreeSet<i64> {
+    let db = raw_db(app);
+    let mut stmt = db
+        .prepare("SELECT id FROM kb_chunks WHERE knowledge_base_id = ?1 AND document_id = ?2")
+        .unwrap();
+    stmt.query_map([kb, doc], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_changed_file_re_indexes_that_document_only_and_the_same_file_nothing() {
+    let b = bed("reupload").await;
+    let kb = create(
+        &b.owner,
+        &b.org,
+        "knowledge-bases",
+        json!({"name": "Fruit"}),
+    )
+    .await;
+    let apples = upload(&b.owner, &b.org, "Apples", "Apples are red.").await;
+    let pears = upload(&b.owner, &b.org, "Pears", "Pears are green.").await;
+    for d in [&apples, &pears] {
+        add_document(&b.owner, &b.org, &kb, d).await;
+        wait_ready(&b.owner, &b.org, &kb, d).await;
+    }
+    let pear_chunks = chunk_ids(&b.app, &kb, &pears);
+    let apple_chunks = chunk_ids(&b.app, &kb, &apples);
+    let embeds = || {
+        b.mock
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/embeddings")
+            .count()
+    };
+    let before = embeds();
+
+    let r = replace_file(&b.owner, &b.org, &apples, "Apples are crunchy and sweet.").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["version"], 2, "{}", r.text);
+    wait_document(&b.owner, &b.org, &kb, &apples, |d| {
+        d["status"] == "ready" && d["chunks"] == 1
+    })
+    .await;
+    let found = search(&b.owner, &b.org, &kb, "crunchy", 1).await;
+    assert_eq!(
+        found.body["items"][0]["document_id"],
+        apples.as_str(),
+        "{}",
+        found.text
+    );
+    assert!(
+        found.body["items"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("crunchy")
+    );
+    assert_ne!(
+        chunk_ids(&b.app, &kb, &apples),
+        apple_chunks,
+        "not indexed again"
+    );
+    assert_eq!(
+        chunk_ids(&b.app, &kb, &pears),
+        pear_chunks,
+        "the other document was indexed again"
+    );
+    let content = b
+        .owner
+        .get(&b.path(&format!("/documents/{apples}/content")))
+        .await;
+    assert_eq!(content.text, "Apples are crunchy and sweet.");
+    // One embeddings call for the new text (none for the pears); the search made one more.
+    assert_eq!(embeds(), before + 2);
+
+    // The same bytes again: a new version, nothing indexed again.
+    let now = embeds();
+    let same = replace_file(&b.owner, &b.org, &apples, "Apples are crunchy and sweet.").await;
+    assert_eq!(same.status, StatusCode::OK, "{}", same.text);
+    let listed = b
+        .owner
+        .get(&b.path(&format!("/knowledge-bases/{kb}/documents")))
+        .await;
+    assert!(
+        listed.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "ready"),
+        "{}",
+        listed.text
+    );
+    assert_eq!(embeds(), now);
+
+    // Refused: no file, other fields, another org's document, a reader who cannot change it.
+    let empty = reply(
+        b.owner
+            .client
+            .put(
+                b.owner
+                    .url(&b.path(&format!("/documents/{apples}/content"))),
+            )
+            .header("x-csrf-token", &b.owner.csrf)
+            .multipart(reqwest::multipart::Form::new().text("name", "x"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST, "{}", empty.text);
+    let (other, other_org) = owner_with_org(&b.app, "reupload-other").await;
+    let r = replace_file(&other, &other_org, &apples, "planted").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = replace_file(&other, &b.org, &apples, "planted").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let content = b
+        .owner
+        .get(&b.path(&format!("/documents/{apples}/content")))
+        .await;
+    assert_eq!(content.text, "Apples are crunchy and sweet.");
+}

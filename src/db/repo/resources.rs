@@ -819,6 +819,20 @@ pub fn set_agent_skills(
     Ok(())
 }
 
+/// Replaces a document's stored bytes.
+pub fn replace_document_content(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    doc: ResourceId,
+    bytes: &[u8],
+) -> Result<(), DbError> {
+    tx.scoped(ctx).execute(
+        "UPDATE document_contents SET content = ?3 WHERE organization_id = ?1 AND document_id = ?2",
+        params![doc, bytes],
+    )?;
+    Ok(())
+}
+
 pub fn insert_document_content(
     tx: &WriteTx<'_>,
     ctx: &OrgContext,

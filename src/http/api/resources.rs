@@ -38,7 +38,14 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
             get(show).patch(update).delete(remove),
         )
         .route("/api/v1/orgs/{org}/{type}/{id}/access", get(access))
-        .route("/api/v1/orgs/{org}/{type}/{id}/content", get(content))
+        .route(
+            "/api/v1/orgs/{org}/{type}/{id}/content",
+            get(content)
+                .put(replace_content)
+                .layer(DefaultBodyLimit::max(
+                    upload_limit.saturating_add(64 * 1024),
+                )),
+        )
         .route("/api/v1/orgs/{org}/limits", get(limits))
         .route("/api/v1/orgs/{org}/summary", get(summary))
         .route("/api/v1/me/accessible/{type}", get(accessible))
@@ -538,6 +545,60 @@ async fn access(
         };
     let list = svc::explain_access(&s.svc, &ctx, k, resource_id(&id)?, only).await?;
     Ok(items(&list, None))
+}
+
+/// A document's new file.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DocumentFile {
+    /// the new bytes; their type is decided by them, as at upload
+    #[schema(value_type = super::openapi::Binary)]
+    file: Vec<u8>,
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/orgs/{org}/{type}/{id}/content",
+    tag = "resources",
+    summary = "Replace the document's file; the knowledge bases holding it index it again",
+    description = "multipart/form-data with one `file`. The same checks as an upload (422 `plan_limit`, 422 `unsupported_content_type`); the version moves on. Each knowledge base holding the document whose chunks came from other bytes queues this document again (only it); the same bytes re-index nothing.",
+    params(OrgPath, IdPath),
+    request_body(content = DocumentFile, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "Replaced", body = AnyResource, headers(("ETag" = String, description = "the new version"))),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+        Guarded,
+        Sent,
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
+async fn replace_content(
+    State(s): State<AppState>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, ty, id)): Path<(String, String, String)>,
+    req: Request,
+) -> Result<Response> {
+    only(kind(&ty)?, ResourceKind::Document)?;
+    let (input, file) = read_upload(req, &s).await?;
+    if input.name.is_some()
+        || input.description.is_some()
+        || input.visibility.is_some()
+        || input.shared_with.is_some()
+    {
+        return Err(AppError::bad_request(
+            "invalid_body",
+            "only the file is sent here; change the name, description or sharing with PATCH",
+        ));
+    }
+    let (view, requeued) =
+        svc::replace_document_content(&s.svc, &ctx, &user.actor(), resource_id(&id)?, file).await?;
+    if !requeued.is_empty() {
+        s.knowledge.wake();
+    }
+    let mut res = ok(&ViewOut::from(&view));
+    etag(&mut res, view.resource.version);
+    Ok(res)
 }
 
 #[utoipa::path(

@@ -181,6 +181,92 @@ pub async fn upload_document(
     .await
 }
 
+/// Replaces a document's file (the caller must be able to change it): the same checks as
+/// an upload, the version moves on, and every knowledge base holding the document whose
+/// chunks came from other bytes queues it again (only it: the rest of each knowledge base
+/// stays indexed). Returns the document and those knowledge bases.
+pub async fn replace_document_content(
+    svc: &Services,
+    ctx: &OrgContext,
+    actor: &Actor,
+    id: ResourceId,
+    upload: Option<Upload>,
+) -> Result<(View, Vec<ResourceId>)> {
+    let upload = match upload {
+        None => {
+            return Err(AppError::invalid(vec![Invalid::new(
+                "file",
+                "Choose a file to upload.",
+            )]));
+        }
+        Some(u) if u.bytes.is_empty() => {
+            return Err(AppError::invalid(vec![Invalid::new(
+                "file",
+                "The file is empty.",
+            )]));
+        }
+        Some(u) => u,
+    };
+    let filename = clean_filename(&upload.filename);
+    let content_type = sniff(&upload.bytes, &filename)?;
+    if !declared_matches(upload.declared_type.as_deref(), content_type) {
+        return Err(AppError::bad_request(
+            "content_type_mismatch",
+            format!(
+                "the file was sent as {} but its content is {content_type}",
+                upload.declared_type.unwrap_or_default()
+            ),
+        ));
+    }
+    let size = upload.bytes.len() as i64;
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&upload.bytes))
+    };
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    let now = svc.now_str();
+    svc.db.write(move |tx| {
+        let me = fresh_context(tx, &ctx)?;
+        let r = writable(tx, &me, ResourceKind::Document, id, "document", "replace its file")?;
+        let Fields::Document(before) = &r.fields else {
+            return Err(AppError::not_found());
+        };
+        let plan = plans::for_org(tx, &me)?.ok_or_else(AppError::not_found)?;
+        if let Some(max) = plan.max_document_bytes.filter(|m| size > *m) {
+            return Err(AppError::Unprocessable { code: "plan_limit", message: format!("the {} plan accepts documents up to {}; this one has {}", plan.name, crate::domain::format::bytes(max), crate::domain::format::bytes(size)) });
+        }
+        if let Some(max) = plan.max_storage_bytes.filter(|m| repo::storage_bytes(tx, &me).map_or(true, |u| u - before.size_bytes + size > *m)) {
+            return Err(AppError::Unprocessable { code: "plan_limit", message: format!("the {} plan allows {} of documents in all; this file would pass it", plan.name, crate::domain::format::bytes(max)) });
+        }
+        let file = Document {
+            content_type: content_type.to_string(),
+            filename: filename.clone(),
+            sha256: sha.clone(),
+            size_bytes: size,
+        };
+        let fields = Checked::document(file);
+        let changes = repo::Changes { name: None, description: None, visibility: None, fields: &fields, now: &now, expected_version: r.version };
+        if !repo::update(tx, &me, id, &changes)? {
+            return Err(AppError::conflict("version_conflict", "the document was changed meanwhile; try again"));
+        }
+        repo::replace_document_content(tx, &me, id, &upload.bytes)?;
+        let requeued = crate::db::repo::knowledge::enqueue_changed(tx, &me, id, &sha, &now)?;
+        audit::append(
+            tx,
+            &me,
+            &actor.entry("document.updated", "document", Some(id.to_string()), json!({
+                "before": {"filename": before.filename, "content_type": before.content_type, "size_bytes": before.size_bytes, "sha256": before.sha256},
+                "after": {"filename": filename, "content_type": content_type, "size_bytes": size, "sha256": sha},
+                "reindexed_in": requeued.len(),
+            })),
+            &now,
+        )?;
+        let r = repo::find_in_org(tx, &me, ResourceKind::Document, id)?.ok_or_else(AppError::not_found)?;
+        Ok((view(tx, &me, r)?, requeued))
+    })
+    .await
+}
+
 /// The stored bytes of a document the caller may read: (filename, content type, bytes).
 pub async fn document_content(
     svc: &Services,

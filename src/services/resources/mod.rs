@@ -12,7 +12,9 @@ pub use core::{
     CreditLimit, Input, KindCount, Limit, Limits, MaxOnly, PeriodUse, Summary, View, create,
     delete, document_size_limit, get, limits, list, messages, summary, update,
 };
-pub use documents::{Upload, document_content, kb_document, sniff, upload_document};
+pub use documents::{
+    Upload, document_content, kb_document, replace_document_content, sniff, upload_document,
+};
 pub use moving::{MoveResult, move_to_organization};
 pub use sharing::{Accessible, PublicItem, PublicOrg, SharedWithInput, accessible, public};
 

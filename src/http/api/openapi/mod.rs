@@ -97,6 +97,7 @@ pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
         resources::remove,
         resources::access,
         resources::content,
+        resources::replace_content,
         agents::list_messages,
         agents::post_message,
         agents::kb_documents,
