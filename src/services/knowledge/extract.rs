@@ -131,8 +131,11 @@ impl Extractor {
     ) -> Result<String, ExtractError> {
         let format = Format::of(content_type, filename).ok_or_else(|| unsupported(content_type))?;
         match format {
-            // Decoding text cannot crash or hang: no process for it.
-            Format::Text => convert(&bytes, format),
+            // Decoding text cannot crash or hang: no process for it, a blocking thread
+            // for its megabytes.
+            Format::Text => tokio::task::spawn_blocking(move || convert(&bytes, format))
+                .await
+                .unwrap_or(Err(ExtractError::Crashed { what: "text" })),
             _ => self.in_child(bytes, format, content_type, filename).await,
         }
     }
@@ -695,7 +698,7 @@ mod tests {
 
     #[test]
     fn formats_follow_the_content_type_and_for_text_the_file_name() {
-        assert_eq!(Format::of("application/pdf", "a.pdf"), Some(Format::Pdf));
+        assert_eq!(Format::of("application/pdf", "A.pdf"), Some(Format::Pdf));
         assert_eq!(Format::of("text/markdown", "notes"), Some(Format::Markdown));
         assert_eq!(
             Format::of("text/plain", "README.MD"),
@@ -705,15 +708,15 @@ mod tests {
             Format::of("text/html; charset=utf-8", "x"),
             Some(Format::Html)
         );
-        assert_eq!(Format::of("text/plain", "page.htm"), Some(Format::Html));
-        assert_eq!(Format::of("text/plain", "a.txt"), Some(Format::Text));
-        assert_eq!(Format::of("text/csv", "a.csv"), Some(Format::Text));
-        assert_eq!(Format::of("application/json", "a.json"), Some(Format::Text));
-        assert_eq!(Format::of("image/png", "a.md"), None);
+        assert_eq!(Format::of("text/plain", "Page.htm"), Some(Format::Html));
+        assert_eq!(Format::of("text/plain", "A.txt"), Some(Format::Text));
+        assert_eq!(Format::of("text/csv", "A.csv"), Some(Format::Text));
+        assert_eq!(Format::of("application/json", "A.json"), Some(Format::Text));
+        assert_eq!(Format::of("image/png", "A.md"), None);
         assert_eq!(
             Format::of(
                 "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-                "a.docx"
+                "A.docx"
             ),
             None
         );
@@ -782,7 +785,7 @@ mod tests {
   <table><tr><th>k</th><th>v</th></tr><tr><td>1</td><td>2</td></tr></table>
   <pre>  keep
     this</pre>
-  <div>Tail <img src="x.png" alt="a picture"> text &amp; more</div>
+  <div>Tail <img src="X.png" alt="a picture"> text &amp; more</div>
 </body></html>"#;
         let t = html_to_text(html);
         assert_eq!(
@@ -844,7 +847,7 @@ mod tests {
     /// An executable shell script standing in for the reader.
     fn script(dir: &std::path::Path, body: &str) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
-        let path = dir.join("reader.sh");
+        let path = dir.join("Reader.sh");
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap_or_default();
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755));
         path
@@ -973,13 +976,13 @@ mod tests {
             exe: PathBuf::from("/nonexistent/reader"),
             timeout: Duration::from_secs(1),
         };
-        let got = x.extract(b"hello\n".to_vec(), "text/plain", "a.txt").await;
+        let got = x.extract(b"hello\n".to_vec(), "text/plain", "A.txt").await;
         assert_eq!(got.unwrap_or_default(), "hello");
         let got = x
-            .extract(b"{\"a\": 1}".to_vec(), "application/json", "a.json")
+            .extract(b"{\"a\": 1}".to_vec(), "application/json", "A.json")
             .await;
         assert_eq!(got.unwrap_or_default(), "{\"a\": 1}");
-        let got = x.extract(vec![0x89, b'P'], "image/png", "a.png").await;
+        let got = x.extract(vec![0x89, b'P'], "image/png", "A.png").await;
         assert_eq!(
             got.err().map(|e| e.to_string()).unwrap_or_default(),
             "documents of type image/png cannot be read"

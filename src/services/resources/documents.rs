@@ -283,10 +283,10 @@ mod tests {
     #[test]
     fn html_is_accepted_as_html_by_its_first_tag_or_its_name() {
         assert_eq!(sniffed(b"<!DOCTYPE html><p>x</p>", "page"), "text/html");
-        assert_eq!(sniffed(b"<html lang=\"en\"></html>", "a.txt"), "text/html");
-        assert_eq!(sniffed(b"<meta charset=utf-8><p>x", "a.html"), "text/html");
+        assert_eq!(sniffed(b"<html lang=\"en\"></html>", "A.txt"), "text/html");
+        assert_eq!(sniffed(b"<meta charset=utf-8><p>x", "A.html"), "text/html");
         // The name wins over a leading comment.
-        assert_eq!(sniffed(b"<!-- note -->\n# Title", "a.md"), "text/markdown");
+        assert_eq!(sniffed(b"<!-- note -->\n# Title", "A.md"), "text/markdown");
     }
 
     #[test]
@@ -295,9 +295,9 @@ mod tests {
             .into_iter()
             .chain("{\"a\": \"é\"}".encode_utf16().flat_map(u16::to_le_bytes))
             .collect();
-        assert_eq!(sniffed(&le, "notes.txt"), "text/plain");
-        assert_eq!(sniffed(&le, "data.json"), "application/json");
-        assert!(sniffed(&le[..le.len() - 1], "notes.txt").starts_with("refused"));
-        assert!(sniffed(b"a\0b", "notes.txt").starts_with("refused"));
+        assert_eq!(sniffed(&le, "Notes.txt"), "text/plain");
+        assert_eq!(sniffed(&le, "Data.json"), "application/json");
+        assert!(sniffed(&le[..le.len() - 1], "Notes.txt").starts_with("refused"));
+        assert!(sniffed(b"a\0b", "Notes.txt").starts_with("refused"));
     }
 }
