@@ -565,10 +565,17 @@ pub fn markdown_to_text(md: &str) -> String {
     out.finish()
 }
 
-/// Elements whose content is no text to read.
-const SKIPPED: &[&str] = &[
-    "head", "script", "style", "noscript", "template", "iframe", "object", "embed", "svg", "math",
-    "canvas", "select", "button",
+/// Elements whose content is no text to read, tokenized as raw text up to their end tag.
+const RAW_SKIPPED: &[&str] = &[
+    "script", "style", "title", "noscript", "iframe", "noembed", "noframes", "xmp",
+];
+
+/// Elements whose content (markup included) is no text to read.
+const SKIPPED: &[&str] = &["template", "svg", "math", "canvas"];
+
+/// What a `<head>` holds; any other start tag ends it, as in a browser.
+const IN_HEAD: &[&str] = &[
+    "html", "head", "meta", "link", "base", "title", "style", "script", "noscript", "template",
 ];
 
 /// Elements that stand as blocks of their own: a paragraph break before and after.
@@ -616,64 +623,151 @@ const BLOCKS: &[&str] = &[
 const LINES: &[&str] = &["li", "dt", "dd", "tr", "option"];
 
 /// The readable text of an HTML document: no head, scripts or styles; block elements
-/// separated by blank lines, list items and table rows on lines of their own.
+/// separated by blank lines, list items and table rows on lines of their own. Read with
+/// html5ever's tokenizer, without building a tree: time and memory stay linear however
+/// deep the nesting.
 pub fn html_to_text(html: &str) -> String {
-    use ego_tree::iter::Edge;
-    use scraper::Node;
-    let doc = scraper::Html::parse_document(html);
-    let mut out = Plain::default();
-    // Depths inside skipped and preformatted elements (the tree is walked without
-    // recursion: nesting can be as deep as a document likes).
-    let (mut skip, mut pre) = (0usize, 0usize);
-    for edge in doc.tree.root().traverse() {
-        match edge {
-            Edge::Open(node) => match node.value() {
-                Node::Element(e) => {
-                    let name = e.name();
-                    if skip > 0 || SKIPPED.contains(&name) {
-                        skip += 1;
-                    } else if BLOCKS.contains(&name) {
-                        out.paragraph_break();
-                        if name == "pre" {
-                            pre += 1;
-                        }
-                    } else if LINES.contains(&name) || name == "br" {
-                        out.line_break();
-                    } else if matches!(name, "td" | "th") {
-                        out.separator();
-                    } else if name == "img"
-                        && let Some(alt) = e.attr("alt")
-                    {
-                        out.inline(alt);
-                    }
-                }
-                Node::Text(t) if skip == 0 => {
-                    if pre > 0 {
-                        out.raw(t);
-                    } else {
-                        out.inline(t);
-                    }
-                }
-                _ => {}
-            },
-            Edge::Close(node) => {
-                if let Node::Element(e) = node.value() {
-                    let name = e.name();
-                    if skip > 0 {
-                        skip -= 1;
-                    } else if BLOCKS.contains(&name) {
-                        if name == "pre" {
-                            pre = pre.saturating_sub(1);
-                        }
-                        out.paragraph_break();
-                    } else if LINES.contains(&name) {
-                        out.line_break();
-                    }
+    use html5ever::tendril::StrTendril;
+    use html5ever::tokenizer::{BufferQueue, Tokenizer, TokenizerOpts};
+    let input = BufferQueue::default();
+    input.push_back(StrTendril::from_slice(html));
+    let tokenizer = Tokenizer::new(HtmlText::default(), TokenizerOpts::default());
+    let _ = tokenizer.feed(&input);
+    tokenizer.end();
+    tokenizer.sink.0.take().out.finish()
+}
+
+/// The token sink writing an HTML document's text.
+#[derive(Default)]
+struct HtmlText(std::cell::RefCell<HtmlState>);
+
+#[derive(Default)]
+struct HtmlState {
+    out: Plain,
+    /// Inside `<head>`.
+    in_head: bool,
+    /// Inside a raw-text element being left out, by name.
+    raw: Option<String>,
+    /// Inside a left-out element, by name, with its nesting.
+    skip: Option<(String, usize)>,
+    /// Depth of `<pre>` (whitespace kept).
+    pre: usize,
+}
+
+impl html5ever::tokenizer::TokenSink for HtmlText {
+    type Handle = ();
+
+    fn process_token(
+        &self,
+        token: html5ever::tokenizer::Token,
+        _line: u64,
+    ) -> html5ever::tokenizer::TokenSinkResult<()> {
+        use html5ever::tokenizer::{Token, TokenSinkResult};
+        let mut state = self.0.borrow_mut();
+        match token {
+            Token::TagToken(tag) => return state.tag(&tag),
+            Token::CharacterTokens(t) => state.text(&t),
+            _ => {}
+        }
+        TokenSinkResult::Continue
+    }
+}
+
+impl HtmlState {
+    fn tag(
+        &mut self,
+        tag: &html5ever::tokenizer::Tag,
+    ) -> html5ever::tokenizer::TokenSinkResult<()> {
+        use html5ever::tokenizer::states::RawKind;
+        use html5ever::tokenizer::{TagKind, TokenSinkResult};
+        let name: &str = &tag.name;
+        let start = tag.kind == TagKind::StartTag;
+        if let Some(raw) = &self.raw {
+            if !start && name == raw {
+                self.raw = None;
+            }
+            return TokenSinkResult::Continue;
+        }
+        if let Some((skipped, depth)) = &mut self.skip {
+            if name == skipped && !tag.self_closing {
+                if start {
+                    *depth += 1;
+                } else {
+                    *depth -= 1;
                 }
             }
+            if *depth == 0 {
+                self.skip = None;
+            }
+            return TokenSinkResult::Continue;
+        }
+        if !start {
+            if name == "head" {
+                self.in_head = false;
+            } else if BLOCKS.contains(&name) {
+                if name == "pre" {
+                    self.pre = self.pre.saturating_sub(1);
+                }
+                self.out.paragraph_break();
+            } else if LINES.contains(&name) {
+                self.out.line_break();
+            }
+            return TokenSinkResult::Continue;
+        }
+        if name == "head" {
+            self.in_head = true;
+        } else if !IN_HEAD.contains(&name) {
+            self.in_head = false;
+        }
+        if RAW_SKIPPED.contains(&name) {
+            self.raw = Some(name.to_string());
+            return TokenSinkResult::RawData(match name {
+                "script" => RawKind::ScriptData,
+                "title" => RawKind::Rcdata,
+                _ => RawKind::Rawtext,
+            });
+        }
+        if name == "textarea" {
+            return TokenSinkResult::RawData(RawKind::Rcdata);
+        }
+        if SKIPPED.contains(&name) {
+            if !tag.self_closing {
+                self.skip = Some((name.to_string(), 1));
+            }
+        } else if BLOCKS.contains(&name) {
+            self.out.paragraph_break();
+            if name == "pre" {
+                self.pre += 1;
+            }
+        } else if LINES.contains(&name) || name == "br" {
+            self.out.line_break();
+        } else if matches!(name, "td" | "th") {
+            self.out.separator();
+        } else if name == "img"
+            && let Some(alt) = tag.attrs.iter().find(|a| &*a.name.local == "alt")
+        {
+            self.out.inline(&alt.value);
+        }
+        TokenSinkResult::Continue
+    }
+
+    fn text(&mut self, t: &str) {
+        if self.raw.is_some() || self.skip.is_some() {
+            return;
+        }
+        if self.in_head {
+            if t.trim().is_empty() {
+                return;
+            }
+            // Text ends the head, as in a browser.
+            self.in_head = false;
+        }
+        if self.pre > 0 {
+            self.out.raw(t);
+        } else {
+            self.out.inline(t);
         }
     }
-    out.finish()
 }
 
 /// The text of a PDF (pdf-extract); its errors as one-line reasons.
@@ -805,8 +899,41 @@ mod tests {
     }
 
     #[test]
-    fn deeply_nested_html_is_read_without_recursion() {
-        let html = format!("{}deep{}", "<div>".repeat(5_000), "</div>".repeat(5_000));
+    fn html_without_its_closing_tags_is_read_as_a_browser_shows_it() {
+        // No </head>: the first element of the body ends it.
+        assert_eq!(
+            html_to_text("<html><head><title>T</title><meta charset=utf-8><p>Shown"),
+            "Shown"
+        );
+        // Text where the head was ends it too.
+        assert_eq!(
+            html_to_text("<head><title>T</title>Loose text"),
+            "Loose text"
+        );
+        // A script's text is its own, whatever it looks like.
+        assert_eq!(
+            html_to_text("<p>a</p><script>if (x < 1) { s = '</div><p>no'; }</script><p>b</p>"),
+            "a\n\nb"
+        );
+        assert_eq!(
+            html_to_text(
+                "<p>x<svg><g><text>drawn</text></g></svg>y<textarea>typed &lt;here&gt;</textarea></p>"
+            ),
+            "xytyped <here>"
+        );
+        assert_eq!(
+            html_to_text("<p>fish &amp; chips&nbsp;&#33;</p>"),
+            "fish & chips !"
+        );
+    }
+
+    #[test]
+    fn deeply_nested_html_is_read_in_linear_time() {
+        let html = format!(
+            "{}deep{}",
+            "<div>".repeat(100_000),
+            "</div>".repeat(100_000)
+        );
         assert_eq!(html_to_text(&html), "deep");
     }
 
