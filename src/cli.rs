@@ -56,6 +56,23 @@ enum Command {
     Keys(KeysCommand),
     /// Print the OpenAPI description of the HTTP API (the one served at /api/openapi.json).
     Openapi,
+    /// Read a document's text: its bytes on standard input, the text on standard output.
+    /// The server runs this in a child process for each document it indexes.
+    #[command(hide = true)]
+    ExtractText(ExtractTextArgs),
+}
+
+#[derive(Args)]
+struct ExtractTextArgs {
+    /// The document's content type, e.g. application/pdf.
+    #[arg(long = "type")]
+    content_type: String,
+    /// The document's file name (tells Markdown from other text).
+    #[arg(long, default_value = "")]
+    filename: String,
+    /// The most address space this process may use, in MiB (0: no limit).
+    #[arg(long, default_value_t = crate::services::knowledge::extract::MEMORY_LIMIT_MIB)]
+    memory_limit_mib: u64,
 }
 
 #[derive(Subcommand)]
@@ -157,6 +174,14 @@ enum AdminCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The document reader writes text, not logs, and needs no runtime.
+    if let Command::ExtractText(a) = &cli.command {
+        return crate::services::knowledge::extract::run_child(
+            &a.content_type,
+            &a.filename,
+            a.memory_limit_mib,
+        );
+    }
     telemetry::init(&cli.log, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -246,6 +271,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{}", crate::http::api::openapi::DOCUMENT.as_str());
             Ok(())
         }
+        // Handled before the runtime starts.
+        Command::ExtractText(_) => Ok(()),
         Command::Admin(cmd) => admin(cli.data_dir, cmd).await,
         Command::Keys(cmd) => keys(cli.data_dir, cmd).await,
         Command::Audit(AuditCommand::Verify { org }) => {

@@ -65,8 +65,9 @@ pub struct Config {
     /// Whether provider base URLs and webhooks that organizations enter may reach private,
     /// loopback and link-local addresses (`--allow-private-targets`; default: public only).
     pub targets: crate::services::outbound::TargetPolicy,
-    /// The executable PDF text extraction runs in (a child process of this binary, so a
-    /// document that crashes the parser cannot take the server down); `None`: this one.
+    /// The executable whose `extract-text` command reads documents other than plain text
+    /// (PDF, HTML, Markdown) in a child process, so a document that crashes the parser
+    /// cannot take the server down; `None`: this one.
     pub extractor_exe: Option<PathBuf>,
     /// How long one document's extraction may take.
     pub extract_timeout: Duration,

@@ -11,6 +11,7 @@ mod audit_trail;
 mod cli;
 mod compressed_bodies;
 mod errors;
+mod extraction;
 mod gateway;
 mod guards;
 mod identity;

@@ -208,7 +208,7 @@ pub struct ChangeCommon {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct DocumentUpload {
-    /// PDF, Office document, image, text, Markdown, CSV or JSON; the declared type must agree with the bytes
+    /// PDF, Office document, image, text, Markdown, HTML, CSV or JSON; the declared type must agree with the bytes
     #[schema(value_type = super::openapi::Binary)]
     file: Vec<u8>,
     /// 1-200 characters after trimming

@@ -26,28 +26,38 @@ pub fn sniff(bytes: &[u8], filename: &str) -> std::result::Result<&'static str, 
         "image/gif",
         "image/webp",
     ];
-    if let Some(t) = infer::get(bytes) {
+    // HTML is text; infer knows it only by its first tag, the name says it too.
+    let found = infer::get(bytes);
+    let html = found.is_some_and(|t| t.mime_type() == "text/html");
+    if let Some(t) = found.filter(|_| !html) {
         return BINARY.iter().find(|b| **b == t.mime_type()).copied().ok_or_else(|| AppError::Unprocessable {
             code: "unsupported_content_type",
             message: format!("files of type {} are not accepted; upload PDF, Office documents, images or text", t.mime_type()),
         });
     }
-    let text = std::str::from_utf8(bytes)
-        .ok()
-        .filter(|s| !s.contains('\0'))
-        .ok_or_else(|| AppError::Unprocessable {
-            code: "unsupported_content_type",
-            message: "this file is neither text nor a known document type".into(),
-        })?;
+    // UTF-16 text (with its byte-order mark) is text too; NULs are not.
+    let text = match crate::services::knowledge::extract::utf16_text(bytes) {
+        Some(t) => std::borrow::Cow::Owned(t),
+        None => std::borrow::Cow::Borrowed(
+            std::str::from_utf8(bytes)
+                .ok()
+                .filter(|s| !s.contains('\0'))
+                .ok_or_else(|| AppError::Unprocessable {
+                    code: "unsupported_content_type",
+                    message: "this file is neither text nor a known document type".into(),
+                })?,
+        ),
+    };
     let ext = filename
         .rsplit_once('.')
         .map(|(_, e)| e.to_ascii_lowercase())
         .unwrap_or_default();
     Ok(match ext.as_str() {
         "md" | "markdown" => "text/markdown",
+        "html" | "htm" | "xhtml" => "text/html",
         "csv" => "text/csv",
         "json" => {
-            if serde_json::from_str::<Value>(text).is_err() {
+            if serde_json::from_str::<Value>(text.trim_start_matches('\u{FEFF}')).is_err() {
                 return Err(AppError::invalid(vec![Invalid::new(
                     "file",
                     "The file is named .json but is not valid JSON.",
@@ -55,6 +65,7 @@ pub fn sniff(bytes: &[u8], filename: &str) -> std::result::Result<&'static str, 
             }
             "application/json"
         }
+        _ if html => "text/html",
         _ => "text/plain",
     })
 }
@@ -345,4 +356,34 @@ pub async fn kb_document(
             Ok(changed)
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sniff;
+
+    fn sniffed(bytes: &[u8], name: &str) -> String {
+        sniff(bytes, name).map_or_else(|e| format!("refused: {e}"), str::to_string)
+    }
+
+    #[test]
+    fn html_is_accepted_as_html_by_its_first_tag_or_its_name() {
+        assert_eq!(sniffed(b"<!DOCTYPE html><p>x</p>", "page"), "text/html");
+        assert_eq!(sniffed(b"<html lang=\"en\"></html>", "A.txt"), "text/html");
+        assert_eq!(sniffed(b"<meta charset=utf-8><p>x", "A.html"), "text/html");
+        // The name wins over a leading comment.
+        assert_eq!(sniffed(b"<!-- note -->\n# Title", "A.md"), "text/markdown");
+    }
+
+    #[test]
+    fn utf16_text_with_a_byte_order_mark_is_text() {
+        let le: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("{\"a\": \"é\"}".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        assert_eq!(sniffed(&le, "Notes.txt"), "text/plain");
+        assert_eq!(sniffed(&le, "Data.json"), "application/json");
+        assert!(sniffed(&le[..le.len() - 1], "Notes.txt").starts_with("refused"));
+        assert!(sniffed(b"a\0b", "Notes.txt").starts_with("refused"));
+    }
 }
