@@ -22,6 +22,11 @@ const MOCK_COST: i64 = 98;
 /// How long a bounded wait lasts.
 const PATIENCE: Duration = Duration::from_secs(15);
 
+/// Chunks of at most 50 characters without overlap: each short paragraph of the test
+/// documents is a chunk of its own, so passages and their order are predictable.
+static SMALL_CHUNKS: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| json!({"chunk_chars": 50, "chunk_overlap": 0}));
+
 struct Bed {
     app: TestApp,
     mock: MockLlm,
@@ -143,7 +148,7 @@ async fn kb_with(
     doc_name: &str,
     text: &str,
 ) -> (String, String) {
-    let mut body = json!({"name": format!("KB for {doc_name}")});
+    let mut body = json!({"name": format!("KB for {doc_name}"), "config": SMALL_CHUNKS.clone()});
     if let Some(m) = embedding_model {
         body["embedding_model"] = json!(m);
     }
@@ -1093,14 +1098,14 @@ async fn a_document_taken_out_of_a_knowledge_base_takes_its_chunks_with_it() {
         &b.owner,
         &b.org,
         "knowledge-bases",
-        json!({"name": "Fruit"}),
+        json!({"name": "Fruit", "config": SMALL_CHUNKS.clone()}),
     )
     .await;
     let apples = upload(
         &b.owner,
         &b.org,
         "Apples",
-        "Apples are red.\n\nApples grow on trees.",
+        "Apples are red and round and sweet.\n\nApples grow on trees in orchards.",
     )
     .await;
     let pears = upload(&b.owner, &b.org, "Pears", "Pears are green.").await;
@@ -1160,7 +1165,7 @@ async fn a_deleted_document_leaves_no_vectors_behind_to_crowd_out_the_live_passa
         &b.owner,
         &b.org,
         "knowledge-bases",
-        json!({"name": "Orchard"}),
+        json!({"name": "Orchard", "config": SMALL_CHUNKS.clone()}),
     )
     .await;
     let apples = upload(
@@ -1283,7 +1288,7 @@ async fn a_document_taken_out_while_it_is_indexed_leaves_no_chunks_and_stops_bei
         &b.owner,
         &b.org,
         "knowledge-bases",
-        json!({"name": "Slow", "embedding_model": "slow-embed"}),
+        json!({"name": "Slow", "embedding_model": "slow-embed", "config": SMALL_CHUNKS.clone()}),
     )
     .await;
     let paragraphs: Vec<String> = (0..200)
@@ -1362,7 +1367,7 @@ async fn a_changed_file_re_indexes_that_document_only_and_the_same_file_nothing(
         &b.owner,
         &b.org,
         "knowledge-bases",
-        json!({"name": "Fruit"}),
+        json!({"name": "Fruit", "config": SMALL_CHUNKS.clone()}),
     )
     .await;
     let apples = upload(&b.owner, &b.org, "Apples", "Apples are red.").await;

@@ -288,6 +288,14 @@ const ROUTES: &[(&str, &str, Probe)] = &[
         Probe::Content,
     ),
     (
+        "PUT",
+        "/api/v1/orgs/{org}/{type}/{id}/content",
+        Probe::Elsewhere(
+            "agent_services.rs",
+            "a_changed_file_re_indexes_that_document_only_and_the_same_file_nothing",
+        ),
+    ),
+    (
         "GET",
         "/api/v1/orgs/{org}/{type}/{id}/messages",
         Probe::Messages,

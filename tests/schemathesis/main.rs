@@ -59,6 +59,14 @@ const BEYOND_THE_SCHEMA: &[(&str, &str)] = &[
         "a condition step must go to a later step, and each kind needs its own fields",
     ),
     (
+        "POST /api/v1/orgs/{org}/workflows/{id}/runs",
+        "a run needs the stored workflow to have steps",
+    ),
+    (
+        "PUT /api/v1/orgs/{org}/documents/{id}/content",
+        "the file's bytes decide its type, which must be one of the accepted ones",
+    ),
+    (
         "POST /api/v1/orgs/{org}/conversations/{id}/messages",
         "a reply needs the conversation to have an agent and a model, which the stored conversation decides",
     ),

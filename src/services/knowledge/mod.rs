@@ -125,6 +125,8 @@ struct Job {
     system: OrgContext,
     entry: KbDocument,
     embedding_model: String,
+    /// Chunk size and overlap, in characters.
+    chunking: (usize, usize),
     content_type: String,
     filename: String,
     sha256: String,
@@ -164,6 +166,10 @@ pub async fn index_document(
             }
             .filter(|m| !m.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.to_string());
+            let chunking = match &base.fields {
+                Fields::KnowledgeBase(b) => chunking(&b.config),
+                _ => (chunk::MAX_CHARS, chunk::OVERLAP),
+            };
             let Fields::Document(file) = d.fields else {
                 return Ok(None);
             };
@@ -172,6 +178,7 @@ pub async fn index_document(
                 system,
                 entry,
                 embedding_model,
+                chunking,
                 content_type: file.content_type,
                 filename: file.filename,
                 sha256: file.sha256,
@@ -209,7 +216,7 @@ pub async fn index_document(
         Ok(t) => t,
         Err(e) => return fail(e.to_string()).await,
     };
-    let pieces = chunk::split(&text, chunk::MAX_CHARS, chunk::OVERLAP);
+    let pieces = chunk::split(&text, job.chunking.0, job.chunking.1);
     if pieces.is_empty() {
         return fail("no text found in the document".into()).await;
     }
@@ -292,6 +299,20 @@ pub async fn index_document(
         tracing::warn!(%org, %kb, error = %e, "vectors left out of the index");
     }
     Ok(())
+}
+
+/// A knowledge base's chunk size and overlap: `config.chunk_chars` (20 to 8000, default
+/// 1000) and `config.chunk_overlap` (up to half the size, default 150).
+pub fn chunking(config: &serde_json::Map<String, serde_json::Value>) -> (usize, usize) {
+    let size = config
+        .get("chunk_chars")
+        .and_then(serde_json::Value::as_u64)
+        .map_or(chunk::MAX_CHARS, |n| n.clamp(20, 8000) as usize);
+    let overlap = config
+        .get("chunk_overlap")
+        .and_then(serde_json::Value::as_u64)
+        .map_or(chunk::OVERLAP.min(size / 2), |n| (n as usize).min(size / 2));
+    (size, overlap)
 }
 
 /// A model call's failure as a document's reason (the gateway's words).
