@@ -76,7 +76,7 @@ pub async fn load(svc: &Services, k: &Arc<Knowledge>) -> Result<usize> {
                 let mut refused = 0;
                 repo::each_vector(tx, &ctx, |kb, doc, id, bytes| {
                     let v = repo::vector_from_bytes(bytes);
-                    match k.index.add(org, kb, doc, &[(id, v.as_slice())]) {
+                    match k.index.add_loaded(org, kb, doc, &[(id, v.as_slice())]) {
                         Ok(()) => n += 1,
                         Err(_) => refused += 1,
                     }
@@ -88,6 +88,11 @@ pub async fn load(svc: &Services, k: &Arc<Knowledge>) -> Result<usize> {
             })
             .await?;
     }
+    // Large partitions are trained once, after everything is in.
+    let built = k.clone();
+    tokio::task::spawn_blocking(move || built.index.build())
+        .await
+        .map_err(|_| AppError::Internal("training the vector index failed".into()))?;
     Ok(total)
 }
 
