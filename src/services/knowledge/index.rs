@@ -105,6 +105,12 @@ impl List {
         gone
     }
 
+    fn shrink(&mut self) {
+        self.vectors.shrink_to_fit();
+        self.ids.shrink_to_fit();
+        self.docs.shrink_to_fit();
+    }
+
     fn bytes(&self) -> usize {
         self.vectors.capacity() * size_of::<f32>()
             + self.ids.capacity() * size_of::<i64>()
@@ -489,8 +495,9 @@ fn trained(p: &Partition, t: &Tuning, seed: u64) -> Partition {
         trained_len: n,
     };
     for (_, leaves, ls) in built {
-        for (c, l) in leaves.chunks_exact(d).zip(ls) {
+        for (c, mut l) in leaves.chunks_exact(d).zip(ls) {
             if !l.ids.is_empty() {
+                l.shrink();
                 out.centroids.extend_from_slice(c);
                 out.lists.push(l);
             }
@@ -569,6 +576,12 @@ impl Index {
 
     pub fn tuning(&self) -> &Tuning {
         &self.tuning
+    }
+
+    /// New knobs for what comes next (searches probe by them at once; lists stay as
+    /// they were trained until the next training).
+    pub fn set_tuning(&mut self, tuning: Tuning) {
+        self.tuning = tuning;
     }
 
     fn shard(&self, org: OrgId, kb: ResourceId) -> Option<Arc<Shard>> {
@@ -685,6 +698,8 @@ impl Index {
         for s in shards {
             let _changes = s.lock_changes();
             s.train_held(&self.tuning);
+            // Loading grew the lists by doubling; what is loaded stays.
+            s.write().lists.iter_mut().for_each(List::shrink);
         }
     }
 
