@@ -65,14 +65,26 @@ pub async fn load(svc: &Services, k: &Arc<Knowledge>) -> Result<usize> {
         .await?;
     let mut total = 0;
     for org in orgs {
-        total += load_org(svc, k, org).await?;
+        total += read_org(svc, k, org, true).await?;
     }
+    // Large partitions are trained once, after everything is in.
+    let built = k.clone();
+    tokio::task::spawn_blocking(move || built.index.build())
+        .await
+        .map_err(|_| AppError::Internal("training the vector index failed".into()))?;
     Ok(total)
 }
 
-/// Reads one organization's stored vectors into its partition of the index, replacing
-/// what it held (at start, and after resources moved in or out of the organization).
+/// Reads one organization's stored vectors into its partitions of the index again,
+/// replacing what they held (after resources moved in or out of the organization); large
+/// partitions are trained as vectors come, as for any insert.
 pub async fn load_org(svc: &Services, k: &Arc<Knowledge>, org: OrgId) -> Result<usize> {
+    read_org(svc, k, org, false).await
+}
+
+/// An organization's stored vectors into the index: `at_start`, only held for the one
+/// training of [`load`] at the end; otherwise added as online inserts.
+async fn read_org(svc: &Services, k: &Arc<Knowledge>, org: OrgId, at_start: bool) -> Result<usize> {
     let k = k.clone();
     svc.db
         .read(move |tx| {
@@ -84,7 +96,12 @@ pub async fn load_org(svc: &Services, k: &Arc<Knowledge>, org: OrgId) -> Result<
             let mut refused = 0;
             repo::each_vector(tx, &ctx, |kb, doc, id, bytes| {
                 let v = repo::vector_from_bytes(bytes);
-                match k.index.add(org, kb, doc, &[(id, v.as_slice())]) {
+                let added = if at_start {
+                    k.index.add_loaded(org, kb, doc, &[(id, v.as_slice())])
+                } else {
+                    k.index.add(org, kb, doc, &[(id, v.as_slice())])
+                };
+                match added {
                     Ok(()) => n += 1,
                     Err(_) => refused += 1,
                 }
