@@ -1471,3 +1471,88 @@ async fn a_changed_file_re_indexes_that_document_only_and_the_same_file_nothing(
         .await;
     assert_eq!(content.text, "Apples are crunchy and sweet.");
 }
+
+#[tokio::test]
+async fn with_extraction_on_a_reply_is_followed_by_a_metered_call_that_remembers_stated_facts() {
+    let b = bed("extract-memory").await;
+    let agent = |extract: bool| {
+        json!({"name": format!("Noter {extract}"), "model": CHAT_MODEL, "memory": "per_user",
+               "memory_extraction": extract})
+    };
+    let noter = create(&b.owner, &b.org, "agents", agent(true)).await;
+    let plain = create(&b.owner, &b.org, "agents", agent(false)).await;
+    for a in [&noter, &plain] {
+        let conv = create(
+            &b.owner,
+            &b.org,
+            "conversations",
+            json!({"name": "Intro", "agent_id": a}),
+        )
+        .await;
+        let r = ask(
+            &b.owner,
+            &b.org,
+            &conv,
+            "Hello. My city is Lyon. My team is Blue",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let started = Instant::now();
+    let facts = loop {
+        let r = b
+            .owner
+            .get(&b.path(&format!("/agents/{noter}/memory")))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        if r.body["items"].as_array().is_some_and(|i| i.len() == 2) {
+            break r.body["items"].clone();
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "nothing remembered: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let pairs: BTreeSet<(String, String)> = facts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            assert!(f["source_conversation_id"].is_string(), "{f}");
+            (
+                f["key"].as_str().unwrap().into(),
+                f["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        BTreeSet::from([
+            ("city".into(), "Lyon".into()),
+            ("team".into(), "Blue".into())
+        ])
+    );
+    let plain_facts = b
+        .owner
+        .get(&b.path(&format!("/agents/{plain}/memory")))
+        .await;
+    assert_eq!(
+        plain_facts.body["items"],
+        json!([]),
+        "extraction ran while off"
+    );
+    // Two replies and one extraction, each metered under its service.
+    let started = Instant::now();
+    loop {
+        let events = usage_events(&b.app, &b.org);
+        let memory = events.iter().filter(|e| e.0 == "agent.memory").count();
+        let chats = events.iter().filter(|e| e.0 == "agent.chat").count();
+        if memory == 1 && chats == 2 {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "{events:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

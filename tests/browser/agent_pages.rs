@@ -205,11 +205,32 @@ async fn a_workflow_runs_from_its_page_and_an_agent_keeps_and_forgets_facts_on_i
     ada.wait_for("#remember-btn").await.click().await.unwrap();
     ada.wait_until_text_contains("#memory-facts", "favourite card")
         .await;
-    assert!(ada.text_of("#memory-facts").await.contains("the seventh"));
+    let value = ada
+        .wait_for("#memory-facts .fact-edit input[name=value]")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(value.as_deref(), Some("the seventh"));
     let facts = owner
         .get(&format!("/api/v1/orgs/{org}/agents/{agent}/memory"))
         .await;
     assert_eq!(facts.body["items"][0]["key"], "favourite card");
+    // Edited in place.
+    let field = format!("#fact-{}", facts.body["items"][0]["id"].as_str().unwrap());
+    let input = ada.wait_for(&field).await;
+    input.clear().await.unwrap();
+    input.send_keys("the eighth").await.unwrap();
+    ada.wait_for(".fact-edit button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    ada.wait_for_text("#resource-notice", "Fact saved.").await;
+    let facts = owner
+        .get(&format!("/api/v1/orgs/{org}/agents/{agent}/memory"))
+        .await;
+    assert_eq!(facts.body["items"][0]["value"], "the eighth");
     ada.client
         .execute("window.confirm = () => true;", vec![])
         .await

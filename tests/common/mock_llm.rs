@@ -5,6 +5,8 @@
 //! - `GET /models`: two models, or 401 echoing the key when the key contains `-bad-`;
 //! - `fail-500`: 500; `slow`: answers after 2 s; `redirect`: 307 to the same endpoint;
 //! - `no-usage`: a normal answer without `usage`;
+//! - a memory extraction (system prompt "You keep notes about the user…"): JSON facts for
+//!   each "my <key> is <value>" the user said;
 //! - streams (`"stream": true`): 5 content chunks (`stream-slow`: 40 chunks, 50 ms apart),
 //!   then the usage chunk when `stream_options.include_usage` is set, then `[DONE]`;
 //!   `stream-break` breaks the connection after 3 chunks;
@@ -125,12 +127,35 @@ async fn chat(State(seen): State<Shared>, headers: HeaderMap, body: String) -> R
             .body(Body::from_stream(stream))
             .unwrap();
     }
+    // A memory extraction (its system prompt asks for notes): the facts the user stated as
+    // "my <key> is <value>".
+    let content = if body["messages"][0]["content"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("You keep notes about the user"))
+    {
+        let said = body["messages"][1]["content"].as_str().unwrap_or("");
+        let facts: Vec<Value> = said
+            .split(['.', '\n'])
+            .filter_map(|s| {
+                let s = s.trim();
+                let rest = s.strip_prefix("User: ").unwrap_or(s);
+                let rest = rest
+                    .strip_prefix("My ")
+                    .or_else(|| rest.strip_prefix("my "))?;
+                let (key, value) = rest.split_once(" is ")?;
+                Some(json!({"key": key.trim(), "value": value.trim()}))
+            })
+            .collect();
+        json!({"facts": facts}).to_string()
+    } else {
+        "Hello from the mock".to_string()
+    };
     let mut answer = json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion",
         "created": 1_700_000_000,
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the mock"}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
     });
     if model == "no-usage" {

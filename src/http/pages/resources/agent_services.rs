@@ -284,6 +284,33 @@ pub(super) async fn remember(
     }
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct FactValue {
+    value: String,
+}
+
+pub(super) async fn change_fact(
+    State(s): State<AppState>,
+    Path((_, id, fact)): Path<(String, String, String)>,
+    OrgForm(OrgCtx { user, ctx }, f): OrgForm<FactValue>,
+) -> Result<Response> {
+    let kind = ResourceKind::Agent;
+    let agent = resource_id(&id)?;
+    let url = item_url(&ctx, kind, &id);
+    match memory::update(&s.svc, &ctx, agent, fact, None, Some(f.value.clone())).await {
+        Ok(_) => Ok(see_other(&format!("{url}?done=fact_saved#memory"))),
+        Err(e) => {
+            let Some(errors) = form_errors(&e, &["value"], "value") else {
+                return Err(e);
+            };
+            let mut page = item_page(&s, &user, &ctx, kind, id).await?;
+            page.memory_errors = errors;
+            Ok(shown_at(render_status(e.status(), &page)?, &url))
+        }
+    }
+}
+
 pub(super) async fn forget_fact(
     State(s): State<AppState>,
     Path((_, id, fact)): Path<(String, String, String)>,

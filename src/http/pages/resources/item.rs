@@ -223,6 +223,7 @@ pub(super) async fn show(
         "run_cancelled" => Some("Run cancelled.".into()),
         "remembered" => Some("Fact remembered.".into()),
         "forgotten" => Some("Fact forgotten.".into()),
+        "fact_saved" => Some("Fact saved.".into()),
         _ => None,
     };
     render(&page)

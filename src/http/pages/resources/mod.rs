@@ -104,6 +104,10 @@ pub fn router() -> Router<AppState> {
         get(back_to_item).post(remember),
     )
     .route(
+        "/o/{org}/agents/{id}/memory/{fact}",
+        get(back_to_item).post(change_fact),
+    )
+    .route(
         "/o/{org}/agents/{id}/memory/{fact}/delete",
         get(back_to_item).post(forget_fact),
     )
