@@ -109,6 +109,38 @@ pub struct Upload {
     pub bytes: Vec<u8>,
 }
 
+/// What an uploaded file is, once its bytes agree with what the client declared.
+struct CheckedFile {
+    filename: String,
+    content_type: &'static str,
+    size: i64,
+    sha: String,
+}
+
+fn checked_file(upload: &Upload) -> Result<CheckedFile> {
+    let filename = clean_filename(&upload.filename);
+    let content_type = sniff(&upload.bytes, &filename)?;
+    if !declared_matches(upload.declared_type.as_deref(), content_type) {
+        return Err(AppError::bad_request(
+            "content_type_mismatch",
+            format!(
+                "the file was sent as {} but its content is {content_type}",
+                upload.declared_type.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&upload.bytes))
+    };
+    Ok(CheckedFile {
+        filename,
+        content_type,
+        size: upload.bytes.len() as i64,
+        sha,
+    })
+}
+
 /// Stores an uploaded document (bytes inside the database, so one file is a backup).
 pub async fn upload_document(
     svc: &Services,
@@ -134,26 +166,16 @@ pub async fn upload_document(
     let Some(upload) = upload.filter(|_| errors.is_empty()) else {
         return Err(AppError::invalid(errors));
     };
-    let filename = clean_filename(&upload.filename);
-    let content_type = sniff(&upload.bytes, &filename)?;
-    if !declared_matches(upload.declared_type.as_deref(), content_type) {
-        return Err(AppError::bad_request(
-            "content_type_mismatch",
-            format!(
-                "the file was sent as {} but its content is {content_type}",
-                upload.declared_type.unwrap_or_default()
-            ),
-        ));
-    }
+    let CheckedFile {
+        filename,
+        content_type,
+        size,
+        sha,
+    } = checked_file(&upload)?;
     let name = name.map_or_else(|| filename.clone(), |n| n.trim().to_string());
     if !check_name(&name, &mut errors) {
         return Err(AppError::invalid(errors));
     }
-    let size = upload.bytes.len() as i64;
-    let sha = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(&upload.bytes))
-    };
     let (ctx, actor) = (ctx.clone(), actor.clone());
     let now = svc.now_str();
     svc.db.write(move |tx| {
@@ -218,22 +240,12 @@ pub async fn replace_document_content(
         }
         Some(u) => u,
     };
-    let filename = clean_filename(&upload.filename);
-    let content_type = sniff(&upload.bytes, &filename)?;
-    if !declared_matches(upload.declared_type.as_deref(), content_type) {
-        return Err(AppError::bad_request(
-            "content_type_mismatch",
-            format!(
-                "the file was sent as {} but its content is {content_type}",
-                upload.declared_type.unwrap_or_default()
-            ),
-        ));
-    }
-    let size = upload.bytes.len() as i64;
-    let sha = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(&upload.bytes))
-    };
+    let CheckedFile {
+        filename,
+        content_type,
+        size,
+        sha,
+    } = checked_file(&upload)?;
     let (ctx, actor) = (ctx.clone(), actor.clone());
     let now = svc.now_str();
     svc.db.write(move |tx| {
