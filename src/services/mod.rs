@@ -1,6 +1,7 @@
 //! Use cases. Each public function is one operation: it checks the rules, runs its SQL
 //! through `db::repo` inside one `db.read`/`db.write`, and writes its audit row in the
 //! same write job as the change.
+pub mod admin;
 pub mod audit;
 pub mod chat;
 pub mod csv_text;
