@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod admin_console;
 mod agent_services;
 mod audit_chain;
 mod audit_names;
