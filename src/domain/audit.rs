@@ -67,6 +67,7 @@ pub const INSTANCE_AUDIT_ACTIONS: &[&str] = &[
     "instance.signup_changed",
     "instance.default_plan_changed",
     "instance.test_mail_sent",
+    "instance.backup_downloaded",
     "organization.plan_changed",
     "organization.limits_overridden",
     "organization.suspended",

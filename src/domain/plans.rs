@@ -43,6 +43,13 @@ pub const LIMIT_NAMES: [&str; 8] = [
 ];
 
 impl PlanLimits {
+    /// The monthly credits in dollars as a form shows them; empty when unlimited.
+    pub fn credits_usd(&self) -> String {
+        self.monthly_credits_micros
+            .map(|m| super::Micros::new(m).usd())
+            .unwrap_or_default()
+    }
+
     fn slot(&mut self, name: &str) -> Option<&mut Option<i64>> {
         Some(match name {
             "agents" => &mut self.agents,

@@ -674,6 +674,20 @@ pub struct PlanView {
     pub is_default: bool,
 }
 
+impl PlanView {
+    /// An empty plan, for the form that creates one.
+    pub fn blank() -> PlanView {
+        PlanView {
+            id: "new".into(),
+            name: String::new(),
+            monthly_fee_micros: Micros::ZERO,
+            limits: PlanLimits::default(),
+            organizations: 0,
+            is_default: false,
+        }
+    }
+}
+
 fn plan_view(p: &plans::Plan, organizations: i64, default: &str) -> PlanView {
     PlanView {
         id: p.id.clone(),
@@ -1206,4 +1220,62 @@ pub async fn send_test_mail(svc: &Services, admin: &InstanceAdmin, to: String) -
         code: "smtp_failed",
         message: format!("the test mail was not accepted: {e}"),
     })
+}
+
+// ---------------------------------------------------------------- overview and backup
+
+pub async fn count_suspended(svc: &Services, _admin: &InstanceAdmin) -> Result<i64> {
+    svc.db.read(|tx| Ok(orgs::count_suspended(tx)?)).await
+}
+
+/// A backup file made for a download; removed when dropped.
+pub struct DownloadedBackup {
+    path: std::path::PathBuf,
+}
+
+impl DownloadedBackup {
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for DownloadedBackup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A consistent copy of the live database (SQLite's online backup, which writers do not
+/// wait for), in a private file of the data directory until the download ends. Audited.
+pub async fn backup_now(
+    svc: &Services,
+    admin: &InstanceAdmin,
+    config: &crate::config::Config,
+) -> Result<DownloadedBackup> {
+    let src = config.database_path();
+    let file = DownloadedBackup {
+        path: config
+            .data_dir
+            .join(format!(".download-{}.db", crate::domain::new_id())),
+    };
+    let dest = file.path.clone();
+    tokio::task::spawn_blocking(move || crate::db::backup(&src, &dest))
+        .await
+        .map_err(|e| AppError::Internal(format!("backup task: {e}")))?
+        .map_err(|e| AppError::Internal(format!("backup: {e}")))?;
+    let size = std::fs::metadata(&file.path).map(|m| m.len()).unwrap_or(0);
+    let (a, now) = (admin.clone(), svc.now_str());
+    svc.db
+        .write(move |tx| {
+            a.audit(
+                tx,
+                "instance.backup_downloaded",
+                "instance",
+                None,
+                json!({"bytes": size}),
+                &now,
+            )
+        })
+        .await?;
+    Ok(file)
 }

@@ -277,7 +277,7 @@ async fn raising_the_plan_and_overriding_one_limit_take_effect_at_once() {
         .root
         .send(
             Method::PATCH,
-            &format!("/api/v1/admin/organizations/acme"),
+            "/api/v1/admin/organizations/acme",
             Some(json!({"limits": {"agents": "plan"}, "plan": "team"})),
         )
         .await;

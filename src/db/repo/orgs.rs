@@ -212,3 +212,12 @@ pub fn set_status(
     )?;
     Ok(())
 }
+
+pub fn count_suspended(c: &Conn<'_>) -> Result<i64, DbError> {
+    Ok(c.query_opt(
+        "SELECT COUNT(*) FROM organizations WHERE status = 'suspended'",
+        [],
+        |r| r.get(0),
+    )?
+    .unwrap_or(0))
+}

@@ -644,7 +644,7 @@ async fn test_mail(
 }
 
 /// The organization audit query's filters, with the instance chain's actions.
-fn instance_filter(q: &AuditQuery) -> Result<crate::db::repo::audit::Filter> {
+pub(crate) fn instance_filter(q: &AuditQuery) -> Result<crate::db::repo::audit::Filter> {
     if let Some(a) = q.action.as_deref().map(str::trim).filter(|a| !a.is_empty())
         && !INSTANCE_AUDIT_ACTIONS.contains(&a)
     {

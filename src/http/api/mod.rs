@@ -1,5 +1,6 @@
 //! JSON API under `/api/v1` (see API.md). Each area owns its router.
 mod admin;
+pub(crate) use admin::instance_filter as admin_audit_filter;
 mod agents;
 pub mod audit;
 mod auth;

@@ -1,5 +1,6 @@
 //! Browser pages: server-rendered HTML that works without JavaScript; htmx only enhances.
 mod account;
+mod admin;
 mod audit;
 mod auth;
 mod chart;
@@ -44,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .merge(gallery::router())
         .merge(llm::router())
         .merge(usage::router())
+        .merge(admin::router())
         .fallback(not_found)
 }
 
