@@ -9,24 +9,32 @@ use super::Invalid;
 #[serde(deny_unknown_fields)]
 pub struct PlanLimits {
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub agents: Option<i64>,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub workflows: Option<i64>,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub members: Option<i64>,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub documents: Option<i64>,
     /// Everything the organization's documents may take together.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub storage_bytes: Option<i64>,
     /// The largest single document.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub document_bytes: Option<i64>,
     /// AI credits per billing period, in micro-dollars.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub monthly_credits_micros: Option<i64>,
     /// Gateway requests per minute for the whole organization.
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub rate_limit_rpm: Option<i64>,
 }
 

@@ -672,11 +672,50 @@ pub(crate) fn instance_filter(q: &AuditQuery) -> Result<crate::db::repo::audit::
     })
 }
 
+/// The instance audit's filters, as the document describes them (read as `AuditQuery`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct InstanceAuditParams {
+    #[param(schema_with = super::openapi::instance_audit_action_or_blank)]
+    action: Option<String>,
+    #[param(nullable = false)]
+    resource_type: Option<String>,
+    #[param(nullable = false)]
+    resource_id: Option<String>,
+    #[param(nullable = false)]
+    actor_id: Option<String>,
+    #[param(schema_with = super::openapi::time_or_date_or_blank)]
+    since: Option<String>,
+    #[param(schema_with = super::openapi::time_or_date_or_blank)]
+    until: Option<String>,
+}
+
+/// One entry of the instance chain (the organization entry's shape, the instance's words).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct InstanceAuditEntry {
+    #[schema(format = "uuid")]
+    id: String,
+    #[schema(format = DateTime)]
+    at: String,
+    /// who did it; null id and email for the system
+    actor: crate::services::audit::EntryActor<'static>,
+    #[schema(value_type = crate::domain::schemas::InstanceAuditAction)]
+    action: String,
+    resource_type: String,
+    resource_id: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    #[schema(value_type = Object)]
+    details: Value,
+}
+
 #[utoipa::path(
     get, path = "/api/v1/admin/audit", tag = "admin",
     summary = "The instance audit chain, newest first, filtered as the organization audit",
-    params(AuditQuery, PageQuery),
-    responses((status = 200, description = "Success", body = ListPage<crate::services::audit::Entry>), (status = 400, response = BadRequest), Guarded),
+    params(InstanceAuditParams, PageQuery),
+    responses((status = 200, description = "Success", body = ListPage<InstanceAuditEntry>), (status = 400, response = BadRequest), Guarded),
     security(("session" = [])),
 )]
 async fn audit(
@@ -697,7 +736,7 @@ async fn audit(
 #[utoipa::path(
     get, path = "/api/v1/admin/audit/export", tag = "admin",
     summary = "Stream the filtered instance audit rows as CSV or NDJSON",
-    params(AuditQuery, ExportFormatQuery),
+    params(InstanceAuditParams, ExportFormatQuery),
     responses(
         (status = 200, description = "Every matching row, newest first, streamed", content((String = "application/x-ndjson"), (String = "text/csv"))),
         (status = 400, response = BadRequest),

@@ -142,7 +142,7 @@ pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
         admin::audit_export,
     ),
     components(
-        schemas(ErrorBody, Health, Role, Permission, Visibility, crate::domain::schemas::AuditAction),
+        schemas(ErrorBody, Health, Role, Permission, Visibility, crate::domain::schemas::AuditAction, crate::domain::schemas::InstanceAuditAction),
         responses(
             BadRequest,
             Unauthorized,
