@@ -1057,3 +1057,110 @@ async fn the_instance_audit_is_filtered_and_exported() {
         .await;
     assert_eq!(r.code(), "smtp_not_configured", "{}", r.text);
 }
+
+/// The plan line of each invoice of the org, by period, oldest first.
+async fn plan_fees(s: &Session, org: &str) -> Vec<(String, Option<Value>)> {
+    let list = s.get(&format!("/api/v1/orgs/{org}/invoices")).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    let mut out: Vec<(String, Option<Value>)> = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|inv| {
+            let plan = inv["line_items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["kind"] == "plan")
+                .cloned();
+            (inv["period"].as_str().unwrap().to_string(), plan)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[tokio::test]
+async fn a_plan_change_charges_the_new_fee_from_the_next_period_unless_applied_now() {
+    let mock = MockLlm::start().await;
+    let clock = xagent::domain::Clock::default();
+    let app = TestApp::spawn_with(|c| c.clock = clock.clone()).await;
+    app.create_superuser("root@console.example", "Root").await;
+    let root = app.login("root@console.example").await;
+    let (_, owner) = new_person(&app, "owner@console.example", "Owner").await;
+    let mut tokens = Vec::new();
+    for (name, slug) in [("Later", "later"), ("Now", "now")] {
+        let (org, _) = create_org(&owner, name, slug).await;
+        let r = owner
+            .put(
+                &format!("/api/v1/orgs/{org}/llm/providers/openai"),
+                json!({"api_key": "sk-fee-test-0000-KEY3", "base_url": mock.base}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        tokens.push((org.clone(), token_for(&app, &owner, &org, "gw").await.1));
+    }
+    let chat = json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]});
+    let call = |t: &TokenClient| {
+        let chat = chat.clone();
+        let t = TokenClient::new(&t.base, &t.token);
+        async move {
+            let r = t
+                .send(Method::POST, "/v1/chat/completions", Some(chat))
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        }
+    };
+    for (_, t) in &tokens {
+        call(t).await;
+    }
+    for (slug, apply_now) in [("later", false), ("now", true)] {
+        let r = root
+            .send(
+                Method::PATCH,
+                &format!("/api/v1/admin/organizations/{slug}"),
+                Some(json!({"plan": "team", "apply_now": apply_now})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    // Wait for the calls to be metered, then the next period, with a call in it too.
+    for (org, _) in &tokens {
+        costs(&app, org, 1).await;
+    }
+    clock.advance(Duration::from_secs(35 * 24 * 3600));
+    for (org, t) in &tokens {
+        call(t).await;
+        costs(&app, org, 2).await;
+    }
+    clock.advance(Duration::from_secs(35 * 24 * 3600));
+    let issued = xagent::services::invoices::close_periods(&app.svc, clock.now())
+        .await
+        .unwrap();
+    assert_eq!(issued, 4, "two periods of two organizations");
+    let owner = app.login("owner@console.example").await;
+    let later = plan_fees(&owner, &tokens[0].0).await;
+    let now = plan_fees(&owner, &tokens[1].0).await;
+    assert_eq!(later.len(), 2);
+    assert!(
+        later[0].1.is_none(),
+        "the first period keeps the free plan's (no) fee: {later:?}"
+    );
+    let team_fee = |line: &Option<Value>| {
+        line.as_ref()
+            .map(|l| (l["description"].clone(), l["amount_micros"].clone()))
+    };
+    assert_eq!(
+        team_fee(&later[1].1),
+        Some((json!("Team plan"), json!(49_000_000)))
+    );
+    assert_eq!(
+        team_fee(&now[0].1),
+        Some((json!("Team plan"), json!(49_000_000))),
+        "{now:?}"
+    );
+    assert_eq!(
+        team_fee(&now[1].1),
+        Some((json!("Team plan"), json!(49_000_000)))
+    );
+}
