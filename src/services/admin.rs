@@ -991,7 +991,11 @@ fn apply_price(p: &mut prices::Price, input: &PriceInput, errors: &mut Vec<Inval
             *slot = v;
         }
     }
-    if let Some(from) = &input.effective_from {
+    if let Some(from) = input
+        .effective_from
+        .as_ref()
+        .filter(|f| !f.trim().is_empty())
+    {
         match parse_moment(from) {
             Some(t) => p.effective_from = t,
             None => errors.push(Invalid::new(

@@ -71,11 +71,23 @@ const BEYOND_THE_SCHEMA: &[(&str, &str)] = &[
         "a reply needs the conversation to have an agent and a model, which the stored conversation decides",
     ),
     (
+        "DELETE /api/v1/admin/organizations/{id}",
+        "the confirmation must repeat the organization's slug",
+    ),
+    (
+        "PATCH /api/v1/admin/organizations/{id}",
+        "the plan must name an existing plan, and suspending needs a reason",
+    ),
+    (
         "POST /api/v1/admin/plans",
         "a plan's id must be a slug no plan has yet, and its name not blank",
     ),
     (
         "POST /api/v1/admin/model-prices",
+        "the moment must read as a date or a time, the model must not be blank and the provider has no spaces",
+    ),
+    (
+        "PATCH /api/v1/admin/model-prices/{id}",
         "the moment must read as a date or a time, the model must not be blank and the provider has no spaces",
     ),
     (

@@ -115,7 +115,7 @@ fn listing<T: Serialize>(l: admin::Listed<T>) -> Response {
     get, path = "/api/v1/admin/organizations", tag = "admin",
     summary = "Every organization, by name, with plan, members, this period's usage and status",
     params(SearchQuery),
-    responses((status = 200, description = "Success", body = Listing<admin::AdminOrgView>), Guarded),
+    responses((status = 200, description = "Success", body = Listing<admin::AdminOrgView>), (status = 400, response = BadRequest), Guarded),
     security(("session" = [])),
 )]
 async fn list_orgs(
@@ -268,7 +268,7 @@ async fn enter_org(
     get, path = "/api/v1/admin/users", tag = "admin",
     summary = "Every user, by email, with their organizations and roles and last sign-in",
     params(SearchQuery),
-    responses((status = 200, description = "Success", body = Listing<admin::AdminUserView>), Guarded),
+    responses((status = 200, description = "Success", body = Listing<admin::AdminUserView>), (status = 400, response = BadRequest), Guarded),
     security(("session" = [])),
 )]
 async fn list_users(
@@ -409,6 +409,21 @@ struct PlanBody {
     limits: Option<PlanLimits>,
 }
 
+/// A plan's changes (its id stays).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PlanPatchBody {
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 60)]
+    name: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
+    monthly_fee_micros: Option<Micros>,
+    /// every limit (absent or null: unlimited)
+    #[serde(default)]
+    limits: Option<PlanLimits>,
+}
+
 impl PlanBody {
     fn input(self) -> PlanInput {
         PlanInput {
@@ -441,7 +456,7 @@ async fn create_plan(
     patch, path = "/api/v1/admin/plans/{id}", tag = "admin",
     summary = "Change a plan's name, fee or limits (limits take effect at once)",
     params(AdminPath),
-    request_body = PlanBody,
+    request_body = PlanPatchBody,
     responses((status = 200, description = "Success", body = admin::PlanView), Guarded, Sent),
     security(("session" = [], "csrf" = [])),
 )]
@@ -449,15 +464,15 @@ async fn change_plan(
     State(s): State<AppState>,
     AdminUser { admin, .. }: AdminUser,
     Path(id): Path<String>,
-    ApiJson(b): ApiJson<PlanBody>,
+    ApiJson(b): ApiJson<PlanPatchBody>,
 ) -> Result<Response> {
-    if b.id.is_some() {
-        return Err(AppError::invalid(vec![crate::domain::Invalid::new(
-            "id",
-            "A plan's id does not change; create another plan instead.",
-        )]));
-    }
-    Ok(ok(&admin::change_plan(&s.svc, &admin, id, b.input()).await?))
+    let input = PlanInput {
+        id: None,
+        name: b.name,
+        monthly_fee_micros: b.monthly_fee_micros,
+        limits: b.limits,
+    };
+    Ok(ok(&admin::change_plan(&s.svc, &admin, id, input).await?))
 }
 
 #[utoipa::path(
@@ -507,8 +522,9 @@ struct PriceBody {
     #[serde(default)]
     #[schema(value_type = Option<i64>, minimum = 0)]
     output_per_million_micros: Option<Micros>,
-    /// RFC 3339 or YYYY-MM-DD (midnight UTC); default: now
+    /// RFC 3339 or YYYY-MM-DD (midnight UTC); blank or absent: now (on a change: as it was)
     #[serde(default)]
+    #[schema(schema_with = super::openapi::time_or_date_or_blank)]
     effective_from: Option<String>,
 }
 
