@@ -118,6 +118,9 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         ensure_data_dir(&config.data_dir)?;
+        // Before anything else: one server per data directory, and no restore under a
+        // running server.
+        let lock = DataDirLock::try_acquire(&config.data_dir)?;
         raise_open_file_limit();
         for path in exposed_paths(&config.data_dir) {
             tracing::warn!(
@@ -125,22 +128,12 @@ impl Application {
                 "readable by other users: it holds password hashes and keys (chmod 700 the data directory, 600 its files)"
             );
         }
-        // Before anything touches the database: one server per data directory, and no
-        // restore under a running server.
-        let lock = DataDirLock::try_acquire(&config.data_dir)?;
         crate::services::backups::remove_stale_temp_copies(&config.data_dir);
         let db_path = config.database_path();
         let upgrade = Upgrade::BackUpInto(config.backup_dir());
         let db = tokio::task::spawn_blocking(move || Db::open_with(&db_path, &upgrade))
             .await
             .map_err(|_| DbError::TaskFailed)??;
-        if let (Some(from), Some(copy)) = (db.migrated().from, &db.migrated().pre_upgrade_backup) {
-            println!(
-                "upgraded the database from schema version {from} to {}; the copy taken before is {}",
-                db.migrated().to,
-                copy.path.display()
-            );
-        }
         let keyring = Keyring::load(
             config.master_key.as_ref().map(|k| k.expose()),
             &config.data_dir,
@@ -276,6 +269,14 @@ impl Application {
     pub async fn announce(&self) {
         let url = self.base_url().to_string();
         println!("xagent {} listening on {url}", crate::VERSION);
+        let migrated = self.db().migrated();
+        if let (Some(from), Some(copy)) = (migrated.from, &migrated.pre_upgrade_backup) {
+            println!(
+                "upgraded the database from schema version {from} to {}; the copy taken before is {}",
+                migrated.to,
+                copy.path.display()
+            );
+        }
         tracing::info!(url = %url, "listening");
         if identity::user_count(self.services()).await.unwrap_or(1) == 0 {
             let command = self.state.config.create_user_command();

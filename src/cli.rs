@@ -452,7 +452,7 @@ fn upgrade_mode(
 async fn restore(dir: &std::path::Path, file: PathBuf) -> Result<(), String> {
     ensure_data_dir(dir).map_err(|e| e.to_string())?;
     let lock = DataDirLock::try_acquire(dir).map_err(|e| match e {
-        LockError::Held { .. } => format!("cannot restore while {e}; stop it first"),
+        LockError::Held { .. } => format!("cannot restore: {e}; stop it first"),
         other => other.to_string(),
     })?;
     let db_path = dir.join("xagent.db");

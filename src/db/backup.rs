@@ -42,13 +42,13 @@ pub fn backup(src: &Path, dest: &Path) -> Result<Copied, DbError> {
     let from = open_source(src)?;
     let partial = with_suffix(dest, ".partial");
     let _ = std::fs::remove_file(&partial);
-    let result = copy_snapshot(&from, &partial).and_then(|schema| {
+    let result = copy_snapshot(&from, &partial).and_then(|schema_version| {
         std::fs::rename(&partial, dest)?;
         sync_parent(dest)?;
         Ok(Copied {
             path: dest.to_path_buf(),
             bytes: std::fs::metadata(dest)?.len(),
-            schema_version: schema.applied,
+            schema_version,
         })
     });
     if result.is_err() {
@@ -73,8 +73,9 @@ fn open_source(src: &Path) -> Result<rusqlite::Connection, DbError> {
 const LOCKED_FOR_AT_MOST: Duration = Duration::from_secs(60);
 
 /// Copies every page of `from` into a new file at `to_path`, makes it a standalone
-/// database (no WAL), checks its integrity and syncs it. Returns the copy's schema version.
-fn copy_snapshot(from: &rusqlite::Connection, to_path: &Path) -> Result<SchemaVersion, DbError> {
+/// database (no WAL), checks its integrity and syncs it. Returns the schema version
+/// recorded in the copy.
+fn copy_snapshot(from: &rusqlite::Connection, to_path: &Path) -> Result<Option<i64>, DbError> {
     create_private(to_path)?;
     let mut to = rusqlite::Connection::open(to_path)?;
     {
@@ -102,10 +103,10 @@ fn copy_snapshot(from: &rusqlite::Connection, to_path: &Path) -> Result<SchemaVe
     // The copy is a standalone file: no WAL beside it.
     to.execute_batch("PRAGMA journal_mode=DELETE;")?;
     check_integrity(&to)?;
-    let schema = migrate::inspect(&to)?;
+    let version = migrate::recorded_version(&to)?;
     drop(to);
     std::fs::File::open(to_path)?.sync_all()?;
-    Ok(schema)
+    Ok(version)
 }
 
 /// `PRAGMA integrity_check` is `ok`, or the error names its first findings.
@@ -206,6 +207,10 @@ pub fn restore(file: &Path, db_path: &Path, _lock: &DataDirLock) -> Result<Resto
     let _ = std::fs::remove_file(&partial);
     let checked = open_source(file)
         .and_then(|from| copy_snapshot(&from, &partial))
+        .and_then(|_| {
+            let copy = rusqlite::Connection::open(&partial)?;
+            migrate::inspect(&copy)
+        })
         .map_err(|e| match e {
             DbError::Sqlite(e)
                 if matches!(
@@ -219,8 +224,8 @@ pub fn restore(file: &Path, db_path: &Path, _lock: &DataDirLock) -> Result<Resto
         })
         .and_then(|schema| match schema.applied {
             Some(_) => Ok(schema),
-            None => Err(DbError::SchemaMismatch(
-                "it is an empty database (no xagent schema)".into(),
+            None => Err(DbError::Refused(
+                "an empty database, with no xagent schema".into(),
             )),
         });
     let schema = match checked {

@@ -108,6 +108,24 @@ pub(super) fn inspect(conn: &rusqlite::Connection) -> Result<SchemaVersion, DbEr
     })
 }
 
+/// The newest migration recorded in the database on `conn`, without judging it (`None`:
+/// no schema history). For labelling copies; `inspect` is the check.
+pub(super) fn recorded_version(conn: &rusqlite::Connection) -> Result<Option<i64>, DbError> {
+    let has_history: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [HISTORY],
+        |r| r.get(0),
+    )?;
+    if !has_history {
+        return Ok(None);
+    }
+    Ok(
+        conn.query_row(&format!("SELECT MAX(version) FROM {HISTORY}"), [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
 /// Applies pending migrations; returns the names of those applied.
 pub(super) fn run(conn: &mut rusqlite::Connection) -> Result<Vec<String>, DbError> {
     let report = embedded::migrations::runner()

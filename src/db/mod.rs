@@ -425,16 +425,6 @@ pub fn migrate_with(path: &Path, upgrade: &Upgrade) -> Result<Migrated, DbError>
     bring_up_to_date(&mut conn, path, upgrade)
 }
 
-/// The schema version of the database at `path`, read without changing it.
-pub fn schema_version(path: &Path) -> Result<SchemaVersion, DbError> {
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    migrate::inspect(&conn)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -305,8 +305,8 @@ mod tests {
             "xagent-20260314T0915Z.db",
             "xagent-2026031XT091500Z.db",
             "pre-upgrade-V7-to-V9-20260314T091500Z.db",
-            "xagent.db",
-            "notes.txt",
+            "xagent-latest.db",
+            "my-notes.txt",
         ] {
             assert!(!is_scheduled_name(other), "{other}");
         }
@@ -321,7 +321,7 @@ mod tests {
             "xagent-20260103T000000Z.db",
             "xagent-20260104T000000Z.db",
             "pre-upgrade-V1-to-V2-20250101T000000Z.db",
-            "mine.db",
+            "my-copy.db",
         ];
         for n in names {
             std::fs::write(dir.path().join(n), b"x").unwrap();
@@ -339,7 +339,7 @@ mod tests {
         assert_eq!(
             left,
             vec![
-                "mine.db",
+                "my-copy.db",
                 "pre-upgrade-V1-to-V2-20250101T000000Z.db",
                 "xagent-20260103T000000Z.db",
                 "xagent-20260104T000000Z.db"
