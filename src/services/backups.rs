@@ -46,8 +46,9 @@ pub struct Backups {
     interval: Option<Duration>,
     keep: usize,
     dir: PathBuf,
-    /// One backup at a time; the permit lives on the blocking thread that copies, so
-    /// shutdown (`wait_idle`) waits for a copy under way even when its task was dropped.
+    /// One copy at a time (scheduled or `temp_copy`); the permit lives on the blocking
+    /// thread that copies, so shutdown (`wait_idle`) waits for a copy under way even when
+    /// its task was dropped.
     running: Arc<Semaphore>,
 }
 
@@ -260,16 +261,27 @@ impl Drop for TempCopy {
 const TEMP_PREFIX: &str = ".xagent-download-";
 
 /// Writes a `TempCopy` (checked with `PRAGMA integrity_check`, like every backup). Not
-/// counted in the scheduled backups' status.
+/// counted in the scheduled backups' status; it waits for a backup under way, so copies
+/// are written one at a time.
 pub async fn temp_copy(svc: &Services) -> Result<TempCopy, AppError> {
+    let permit = svc
+        .backups
+        .running
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| AppError::Internal("backups stopped".into()))?;
     let src = svc.db.path().to_path_buf();
     let dir = src.parent().unwrap_or(Path::new(".")).to_path_buf();
     let dest = dir.join(format!("{TEMP_PREFIX}{}.db", uuid::Uuid::new_v4().simple()));
-    tokio::task::spawn_blocking(move || db::backup(&src, &dest))
-        .await
-        .map_err(|_| AppError::Internal("the backup task failed".into()))?
-        .map(|copy| TempCopy { copy })
-        .map_err(|e| AppError::Internal(format!("backup failed: {e}")))
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        db::backup(&src, &dest)
+    })
+    .await
+    .map_err(|_| AppError::Internal("the backup task failed".into()))?
+    .map(|copy| TempCopy { copy })
+    .map_err(|e| AppError::Internal(format!("backup failed: {e}")))
 }
 
 /// Removes `TempCopy` files that a stopped server left in `data_dir` (only a server that
