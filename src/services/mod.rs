@@ -3,6 +3,7 @@
 //! same write job as the change.
 pub mod admin;
 pub mod audit;
+pub mod backups;
 pub mod chat;
 pub mod csv_text;
 pub mod gateway;
@@ -41,7 +42,7 @@ use crate::error::AppError;
 /// What the use cases run on, made once at start (`app.rs`) and shared by the handlers,
 /// the background jobs and the tests: the database, the master keys, the clock every rule
 /// reads its time from (tests move it), the outbound clients and their policy, the mail
-/// settings, the operator's providers and the address links are built from.
+/// settings, the operator's providers, the address links are built from and the backups.
 #[derive(Clone)]
 pub struct Services {
     pub db: Db,
@@ -52,6 +53,8 @@ pub struct Services {
     pub mail: Option<Arc<SmtpConfig>>,
     pub env_providers: Arc<BTreeMap<String, EnvProvider>>,
     pub base_url: Arc<str>,
+    /// The backup schedule and its status (`backups::Backups::status`).
+    pub backups: Arc<backups::Backups>,
 }
 
 impl Services {
@@ -72,6 +75,7 @@ impl Services {
             mail: config.smtp.clone().map(Arc::new),
             env_providers: Arc::new(config.env_providers.clone()),
             base_url: base_url.into(),
+            backups: Arc::new(backups::Backups::new(config)),
         })
     }
 

@@ -9,6 +9,7 @@ mod agent_services;
 mod audit_chain;
 mod audit_names;
 mod audit_trail;
+mod backups;
 mod cli;
 mod compressed_bodies;
 mod errors;
