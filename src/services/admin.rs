@@ -1232,43 +1232,11 @@ pub async fn count_suspended(svc: &Services, _admin: &InstanceAdmin) -> Result<i
     svc.db.read(|tx| Ok(orgs::count_suspended(tx)?)).await
 }
 
-/// A backup file made for a download; removed when dropped.
-pub struct DownloadedBackup {
-    path: std::path::PathBuf,
-}
-
-impl DownloadedBackup {
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-}
-
-impl Drop for DownloadedBackup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// A consistent copy of the live database (SQLite's online backup, which writers do not
-/// wait for), in a private file of the data directory until the download ends. Audited.
-pub async fn backup_now(
-    svc: &Services,
-    admin: &InstanceAdmin,
-    config: &crate::config::Config,
-) -> Result<DownloadedBackup> {
-    let src = config.database_path();
-    let file = DownloadedBackup {
-        path: config
-            .data_dir
-            .join(format!(".download-{}.db", crate::domain::new_id())),
-    };
-    let dest = file.path.clone();
-    tokio::task::spawn_blocking(move || crate::db::backup(&src, &dest))
-        .await
-        .map_err(|e| AppError::Internal(format!("backup task: {e}")))?
-        .map_err(|e| AppError::Internal(format!("backup: {e}")))?;
-    let size = std::fs::metadata(&file.path).map(|m| m.len()).unwrap_or(0);
-    let (a, now) = (admin.clone(), svc.now_str());
+/// A consistent, checked copy of the live database for a superuser to download (removed
+/// when dropped). Audited.
+pub async fn backup_now(svc: &Services, admin: &InstanceAdmin) -> Result<super::backups::TempCopy> {
+    let copy = super::backups::temp_copy(svc).await?;
+    let (a, now, size) = (admin.clone(), svc.now_str(), copy.bytes());
     svc.db
         .write(move |tx| {
             a.audit(
@@ -1281,5 +1249,10 @@ pub async fn backup_now(
             )
         })
         .await?;
-    Ok(file)
+    Ok(copy)
+}
+
+/// The scheduled backups as the console shows them.
+pub fn backup_status(svc: &Services, _admin: &InstanceAdmin) -> super::backups::BackupStatus {
+    svc.backups.status()
 }

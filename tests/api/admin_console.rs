@@ -1164,3 +1164,74 @@ async fn a_plan_change_charges_the_new_fee_from_the_next_period_unless_applied_n
         Some((json!("Team plan"), json!(49_000_000)))
     );
 }
+
+#[tokio::test]
+async fn a_superuser_downloads_a_consistent_backup_and_nobody_else_can() {
+    let c = console().await;
+    let r = c
+        .owner
+        .client
+        .get(c.app.url("/admin/backup"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .root
+        .client
+        .get(c.app.url("/admin/backup"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let disposition = r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        disposition.contains("xagent-") && disposition.ends_with(".db\""),
+        "{disposition}"
+    );
+    let gzipped = r
+        .headers()
+        .get("content-encoding")
+        .is_some_and(|v| v == "gzip");
+    let raw = r.bytes().await.unwrap();
+    let bytes = if gzipped {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&raw[..]), &mut out).unwrap();
+        out
+    } else {
+        raw.to_vec()
+    };
+    assert!(bytes.starts_with(b"SQLite format 3\0"), "not a database");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copy.db");
+    std::fs::write(&path, &bytes).unwrap();
+    let copy = rusqlite::Connection::open(&path).unwrap();
+    let ok: String = copy
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    let n: i64 = copy
+        .query_row(
+            "SELECT COUNT(*) FROM organizations WHERE slug = 'acme'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    // Nothing is left in the data directory, and the download is audited.
+    let left: Vec<String> = std::fs::read_dir(c.app.data_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("download"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        instance_actions(&c.root)
+            .await
+            .contains(&"instance.backup_downloaded".to_string())
+    );
+}

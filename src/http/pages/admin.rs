@@ -136,7 +136,7 @@ async fn home(
     let users = admin::list_users(&s.svc, &a.admin, String::new(), 1, 0).await?;
     let suspended = admin::count_suspended(&s.svc, &a.admin).await?;
     let plans = admin::list_plans(&s.svc, &a.admin).await?;
-    let backups = backup_lines(&s);
+    let backups = backup_lines(&admin::backup_status(&s.svc, &a.admin));
     render_status(
         StatusCode::OK,
         &HomePage {
@@ -152,34 +152,99 @@ async fn home(
     )
 }
 
-/// The scheduled backups' state, when they are configured (filled by the backup task).
-fn backup_lines(_s: &AppState) -> Vec<BackupLine> {
-    Vec::new()
+/// The scheduled backups' state for the overview (empty when none are scheduled and none
+/// ever failed).
+fn backup_lines(st: &crate::services::backups::BackupStatus) -> Vec<BackupLine> {
+    let Some(every) = st.interval_secs else {
+        return Vec::new();
+    };
+    let line = |label: &str, value: String, warn: bool| BackupLine {
+        label: label.to_string(),
+        value,
+        warn,
+    };
+    let mut out = vec![
+        line(
+            "Schedule",
+            format!(
+                "every {}, keeping {} in {}",
+                humane(every),
+                st.keep,
+                st.dir.display()
+            ),
+            false,
+        ),
+        match (&st.last_success_at, &st.last_file) {
+            (Some(at), Some(file)) => line(
+                "Last backup",
+                format!(
+                    "{} — {} ({})",
+                    crate::domain::format::time_at(*at),
+                    file.display(),
+                    crate::domain::format::bytes(st.last_size.unwrap_or(0) as i64)
+                ),
+                false,
+            ),
+            _ => line("Last backup", "none yet".into(), false),
+        },
+    ];
+    if st.failures_total > 0 {
+        let when = st
+            .last_failure_at
+            .map(crate::domain::format::time_at)
+            .unwrap_or_default();
+        out.push(line(
+            "Failures",
+            format!(
+                "{} in all; the last at {when}: {}",
+                st.failures_total,
+                st.last_error.as_deref().unwrap_or("unknown")
+            ),
+            st.last_failure_at > st.last_success_at,
+        ));
+    }
+    out
+}
+
+fn humane(secs: u64) -> String {
+    match secs {
+        s if s % 86_400 == 0 => format!("{} d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{} h", s / 3_600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
 }
 
 /// A consistent copy of the live database, streamed as a download.
 async fn download_backup(State(s): State<AppState>, a: AdminUser) -> Result<Response> {
-    let file = admin::backup_now(&s.svc, &a.admin, &s.config).await?;
+    let copy = admin::backup_now(&s.svc, &a.admin).await?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let reader = tokio::fs::File::open(file.path())
-        .await
+    let file = copy
+        .open()
         .map_err(|e| AppError::Internal(format!("reading the backup: {e}")))?;
-    // The file goes when the stream is dropped (the download ended or was cut off).
-    let guarded = futures_util::stream::unfold((reader, file), |(mut reader, file)| async move {
+    // Open before the name goes: the open file stays readable (Unix), nothing is left over.
+    drop(copy);
+    let reader = tokio::fs::File::from_std(file);
+    let length = reader
+        .metadata()
+        .await
+        .map(|m| m.len())
+        .map_err(|e| AppError::Internal(format!("reading the backup: {e}")))?;
+    let body = futures_util::stream::unfold(reader, |mut reader| async move {
         use tokio::io::AsyncReadExt;
         let mut buf = vec![0u8; 64 * 1024];
         match reader.read(&mut buf).await {
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some((
-                    Ok::<_, std::io::Error>(bytes::Bytes::from(buf)),
-                    (reader, file),
-                ))
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), reader))
             }
-            Err(e) => Some((Err(e), (reader, file))),
+            Err(e) => Some((Err(e), reader)),
         }
     });
+    // Fused: the compression layer polls once more after the end, which a bare unfold
+    // answers with a panic.
+    let body = futures_util::StreamExt::fuse(body);
     Ok((
         [
             (header::CONTENT_TYPE, "application/vnd.sqlite3".to_string()),
@@ -188,8 +253,9 @@ async fn download_backup(State(s): State<AppState>, a: AdminUser) -> Result<Resp
                 format!("attachment; filename=\"xagent-{stamp}.db\""),
             ),
             (header::CACHE_CONTROL, "no-store".to_string()),
+            (header::CONTENT_LENGTH, length.to_string()),
         ],
-        Body::from_stream(guarded),
+        Body::from_stream(body),
     )
         .into_response())
 }
