@@ -405,7 +405,7 @@ struct PlanBody {
     #[schema(value_type = Option<i64>, minimum = 0)]
     monthly_fee_micros: Option<Micros>,
     /// every limit (absent or null: unlimited)
-    #[serde(default)]
+    #[serde(default, deserialize_with = "limits_object")]
     limits: Option<PlanLimits>,
 }
 
@@ -420,8 +420,29 @@ struct PlanPatchBody {
     #[schema(value_type = Option<i64>, minimum = 0)]
     monthly_fee_micros: Option<Micros>,
     /// every limit (absent or null: unlimited)
-    #[serde(default)]
+    #[serde(default, deserialize_with = "limits_object")]
     limits: Option<PlanLimits>,
+}
+
+/// Limits as a JSON object only (serde would also read a struct from an array).
+fn limits_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PlanLimits>, D::Error> {
+    use serde::de::Error;
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        v @ Value::Object(_) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(D::Error::custom),
+        _ => Err(D::Error::custom("limits must be an object")),
+    }
+}
+
+/// A string that may be absent but not null.
+fn not_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    use serde::de::Error;
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(Some(s)),
+        _ => Err(D::Error::custom("expected a string")),
+    }
 }
 
 impl PlanBody {
@@ -523,7 +544,7 @@ struct PriceBody {
     #[schema(value_type = Option<i64>, minimum = 0)]
     output_per_million_micros: Option<Micros>,
     /// RFC 3339 or YYYY-MM-DD (midnight UTC); blank or absent: now (on a change: as it was)
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     #[schema(schema_with = super::openapi::time_or_date_or_blank)]
     effective_from: Option<String>,
 }
