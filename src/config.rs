@@ -71,6 +71,12 @@ pub struct Config {
     pub extractor_exe: Option<PathBuf>,
     /// How long one document's extraction may take.
     pub extract_timeout: Duration,
+    /// The bearer token `GET /metrics` on the main listener asks for (`--metrics-token`);
+    /// without it that route is 404.
+    pub metrics_token: Option<Secret>,
+    /// A second address serving only `GET /metrics`, without a token (`--metrics-listen`),
+    /// for a network only the scraper reaches.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// One provider configured through the environment, keyed by its provider name.
@@ -163,6 +169,8 @@ impl Config {
             targets: crate::services::outbound::TargetPolicy::PublicOnly,
             extractor_exe: None,
             extract_timeout: Duration::from_secs(60),
+            metrics_token: None,
+            metrics_listen: None,
         }
     }
 

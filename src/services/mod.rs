@@ -40,7 +40,7 @@ use crate::error::AppError;
 /// What the use cases run on, made once at start (`app.rs`) and shared by the handlers,
 /// the background jobs and the tests: the database, the master keys, the clock every rule
 /// reads its time from (tests move it), the outbound clients and their policy, the mail
-/// settings, the operator's providers and the address links are built from.
+/// settings, the operator's providers, the address links are built from, and the metrics.
 #[derive(Clone)]
 pub struct Services {
     pub db: Db,
@@ -51,6 +51,8 @@ pub struct Services {
     pub mail: Option<Arc<SmtpConfig>>,
     pub env_providers: Arc<BTreeMap<String, EnvProvider>>,
     pub base_url: Arc<str>,
+    /// This server's Prometheus metrics (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Services {
@@ -63,6 +65,7 @@ impl Services {
         base_url: String,
     ) -> Result<Self, String> {
         Ok(Services {
+            metrics: Arc::new(crate::metrics::Metrics::new(&db)),
             db,
             keyring,
             clock: config.clock.clone(),

@@ -19,6 +19,7 @@ mod invitations;
 mod isolation;
 mod isolation_matrix;
 mod llm_keys;
+mod metrics;
 mod org_admin;
 mod org_fixture;
 mod org_isolation;
