@@ -56,6 +56,8 @@ const ORG_ISO: &str = "org_isolation.rs";
 const LLM: &str = "llm_keys.rs";
 const GATEWAY: &str = "gateway.rs";
 const GATEWAY_ISO: &str = "usage_and_quota_of_another_org_are_not_found";
+const BILLING_ISO: &str =
+    "another_orgs_invoice_has_no_credit_notes_to_read_or_issue_and_nothing_is_written";
 const LLM_ISO: &str = "llm_settings_and_keys_of_another_org_are_not_found";
 const BY_REF: &str = "members_of_another_org_find_nothing_by_id_or_slug_and_change_nothing";
 const UNDER_OWN: &str = "ids_of_another_orgs_objects_under_ones_own_org_are_not_found";
@@ -84,6 +86,16 @@ const ROUTES: &[(&str, &str, Probe)] = &[
             GATEWAY,
             "a_closed_period_becomes_one_invoice_and_only_its_org_sees_it",
         ),
+    ),
+    (
+        "GET",
+        "/api/v1/orgs/{org}/invoices/{id}/credit-notes",
+        Probe::Elsewhere("billing.rs", BILLING_ISO),
+    ),
+    (
+        "POST",
+        "/api/v1/orgs/{org}/invoices/{id}/credit-notes",
+        Probe::Elsewhere("billing.rs", BILLING_ISO),
     ),
     (
         "GET",

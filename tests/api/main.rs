@@ -8,6 +8,7 @@ mod agent_services;
 mod audit_chain;
 mod audit_names;
 mod audit_trail;
+mod billing;
 mod cli;
 mod compressed_bodies;
 mod errors;

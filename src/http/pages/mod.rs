@@ -2,6 +2,7 @@
 mod account;
 mod audit;
 mod auth;
+mod billing;
 mod chart;
 mod dashboard;
 mod gallery;
@@ -44,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .merge(gallery::router())
         .merge(llm::router())
         .merge(usage::router())
+        .merge(billing::router())
         .fallback(not_found)
 }
 
