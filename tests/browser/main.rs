@@ -12,6 +12,7 @@ mod layout;
 
 mod agent_pages;
 mod audit_pages;
+mod billing_pages;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -1267,6 +1268,8 @@ impl Drop for Driver {
 struct Browser {
     client: Client,
     base: String,
+    /// chromedriver's address (for Chrome DevTools commands it relays).
+    webdriver: String,
     /// Dropped after `client`; the browser's profile directory goes with it.
     driver: Driver,
 }
@@ -1351,6 +1354,7 @@ impl Browser {
         Browser {
             client,
             base: app.base.clone(),
+            webdriver,
             driver,
         }
     }
