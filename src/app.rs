@@ -7,7 +7,7 @@ use tokio::net::{TcpListener, TcpSocket};
 
 use crate::config::Config;
 use crate::crypto::Keyring;
-use crate::db::{Db, DbError};
+use crate::db::{DataDirLock, Db, DbError, LockError, Upgrade};
 use crate::http::{self, state::AppState};
 use crate::services::{Services, identity};
 
@@ -23,6 +23,9 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// Another server (or a restore) holds the data directory.
+    #[error("{0}")]
+    Locked(#[from] LockError),
     #[error("database: {0}")]
     Db(#[from] DbError),
     #[error("master key: {0}")]
@@ -31,13 +34,16 @@ pub enum StartError {
     Upstream(String),
 }
 
-/// A built application: database open and migrated, port bound, not yet serving.
+/// A built application: data directory locked, database open and migrated, port bound,
+/// not yet serving.
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     /// The separate metrics listener (`--metrics-listen`) and its address.
     metrics: Option<(TcpListener, SocketAddr)>,
     state: AppState,
+    /// Held until the server has stopped and checkpointed the database.
+    lock: DataDirLock,
 }
 
 /// Creates the data directory (mode 0700) when missing.
@@ -114,6 +120,9 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         ensure_data_dir(&config.data_dir)?;
+        // Before anything else: one server per data directory, and no restore under a
+        // running server.
+        let lock = DataDirLock::try_acquire(&config.data_dir)?;
         raise_open_file_limit();
         for path in exposed_paths(&config.data_dir) {
             tracing::warn!(
@@ -121,8 +130,10 @@ impl Application {
                 "readable by other users: it holds password hashes and keys (chmod 700 the data directory, 600 its files)"
             );
         }
+        crate::services::backups::remove_stale_temp_copies(&config.data_dir);
         let db_path = config.database_path();
-        let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
+        let upgrade = Upgrade::BackUpInto(config.backup_dir());
+        let db = tokio::task::spawn_blocking(move || Db::open_with(&db_path, &upgrade))
             .await
             .map_err(|_| DbError::TaskFailed)??;
         let keyring = Keyring::load(
@@ -189,6 +200,7 @@ impl Application {
             addr,
             metrics,
             state,
+            lock,
         })
     }
 
@@ -254,6 +266,8 @@ impl Application {
                 }
             })
         });
+        let backups = tokio::spawn(crate::services::backups::run_scheduled(state.svc.clone()));
+        let lock = self.lock;
         let router = http::router(self.state);
         let served = axum::serve(
             self.listener,
@@ -268,12 +282,17 @@ impl Application {
         if let Some(m) = metrics {
             m.abort();
         }
+        backups.abort();
         tracing::info!("stopped accepting; flushing the database");
         // Usage of the calls answered so far is written before the writer stops.
         state.gateway.models.meter.flush().await;
+        // A backup under way holds a read snapshot, which would keep the final
+        // checkpoint from emptying the WAL.
+        state.svc.backups.wait_idle().await;
         if let Err(e) = state.svc.db.shutdown().await {
             tracing::error!(error = %e, "database shutdown");
         }
+        drop(lock);
         served
     }
 
@@ -281,6 +300,14 @@ impl Application {
     pub async fn announce(&self) {
         let url = self.base_url().to_string();
         println!("xagent {} listening on {url}", crate::VERSION);
+        let migrated = self.db().migrated();
+        if let (Some(from), Some(copy)) = (migrated.from, &migrated.pre_upgrade_backup) {
+            println!(
+                "upgraded the database from schema version {from} to {}; the copy taken before is {}",
+                migrated.to,
+                copy.path.display()
+            );
+        }
         tracing::info!(url = %url, "listening");
         if identity::user_count(self.services()).await.unwrap_or(1) == 0 {
             let command = self.state.config.create_user_command();

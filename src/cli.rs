@@ -1,5 +1,6 @@
 //! The command line. Every verb takes `--data-dir` and works while a server runs on the
-//! same directory (SQLite does the locking).
+//! same directory (SQLite does the locking), except `restore`, which needs the server
+//! stopped, and `migrate` when there is something to migrate.
 use crate::services::Services;
 use std::io::BufRead;
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::{Application, ensure_data_dir};
 use crate::config::{Config, Secret, SmtpConfig, SmtpTls};
-use crate::db::{self, Db};
+use crate::db::{self, DataDirLock, Db, LockError, Upgrade};
 use crate::services::{ClientMeta, identity};
 use crate::telemetry::{self, LogFormat};
 
@@ -30,6 +31,10 @@ struct Cli {
     /// Log line format.
     #[arg(long, global = true, env = "XAGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Where scheduled backups and the backups taken before a schema upgrade are written
+    /// (default: DATA_DIR/backups).
+    #[arg(long, global = true, env = "XAGENT_BACKUP_DIR")]
+    backup_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,6 +54,12 @@ enum Command {
     /// Write a consistent copy of the live database to FILE.
     Backup {
         /// Destination file (must not exist).
+        file: PathBuf,
+    },
+    /// Replace the database with FILE, a backup. Refused while a server runs on the data
+    /// directory; the database it replaces is kept beside it as xagent.db.replaced-TIME.
+    Restore {
+        /// The backup to restore (checked before anything is replaced).
         file: PathBuf,
     },
     /// Master keys of the stored provider keys (XAGENT_MASTER_KEY or DATA_DIR/master.key).
@@ -145,6 +156,21 @@ struct ServeArgs {
     /// Also serve GET /metrics, without a token, on this address (e.g. 127.0.0.1:9464).
     #[arg(long, env = "XAGENT_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// How often to write a backup into the backup directory: a number and a unit (90s,
+    /// 30m, 6h, 1d; a bare number is minutes); 0 or off: no scheduled backups.
+    #[arg(long, env = "XAGENT_BACKUP_INTERVAL", default_value = "off", value_parser = parse_interval)]
+    backup_interval: Interval,
+    /// How many scheduled backups to keep; older ones are deleted.
+    #[arg(long, env = "XAGENT_BACKUP_KEEP", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
+    backup_keep: u32,
+}
+
+/// `--backup-interval`, parsed (`None`: off).
+#[derive(Clone, Copy)]
+struct Interval(Option<std::time::Duration>);
+
+fn parse_interval(text: &str) -> Result<Interval, String> {
+    crate::config::parse_backup_interval(text).map(Interval)
 }
 
 #[derive(Subcommand)]
@@ -211,6 +237,7 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
+    let backups = backup_dir(&cli.data_dir, cli.backup_dir.clone());
     match cli.command {
         Command::Serve(a) => {
             let a = *a;
@@ -238,6 +265,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .map(|t| Secret::new(t.trim()));
             config.metrics_listen = a.metrics_listen;
             config.env_providers = crate::config::env_providers(std::env::vars());
+            config.backup_dir = cli.backup_dir;
+            config.backup_interval = a.backup_interval.0;
+            config.backup_keep = a.backup_keep as usize;
             config.smtp = a.smtp_host.map(|host| SmtpConfig {
                 host,
                 port: a.smtp_port,
@@ -254,16 +284,27 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Migrate => {
             ensure_data_dir(&cli.data_dir).map_err(|e| e.to_string())?;
+            let (lock, upgrade) = upgrade_mode(&cli.data_dir, backups)?;
             let path = cli.data_dir.join("xagent.db");
-            let applied = tokio::task::spawn_blocking(move || db::migrate_only(&path))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            if applied.is_empty() {
-                println!("database is up to date");
+            let m = tokio::task::spawn_blocking(move || {
+                let m = db::migrate_with(&path, &upgrade);
+                drop(lock);
+                m
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            if let (Some(from), Some(copy)) = (m.from, &m.pre_upgrade_backup) {
+                println!(
+                    "backed up the database (schema version {from}) to {}",
+                    copy.path.display()
+                );
+            }
+            if m.applied.is_empty() {
+                println!("database is up to date (schema version {})", m.to);
             } else {
-                for m in applied {
-                    println!("applied {m}");
+                for applied in m.applied {
+                    println!("applied {applied}");
                 }
             }
             Ok(())
@@ -273,24 +314,29 @@ async fn run(cli: Cli) -> Result<(), String> {
             if !src.exists() {
                 return Err(format!("no database at {}", src.display()));
             }
-            let dest = file.clone();
-            tokio::task::spawn_blocking(move || db::backup(&src, &dest))
+            let copy = tokio::task::spawn_blocking(move || db::backup(&src, &file))
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
-            println!("backup written to {}", file.display());
+            println!(
+                "backup written to {} ({} bytes, schema version {})",
+                copy.path.display(),
+                copy.bytes,
+                copy.schema_version.unwrap_or(0)
+            );
             Ok(())
         }
+        Command::Restore { file } => restore(&cli.data_dir, file).await,
         Command::Openapi => {
             println!("{}", crate::http::api::openapi::DOCUMENT.as_str());
             Ok(())
         }
         // Handled before the runtime starts.
         Command::ExtractText(_) => Ok(()),
-        Command::Admin(cmd) => admin(cli.data_dir, cmd).await,
-        Command::Keys(cmd) => keys(cli.data_dir, cmd).await,
+        Command::Admin(cmd) => admin(cli.data_dir, backups, cmd).await,
+        Command::Keys(cmd) => keys(cli.data_dir, backups, cmd).await,
         Command::Audit(AuditCommand::Verify { org }) => {
-            let svc = services(cli.data_dir).await?;
+            let svc = services(cli.data_dir, backups).await?;
             let reports = crate::services::audit::verify(&svc, org)
                 .await
                 .map_err(describe);
@@ -322,9 +368,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-async fn keys(dir: PathBuf, cmd: KeysCommand) -> Result<(), String> {
+async fn keys(dir: PathBuf, backups: PathBuf, cmd: KeysCommand) -> Result<(), String> {
     use crate::services::llm;
-    let svc = services(dir).await?;
+    let svc = services(dir, backups).await?;
     let ring = &svc.keyring;
     let out = async {
         match cmd {
@@ -365,13 +411,14 @@ async fn keys(dir: PathBuf, cmd: KeysCommand) -> Result<(), String> {
 
 /// The services a command runs on: the data directory's database and master keys (from
 /// XAGENT_MASTER_KEY or master.key, as the server reads them).
-async fn services(dir: PathBuf) -> Result<Services, String> {
-    let db = open_db(dir.clone()).await?;
+async fn services(dir: PathBuf, backups: PathBuf) -> Result<Services, String> {
+    let db = open_db(dir.clone(), backups.clone()).await?;
     let env = std::env::var("XAGENT_MASTER_KEY").ok();
     let made = crate::crypto::Keyring::load(env.as_deref(), &dir)
         .map_err(|e| e.to_string())
         .and_then(|ring| {
-            let config = crate::config::Config::new(dir);
+            let mut config = crate::config::Config::new(dir);
+            config.backup_dir = Some(backups);
             let base_url = config.base_url(config.listen);
             Services::new(db.clone(), ring, &config, base_url)
         });
@@ -381,17 +428,82 @@ async fn services(dir: PathBuf) -> Result<Services, String> {
     made
 }
 
-async fn open_db(dir: PathBuf) -> Result<Db, String> {
+/// Opens the data directory's database for a command. While no server runs, the command
+/// holds the data directory as it opens, so that an upgrade (backup, then migrations) is
+/// its alone; while one runs, a database that would need migrating is refused.
+async fn open_db(dir: PathBuf, backups: PathBuf) -> Result<Db, String> {
     ensure_data_dir(&dir).map_err(|e| e.to_string())?;
+    let (lock, upgrade) = upgrade_mode(&dir, backups)?;
     let path = dir.join("xagent.db");
-    tokio::task::spawn_blocking(move || Db::open(&path))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+    tokio::task::spawn_blocking(move || {
+        let db = Db::open_with(&path, &upgrade);
+        drop(lock);
+        db
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
 }
 
-async fn admin(dir: PathBuf, cmd: AdminCommand) -> Result<(), String> {
-    let svc = services(dir).await?;
+/// `--backup-dir` (or `XAGENT_BACKUP_DIR`), else `DATA_DIR/backups`.
+fn backup_dir(data_dir: &std::path::Path, flag: Option<PathBuf>) -> PathBuf {
+    flag.unwrap_or_else(|| data_dir.join("backups"))
+}
+
+/// The data directory's lock if no server holds it, and what opening may do to an older
+/// schema accordingly.
+fn upgrade_mode(
+    dir: &std::path::Path,
+    backups: PathBuf,
+) -> Result<(Option<DataDirLock>, Upgrade), String> {
+    match DataDirLock::try_acquire(dir) {
+        Ok(lock) => Ok((Some(lock), Upgrade::BackUpInto(backups))),
+        Err(LockError::Held { .. }) => Ok((None, Upgrade::Refuse)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn restore(dir: &std::path::Path, file: PathBuf) -> Result<(), String> {
+    ensure_data_dir(dir).map_err(|e| e.to_string())?;
+    let lock = DataDirLock::try_acquire(dir).map_err(|e| match e {
+        LockError::Held { .. } => format!("cannot restore: {e}; stop it first"),
+        other => other.to_string(),
+    })?;
+    let db_path = dir.join("xagent.db");
+    let target = db_path.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let done = db::restore(&file, &target, &lock);
+        drop(lock);
+        done
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| match e {
+        db::DbError::Refused(why) => format!("cannot restore {why}"),
+        other => format!("cannot restore: {other}"),
+    })?;
+    let version = done.schema.applied.unwrap_or(0);
+    println!(
+        "restored {} ({} bytes, schema version {version}) as {}",
+        done.from.display(),
+        done.bytes,
+        db_path.display()
+    );
+    match &done.replaced {
+        Some(old) => println!("the database it replaced is kept as {}", old.display()),
+        None => println!("there was no database before"),
+    }
+    if done.schema.needs_upgrade() {
+        println!(
+            "its schema is older than this xagent's (version {}): the next start backs it up and migrates it",
+            done.schema.known
+        );
+    }
+    Ok(())
+}
+
+async fn admin(dir: PathBuf, backups: PathBuf, cmd: AdminCommand) -> Result<(), String> {
+    let svc = services(dir, backups).await?;
     let meta = ClientMeta {
         ip: None,
         user_agent: Some("xagent-cli".into()),

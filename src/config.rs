@@ -77,6 +77,12 @@ pub struct Config {
     /// A second address serving only `GET /metrics`, without a token (`--metrics-listen`),
     /// for a network only the scraper reaches.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where scheduled and pre-upgrade backups go; `None`: `DATA_DIR/backups`.
+    pub backup_dir: Option<PathBuf>,
+    /// How often the server writes a scheduled backup; `None`: never (the default).
+    pub backup_interval: Option<Duration>,
+    /// How many scheduled backups are kept (the oldest beyond are deleted); at least 1.
+    pub backup_keep: usize,
 }
 
 /// One provider configured through the environment, keyed by its provider name.
@@ -171,7 +177,17 @@ impl Config {
             extract_timeout: Duration::from_secs(60),
             metrics_token: None,
             metrics_listen: None,
+            backup_dir: None,
+            backup_interval: None,
+            backup_keep: 7,
         }
+    }
+
+    /// Where scheduled and pre-upgrade backups go.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.backup_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("backups"))
     }
 
     pub fn database_path(&self) -> PathBuf {
@@ -209,6 +225,32 @@ impl Config {
     }
 }
 
+/// A backup interval as given to `--backup-interval`: a number with a unit, `s`, `m`, `h`
+/// or `d` (`90s`, `30m`, `6h`, `1d`), a bare number meaning minutes; `0` or `off` for none.
+pub fn parse_backup_interval(text: &str) -> Result<Option<Duration>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("off") || t.is_empty() {
+        return Ok(None);
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number and a unit, e.g. 30m, 6h, 1d"))?;
+    let seconds = match unit.trim() {
+        "s" => 1,
+        "" | "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use s, m, h or d)"
+            ));
+        }
+    };
+    Ok(Some(Duration::from_secs(n.saturating_mul(seconds))).filter(|d| !d.is_zero()))
+}
+
 /// `word` as one shell word: as is when it is plain, else in single quotes.
 fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
@@ -225,6 +267,22 @@ fn shell_quote(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backup_intervals_read_with_their_unit_minutes_without_and_zero_or_off_as_none() {
+        let d = |s| parse_backup_interval(s).unwrap();
+        assert_eq!(d("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(d("30"), Some(Duration::from_secs(1800)));
+        assert_eq!(d("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(d("6h"), Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(d("1d"), Some(Duration::from_secs(86_400)));
+        assert_eq!(d("0"), None);
+        assert_eq!(d("0h"), None);
+        assert_eq!(d("off"), None);
+        assert!(parse_backup_interval("6 weeks").is_err());
+        assert!(parse_backup_interval("h").is_err());
+        assert!(parse_backup_interval("-1m").is_err());
+    }
 
     #[test]
     fn the_create_user_command_names_the_data_dir_only_when_it_is_not_the_default() {

@@ -7,7 +7,7 @@
 pub mod app;
 /// Password hashing and random token generation (no I/O, no HTTP).
 pub mod auth;
-/// The command line: `serve`, `migrate`, `admin`, `backup`.
+/// The command line: `serve`, `migrate`, `admin`, `backup`, `restore`, `keys`, `audit`.
 pub mod cli;
 /// Configuration from flags and `XAGENT_*` variables, validated once at start.
 pub mod config;

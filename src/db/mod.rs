@@ -1,9 +1,11 @@
 //! The only module that touches SQLite. Reads run on a pool of read-only connections on
 //! blocking threads; writes go to one writer thread that commits jobs in batches
 //! (group commit: a savepoint per job, every job answered after its batch commits).
+pub mod backup;
 pub mod cache;
 mod conn;
 pub mod guard;
+pub mod lock;
 mod migrate;
 pub mod repo;
 pub mod scope;
@@ -19,7 +21,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use r2d2_sqlite::SqliteConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 
+pub use backup::{Copied, Restored, backup, restore};
 pub use conn::{Conn, ReadTx, WriteTx};
+pub use lock::{DataDirLock, LockError};
+pub use migrate::{SchemaVersion, known_version};
 pub use scope::OrgContext;
 pub use writer::{BATCH_BUCKETS, BatchSizes, WriterStats};
 
@@ -45,6 +50,28 @@ pub enum DbError {
     NotBookkeeping(String),
     #[error("migration failed: {0}")]
     Migration(String),
+    /// The database has migrations this binary does not know: it was made by a newer one.
+    #[error(
+        "database schema is version {found}, this xagent knows up to {known}; use a newer xagent"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    /// The schema history does not match this binary's migrations (another build, or not
+    /// an xagent database at all).
+    #[error("database schema does not match this xagent: {0}")]
+    SchemaMismatch(String),
+    /// The database needs migrating, but another process holds the data directory.
+    #[error(
+        "database schema is version {from} and this xagent's is {to}, but a server holds the data directory: stop it, then run `xagent migrate` (or start the new server)"
+    )]
+    UpgradeWhileInUse { from: i64, to: i64 },
+    /// Migrating was refused because the backup before it failed; nothing was changed.
+    #[error("cannot back up the database before upgrading it from version {from} to {to}: {cause}")]
+    PreUpgradeBackup { from: i64, to: i64, cause: String },
+    #[error("integrity check failed: {0}")]
+    Corrupt(String),
+    /// A file refused for a restore, with the reason.
+    #[error("{0}")]
+    Refused(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -108,16 +135,99 @@ struct Inner {
     /// Counts write jobs other than bookkeeping (`write_bookkeeping`), bumped after each:
     /// anything cached from the database is current while this has not moved.
     generation: AtomicU64,
+    /// What opening did to the schema.
+    migrated: Migrated,
+}
+
+/// What `Db::open` does with an existing database whose schema is older than this binary's.
+#[derive(Debug, Clone)]
+pub enum Upgrade {
+    /// Back it up into this directory first (`pre-upgrade-V<old>-to-V<new>-<time>.db`,
+    /// integrity-checked), then migrate. A failed backup stops the upgrade.
+    BackUpInto(PathBuf),
+    /// Refuse to open it: another process (a server) holds the data directory, and the
+    /// schema must not change under it.
+    Refuse,
+}
+
+impl Upgrade {
+    /// Backups into `backups/` beside the database (`DATA_DIR/backups`).
+    pub fn beside(db_path: &Path) -> Upgrade {
+        let dir = db_path.parent().unwrap_or(Path::new("."));
+        Upgrade::BackUpInto(dir.join("backups"))
+    }
+}
+
+/// What opening a database did to its schema.
+#[derive(Debug, Clone, Default)]
+pub struct Migrated {
+    /// The schema version found (`None`: a new database).
+    pub from: Option<i64>,
+    /// The schema version now.
+    pub to: i64,
+    /// The migrations applied, e.g. `V9__agent_services`.
+    pub applied: Vec<String>,
+    /// The copy taken before migrating an existing database.
+    pub pre_upgrade_backup: Option<Copied>,
+}
+
+/// Checks the schema on `conn` and brings it up to date: refuses a newer or foreign one,
+/// backs up an older existing one (per `upgrade`) and migrates.
+fn bring_up_to_date(
+    conn: &mut rusqlite::Connection,
+    path: &Path,
+    upgrade: &Upgrade,
+) -> Result<Migrated, DbError> {
+    let found = migrate::inspect(conn)?;
+    let mut pre_upgrade_backup = None;
+    if let Some(from) = found.applied.filter(|_| found.needs_upgrade()) {
+        let to = found.known;
+        match upgrade {
+            Upgrade::Refuse => return Err(DbError::UpgradeWhileInUse { from, to }),
+            Upgrade::BackUpInto(dir) => {
+                let copy = backup::pre_upgrade_backup(path, dir, from, to).map_err(|e| {
+                    DbError::PreUpgradeBackup {
+                        from,
+                        to,
+                        cause: e.to_string(),
+                    }
+                })?;
+                tracing::info!(
+                    from,
+                    to,
+                    backup = %copy.path.display(),
+                    "database backed up before its upgrade"
+                );
+                pre_upgrade_backup = Some(copy);
+            }
+        }
+    }
+    let applied = migrate::run(conn)?;
+    if let Some(from) = found.applied.filter(|_| !applied.is_empty()) {
+        tracing::info!(from, to = found.known, migrations = ?applied, "database upgraded");
+    }
+    Ok(Migrated {
+        from: found.applied,
+        to: found.known,
+        applied,
+        pre_upgrade_backup,
+    })
 }
 
 impl Db {
-    /// Opens (creating if needed) the database, applies pending migrations and starts the writer.
+    /// Opens (creating if needed) the database, applies pending migrations (an existing
+    /// database is backed up into `backups/` beside it first) and starts the writer.
     pub fn open(path: &Path) -> Result<Db, DbError> {
+        Self::open_with(path, &Upgrade::beside(path))
+    }
+
+    /// `open`, with `upgrade` saying what to do with an older existing database.
+    pub fn open_with(path: &Path, upgrade: &Upgrade) -> Result<Db, DbError> {
         // SQLite gives the -wal and -shm files the database file's mode.
         create_private(path)?;
         let mut wconn = rusqlite::Connection::open(path)?;
         conn::configure_writer(&wconn)?;
-        migrate::run(&mut wconn)?;
+        let migrated = bring_up_to_date(&mut wconn, path, upgrade)?;
         // Gather planner statistics where they are missing or stale (SQLite's advice for
         // long-lived connections; cheap when there is nothing to do).
         wconn.execute_batch("PRAGMA optimize = 0x10002;")?;
@@ -138,6 +248,7 @@ impl Db {
                 writer,
                 stats,
                 generation: AtomicU64::new(0),
+                migrated,
             }),
         })
     }
@@ -155,6 +266,11 @@ impl Db {
     pub fn write_queue_depth(&self) -> usize {
         let w = &self.inner.writer;
         w.max_capacity().saturating_sub(w.capacity())
+    }
+
+    /// What opening did to the schema (migrations applied, the backup taken before).
+    pub fn migrated(&self) -> &Migrated {
+        &self.inner.migrated
     }
 
     /// Runs `f` in a read transaction (one consistent snapshot) on a blocking thread.
@@ -285,79 +401,6 @@ impl Db {
     }
 }
 
-/// A consistent online copy of the database at `src` into `dest`, safe while a server
-/// writes to `src`.
-///
-/// All pages are copied in one backup step, which is one read transaction on the source:
-/// in WAL mode that snapshot never blocks the writer, and nothing the writer commits
-/// meanwhile can restart the copy. (Copying a few pages per step, as before, restarts
-/// from the first page after every commit by another connection, so on a busy server the
-/// backup never finished.) The copy goes to a temporary file beside `dest`, is checked and
-/// synced, and only then renamed into place: `dest` is either complete or absent.
-pub fn backup(src: &Path, dest: &Path) -> Result<(), DbError> {
-    if dest.exists() {
-        return Err(DbError::Io(std::io::Error::new(
-            std::io::ErrorKind::AlreadyExists,
-            format!("{} already exists", dest.display()),
-        )));
-    }
-    let from = rusqlite::Connection::open_with_flags(
-        src,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
-    )?;
-    from.busy_timeout(std::time::Duration::from_secs(10))?;
-    let mut partial = dest.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    let _ = std::fs::remove_file(&partial);
-    let result = copy_snapshot(&from, &partial).and_then(|()| {
-        std::fs::rename(&partial, dest)?;
-        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // The rename is durable only once the directory entry is.
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    result
-}
-
-fn copy_snapshot(from: &rusqlite::Connection, to_path: &Path) -> Result<(), DbError> {
-    create_private(to_path)?;
-    let mut to = rusqlite::Connection::open(to_path)?;
-    {
-        let backup = rusqlite::backup::Backup::new(from, &mut to)?;
-        // -1: every page in one step, from one snapshot.
-        let mut waits = 0;
-        loop {
-            match backup.step(-1)? {
-                rusqlite::backup::StepResult::Done => break,
-                // The source was locked for a moment (a checkpoint): wait, within reason.
-                _ if waits < 2000 => {
-                    waits += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-                _ => {
-                    return Err(DbError::Io(std::io::Error::other(
-                        "the database stayed locked for 10 s",
-                    )));
-                }
-            }
-        }
-    }
-    // The copy is a standalone file: no WAL beside it.
-    to.execute_batch("PRAGMA journal_mode=DELETE;")?;
-    let ok: String = to.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-    if ok != "ok" {
-        return Err(DbError::Migration(format!("backup integrity check: {ok}")));
-    }
-    drop(to);
-    std::fs::File::open(to_path)?.sync_all()?;
-    Ok(())
-}
-
 /// Creates `path` empty and readable by its owner only, unless it exists: a database
 /// holds password hashes and sealed keys, whatever the umask says.
 fn create_private(path: &Path) -> std::io::Result<()> {
@@ -375,12 +418,17 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Applies pending migrations without starting anything (`xagent migrate`).
+/// Applies pending migrations without starting anything; returns those applied.
 pub fn migrate_only(path: &Path) -> Result<Vec<String>, DbError> {
+    migrate_with(path, &Upgrade::beside(path)).map(|m| m.applied)
+}
+
+/// Brings the schema up to date without starting anything (`xagent migrate`).
+pub fn migrate_with(path: &Path, upgrade: &Upgrade) -> Result<Migrated, DbError> {
     create_private(path)?;
     let mut conn = rusqlite::Connection::open(path)?;
     conn::configure_writer(&conn)?;
-    migrate::run(&mut conn)
+    bring_up_to_date(&mut conn, path, upgrade)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
-use super::repo::orgs::{ORG_COLUMNS, Org, org_from_row};
+use super::repo::orgs::{ORG_COLUMN_COUNT, ORG_COLUMNS, Org, org_from_row};
 use super::{Conn, DbError};
 use crate::domain::{OrgId, Permission, PermissionSet, Role, UserId};
 
@@ -71,6 +71,11 @@ pub fn refresh(c: &Conn<'_>, ctx: &OrgContext) -> Result<Option<OrgContext>, DbE
     membership_check(c, ctx.user_id(), &ctx.org_id().to_string())
 }
 
+/// `user`'s context in `org`, read inside a write job right after their membership was made.
+pub fn refresh_for(c: &Conn<'_>, user: UserId, org: OrgId) -> Result<Option<OrgContext>, DbError> {
+    membership_check(c, user, &org.to_string())
+}
+
 /// A member's permissions: their role's defaults with the overrides stored on their
 /// membership (a JSON object of path to grant).
 pub(in crate::db) fn member_permissions(role: Role, overrides: &str) -> PermissionSet {
@@ -97,11 +102,13 @@ pub(in crate::db) fn membership_check(
         .unscoped()
         .query_opt(&sql, params![org_ref, user.to_string()], |r| {
             let org = org_from_row(r, 0)?;
-            let role: String = r.get(9)?;
-            let perms: String = r.get(10)?;
+            let role: String = r.get(ORG_COLUMN_COUNT)?;
+            let perms: String = r.get(ORG_COLUMN_COUNT + 1)?;
             // A last-active time that does not read is treated as never: refusing the
             // organization for it would also stop the touch that rewrites it.
-            let last = super::repo::opt_time_at(r, 11).ok().flatten();
+            let last = super::repo::opt_time_at(r, ORG_COLUMN_COUNT + 2)
+                .ok()
+                .flatten();
             Ok((org, role, perms, last))
         })?;
     let Some((org, role, perms, last_active_at)) = found else {

@@ -5,6 +5,7 @@ mod ids;
 mod money;
 pub mod period;
 mod permissions;
+pub mod plans;
 pub mod resources;
 pub mod schemas;
 mod settings;
@@ -18,6 +19,7 @@ pub use ids::{
 };
 pub use money::Micros;
 pub use permissions::{PERMISSIONS, Permission, PermissionSet, Role};
+pub use plans::PlanLimits;
 pub use settings::OrgSettings;
 pub use values::{
     CreditReason, Email, OrgKind, OrgName, Password, PersonName, Slug, TokenName, Visibility,

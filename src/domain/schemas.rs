@@ -39,6 +39,24 @@ impl ToSchema for AuditAction {
     }
 }
 
+/// What an entry of the instance chain records: one word of the instance vocabulary.
+pub struct InstanceAuditAction;
+
+impl PartialSchema for InstanceAuditAction {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(super::audit::INSTANCE_AUDIT_ACTIONS.iter().copied()))
+            .build()
+            .into()
+    }
+}
+impl ToSchema for InstanceAuditAction {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "InstanceAuditAction".into()
+    }
+}
+
 /// Blank, as a form or client sends "none": only white space; `meaning` says what it
 /// stands for.
 pub fn blank(meaning: &str) -> ObjectBuilder {

@@ -444,6 +444,27 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for PublicForm<T> {
     }
 }
 
+/// The caller as an instance administrator (the console's routes): a superuser signed in
+/// with a session; anyone else, API tokens included, is 403 `superuser_required`.
+pub struct AdminUser {
+    pub user: CurrentUser,
+    pub admin: crate::services::admin::InstanceAdmin,
+}
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let user = CurrentUser::from_request_parts(parts, state).await?;
+        let admin = crate::services::admin::InstanceAdmin::check(
+            &user.user,
+            user.actor(),
+            user.session().is_some(),
+        )?;
+        Ok(AdminUser { user, admin })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::{HeaderMap, HeaderValue, header};

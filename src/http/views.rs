@@ -1040,3 +1040,17 @@ pub struct UsagePage {
     pub notifications: Vec<NotificationRow>,
     pub notice: Option<String>,
 }
+
+pub mod admin;
+
+/// Setting a new password through a reset link.
+#[derive(Template)]
+#[template(path = "pages/auth/reset.html")]
+pub struct ResetPasswordPage {
+    pub layout: Layout,
+    pub token: String,
+    /// The account the link is for; `None`: the link is unknown, used or expired.
+    pub email: Option<String>,
+    pub errors: FormErrors,
+    pub done: bool,
+}

@@ -25,18 +25,51 @@ pub async fn query(
     require(ctx, Permission::AuditView)?;
     let ctx = ctx.clone();
     svc.db
-        .read(move |tx| Ok(page_of(tx, &ctx, &filter, before_seq, limit)?))
+        .read(move |tx| Ok(page_of(tx, &Chain::Org(ctx), &filter, before_seq, limit)?))
         .await
+}
+
+/// A page of the instance chain (the console).
+pub async fn query_instance(
+    svc: &Services,
+    _admin: &super::admin::InstanceAdmin,
+    filter: Filter,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> Result<(Vec<Record>, Option<i64>)> {
+    svc.db
+        .read(move |tx| Ok(page_of(tx, &Chain::Instance, &filter, before_seq, limit)?))
+        .await
+}
+
+/// Which hash chain a read is about.
+#[derive(Clone)]
+enum Chain {
+    Org(OrgContext),
+    Instance,
+}
+
+fn rows_of(
+    tx: &crate::db::Conn<'_>,
+    chain: &Chain,
+    filter: &Filter,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> std::result::Result<Vec<Record>, crate::db::DbError> {
+    match chain {
+        Chain::Org(ctx) => audit::query(tx, ctx, filter, before_seq, limit),
+        Chain::Instance => audit::query_instance(tx, filter, before_seq, limit),
+    }
 }
 
 fn page_of(
     tx: &crate::db::Conn<'_>,
-    ctx: &OrgContext,
+    chain: &Chain,
     filter: &Filter,
     before_seq: Option<i64>,
     limit: i64,
 ) -> std::result::Result<(Vec<Record>, Option<i64>), crate::db::DbError> {
-    let mut rows = audit::query(tx, ctx, filter, before_seq, limit + 1)?;
+    let mut rows = rows_of(tx, chain, filter, before_seq, limit + 1)?;
     let next = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|r| r.seq)
@@ -89,7 +122,7 @@ pub async fn labelled(
     let ctx = ctx.clone();
     svc.db
         .read(move |tx| {
-            let (rows, next) = page_of(tx, &ctx, &filter, before_seq, limit)?;
+            let (rows, next) = page_of(tx, &Chain::Org(ctx.clone()), &filter, before_seq, limit)?;
             let mut refs: Vec<(String, String)> = Vec::new();
             for r in &rows {
                 if let Some(a) = &r.actor_id {
@@ -240,6 +273,25 @@ pub fn export(
     format: ExportFormat,
 ) -> Result<impl Stream<Item = Result<Bytes>>> {
     require(&ctx, Permission::AuditView)?;
+    Ok(export_chain(db, Chain::Org(ctx), filter, format))
+}
+
+/// `export` of the instance chain (the console).
+pub fn export_instance(
+    db: Db,
+    _admin: &super::admin::InstanceAdmin,
+    filter: Filter,
+    format: ExportFormat,
+) -> impl Stream<Item = Result<Bytes>> + use<> {
+    export_chain(db, Chain::Instance, filter, format)
+}
+
+fn export_chain(
+    db: Db,
+    ctx: Chain,
+    filter: Filter,
+    format: ExportFormat,
+) -> impl Stream<Item = Result<Bytes>> {
     let header = match format {
         ExportFormat::Csv => Some(Bytes::from_static(
             b"id,at,actor_id,actor_email,action,resource_type,resource_id,ip,user_agent,details\r\n",
@@ -249,7 +301,7 @@ pub fn export(
     let state = (db, ctx, filter, None::<i64>, false, header);
     // Fused: the compression layer polls once more after the end, and a bare `unfold`
     // panics when polled after it finished, which cut compressed downloads off mid-body.
-    Ok(futures_util::stream::unfold(
+    futures_util::stream::unfold(
         state,
         move |(db, ctx, filter, before, done, header)| async move {
             if let Some(h) = header {
@@ -260,9 +312,7 @@ pub fn export(
             }
             let (c2, f2) = (ctx.clone(), filter.clone());
             let batch = db
-                .read(move |tx| {
-                    Ok::<_, AppError>(audit::query(tx, &c2, &f2, before, EXPORT_BATCH)?)
-                })
+                .read(move |tx| Ok::<_, AppError>(rows_of(tx, &c2, &f2, before, EXPORT_BATCH)?))
                 .await;
             match batch {
                 Err(e) => Some((Err(e), (db, ctx, filter, before, true, None))),
@@ -297,7 +347,7 @@ pub fn export(
             }
         },
     )
-    .fuse())
+    .fuse()
 }
 
 /// One audit row as the API lists it and the NDJSON export writes it.

@@ -214,13 +214,27 @@ fn read_setup(
             return Err(RouteError::NoProviderKey { provider, reason });
         }
     };
-    let quota = crate::db::repo::quotas::get(tx, ctx)?;
-    let plan_credits =
-        crate::db::repo::plans::for_org(tx, ctx)?.and_then(|p| p.monthly_ai_credits_micros);
+    let mut quota = crate::db::repo::quotas::get(tx, ctx)?;
+    let plan = crate::db::repo::plans::for_org(tx, ctx)?;
+    let plan_credits = plan.as_ref().and_then(|p| p.monthly_ai_credits_micros);
+    // The plan's rate is a ceiling; the organization's own setting may only be stricter.
+    if let Some(plan_rpm) = plan.as_ref().and_then(|p| p.rate_limit_rpm) {
+        quota.rate_limit_rpm = Some(
+            quota
+                .rate_limit_rpm
+                .map_or(plan_rpm, |own| own.min(plan_rpm)),
+        );
+    }
     let limits = Limits {
         credit_limit: super::quota::credit_limit(&quota, plan_credits),
         quota,
-        price: usage::price(tx, &provider, &[&upstream_model])?,
+        // The admission estimate; the metered cost takes the price at the call's own time.
+        price: usage::price(
+            tx,
+            &provider,
+            &[&upstream_model],
+            &crate::domain::fmt_time(chrono::Utc::now()),
+        )?,
     };
     let known_model = limits.price.is_some()
         || policy.allowed_models.contains(&model)

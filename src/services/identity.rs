@@ -108,8 +108,9 @@ pub(crate) fn insert_user_with_workspace(
     let slug = super::orgs::free_slug(tx, &Slug::derive_from(local))?;
     let org_name = OrgName::parse(&format!("{} (personal)", name.as_str()))
         .or_else(|_| OrgName::parse("Personal workspace"))?;
+    let plan = super::orgs::default_plan(tx)?;
     let org =
-        super::orgs::create_in_tx(tx, &actor, &org_name, &slug, OrgKind::Personal, "free", now)?;
+        super::orgs::create_in_tx(tx, &actor, &org_name, &slug, OrgKind::Personal, &plan, now)?;
     users::set_current_org(tx, id, org.id, now)?;
     audit::append_instance(
         tx,

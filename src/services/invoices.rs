@@ -45,12 +45,20 @@ pub async fn close_periods(svc: &Services, now: chrono::DateTime<chrono::Utc>) -
                     }
                     let (start, end) = (fmt_time(p.start), fmt_time(p.end));
                     let mut lines = Vec::new();
-                    if let Some(plan) = &plan
-                        && plan.price_monthly_micros > Micros::ZERO
+                    // A plan changed during this period without "apply now" charges the
+                    // earlier plan's fee for it.
+                    let fee = match plans::fee_plan_for_period(tx, &ctx, &label)? {
+                        Some(earlier) => Some(earlier),
+                        None => plan
+                            .as_ref()
+                            .map(|p| (p.name.clone(), p.price_monthly_micros)),
+                    };
+                    if let Some((name, amount)) = fee
+                        && amount > Micros::ZERO
                     {
                         lines.push(InvoiceLine::Plan {
-                            description: format!("{} plan", plan.name),
-                            amount_micros: plan.price_monthly_micros,
+                            description: format!("{name} plan"),
+                            amount_micros: amount,
                         });
                     }
                     for (model, t, _) in

@@ -33,10 +33,6 @@ fn transport(cfg: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, Str
 
 /// Sends the invitation; the error text never contains the SMTP password.
 pub async fn send_invitation(cfg: &SmtpConfig, mail: &InvitationMail<'_>) -> Result<(), String> {
-    let from: Mailbox = cfg
-        .from
-        .parse()
-        .map_err(|e| format!("smtp from address: {e}"))?;
     let to: Mailbox = mail.to.parse().map_err(|e| format!("recipient: {e}"))?;
     let body = format!(
         "{inviter} invited you to join {org} on xagent as {role}.\n\n\
@@ -49,10 +45,35 @@ pub async fn send_invitation(cfg: &SmtpConfig, mail: &InvitationMail<'_>) -> Res
         url = mail.accept_url,
         expires = crate::domain::fmt_time(mail.expires_at),
     );
+    send(
+        cfg,
+        to,
+        &format!("You are invited to {} on xagent", mail.org_name),
+        body,
+    )
+    .await
+}
+
+/// Sends a plain-text mail to `to`; the error text never contains the SMTP password.
+pub async fn send_text(
+    cfg: &SmtpConfig,
+    to: &str,
+    subject: &str,
+    body: String,
+) -> Result<(), String> {
+    let to: Mailbox = to.parse().map_err(|e| format!("recipient: {e}"))?;
+    send(cfg, to, subject, body).await
+}
+
+async fn send(cfg: &SmtpConfig, to: Mailbox, subject: &str, body: String) -> Result<(), String> {
+    let from: Mailbox = cfg
+        .from
+        .parse()
+        .map_err(|e| format!("smtp from address: {e}"))?;
     let message = Message::builder()
         .from(from)
         .to(to)
-        .subject(format!("You are invited to {} on xagent", mail.org_name))
+        .subject(subject)
         .header(ContentType::TEXT_PLAIN)
         .body(body)
         .map_err(|e| format!("building the message: {e}"))?;

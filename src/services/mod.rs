@@ -1,7 +1,9 @@
 //! Use cases. Each public function is one operation: it checks the rules, runs its SQL
 //! through `db::repo` inside one `db.read`/`db.write`, and writes its audit row in the
 //! same write job as the change.
+pub mod admin;
 pub mod audit;
+pub mod backups;
 pub mod chat;
 pub mod csv_text;
 pub mod gateway;
@@ -40,7 +42,8 @@ use crate::error::AppError;
 /// What the use cases run on, made once at start (`app.rs`) and shared by the handlers,
 /// the background jobs and the tests: the database, the master keys, the clock every rule
 /// reads its time from (tests move it), the outbound clients and their policy, the mail
-/// settings, the operator's providers, the address links are built from, and the metrics.
+/// settings, the operator's providers, the address links are built from, the backups
+/// and the metrics.
 #[derive(Clone)]
 pub struct Services {
     pub db: Db,
@@ -53,6 +56,8 @@ pub struct Services {
     pub base_url: Arc<str>,
     /// This server's Prometheus metrics (`GET /metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The backup schedule and its status (`backups::Backups::status`).
+    pub backups: Arc<backups::Backups>,
 }
 
 impl Services {
@@ -74,6 +79,7 @@ impl Services {
             mail: config.smtp.clone().map(Arc::new),
             env_providers: Arc::new(config.env_providers.clone()),
             base_url: base_url.into(),
+            backups: Arc::new(backups::Backups::new(config)),
         })
     }
 

@@ -25,6 +25,7 @@ pub async fn context(svc: &Services, user: UserId, org_ref: String) -> Result<Or
         .lookup(|tx| enter(tx, user, &org_ref)?.ok_or_else(AppError::not_found))?;
     // A member whose org.view is denied by an override is shut out of the organization.
     super::require(&ctx, Permission::OrgView)?;
+    refuse_suspended(ctx.org())?;
     let now = svc.now();
     if activity_is_stale(ctx.last_active_at(), now) {
         let (db, touch) = (svc.db.clone(), ctx.clone());
@@ -38,6 +39,26 @@ pub async fn context(svc: &Services, user: UserId, org_ref: String) -> Result<Or
         });
     }
     Ok(ctx)
+}
+
+/// A suspended organization answers its own members 403 with the administrator's reason
+/// (others still get 404 from the membership check before this).
+pub fn refuse_suspended(org: &orgs::Org) -> Result<()> {
+    if org.status != crate::domain::OrgStatus::Suspended {
+        return Ok(());
+    }
+    let reason = org
+        .suspended_reason
+        .as_deref()
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or("no reason given");
+    Err(AppError::Forbidden {
+        code: "organization_suspended",
+        message: format!(
+            "the organization {} is suspended by the instance administrator: {reason}",
+            org.name
+        ),
+    })
 }
 
 /// Whether a member's "last active" time is due to be written again: never written, or
@@ -73,20 +94,23 @@ pub async fn create(
         Some(s) => Slug::parse(s).map_err(|e| errors.push(e)).ok().map(Some),
         None => Some(None),
     };
-    let plan = input.plan.unwrap_or_else(|| "free".to_string());
     let (Some(name), Some(slug)) = (name, slug) else {
         return Err(AppError::invalid(errors));
     };
-    if plan != "free" && !is_superuser {
-        return Err(AppError::Forbidden {
-            code: "plan_requires_admin",
-            message: "only an instance administrator can put an organization on a paid plan".into(),
-        });
-    }
     let actor = actor.clone();
     let now = svc.now_str();
     svc.db
         .write(move |tx| {
+            let default = default_plan(tx)?;
+            let plan = input.plan.unwrap_or_else(|| default.clone());
+            if plan != default && !is_superuser {
+                return Err(AppError::Forbidden {
+                    code: "plan_requires_admin",
+                    message: "only an instance administrator can put an organization on \
+                              another plan than the default"
+                        .into(),
+                });
+            }
             if !orgs::plan_exists(tx, &plan)? {
                 return Err(AppError::invalid(vec![Invalid::new(
                     "plan",
@@ -108,6 +132,16 @@ pub async fn create(
             create_in_tx(tx, &actor, &name, &slug, OrgKind::Team, &plan, &now)
         })
         .await
+}
+
+/// The plan new organizations and personal workspaces start on: the instance setting,
+/// or "free" while none is set (or the one set is gone).
+pub(crate) fn default_plan(c: &crate::db::Conn<'_>) -> Result<String> {
+    use crate::db::repo::settings;
+    match settings::get(c, settings::DEFAULT_PLAN)? {
+        Some(p) if orgs::plan_exists(c, &p)? => Ok(p),
+        _ => Ok("free".to_string()),
+    }
 }
 
 /// A slug like `base` that is not taken yet.

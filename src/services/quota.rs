@@ -16,11 +16,15 @@ use crate::error::AppError;
 
 type Result<T> = std::result::Result<T, AppError>;
 
-/// The organization's monthly credit limit: its own quota when one is set, otherwise its
-/// plan's. The gateway, the alerts, the usage page, the org home and `GET …/limits` all
-/// take the limit from here, so they cannot disagree.
+/// The organization's monthly credit limit: its plan's (with an instance administrator's
+/// override), or its own quota when that is stricter — an owner can lower the ceiling,
+/// never raise it. The gateway, the alerts, the usage page, the org home and
+/// `GET …/limits` all take the limit from here, so they cannot disagree.
 pub fn credit_limit(q: &quotas::Quota, plan_credits: Option<Micros>) -> Option<Micros> {
-    q.monthly_credits_micros.or(plan_credits)
+    match (q.monthly_credits_micros, plan_credits) {
+        (Some(own), Some(plan)) => Some(own.min(plan)),
+        (own, plan) => own.or(plan),
+    }
 }
 
 /// An organization's credit use in the billing period `at` falls in.

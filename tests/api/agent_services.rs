@@ -558,7 +558,7 @@ async fn a_reader_who_leaves_mid_stream_leaves_a_partial_reply_stored_and_metere
     // A price, so that the partial reply has a cost to compare with the usage.
     raw_db(&b.app)
         .execute(
-            "INSERT OR REPLACE INTO model_prices VALUES ('stream-slow', 1000000000, 2000000000, '2026-01-01T00:00:00Z')",
+            "INSERT OR REPLACE INTO model_price_entries (id, provider, model, input_micros_per_mtok, output_micros_per_mtok, effective_from, created_at, updated_at) VALUES (lower(hex(randomblob(16))), '', 'stream-slow', 1000000000, 2000000000, '2000-01-01T00:00:00.000000Z', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
             [],
         )
         .unwrap();

@@ -84,7 +84,7 @@ async fn billed() -> Billed {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     raw_db(&app)
         .execute(
-            "INSERT OR REPLACE INTO model_prices VALUES ('gpt-test', 150000, 600000, '2026-01-01T00:00:00Z')",
+            "INSERT OR REPLACE INTO model_price_entries (id, provider, model, input_micros_per_mtok, output_micros_per_mtok, effective_from, created_at, updated_at) VALUES (lower(hex(randomblob(16))), '', 'gpt-test', 150000, 600000, '2000-01-01T00:00:00.000000Z', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
             [],
         )
         .unwrap();

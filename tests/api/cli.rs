@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-fn xagent() -> Command {
+pub fn xagent() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xagent"));
     c.env_remove("XAGENT_DATA_DIR").env("XAGENT_LOG", "warn");
     c

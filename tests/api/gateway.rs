@@ -53,7 +53,7 @@ async fn bed() -> Bed {
     // A price for the test model: 0.15 $ / 0.60 $ per million tokens.
     raw_db(&app)
         .execute(
-            "INSERT OR REPLACE INTO model_prices VALUES ('gpt-test', 150000, 600000, '2026-01-01T00:00:00Z')",
+            "INSERT OR REPLACE INTO model_price_entries (id, provider, model, input_micros_per_mtok, output_micros_per_mtok, effective_from, created_at, updated_at) VALUES (lower(hex(randomblob(16))), '', 'gpt-test', 150000, 600000, '2000-01-01T00:00:00.000000Z', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
             [],
         )
         .unwrap();
@@ -1525,7 +1525,7 @@ async fn a_call_is_priced_by_the_model_the_provider_served_whatever_prefix_route
     // A price set for one provider's model wins over the model's general price.
     raw_db(&b.app)
         .execute(
-            "INSERT INTO model_prices VALUES ('openai/gpt-test', 1500000, 6000000, '2026-01-01T00:00:00Z')",
+            "INSERT OR REPLACE INTO model_price_entries (id, provider, model, input_micros_per_mtok, output_micros_per_mtok, effective_from, created_at, updated_at) VALUES (lower(hex(randomblob(16))), '', 'openai/gpt-test', 1500000, 6000000, '2000-01-01T00:00:00.000000Z', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
             [],
         )
         .unwrap();

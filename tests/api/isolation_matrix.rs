@@ -54,6 +54,9 @@ enum Probe {
 
 const ORG_ISO: &str = "org_isolation.rs";
 const LLM: &str = "llm_keys.rs";
+/// The console is instance-wide: its isolation is "nobody but a signed-in superuser".
+const ADMIN: &str = "admin_console.rs";
+const ADMIN_ISO: &str = "every_admin_route_refuses_non_superusers_and_tokens_and_changes_nothing";
 const GATEWAY: &str = "gateway.rs";
 const GATEWAY_ISO: &str = "usage_and_quota_of_another_org_are_not_found";
 const BILLING_ISO: &str =
@@ -66,6 +69,76 @@ const UNDER_OWN: &str = "ids_of_another_orgs_objects_under_ones_own_org_are_not_
 /// `/api/openapi.json` names it. A route missing here fails
 /// `every_route_with_an_org_or_an_id_has_a_case_in_the_isolation_table`.
 const ROUTES: &[(&str, &str, Probe)] = &[
+    (
+        "GET",
+        "/api/v1/admin/organizations/{id}",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "PATCH",
+        "/api/v1/admin/organizations/{id}",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "DELETE",
+        "/api/v1/admin/organizations/{id}",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "GET",
+        "/api/v1/admin/audit",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "GET",
+        "/api/v1/admin/audit/export",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "POST",
+        "/api/v1/admin/organizations/{id}/enter",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "GET",
+        "/api/v1/admin/users/{id}",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "PATCH",
+        "/api/v1/admin/users/{id}",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "POST",
+        "/api/v1/admin/users/{id}/sign-out",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "POST",
+        "/api/v1/admin/users/{id}/password-reset",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "PATCH",
+        "/api/v1/admin/plans/{id}",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "DELETE",
+        "/api/v1/admin/plans/{id}",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "PATCH",
+        "/api/v1/admin/model-prices/{id}",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "DELETE",
+        "/api/v1/admin/model-prices/{id}",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
     (
         "GET",
         "/api/v1/orgs/{org}/usage.csv",

@@ -4,10 +4,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod admin_console;
 mod agent_services;
 mod audit_chain;
 mod audit_names;
 mod audit_trail;
+mod backups;
 mod billing;
 mod cli;
 mod compressed_bodies;

@@ -186,7 +186,7 @@ async fn api_calls_a_model_call_and_a_quota_refusal_move_exactly_their_series() 
     db.busy_timeout(Duration::from_secs(5)).unwrap();
     // 0.15 $ / 0.60 $ per million tokens: 11 in and 7 out cost 6 µ$ (rounded up).
     db.execute(
-        "INSERT OR REPLACE INTO model_prices VALUES ('gpt-test', 150000, 600000, '2026-01-01T00:00:00Z')",
+        "INSERT OR REPLACE INTO model_price_entries (id, provider, model, input_micros_per_mtok, output_micros_per_mtok, effective_from, created_at, updated_at) VALUES (lower(hex(randomblob(16))), '', 'gpt-test', 150000, 600000, '2000-01-01T00:00:00.000000Z', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
         [],
     )
     .unwrap();
@@ -452,6 +452,27 @@ async fn without_a_token_metrics_are_not_found_and_a_separate_listener_serves_th
             &[("route", "unmatched"), ("status", "404")]
         ),
         2.0
+    );
+    assert_eq!(
+        s.get("xagent_backup_last_success_timestamp_seconds", &[]),
+        0.0
+    );
+    // A backup, as the schedule takes one, sets its time and counts.
+    let before = chrono::Utc::now().timestamp() as f64;
+    xagent::services::backups::back_up_now(&app.svc)
+        .await
+        .unwrap();
+    let (_, _, body) = scrape_at(&format!("{separate}/metrics"), None).await;
+    let s = Scrape(parse(&body));
+    let at = s.get("xagent_backup_last_success_timestamp_seconds", &[]);
+    assert!(at >= before - 1.0 && at <= before + 60.0, "{at}");
+    assert_eq!(
+        s.get("xagent_backups_total", &[("outcome", "success")]),
+        1.0
+    );
+    assert_eq!(
+        s.get("xagent_backups_total", &[("outcome", "failure")]),
+        0.0
     );
     // It serves nothing but the metrics.
     let (status, _, _) = scrape_at(&format!("{separate}/api/v1/me"), None).await;

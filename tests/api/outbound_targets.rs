@@ -163,7 +163,7 @@ async fn addresses_saved_while_private_targets_were_allowed_are_refused_when_con
     rusqlite::Connection::open(app.data_dir().join("xagent.db"))
         .unwrap()
         .execute(
-            "INSERT OR REPLACE INTO model_prices VALUES ('gpt-test', 150000, 600000, '2026-01-01T00:00:00Z')",
+            "INSERT OR REPLACE INTO model_price_entries (id, provider, model, input_micros_per_mtok, output_micros_per_mtok, effective_from, created_at, updated_at) VALUES (lower(hex(randomblob(16))), '', 'gpt-test', 150000, 600000, '2000-01-01T00:00:00.000000Z', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
             [],
         )
         .unwrap();

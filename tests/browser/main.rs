@@ -13,6 +13,7 @@ mod layout;
 mod agent_pages;
 mod audit_pages;
 mod billing_pages;
+mod console_pages;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;

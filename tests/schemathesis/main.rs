@@ -70,6 +70,34 @@ const BEYOND_THE_SCHEMA: &[(&str, &str)] = &[
         "POST /api/v1/orgs/{org}/conversations/{id}/messages",
         "a reply needs the conversation to have an agent and a model, which the stored conversation decides",
     ),
+    (
+        "DELETE /api/v1/admin/organizations/{id}",
+        "the confirmation must repeat the organization's slug",
+    ),
+    (
+        "PATCH /api/v1/admin/organizations/{id}",
+        "the plan must name an existing plan, and suspending needs a reason",
+    ),
+    (
+        "POST /api/v1/admin/plans",
+        "a plan's id must be a slug no plan has yet, and its name not blank",
+    ),
+    (
+        "POST /api/v1/admin/model-prices",
+        "the moment must read as a date or a time, the model must not be blank and the provider has no spaces",
+    ),
+    (
+        "PATCH /api/v1/admin/model-prices/{id}",
+        "the moment must read as a date or a time, the model must not be blank and the provider has no spaces",
+    ),
+    (
+        "PATCH /api/v1/admin/settings",
+        "the default plan must name an existing plan",
+    ),
+    (
+        "POST /api/v1/admin/settings/test-mail",
+        "the address must be one mail can be sent to",
+    ),
 ];
 
 /// Operations whose input names other objects (`shared_with` members and teams, a
@@ -624,8 +652,15 @@ async fn every_api_operation_answers_bad_and_good_input_as_its_openapi_document_
             auth: session_auth(&api.login),
             only: None,
             // Signing out would end the session the rest of this pass uses; the last
-            // pass signs out a session of its own.
-            exclude: &["POST /api/v1/auth/logout"],
+            // pass signs out a session of its own. Closing sign-up would refuse the
+            // sign-ups of this pass; the settings get a pass of their own after it.
+            exclude: &["POST /api/v1/auth/logout", "PATCH /api/v1/admin/settings"],
+        },
+        Pass {
+            name: "instance-settings",
+            auth: session_auth(&login(&app, "owner@example.com").await),
+            only: Some("PATCH /api/v1/admin/settings"),
+            exclude: &[],
         },
         Pass {
             name: "logout",

@@ -281,6 +281,39 @@ pub fn query(
     )
 }
 
+/// Matching rows of the instance chain, newest first, with seq below `before_seq`.
+pub fn query_instance(
+    c: &crate::db::Conn<'_>,
+    f: &Filter,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Record>, DbError> {
+    c.query_vec(
+        &format!(
+            "SELECT {RECORD_COLUMNS} FROM instance_audit_logs
+             WHERE seq < ?1
+               AND (?2 IS NULL OR action = ?2)
+               AND (?3 IS NULL OR resource_type = ?3)
+               AND (?4 IS NULL OR resource_id = ?4)
+               AND (?5 IS NULL OR actor_id = ?5)
+               AND (?6 IS NULL OR at >= ?6)
+               AND (?7 IS NULL OR at < ?7)
+             ORDER BY seq DESC LIMIT ?8"
+        ),
+        params![
+            before_seq.unwrap_or(i64::MAX),
+            f.action,
+            f.resource_type,
+            f.resource_id,
+            f.actor_id,
+            f.since,
+            f.until,
+            limit
+        ],
+        record_from_row,
+    )
+}
+
 /// What an audit row points to, as its organization knows it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownName {

@@ -16,12 +16,16 @@ pub struct Org {
     pub plan: String,
     pub settings: serde_json::Value,
     pub status: OrgStatus,
+    /// Why an instance administrator suspended it (shown to its members).
+    pub suspended_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-pub(crate) const ORG_COLUMNS: &str =
-    "o.id, o.name, o.slug, o.kind, o.plan, o.settings, o.status, o.created_at, o.updated_at";
+pub(crate) const ORG_COLUMNS: &str = "o.id, o.name, o.slug, o.kind, o.plan, o.settings, o.status, \
+     o.created_at, o.updated_at, o.suspended_reason";
+/// How many columns `ORG_COLUMNS` names: what a query selecting more reads after them.
+pub(crate) const ORG_COLUMN_COUNT: usize = 10;
 
 pub(crate) fn org_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Org> {
     Ok(Org {
@@ -34,6 +38,7 @@ pub(crate) fn org_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Org> {
         status: word_at(r, at + 6)?,
         created_at: time_at(r, at + 7)?,
         updated_at: time_at(r, at + 8)?,
+        suspended_reason: r.get(at + 9)?,
     })
 }
 
@@ -145,4 +150,74 @@ pub fn delete(tx: &WriteTx<'_>, ctx: &crate::db::OrgContext) -> Result<bool, DbE
         .scoped(ctx)
         .execute("DELETE FROM organizations WHERE id = ?1", &[])?
         == 1)
+}
+
+// ---------------------------------------------------------------- the instance console
+
+/// Puts the organization on `plan`; `fee_plan` keeps the fee of one period on another plan
+/// (`None` clears it).
+pub fn set_plan(
+    tx: &WriteTx<'_>,
+    org: OrgId,
+    plan: &str,
+    fee_plan: Option<(&str, &str)>,
+    now: &str,
+) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE organizations SET plan = ?2, fee_plan = ?3, fee_plan_period = ?4, updated_at = ?5
+         WHERE id = ?1",
+        params![
+            org.to_string(),
+            plan,
+            fee_plan.map(|f| f.0),
+            fee_plan.map(|f| f.1),
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn set_limit_overrides(
+    tx: &WriteTx<'_>,
+    org: OrgId,
+    overrides: &serde_json::Value,
+    now: &str,
+) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE organizations SET limit_overrides = ?2, updated_at = ?3 WHERE id = ?1",
+        params![org.to_string(), overrides.to_string(), now],
+    )?;
+    Ok(())
+}
+
+/// Suspends (with the reason shown to members) or reinstates the organization.
+pub fn set_status(
+    tx: &WriteTx<'_>,
+    org: OrgId,
+    status: OrgStatus,
+    reason: Option<&str>,
+    now: &str,
+) -> Result<(), DbError> {
+    let suspended = status == OrgStatus::Suspended;
+    tx.execute(
+        "UPDATE organizations SET status = ?2, suspended_reason = ?3, suspended_at = ?4,
+                updated_at = ?5 WHERE id = ?1",
+        params![
+            org.to_string(),
+            status.as_str(),
+            reason.filter(|_| suspended),
+            suspended.then_some(now),
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn count_suspended(c: &Conn<'_>) -> Result<i64, DbError> {
+    Ok(c.query_opt(
+        "SELECT COUNT(*) FROM organizations WHERE status = 'suspended'",
+        [],
+        |r| r.get(0),
+    )?
+    .unwrap_or(0))
 }

@@ -118,3 +118,11 @@ pub fn delete_dead(tx: &WriteTx<'_>, now: &str, idle_cutoff: &str) -> Result<usi
         params![now, idle_cutoff],
     )
 }
+
+/// Ends every session of the user; how many were still open.
+pub fn revoke_all_for_user(tx: &WriteTx<'_>, user: UserId, now: &str) -> Result<usize, DbError> {
+    tx.execute(
+        "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+        params![user.to_string(), now],
+    )
+}

@@ -25,3 +25,6 @@ pub fn set(tx: &WriteTx<'_>, key: &str, value: &str, now: &str) -> Result<(), Db
 pub fn get_bool(c: &Conn<'_>, key: &str) -> Result<bool, DbError> {
     Ok(get(c, key)?.is_some_and(|v| v == "true"))
 }
+
+/// The plan new organizations and personal workspaces start on (default "free").
+pub const DEFAULT_PLAN: &str = "default_plan";

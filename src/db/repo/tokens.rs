@@ -106,3 +106,11 @@ pub fn touch(tx: &WriteTx<'_>, id: ApiTokenId, now: &str) -> Result<(), DbError>
     )?;
     Ok(())
 }
+
+/// Revokes every API token of the user; how many were still valid.
+pub fn revoke_all_for_user(tx: &WriteTx<'_>, user: UserId, now: &str) -> Result<usize, DbError> {
+    tx.execute(
+        "UPDATE api_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+        params![user.to_string(), now],
+    )
+}

@@ -149,25 +149,30 @@ impl Batch {
     }
 }
 
-/// (input, output) micro-dollars per million tokens; `None` when the model has no price.
-/// The price of a call to `provider`, by the first of `models` (most specific first: the
-/// model the provider served, then the one it was asked for) that has one; for each, a
-/// price set for `provider/model` wins over one for the bare model name. So the prefix a
+/// (input, output) micro-dollars per million tokens in effect at `at`; `None` when the
+/// model has no price then. The price of a call to `provider`, by the first of `models`
+/// (most specific first: the model the provider served, then the one it was asked for)
+/// that has one; for each, a price set for that provider wins over one for any provider
+/// (and over the older spelling `provider/model` under any provider). So the prefix a
 /// client used to route a call never changes its price.
 pub fn price(
     c: &Conn<'_>,
     provider: &str,
     models: &[&str],
+    at: &str,
 ) -> Result<Option<(Micros, Micros)>, DbError> {
     for model in models.iter().filter(|m| !m.is_empty()) {
-        for name in [format!("{provider}/{model}"), (*model).to_string()] {
-            let p = c.query_opt(
-                "SELECT input_micros_per_mtok, output_micros_per_mtok FROM model_prices WHERE model = ?1",
-                params![name],
+        let prefixed = format!("{provider}/{model}");
+        for (p, m) in [(provider, *model), ("", prefixed.as_str()), ("", *model)] {
+            let found = c.query_opt(
+                "SELECT input_micros_per_mtok, output_micros_per_mtok FROM model_price_entries
+                 WHERE provider = ?1 AND model = ?2 AND effective_from <= ?3
+                 ORDER BY effective_from DESC LIMIT 1",
+                params![p, m, at],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            if p.is_some() {
-                return Ok(p);
+            if found.is_some() {
+                return Ok(found);
             }
         }
     }

@@ -102,3 +102,100 @@ pub fn set_last_login(tx: &WriteTx<'_>, id: UserId, now: &str) -> Result<(), DbE
     )?;
     Ok(())
 }
+
+/// A user as the instance console lists them.
+#[derive(Debug, Clone)]
+pub struct ListedUser {
+    pub user: User,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub has_password: bool,
+}
+
+/// Users whose email or name contains `q` (all when empty), by email, a page of `limit`
+/// after `offset`, and how many match in all.
+pub fn list(
+    c: &Conn<'_>,
+    q: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<ListedUser>, i64), DbError> {
+    // instr, not LIKE: a bound LIKE pattern makes SQLite plan the statement again each time.
+    let q = q.trim().to_lowercase();
+    let rows = c.query_vec(
+        &format!(
+            "SELECT {COLUMNS}, last_login_at FROM users
+             WHERE instr(email, ?1) > 0 OR instr(lower(name), ?1) > 0
+             ORDER BY email LIMIT ?2 OFFSET ?3"
+        ),
+        params![q, limit, offset],
+        |r| {
+            let (user, hash) = from_row(r)?;
+            Ok(ListedUser {
+                user,
+                has_password: hash.is_some(),
+                last_login_at: super::opt_time_at(r, 8)?,
+            })
+        },
+    )?;
+    let total = c
+        .query_opt(
+            "SELECT COUNT(*) FROM users WHERE instr(email, ?1) > 0 OR instr(lower(name), ?1) > 0",
+            params![q],
+            |r| r.get(0),
+        )?
+        .unwrap_or(0);
+    Ok((rows, total))
+}
+
+pub fn last_login(c: &Conn<'_>, id: UserId) -> Result<Option<DateTime<Utc>>, DbError> {
+    Ok(c.query_opt(
+        "SELECT last_login_at FROM users WHERE id = ?1",
+        [id.to_string()],
+        |r| super::opt_time_at(r, 0),
+    )?
+    .flatten())
+}
+
+pub fn set_status(
+    tx: &WriteTx<'_>,
+    id: UserId,
+    status: UserStatus,
+    now: &str,
+) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE users SET status = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id.to_string(), status.as_str(), now],
+    )?;
+    Ok(())
+}
+
+pub fn set_superuser(tx: &WriteTx<'_>, id: UserId, on: bool, now: &str) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE users SET is_superuser = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id.to_string(), on, now],
+    )?;
+    Ok(())
+}
+
+/// Instance administrators who can still sign in.
+pub fn count_active_superusers(c: &Conn<'_>) -> Result<i64, DbError> {
+    Ok(c.query_opt(
+        "SELECT COUNT(*) FROM users WHERE is_superuser = 1 AND status = 'active'",
+        [],
+        |r| r.get(0),
+    )?
+    .unwrap_or(0))
+}
+
+pub fn set_password_hash(
+    tx: &WriteTx<'_>,
+    id: UserId,
+    hash: &str,
+    now: &str,
+) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id.to_string(), hash, now],
+    )?;
+    Ok(())
+}

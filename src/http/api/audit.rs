@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
 
 /// The filters of the audit list and export; the list's page and the export's format are
 /// documented by each operation.
-#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[derive(Deserialize, Default, Clone, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// exactly this action (another name is 400)
@@ -174,32 +174,44 @@ async fn export(
     OrgCtx { ctx, .. }: OrgCtx,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response> {
-    let format = match q.format.as_deref().unwrap_or("ndjson") {
-        "csv" => ExportFormat::Csv,
-        "ndjson" => ExportFormat::Ndjson,
-        _ => {
-            return Err(AppError::bad_request(
-                "invalid_query",
-                "format must be csv or ndjson",
-            ));
-        }
-    };
+    let format = export_format(q.format.as_deref())?;
     let slug = ctx.org().slug.clone();
     let stream = audit::export(s.svc.db.clone(), ctx, q.filter()?, format)?;
+    Ok(export_response(stream, format, &format!("audit-{slug}")))
+}
+
+/// `?format=`: csv or ndjson (the default).
+pub(super) fn export_format(raw: Option<&str>) -> Result<ExportFormat> {
+    match raw.unwrap_or("ndjson") {
+        "csv" => Ok(ExportFormat::Csv),
+        "ndjson" => Ok(ExportFormat::Ndjson),
+        _ => Err(AppError::bad_request(
+            "invalid_query",
+            "format must be csv or ndjson",
+        )),
+    }
+}
+
+/// An export streamed as a download named `name` with the format's extension.
+pub(super) fn export_response(
+    stream: impl futures_util::Stream<Item = Result<bytes::Bytes>> + Send + 'static,
+    format: ExportFormat,
+    name: &str,
+) -> Response {
     let (ctype, ext) = match format {
         ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
         ExportFormat::Ndjson => ("application/x-ndjson", "ndjson"),
     };
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, ctype.to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"audit-{slug}.{ext}\""),
+                format!("attachment; filename=\"{name}.{ext}\""),
             ),
             (header::CACHE_CONTROL, "no-store".to_string()),
         ],
         Body::from_stream(stream),
     )
-        .into_response())
+        .into_response()
 }

@@ -1,4 +1,6 @@
 //! JSON API under `/api/v1` (see API.md). Each area owns its router.
+mod admin;
+pub(crate) use admin::instance_filter as admin_audit_filter;
 mod agents;
 pub mod audit;
 mod auth;
@@ -35,6 +37,7 @@ pub fn router_with_prefix(upload_limit: usize) -> Router<AppState> {
         .merge(resources::router(upload_limit))
         .merge(agents::router())
         .merge(workflows::router())
+        .merge(admin::router())
         .route("/api/openapi.json", axum::routing::get(openapi))
         .route("/api", axum::routing::any(unknown))
         .route("/api/{*rest}", axum::routing::any(unknown))

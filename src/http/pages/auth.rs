@@ -12,7 +12,7 @@ use crate::error::{AppError, Result};
 use crate::http::extract::{CsrfForm, MaybeUser, PublicForm};
 use crate::http::session_cookie;
 use crate::http::state::AppState;
-use crate::http::views::{FormErrors, Layout, LoginPage};
+use crate::http::views::{FormErrors, Layout, LoginPage, ResetPasswordPage};
 use crate::services::{ClientMeta, identity};
 
 pub fn router() -> Router<AppState> {
@@ -20,6 +20,86 @@ pub fn router() -> Router<AppState> {
         .route("/", get(index))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
+        .route(
+            "/reset-password/{token}",
+            get(reset_form).post(reset_password),
+        )
+}
+
+async fn reset_form(
+    State(s): State<AppState>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Result<Response> {
+    let email = crate::services::admin::reset_link_user(&s.svc, token.clone()).await?;
+    let status = if email.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    render_status(
+        status,
+        &ResetPasswordPage {
+            layout: reset_layout(),
+            token,
+            email,
+            errors: FormErrors::default(),
+            done: false,
+        },
+    )
+}
+
+fn reset_layout() -> Layout {
+    Layout {
+        title: "Set a new password".into(),
+        ..Default::default()
+    }
+}
+
+#[derive(Deserialize)]
+struct ResetForm {
+    #[serde(default)]
+    password: String,
+}
+
+async fn reset_password(
+    State(s): State<AppState>,
+    meta: ClientMeta,
+    axum::extract::Path(token): axum::extract::Path<String>,
+    PublicForm(f): PublicForm<ResetForm>,
+) -> Result<Response> {
+    match crate::services::admin::reset_password(&s.svc, token.clone(), &f.password, meta).await {
+        Ok(()) => render(&ResetPasswordPage {
+            layout: reset_layout(),
+            token: String::new(),
+            email: None,
+            errors: FormErrors::default(),
+            done: true,
+        }),
+        Err(e @ AppError::BadRequest { .. }) => {
+            let email = crate::services::admin::reset_link_user(&s.svc, token.clone()).await?;
+            render_status(
+                e.status(),
+                &ResetPasswordPage {
+                    layout: reset_layout(),
+                    token,
+                    email,
+                    errors: form_errors(&e, &["password"], "password").unwrap_or_default(),
+                    done: false,
+                },
+            )
+        }
+        Err(AppError::NotFound { .. }) => render_status(
+            StatusCode::NOT_FOUND,
+            &ResetPasswordPage {
+                layout: reset_layout(),
+                token,
+                email: None,
+                errors: FormErrors::default(),
+                done: false,
+            },
+        ),
+        Err(e) => Err(e),
+    }
 }
 
 async fn index(State(s): State<AppState>, MaybeUser(user): MaybeUser) -> Result<Response> {

@@ -1,5 +1,6 @@
 //! Browser pages: server-rendered HTML that works without JavaScript; htmx only enhances.
 mod account;
+mod admin;
 mod audit;
 mod auth;
 mod billing;
@@ -46,6 +47,7 @@ pub fn router() -> Router<AppState> {
         .merge(llm::router())
         .merge(usage::router())
         .merge(billing::router())
+        .merge(admin::router())
         .fallback(not_found)
 }
 

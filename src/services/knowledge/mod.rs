@@ -218,12 +218,20 @@ pub async fn index_document(
     let Some(member) = job.entry.requested_by else {
         return fail("the member who added the document is no longer a user here".into()).await;
     };
-    let Ok(ctx) = super::orgs::context(svc, member, org.to_string()).await else {
-        return fail(
-            "the member who added the document is no longer in the organization; add it again"
-                .into(),
-        )
-        .await;
+    let ctx = match super::orgs::context(svc, member, org.to_string()).await {
+        Ok(ctx) => ctx,
+        // A suspended organization's documents say so (add them again once reinstated).
+        Err(AppError::Forbidden {
+            code: "organization_suspended",
+            message,
+        }) => return fail(message).await,
+        Err(_) => {
+            return fail(
+                "the member who added the document is no longer in the organization; add it again"
+                    .into(),
+            )
+            .await;
+        }
     };
     let text = match k
         .extractor

@@ -157,7 +157,12 @@ async fn write_batch(db: &Db, metrics: &Metrics, calls: Vec<Metered>) {
                     Some(p) => *p,
                     None => {
                         let served = key.1.as_deref().unwrap_or("");
-                        let p = usage::price(tx, &key.0, &[served, &key.2])?;
+                        let p = usage::price(
+                            tx,
+                            &key.0,
+                            &[served, &key.2],
+                            &crate::domain::fmt_time(at),
+                        )?;
                         prices.insert(key, p);
                         p
                     }

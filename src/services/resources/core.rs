@@ -145,6 +145,7 @@ pub(super) fn plan_limit(kind: ResourceKind, plan: &plans::Plan) -> Option<i64> 
     match kind {
         ResourceKind::Agent => plan.max_agents,
         ResourceKind::Workflow => plan.max_workflows,
+        ResourceKind::Document => plan.max_documents,
         _ => None,
     }
 }

@@ -182,6 +182,11 @@ pub async fn upload_document(
         let me = fresh_context(tx, &ctx)?;
         require(&me, Permission::DocumentsCreate)?;
         let plan = plans::for_org(tx, &me)?.ok_or_else(AppError::not_found)?;
+        if let Some(max) = plan.max_documents
+            && repo::count(tx, &me, ResourceKind::Document)? >= max
+        {
+            return Err(super::core::limit_reached("documents", max, &plan.name));
+        }
         if let Some(max) = plan.max_document_bytes.filter(|m| size > *m) {
             return Err(AppError::Unprocessable { code: "plan_limit", message: format!("the {} plan accepts documents up to {}; this one has {}", plan.name, crate::domain::format::bytes(max), crate::domain::format::bytes(size)) });
         }

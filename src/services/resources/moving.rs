@@ -36,6 +36,8 @@ pub async fn move_to_organization(
             let from =
                 crate::db::scope::enter(tx, user, &from_ref)?.ok_or_else(AppError::not_found)?;
             let to = crate::db::scope::enter(tx, user, &to_ref)?.ok_or_else(AppError::not_found)?;
+            crate::services::orgs::refuse_suspended(from.org())?;
+            crate::services::orgs::refuse_suspended(to.org())?;
             if from.org().kind != crate::domain::OrgKind::Personal || from.role() != Role::Owner {
                 return Err(AppError::bad_request(
                     "not_personal",

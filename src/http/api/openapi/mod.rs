@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi};
 
 pub use schemas::*;
 
-use super::{agents, audit, auth, llm, me, members, orgs, resources, usage, workflows};
+use super::{admin, agents, audit, auth, llm, me, members, orgs, resources, usage, workflows};
 use crate::domain::{Permission, Role, Visibility};
 use kinds::PerKind;
 
@@ -119,9 +119,32 @@ pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
         resources::summary,
         resources::accessible,
         resources::public,
+        admin::list_orgs,
+        admin::show_org,
+        admin::change_org,
+        admin::delete_org,
+        admin::enter_org,
+        admin::list_users,
+        admin::show_user,
+        admin::change_user,
+        admin::sign_out_user,
+        admin::reset_link,
+        admin::list_plans,
+        admin::create_plan,
+        admin::change_plan,
+        admin::delete_plan,
+        admin::list_prices,
+        admin::create_price,
+        admin::change_price,
+        admin::delete_price,
+        admin::settings,
+        admin::change_settings,
+        admin::test_mail,
+        admin::audit,
+        admin::audit_export,
     ),
     components(
-        schemas(ErrorBody, Health, Role, Permission, Visibility, crate::domain::schemas::AuditAction),
+        schemas(ErrorBody, Health, Role, Permission, Visibility, crate::domain::schemas::AuditAction, crate::domain::schemas::InstanceAuditAction),
         responses(
             BadRequest,
             Unauthorized,

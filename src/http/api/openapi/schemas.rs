@@ -320,6 +320,15 @@ pub fn audit_action_or_blank() -> Schema {
         .into()
 }
 
+/// An instance audit action, or blank for every action.
+pub fn instance_audit_action_or_blank() -> Schema {
+    AnyOfBuilder::new()
+        .item(schema_ref("InstanceAuditAction"))
+        .item(crate::domain::schemas::blank("blank: no filter"))
+        .build()
+        .into()
+}
+
 /// An RFC 3339 time or a date, or blank for no bound.
 pub fn time_or_date_or_blank() -> Schema {
     let string = |format: &str| {
