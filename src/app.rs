@@ -39,6 +39,8 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    /// The separate metrics listener (`--metrics-listen`) and its address.
+    metrics: Option<(TcpListener, SocketAddr)>,
     state: AppState,
     /// Held until the server has stopped and checkpointed the database.
     lock: DataDirLock,
@@ -147,6 +149,16 @@ impl Application {
             addr: config.listen,
             source,
         })?;
+        let metrics = match config.metrics_listen {
+            Some(at) => {
+                let l = bind(at).map_err(|source| StartError::Listen { addr: at, source })?;
+                let bound = l
+                    .local_addr()
+                    .map_err(|source| StartError::Listen { addr: at, source })?;
+                Some((l, bound))
+            }
+            None => None,
+        };
         let base_url = config.base_url(addr);
         let svc = Services::new(db, keyring, &config, base_url).map_err(StartError::Upstream)?;
         let rewrapped = crate::services::llm::check_and_rewrap(&svc)
@@ -186,6 +198,7 @@ impl Application {
         Ok(Self {
             listener,
             addr,
+            metrics,
             state,
             lock,
         })
@@ -197,6 +210,11 @@ impl Application {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the separate metrics listener is bound, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, a)| *a)
     }
 
     pub fn base_url(&self) -> &str {
@@ -238,6 +256,16 @@ impl Application {
             state.runner.listening_on(addr.port());
         }
         let runner = tokio::spawn(crate::services::workflows::run_forever(state.engine()));
+        // Serves until the main listener stops; it holds no request that needs finishing.
+        let metrics = self.metrics.map(|(listener, at)| {
+            tracing::info!(addr = %at, "metrics listening");
+            let router = http::metrics::separate_router(state.svc.metrics.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            })
+        });
         let backups = tokio::spawn(crate::services::backups::run_scheduled(state.svc.clone()));
         let lock = self.lock;
         let router = http::router(self.state);
@@ -251,6 +279,9 @@ impl Application {
         webhooks.abort();
         indexer.abort();
         runner.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
         backups.abort();
         tracing::info!("stopped accepting; flushing the database");
         // Usage of the calls answered so far is written before the writer stops.

@@ -42,7 +42,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Instance administration.
@@ -148,6 +148,14 @@ struct ServeArgs {
     /// Seconds a request may take before it is answered 408.
     #[arg(long, env = "XAGENT_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     request_timeout_secs: u64,
+    /// Serve Prometheus metrics at GET /metrics on the main address to requests with
+    /// `Authorization: Bearer <this token>` (without it, and without --metrics-listen,
+    /// /metrics is 404).
+    #[arg(long, env = "XAGENT_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Also serve GET /metrics, without a token, on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "XAGENT_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// How often to write a backup into the backup directory: a number and a unit (90s,
     /// 30m, 6h, 1d; a bare number is minutes); 0 or off: no scheduled backups.
     #[arg(long, env = "XAGENT_BACKUP_INTERVAL", default_value = "off", value_parser = parse_interval)]
@@ -232,6 +240,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let backups = backup_dir(&cli.data_dir, cli.backup_dir.clone());
     match cli.command {
         Command::Serve(a) => {
+            let a = *a;
             let mut config = Config::new(cli.data_dir);
             config.listen = a.listen;
             config.public_url = a.public_url;
@@ -250,6 +259,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             config.upload_limit_bytes = a.upload_limit_bytes;
             config.request_timeout = std::time::Duration::from_secs(a.request_timeout_secs.max(1));
             config.master_key = std::env::var("XAGENT_MASTER_KEY").ok().map(Secret::new);
+            config.metrics_token = a
+                .metrics_token
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| Secret::new(t.trim()));
+            config.metrics_listen = a.metrics_listen;
             config.env_providers = crate::config::env_providers(std::env::vars());
             config.backup_dir = cli.backup_dir;
             config.backup_interval = a.backup_interval.0;

@@ -71,6 +71,12 @@ pub struct Config {
     pub extractor_exe: Option<PathBuf>,
     /// How long one document's extraction may take.
     pub extract_timeout: Duration,
+    /// The bearer token `GET /metrics` on the main listener asks for (`--metrics-token`);
+    /// without it that route is 404.
+    pub metrics_token: Option<Secret>,
+    /// A second address serving only `GET /metrics`, without a token (`--metrics-listen`),
+    /// for a network only the scraper reaches.
+    pub metrics_listen: Option<SocketAddr>,
     /// Where scheduled and pre-upgrade backups go; `None`: `DATA_DIR/backups`.
     pub backup_dir: Option<PathBuf>,
     /// How often the server writes a scheduled backup; `None`: never (the default).
@@ -169,6 +175,8 @@ impl Config {
             targets: crate::services::outbound::TargetPolicy::PublicOnly,
             extractor_exe: None,
             extract_timeout: Duration::from_secs(60),
+            metrics_token: None,
+            metrics_listen: None,
             backup_dir: None,
             backup_interval: None,
             backup_keep: 7,

@@ -21,6 +21,8 @@ pub mod domain;
 pub mod error;
 /// The axum router: API, pages, assets, middleware.
 pub mod http;
+/// Prometheus metrics: the counters the server keeps and their text exposition.
+pub mod metrics;
 /// Use cases: one function per operation, each inside one database transaction.
 pub mod services;
 /// Logging setup.

@@ -36,6 +36,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "webhook_deliveries",
     "usage_events",
     "invoices",
+    "credit_notes",
     "organization_audit_logs",
     "agents",
     "agent_personality_traits",

@@ -26,7 +26,7 @@ pub use conn::{Conn, ReadTx, WriteTx};
 pub use lock::{DataDirLock, LockError};
 pub use migrate::{SchemaVersion, known_version};
 pub use scope::OrgContext;
-pub use writer::WriterStats;
+pub use writer::{BATCH_BUCKETS, BatchSizes, WriterStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -260,6 +260,12 @@ impl Db {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Write jobs sent to the writer and not yet taken into a batch.
+    pub fn write_queue_depth(&self) -> usize {
+        let w = &self.inner.writer;
+        w.max_capacity().saturating_sub(w.capacity())
     }
 
     /// What opening did to the schema (migrations applied, the backup taken before).
@@ -508,6 +514,19 @@ mod tests {
             commits < jobs,
             "no batching: {commits} commits for {jobs} jobs"
         );
+        // Every batch is in the histogram, which adds up to the jobs; none waits now.
+        let sizes = stats.batch_sizes();
+        assert_eq!(sizes.jobs, 300);
+        assert!(sizes.batches >= commits && sizes.batches < 300, "{sizes:?}");
+        assert_eq!(
+            sizes.buckets.iter().map(|(_, n)| n).sum::<u64>(),
+            sizes.batches
+        );
+        assert!(
+            sizes.buckets.iter().skip(1).any(|(_, n)| *n > 0),
+            "some batch held more than one job: {sizes:?}"
+        );
+        assert_eq!(db.write_queue_depth(), 0);
         // Answered only after commit: a fresh reader sees every acknowledged write.
         let present: Option<String> = db
             .read(|tx| {

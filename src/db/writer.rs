@@ -42,13 +42,54 @@ where
     })
 }
 
-/// Counters of the writer's work, for metrics and tests.
+/// Upper bounds of the batch-size buckets: powers of two up to `MAX_BATCH`.
+pub const BATCH_BUCKETS: [u64; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+
+/// Counters of the writer's work, for metrics and tests. Plain atomics: the writer bumps
+/// them once per batch, a scrape reads them.
 #[derive(Debug, Default)]
 pub struct WriterStats {
     /// Transactions committed (each holds one or more jobs).
     pub commits: AtomicU64,
     /// Jobs run.
     pub jobs: AtomicU64,
+    /// Batches taken, by the first bucket of `BATCH_BUCKETS` their size fits.
+    batches: [AtomicU64; BATCH_BUCKETS.len()],
+}
+
+/// The batch sizes so far, as a histogram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSizes {
+    /// (upper bound, batches of that bucket only — not cumulative).
+    pub buckets: Vec<(u64, u64)>,
+    pub batches: u64,
+    /// Jobs in all of them.
+    pub jobs: u64,
+}
+
+impl WriterStats {
+    fn record_batch(&self, size: usize) {
+        let size = size as u64;
+        self.jobs.fetch_add(size, Ordering::Relaxed);
+        let at = BATCH_BUCKETS
+            .iter()
+            .position(|le| size <= *le)
+            .unwrap_or(BATCH_BUCKETS.len() - 1);
+        self.batches[at].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn batch_sizes(&self) -> BatchSizes {
+        let buckets: Vec<(u64, u64)> = BATCH_BUCKETS
+            .iter()
+            .zip(&self.batches)
+            .map(|(le, n)| (*le, n.load(Ordering::Relaxed)))
+            .collect();
+        BatchSizes {
+            batches: buckets.iter().map(|(_, n)| n).sum(),
+            buckets,
+            jobs: self.jobs.load(Ordering::Relaxed),
+        }
+    }
 }
 
 pub(super) fn spawn(
@@ -80,7 +121,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, stats: Arc<WriterStats>) {
             }
         }
         if !batch.is_empty() {
-            stats.jobs.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            stats.record_batch(batch.len());
             if commit_batch(&conn, batch) {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
             }

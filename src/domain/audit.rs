@@ -54,6 +54,7 @@ pub const ORG_AUDIT_ACTIONS: &[&str] = &[
     "llm.user_key.deleted",
     "quota.updated",
     "quota.alert",
+    "invoice.credit_note_issued",
     "audit.purged",
 ];
 

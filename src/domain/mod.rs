@@ -21,7 +21,9 @@ pub use money::Micros;
 pub use permissions::{PERMISSIONS, Permission, PermissionSet, Role};
 pub use plans::PlanLimits;
 pub use settings::OrgSettings;
-pub use values::{Email, OrgKind, OrgName, Password, PersonName, Slug, TokenName, Visibility};
+pub use values::{
+    CreditReason, Email, OrgKind, OrgName, Password, PersonName, Slug, TokenName, Visibility,
+};
 pub use words::{IndexStatus, MemberStatus, OrgStatus, RunStatus, StepStatus, UserStatus, Word};
 
 /// A rule broken by input, with the field it concerns.

@@ -58,6 +58,32 @@ pub fn period_named(label: &str, anchor_day: u32) -> Option<Period> {
     Some(period_at(anchor_in(y, m, anchor_day), anchor_day))
 }
 
+/// A linear projection of a period's cost to its end: the cost so far divided by the
+/// elapsed fraction of the period (`cost × length / elapsed`). Nothing elapsed yet (or a
+/// time outside the period) projects the cost so far; after the end it is the cost.
+pub fn linear_projection(
+    cost_so_far: super::Micros,
+    period: &Period,
+    now: DateTime<Utc>,
+) -> super::Micros {
+    let length = (period.end - period.start).num_seconds();
+    let elapsed = (now - period.start).num_seconds();
+    if elapsed <= 0 || length <= 0 || elapsed >= length {
+        return cost_so_far;
+    }
+    let projected = i128::from(cost_so_far.get()) * i128::from(length) / i128::from(elapsed);
+    super::Micros::new(i64::try_from(projected).unwrap_or(i64::MAX))
+}
+
+/// How far into the period `now` is, from 0 to 1.
+pub fn elapsed_fraction(period: &Period, now: DateTime<Utc>) -> f64 {
+    let length = (period.end - period.start).num_seconds();
+    if length <= 0 {
+        return 1.0;
+    }
+    ((now - period.start).num_seconds() as f64 / length as f64).clamp(0.0, 1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +112,36 @@ mod tests {
         assert_eq!(period_named("2026-12", 15), Some(p));
         assert_eq!(period_named("2026-13", 1), None);
         assert_eq!(period_named("26-1", 1), None);
+    }
+
+    #[test]
+    fn the_projection_is_the_cost_so_far_over_the_elapsed_fraction() {
+        use crate::domain::Micros;
+        let p = period_at(Utc.with_ymd_and_hms(2026, 11, 10, 0, 0, 0).unwrap(), 1);
+        // 30 days; 9 have passed on the 10th at midnight.
+        let now = Utc.with_ymd_and_hms(2026, 11, 10, 0, 0, 0).unwrap();
+        assert_eq!(
+            linear_projection(Micros::new(9_000_000), &p, now),
+            Micros::new(30_000_000)
+        );
+        assert!((elapsed_fraction(&p, now) - 0.3).abs() < 1e-9);
+        // At the very start nothing is extrapolated; after the end the cost stands.
+        assert_eq!(
+            linear_projection(Micros::new(5), &p, p.start),
+            Micros::new(5)
+        );
+        assert_eq!(
+            linear_projection(Micros::new(5), &p, p.end + chrono::Duration::days(3)),
+            Micros::new(5)
+        );
+        assert_eq!(
+            linear_projection(
+                Micros::new(i64::MAX),
+                &p,
+                p.start + chrono::Duration::seconds(1)
+            ),
+            Micros::new(i64::MAX),
+            "saturates"
+        );
     }
 }

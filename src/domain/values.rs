@@ -267,6 +267,22 @@ impl Visibility {
     }
 }
 
+/// Why a credit note is issued: 1 to 500 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditReason(String);
+string_value!(CreditReason);
+
+impl CreditReason {
+    pub const MAX: usize = 500;
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        if raw.trim().is_empty() {
+            return Err(Invalid::new("reason", "Say why the invoice is credited."));
+        }
+        bounded_text(raw, "reason", Self::MAX).map(Self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@ pub mod api;
 mod assets;
 pub mod extract;
 pub mod gateway;
+pub mod metrics;
 pub mod pages;
 pub mod state;
 pub mod views;
@@ -32,11 +33,13 @@ pub fn router(state: AppState) -> Router {
     install_panic_hook();
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.request_timeout;
+    let counted = state.svc.metrics.clone();
     let body_limit = state.config.body_limit_bytes;
     let routes = Router::new()
         .merge(api::router_with_prefix(state.config.upload_limit_bytes))
         .merge(pages::router())
         .merge(assets::router())
+        .merge(metrics::router(&state))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     // Debug builds only: lets the tests prove a panic answers a clean 500.
@@ -88,6 +91,9 @@ pub fn router(state: AppState) -> Router {
                     HeaderValue::from_static("same-origin"),
                 )),
         )
+        // Outermost, so the time counted is the whole stack's. A router's layer wraps each
+        // route, so the matched route's template is known here.
+        .layer(middleware::from_fn_with_state(counted, metrics::track))
         .with_state(state)
 }
 

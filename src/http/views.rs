@@ -185,6 +185,7 @@ pub struct OrgNav {
     pub settings: bool,
     pub llm: bool,
     pub usage: bool,
+    pub billing: bool,
 }
 
 impl OrgNav {
@@ -200,6 +201,7 @@ impl OrgNav {
             settings: has(Permission::OrgUpdate) || has(Permission::OrgDelete),
             llm: has(Permission::LlmUse),
             usage: has(Permission::UsageView),
+            billing: has(Permission::BillingView),
         }
     }
 
@@ -912,6 +914,74 @@ pub struct InvoiceRow {
     pub period: String,
     pub total: String,
     pub issued: String,
+}
+
+/// An invoice on the billing page.
+pub struct BillingInvoiceRow {
+    pub id: String,
+    pub period: String,
+    pub total: String,
+    /// What its credit notes add up to; empty when there are none.
+    pub credited: String,
+    pub balance: String,
+    pub issued: String,
+}
+
+/// An organization's billing: the plan, the current period's cost so far and its
+/// projection, the plan's AI credits used, and the invoices.
+#[derive(Template)]
+#[template(path = "pages/billing/index.html")]
+pub struct BillingPage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    pub org_id: String,
+    /// None: the organization has no plan.
+    pub plan_name: Option<String>,
+    pub monthly_fee: String,
+    pub period: String,
+    /// "1 Nov 2026 – 30 Nov 2026".
+    pub range: String,
+    pub cost_so_far: String,
+    pub projection: String,
+    /// "12 of 30 days (40%)".
+    pub elapsed: String,
+    /// The plan's monthly AI credits against the period's cost; None without credits.
+    pub credits: Option<UsageMeter>,
+    pub invoices: Vec<BillingInvoiceRow>,
+}
+
+/// A credit note as the invoice page lists it.
+pub struct CreditNoteRow {
+    pub id: String,
+    pub amount: String,
+    pub reason: String,
+    pub issued: String,
+}
+
+/// One issued invoice, printable, with its credit notes and (for `billing.manage`) the
+/// form that issues one.
+#[derive(Template)]
+#[template(path = "pages/billing/invoice.html")]
+pub struct InvoicePage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    pub org_id: String,
+    pub org_name: String,
+    pub id: String,
+    pub period: String,
+    pub issued: String,
+    pub currency: String,
+    pub lines: Vec<UsageRow>,
+    pub total: String,
+    pub credit_notes: Vec<CreditNoteRow>,
+    pub credited: String,
+    pub balance: String,
+    pub can_credit: bool,
+    /// What the form had when it was refused (dollars, reason).
+    pub form_amount: String,
+    pub form_reason: String,
+    pub errors: FormErrors,
+    pub notice: Option<String>,
 }
 
 pub struct NotificationRow {

@@ -144,6 +144,7 @@ pub async fn back_up_now(svc: &Services) -> Result<Copied, AppError> {
     let at = Utc::now();
     let took = started.elapsed();
     backups.record(at, took, &outcome);
+    svc.metrics.record_backup(outcome.is_ok(), at);
     match outcome {
         Ok(copy) => {
             tracing::info!(

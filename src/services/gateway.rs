@@ -49,9 +49,21 @@ pub struct Call {
     /// None for a provider that needs no key.
     pub api_key: Option<Secret>,
     pub source: KeySource,
+    /// The model is priced or named by the organization's policy, so metrics may name it.
+    pub known_model: bool,
 }
 
 impl Call {
+    /// The model as metrics name it: itself when it is known (priced or configured),
+    /// else `other`, so that names clients make up never become label values.
+    pub fn metric_model(&self) -> &str {
+        if self.known_model {
+            &self.model
+        } else {
+            crate::metrics::OTHER_MODEL
+        }
+    }
+
     /// Where the call goes upstream.
     pub fn endpoint(&self) -> Endpoint<'_> {
         Endpoint {
@@ -94,6 +106,7 @@ struct Setup {
     url_origin: Origin,
     api_key: Option<Secret>,
     source: KeySource,
+    known_model: bool,
     limits: Limits,
 }
 
@@ -160,6 +173,7 @@ pub fn prepare(
             url_origin: setup.url_origin,
             api_key: setup.api_key,
             source: setup.source,
+            known_model: setup.known_model,
         },
         setup.limits,
     ))
@@ -222,7 +236,11 @@ fn read_setup(
             &crate::domain::fmt_time(chrono::Utc::now()),
         )?,
     };
+    let known_model = limits.price.is_some()
+        || policy.allowed_models.contains(&model)
+        || policy.default_model.as_deref() == Some(model.as_str());
     Ok(Setup {
+        known_model,
         provider,
         model,
         upstream_model,

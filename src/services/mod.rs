@@ -42,7 +42,8 @@ use crate::error::AppError;
 /// What the use cases run on, made once at start (`app.rs`) and shared by the handlers,
 /// the background jobs and the tests: the database, the master keys, the clock every rule
 /// reads its time from (tests move it), the outbound clients and their policy, the mail
-/// settings, the operator's providers, the address links are built from and the backups.
+/// settings, the operator's providers, the address links are built from, the backups
+/// and the metrics.
 #[derive(Clone)]
 pub struct Services {
     pub db: Db,
@@ -53,6 +54,8 @@ pub struct Services {
     pub mail: Option<Arc<SmtpConfig>>,
     pub env_providers: Arc<BTreeMap<String, EnvProvider>>,
     pub base_url: Arc<str>,
+    /// This server's Prometheus metrics (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The backup schedule and its status (`backups::Backups::status`).
     pub backups: Arc<backups::Backups>,
 }
@@ -67,6 +70,7 @@ impl Services {
         base_url: String,
     ) -> Result<Self, String> {
         Ok(Services {
+            metrics: Arc::new(crate::metrics::Metrics::new(&db)),
             db,
             keyring,
             clock: config.clock.clone(),

@@ -31,7 +31,7 @@ pub struct Models {
 impl Models {
     pub fn start(svc: Services) -> Arc<Models> {
         Arc::new(Models {
-            meter: Meter::start(svc.db.clone()),
+            meter: Meter::start(svc.db.clone(), svc.metrics.clone()),
             svc,
             gate: Gate::default(),
             setups: Setups::default(),
@@ -167,9 +167,20 @@ impl Flight {
             ctx,
             requested,
         )?;
-        let held = models
+        let held = match models
             .gate
-            .admit(&svc.db, &call.ctx, &limits, estimate, svc.now())??;
+            .admit(&svc.db, &call.ctx, &limits, estimate, svc.now())?
+        {
+            Ok(held) => held,
+            Err(denied) => {
+                svc.metrics.refused(
+                    &call.ctx.org_id().to_string(),
+                    call.metric_model(),
+                    denied.limit().as_str(),
+                );
+                return Err(denied.into());
+            }
+        };
         Ok(Flight {
             models: models.clone(),
             call,
@@ -205,6 +216,7 @@ impl Flight {
         } = self;
         models.meter.submit(Metered {
             latency_ms: started.elapsed().as_millis() as i64,
+            metric_model: call.metric_model().to_string(),
             ctx: call.ctx,
             token_id,
             endpoint,

@@ -59,6 +59,8 @@ const ADMIN: &str = "admin_console.rs";
 const ADMIN_ISO: &str = "every_admin_route_refuses_non_superusers_and_tokens_and_changes_nothing";
 const GATEWAY: &str = "gateway.rs";
 const GATEWAY_ISO: &str = "usage_and_quota_of_another_org_are_not_found";
+const BILLING_ISO: &str =
+    "another_orgs_invoice_has_no_credit_notes_to_read_or_issue_and_nothing_is_written";
 const LLM_ISO: &str = "llm_settings_and_keys_of_another_org_are_not_found";
 const BY_REF: &str = "members_of_another_org_find_nothing_by_id_or_slug_and_change_nothing";
 const UNDER_OWN: &str = "ids_of_another_orgs_objects_under_ones_own_org_are_not_found";
@@ -80,6 +82,16 @@ const ROUTES: &[(&str, &str, Probe)] = &[
     (
         "DELETE",
         "/api/v1/admin/organizations/{id}",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "GET",
+        "/api/v1/admin/audit",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "GET",
+        "/api/v1/admin/audit/export",
         Probe::Elsewhere(ADMIN, ADMIN_ISO),
     ),
     (
@@ -147,6 +159,16 @@ const ROUTES: &[(&str, &str, Probe)] = &[
             GATEWAY,
             "a_closed_period_becomes_one_invoice_and_only_its_org_sees_it",
         ),
+    ),
+    (
+        "GET",
+        "/api/v1/orgs/{org}/invoices/{id}/credit-notes",
+        Probe::Elsewhere("billing.rs", BILLING_ISO),
+    ),
+    (
+        "POST",
+        "/api/v1/orgs/{org}/invoices/{id}/credit-notes",
+        Probe::Elsewhere("billing.rs", BILLING_ISO),
     ),
     (
         "GET",

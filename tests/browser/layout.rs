@@ -118,6 +118,7 @@ impl World {
             ("audit".into(), format!("{o}/audit")),
             ("llm".into(), format!("{o}/llm")),
             ("usage".into(), format!("{o}/usage")),
+            ("billing".into(), format!("{o}/billing")),
             ("gallery".into(), "/gallery/agents".into()),
             ("invite".into(), format!("/invite/{}", self.invite_token)),
             ("not-found".into(), format!("{o}/agents/no-such-agent")),

@@ -12,6 +12,7 @@ mod layout;
 
 mod agent_pages;
 mod audit_pages;
+mod billing_pages;
 mod console_pages;
 
 use std::net::TcpListener;
@@ -1268,6 +1269,8 @@ impl Drop for Driver {
 struct Browser {
     client: Client,
     base: String,
+    /// chromedriver's address (for Chrome DevTools commands it relays).
+    webdriver: String,
     /// Dropped after `client`; the browser's profile directory goes with it.
     driver: Driver,
 }
@@ -1352,6 +1355,7 @@ impl Browser {
         Browser {
             client,
             base: app.base.clone(),
+            webdriver,
             driver,
         }
     }

@@ -18,6 +18,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct TestApp {
     pub base: String,
+    /// The separate metrics listener's base URL, when the config asked for one.
+    pub metrics_base: Option<String>,
     pub db: Db,
     pub svc: xagent::services::Services,
     dir: Option<tempfile::TempDir>,
@@ -59,6 +61,7 @@ impl TestApp {
         tweak(&mut config);
         let app = Application::build(config).await.expect("app builds");
         let base = app.base_url().to_string();
+        let metrics_base = app.metrics_addr().map(|a| format!("http://{a}"));
         let db = app.db().clone();
         let svc = app.services().clone();
         let (tx, rx) = oneshot::channel::<()>();
@@ -67,6 +70,7 @@ impl TestApp {
         }));
         TestApp {
             base,
+            metrics_base,
             db,
             svc,
             root: dir.path().to_path_buf(),

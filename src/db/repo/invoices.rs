@@ -112,3 +112,78 @@ pub fn uninvoiced_periods(c: &Conn<'_>, ctx: &OrgContext) -> Result<Vec<String>,
         |r| r.get(0),
     )
 }
+
+/// A correction of an issued invoice (which itself never changes).
+#[derive(Debug, Clone)]
+pub struct CreditNote {
+    pub id: String,
+    pub invoice_id: String,
+    pub amount_micros: Micros,
+    pub reason: String,
+    pub issued_by: Option<String>,
+    pub issued_at: DateTime<Utc>,
+}
+
+const NOTE_COLUMNS: &str = "id, invoice_id, amount_micros, reason, issued_by, issued_at";
+
+fn note_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CreditNote> {
+    Ok(CreditNote {
+        id: r.get(0)?,
+        invoice_id: r.get(1)?,
+        amount_micros: r.get(2)?,
+        reason: r.get(3)?,
+        issued_by: r.get(4)?,
+        issued_at: super::time_at(r, 5)?,
+    })
+}
+
+pub fn insert_credit_note(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    note: &CreditNote,
+) -> Result<(), DbError> {
+    tx.scoped(ctx).execute(
+        "INSERT INTO credit_notes (organization_id, id, invoice_id, amount_micros, reason,
+             issued_by, issued_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            note.id,
+            note.invoice_id,
+            note.amount_micros,
+            note.reason,
+            note.issued_by,
+            fmt_time(note.issued_at)
+        ],
+    )?;
+    Ok(())
+}
+
+/// The invoice's credit notes, oldest first.
+pub fn credit_notes(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+    invoice_id: &str,
+) -> Result<Vec<CreditNote>, DbError> {
+    c.scoped(ctx).query_vec(
+        &format!(
+            "SELECT {NOTE_COLUMNS} FROM credit_notes
+             WHERE organization_id = ?1 AND invoice_id = ?2 ORDER BY issued_at, id"
+        ),
+        params![invoice_id],
+        note_from_row,
+    )
+}
+
+/// What the credit notes of each invoice of the organization add up to, by invoice id.
+pub fn credited_totals(
+    c: &Conn<'_>,
+    ctx: &OrgContext,
+) -> Result<std::collections::HashMap<String, Micros>, DbError> {
+    let rows: Vec<(String, Micros)> = c.scoped(ctx).query_vec(
+        "SELECT invoice_id, SUM(amount_micros) FROM credit_notes
+         WHERE organization_id = ?1 GROUP BY invoice_id",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(rows.into_iter().collect())
+}

@@ -24,6 +24,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/orgs/{org}/quota", get(show).patch(update))
         .route("/api/v1/orgs/{org}/invoices", get(invoices))
         .route("/api/v1/orgs/{org}/invoices/{id}", get(invoice))
+        .route(
+            "/api/v1/orgs/{org}/invoices/{id}/credit-notes",
+            get(list_credit_notes).post(issue_credit_note),
+        )
         .route("/api/v1/orgs/{org}/notifications", get(notifications))
         .route(
             "/api/v1/orgs/{org}/quota/webhook-deliveries",
@@ -253,7 +257,7 @@ async fn invoices(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Resu
     summary = "One invoice with its line items by model; `{id}.csv` gives it as CSV",
     params(OrgPath, InvoicePath),
     responses(
-        (status = 200, description = "The invoice (as CSV when the id ends in .csv)", content((out::InvoiceOut = "application/json"), (String = "text/csv"))),
+        (status = 200, description = "The invoice with its credit notes (as CSV when the id ends in .csv)", content((out::CreditedInvoiceOut = "application/json"), (String = "text/csv"))),
         Guarded,
     ),
     security(("session" = []), ("token" = [])),
@@ -269,10 +273,13 @@ async fn invoice(
     };
     let inv = crate::services::invoices::get(&s.svc, &ctx, id).await?;
     if !as_csv {
-        return Ok(ok(&out::InvoiceOut::from(&inv)));
+        return Ok(ok(&out::CreditedInvoiceOut::from(&inv)));
     }
     let body = crate::services::invoices::csv(&inv);
-    let disposition = format!("attachment; filename=\"invoice-{}.csv\"", inv.period);
+    let disposition = format!(
+        "attachment; filename=\"invoice-{}.csv\"",
+        inv.invoice.period
+    );
     Ok(axum::response::IntoResponse::into_response((
         [
             (
@@ -283,6 +290,79 @@ async fn invoice(
         ],
         body,
     )))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/invoices/{id}/credit-notes",
+    tag = "usage",
+    summary = "The credit notes of an invoice, oldest first (billing.view)",
+    params(OrgPath, IdPath),
+    responses(
+        (status = 200, description = "Success", body = ListPage<out::CreditNoteOut>),
+        Guarded,
+    ),
+    security(("session" = []), ("token" = [])),
+)]
+async fn list_credit_notes(
+    State(s): State<AppState>,
+    OrgCtx { ctx, .. }: OrgCtx,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Response> {
+    let notes = crate::services::invoices::credit_notes(&s.svc, &ctx, id).await?;
+    Ok(super::items(
+        &views::all::<_, out::CreditNoteOut>(&notes),
+        None,
+    ))
+}
+
+/// A credit note: issued invoices are never edited.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CreditNoteBody {
+    /// micro-USD, at most the invoice's total less its earlier credit notes
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
+    amount_micros: i64,
+    /// why the invoice is credited: 1-500 characters, no control characters
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
+    reason: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/invoices/{id}/credit-notes",
+    tag = "usage",
+    summary = "Issue a credit note against an invoice (billing.manage); the invoice itself never changes",
+    params(OrgPath, IdPath),
+    request_body = CreditNoteBody,
+    responses(
+        (status = 201, description = "Issued", body = out::CreditNoteOut),
+        (status = 422, response = Unprocessable),
+        Guarded,
+        Sent,
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
+async fn issue_credit_note(
+    State(s): State<AppState>,
+    OrgCtx { user, ctx }: OrgCtx,
+    Path((_, id)): Path<(String, String)>,
+    ApiJson(b): ApiJson<CreditNoteBody>,
+) -> Result<Response> {
+    let note = crate::services::invoices::issue_credit_note(
+        &s.svc,
+        &ctx,
+        &user.actor(),
+        id,
+        Micros::new(b.amount_micros),
+        &b.reason,
+    )
+    .await?;
+    Ok(super::created(&out::CreditNoteOut::from(&note)))
 }
 
 #[utoipa::path(

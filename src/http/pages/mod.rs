@@ -3,6 +3,7 @@ mod account;
 mod admin;
 mod audit;
 mod auth;
+mod billing;
 mod chart;
 mod dashboard;
 mod gallery;
@@ -45,6 +46,7 @@ pub fn router() -> Router<AppState> {
         .merge(gallery::router())
         .merge(llm::router())
         .merge(usage::router())
+        .merge(billing::router())
         .merge(admin::router())
         .fallback(not_found)
 }

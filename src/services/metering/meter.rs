@@ -21,6 +21,8 @@ pub struct Metered {
     pub model: String,
     /// The model as the upstream knows it (its price is looked up by this name).
     pub upstream_model: String,
+    /// The model as metrics name it (`gateway::Call::metric_model`).
+    pub metric_model: String,
     /// Whose key paid (`KeySource::as_str`).
     pub key_source: &'static str,
     pub status: u16,
@@ -45,6 +47,8 @@ pub struct Meter {
     tx: tokio::sync::mpsc::UnboundedSender<MeterMsg>,
 }
 
+type Metrics = std::sync::Arc<crate::metrics::Metrics>;
+
 /// Calls written per job at most.
 const METER_BATCH: usize = 1024;
 /// How long a batch gathers calls after its first one. Each commit costs the writer a WAL
@@ -53,7 +57,8 @@ const METER_BATCH: usize = 1024;
 const METER_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl Meter {
-    pub fn start(db: Db) -> Meter {
+    /// The meter's task; each written batch is also counted in `metrics`.
+    pub fn start(db: Db, metrics: Metrics) -> Meter {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<MeterMsg>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -79,7 +84,7 @@ impl Meter {
                         .flatten();
                 }
                 if !calls.is_empty() {
-                    write_batch(&db, calls).await;
+                    write_batch(&db, &metrics, calls).await;
                 }
                 for done in flushes {
                     let _ = done.send(());
@@ -104,7 +109,7 @@ impl Meter {
     }
 }
 
-async fn write_batch(db: &Db, calls: Vec<Metered>) {
+async fn write_batch(db: &Db, metrics: &Metrics, calls: Vec<Metered>) {
     let rows: Vec<(
         OrgContext,
         chrono::DateTime<chrono::Utc>,
@@ -194,17 +199,32 @@ async fn write_batch(db: &Db, calls: Vec<Metered>) {
             Ok::<_, AppError>(costs)
         })
         .await;
+    let count = |m: &Metered, cost: Option<Micros>| {
+        metrics.model_call(
+            &m.ctx.org_id().to_string(),
+            &m.metric_model,
+            m.status,
+            m.tokens.input,
+            m.tokens.output,
+            cost.map(Micros::get),
+        );
+    };
     match done {
         Ok(costs) => {
             for (m, c) in calls.into_iter().zip(costs) {
+                count(&m, Some(c));
                 if let Some(r) = m.reservation {
                     r.settle(c);
                 }
             }
         }
         Err(e) => {
-            // The reservations end unsettled: nothing of these calls was committed.
+            // The reservations end unsettled: nothing of these calls was committed, so
+            // no cost is counted either; the calls and their tokens still happened.
             tracing::error!(error = %e, calls = n, "writing usage failed");
+            for m in &calls {
+                count(m, None);
+            }
         }
     }
 }
@@ -224,6 +244,7 @@ mod tests {
             provider: "openai".into(),
             model: "openai/gpt-4o-mini".into(),
             upstream_model: "gpt-4o-mini".into(),
+            metric_model: "openai/gpt-4o-mini".into(),
             key_source: "organization",
             status: 200,
             tokens: Tokens { input, output: 0 },
@@ -253,7 +274,8 @@ mod tests {
         })
         .await
         .unwrap();
-        let meter = Meter::start(db.clone());
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(&db));
+        let meter = Meter::start(db.clone(), metrics.clone());
         let at = chrono::Utc::now();
         // gpt-4o-mini costs 0.15 $ per million input tokens: 600,000 tokens are 90,000 µ$.
         meter.submit(call(&ctx, 600_000, at));
@@ -291,5 +313,14 @@ mod tests {
         );
         assert_eq!(sent, vec![80, 90, 100]);
         assert_eq!(notes.len(), 3, "one notification per threshold, each once");
+        // The metrics count what was committed.
+        let text = metrics.render();
+        let org = ctx.org_id().to_string();
+        let line = format!("xagent_gateway_cost_micros_total{{org=\"{org}\"}} 120000");
+        assert!(text.lines().any(|l| l == line), "{text}");
+        let calls = format!(
+            "xagent_gateway_calls_total{{org=\"{org}\",model=\"openai/gpt-4o-mini\",outcome=\"ok\"}} 3"
+        );
+        assert!(text.lines().any(|l| l == calls), "{text}");
     }
 }

@@ -86,6 +86,8 @@ pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
         usage::update,
         usage::invoices,
         usage::invoice,
+        usage::list_credit_notes,
+        usage::issue_credit_note,
         usage::notifications,
         usage::webhook_deliveries,
         usage::read_notification,

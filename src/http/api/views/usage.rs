@@ -5,11 +5,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::db::repo::invoices::{Invoice, InvoiceLine};
+use crate::db::repo::invoices::{CreditNote, Invoice, InvoiceLine};
 use crate::db::repo::notifications::Notification;
 use crate::db::repo::usage::{MemberTotals, Totals};
 use crate::db::repo::webhooks::Delivery;
 use crate::domain::Micros;
+use crate::services::invoices::Credited;
 use crate::services::quota::{
     DayUsage, EndpointUsage, Limit, ModelUsage, QuotaUse, QuotaView, UsageReport,
 };
@@ -176,6 +177,76 @@ impl<'a> From<&'a Invoice> for InvoiceOut<'a> {
             total_micros: i.total_micros,
             line_items: &i.line_items,
             issued_at: i.issued_at,
+        }
+    }
+}
+
+/// A correction of an issued invoice.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CreditNote)]
+pub struct CreditNoteOut<'a> {
+    #[schema(format = "uuid")]
+    pub id: &'a str,
+    #[schema(format = "uuid")]
+    pub invoice_id: &'a str,
+    pub amount_micros: Micros,
+    pub reason: &'a str,
+    /// the member who issued it (null once their account is gone)
+    #[schema(format = "uuid")]
+    pub issued_by: Option<&'a str>,
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub issued_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a CreditNote> for CreditNoteOut<'a> {
+    fn from(n: &'a CreditNote) -> Self {
+        CreditNoteOut {
+            id: &n.id,
+            invoice_id: &n.invoice_id,
+            amount_micros: n.amount_micros,
+            reason: &n.reason,
+            issued_by: n.issued_by.as_deref(),
+            issued_at: n.issued_at,
+        }
+    }
+}
+
+/// One invoice as issued (it never changes) with the credit notes against it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CreditedInvoice)]
+pub struct CreditedInvoiceOut<'a> {
+    pub id: &'a str,
+    pub period: &'a str,
+    pub currency: &'a str,
+    pub subtotal_micros: Micros,
+    pub total_micros: Micros,
+    #[serde(serialize_with = "keys_sorted")]
+    #[schema(value_type = Vec<Object>)]
+    pub line_items: &'a [InvoiceLine],
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub issued_at: DateTime<Utc>,
+    /// oldest first
+    pub credit_notes: Vec<CreditNoteOut<'a>>,
+    /// what the credit notes add up to
+    pub credited_micros: Micros,
+    /// the total less the credit notes
+    pub balance_micros: Micros,
+}
+
+impl<'a> From<&'a Credited> for CreditedInvoiceOut<'a> {
+    fn from(c: &'a Credited) -> Self {
+        let i = &c.invoice;
+        CreditedInvoiceOut {
+            id: &i.id,
+            period: &i.period,
+            currency: &i.currency,
+            subtotal_micros: i.subtotal_micros,
+            total_micros: i.total_micros,
+            line_items: &i.line_items,
+            issued_at: i.issued_at,
+            credit_notes: c.credit_notes.iter().map(CreditNoteOut::from).collect(),
+            credited_micros: c.credited(),
+            balance_micros: c.balance(),
         }
     }
 }
