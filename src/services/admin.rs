@@ -337,6 +337,12 @@ pub async fn enter_org(
     svc.db
         .write(move |tx| {
             let org = orgs::find_by_ref(tx, &org_ref)?.ok_or_else(AppError::not_found)?;
+            if org.kind == OrgKind::Personal {
+                return Err(AppError::conflict(
+                    "personal_organization",
+                    "a personal workspace has only its user as member",
+                ));
+            }
             let me = admin.actor.user_id;
             if !unscoped::unscoped_add_member(tx, org.id, me, Role::Admin, &now)? {
                 return Err(AppError::conflict(

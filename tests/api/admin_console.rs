@@ -947,6 +947,12 @@ async fn entering_an_org_is_explicit_visible_and_audited_in_its_own_log() {
         )
         .await;
     assert_eq!(r.code(), "already_member");
+    let personal = format!(
+        "/api/v1/admin/organizations/{}/enter",
+        c.owner_user.personal_org
+    );
+    let r = c.root.post(&personal, json!({"reason": "curious"})).await;
+    assert_eq!(r.code(), "personal_organization", "{}", r.text);
     assert!(
         instance_actions(&c.root)
             .await

@@ -22,6 +22,9 @@ async fn an_administrator_raises_a_plan_suspends_an_org_disables_a_user_and_find
     b.goto("/admin/organizations").await;
     b.type_into("#org-q", "engin").await;
     b.wait_for("#org-search").await.click().await.unwrap();
+    // The search result replaces the list: wait until only the match is left.
+    b.wait_until("#admin-orgs", |t| !t.contains("personal"), "only the match")
+        .await;
     b.wait_for("tr[data-org='engines'] a")
         .await
         .click()
