@@ -71,11 +71,6 @@ pub fn refresh(c: &Conn<'_>, ctx: &OrgContext) -> Result<Option<OrgContext>, DbE
     membership_check(c, ctx.user_id(), &ctx.org_id().to_string())
 }
 
-/// `user`'s context in `org`, read inside a write job right after their membership was made.
-pub fn refresh_for(c: &Conn<'_>, user: UserId, org: OrgId) -> Result<Option<OrgContext>, DbError> {
-    membership_check(c, user, &org.to_string())
-}
-
 /// A member's permissions: their role's defaults with the overrides stored on their
 /// membership (a JSON object of path to grant).
 pub(in crate::db) fn member_permissions(role: Role, overrides: &str) -> PermissionSet {

@@ -93,18 +93,25 @@ impl PlanLimits {
 
     /// Every limit is absent or a number ≥ 0.
     pub fn check(&self) -> Vec<Invalid> {
-        let mut me = self.clone();
-        LIMIT_NAMES
-            .iter()
-            .filter(|n| me.slot(n).and_then(|s| *s).is_some_and(|v| v < 0))
-            .map(|_| {
-                Invalid::new(
-                    "limits",
-                    "Limits are whole numbers, 0 or more (or null: unlimited).",
-                )
-            })
-            .take(1)
-            .collect()
+        let l = self;
+        let all = [
+            l.agents,
+            l.workflows,
+            l.members,
+            l.documents,
+            l.storage_bytes,
+            l.document_bytes,
+            l.monthly_credits_micros,
+            l.rate_limit_rpm,
+        ];
+        if all.iter().flatten().any(|v| *v < 0) {
+            vec![Invalid::new(
+                "limits",
+                "Limits are whole numbers, 0 or more (or null: unlimited).",
+            )]
+        } else {
+            Vec::new()
+        }
     }
 }
 

@@ -350,8 +350,8 @@ pub async fn enter_org(
                     "you are a member of this organization already",
                 ));
             }
-            let ctx =
-                crate::db::scope::refresh_for(tx, me, org.id)?.ok_or_else(AppError::not_found)?;
+            let ctx = crate::db::scope::enter(tx, me, &org.id.to_string())?
+                .ok_or_else(AppError::not_found)?;
             audit::append(
                 tx,
                 &ctx,
@@ -459,7 +459,6 @@ fn user_view_of(c: &crate::db::Conn<'_>, id: UserId) -> Result<AdminUserView> {
         vec![users::ListedUser {
             user,
             last_login_at,
-            has_password: true,
         }],
     )?
     .pop()
@@ -779,7 +778,7 @@ pub async fn create_plan(
         rate_limit_rpm: None,
         price_monthly_micros: input.monthly_fee_micros.unwrap_or(Micros::ZERO),
     };
-    let plan = with_limits(plan, &limits);
+    let plan = plan.with_limits(&limits);
     let (admin, now) = (admin.clone(), svc.now_str());
     svc.db
         .write(move |tx| {
@@ -803,18 +802,6 @@ pub async fn create_plan(
             Ok(plan_view(&plan, 0, &default))
         })
         .await
-}
-
-fn with_limits(mut p: plans::Plan, l: &PlanLimits) -> plans::Plan {
-    p.max_agents = l.agents;
-    p.max_workflows = l.workflows;
-    p.max_members = l.members;
-    p.max_documents = l.documents;
-    p.max_storage_bytes = l.storage_bytes;
-    p.max_document_bytes = l.document_bytes;
-    p.monthly_ai_credits_micros = l.monthly_credits_micros.map(Micros::new);
-    p.rate_limit_rpm = l.rate_limit_rpm;
-    p
 }
 
 /// Changes a plan's name, fee or limits; the limits take effect at once for every
@@ -846,7 +833,7 @@ pub async fn change_plan(
                 plan.price_monthly_micros = f;
             }
             if let Some(l) = &input.limits {
-                plan = with_limits(plan, l);
+                plan = plan.with_limits(l);
             }
             plans::save(tx, &plan, &now)?;
             admin.audit(
@@ -859,10 +846,7 @@ pub async fn change_plan(
                 &now,
             )?;
             let default = super::orgs::default_plan(tx)?;
-            let n = plans::list(tx)?
-                .into_iter()
-                .find(|(p, _)| p.id == plan.id)
-                .map_or(0, |(_, n)| n);
+            let n = plans::organizations_on(tx, &plan.id)?;
             Ok(plan_view(&plan, n, &default))
         })
         .await
@@ -873,10 +857,8 @@ pub async fn delete_plan(svc: &Services, admin: &InstanceAdmin, id: String) -> R
     let (admin, now) = (admin.clone(), svc.now_str());
     svc.db
         .write(move |tx| {
-            let (plan, n) = plans::list(tx)?
-                .into_iter()
-                .find(|(p, _)| p.id == id)
-                .ok_or_else(AppError::not_found)?;
+            let plan = plans::find(tx, &id)?.ok_or_else(AppError::not_found)?;
+            let n = plans::organizations_on(tx, &plan.id)?;
             if n > 0 {
                 return Err(AppError::conflict(
                     "plan_in_use",
@@ -1051,11 +1033,7 @@ pub async fn create_price(
     let (admin, now) = (admin.clone(), svc.now_str());
     svc.db
         .write(move |tx| {
-            if prices::list(tx)?.iter().any(|x| {
-                x.provider == p.provider
-                    && x.model == p.model
-                    && x.effective_from == p.effective_from
-            }) {
+            if prices::taken(tx, &p)? {
                 return Err(price_taken());
             }
             prices::save(tx, &p, &now)?;
@@ -1095,12 +1073,7 @@ pub async fn change_price(
             if !errors.is_empty() {
                 return Err(AppError::invalid(errors));
             }
-            if prices::list(tx)?.iter().any(|x| {
-                x.id != p.id
-                    && x.provider == p.provider
-                    && x.model == p.model
-                    && x.effective_from == p.effective_from
-            }) {
+            if prices::taken(tx, &p)? {
                 return Err(price_taken());
             }
             prices::save(tx, &p, &now)?;

@@ -293,7 +293,8 @@ async fn raising_the_plan_and_overriding_one_limit_take_effect_at_once() {
     // The owner sees the new limits through the organization's own API.
     let r = c.owner.get(&c.owner_path("/limits")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert!(r.text.contains("200"), "{}", r.text);
+    assert_eq!(r.body["agents"]["max"], 200, "{}", r.text);
+    assert_eq!(r.body["plan"], "team");
     // Apply now: no fee held back.
     let r = c
         .root

@@ -50,7 +50,7 @@ async fn an_administrator_raises_a_plan_suspends_an_org_disables_a_user_and_find
     b.wait_until_text_contains("#admin-notice", "limits are saved")
         .await;
     let r = ada.get(&format!("/api/v1/orgs/{org}/limits")).await;
-    assert!(r.text.contains("150"), "{}", r.text);
+    assert_eq!(r.body["users"]["max"], 150, "{}", r.text);
 
     // Suspend it with a reason (confirmed); its owner's page says why.
     b.type_into("#suspend-reason", "abuse report 17").await;

@@ -35,7 +35,8 @@ impl Plan {
         }
     }
 
-    fn with_limits(mut self, l: &PlanLimits) -> Plan {
+    /// The plan with every limit replaced by `l`'s.
+    pub fn with_limits(mut self, l: &PlanLimits) -> Plan {
         self.max_agents = l.agents;
         self.max_workflows = l.workflows;
         self.max_members = l.members;
@@ -156,4 +157,14 @@ pub fn save(tx: &WriteTx<'_>, p: &Plan, now: &str) -> Result<(), DbError> {
 /// Removes a plan no organization is on; `false` when there was no such plan.
 pub fn delete(tx: &WriteTx<'_>, id: &str) -> Result<bool, DbError> {
     Ok(tx.execute("DELETE FROM plans WHERE id = ?1", [id])? > 0)
+}
+
+/// How many organizations are on the plan.
+pub fn organizations_on(c: &Conn<'_>, id: &str) -> Result<i64, DbError> {
+    Ok(c.query_opt(
+        "SELECT COUNT(*) FROM organizations WHERE plan = ?1",
+        [id],
+        |r| r.get(0),
+    )?
+    .unwrap_or(0))
 }

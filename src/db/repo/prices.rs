@@ -80,3 +80,19 @@ pub fn save(tx: &WriteTx<'_>, p: &Price, now: &str) -> Result<(), DbError> {
 pub fn delete(tx: &WriteTx<'_>, id: &str) -> Result<bool, DbError> {
     Ok(tx.execute("DELETE FROM model_price_entries WHERE id = ?1", [id])? == 1)
 }
+
+/// Whether another price holds the same provider, model and moment as `p`.
+pub fn taken(c: &Conn<'_>, p: &Price) -> Result<bool, DbError> {
+    Ok(c.query_opt(
+        "SELECT 1 FROM model_price_entries
+             WHERE provider = ?1 AND model = ?2 AND effective_from = ?3 AND id <> ?4",
+        params![
+            p.provider,
+            p.model,
+            crate::domain::fmt_time(p.effective_from),
+            p.id
+        ],
+        |_| Ok(()),
+    )?
+    .is_some())
+}

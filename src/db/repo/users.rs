@@ -108,7 +108,6 @@ pub fn set_last_login(tx: &WriteTx<'_>, id: UserId, now: &str) -> Result<(), DbE
 pub struct ListedUser {
     pub user: User,
     pub last_login_at: Option<DateTime<Utc>>,
-    pub has_password: bool,
 }
 
 /// Users whose email or name contains `q` (all when empty), by email, a page of `limit`
@@ -129,10 +128,9 @@ pub fn list(
         ),
         params![q, limit, offset],
         |r| {
-            let (user, hash) = from_row(r)?;
+            let (user, _) = from_row(r)?;
             Ok(ListedUser {
                 user,
-                has_password: hash.is_some(),
                 last_login_at: super::opt_time_at(r, 8)?,
             })
         },

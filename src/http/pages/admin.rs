@@ -405,7 +405,22 @@ async fn org(
     org_page(&s, &a, id, StatusCode::OK, noted(&q)).await
 }
 
-/// A console form's result: back to `page` with the note, or the page again with the error.
+/// A console form's result: 303 back to `back` with the note of `done`, or the page again
+/// (drawn by `page`) with what went wrong; errors that are not the user's stay errors.
+async fn settle(
+    result: Result<&'static str>,
+    back: &str,
+    page: impl AsyncFnOnce(StatusCode, Outcome) -> Result<Response>,
+) -> Result<Response> {
+    match result {
+        Ok(done) => Ok(see_other(&format!("{back}?done={done}"))),
+        Err(e) => {
+            let (status, outcome) = refused(e)?;
+            page(status, outcome).await
+        }
+    }
+}
+
 async fn after_org_form(
     s: &AppState,
     user: crate::http::extract::CurrentUser,
@@ -413,16 +428,11 @@ async fn after_org_form(
     id: String,
     result: Result<&'static str>,
 ) -> Result<Response> {
-    match result {
-        Ok(done) => Ok(see_other(&format!(
-            "/admin/organizations/{}?done={done}",
-            urlencode(&id)
-        ))),
-        Err(e) => {
-            let (status, outcome) = refused(e)?;
-            org_page(s, &AdminUser { user, admin }, id, status, outcome).await
-        }
-    }
+    let back = format!("/admin/organizations/{}", urlencode(&id));
+    settle(result, &back, async move |status, outcome| {
+        org_page(s, &AdminUser { user, admin }, id, status, outcome).await
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -640,16 +650,11 @@ async fn after_user_form(
     id: String,
     result: Result<&'static str>,
 ) -> Result<Response> {
-    match result {
-        Ok(done) => Ok(see_other(&format!(
-            "/admin/users/{}?done={done}",
-            urlencode(&id)
-        ))),
-        Err(e) => {
-            let (status, outcome) = refused(e)?;
-            user_page(s, &AdminUser { user, admin }, id, status, outcome, None).await
-        }
-    }
+    let back = format!("/admin/users/{}", urlencode(&id));
+    settle(result, &back, async move |status, outcome| {
+        user_page(s, &AdminUser { user, admin }, id, status, outcome, None).await
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -756,13 +761,10 @@ async fn after_plan_form(
     admin: InstanceAdmin,
     result: Result<&'static str>,
 ) -> Result<Response> {
-    match result {
-        Ok(done) => Ok(see_other(&format!("/admin/plans?done={done}"))),
-        Err(e) => {
-            let (status, outcome) = refused(e)?;
-            plans_page(s, &AdminUser { user, admin }, status, outcome).await
-        }
-    }
+    settle(result, "/admin/plans", async move |status, outcome| {
+        plans_page(s, &AdminUser { user, admin }, status, outcome).await
+    })
+    .await
 }
 
 /// A plan form: name, fee in dollars and every limit (empty: unlimited).
@@ -934,13 +936,10 @@ async fn after_price_form(
     admin: InstanceAdmin,
     result: Result<&'static str>,
 ) -> Result<Response> {
-    match result {
-        Ok(done) => Ok(see_other(&format!("/admin/prices?done={done}"))),
-        Err(e) => {
-            let (status, outcome) = refused(e)?;
-            prices_page(s, &AdminUser { user, admin }, status, outcome).await
-        }
-    }
+    settle(result, "/admin/prices", async move |status, outcome| {
+        prices_page(s, &AdminUser { user, admin }, status, outcome).await
+    })
+    .await
 }
 
 async fn price_create(
@@ -1028,13 +1027,10 @@ async fn after_settings_form(
     admin: InstanceAdmin,
     result: Result<&'static str>,
 ) -> Result<Response> {
-    match result {
-        Ok(done) => Ok(see_other(&format!("/admin/settings?done={done}"))),
-        Err(e) => {
-            let (status, outcome) = refused(e)?;
-            settings_page(s, &AdminUser { user, admin }, status, outcome).await
-        }
-    }
+    settle(result, "/admin/settings", async move |status, outcome| {
+        settings_page(s, &AdminUser { user, admin }, status, outcome).await
+    })
+    .await
 }
 
 async fn settings_change(
