@@ -10,6 +10,7 @@ mod audit_names;
 mod audit_trail;
 mod cli;
 mod compressed_bodies;
+mod config_file;
 mod errors;
 mod extraction;
 mod gateway;
