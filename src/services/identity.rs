@@ -243,10 +243,11 @@ async fn check_credentials(
         Some((user, Some(hash))) => (hash, Some(user)),
         _ => (auth::dummy_hash().to_string(), None),
     };
-    let pw = password.to_string();
-    let password_ok = tokio::task::spawn_blocking(move || auth::verify_password(&pw, &stored_hash))
-        .await
-        .map_err(|_| AppError::Internal("verification task failed".into()))?;
+    let (pw, checked_hash) = (password.to_string(), stored_hash.clone());
+    let password_ok =
+        tokio::task::spawn_blocking(move || auth::verify_password(&pw, &checked_hash))
+            .await
+            .map_err(|_| AppError::Internal("verification task failed".into()))?;
     let user = match user {
         Some(u) if password_ok && u.status == UserStatus::Active => u,
         Some(u) => {
@@ -266,7 +267,33 @@ async fn check_credentials(
         }
     };
     throttle.record_success(&email_key);
+    if auth::needs_rehash(&stored_hash) {
+        upgrade_hash(svc, user.id, password, stored_hash).await;
+    }
     Ok(user)
+}
+
+/// Replaces an imported (bcrypt) hash by an argon2id one of the password that just
+/// matched it, unless the hash changed meanwhile. The sign-in goes on if this fails.
+async fn upgrade_hash(svc: &Services, user: UserId, password: &str, old: String) {
+    let pw = password.to_string();
+    let hashed = tokio::task::spawn_blocking(move || auth::hash_verified_password(&pw)).await;
+    let Ok(Ok(new)) = hashed else {
+        tracing::warn!(%user, "cannot hash the password again");
+        return;
+    };
+    let now = svc.now_str();
+    let replaced = svc
+        .db
+        .write(move |tx| {
+            Ok::<_, AppError>(users::replace_password_hash(tx, user, &old, &new, &now)?)
+        })
+        .await;
+    match replaced {
+        Ok(true) => tracing::info!(%user, "imported password hash replaced by argon2id"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(%user, error = %e, "cannot store the new password hash"),
+    }
 }
 
 /// A new session for `user` (its cookie token and CSRF token, shown only now), audited,
