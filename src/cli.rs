@@ -55,6 +55,13 @@ enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Import users and their resources from a single-user install's export (a JSON file,
+    /// README "Import from a single-user install") into their personal organizations. Safe to run again: what
+    /// was imported before is skipped. Exit status 1 when anything was refused.
+    Import {
+        /// The file to import.
+        file: PathBuf,
+    },
     /// Write a consistent copy of the live database to FILE.
     Backup {
         /// Destination file (must not exist).
@@ -385,6 +392,29 @@ async fn run(
                 .map_err(|e| e.to_string())?;
             println!("backup written to {}", file.display());
             Ok(())
+        }
+        Command::Import { file: path } => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let parsed = crate::services::import::ImportFile::parse(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let source = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            let svc = services(cli.data_dir, master).await?;
+            let report = crate::services::import::import(&svc, parsed, &source).await;
+            let _ = svc.db.shutdown().await;
+            // Not print!: a reader that went away (`| head`) is no reason to panic.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stdout().lock(),
+                report.to_string().as_bytes(),
+            );
+            if report.complete() {
+                Ok(())
+            } else {
+                Err("some users or items were not imported (see above); fix them and run the import again: what was imported is skipped".into())
+            }
         }
         Command::Openapi => {
             println!("{}", crate::http::api::openapi::DOCUMENT.as_str());

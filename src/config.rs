@@ -74,6 +74,9 @@ pub struct Config {
     pub extractor_exe: Option<PathBuf>,
     /// How long one document's extraction may take.
     pub extract_timeout: Duration,
+    /// How often the indexer looks for queued documents when nobody woke it: documents
+    /// another process queued (`xagent import`) are indexed within this.
+    pub indexer_poll: Duration,
 }
 
 /// One provider configured through the environment, keyed by its provider name.
@@ -193,6 +196,7 @@ impl Config {
             targets: crate::services::outbound::TargetPolicy::PublicOnly,
             extractor_exe: None,
             extract_timeout: Duration::from_secs(60),
+            indexer_poll: Duration::from_secs(30),
         }
     }
 

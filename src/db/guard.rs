@@ -53,6 +53,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "conversations",
     "messages",
     "resource_shares",
+    "import_ledger",
 ];
 
 /// How a statement is bound.

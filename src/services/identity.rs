@@ -57,7 +57,7 @@ pub async fn create_user(
     let now = svc.now_str();
     svc.db
         .write(move |tx| {
-            insert_user_with_workspace(tx, &email, &name, &hash, superuser, &meta, &now)
+            insert_user_with_workspace(tx, &email, &name, Some(&hash), superuser, &meta, &now)
         })
         .await
 }
@@ -71,12 +71,12 @@ pub(crate) async fn hash_off_thread(password: Password) -> Result<String> {
 }
 
 /// The user row, their personal organization (owner, current) and the audit rows, inside
-/// the caller's write job.
+/// the caller's write job. A user without a password hash cannot sign in with a password.
 pub(crate) fn insert_user_with_workspace(
     tx: &crate::db::WriteTx<'_>,
     email: &Email,
     name: &PersonName,
-    password_hash: &str,
+    password_hash: Option<&str>,
     superuser: bool,
     meta: &ClientMeta,
     now: &str,
@@ -94,7 +94,7 @@ pub(crate) fn insert_user_with_workspace(
             id,
             email,
             name,
-            password_hash: Some(password_hash),
+            password_hash,
             is_superuser: superuser,
             now,
         },
@@ -104,13 +104,7 @@ pub(crate) fn insert_user_with_workspace(
         email: email.to_string(),
         meta: meta.clone(),
     };
-    let local = email.as_str().split('@').next().unwrap_or("user");
-    let slug = super::orgs::free_slug(tx, &Slug::derive_from(local))?;
-    let org_name = OrgName::parse(&format!("{} (personal)", name.as_str()))
-        .or_else(|_| OrgName::parse("Personal workspace"))?;
-    let org =
-        super::orgs::create_in_tx(tx, &actor, &org_name, &slug, OrgKind::Personal, "free", now)?;
-    users::set_current_org(tx, id, org.id, now)?;
+    let org = create_personal_org(tx, &actor, name, now)?;
     audit::append_instance(
         tx,
         &actor.entry(
@@ -123,6 +117,24 @@ pub(crate) fn insert_user_with_workspace(
     )?;
     let user = users::find_by_id(tx, id)?.ok_or_else(AppError::not_found)?;
     Ok((user, org))
+}
+
+/// The actor's personal organization (they own it; it becomes their current one), with
+/// its audit row, inside the caller's write job.
+pub(crate) fn create_personal_org(
+    tx: &crate::db::WriteTx<'_>,
+    actor: &Actor,
+    name: &PersonName,
+    now: &str,
+) -> Result<orgs::Org> {
+    let local = actor.email.split('@').next().unwrap_or("user");
+    let slug = super::orgs::free_slug(tx, &Slug::derive_from(local))?;
+    let org_name = OrgName::parse(&format!("{} (personal)", name.as_str()))
+        .or_else(|_| OrgName::parse("Personal workspace"))?;
+    let org =
+        super::orgs::create_in_tx(tx, actor, &org_name, &slug, OrgKind::Personal, "free", now)?;
+    users::set_current_org(tx, actor.user_id, org.id, now)?;
+    Ok(org)
 }
 
 pub async fn signup(

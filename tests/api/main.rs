@@ -16,6 +16,7 @@ mod extraction;
 mod gateway;
 mod guards;
 mod identity;
+mod import;
 mod invitations;
 mod isolation;
 mod isolation_matrix;
