@@ -251,6 +251,7 @@ impl Application {
             state.svc.clone(),
             state.gateway.models.clone(),
             state.knowledge.clone(),
+            state.config.indexer_poll,
         ));
         if let Ok(addr) = self.listener.local_addr() {
             state.runner.listening_on(addr.port());

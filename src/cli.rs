@@ -1,15 +1,20 @@
 //! The command line. Every verb takes `--data-dir` and works while a server runs on the
 //! same directory (SQLite does the locking), except `restore`, which needs the server
-//! stopped, and `migrate` when there is something to migrate.
+//! stopped, and `migrate` when there is something to migrate. Every verb reads the
+//! configuration file given by `--config` or `XAGENT_CONFIG` (`file_config`).
+mod file_config;
+
 use crate::services::Services;
+use std::ffi::OsString;
 use std::io::BufRead;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::app::{Application, ensure_data_dir};
+use crate::config::file::FileSettings;
 use crate::config::{Config, Secret, SmtpConfig, SmtpTls};
 use crate::db::{self, DataDirLock, Db, LockError, Upgrade};
 use crate::services::{ClientMeta, identity};
@@ -22,6 +27,10 @@ use crate::telemetry::{self, LogFormat};
     about = "The organization layer of the xAgent platform: one binary, one database file."
 )]
 struct Cli {
+    /// A TOML configuration file; its settings are the defaults of the flags of the same
+    /// name (flags and environment variables win).
+    #[arg(long, global = true, env = "XAGENT_CONFIG")]
+    config: Option<PathBuf>,
     /// Where the database and key files live.
     #[arg(long, global = true, env = "XAGENT_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
@@ -51,6 +60,13 @@ enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Import users and their resources from a single-user install's export (a JSON file,
+    /// README "Import from a single-user install") into their personal organizations. Safe to run again: what
+    /// was imported before is skipped. Exit status 1 when anything was refused.
+    Import {
+        /// The file to import.
+        file: PathBuf,
+    },
     /// Write a consistent copy of the live database to FILE.
     Backup {
         /// Destination file (must not exist).
@@ -62,11 +78,15 @@ enum Command {
         /// The backup to restore (checked before anything is replaced).
         file: PathBuf,
     },
-    /// Master keys of the stored provider keys (XAGENT_MASTER_KEY or DATA_DIR/master.key).
+    /// Master keys of the stored provider keys (XAGENT_MASTER_KEY, master_key in the
+    /// configuration file, or DATA_DIR/master.key).
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Print the OpenAPI description of the HTTP API (the one served at /api/openapi.json).
     Openapi,
+    /// The configuration file and the settings in effect.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Read a document's text: its bytes on standard input, the text on standard output.
     /// The server runs this in a child process for each document it indexes.
     #[command(hide = true)]
@@ -95,6 +115,13 @@ enum KeysCommand {
     Rotate,
     /// Remove from master.key the keys that no data key is wrapped by any more.
     Retire,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the settings `xagent serve` would run with (given the same flags), where each
+    /// one comes from, secrets masked; exit status 1 when the configuration is not valid.
+    Check(Box<ServeArgs>),
 }
 
 #[derive(Args)]
@@ -207,7 +234,15 @@ enum AdminCommand {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let parsed = match parse(&args) {
+        Ok(p) => p,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = parsed.cli;
     // The document reader writes text, not logs, and needs no runtime.
     if let Command::ExtractText(a) = &cli.command {
         return crate::services::knowledge::extract::run_child(
@@ -227,7 +262,9 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let file = parsed.file;
+    let matches = parsed.matches;
+    match runtime.block_on(run(cli, file, matches)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -236,51 +273,154 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+/// The command line read with the configuration file's settings as defaults.
+struct Parsed {
+    cli: Cli,
+    /// The file and its path, when there is one.
+    file: Option<(PathBuf, FileSettings)>,
+    matches: ArgMatches,
+}
+
+/// Reads the command line twice: once to learn which configuration file to read (help,
+/// version and usage errors end the process here, as clap does), then with the file's
+/// values as the flags' defaults. Errors are the file's.
+fn parse(args: &[OsString]) -> Result<Parsed, String> {
+    let first = Cli::command()
+        .try_get_matches_from(args)
+        .unwrap_or_else(|e| e.exit());
+    // The document reader is a child of the server: the server already read the file.
+    let reads_file = first.subcommand_name() != Some("extract-text");
+    let path = first
+        .get_one::<PathBuf>("config")
+        .filter(|_| reads_file)
+        .cloned();
+    let (command, file) = match path {
+        None => (Cli::command(), None),
+        Some(path) => {
+            let settings = FileSettings::load(&path).map_err(|e| e.to_string())?;
+            let command = file_config::apply(Cli::command(), &settings)
+                .map_err(|e| format!("configuration file {}: {e}", path.display()))?;
+            (command, Some((path, settings)))
+        }
+    };
+    let matches = command
+        .try_get_matches_from(args)
+        .unwrap_or_else(|e| e.exit());
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    Ok(Parsed { cli, file, matches })
+}
+
+/// The master keys: `XAGENT_MASTER_KEY`, else the file's `master_key`, else none (the key
+/// file in the data directory).
+fn master_key(file: Option<&FileSettings>) -> Option<String> {
+    std::env::var("XAGENT_MASTER_KEY")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| file.and_then(|f| f.master_key.clone()))
+}
+
+/// What `xagent serve` runs with: the flags as parsed (the file's values are their
+/// defaults) and the settings without a flag, where the environment wins over the file.
+fn serve_config(
+    data_dir: PathBuf,
+    log: String,
+    log_format: LogFormat,
+    backup_dir: Option<PathBuf>,
+    a: ServeArgs,
+    file: Option<&FileSettings>,
+) -> Config {
+    let mut config = Config::new(data_dir);
+    config.listen = a.listen;
+    config.public_url = a.public_url;
+    config.log = log;
+    config.log_format = log_format;
+    config.cookie_secure = a.cookie_secure;
+    config.trusted_proxies = a.trusted_proxies;
+    if a.allow_private_targets {
+        config.targets = crate::services::outbound::TargetPolicy::AllowPrivate;
+    }
+    config.session_idle = std::time::Duration::from_secs(a.session_idle_minutes.max(1) * 60);
+    config.session_max_age = std::time::Duration::from_secs(a.session_max_hours.max(1) * 3600);
+    config.body_limit_bytes = a.body_limit_bytes;
+    config.upload_limit_bytes = a.upload_limit_bytes;
+    config.request_timeout = std::time::Duration::from_secs(a.request_timeout_secs.max(1));
+    config.master_key = master_key(file).map(Secret::new);
+    config.metrics_token = a
+        .metrics_token
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| Secret::new(t.trim()));
+    config.metrics_listen = a.metrics_listen;
+    config.backup_dir = backup_dir;
+    config.backup_interval = a.backup_interval.0;
+    config.backup_keep = a.backup_keep as usize;
+    config.env_providers = crate::config::merge_providers(
+        crate::config::env_providers(std::env::vars()),
+        file.map(|f| &f.providers),
+    );
+    config.smtp = a.smtp_host.map(|host| SmtpConfig {
+        host,
+        port: a.smtp_port,
+        tls: a.smtp_tls,
+        username: a.smtp_username,
+        password: a.smtp_password.map(Secret::new),
+        from: a.smtp_from,
+    });
+    config
+}
+
+async fn run(
+    cli: Cli,
+    file: Option<(PathBuf, FileSettings)>,
+    matches: ArgMatches,
+) -> Result<(), String> {
+    let master = master_key(file.as_ref().map(|(_, f)| f));
     let backups = backup_dir(&cli.data_dir, cli.backup_dir.clone());
     match cli.command {
         Command::Serve(a) => {
-            let a = *a;
-            let mut config = Config::new(cli.data_dir);
-            config.listen = a.listen;
-            config.public_url = a.public_url;
-            config.log = cli.log;
-            config.log_format = cli.log_format;
-            config.cookie_secure = a.cookie_secure;
-            config.trusted_proxies = a.trusted_proxies;
-            if a.allow_private_targets {
-                config.targets = crate::services::outbound::TargetPolicy::AllowPrivate;
-            }
-            config.session_idle =
-                std::time::Duration::from_secs(a.session_idle_minutes.max(1) * 60);
-            config.session_max_age =
-                std::time::Duration::from_secs(a.session_max_hours.max(1) * 3600);
-            config.body_limit_bytes = a.body_limit_bytes;
-            config.upload_limit_bytes = a.upload_limit_bytes;
-            config.request_timeout = std::time::Duration::from_secs(a.request_timeout_secs.max(1));
-            config.master_key = std::env::var("XAGENT_MASTER_KEY").ok().map(Secret::new);
-            config.metrics_token = a
-                .metrics_token
-                .filter(|t| !t.trim().is_empty())
-                .map(|t| Secret::new(t.trim()));
-            config.metrics_listen = a.metrics_listen;
-            config.env_providers = crate::config::env_providers(std::env::vars());
-            config.backup_dir = cli.backup_dir;
-            config.backup_interval = a.backup_interval.0;
-            config.backup_keep = a.backup_keep as usize;
-            config.smtp = a.smtp_host.map(|host| SmtpConfig {
-                host,
-                port: a.smtp_port,
-                tls: a.smtp_tls,
-                username: a.smtp_username,
-                password: a.smtp_password.map(Secret::new),
-                from: a.smtp_from,
-            });
+            let settings = file.as_ref().map(|(_, f)| f);
+            let config = serve_config(
+                cli.data_dir,
+                cli.log,
+                cli.log_format,
+                cli.backup_dir,
+                *a,
+                settings,
+            );
+            config.validate().map_err(|problems| problems.join("; "))?;
             let app = Application::build(config)
                 .await
                 .map_err(|e| e.to_string())?;
             app.announce().await;
             app.run_until_stopped().await.map_err(|e| e.to_string())
+        }
+        Command::Config(ConfigCommand::Check(a)) => {
+            let settings = file.as_ref().map(|(_, f)| f);
+            let check = matches
+                .subcommand_matches("config")
+                .and_then(|m| m.subcommand_matches("check"))
+                .ok_or_else(|| "the command line was not read".to_string())?;
+            print!(
+                "{}",
+                file_config::report(&Cli::command(), check, file.as_ref())
+            );
+            let config = serve_config(
+                cli.data_dir,
+                cli.log,
+                cli.log_format,
+                cli.backup_dir,
+                *a,
+                settings,
+            );
+            match config.validate() {
+                Ok(()) => {
+                    println!("the configuration is valid");
+                    Ok(())
+                }
+                Err(problems) => Err(format!(
+                    "the configuration is not valid: {}",
+                    problems.join("; ")
+                )),
+            }
         }
         Command::Migrate => {
             ensure_data_dir(&cli.data_dir).map_err(|e| e.to_string())?;
@@ -327,16 +467,39 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Restore { file } => restore(&cli.data_dir, file).await,
+        Command::Import { file: path } => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let parsed = crate::services::import::ImportFile::parse(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let source = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            let svc = services(cli.data_dir, master, backups).await?;
+            let report = crate::services::import::import(&svc, parsed, &source).await;
+            let _ = svc.db.shutdown().await;
+            // Not print!: a reader that went away (`| head`) is no reason to panic.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stdout().lock(),
+                report.to_string().as_bytes(),
+            );
+            if report.complete() {
+                Ok(())
+            } else {
+                Err("some users or items were not imported (see above); fix them and run the import again: what was imported is skipped".into())
+            }
+        }
         Command::Openapi => {
             println!("{}", crate::http::api::openapi::DOCUMENT.as_str());
             Ok(())
         }
         // Handled before the runtime starts.
         Command::ExtractText(_) => Ok(()),
-        Command::Admin(cmd) => admin(cli.data_dir, backups, cmd).await,
-        Command::Keys(cmd) => keys(cli.data_dir, backups, cmd).await,
+        Command::Admin(cmd) => admin(cli.data_dir, master, backups, cmd).await,
+        Command::Keys(cmd) => keys(cli.data_dir, master, backups, cmd).await,
         Command::Audit(AuditCommand::Verify { org }) => {
-            let svc = services(cli.data_dir, backups).await?;
+            let svc = services(cli.data_dir, master, backups).await?;
             let reports = crate::services::audit::verify(&svc, org)
                 .await
                 .map_err(describe);
@@ -368,9 +531,14 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-async fn keys(dir: PathBuf, backups: PathBuf, cmd: KeysCommand) -> Result<(), String> {
+async fn keys(
+    dir: PathBuf,
+    master: Option<String>,
+    backups: PathBuf,
+    cmd: KeysCommand,
+) -> Result<(), String> {
     use crate::services::llm;
-    let svc = services(dir, backups).await?;
+    let svc = services(dir, master, backups).await?;
     let ring = &svc.keyring;
     let out = async {
         match cmd {
@@ -410,11 +578,15 @@ async fn keys(dir: PathBuf, backups: PathBuf, cmd: KeysCommand) -> Result<(), St
 }
 
 /// The services a command runs on: the data directory's database and master keys (from
-/// XAGENT_MASTER_KEY or master.key, as the server reads them).
-async fn services(dir: PathBuf, backups: PathBuf) -> Result<Services, String> {
+/// XAGENT_MASTER_KEY, the configuration file's master_key or master.key, as the server
+/// reads them).
+async fn services(
+    dir: PathBuf,
+    master: Option<String>,
+    backups: PathBuf,
+) -> Result<Services, String> {
     let db = open_db(dir.clone(), backups.clone()).await?;
-    let env = std::env::var("XAGENT_MASTER_KEY").ok();
-    let made = crate::crypto::Keyring::load(env.as_deref(), &dir)
+    let made = crate::crypto::Keyring::load(master.as_deref(), &dir)
         .map_err(|e| e.to_string())
         .and_then(|ring| {
             let mut config = crate::config::Config::new(dir);
@@ -502,8 +674,13 @@ async fn restore(dir: &std::path::Path, file: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
-async fn admin(dir: PathBuf, backups: PathBuf, cmd: AdminCommand) -> Result<(), String> {
-    let svc = services(dir, backups).await?;
+async fn admin(
+    dir: PathBuf,
+    master: Option<String>,
+    backups: PathBuf,
+    cmd: AdminCommand,
+) -> Result<(), String> {
+    let svc = services(dir, master, backups).await?;
     let meta = ClientMeta {
         ip: None,
         user_agent: Some("xagent-cli".into()),

@@ -1,4 +1,7 @@
-//! Configuration, built once at start from flags and `XAGENT_*` variables (flags win).
+//! Configuration, built once at start from flags, `XAGENT_*` variables and the
+//! configuration file (`file`): flags win over the environment, which wins over the file.
+pub mod file;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -83,6 +86,9 @@ pub struct Config {
     pub backup_interval: Option<Duration>,
     /// How many scheduled backups are kept (the oldest beyond are deleted); at least 1.
     pub backup_keep: usize,
+    /// How often the indexer looks for queued documents when nobody woke it: documents
+    /// another process queued (`xagent import`) are indexed within this.
+    pub indexer_poll: Duration,
 }
 
 /// One provider configured through the environment, keyed by its provider name.
@@ -123,6 +129,33 @@ pub fn env_providers(
         }
     }
     out
+}
+
+/// The configuration file's `[providers.<name>]` under the environment's: for each
+/// provider and field, the environment's value when it has one.
+pub fn merge_providers(
+    mut env: BTreeMap<String, EnvProvider>,
+    file: Option<&BTreeMap<String, file::FileProvider>>,
+) -> BTreeMap<String, EnvProvider> {
+    for (name, p) in file.into_iter().flatten() {
+        let entry = env.entry(name.to_ascii_lowercase()).or_default();
+        if entry.api_key.is_none() {
+            entry.api_key = p
+                .api_key
+                .as_deref()
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(Secret::new);
+        }
+        if entry.base_url.is_none() {
+            entry.base_url = p
+                .base_url
+                .as_deref()
+                .map(|u| u.trim().trim_end_matches('/').to_string())
+                .filter(|u| !u.is_empty());
+        }
+    }
+    env
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -180,6 +213,7 @@ impl Config {
             backup_dir: None,
             backup_interval: None,
             backup_keep: 7,
+            indexer_poll: Duration::from_secs(30),
         }
     }
 
@@ -213,6 +247,43 @@ impl Config {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => format!("http://{bound}"),
+        }
+    }
+
+    /// What the flags' own parsers cannot see: addresses that must be URLs, master keys
+    /// that must be keys. Every problem, in words (never a secret's value).
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        let web_url = |u: &str| {
+            url::Url::parse(u)
+                .ok()
+                .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        };
+        if let Some(u) = &self.public_url
+            && !web_url(u)
+        {
+            problems.push(format!(
+                "public_url {u:?} is not an http:// or https:// address"
+            ));
+        }
+        if let Some(k) = &self.master_key
+            && let Err(e) = crate::crypto::Keyring::check_master_keys(k.expose())
+        {
+            problems.push(format!("master_key: {e}"));
+        }
+        for (name, p) in &self.env_providers {
+            if let Some(u) = &p.base_url
+                && !web_url(u)
+            {
+                problems.push(format!(
+                    "the base URL of provider {name} ({u:?}) is not an http:// or https:// address"
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
         }
     }
 
@@ -295,5 +366,42 @@ mod tests {
             ),
             "{custom}"
         );
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file_for_each_field_of_a_provider() {
+        let env = env_providers(
+            [("XAGENT_OPENAI_API_KEY".to_string(), "sk-env".to_string())].into_iter(),
+        );
+        let file = file::FileSettings::parse(
+            "[providers.openai]\napi_key = \"sk-file\"\nbase_url = \"http://127.0.0.1:9/v1/\"\n[providers.local]\nbase_url = \"http://127.0.0.1:8/v1\"\n",
+        )
+        .unwrap();
+        let merged = merge_providers(env, Some(&file.providers));
+        assert_eq!(
+            merged["openai"].api_key.as_ref().map(Secret::expose),
+            Some("sk-env")
+        );
+        assert_eq!(
+            merged["openai"].base_url.as_deref(),
+            Some("http://127.0.0.1:9/v1")
+        );
+        assert!(merged["local"].api_key.is_none());
+    }
+
+    #[test]
+    fn validation_names_each_problem_and_never_a_secret() {
+        let mut c = Config::new("./data");
+        assert_eq!(c.validate(), Ok(()));
+        c.public_url = Some("xagent.example.com".into());
+        c.master_key = Some(Secret::new("not-a-key-but-secret"));
+        let problems = c.validate().unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("public_url"), "{problems:?}");
+        assert!(problems[1].starts_with("master_key"), "{problems:?}");
+        assert!(!problems.join(" ").contains("not-a-key-but-secret"));
+        c.public_url = Some("https://xagent.example.com/".into());
+        c.master_key = Some(Secret::new("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="));
+        assert_eq!(c.validate(), Ok(()));
     }
 }

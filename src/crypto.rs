@@ -209,6 +209,14 @@ impl Keyring {
         })
     }
 
+    /// Whether `value` (as `XAGENT_MASTER_KEY` takes it: base64 keys, newest first,
+    /// separated by commas) holds only valid master keys.
+    pub fn check_master_keys(value: &str) -> Result<(), CryptoError> {
+        value
+            .split(',')
+            .try_for_each(|k| Key::parse_master(k).map(|_| ()))
+    }
+
     /// Reads the key file again when another process (`xagent keys rotate`) changed it.
     fn refresh(&self) -> Result<(), CryptoError> {
         let Source::File(path) = &self.source else {

@@ -1,5 +1,7 @@
 //! Password hashing (argon2id) and the random tokens behind sessions, API tokens and
-//! invitations. Tokens are 256 random bits; only their SHA-256 is ever stored.
+//! invitations. Tokens are 256 random bits; only their SHA-256 is ever stored. Hashes
+//! imported from another system may also be bcrypt (`$2a$`, `$2b$`, `$2y$`): they verify,
+//! and are replaced by argon2id at the next successful sign-in (`needs_rehash`).
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
@@ -28,14 +30,60 @@ pub fn hash_password(password: &Password) -> Result<String, HashError> {
         .map_err(|_| HashError)
 }
 
-/// Constant-time verification against a stored PHC string; a malformed hash never matches.
-pub fn verify_password(password: &str, stored: &str) -> bool {
-    match PasswordHash::new(stored) {
-        Ok(parsed) => argon2()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
+/// A new argon2id hash of a password that just verified against an older hash: it is the
+/// account's password as it stands, whatever rules new passwords follow.
+pub fn hash_verified_password(password: &str) -> Result<String, HashError> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| HashError)
+}
+
+/// The kinds of stored password hash that verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKind {
+    /// An argon2 PHC string (argon2id, argon2i or argon2d, any parameters).
+    Argon2,
+    /// A bcrypt hash (`$2a$`, `$2b$` or `$2y$`, cost 4 to 31).
+    Bcrypt,
+}
+
+/// What a stored hash is, or `None` when it is neither (it would never match).
+pub fn hash_kind(stored: &str) -> Option<HashKind> {
+    if ["$2a$", "$2b$", "$2y$"]
+        .iter()
+        .any(|p| stored.starts_with(p))
+    {
+        return stored
+            .parse::<bcrypt::HashParts>()
+            .ok()
+            .map(|_| HashKind::Bcrypt);
     }
+    let parsed = PasswordHash::new(stored).ok()?;
+    ["argon2id", "argon2i", "argon2d"]
+        .contains(&parsed.algorithm.as_str())
+        .then_some(HashKind::Argon2)
+}
+
+/// Constant-time verification against a stored hash (argon2 with the parameters it names,
+/// or bcrypt); a malformed hash never matches.
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    match hash_kind(stored) {
+        Some(HashKind::Argon2) => PasswordHash::new(stored).is_ok_and(|parsed| {
+            argon2()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        }),
+        Some(HashKind::Bcrypt) => bcrypt::verify(password, stored).unwrap_or(false),
+        None => false,
+    }
+}
+
+/// Whether a hash that just verified should be replaced by a new argon2id one: bcrypt
+/// hashes (imported) are.
+pub fn needs_rehash(stored: &str) -> bool {
+    hash_kind(stored) != Some(HashKind::Argon2)
 }
 
 /// A hash to verify against when the account does not exist, so that an unknown email
@@ -106,6 +154,43 @@ mod tests {
         assert!(verify_password("correct horse battery", &h));
         assert!(!verify_password("correct horse batter", &h));
         assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn imported_argon2_and_bcrypt_hashes_verify_and_bcrypt_ones_are_replaced() {
+        // argon2id with other parameters than ours (m=64 MiB, t=3, p=4), as another
+        // system wrote it.
+        let salt = SaltString::generate(&mut OsRng);
+        let other = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(64 * 1024, 3, 4, None).unwrap(),
+        )
+        .hash_password(b"imported secret", &salt)
+        .unwrap()
+        .to_string();
+        assert!(verify_password("imported secret", &other));
+        assert!(!verify_password("imported secreT", &other));
+        assert!(!needs_rehash(&other));
+        for prefix in ["$2a$", "$2b$", "$2y$"] {
+            let b = bcrypt::hash("legacy pass", 4)
+                .unwrap()
+                .replacen("$2b$", prefix, 1);
+            assert_eq!(hash_kind(&b), Some(HashKind::Bcrypt), "{b}");
+            assert!(verify_password("legacy pass", &b), "{b}");
+            assert!(!verify_password("legacy pas", &b), "{b}");
+            assert!(needs_rehash(&b));
+        }
+        for bad in [
+            "$2x$04$abcdefghijklmnopqrstuu",
+            "$2b$04$short",
+            "$pbkdf2-sha256$29000$abc$def",
+            "plain text",
+            "",
+        ] {
+            assert_eq!(hash_kind(bad), None, "{bad}");
+            assert!(!verify_password("", bad));
+        }
     }
 
     #[test]

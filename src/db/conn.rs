@@ -293,6 +293,36 @@ pub struct ReadTx<'a>(pub(super) Conn<'a>);
 /// The writer's transaction (inside this job's savepoint). Reads here see the job's writes.
 pub struct WriteTx<'a>(pub(super) Conn<'a>);
 
+impl WriteTx<'_> {
+    /// Runs `f` in a savepoint of this job: an `Err` undoes what `f` wrote and nothing
+    /// else of the job (one refused item of a larger job).
+    pub fn savepoint<T, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&WriteTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let exec = |sql: &str| {
+            self.0
+                .inner
+                .prepare_cached(sql)
+                .and_then(|mut s| s.execute([]))
+                .map(|_| ())
+                .map_err(DbError::from)
+        };
+        exec("SAVEPOINT part")?;
+        match f(self) {
+            Ok(v) => {
+                exec("RELEASE part")?;
+                Ok(v)
+            }
+            Err(e) => {
+                exec("ROLLBACK TO part")?;
+                exec("RELEASE part")?;
+                Err(e)
+            }
+        }
+    }
+}
+
 impl<'a> Deref for ReadTx<'a> {
     type Target = Conn<'a>;
     fn deref(&self) -> &Conn<'a> {

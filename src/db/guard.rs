@@ -54,6 +54,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "conversations",
     "messages",
     "resource_shares",
+    "import_ledger",
 ];
 
 /// How a statement is bound.

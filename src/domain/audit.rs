@@ -47,6 +47,7 @@ pub const ORG_AUDIT_ACTIONS: &[&str] = &[
     "workflow.run_finished",
     "resources.moved_in",
     "resources.moved_out",
+    "import.completed",
     "llm.provider.updated",
     "llm.provider.deleted",
     "llm.policy.updated",

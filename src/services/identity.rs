@@ -57,7 +57,7 @@ pub async fn create_user(
     let now = svc.now_str();
     svc.db
         .write(move |tx| {
-            insert_user_with_workspace(tx, &email, &name, &hash, superuser, &meta, &now)
+            insert_user_with_workspace(tx, &email, &name, Some(&hash), superuser, &meta, &now)
         })
         .await
 }
@@ -71,12 +71,12 @@ pub(crate) async fn hash_off_thread(password: Password) -> Result<String> {
 }
 
 /// The user row, their personal organization (owner, current) and the audit rows, inside
-/// the caller's write job.
+/// the caller's write job. A user without a password hash cannot sign in with a password.
 pub(crate) fn insert_user_with_workspace(
     tx: &crate::db::WriteTx<'_>,
     email: &Email,
     name: &PersonName,
-    password_hash: &str,
+    password_hash: Option<&str>,
     superuser: bool,
     meta: &ClientMeta,
     now: &str,
@@ -94,7 +94,7 @@ pub(crate) fn insert_user_with_workspace(
             id,
             email,
             name,
-            password_hash: Some(password_hash),
+            password_hash,
             is_superuser: superuser,
             now,
         },
@@ -104,14 +104,7 @@ pub(crate) fn insert_user_with_workspace(
         email: email.to_string(),
         meta: meta.clone(),
     };
-    let local = email.as_str().split('@').next().unwrap_or("user");
-    let slug = super::orgs::free_slug(tx, &Slug::derive_from(local))?;
-    let org_name = OrgName::parse(&format!("{} (personal)", name.as_str()))
-        .or_else(|_| OrgName::parse("Personal workspace"))?;
-    let plan = super::orgs::default_plan(tx)?;
-    let org =
-        super::orgs::create_in_tx(tx, &actor, &org_name, &slug, OrgKind::Personal, &plan, now)?;
-    users::set_current_org(tx, id, org.id, now)?;
+    let org = create_personal_org(tx, &actor, name, now)?;
     audit::append_instance(
         tx,
         &actor.entry(
@@ -124,6 +117,25 @@ pub(crate) fn insert_user_with_workspace(
     )?;
     let user = users::find_by_id(tx, id)?.ok_or_else(AppError::not_found)?;
     Ok((user, org))
+}
+
+/// The actor's personal organization (they own it; it becomes their current one), with
+/// its audit row, inside the caller's write job.
+pub(crate) fn create_personal_org(
+    tx: &crate::db::WriteTx<'_>,
+    actor: &Actor,
+    name: &PersonName,
+    now: &str,
+) -> Result<orgs::Org> {
+    let local = actor.email.split('@').next().unwrap_or("user");
+    let slug = super::orgs::free_slug(tx, &Slug::derive_from(local))?;
+    let org_name = OrgName::parse(&format!("{} (personal)", name.as_str()))
+        .or_else(|_| OrgName::parse("Personal workspace"))?;
+    let plan = super::orgs::default_plan(tx)?;
+    let org =
+        super::orgs::create_in_tx(tx, actor, &org_name, &slug, OrgKind::Personal, &plan, now)?;
+    users::set_current_org(tx, actor.user_id, org.id, now)?;
+    Ok(org)
 }
 
 pub async fn signup(
@@ -244,10 +256,11 @@ async fn check_credentials(
         Some((user, Some(hash))) => (hash, Some(user)),
         _ => (auth::dummy_hash().to_string(), None),
     };
-    let pw = password.to_string();
-    let password_ok = tokio::task::spawn_blocking(move || auth::verify_password(&pw, &stored_hash))
-        .await
-        .map_err(|_| AppError::Internal("verification task failed".into()))?;
+    let (pw, checked_hash) = (password.to_string(), stored_hash.clone());
+    let password_ok =
+        tokio::task::spawn_blocking(move || auth::verify_password(&pw, &checked_hash))
+            .await
+            .map_err(|_| AppError::Internal("verification task failed".into()))?;
     let user = match user {
         Some(u) if password_ok && u.status == UserStatus::Active => u,
         Some(u) => {
@@ -267,7 +280,33 @@ async fn check_credentials(
         }
     };
     throttle.record_success(&email_key);
+    if auth::needs_rehash(&stored_hash) {
+        upgrade_hash(svc, user.id, password, stored_hash).await;
+    }
     Ok(user)
+}
+
+/// Replaces an imported (bcrypt) hash by an argon2id one of the password that just
+/// matched it, unless the hash changed meanwhile. The sign-in goes on if this fails.
+async fn upgrade_hash(svc: &Services, user: UserId, password: &str, old: String) {
+    let pw = password.to_string();
+    let hashed = tokio::task::spawn_blocking(move || auth::hash_verified_password(&pw)).await;
+    let Ok(Ok(new)) = hashed else {
+        tracing::warn!(%user, "cannot hash the password again");
+        return;
+    };
+    let now = svc.now_str();
+    let replaced = svc
+        .db
+        .write(move |tx| {
+            Ok::<_, AppError>(users::replace_password_hash(tx, user, &old, &new, &now)?)
+        })
+        .await;
+    match replaced {
+        Ok(true) => tracing::info!(%user, "imported password hash replaced by argon2id"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(%user, error = %e, "cannot store the new password hash"),
+    }
 }
 
 /// A new session for `user` (its cookie token and CSRF token, shown only now), audited,

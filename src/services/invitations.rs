@@ -420,7 +420,7 @@ pub async fn accept_with_new_account(
                 tx,
                 &email,
                 &name,
-                &hash,
+                Some(&hash),
                 false,
                 &meta,
                 &fmt_time(at),

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod csv_text;
 pub mod gateway;
 pub mod identity;
+pub mod import;
 pub mod invitations;
 pub mod invoices;
 pub mod knowledge;

@@ -1,6 +1,7 @@
 //! All SQL lives here, one file per aggregate. Functions on tenant tables take an
 //! `&OrgContext` (or, when they create the organization, return the one they made).
 pub mod audit;
+pub mod imports;
 pub mod invitations;
 pub mod invoices;
 pub mod knowledge;

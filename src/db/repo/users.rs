@@ -197,3 +197,17 @@ pub fn set_password_hash(
     )?;
     Ok(())
 }
+
+/// Sets a new password hash where the stored one is still `old`; false when it changed.
+pub fn replace_password_hash(
+    tx: &WriteTx<'_>,
+    id: UserId,
+    old: &str,
+    new: &str,
+    now: &str,
+) -> Result<bool, DbError> {
+    Ok(tx.execute(
+        "UPDATE users SET password_hash = ?3, updated_at = ?4 WHERE id = ?1 AND password_hash = ?2",
+        params![id.to_string(), old, new, now],
+    )? == 1)
+}

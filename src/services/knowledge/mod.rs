@@ -30,8 +30,6 @@ pub use index::{Hit, Index};
 pub const DEFAULT_EMBEDDING_MODEL: &str = "text-embedding-3-small";
 /// Texts sent per embeddings call while indexing.
 const EMBED_BATCH: usize = 32;
-/// How long the indexer sleeps when nobody wakes it.
-const IDLE: Duration = Duration::from_secs(30);
 /// The most passages a search returns.
 pub const MAX_K: usize = 50;
 
@@ -114,8 +112,9 @@ async fn read_org(svc: &Services, k: &Arc<Knowledge>, org: OrgId, at_start: bool
         .await
 }
 
-/// The indexer: works through the queue, then waits to be woken (or for a while).
-pub async fn run_indexer(svc: Services, models: Arc<Models>, k: Arc<Knowledge>) {
+/// The indexer: works through the queue, then waits to be woken, or `poll` at most (for
+/// documents queued by another process, such as `xagent import`).
+pub async fn run_indexer(svc: Services, models: Arc<Models>, k: Arc<Knowledge>, poll: Duration) {
     loop {
         let queue = svc
             .db
@@ -133,7 +132,7 @@ pub async fn run_indexer(svc: Services, models: Arc<Models>, k: Arc<Knowledge>) 
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "reading the indexing queue failed"),
         }
-        let _ = tokio::time::timeout(IDLE, k.wake.notified()).await;
+        let _ = tokio::time::timeout(poll, k.wake.notified()).await;
     }
 }
 

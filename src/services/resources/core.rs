@@ -259,63 +259,96 @@ pub(super) fn check_description(description: &str, errors: &mut Vec<Invalid>) {
 }
 
 pub async fn create(svc: &Services, ctx: &OrgContext, actor: &Actor, input: Input) -> Result<View> {
-    let kind = input.fields.kind();
-    require(ctx, kind.create_permission())?;
-    let fields = input.check(true)?;
-    let name = input
-        .name
-        .as_deref()
-        .map(str::trim)
-        .unwrap_or_default()
-        .to_string();
-    let description = input.description.clone().unwrap_or_default();
+    require(ctx, input.fields.kind().create_permission())?;
+    let new = input.checked_create()?;
     let (ctx, actor) = (ctx.clone(), actor.clone());
     let now = svc.now_str();
     svc.db
-        .write(move |tx| {
-            let me = fresh_context(tx, &ctx)?;
-            require(&me, kind.create_permission())?;
-            check_count_limit(tx, &me, kind)?;
-            check_conversation_agent(tx, &me, &fields)?;
-            check_agent_knowledge_bases(tx, &me, &fields)?;
-            let shares = input
-                .shared_with
-                .as_ref()
-                .map(|s| check_shares(tx, &me, s))
-                .transpose()?
-                .unwrap_or_default();
-            let id = ResourceId::new();
-            let visibility = input.visibility.unwrap_or(Visibility::Private);
-            repo::insert(
-                tx,
-                &me,
-                &NewResource {
-                    id,
-                    name: &name,
-                    description: description.trim(),
-                    visibility,
-                    fields: &fields,
-                    now: &now,
-                },
-            )?;
-            set_agent_parts(tx, &me, id, &fields)?;
-            repo::set_shares(tx, &me, kind, id, &shares, &now)?;
-            let action = format!("{}.created", kind.share_type());
-            audit::append(
-                tx,
-                &me,
-                &actor.entry(
-                    &action,
-                    kind.share_type(),
-                    Some(id.to_string()),
-                    json!({"name": name, "visibility": visibility, "shared_with": shares_json(&shares)}),
-                ),
-                &now,
-            )?;
-            let r = repo::find_in_org(tx, &me, kind, id)?.ok_or_else(AppError::not_found)?;
-            view(tx, &me, r)
-        })
+        .write(move |tx| create_in_tx(tx, &ctx, &actor, &new, &now))
         .await
+}
+
+/// A create request whose every field passed its checks: what `create_in_tx` writes.
+#[derive(Debug, Clone)]
+pub(crate) struct NewItem {
+    name: String,
+    description: String,
+    visibility: Visibility,
+    shared_with: Option<SharedWithInput>,
+    fields: Checked,
+}
+
+impl Input {
+    /// The request as a create, once every field passed its checks (a name is required).
+    pub(crate) fn checked_create(self) -> Result<NewItem> {
+        let fields = self.check(true)?;
+        Ok(NewItem {
+            name: self
+                .name
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_string(),
+            description: self.description.unwrap_or_default(),
+            visibility: self.visibility.unwrap_or(Visibility::Private),
+            shared_with: self.shared_with,
+            fields,
+        })
+    }
+}
+
+/// Creates a resource inside the caller's write job, with the rules a create checks
+/// against the committed state (permission, plan limit, the agent and knowledge bases it
+/// names, shares) and its audit row.
+pub(crate) fn create_in_tx(
+    tx: &WriteTx<'_>,
+    ctx: &OrgContext,
+    actor: &Actor,
+    new: &NewItem,
+    now: &str,
+) -> Result<View> {
+    let kind = new.fields.kind();
+    let me = fresh_context(tx, ctx)?;
+    require(&me, kind.create_permission())?;
+    check_count_limit(tx, &me, kind)?;
+    check_conversation_agent(tx, &me, &new.fields)?;
+    check_agent_knowledge_bases(tx, &me, &new.fields)?;
+    let shares = new
+        .shared_with
+        .as_ref()
+        .map(|s| check_shares(tx, &me, s))
+        .transpose()?
+        .unwrap_or_default();
+    let id = ResourceId::new();
+    let (name, visibility) = (&new.name, new.visibility);
+    repo::insert(
+        tx,
+        &me,
+        &NewResource {
+            id,
+            name,
+            description: new.description.trim(),
+            visibility,
+            fields: &new.fields,
+            now,
+        },
+    )?;
+    set_agent_parts(tx, &me, id, &new.fields)?;
+    repo::set_shares(tx, &me, kind, id, &shares, now)?;
+    let action = format!("{}.created", kind.share_type());
+    audit::append(
+        tx,
+        &me,
+        &actor.entry(
+            &action,
+            kind.share_type(),
+            Some(id.to_string()),
+            json!({"name": name, "visibility": visibility, "shared_with": shares_json(&shares)}),
+        ),
+        now,
+    )?;
+    let r = repo::find_in_org(tx, &me, kind, id)?.ok_or_else(AppError::not_found)?;
+    view(tx, &me, r)
 }
 
 /// Shares as the audit trail records them (`{"teams": [...], "users": [...]}`).

@@ -146,10 +146,32 @@ pub async fn upload_document(
     svc: &Services,
     ctx: &OrgContext,
     actor: &Actor,
-    mut input: Input,
+    input: Input,
     upload: Option<Upload>,
 ) -> Result<View> {
     require(ctx, Permission::DocumentsCreate)?;
+    let checked = check_upload(input, upload)?;
+    let (ctx, actor) = (ctx.clone(), actor.clone());
+    let now = svc.now_str();
+    svc.db
+        .write(move |tx| store_upload_in_tx(tx, &ctx, &actor, &checked, &now))
+        .await
+}
+
+/// An upload whose name, description and file passed their checks: what
+/// `store_upload_in_tx` stores.
+pub(crate) struct CheckedUpload {
+    name: String,
+    description: String,
+    visibility: Visibility,
+    shared_with: Option<super::SharedWithInput>,
+    file: CheckedFile,
+    bytes: Vec<u8>,
+}
+
+/// The checks of an upload that need no database: a file that is not empty and is what
+/// it says it is, a name (the file's when none is given) and a description.
+pub(crate) fn check_upload(mut input: Input, upload: Option<Upload>) -> Result<CheckedUpload> {
     let mut errors = input.unreadable.clone();
     match &upload {
         None => errors.push(Invalid::new("file", "Choose a file to upload.")),
@@ -166,57 +188,107 @@ pub async fn upload_document(
     let Some(upload) = upload.filter(|_| errors.is_empty()) else {
         return Err(AppError::invalid(errors));
     };
+    let file = checked_file(&upload)?;
+    let name = name.map_or_else(|| file.filename.clone(), |n| n.trim().to_string());
+    if !check_name(&name, &mut errors) {
+        return Err(AppError::invalid(errors));
+    }
+    Ok(CheckedUpload {
+        name,
+        description: input.description.unwrap_or_default(),
+        visibility: input.visibility.unwrap_or(Visibility::Private),
+        shared_with: input.shared_with,
+        file,
+        bytes: upload.bytes,
+    })
+}
+
+/// Stores a checked upload inside the caller's write job: the plan's size limits against
+/// the committed state, the document, its bytes, its shares and its audit row.
+pub(crate) fn store_upload_in_tx(
+    tx: &crate::db::WriteTx<'_>,
+    ctx: &OrgContext,
+    actor: &Actor,
+    upload: &CheckedUpload,
+    now: &str,
+) -> Result<View> {
     let CheckedFile {
         filename,
         content_type,
         size,
         sha,
-    } = checked_file(&upload)?;
-    let name = name.map_or_else(|| filename.clone(), |n| n.trim().to_string());
-    if !check_name(&name, &mut errors) {
-        return Err(AppError::invalid(errors));
+    } = &upload.file;
+    let (size, name) = (*size, &upload.name);
+    let me = fresh_context(tx, ctx)?;
+    require(&me, Permission::DocumentsCreate)?;
+    let plan = plans::for_org(tx, &me)?.ok_or_else(AppError::not_found)?;
+    if let Some(max) = plan.max_documents
+        && repo::count(tx, &me, ResourceKind::Document)? >= max
+    {
+        return Err(super::core::limit_reached("documents", max, &plan.name));
     }
-    let (ctx, actor) = (ctx.clone(), actor.clone());
-    let now = svc.now_str();
-    svc.db.write(move |tx| {
-        let me = fresh_context(tx, &ctx)?;
-        require(&me, Permission::DocumentsCreate)?;
-        let plan = plans::for_org(tx, &me)?.ok_or_else(AppError::not_found)?;
-        if let Some(max) = plan.max_documents
-            && repo::count(tx, &me, ResourceKind::Document)? >= max
-        {
-            return Err(super::core::limit_reached("documents", max, &plan.name));
-        }
-        if let Some(max) = plan.max_document_bytes.filter(|m| size > *m) {
-            return Err(AppError::Unprocessable { code: "plan_limit", message: format!("the {} plan accepts documents up to {}; this one has {}", plan.name, crate::domain::format::bytes(max), crate::domain::format::bytes(size)) });
-        }
-        if let Some(max) = plan.max_storage_bytes.filter(|m| repo::storage_bytes(tx, &me).map_or(true, |u| u + size > *m)) {
-            return Err(AppError::Unprocessable { code: "plan_limit", message: format!("the {} plan allows {} of documents in all; this upload would pass it", plan.name, crate::domain::format::bytes(max)) });
-        }
-        let shares = input.shared_with.as_ref().map(|s| check_shares(tx, &me, s)).transpose()?.unwrap_or_default();
-        let id = ResourceId::new();
-        let visibility = input.visibility.unwrap_or(Visibility::Private);
-        let file = Document {
-            content_type: content_type.to_string(),
-            filename: filename.clone(),
-            sha256: sha.clone(),
-            size_bytes: size,
-        };
-        let fields = Checked::document(file);
-        let description = input.description.clone().unwrap_or_default();
-        repo::insert(tx, &me, &NewResource { id, name: name.trim(), description: description.trim(), visibility, fields: &fields, now: &now })?;
-        repo::insert_document_content(tx, &me, id, &upload.bytes)?;
-        repo::set_shares(tx, &me, ResourceKind::Document, id, &shares, &now)?;
-        audit::append(
-            tx,
-            &me,
-            &actor.entry("document.created", "document", Some(id.to_string()), json!({"name": name, "filename": filename, "content_type": content_type, "size_bytes": size, "sha256": sha, "visibility": visibility})),
-            &now,
-        )?;
-        let r = repo::find_in_org(tx, &me, ResourceKind::Document, id)?.ok_or_else(AppError::not_found)?;
-        view(tx, &me, r)
-    })
-    .await
+    if let Some(max) = plan.max_document_bytes.filter(|m| size > *m) {
+        return Err(AppError::Unprocessable {
+            code: "plan_limit",
+            message: format!(
+                "the {} plan accepts documents up to {}; this one has {}",
+                plan.name,
+                crate::domain::format::bytes(max),
+                crate::domain::format::bytes(size)
+            ),
+        });
+    }
+    if let Some(max) = plan
+        .max_storage_bytes
+        .filter(|m| repo::storage_bytes(tx, &me).map_or(true, |u| u + size > *m))
+    {
+        return Err(AppError::Unprocessable {
+            code: "plan_limit",
+            message: format!(
+                "the {} plan allows {} of documents in all; this upload would pass it",
+                plan.name,
+                crate::domain::format::bytes(max)
+            ),
+        });
+    }
+    let shares = upload
+        .shared_with
+        .as_ref()
+        .map(|s| check_shares(tx, &me, s))
+        .transpose()?
+        .unwrap_or_default();
+    let id = ResourceId::new();
+    let visibility = upload.visibility;
+    let file = Document {
+        content_type: content_type.to_string(),
+        filename: filename.clone(),
+        sha256: sha.clone(),
+        size_bytes: size,
+    };
+    let fields = Checked::document(file);
+    repo::insert(
+        tx,
+        &me,
+        &NewResource {
+            id,
+            name: name.trim(),
+            description: upload.description.trim(),
+            visibility,
+            fields: &fields,
+            now,
+        },
+    )?;
+    repo::insert_document_content(tx, &me, id, &upload.bytes)?;
+    repo::set_shares(tx, &me, ResourceKind::Document, id, &shares, now)?;
+    audit::append(
+        tx,
+        &me,
+        &actor.entry("document.created", "document", Some(id.to_string()), json!({"name": name, "filename": filename, "content_type": content_type, "size_bytes": size, "sha256": sha, "visibility": visibility})),
+        now,
+    )?;
+    let r =
+        repo::find_in_org(tx, &me, ResourceKind::Document, id)?.ok_or_else(AppError::not_found)?;
+    view(tx, &me, r)
 }
 
 /// Replaces a document's file (the caller must be able to change it): the same checks as
@@ -327,52 +399,65 @@ pub async fn kb_document(
     let (ctx, actor) = (ctx.clone(), actor.clone());
     let now = svc.now_str();
     svc.db
-        .write(move |tx| {
-            let me = fresh_context(tx, &ctx)?;
-            writable(
-                tx,
-                &me,
-                ResourceKind::KnowledgeBase,
-                kb,
-                "knowledge base",
-                "change it",
-            )?;
-            let document = repo::find_visible(tx, &me, ResourceKind::Document, doc)?
-                .ok_or_else(AppError::not_found)?;
-            let changed = if add {
-                let added = repo::kb_add_document(tx, &me, kb, doc, &now)?;
-                // New or added again: (re)indexed, as the member who added it.
-                crate::db::repo::knowledge::enqueue(tx, &me, kb, doc, &now)?;
-                added
-            } else {
-                // The chunks go with the link, in this transaction.
-                crate::db::repo::knowledge::delete_chunks(tx, &me, kb, doc)?;
-                repo::kb_remove_document(tx, &me, kb, doc)?
-            };
-            if !add && !changed {
-                return Err(AppError::not_found());
-            }
-            if changed {
-                let action = if add {
-                    "knowledge_base.document_added"
-                } else {
-                    "knowledge_base.document_removed"
-                };
-                audit::append(
-                    tx,
-                    &me,
-                    &actor.entry(
-                        action,
-                        "knowledge_base",
-                        Some(kb.to_string()),
-                        json!({"document_id": doc, "document": document.name}),
-                    ),
-                    &now,
-                )?;
-            }
-            Ok(changed)
-        })
+        .write(move |tx| kb_document_in_tx(tx, &ctx, &actor, kb, doc, add, &now))
         .await
+}
+
+/// `kb_document` inside the caller's write job. An added document is queued for indexing,
+/// as the member who added it: the server's indexer picks it up, also when another
+/// process (`xagent import`) wrote it.
+pub(crate) fn kb_document_in_tx(
+    tx: &crate::db::WriteTx<'_>,
+    ctx: &OrgContext,
+    actor: &Actor,
+    kb: ResourceId,
+    doc: ResourceId,
+    add: bool,
+    now: &str,
+) -> Result<bool> {
+    let me = fresh_context(tx, ctx)?;
+    writable(
+        tx,
+        &me,
+        ResourceKind::KnowledgeBase,
+        kb,
+        "knowledge base",
+        "change it",
+    )?;
+    let document = repo::find_visible(tx, &me, ResourceKind::Document, doc)?
+        .ok_or_else(AppError::not_found)?;
+    let changed = if add {
+        let added = repo::kb_add_document(tx, &me, kb, doc, now)?;
+        // New or added again: (re)indexed, as the member who added it.
+        crate::db::repo::knowledge::enqueue(tx, &me, kb, doc, now)?;
+        added
+    } else {
+        // The chunks go with the link, in this transaction.
+        crate::db::repo::knowledge::delete_chunks(tx, &me, kb, doc)?;
+        repo::kb_remove_document(tx, &me, kb, doc)?
+    };
+    if !add && !changed {
+        return Err(AppError::not_found());
+    }
+    if changed {
+        let action = if add {
+            "knowledge_base.document_added"
+        } else {
+            "knowledge_base.document_removed"
+        };
+        audit::append(
+            tx,
+            &me,
+            &actor.entry(
+                action,
+                "knowledge_base",
+                Some(kb.to_string()),
+                json!({"document_id": doc, "document": document.name}),
+            ),
+            now,
+        )?;
+    }
+    Ok(changed)
 }
 
 #[cfg(test)]

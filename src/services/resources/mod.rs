@@ -8,10 +8,12 @@ mod moving;
 mod sharing;
 
 pub use access::{Access, Reason, can_write, explain_access};
+pub(crate) use core::create_in_tx;
 pub use core::{
     CreditLimit, Input, KindCount, Limit, Limits, MaxOnly, PeriodUse, Summary, View, create,
     delete, document_size_limit, get, limits, list, messages, summary, update,
 };
+pub(crate) use documents::{CheckedUpload, check_upload, kb_document_in_tx, store_upload_in_tx};
 pub use documents::{
     Upload, document_content, kb_document, replace_document_content, sniff, upload_document,
 };
