@@ -23,6 +23,10 @@ pub enum AppError {
     },
     #[error("not signed in")]
     Unauthorized,
+    /// The credential is valid but no longer good enough here (an organization's stricter
+    /// session or token lifetime): sign in again, or make a new token.
+    #[error("{message}")]
+    Reauthenticate { code: &'static str, message: String },
     /// The same for an unknown email and a wrong password.
     #[error("email or password is incorrect")]
     InvalidCredentials,
@@ -135,7 +139,9 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            AppError::Unauthorized | AppError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            AppError::Unauthorized
+            | AppError::InvalidCredentials
+            | AppError::Reauthenticate { .. } => StatusCode::UNAUTHORIZED,
             AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
             AppError::NotFound { .. } => StatusCode::NOT_FOUND,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
@@ -158,6 +164,7 @@ impl AppError {
             | AppError::Unprocessable { code, .. }
             | AppError::FailedDependency { code, .. }
             | AppError::TooManyRequests { code, .. }
+            | AppError::Reauthenticate { code, .. }
             | AppError::BadGateway { code, .. } => code,
             AppError::Unauthorized => "unauthorized",
             AppError::InvalidCredentials => "invalid_credentials",

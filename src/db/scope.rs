@@ -20,6 +20,9 @@ struct Ctx {
     role: Role,
     permissions: PermissionSet,
     last_active_at: Option<DateTime<Utc>>,
+    /// Sessions made before this are refused in this organization (an administrator ended
+    /// the member's sessions here).
+    sessions_revoked_at: Option<DateTime<Utc>>,
     /// The background job acting, for a `SystemScope` context; `None` for a member.
     system_job: Option<&'static str>,
 }
@@ -51,6 +54,9 @@ impl OrgContext {
     /// When the member last acted in this organization (updated at most every few minutes).
     pub fn last_active_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_active_at
+    }
+    pub fn sessions_revoked_at(&self) -> Option<DateTime<Utc>> {
+        self.0.sessions_revoked_at
     }
 }
 
@@ -86,7 +92,7 @@ pub(in crate::db) fn membership_check(
 ) -> Result<Option<OrgContext>, DbError> {
     let by_id = OrgId::parse(org_ref).is_some();
     let sql = format!(
-        "SELECT {ORG_COLUMNS}, m.role, m.permissions, m.last_active_at
+        "SELECT {ORG_COLUMNS}, m.role, m.permissions, m.last_active_at, m.sessions_revoked_at
          FROM organizations o
          JOIN organization_members m ON m.organization_id = o.id
          WHERE {} AND m.organization_id = o.id AND m.user_id = ?2 AND m.status = 'active'",
@@ -104,9 +110,10 @@ pub(in crate::db) fn membership_check(
             let last = super::repo::opt_time_at(r, ORG_COLUMN_COUNT + 2)
                 .ok()
                 .flatten();
-            Ok((org, role, perms, last))
+            let revoked = super::repo::opt_time_at(r, ORG_COLUMN_COUNT + 3)?;
+            Ok((org, role, perms, last, revoked))
         })?;
-    let Some((org, role, perms, last_active_at)) = found else {
+    let Some((org, role, perms, last_active_at, sessions_revoked_at)) = found else {
         return Ok(None);
     };
     let Some(role) = Role::parse(&role) else {
@@ -118,6 +125,7 @@ pub(in crate::db) fn membership_check(
         user_id: user,
         role,
         last_active_at,
+        sessions_revoked_at,
         system_job: None,
     })))
 }
@@ -139,6 +147,7 @@ pub(crate) fn joining_context(
         user_id: user,
         role: invitation.role,
         last_active_at: None,
+        sessions_revoked_at: None,
         system_job: None,
     })))
 }
@@ -174,6 +183,7 @@ impl SystemScope {
             user_id: UserId::from_uuid(uuid::Uuid::nil()),
             role: Role::Guest,
             last_active_at: None,
+            sessions_revoked_at: None,
             system_job: Some(self.job),
         })))
     }

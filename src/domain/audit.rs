@@ -6,6 +6,7 @@
 pub const ORG_AUDIT_ACTIONS: &[&str] = &[
     "organization.created",
     "organization.updated",
+    "organization.security_changed",
     "member.invited",
     "invitation.cancelled",
     "member.joined",
@@ -14,6 +15,7 @@ pub const ORG_AUDIT_ACTIONS: &[&str] = &[
     "member.removed",
     "member.left",
     "member.instance_admin_joined",
+    "member.access_revoked",
     "team.created",
     "team.updated",
     "team.deleted",

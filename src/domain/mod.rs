@@ -8,6 +8,7 @@ mod permissions;
 pub mod plans;
 pub mod resources;
 pub mod schemas;
+pub mod security;
 mod settings;
 pub mod usage;
 mod values;

@@ -17,6 +17,7 @@ use crate::db::repo::users::User;
 use crate::domain::SessionId;
 use crate::error::AppError;
 use crate::services::identity::{self, SessionAuth, TokenAuth};
+use crate::services::security::Credential;
 use crate::services::{Actor, ClientMeta, orgs};
 
 pub const SESSION_COOKIE: &str = "xagent_session";
@@ -171,7 +172,34 @@ impl CurrentUser {
         {
             return Err(AppError::not_found());
         }
+        self.admit(svc, &ctx)?;
+        if let AuthKind::Session(s) = &self.kind {
+            identity::touch_session(svc, s, svc.now());
+        }
         Ok(ctx)
+    }
+
+    /// The organization's security policy for this request (`security::admit`): run for
+    /// every request acting in it, also when the context itself was remembered.
+    pub fn admit(&self, svc: &Services, ctx: &OrgContext) -> Result<(), AppError> {
+        crate::services::security::admit(svc, ctx, self.credential(), self.ip())
+    }
+
+    pub fn credential(&self) -> Credential {
+        match &self.kind {
+            AuthKind::Session(s) => Credential::Session {
+                created_at: s.created_at,
+                last_seen_at: s.last_seen_at,
+            },
+            AuthKind::Token(t) => Credential::Token {
+                created_at: t.created_at,
+            },
+        }
+    }
+
+    /// The client address (`client_ip`), when known.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.meta.ip.as_deref().and_then(|i| i.parse().ok())
     }
 }
 
@@ -206,6 +234,14 @@ impl FromRequestParts<AppState> for CurrentUser {
             let auth = identity::authenticate_session(&state.svc, state.session_policy(), cookie)
                 .await?
                 .ok_or(AppError::Unauthorized)?;
+            // A request in an organization counts as use once that organization's policy
+            // let it in (`org_context_in`); any other request counts now.
+            let in_org = RawPathParams::from_request_parts(parts, state)
+                .await
+                .is_ok_and(|p| p.iter().any(|(name, _)| name == "org"));
+            if !in_org {
+                identity::touch_session(&state.svc, &auth, state.svc.now());
+            }
             if parts.uri.path().starts_with("/api/") && !is_safe(&parts.method) {
                 let sent = parts
                     .headers

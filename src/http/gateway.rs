@@ -91,7 +91,15 @@ impl From<AppError> for GatewayError {
         } else {
             e.to_string()
         };
-        GatewayError::new(status, kind, e.code(), message)
+        let retry = match &e {
+            AppError::TooManyRequests {
+                retry_after_secs, ..
+            } => *retry_after_secs,
+            _ => None,
+        };
+        let mut out = GatewayError::new(status, kind, e.code(), message);
+        out.retry_after_secs = retry;
+        out
     }
 }
 
@@ -289,6 +297,7 @@ async fn token_caller(
                 }
             }
             user.meta = meta;
+            user.admit(g.svc(), &ctx)?;
             (user, ctx)
         }
         None => {

@@ -29,12 +29,22 @@ use crate::error::AppError;
 use api::openapi::{Health, HealthStatus};
 use state::AppState;
 
+/// The Content-Security-Policy of every response.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; \
+     base-uri 'self'; frame-ancestors 'none'";
+
 pub fn router(state: AppState) -> Router {
     install_panic_hook();
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.request_timeout;
     let counted = state.svc.metrics.clone();
     let body_limit = state.config.body_limit_bytes;
+    let hsts = state
+        .config
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
     let routes = Router::new()
         .merge(api::router_with_prefix(state.config.upload_limit_bytes))
         .merge(pages::router())
@@ -89,7 +99,21 @@ pub fn router(state: AppState) -> Router {
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::REFERRER_POLICY,
                     HeaderValue::from_static("same-origin"),
-                )),
+                ))
+                // Pages load scripts and styles only from /assets: no inline script or
+                // style, no eval, no framing, no plugins.
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+                ))
+                // Only when people reach the server over https (its public URL says so):
+                // over plain http the header would be ignored, and a wrong one locks out.
+                .option_layer(hsts.then(|| {
+                    SetResponseHeaderLayer::if_not_present(
+                        header::STRICT_TRANSPORT_SECURITY,
+                        HeaderValue::from_static("max-age=31536000"),
+                    )
+                })),
         )
         // Outermost, so the time counted is the whole stack's. A router's layer wraps each
         // route, so the matched route's template is known here.

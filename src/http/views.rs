@@ -186,6 +186,7 @@ pub struct OrgNav {
     pub llm: bool,
     pub usage: bool,
     pub billing: bool,
+    pub security: bool,
 }
 
 impl OrgNav {
@@ -202,6 +203,7 @@ impl OrgNav {
             llm: has(Permission::LlmUse),
             usage: has(Permission::UsageView),
             billing: has(Permission::BillingView),
+            security: has(Permission::SecurityManage),
         }
     }
 
@@ -319,6 +321,8 @@ pub struct MemberPage {
     pub editable: bool,
     pub permissions: Vec<PermissionRow>,
     pub saved: bool,
+    /// The member's sessions here were just ended.
+    pub access_revoked: bool,
     pub error: Option<String>,
 }
 
@@ -414,6 +418,25 @@ pub struct SettingsPage {
     pub audit_retention_days: String,
     pub errors: FormErrors,
     pub delete_errors: FormErrors,
+    pub saved: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/security/index.html")]
+pub struct SecurityPage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    /// One network per line, as shown in the form.
+    pub ip_allowlist: String,
+    pub session_idle_minutes: String,
+    pub session_max_hours: String,
+    pub token_max_days: String,
+    pub api_rate_limit_rpm: String,
+    /// The caller's address as the server sees it.
+    pub your_ip: String,
+    /// Saving was refused because the list leaves out `your_ip`: ask for confirmation.
+    pub lockout: bool,
+    pub errors: FormErrors,
     pub saved: bool,
 }
 

@@ -1,5 +1,7 @@
 //! Accounts, sign-in, sessions and API tokens.
 use super::Services;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -446,6 +448,13 @@ pub struct SessionAuth {
     pub session_id: SessionId,
     pub csrf_token: String,
     pub user: users::User,
+    /// When it was made and when it was last used before this request: what an
+    /// organization's stricter session policy is measured against.
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// Set when the last-seen stamp is due to be renewed (`touch_session`); shared by the
+    /// clones of one request's caller, so it is written once.
+    pub touch: Option<Arc<AtomicBool>>,
 }
 
 /// Resolves a session cookie; `None` for unknown, revoked, expired or idle sessions and
@@ -476,21 +485,32 @@ pub async fn authenticate_session(
     let Some((s, user)) = found else {
         return Ok(None);
     };
-    if needs_touch(s.last_seen_at, at) {
-        let (db, id, stamp) = (svc.db.clone(), s.id, fmt_time(at));
-        tokio::spawn(async move {
-            let _ = db
-                .write_bookkeeping(crate::db::Bookkeeping::SessionSeen, move |tx| {
-                    Ok::<_, AppError>(sessions::touch(tx, id, &stamp)?)
-                })
-                .await;
-        });
-    }
     Ok(Some(SessionAuth {
         session_id: s.id,
         csrf_token: s.csrf_token,
         user,
+        created_at: s.created_at,
+        last_seen_at: s.last_seen_at,
+        touch: needs_touch(s.last_seen_at, at).then(|| Arc::new(AtomicBool::new(false))),
     }))
+}
+
+/// Records the session's use at `at` when it is due (at most once per request and per
+/// touch interval). Called once the request is known to be allowed: a request an
+/// organization's session policy refuses must not count as use, or a retry would pass.
+pub fn touch_session(svc: &Services, s: &SessionAuth, at: DateTime<Utc>) {
+    let Some(flag) = &s.touch else { return };
+    if flag.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let (db, id, stamp) = (svc.db.clone(), s.session_id, fmt_time(at));
+    tokio::spawn(async move {
+        let _ = db
+            .write_bookkeeping(crate::db::Bookkeeping::SessionSeen, move |tx| {
+                Ok::<_, AppError>(sessions::touch(tx, id, &stamp)?)
+            })
+            .await;
+    });
 }
 
 fn needs_touch(last: DateTime<Utc>, at: DateTime<Utc>) -> bool {
@@ -505,6 +525,7 @@ pub struct TokenAuth {
     pub user: users::User,
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// What `TokenAuth::check_use` found.
@@ -590,6 +611,7 @@ pub async fn authenticate_api_token(svc: &Services, token: &str) -> Result<Optio
         user,
         expires_at: t.expires_at,
         last_used_at: t.last_used_at,
+        created_at: t.created_at,
     };
     match auth.check_use(svc, svc.now()) {
         TokenUse::Expired => Ok(None),
@@ -694,10 +716,11 @@ pub async fn create_api_token(
 ) -> Result<NewApiToken> {
     let mut errors = Vec::new();
     let name = TokenName::parse(name).map_err(|e| errors.push(e)).ok();
+    let at = svc.now();
     let expires = match expires_at.map(str::trim).filter(|s| !s.is_empty()) {
         None => Some(None),
         Some(raw) => match parse_expiry(raw) {
-            Ok(t) if t > svc.now() => Some(Some(fmt_time(t))),
+            Ok(t) if t > at => Some(Some(t)),
             Ok(_) => {
                 errors.push(Invalid::new("expires_at", "Choose a date in the future."));
                 None
@@ -719,6 +742,8 @@ pub async fn create_api_token(
         .db
         .write(move |tx| {
             let ctx = enter(tx, actor.user_id, &org_ref)?.ok_or_else(AppError::not_found)?;
+            super::security::check_token_expiry(&ctx.org().security, at, expires)?;
+            let expires = expires.map(fmt_time);
             let id = ApiTokenId::new();
             let token = tokens::insert(
                 tx,

@@ -44,7 +44,7 @@ fn forbidden(code: &'static str, message: &str) -> AppError {
 
 /// Whether `actor` may act on `target` at all: owners only by owners; otherwise only
 /// members ranked no higher than the actor.
-fn may_manage(actor: &OrgContext, target: Role) -> Result<()> {
+pub(crate) fn may_manage(actor: &OrgContext, target: Role) -> Result<()> {
     if target == Role::Owner && actor.role() != Role::Owner {
         return Err(forbidden(
             "owner_protected",

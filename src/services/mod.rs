@@ -24,6 +24,7 @@ pub mod orgs;
 pub mod outbound;
 pub mod quota;
 pub mod resources;
+pub mod security;
 pub mod teams;
 pub mod throttle;
 pub mod upstream;
@@ -59,6 +60,8 @@ pub struct Services {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The backup schedule and its status (`backups::Backups::status`).
     pub backups: Arc<backups::Backups>,
+    /// The organizations' API rate limits (`security::admit`).
+    pub api_rates: Arc<security::ApiRates>,
 }
 
 impl Services {
@@ -81,6 +84,7 @@ impl Services {
             env_providers: Arc::new(config.env_providers.clone()),
             base_url: base_url.into(),
             backups: Arc::new(backups::Backups::new(config)),
+            api_rates: Arc::default(),
         })
     }
 

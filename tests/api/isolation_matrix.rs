@@ -58,6 +58,7 @@ const LLM: &str = "llm_keys.rs";
 const ADMIN: &str = "admin_console.rs";
 const ADMIN_ISO: &str = "every_admin_route_refuses_non_superusers_and_tokens_and_changes_nothing";
 const GATEWAY: &str = "gateway.rs";
+const SECURITY: &str = "security_policy.rs";
 const GATEWAY_ISO: &str = "usage_and_quota_of_another_org_are_not_found";
 const BILLING_ISO: &str =
     "another_orgs_invoice_has_no_credit_notes_to_read_or_issue_and_nothing_is_written";
@@ -189,6 +190,30 @@ const ROUTES: &[(&str, &str, Probe)] = &[
         "GET",
         "/api/v1/orgs/{org}/usage",
         Probe::Elsewhere(GATEWAY, GATEWAY_ISO),
+    ),
+    (
+        "GET",
+        "/api/v1/orgs/{org}/security",
+        Probe::Elsewhere(
+            SECURITY,
+            "the_policy_is_for_security_managers_of_its_own_organization_and_checks_its_input",
+        ),
+    ),
+    (
+        "PATCH",
+        "/api/v1/orgs/{org}/security",
+        Probe::Elsewhere(
+            SECURITY,
+            "the_policy_is_for_security_managers_of_its_own_organization_and_checks_its_input",
+        ),
+    ),
+    (
+        "POST",
+        "/api/v1/orgs/{org}/members/{user_id}/revoke-access",
+        Probe::Elsewhere(
+            SECURITY,
+            "an_admin_ends_a_members_access_in_their_organization_only",
+        ),
     ),
     (
         "GET",

@@ -18,6 +18,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct TestApp {
     pub base: String,
+    /// Where the server listens (`base` is the public URL when the config sets one).
+    pub addr: std::net::SocketAddr,
     /// The separate metrics listener's base URL, when the config asked for one.
     pub metrics_base: Option<String>,
     pub db: Db,
@@ -61,6 +63,7 @@ impl TestApp {
         tweak(&mut config);
         let app = Application::build(config).await.expect("app builds");
         let base = app.base_url().to_string();
+        let addr = app.addr();
         let metrics_base = app.metrics_addr().map(|a| format!("http://{a}"));
         let db = app.db().clone();
         let svc = app.services().clone();
@@ -70,6 +73,7 @@ impl TestApp {
         }));
         TestApp {
             base,
+            addr,
             metrics_base,
             db,
             svc,

@@ -18,14 +18,16 @@ pub struct Org {
     pub status: OrgStatus,
     /// Why an instance administrator suspended it (shown to its members).
     pub suspended_reason: Option<String>,
+    /// Its security policy (IP allowlist, session and token lifetimes, API rate limit).
+    pub security: crate::domain::security::SecurityPolicy,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 pub(crate) const ORG_COLUMNS: &str = "o.id, o.name, o.slug, o.kind, o.plan, o.settings, o.status, \
-     o.created_at, o.updated_at, o.suspended_reason";
+     o.created_at, o.updated_at, o.suspended_reason, o.security_policy";
 /// How many columns `ORG_COLUMNS` names: what a query selecting more reads after them.
-pub(crate) const ORG_COLUMN_COUNT: usize = 10;
+pub(crate) const ORG_COLUMN_COUNT: usize = 11;
 
 pub(crate) fn org_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Org> {
     Ok(Org {
@@ -39,6 +41,9 @@ pub(crate) fn org_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Org> {
         created_at: time_at(r, at + 7)?,
         updated_at: time_at(r, at + 8)?,
         suspended_reason: r.get(at + 9)?,
+        security: crate::domain::security::SecurityPolicy::from_stored(
+            &r.get::<_, String>(at + 10)?,
+        ),
     })
 }
 
@@ -141,6 +146,35 @@ pub fn update(
         params![name, slug, settings.to_string(), now],
     )?;
     Ok(())
+}
+
+/// Stores the context's organization's security policy.
+pub fn set_security_policy(
+    tx: &WriteTx<'_>,
+    ctx: &crate::db::OrgContext,
+    policy: &crate::domain::security::SecurityPolicy,
+    now: &str,
+) -> Result<(), DbError> {
+    tx.scoped(ctx).execute(
+        "UPDATE organizations SET security_policy = ?2, updated_at = ?3 WHERE id = ?1",
+        params![policy.to_stored(), now],
+    )?;
+    Ok(())
+}
+
+/// Ends a member's sessions in the context's organization: sessions made before `now`
+/// are refused there from now on (and only there).
+pub fn revoke_member_sessions(
+    tx: &WriteTx<'_>,
+    ctx: &crate::db::OrgContext,
+    member: UserId,
+    now: &str,
+) -> Result<bool, DbError> {
+    Ok(tx.scoped(ctx).execute(
+        "UPDATE organization_members SET sessions_revoked_at = ?3
+         WHERE organization_id = ?1 AND user_id = ?2",
+        params![member.to_string(), now],
+    )? == 1)
 }
 
 /// Deletes the organization; every tenant table follows by ON DELETE CASCADE, in the

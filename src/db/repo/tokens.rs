@@ -114,3 +114,17 @@ pub fn revoke_all_for_user(tx: &WriteTx<'_>, user: UserId, now: &str) -> Result<
         params![user.to_string(), now],
     )
 }
+
+/// Revokes the member's API tokens of the context's organization; how many were valid.
+pub fn revoke_member_tokens(
+    tx: &WriteTx<'_>,
+    ctx: &crate::db::OrgContext,
+    user: UserId,
+    now: &str,
+) -> Result<usize, DbError> {
+    tx.scoped(ctx).execute(
+        "UPDATE api_tokens SET revoked_at = ?3
+         WHERE organization_id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
+        params![user.to_string(), now],
+    )
+}

@@ -135,6 +135,9 @@ async fn create_token(
     ApiJson(b): ApiJson<CreateTokenBody>,
 ) -> Result<Response> {
     user.require_session()?;
+    // Making a token acts in its organization: the policy's address and session checks.
+    user.org_context_in(&s.svc, b.organization_id.clone())
+        .await?;
     let new = identity::create_api_token(
         &s.svc,
         &user.actor(),

@@ -11,6 +11,7 @@ pub mod openapi;
 mod orgs;
 pub mod pagination;
 mod resources;
+mod security;
 mod usage;
 pub mod views;
 mod workflows;
@@ -34,6 +35,7 @@ pub fn router_with_prefix(upload_limit: usize) -> Router<AppState> {
         .merge(audit::router())
         .merge(llm::router())
         .merge(usage::router())
+        .merge(security::router())
         .merge(resources::router(upload_limit))
         .merge(agents::router())
         .merge(workflows::router())

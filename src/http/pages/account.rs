@@ -94,14 +94,20 @@ async fn create_token(
     CsrfForm(user, f): CsrfForm<TokenForm>,
 ) -> Result<Response> {
     user.require_session()?;
-    let created = identity::create_api_token(
-        &s.svc,
-        &user.actor(),
-        &f.name,
-        f.organization_id.clone(),
-        Some(&f.expires_at),
-    )
-    .await;
+    // Making a token acts in its organization: the policy's address and session checks.
+    let created = match user.org_context_in(&s.svc, f.organization_id.clone()).await {
+        Ok(_) => {
+            identity::create_api_token(
+                &s.svc,
+                &user.actor(),
+                &f.name,
+                f.organization_id.clone(),
+                Some(&f.expires_at),
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
     let mut p = page(&s, &user).await?;
     match created {
         Ok(new) => {

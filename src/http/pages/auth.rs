@@ -119,6 +119,9 @@ async fn index(State(s): State<AppState>, MaybeUser(user): MaybeUser) -> Result<
 struct NextQuery {
     #[serde(default)]
     next: Option<String>,
+    /// Set when an organization's session policy asks a signed-in user to sign in again.
+    #[serde(default)]
+    reauth: Option<String>,
 }
 
 async fn login_form(
@@ -127,7 +130,8 @@ async fn login_form(
     Query(q): Query<NextQuery>,
 ) -> Result<Response> {
     let next = safe_next(q.next.as_deref().unwrap_or("/"));
-    if user.is_some() {
+    let reauth = q.reauth.is_some();
+    if user.is_some() && !reauth {
         return Ok(see_other(&next));
     }
     let first_run = identity::user_count(&s.svc).await? == 0;
@@ -136,9 +140,11 @@ async fn login_form(
             title: "Sign in".into(),
             ..Default::default()
         },
-        email: String::new(),
+        email: user.map(|u| u.user.email).unwrap_or_default(),
         next,
-        error: None,
+        error: reauth.then(|| {
+            "This organization's security policy asks you to sign in again to continue.".into()
+        }),
         errors: FormErrors::default(),
         first_run,
         create_user: s.config.create_user_command(),
@@ -158,6 +164,7 @@ struct LoginForm {
 async fn login(
     State(s): State<AppState>,
     meta: ClientMeta,
+    MaybeUser(previous): MaybeUser,
     PublicForm(f): PublicForm<LoginForm>,
 ) -> Result<Response> {
     let next = safe_next(&f.next);
@@ -172,6 +179,13 @@ async fn login(
     .await
     {
         Ok(out) => {
+            // Signing in again (an organization's session policy asked for it) replaces
+            // the session the browser had.
+            if let Some(prev) = previous
+                && let Some(id) = prev.session_id()
+            {
+                identity::logout(&s.svc, &prev.actor(), id).await?;
+            }
             let cookie = session_cookie::set(&s, &out.session_token);
             Ok((
                 StatusCode::SEE_OTHER,

@@ -421,6 +421,7 @@ async fn member_page(
         editable,
         permissions,
         saved: false,
+        access_revoked: false,
         error: None,
     })
 }
@@ -429,6 +430,8 @@ async fn member_page(
 struct SavedQuery {
     #[serde(default)]
     saved: Option<String>,
+    #[serde(default)]
+    access_revoked: Option<String>,
 }
 
 async fn show(
@@ -439,6 +442,7 @@ async fn show(
 ) -> Result<Response> {
     let mut page = member_page(&s, &user, &ctx, user_id(&uid)?).await?;
     page.saved = q.saved.is_some();
+    page.access_revoked = q.access_revoked.is_some();
     render(&page)
 }
 
@@ -634,6 +638,7 @@ mod tests {
             member: row("u1", "Bob", Vec::new()),
             editable: true,
             permissions: rows,
+            access_revoked: false,
             saved: true,
             error: None,
         };

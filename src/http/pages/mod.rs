@@ -14,6 +14,7 @@ mod org_frame;
 mod orgs;
 mod resource_forms;
 mod resources;
+mod security;
 mod settings;
 mod teams;
 mod usage;
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .merge(invite::router())
         .merge(teams::router())
         .merge(settings::router())
+        .merge(security::router())
         .merge(audit::router())
         .merge(resources::router())
         .merge(gallery::router())
@@ -73,7 +75,14 @@ async fn render_errors(req: Request, next: Next) -> Response {
     };
     if info.status == StatusCode::UNAUTHORIZED {
         let next = format!("{path}{query}");
-        let target = format!("/login?next={}", urlencode(&next));
+        // Still signed in, but not good enough for this organization's session policy:
+        // the sign-in page must ask again rather than send a signed-in user straight back.
+        let again = if info.code == "session_expired" {
+            "&reauth=1"
+        } else {
+            ""
+        };
+        let target = format!("/login?next={}{again}", urlencode(&next));
         return Redirect::to(&target).into_response();
     }
     error_page(info.status, &info.message, Layout::default())

@@ -551,8 +551,10 @@ pub struct IfMatch {
     if_match: Option<String>,
 }
 
-/// The error answers every organization-guarded operation can give: not signed in, not
-/// allowed, not found (or another organization's), internal error.
+/// The error answers every organization-guarded operation can give: not signed in (or
+/// signed in too long ago for the organization's session policy), not allowed (including
+/// an address off its IP allowlist), not found (or another organization's), its API rate
+/// limit, internal error.
 pub struct Guarded;
 
 /// The error answers of an operation that reads a JSON body: malformed or refused input,
@@ -577,6 +579,7 @@ impl utoipa::IntoResponses for Guarded {
             ("401", "Unauthorized"),
             ("403", "Forbidden"),
             ("404", "NotFound"),
+            ("429", "TooManyRequests"),
             ("500", "InternalError"),
         ])
     }
