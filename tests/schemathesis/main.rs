@@ -26,6 +26,11 @@ use xagent::services::identity;
 /// server give the same requests, so a failure in CI fails the same way locally.
 const MAX_EXAMPLES: u32 = 60;
 
+/// Operations that change who may act in the scene's organization: each runs in a pass of
+/// its own, after the others.
+const SECURITY_POLICY: &str = "PATCH /api/v1/orgs/{org}/security";
+const REVOKE_ACCESS: &str = "POST /api/v1/orgs/{org}/members/{user_id}/revoke-access";
+
 /// Operations whose valid input the server may still refuse with a 400, for a rule a
 /// JSON Schema cannot state; `positive_data_acceptance` is off for them, every other
 /// check stays.
@@ -97,6 +102,14 @@ const BEYOND_THE_SCHEMA: &[(&str, &str)] = &[
     (
         "POST /api/v1/admin/settings/test-mail",
         "the address must be one mail can be sent to",
+    ),
+    (
+        "PATCH /api/v1/orgs/{org}/security",
+        "an allowlist without the caller's address needs confirm_lockout, and once one is saved the caller's next calls are refused, as are calls past a rate limit it set",
+    ),
+    (
+        "POST /api/v1/orgs/{org}/members/{user_id}/revoke-access",
+        "ending one's own access (or an owner's, as a lower role) is refused or ends the session the next calls use",
     ),
 ];
 
@@ -645,7 +658,9 @@ async fn every_api_operation_answers_bad_and_good_input_as_its_openapi_document_
             name: "token",
             auth: format!("[auth.openapi.token]\nbearer = \"{token}\"\n"),
             only: None,
-            exclude: &[],
+            // The organization's policy could shut out (or rate-limit) the rest of the
+            // pass; both get passes of their own at the end.
+            exclude: &[SECURITY_POLICY, REVOKE_ACCESS],
         },
         Pass {
             name: "session",
@@ -654,12 +669,29 @@ async fn every_api_operation_answers_bad_and_good_input_as_its_openapi_document_
             // Signing out would end the session the rest of this pass uses; the last
             // pass signs out a session of its own. Closing sign-up would refuse the
             // sign-ups of this pass; the settings get a pass of their own after it.
-            exclude: &["POST /api/v1/auth/logout", "PATCH /api/v1/admin/settings"],
+            exclude: &[
+                "POST /api/v1/auth/logout",
+                "PATCH /api/v1/admin/settings",
+                SECURITY_POLICY,
+                REVOKE_ACCESS,
+            ],
         },
         Pass {
             name: "instance-settings",
             auth: session_auth(&login(&app, "owner@example.com").await),
             only: Some("PATCH /api/v1/admin/settings"),
+            exclude: &[],
+        },
+        Pass {
+            name: "security-policy",
+            auth: session_auth(&login(&app, "owner@example.com").await),
+            only: Some(SECURITY_POLICY),
+            exclude: &[],
+        },
+        Pass {
+            name: "revoke-access",
+            auth: session_auth(&login(&app, "owner@example.com").await),
+            only: Some(REVOKE_ACCESS),
             exclude: &[],
         },
         Pass {
