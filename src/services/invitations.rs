@@ -364,8 +364,47 @@ fn join(
     Ok((ctx.org().clone(), inv.role))
 }
 
+/// Refuses acceptance from an address (or by a user) that presented too many invitation
+/// links that are not valid: guessing one is hopeless, trying is still throttled.
+fn refuse_throttled(svc: &Services, who: &str, meta: &ClientMeta) -> Result<()> {
+    match svc.invitation_throttle.blocked(who, meta.ip.as_deref()) {
+        None => Ok(()),
+        Some(wait) => Err(AppError::TooManyRequests {
+            code: "rate_limited",
+            message: format!(
+                "Too many invitation links that are not valid came from here; try again in {wait} s."
+            ),
+            retry_after_secs: Some(wait),
+        }),
+    }
+}
+
+/// Counts an acceptance that failed for its link.
+fn note_outcome<T>(svc: &Services, who: &str, meta: &ClientMeta, r: &Result<T>) {
+    if let Err(AppError::NotFound {
+        code: "invitation_invalid",
+    }) = r
+    {
+        svc.invitation_throttle
+            .record_failure(who, meta.ip.as_deref());
+    }
+}
+
 /// A signed-in user accepts; their email must be the invited one.
 pub async fn accept(
+    svc: &Services,
+    user: UserId,
+    token: &str,
+    meta: &ClientMeta,
+) -> Result<(Org, Role)> {
+    let who = user.to_string();
+    refuse_throttled(svc, &who, meta)?;
+    let r = accept_unthrottled(svc, user, token, meta).await;
+    note_outcome(svc, &who, meta, &r);
+    r
+}
+
+async fn accept_unthrottled(
     svc: &Services,
     user: UserId,
     token: &str,
@@ -385,6 +424,19 @@ pub async fn accept(
 /// A visitor without an account: makes one for the invited email (even when open
 /// sign-up is off — the invitation is the way in) and joins.
 pub async fn accept_with_new_account(
+    svc: &Services,
+    token: &str,
+    name: &str,
+    password: &str,
+    meta: &ClientMeta,
+) -> Result<(users::User, Org, Role)> {
+    refuse_throttled(svc, "new account", meta)?;
+    let r = accept_with_new_account_unthrottled(svc, token, name, password, meta).await;
+    note_outcome(svc, "new account", meta, &r);
+    r
+}
+
+async fn accept_with_new_account_unthrottled(
     svc: &Services,
     token: &str,
     name: &str,

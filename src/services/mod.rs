@@ -62,6 +62,8 @@ pub struct Services {
     pub backups: Arc<backups::Backups>,
     /// The organizations' API rate limits (`security::admit`).
     pub api_rates: Arc<security::ApiRates>,
+    /// Invitation links that were not valid, per user and per address.
+    pub invitation_throttle: Arc<throttle::LoginThrottle>,
 }
 
 impl Services {
@@ -85,6 +87,11 @@ impl Services {
             base_url: base_url.into(),
             backups: Arc::new(backups::Backups::new(config)),
             api_rates: Arc::default(),
+            invitation_throttle: Arc::new(throttle::LoginThrottle::new(
+                config.login_window,
+                config.login_max_failures_per_account,
+                config.login_max_failures_per_ip,
+            )),
         })
     }
 

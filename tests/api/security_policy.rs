@@ -668,3 +668,41 @@ async fn every_response_carries_the_security_headers_and_https_adds_hsts() {
     let hsts = r.headers()["strict-transport-security"].to_str().unwrap();
     assert!(hsts.starts_with("max-age="), "{hsts}");
 }
+
+#[tokio::test]
+async fn accepting_invitation_links_that_are_not_valid_is_throttled() {
+    let t = two(|c| c.login_max_failures_per_account = 3).await;
+    let (_, newcomer) = new_person(&t.app, "nell@new.example", "Nell").await;
+    let (_, token) = crate::org_fixture::invite(&t.owner, &t.a, "nell@new.example", "member").await;
+    for i in 0..3 {
+        let r = newcomer
+            .post(
+                "/api/v1/invitations/accept",
+                json!({"token": format!("guess-{i}-0000000000000000000000")}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+        assert_eq!(r.code(), "invitation_invalid");
+    }
+    // Now even the real link waits: the guesses came first.
+    let r = newcomer
+        .post("/api/v1/invitations/accept", json!({"token": token}))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert!(r.headers.contains_key("retry-after"));
+    // Someone else, from another address, is not held up by Nell's guesses.
+    let (_, token2) = crate::org_fixture::invite(&t.owner, &t.a, "zoe@new.example", "member").await;
+    let (_, zoe) = new_person(&t.app, "zoe@new.example", "Zoe").await;
+    let r = from(
+        &zoe,
+        "10.9.9.9",
+        Method::POST,
+        "/api/v1/invitations/accept",
+        Some(json!({"token": token2})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Nothing was joined by the refused attempt.
+    let r = newcomer.get(&format!("/api/v1/orgs/{}", t.a)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
