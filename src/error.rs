@@ -26,6 +26,9 @@ pub enum AppError {
     /// The same for an unknown email and a wrong password.
     #[error("email or password is incorrect")]
     InvalidCredentials,
+    /// The password was right; the second factor is missing, wrong or replayed (401).
+    #[error("{message}")]
+    TwoFactor { code: &'static str, message: String },
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
     #[error("not found")]
@@ -135,7 +138,9 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            AppError::Unauthorized | AppError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            AppError::Unauthorized | AppError::InvalidCredentials | AppError::TwoFactor { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
             AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
             AppError::NotFound { .. } => StatusCode::NOT_FOUND,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
@@ -153,6 +158,7 @@ impl AppError {
         match self {
             AppError::BadRequest { code, .. }
             | AppError::Forbidden { code, .. }
+            | AppError::TwoFactor { code, .. }
             | AppError::NotFound { code }
             | AppError::Conflict { code, .. }
             | AppError::Unprocessable { code, .. }

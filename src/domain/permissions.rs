@@ -109,6 +109,7 @@ pub enum Permission {
     KnowledgeBasesManage,
     ConversationsCreate,
     ConversationsManage,
+    SecurityManage,
 }
 
 /// Every permission that exists, in the order pages and the API list them. Overrides
@@ -142,6 +143,7 @@ pub const PERMISSIONS: &[Permission] = &[
     Permission::KnowledgeBasesManage,
     Permission::ConversationsCreate,
     Permission::ConversationsManage,
+    Permission::SecurityManage,
 ];
 
 const ADMIN: &[Permission] = &[
@@ -246,6 +248,7 @@ impl Permission {
             Permission::KnowledgeBasesManage => "knowledge_bases.manage",
             Permission::ConversationsCreate => "conversations.create",
             Permission::ConversationsManage => "conversations.manage",
+            Permission::SecurityManage => "security.manage",
         }
     }
 

@@ -47,6 +47,23 @@ pub struct LoginPage {
     pub first_run: bool,
     /// How to create the first administrator, shown when `first_run`.
     pub create_user: String,
+    /// The password was right and the account has two-factor: the second step's token.
+    pub challenge: Option<String>,
+    /// "Forgot password?" works here (mail is configured).
+    pub can_reset: bool,
+}
+
+/// "Forgot password": the email form, then "check your mail".
+#[derive(Template)]
+#[template(path = "pages/auth/forgot.html")]
+pub struct ForgotPasswordPage {
+    pub layout: Layout,
+    pub email: String,
+    pub errors: FormErrors,
+    pub error: Option<String>,
+    pub sent: bool,
+    /// Mail is configured; otherwise the page says to ask an administrator.
+    pub available: bool,
 }
 
 #[derive(Template)]
@@ -153,6 +170,8 @@ mod tests {
             errors: FormErrors::one("password", "Enter your password."),
             first_run: false,
             create_user: String::new(),
+            challenge: None,
+            can_reset: true,
         };
         let html = page.render().unwrap();
         assert!(html.contains("<form"));

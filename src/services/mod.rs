@@ -26,6 +26,7 @@ pub mod quota;
 pub mod resources;
 pub mod teams;
 pub mod throttle;
+pub mod two_factor;
 pub mod upstream;
 pub mod webhooks;
 pub mod workflows;

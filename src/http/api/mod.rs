@@ -11,6 +11,7 @@ pub mod openapi;
 mod orgs;
 pub mod pagination;
 mod resources;
+mod security;
 mod usage;
 pub mod views;
 mod workflows;
@@ -38,6 +39,7 @@ pub fn router_with_prefix(upload_limit: usize) -> Router<AppState> {
         .merge(agents::router())
         .merge(workflows::router())
         .merge(admin::router())
+        .merge(security::router())
         .route("/api/openapi.json", axum::routing::get(openapi))
         .route("/api", axum::routing::any(unknown))
         .route("/api/{*rest}", axum::routing::any(unknown))

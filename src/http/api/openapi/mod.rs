@@ -17,7 +17,9 @@ use utoipa::{Modify, OpenApi};
 
 pub use schemas::*;
 
-use super::{admin, agents, audit, auth, llm, me, members, orgs, resources, usage, workflows};
+use super::{
+    admin, agents, audit, auth, llm, me, members, orgs, resources, security, usage, workflows,
+};
 use crate::domain::{Permission, Role, Visibility};
 use kinds::PerKind;
 
@@ -47,6 +49,17 @@ pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
         me::revoke_token,
         me::list_sessions,
         me::revoke_session,
+        security::forgot_password,
+        security::reset_password,
+        security::change_password,
+        security::sign_out_everywhere,
+        security::two_factor_status,
+        security::start_totp,
+        security::confirm_totp,
+        security::regenerate_codes,
+        security::disable_totp,
+        security::org_security,
+        security::change_org_security,
         orgs::list,
         orgs::create,
         orgs::show,
@@ -129,6 +142,7 @@ pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
         admin::change_user,
         admin::sign_out_user,
         admin::reset_link,
+        admin::reset_two_factor,
         admin::list_plans,
         admin::create_plan,
         admin::change_plan,
