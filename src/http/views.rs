@@ -77,6 +77,28 @@ pub struct AccountPage {
     /// The new-token form as typed, and what is wrong with it.
     pub form: TokenFormValues,
     pub form_errors: FormErrors,
+    /// Whether the account has two-factor authentication.
+    pub two_factor: crate::services::two_factor::Status,
+    /// The password form's errors, and what the last change did.
+    pub password_errors: FormErrors,
+    pub notice: Option<String>,
+}
+
+/// Two-factor authentication of the signed-in user: status, enrolment (QR code and
+/// secret), the recovery codes shown once, turning it off.
+#[derive(Template)]
+#[template(path = "pages/account/two_factor.html")]
+pub struct TwoFactorPage {
+    pub layout: Layout,
+    pub status: crate::services::two_factor::Status,
+    /// An enrolment just started: the QR code (an SVG made here) and the secret.
+    pub enrolment: Option<crate::services::two_factor::Enrolment>,
+    /// Recovery codes just made: shown this once.
+    pub recovery_codes: Vec<String>,
+    pub errors: FormErrors,
+    pub notice: Option<String>,
+    /// An organization that requires two-factor sent the user here.
+    pub required_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -297,6 +319,8 @@ pub struct MemberRow {
     pub can_remove: bool,
     /// How many permission overrides the member has.
     pub overrides: usize,
+    /// Whether the member has two-factor; `None` when the viewer may not see it.
+    pub two_factor: Option<bool>,
 }
 
 pub struct RoleOption {

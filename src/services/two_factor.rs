@@ -138,6 +138,41 @@ pub async fn start_enrolment(svc: &Services, actor: &Actor) -> Result<Enrolment>
     })
 }
 
+/// The enrolment waiting for its first code, shown again (after a wrong code).
+pub async fn pending_enrolment(svc: &Services, actor: &Actor) -> Result<Option<Enrolment>> {
+    let (user, keyring) = (actor.user_id, svc.keyring.clone());
+    let secret = svc
+        .db
+        .read(move |tx| {
+            let Some(t) = two_factor::find(tx, user)?.filter(|t| t.confirmed_at.is_none()) else {
+                return Ok(None);
+            };
+            let ctx = enter(tx, user, &t.key_org.to_string())?
+                .ok_or_else(|| AppError::Internal("the secret's organization is gone".into()))?;
+            let s = super::llm::open_sealed(
+                tx,
+                &ctx,
+                &keyring,
+                &t.key_id,
+                &t.secret_sealed,
+                &aad(t.key_org, user),
+            )?;
+            Ok::<_, AppError>(Some(s.expose().to_string()))
+        })
+        .await?;
+    let Some(secret) = secret else {
+        return Ok(None);
+    };
+    let otpauth_url = totp(&secret, &actor.email)?
+        .to_url()
+        .map_err(|e| AppError::Internal(format!("totp url: {e}")))?;
+    Ok(Some(Enrolment {
+        qr_svg: qr_svg(&otpauth_url)?,
+        secret,
+        otpauth_url,
+    }))
+}
+
 fn qr_svg(url: &str) -> Result<String> {
     let code = qrcode::QrCode::new(url.as_bytes())
         .map_err(|e| AppError::Internal(format!("qr code: {e}")))?;

@@ -14,6 +14,7 @@ mod org_frame;
 mod orgs;
 mod resource_forms;
 mod resources;
+mod security;
 mod settings;
 mod teams;
 mod usage;
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(auth::router())
         .merge(account::router())
+        .merge(security::router())
         .merge(orgs::router())
         .merge(members::router())
         .merge(invite::router())
@@ -71,6 +73,10 @@ async fn render_errors(req: Request, next: Next) -> Response {
     let Some(info) = res.extensions().get::<ErrorInfo>().cloned() else {
         return res;
     };
+    // An organization that requires two-factor sends its members without it to enrolment.
+    if info.status == StatusCode::FORBIDDEN && info.code == "two_factor_required" {
+        return Redirect::to("/account/two-factor?required=1").into_response();
+    }
     if info.status == StatusCode::UNAUTHORIZED {
         let next = format!("{path}{query}");
         let target = format!("/login?next={}", urlencode(&next));
