@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod account_basics;
 mod admin_console;
 mod agent_services;
 mod audit_chain;
