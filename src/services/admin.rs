@@ -600,7 +600,7 @@ pub async fn password_reset_link_for_email(svc: &Services, email: &str) -> Resul
         .db
         .read(move |tx| Ok::<_, AppError>(users::find_by_email(tx, &email)?))
         .await?
-        .ok_or_else(|| AppError::NotFound {
+        .ok_or(AppError::NotFound {
             code: "user_not_found",
         })?
         .0;

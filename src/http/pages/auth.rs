@@ -287,7 +287,7 @@ async fn second_step(s: &AppState, meta: &ClientMeta, f: LoginForm) -> Result<Re
             &LoginPage {
                 error: challenge.is_none().then(|| e.public_message()),
                 errors: if challenge.is_some() {
-                    FormErrors::one("code", &e.public_message())
+                    FormErrors::one("code", e.public_message())
                 } else {
                     FormErrors::default()
                 },
