@@ -557,6 +557,14 @@ async fn an_organization_requiring_two_factor_refuses_members_without_it_after_t
         .send(
             reqwest::Method::PATCH,
             &security,
+            Some(json!({"require_2fa": true, "require_2fa_grace_days": null})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let r = owner
+        .send(
+            reqwest::Method::PATCH,
+            &security,
             Some(json!({"require_2fa": true, "require_2fa_grace_days": 3})),
         )
         .await;

@@ -35,6 +35,10 @@ const BEYOND_THE_SCHEMA: &[(&str, &str)] = &[
         "the current password must be the account's",
     ),
     (
+        "PATCH /api/v1/orgs/{org}/security",
+        "whoever requires two-factor of the members must have it on their own account",
+    ),
+    (
         "POST /api/v1/me/2fa/totp/confirm",
         "the code must be the one the authenticator app shows now",
     ),

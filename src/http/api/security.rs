@@ -381,13 +381,24 @@ async fn org_security(OrgCtx { ctx, .. }: OrgCtx) -> Result<Response> {
 #[serde(deny_unknown_fields)]
 struct SecurityBody {
     /// refuse members without two-factor authentication once the grace period is over
-    #[serde(default)]
-    #[schema(nullable = false)]
-    require_2fa: Option<bool>,
+    #[serde(default, deserialize_with = "super::present")]
+    #[schema(value_type = Option<bool>, nullable = false)]
+    require_2fa: Option<Option<bool>>,
     /// days from turning the requirement on until it is enforced (0-365)
-    #[serde(default)]
-    #[schema(nullable = false, minimum = 0, maximum = 365)]
-    require_2fa_grace_days: Option<u32>,
+    #[serde(default, deserialize_with = "super::present")]
+    #[schema(value_type = Option<u32>, nullable = false, minimum = 0, maximum = 365)]
+    require_2fa_grace_days: Option<Option<u32>>,
+}
+
+/// A field sent as `null` where a value is needed (leave it out to keep it as it is).
+fn not_null<T>(v: Option<Option<T>>, field: &'static str) -> Result<Option<T>> {
+    match v {
+        Some(None) => Err(crate::error::AppError::invalid(vec![
+            crate::domain::Invalid::new(field, "Give a value, or leave the field out."),
+        ])),
+        Some(Some(v)) => Ok(Some(v)),
+        None => Ok(None),
+    }
 }
 
 #[utoipa::path(
@@ -411,13 +422,8 @@ async fn change_org_security(
     OrgCtx { user, ctx }: OrgCtx,
     ApiJson(b): ApiJson<SecurityBody>,
 ) -> Result<Response> {
-    let p = two_factor::set_org_policy(
-        &s.svc,
-        &ctx,
-        &user.actor(),
-        b.require_2fa,
-        b.require_2fa_grace_days,
-    )
-    .await?;
+    let require = not_null(b.require_2fa, "require_2fa")?;
+    let grace = not_null(b.require_2fa_grace_days, "require_2fa_grace_days")?;
+    let p = two_factor::set_org_policy(&s.svc, &ctx, &user.actor(), require, grace).await?;
     Ok(ok(&p))
 }
