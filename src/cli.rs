@@ -226,6 +226,15 @@ enum AdminCommand {
         #[arg(long)]
         superuser: bool,
     },
+    /// Print a one-time link with which the user sets a new password (valid 24 hours).
+    ResetPassword {
+        #[arg(long)]
+        email: String,
+        /// The URL people use to reach the server, for the link (default: the
+        /// configuration file's public_url, else http://127.0.0.1:8080).
+        #[arg(long, env = "XAGENT_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
     /// Allow or forbid open sign-up over HTTP.
     Signup {
         #[arg(value_parser = ["on", "off"])]
@@ -496,7 +505,14 @@ async fn run(
         }
         // Handled before the runtime starts.
         Command::ExtractText(_) => Ok(()),
-        Command::Admin(cmd) => admin(cli.data_dir, master, backups, cmd).await,
+        Command::Admin(cmd) => {
+            let file_url = file.as_ref().and_then(|(_, f)| {
+                f.public_url
+                    .clone()
+                    .or_else(|| f.listen.as_ref().map(|l| format!("http://{l}")))
+            });
+            admin(cli.data_dir, master, backups, file_url, cmd).await
+        }
         Command::Keys(cmd) => keys(cli.data_dir, master, backups, cmd).await,
         Command::Audit(AuditCommand::Verify { org }) => {
             let svc = services(cli.data_dir, master, backups).await?;
@@ -678,9 +694,10 @@ async fn admin(
     dir: PathBuf,
     master: Option<String>,
     backups: PathBuf,
+    file_public_url: Option<String>,
     cmd: AdminCommand,
 ) -> Result<(), String> {
-    let svc = services(dir, master, backups).await?;
+    let mut svc = services(dir, master, backups).await?;
     let meta = ClientMeta {
         ip: None,
         user_agent: Some("xagent-cli".into()),
@@ -708,6 +725,26 @@ async fn admin(
                     );
                 })
                 .map_err(describe)
+        }
+        AdminCommand::ResetPassword { email, public_url } => {
+            if let Some(url) = public_url.or(file_public_url) {
+                svc.base_url = url.trim_end_matches('/').into();
+            }
+            crate::services::admin::password_reset_link_for_email(&svc, &email)
+                .await
+                .map(|link| {
+                    println!(
+                        "a one-time link for {email} to set a new password (it works once, until {}):\n{}",
+                        crate::domain::fmt_time(link.expires_at),
+                        link.url
+                    );
+                })
+                .map_err(|e| match e {
+                    crate::error::AppError::NotFound { .. } => {
+                        format!("there is no account with the email {email}")
+                    }
+                    other => describe(other),
+                })
         }
         AdminCommand::Signup { state } => identity::set_signup(&svc, state == "on", None)
             .await

@@ -30,6 +30,9 @@ pub enum AppError {
     /// The same for an unknown email and a wrong password.
     #[error("email or password is incorrect")]
     InvalidCredentials,
+    /// The password was right; the second factor is missing, wrong or replayed (401).
+    #[error("{message}")]
+    TwoFactor { code: &'static str, message: String },
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
     #[error("not found")]
@@ -141,7 +144,8 @@ impl AppError {
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             AppError::Unauthorized
             | AppError::InvalidCredentials
-            | AppError::Reauthenticate { .. } => StatusCode::UNAUTHORIZED,
+            | AppError::Reauthenticate { .. }
+            | AppError::TwoFactor { .. } => StatusCode::UNAUTHORIZED,
             AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
             AppError::NotFound { .. } => StatusCode::NOT_FOUND,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
@@ -159,6 +163,7 @@ impl AppError {
         match self {
             AppError::BadRequest { code, .. }
             | AppError::Forbidden { code, .. }
+            | AppError::TwoFactor { code, .. }
             | AppError::NotFound { code }
             | AppError::Conflict { code, .. }
             | AppError::Unprocessable { code, .. }

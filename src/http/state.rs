@@ -17,6 +17,10 @@ pub struct AppState {
     pub svc: Services,
     pub config: Arc<Config>,
     pub throttle: Arc<LoginThrottle>,
+    /// "Forgot password" requests, per email and per address.
+    pub reset_throttle: Arc<LoginThrottle>,
+    /// Sign-ins waiting for their second factor (the sign-in page's second step).
+    pub pending_logins: Arc<crate::services::two_factor::PendingLogins>,
     /// The gateway's caches, admission and meter.
     pub gateway: GatewayState,
     /// Knowledge bases' vector index, extraction and indexer.
@@ -42,6 +46,12 @@ impl AppState {
             svc,
             config,
             throttle: Arc::new(throttle),
+            reset_throttle: Arc::new(LoginThrottle::new(
+                std::time::Duration::from_secs(30 * 60),
+                3,
+                20,
+            )),
+            pending_logins: Arc::default(),
             gateway,
             knowledge,
             runner: crate::services::workflows::Runner::new(),

@@ -47,6 +47,23 @@ pub struct LoginPage {
     pub first_run: bool,
     /// How to create the first administrator, shown when `first_run`.
     pub create_user: String,
+    /// The password was right and the account has two-factor: the second step's token.
+    pub challenge: Option<String>,
+    /// "Forgot password?" works here (mail is configured).
+    pub can_reset: bool,
+}
+
+/// "Forgot password": the email form, then "check your mail".
+#[derive(Template)]
+#[template(path = "pages/auth/forgot.html")]
+pub struct ForgotPasswordPage {
+    pub layout: Layout,
+    pub email: String,
+    pub errors: FormErrors,
+    pub error: Option<String>,
+    pub sent: bool,
+    /// Mail is configured; otherwise the page says to ask an administrator.
+    pub available: bool,
 }
 
 #[derive(Template)]
@@ -60,6 +77,28 @@ pub struct AccountPage {
     /// The new-token form as typed, and what is wrong with it.
     pub form: TokenFormValues,
     pub form_errors: FormErrors,
+    /// Whether the account has two-factor authentication.
+    pub two_factor: crate::services::two_factor::Status,
+    /// The password form's errors, and what the last change did.
+    pub password_errors: FormErrors,
+    pub notice: Option<String>,
+}
+
+/// Two-factor authentication of the signed-in user: status, enrolment (QR code and
+/// secret), the recovery codes shown once, turning it off.
+#[derive(Template)]
+#[template(path = "pages/account/two_factor.html")]
+pub struct TwoFactorPage {
+    pub layout: Layout,
+    pub status: crate::services::two_factor::Status,
+    /// An enrolment just started: the QR code (an SVG made here) and the secret.
+    pub enrolment: Option<crate::services::two_factor::Enrolment>,
+    /// Recovery codes just made: shown this once.
+    pub recovery_codes: Vec<String>,
+    pub errors: FormErrors,
+    pub notice: Option<String>,
+    /// An organization that requires two-factor sent the user here.
+    pub required_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -153,6 +192,8 @@ mod tests {
             errors: FormErrors::one("password", "Enter your password."),
             first_run: false,
             create_user: String::new(),
+            challenge: None,
+            can_reset: true,
         };
         let html = page.render().unwrap();
         assert!(html.contains("<form"));
@@ -280,6 +321,8 @@ pub struct MemberRow {
     pub can_remove: bool,
     /// How many permission overrides the member has.
     pub overrides: usize,
+    /// Whether the member has two-factor; `None` when the viewer may not see it.
+    pub two_factor: Option<bool>,
 }
 
 pub struct RoleOption {

@@ -11,7 +11,7 @@ use super::{Actor, Services};
 use crate::db::WriteTx;
 use crate::db::repo::users::User;
 use crate::db::repo::{
-    audit, orgs, password_resets, plans, prices, sessions, settings, tokens, users,
+    audit, orgs, password_resets, plans, prices, sessions, settings, tokens, two_factor, users,
 };
 use crate::db::unscoped::{self, AdminOrg};
 use crate::domain::plans::{PlanLimits, merge_overrides};
@@ -399,14 +399,22 @@ pub struct AdminUserView {
     pub last_login_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub organizations: Vec<UserOrg>,
+    /// Whether the user has a confirmed second factor.
+    pub two_factor_enabled: bool,
 }
 
 fn user_views(c: &crate::db::Conn<'_>, rows: Vec<users::ListedUser>) -> Result<Vec<AdminUserView>> {
     let ids: Vec<UserId> = rows.iter().map(|u| u.user.id).collect();
     let memberships = unscoped::unscoped_memberships_of_users(c, &ids)?;
+    let mut enrolled = Vec::with_capacity(ids.len());
+    for id in &ids {
+        enrolled.push(two_factor::is_enabled(c, *id)?);
+    }
     Ok(rows
         .into_iter()
-        .map(|u| AdminUserView {
+        .zip(enrolled)
+        .map(|(u, two_factor_enabled)| AdminUserView {
+            two_factor_enabled,
             organizations: memberships
                 .iter()
                 .filter(|(id, _)| *id == u.user.id)
@@ -581,10 +589,29 @@ pub async fn password_reset_link(
     id: String,
 ) -> Result<ResetLink> {
     let id = parse_user(&id)?;
+    issue_reset_link(svc, id, Some(admin.actor.clone())).await
+}
+
+/// `xagent admin reset-password --email E`: the same one-time link, made on the command
+/// line (audited without an actor, as the command line's).
+pub async fn password_reset_link_for_email(svc: &Services, email: &str) -> Result<ResetLink> {
+    let email = crate::domain::Email::parse(email).map_err(|e| AppError::invalid(vec![e]))?;
+    let user = svc
+        .db
+        .read(move |tx| Ok::<_, AppError>(users::find_by_email(tx, &email)?))
+        .await?
+        .ok_or(AppError::NotFound {
+            code: "user_not_found",
+        })?
+        .0;
+    issue_reset_link(svc, user.id, None).await
+}
+
+async fn issue_reset_link(svc: &Services, id: UserId, by: Option<Actor>) -> Result<ResetLink> {
     let token = crate::auth::random_token();
     let hash = crate::auth::token_hash(&token);
     let expires_at = svc.now() + chrono::Duration::hours(RESET_LINK_HOURS);
-    let (admin, now) = (admin.clone(), svc.now_str());
+    let now = svc.now_str();
     svc.db
         .write(move |tx| {
             let user = users::find_by_id(tx, id)?.ok_or_else(AppError::not_found)?;
@@ -592,24 +619,60 @@ pub async fn password_reset_link(
                 tx,
                 id,
                 &hash,
-                Some(admin.actor.user_id),
+                by.as_ref().map(|a| a.user_id),
                 &now,
                 &fmt_time(expires_at),
             )?;
-            admin.audit(
-                tx,
-                "user.password_reset_issued",
-                "user",
-                Some(id.to_string()),
-                json!({"email": user.email, "expires_at": fmt_time(expires_at)}),
-                &now,
-            )
+            let details = json!({"email": user.email, "expires_at": fmt_time(expires_at),
+                                 "by": if by.is_some() { "console" } else { "command line" }});
+            let entry = match &by {
+                Some(a) => a.entry(
+                    "user.password_reset_issued",
+                    "user",
+                    Some(id.to_string()),
+                    details,
+                ),
+                None => audit::Entry {
+                    actor_id: None,
+                    actor_email: None,
+                    action: "user.password_reset_issued",
+                    resource_type: "user",
+                    resource_id: Some(id.to_string()),
+                    ip: None,
+                    user_agent: Some("xagent-cli"),
+                    details,
+                },
+            };
+            audit::append_instance(tx, &entry, &now)?;
+            Ok::<_, AppError>(())
         })
         .await?;
     Ok(ResetLink {
         url: format!("{}/reset-password/{token}", svc.base_url),
         expires_at,
     })
+}
+
+/// Removes a user's second factor (a lost device and no recovery code left): they sign
+/// in with the password alone until they enrol again. Their sessions stay.
+pub async fn reset_two_factor(svc: &Services, admin: &InstanceAdmin, id: String) -> Result<bool> {
+    let id = parse_user(&id)?;
+    let (admin, now) = (admin.clone(), svc.now_str());
+    svc.db
+        .write(move |tx| {
+            let user = users::find_by_id(tx, id)?.ok_or_else(AppError::not_found)?;
+            let had = super::two_factor::reset_in_tx(tx, id)?;
+            admin.audit(
+                tx,
+                "user.two_factor_reset",
+                "user",
+                Some(id.to_string()),
+                json!({"email": user.email, "had_two_factor": had}),
+                &now,
+            )?;
+            Ok(had)
+        })
+        .await
 }
 
 /// Whether a reset link can still be used, and for whom (its email).
@@ -635,8 +698,7 @@ pub async fn reset_password(
 ) -> Result<()> {
     let password =
         crate::domain::Password::parse(password).map_err(|e| AppError::invalid(vec![e]))?;
-    let hash =
-        crate::auth::hash_password(&password).map_err(|e| AppError::Internal(e.to_string()))?;
+    let hash = super::identity::hash_off_thread(password).await?;
     let (token_hash, now) = (crate::auth::token_hash(&token), svc.now_str());
     svc.db
         .write(move |tx| {

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::throttle::LoginThrottle;
+use super::two_factor::SecondFactor;
 use super::{Actor, ClientMeta};
 use crate::auth;
 use crate::db::OrgContext;
@@ -204,23 +205,46 @@ pub struct LoginOutcome {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Checks the password and opens a session. Unknown email and wrong password give the
-/// same error after the same work; failures are counted (throttling) and audited.
+/// Checks the password and the second factor (for an account that has one), then opens
+/// a session. Unknown email and wrong password give the same error after the same work;
+/// failures are counted (throttling) and audited.
 pub async fn login(
     svc: &Services,
     policy: SessionPolicy,
     throttle: &LoginThrottle,
     email_raw: &str,
     password: &str,
+    second: &SecondFactor,
     meta: &ClientMeta,
 ) -> Result<LoginOutcome> {
-    let user = check_credentials(svc, throttle, email_raw, password, meta).await?;
+    let user = authenticate_password(svc, throttle, email_raw, password, meta).await?;
+    finish_login(svc, policy, throttle, user, second, meta).await
+}
+
+/// The second half of `login`, for a user whose password was right: the second factor,
+/// then the session. The account's failure count is cleared only here, so a right
+/// password does not reset the count of wrong codes.
+pub async fn finish_login(
+    svc: &Services,
+    policy: SessionPolicy,
+    throttle: &LoginThrottle,
+    user: users::User,
+    second: &SecondFactor,
+    meta: &ClientMeta,
+) -> Result<LoginOutcome> {
+    super::two_factor::pass_login(svc, throttle, &user, second, meta).await?;
+    throttle.record_success(&user.email.to_lowercase());
     start_session(svc, policy, user, meta).await
+}
+
+/// Whether the user has a confirmed second factor (see `two_factor::has_two_factor`).
+pub fn has_two_factor(c: &crate::db::Conn<'_>, user: UserId) -> Result<bool> {
+    super::two_factor::has_two_factor(c, user)
 }
 
 /// The account behind an email and password, throttled per account and address; every
 /// failure is audited, and unknown emails cost the same hashing time as known ones.
-async fn check_credentials(
+pub async fn authenticate_password(
     svc: &Services,
     throttle: &LoginThrottle,
     email_raw: &str,
@@ -281,7 +305,6 @@ async fn check_credentials(
             return Err(AppError::InvalidCredentials);
         }
     };
-    throttle.record_success(&email_key);
     if auth::needs_rehash(&stored_hash) {
         upgrade_hash(svc, user.id, password, stored_hash).await;
     }
@@ -833,5 +856,276 @@ pub async fn purge_dead_sessions(svc: &Services, policy: SessionPolicy) -> Resul
     let (now_s, cutoff) = (fmt_time(at), fmt_time(policy.idle_cutoff(at)));
     svc.db
         .write(move |tx| Ok(sessions::delete_dead(tx, &now_s, &cutoff)?))
+        .await
+}
+
+// ---------------------------------------------------------------- account basics
+
+/// Checks a signed-in user's password again (before a sensitive change), throttled like
+/// sign-in: a wrong one counts against the account and the address. A wrong password is
+/// a field error of `password`.
+pub async fn confirm_password(
+    svc: &Services,
+    throttle: &LoginThrottle,
+    actor: &Actor,
+    password: &str,
+) -> Result<()> {
+    confirm_password_as(svc, throttle, actor, password, "password").await
+}
+
+async fn confirm_password_as(
+    svc: &Services,
+    throttle: &LoginThrottle,
+    actor: &Actor,
+    password: &str,
+    field: &'static str,
+) -> Result<()> {
+    let key = actor.email.to_lowercase();
+    if let Some(wait) = throttle.blocked(&key, actor.meta.ip.as_deref()) {
+        return Err(AppError::TooManyRequests {
+            code: "rate_limited",
+            message: "Too many wrong passwords; try again later.".into(),
+            retry_after_secs: Some(wait),
+        });
+    }
+    let user = actor.user_id;
+    let stored = svc
+        .db
+        .read(move |tx| Ok::<_, AppError>(users::password_hash(tx, user)?))
+        .await?;
+    let (pw, hash) = (
+        password.to_string(),
+        stored.unwrap_or_else(|| auth::dummy_hash().to_string()),
+    );
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&pw, &hash))
+        .await
+        .map_err(|_| AppError::Internal("verification task failed".into()))?;
+    if !ok {
+        throttle.record_failure(&key, actor.meta.ip.as_deref());
+        return Err(AppError::invalid(vec![Invalid::new(
+            field,
+            "The password is not right.",
+        )]));
+    }
+    Ok(())
+}
+
+/// What a password change ended.
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+pub struct SignedOut {
+    /// The user's other sessions that were ended.
+    pub sessions_ended: usize,
+    pub tokens_revoked: usize,
+}
+
+/// A password change as the user asks for it.
+#[derive(Debug, Clone)]
+pub struct PasswordChange {
+    pub current: String,
+    pub new: String,
+    /// End the user's other sessions (the default).
+    pub end_other_sessions: bool,
+    /// Revoke the user's API tokens (the default).
+    pub revoke_tokens: bool,
+}
+
+/// Changes the signed-in user's password (the current one is checked, throttled). The
+/// session it is done from stays; the other sessions and the API tokens end unless the
+/// user keeps them. Open reset links stop working.
+pub async fn change_password(
+    svc: &Services,
+    throttle: &LoginThrottle,
+    actor: &Actor,
+    session: Option<SessionId>,
+    change: &PasswordChange,
+) -> Result<SignedOut> {
+    let (current, new) = (change.current.as_str(), change.new.as_str());
+    let (end_other_sessions, revoke_tokens) = (change.end_other_sessions, change.revoke_tokens);
+    let mut errors = Vec::new();
+    if current.is_empty() {
+        errors.push(Invalid::new(
+            "current_password",
+            "Enter your current password.",
+        ));
+    }
+    let new = Password::parse(new)
+        .map_err(|e| errors.push(Invalid::new("new_password", e.reason)))
+        .ok();
+    let Some(new) = new.filter(|_| errors.is_empty()) else {
+        return Err(AppError::invalid(errors));
+    };
+    confirm_password_as(svc, throttle, actor, current, "current_password").await?;
+    let hash = hash_off_thread(new).await?;
+    let (actor, now) = (actor.clone(), svc.now_str());
+    svc.db
+        .write(move |tx| {
+            let id = actor.user_id;
+            users::set_password_hash(tx, id, &hash, &now)?;
+            crate::db::repo::password_resets::use_up(tx, id, &now)?;
+            let sessions_ended = match (end_other_sessions, session) {
+                (false, _) => 0,
+                (true, Some(keep)) => sessions::revoke_all_except(tx, id, keep, &now)?,
+                (true, None) => sessions::revoke_all_for_user(tx, id, &now)?,
+            };
+            let tokens_revoked = if revoke_tokens {
+                tokens::revoke_all_for_user(tx, id, &now)?
+            } else {
+                0
+            };
+            audit::append_instance(
+                tx,
+                &actor.entry(
+                    "user.password_changed",
+                    "user",
+                    Some(id.to_string()),
+                    json!({"email": actor.email, "sessions_ended": sessions_ended,
+                           "tokens_revoked": tokens_revoked}),
+                ),
+                &now,
+            )?;
+            Ok(SignedOut {
+                sessions_ended,
+                tokens_revoked,
+            })
+        })
+        .await
+}
+
+/// Ends every session of the signed-in user, the current one too, and their API tokens
+/// when asked.
+pub async fn sign_out_everywhere(
+    svc: &Services,
+    actor: &Actor,
+    revoke_tokens: bool,
+) -> Result<SignedOut> {
+    let (actor, now) = (actor.clone(), svc.now_str());
+    svc.db
+        .write(move |tx| {
+            let id = actor.user_id;
+            let sessions_ended = sessions::revoke_all_for_user(tx, id, &now)?;
+            let tokens_revoked = if revoke_tokens {
+                tokens::revoke_all_for_user(tx, id, &now)?
+            } else {
+                0
+            };
+            audit::append_instance(
+                tx,
+                &actor.entry(
+                    "user.signed_out_everywhere",
+                    "user",
+                    Some(id.to_string()),
+                    json!({"sessions_ended": sessions_ended, "tokens_revoked": tokens_revoked}),
+                ),
+                &now,
+            )?;
+            Ok(SignedOut {
+                sessions_ended,
+                tokens_revoked,
+            })
+        })
+        .await
+}
+
+/// How long an emailed reset link works.
+pub const FORGOT_LINK_MINUTES: i64 = 30;
+
+/// "Forgot password": when the email belongs to an active account, a one-time link to set
+/// a new password (valid 30 minutes) is emailed. The answer is the same whether or not
+/// there is such an account, and the mail leaves in the background so that the time taken
+/// does not tell either. Requests are throttled per email and per address; each is audited.
+pub async fn forgot_password(
+    svc: &Services,
+    throttle: &LoginThrottle,
+    email_raw: &str,
+    meta: &ClientMeta,
+) -> Result<()> {
+    let Some(mail) = svc.mail.clone() else {
+        return Err(AppError::conflict(
+            "smtp_not_configured",
+            "password reset by email is not available on this instance (no mail server is \
+             configured); ask an instance administrator for a reset link",
+        ));
+    };
+    let email = Email::parse(email_raw).map_err(|e| AppError::invalid(vec![e]))?;
+    let key = email.as_str().to_string();
+    if let Some(wait) = throttle.blocked(&key, meta.ip.as_deref()) {
+        return Err(AppError::TooManyRequests {
+            code: "rate_limited",
+            message: "Too many reset requests; try again later.".into(),
+            retry_after_secs: Some(wait),
+        });
+    }
+    throttle.record_failure(&key, meta.ip.as_deref());
+    let token = auth::random_token();
+    let hash = auth::token_hash(&token);
+    let expires_at = svc.now() + chrono::Duration::minutes(FORGOT_LINK_MINUTES);
+    let (meta, now) = (meta.clone(), svc.now_str());
+    let to = svc
+        .db
+        .write(move |tx| {
+            let expires = fmt_time(expires_at);
+            match users::find_by_email(tx, &email)? {
+                Some((user, _)) if user.status == UserStatus::Active => {
+                    crate::db::repo::password_resets::insert(
+                        tx, user.id, &hash, None, &now, &expires,
+                    )?;
+                    let actor = Actor {
+                        user_id: user.id,
+                        email: user.email.clone(),
+                        meta,
+                    };
+                    audit::append_instance(
+                        tx,
+                        &actor.entry(
+                            "user.password_reset_requested",
+                            "user",
+                            Some(user.id.to_string()),
+                            json!({"email": user.email, "expires_at": expires, "emailed": true}),
+                        ),
+                        &now,
+                    )?;
+                    Ok::<_, AppError>(Some(user.email))
+                }
+                _ => {
+                    let entry = audit::Entry {
+                        actor_id: None,
+                        actor_email: Some(email.as_str()),
+                        action: "user.password_reset_requested",
+                        resource_type: "user",
+                        resource_id: None,
+                        ip: meta.ip.as_deref(),
+                        user_agent: meta.user_agent.as_deref(),
+                        details: json!({"email": email.as_str(), "emailed": false,
+                                        "reason": "no active account"}),
+                    };
+                    audit::append_instance(tx, &entry, &now)?;
+                    Ok(None)
+                }
+            }
+        })
+        .await?;
+    if let Some(to) = to {
+        let body = format!(
+            "Someone (hopefully you) asked to reset the password of your xagent account \
+             {to}.\n\nSet a new password here:\n{base}/reset-password/{token}\n\n\
+             The link works once and for {FORGOT_LINK_MINUTES} minutes. If you did not ask \
+             for it, ignore this email: your password stays as it is.\n",
+            base = svc.base_url,
+        );
+        tokio::spawn(async move {
+            if let Err(e) =
+                super::mail::send_text(&mail, &to, "Reset your xagent password", body).await
+            {
+                tracing::warn!(error = %e, "the password reset mail was not sent");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// The user, while their account is active.
+pub async fn active_user(svc: &Services, id: UserId) -> Result<Option<users::User>> {
+    svc.db
+        .read(move |tx| Ok(users::find_by_id(tx, id)?.filter(|u| u.status == UserStatus::Active)))
         .await
 }

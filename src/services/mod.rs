@@ -27,6 +27,7 @@ pub mod resources;
 pub mod security;
 pub mod teams;
 pub mod throttle;
+pub mod two_factor;
 pub mod upstream;
 pub mod webhooks;
 pub mod workflows;

@@ -26,6 +26,7 @@ pub async fn context(svc: &Services, user: UserId, org_ref: String) -> Result<Or
     // A member whose org.view is denied by an override is shut out of the organization.
     super::require(&ctx, Permission::OrgView)?;
     refuse_suspended(ctx.org())?;
+    super::two_factor::refuse_unenrolled(svc, &ctx)?;
     let now = svc.now();
     if activity_is_stale(ctx.last_active_at(), now) {
         let (db, touch) = (svc.db.clone(), ctx.clone());

@@ -290,13 +290,14 @@ fn apply(
     }
 }
 
-pub async fn patch(
-    svc: &Services,
-    ctx: &OrgContext,
-    actor: &Actor,
-    ip: Option<IpAddr>,
-    input: SecurityInput,
-) -> Result<SecurityView> {
+/// A checked change, ready to be stored (`store`).
+pub struct Prepared {
+    next: SecurityPolicy,
+    confirm: bool,
+}
+
+/// Checks a change without storing it: the input, and the lock-out confirmation.
+pub fn prepare(ctx: &OrgContext, ip: Option<IpAddr>, input: SecurityInput) -> Result<Prepared> {
     require(ctx, Permission::SecurityManage)?;
     let confirm = input.confirm_lockout;
     let next = apply(&ctx.org().security, input).map_err(AppError::invalid)?;
@@ -309,6 +310,27 @@ pub async fn patch(
             ),
         ));
     }
+    Ok(Prepared { next, confirm })
+}
+
+pub async fn patch(
+    svc: &Services,
+    ctx: &OrgContext,
+    actor: &Actor,
+    ip: Option<IpAddr>,
+    input: SecurityInput,
+) -> Result<SecurityView> {
+    let prepared = prepare(ctx, ip, input)?;
+    store(svc, ctx, actor, ip, prepared).await
+}
+
+pub async fn store(
+    svc: &Services,
+    ctx: &OrgContext,
+    actor: &Actor,
+    ip: Option<IpAddr>,
+    Prepared { next, confirm }: Prepared,
+) -> Result<SecurityView> {
     let (ctx, actor) = (ctx.clone(), actor.clone());
     let now = svc.now_str();
     svc.db

@@ -99,6 +99,11 @@ fn admin_routes(org: &str, user: &str) -> Vec<(Method, String, Option<Value>)> {
             format!("/api/v1/admin/users/{user}/password-reset"),
             None,
         ),
+        (
+            Method::POST,
+            format!("/api/v1/admin/users/{user}/reset-2fa"),
+            None,
+        ),
         (Method::GET, "/api/v1/admin/plans".into(), None),
         (
             Method::POST,

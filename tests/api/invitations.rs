@@ -310,7 +310,7 @@ async fn a_visitor_makes_an_account_through_an_invitation_even_with_signup_off()
 }
 
 /// A minimal SMTP server: accepts one message and hands its DATA over.
-async fn smtp_listener() -> (u16, tokio::sync::mpsc::Receiver<String>) {
+pub(crate) async fn smtp_listener() -> (u16, tokio::sync::mpsc::Receiver<String>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = tokio::sync::mpsc::channel(4);

@@ -63,6 +63,9 @@ const GATEWAY_ISO: &str = "usage_and_quota_of_another_org_are_not_found";
 const BILLING_ISO: &str =
     "another_orgs_invoice_has_no_credit_notes_to_read_or_issue_and_nothing_is_written";
 const LLM_ISO: &str = "llm_settings_and_keys_of_another_org_are_not_found";
+const TWO_FACTOR: &str = "two_factor.rs";
+const TWO_FACTOR_ISO: &str =
+    "another_orgs_security_policy_is_not_found_and_one_orgs_policy_leaves_the_others_alone";
 const BY_REF: &str = "members_of_another_org_find_nothing_by_id_or_slug_and_change_nothing";
 const UNDER_OWN: &str = "ids_of_another_orgs_objects_under_ones_own_org_are_not_found";
 
@@ -118,6 +121,11 @@ const ROUTES: &[(&str, &str, Probe)] = &[
     (
         "POST",
         "/api/v1/admin/users/{id}/password-reset",
+        Probe::Elsewhere(ADMIN, ADMIN_ISO),
+    ),
+    (
+        "POST",
+        "/api/v1/admin/users/{id}/reset-2fa",
         Probe::Elsewhere(ADMIN, ADMIN_ISO),
     ),
     (
@@ -194,10 +202,7 @@ const ROUTES: &[(&str, &str, Probe)] = &[
     (
         "GET",
         "/api/v1/orgs/{org}/security",
-        Probe::Elsewhere(
-            SECURITY,
-            "the_policy_is_for_security_managers_of_its_own_organization_and_checks_its_input",
-        ),
+        Probe::Elsewhere(TWO_FACTOR, TWO_FACTOR_ISO),
     ),
     (
         "PATCH",

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod account_basics;
 mod admin_console;
 mod agent_services;
 mod audit_chain;
@@ -38,5 +39,6 @@ mod resources;
 mod role_matrix;
 mod secrets_in_logs;
 mod security_policy;
+mod two_factor;
 mod visibility_property;
 mod workflows;

@@ -36,6 +36,14 @@ const REVOKE_ACCESS: &str = "POST /api/v1/orgs/{org}/members/{user_id}/revoke-ac
 /// check stays.
 const BEYOND_THE_SCHEMA: &[(&str, &str)] = &[
     (
+        "POST /api/v1/me/password",
+        "the current password must be the account's",
+    ),
+    (
+        "POST /api/v1/me/2fa/totp/confirm",
+        "the code must be the one the authenticator app shows now",
+    ),
+    (
         "POST /api/v1/me/tokens",
         "expires_at must lie in the future",
     ),
@@ -105,7 +113,7 @@ const BEYOND_THE_SCHEMA: &[(&str, &str)] = &[
     ),
     (
         "PATCH /api/v1/orgs/{org}/security",
-        "an allowlist without the caller's address needs confirm_lockout, and once one is saved the caller's next calls are refused, as are calls past a rate limit it set",
+        "whoever requires two-factor of the members must have it on their own account; an allowlist without the caller's address needs confirm_lockout, and once one is saved the caller's next calls are refused, as are calls past a rate limit it set",
     ),
     (
         "POST /api/v1/orgs/{org}/members/{user_id}/revoke-access",
@@ -667,10 +675,11 @@ async fn every_api_operation_answers_bad_and_good_input_as_its_openapi_document_
             auth: session_auth(&api.login),
             only: None,
             // Signing out would end the session the rest of this pass uses; the last
-            // pass signs out a session of its own. Closing sign-up would refuse the
+            // passes sign out sessions of their own. Closing sign-up would refuse the
             // sign-ups of this pass; the settings get a pass of their own after it.
             exclude: &[
                 "POST /api/v1/auth/logout",
+                "POST /api/v1/me/sign-out-everywhere",
                 "PATCH /api/v1/admin/settings",
                 SECURITY_POLICY,
                 REVOKE_ACCESS,
@@ -698,6 +707,13 @@ async fn every_api_operation_answers_bad_and_good_input_as_its_openapi_document_
             name: "logout",
             auth: session_auth(&login(&app, "owner@example.com").await),
             only: Some("POST /api/v1/auth/logout"),
+            exclude: &[],
+        },
+        Pass {
+            name: "sign-out-everywhere",
+            auth: session_auth(&login(&app, "owner@example.com").await),
+            // Last: it ends every session of the owner, the other passes' too.
+            only: Some("POST /api/v1/me/sign-out-everywhere"),
             exclude: &[],
         },
     ];

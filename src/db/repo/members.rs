@@ -24,10 +24,13 @@ pub struct Member {
     pub status: MemberStatus,
     pub joined_at: DateTime<Utc>,
     pub last_active_at: Option<DateTime<Utc>>,
+    /// Whether the member has a confirmed second factor (their account's, not the org's).
+    pub two_factor: bool,
 }
 
 const COLUMNS: &str =
-    "u.id, u.email, u.name, m.role, m.permissions, m.status, m.joined_at, m.last_active_at";
+    "u.id, u.email, u.name, m.role, m.permissions, m.status, m.joined_at, m.last_active_at,
+     EXISTS (SELECT 1 FROM user_totp t WHERE t.user_id = m.user_id AND t.confirmed_at IS NOT NULL)";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Member> {
     let perms = json_at(r, 4)?;
@@ -42,6 +45,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Member> {
         status: word_at(r, 5)?,
         joined_at: time_at(r, 6)?,
         last_active_at: opt_time_at(r, 7)?,
+        two_factor: r.get(8)?,
     })
 }
 

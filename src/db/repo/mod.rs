@@ -20,6 +20,7 @@ pub mod sessions;
 pub mod settings;
 pub mod teams;
 pub mod tokens;
+pub mod two_factor;
 pub mod usage;
 pub mod users;
 pub mod webhooks;

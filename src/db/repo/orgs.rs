@@ -20,14 +20,33 @@ pub struct Org {
     pub suspended_reason: Option<String>,
     /// Its security policy (IP allowlist, session and token lifetimes, API rate limit).
     pub security: crate::domain::security::SecurityPolicy,
+    /// "Require two-factor": since when, and how many days of grace members have.
+    pub two_factor: TwoFactorPolicy,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 pub(crate) const ORG_COLUMNS: &str = "o.id, o.name, o.slug, o.kind, o.plan, o.settings, o.status, \
-     o.created_at, o.updated_at, o.suspended_reason, o.security_policy";
+     o.created_at, o.updated_at, o.suspended_reason, o.require_2fa_since, o.require_2fa_grace_days, \
+     o.security_policy";
 /// How many columns `ORG_COLUMNS` names: what a query selecting more reads after them.
-pub(crate) const ORG_COLUMN_COUNT: usize = 11;
+pub(crate) const ORG_COLUMN_COUNT: usize = 13;
+
+/// An organization's "require two-factor" policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TwoFactorPolicy {
+    /// When it was turned on; `None`: not required.
+    pub since: Option<DateTime<Utc>>,
+    pub grace_days: u32,
+}
+
+impl TwoFactorPolicy {
+    /// From when members without two-factor are refused (`None`: never).
+    pub fn enforced_from(&self) -> Option<DateTime<Utc>> {
+        self.since
+            .map(|s| s + chrono::Duration::days(i64::from(self.grace_days)))
+    }
+}
 
 pub(crate) fn org_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Org> {
     Ok(Org {
@@ -41,8 +60,12 @@ pub(crate) fn org_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Org> {
         created_at: time_at(r, at + 7)?,
         updated_at: time_at(r, at + 8)?,
         suspended_reason: r.get(at + 9)?,
+        two_factor: TwoFactorPolicy {
+            since: super::opt_time_at(r, at + 10)?,
+            grace_days: r.get(at + 11)?,
+        },
         security: crate::domain::security::SecurityPolicy::from_stored(
-            &r.get::<_, String>(at + 10)?,
+            &r.get::<_, String>(at + 12)?,
         ),
     })
 }
@@ -254,4 +277,20 @@ pub fn count_suspended(c: &Conn<'_>) -> Result<i64, DbError> {
         |r| r.get(0),
     )?
     .unwrap_or(0))
+}
+
+/// Turns "require two-factor" on (from `since`, with `grace_days`) or off (`None`).
+pub fn set_two_factor_policy(
+    tx: &WriteTx<'_>,
+    ctx: &crate::db::OrgContext,
+    since: Option<&str>,
+    grace_days: u32,
+    now: &str,
+) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE organizations SET require_2fa_since = ?2, require_2fa_grace_days = ?3,
+                updated_at = ?4 WHERE id = ?1",
+        params![ctx.org_id().to_string(), since, grace_days, now],
+    )?;
+    Ok(())
 }

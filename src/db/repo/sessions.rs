@@ -126,3 +126,17 @@ pub fn revoke_all_for_user(tx: &WriteTx<'_>, user: UserId, now: &str) -> Result<
         params![user.to_string(), now],
     )
 }
+
+/// Ends every session of the user but `keep`; how many were still open.
+pub fn revoke_all_except(
+    tx: &WriteTx<'_>,
+    user: UserId,
+    keep: SessionId,
+    now: &str,
+) -> Result<usize, DbError> {
+    tx.execute(
+        "UPDATE sessions SET revoked_at = ?3
+         WHERE user_id = ?1 AND id <> ?2 AND revoked_at IS NULL",
+        params![user.to_string(), keep.to_string(), now],
+    )
+}

@@ -211,3 +211,13 @@ pub fn replace_password_hash(
         params![id.to_string(), old, new, now],
     )? == 1)
 }
+
+/// The user's stored password hash (`None`: no password, or no such user).
+pub fn password_hash(c: &Conn<'_>, id: UserId) -> Result<Option<String>, DbError> {
+    Ok(c.query_opt(
+        "SELECT password_hash FROM users WHERE id = ?1",
+        params![id.to_string()],
+        |r| r.get::<_, Option<String>>(0),
+    )?
+    .flatten())
+}

@@ -36,6 +36,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/admin/users/{id}/sign-out", post(sign_out_user))
         .route("/api/v1/admin/users/{id}/password-reset", post(reset_link))
+        .route("/api/v1/admin/users/{id}/reset-2fa", post(reset_two_factor))
         .route("/api/v1/admin/plans", get(list_plans).post(create_plan))
         .route(
             "/api/v1/admin/plans/{id}",
@@ -373,6 +374,30 @@ async fn reset_link(
     Ok(created(&ResetLinkOut {
         url: l.url,
         expires_at: l.expires_at,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+struct TwoFactorReset {
+    /// whether the user had a second factor (it is gone now)
+    had_two_factor: bool,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/admin/users/{id}/reset-2fa", tag = "admin",
+    summary = "Remove a user's second factor and recovery codes (they sign in with the password until they enrol again)",
+    params(AdminPath),
+    responses((status = 200, description = "Success", body = TwoFactorReset), Guarded),
+    security(("session" = [], "csrf" = [])),
+)]
+async fn reset_two_factor(
+    State(s): State<AppState>,
+    AdminUser { admin, .. }: AdminUser,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let had = admin::reset_two_factor(&s.svc, &admin, id).await?;
+    Ok(ok(&TwoFactorReset {
+        had_two_factor: had,
     }))
 }
 

@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::http::extract::{ApiJson, CurrentUser};
 use crate::http::session_cookie;
 use crate::http::state::AppState;
+use crate::services::two_factor::SecondFactor;
 use crate::services::{ClientMeta, identity};
 
 pub fn router() -> Router<AppState> {
@@ -79,6 +80,14 @@ struct LoginBody {
     email: String,
     #[schema(min_length = 1)]
     password: String,
+    /// for an account with two-factor: the six-digit code of the authenticator app
+    #[serde(default)]
+    #[schema(nullable = false)]
+    totp: Option<String>,
+    /// for an account with two-factor: one of its recovery codes (each works once)
+    #[serde(default)]
+    #[schema(nullable = false)]
+    recovery_code: Option<String>,
 }
 
 #[utoipa::path(
@@ -86,7 +95,7 @@ struct LoginBody {
     path = "/api/v1/auth/login",
     tag = "identity",
     summary = "Sign in: sets the session cookie, returns the csrf_token",
-    description = "401 invalid_credentials is the same for an unknown email and a wrong password; repeated failures are throttled (429).",
+    description = "401 invalid_credentials is the same for an unknown email and a wrong password; repeated failures are throttled (429). For an account with two-factor authentication, a right password without `totp` or `recovery_code` is 401 two_factor_required (the message names both), and a wrong or already used code is 401 invalid_two_factor (counted by the throttle like a wrong password).",
     request_body = LoginBody,
     responses(
         (status = 200, description = "Success", body = LoginResult, headers(("Set-Cookie" = String, description = "the session cookie xagent_session (HttpOnly, SameSite=Lax)"))),
@@ -108,6 +117,10 @@ async fn login(
         &s.throttle,
         &b.email,
         &b.password,
+        &SecondFactor {
+            totp: b.totp,
+            recovery_code: b.recovery_code,
+        },
         &meta,
     )
     .await?;

@@ -99,7 +99,8 @@ async fn list_members(
     } else {
         None
     };
-    Ok(items(&views::all::<_, MemberOut>(&list), next))
+    let out: Vec<MemberOut> = list.iter().map(|m| MemberOut::seen_by(m, &ctx)).collect();
+    Ok(items(&out, next))
 }
 
 #[utoipa::path(
@@ -120,7 +121,7 @@ async fn get_member(
     Path((_, uid)): Path<(String, String)>,
 ) -> Result<Response> {
     let m = members::get(&s.svc, &ctx, user_id(&uid)?).await?;
-    Ok(ok(&MemberOut::from(&m)))
+    Ok(ok(&MemberOut::seen_by(&m, &ctx)))
 }
 
 #[derive(Deserialize, ToSchema)]

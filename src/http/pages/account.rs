@@ -29,7 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/account/sessions/{id}/revoke", post(revoke_session))
 }
 
-async fn page(s: &AppState, user: &CurrentUser) -> Result<AccountPage> {
+pub(super) async fn page(s: &AppState, user: &CurrentUser) -> Result<AccountPage> {
     user.require_session()?;
     let layout = layout(s, user, "Account", None).await?;
     let current = user.session_id();
@@ -72,6 +72,9 @@ async fn page(s: &AppState, user: &CurrentUser) -> Result<AccountPage> {
         new_token: None,
         form: TokenFormValues::default(),
         form_errors: FormErrors::default(),
+        two_factor: crate::services::two_factor::status(&s.svc, user.user.id).await?,
+        password_errors: FormErrors::default(),
+        notice: None,
     })
 }
 

@@ -39,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{id}/change", post(user_change))
         .route("/admin/users/{id}/sign-out", post(user_sign_out))
         .route("/admin/users/{id}/password-reset", post(user_reset))
+        .route("/admin/users/{id}/reset-2fa", post(user_reset_two_factor))
         .route("/admin/plans", get(plans).post(plan_create))
         .route("/admin/plans/{id}", post(plan_change))
         .route("/admin/plans/{id}/delete", post(plan_delete))
@@ -60,6 +61,9 @@ fn done_note(done: Option<&str>) -> Option<String> {
         "deleted" => "The organization is deleted.",
         "user" => "Saved.",
         "signed-out" => "Every session of the user has ended.",
+        "two-factor-reset" => {
+            "The user's two-factor authentication is removed; they sign in with the password until they set it up again."
+        }
         "plan-created" => "The plan is created.",
         "plan-saved" => "The plan is saved; its limits apply now.",
         "plan-deleted" => "The plan is removed.",
@@ -694,6 +698,18 @@ async fn user_sign_out(
     let r = admin::sign_out_user(&s.svc, &admin, id.clone())
         .await
         .map(|_| "signed-out");
+    after_user_form(&s, user, admin, id, r).await
+}
+
+async fn user_reset_two_factor(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm(user, _): CsrfForm<Empty>,
+) -> Result<Response> {
+    let admin = form_admin(&user)?;
+    let r = admin::reset_two_factor(&s.svc, &admin, id.clone())
+        .await
+        .map(|_| "two-factor-reset");
     after_user_form(&s, user, admin, id, r).await
 }
 

@@ -213,6 +213,7 @@ async fn sign_up(
         &s.throttle,
         &new_user.email,
         &f.password,
+        &crate::services::two_factor::SecondFactor::default(),
         &meta,
     )
     .await

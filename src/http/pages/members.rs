@@ -111,6 +111,7 @@ fn member_row(ctx: &OrgContext, m: Member) -> MemberRow {
         role_options,
         can_remove: if is_self { !personal } else { manageable },
         overrides: m.permissions.len(),
+        two_factor: has_permission(ctx, Permission::SecurityManage).then_some(m.two_factor),
     }
 }
 
@@ -515,6 +516,7 @@ mod tests {
             role_options: options,
             can_remove: true,
             overrides: 0,
+            two_factor: None,
         }
     }
 

@@ -17,6 +17,7 @@ mod resources;
 mod security;
 mod settings;
 mod teams;
+mod two_factor;
 mod usage;
 
 use askama::Template;
@@ -37,12 +38,13 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(auth::router())
         .merge(account::router())
+        .merge(security::router())
         .merge(orgs::router())
         .merge(members::router())
         .merge(invite::router())
         .merge(teams::router())
         .merge(settings::router())
-        .merge(security::router())
+        .merge(two_factor::router())
         .merge(audit::router())
         .merge(resources::router())
         .merge(gallery::router())
@@ -73,6 +75,10 @@ async fn render_errors(req: Request, next: Next) -> Response {
     let Some(info) = res.extensions().get::<ErrorInfo>().cloned() else {
         return res;
     };
+    // An organization that requires two-factor sends its members without it to enrolment.
+    if info.status == StatusCode::FORBIDDEN && info.code == "two_factor_required" {
+        return Redirect::to("/account/two-factor?required=1").into_response();
+    }
     if info.status == StatusCode::UNAUTHORIZED {
         let next = format!("{path}{query}");
         // Still signed in, but not good enough for this organization's session policy:

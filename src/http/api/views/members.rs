@@ -44,6 +44,20 @@ pub struct MemberOut<'a> {
     pub joined_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::domain::ser_opt_time")]
     pub last_active_at: Option<DateTime<Utc>>,
+    /// whether the member has two-factor authentication (shown to those with security.manage)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub two_factor_enabled: Option<bool>,
+}
+
+impl<'a> MemberOut<'a> {
+    /// The member as `ctx` may see them: their two-factor state only for security.manage.
+    pub fn seen_by(m: &'a Member, ctx: &crate::db::OrgContext) -> Self {
+        let mut out = MemberOut::from(m);
+        if crate::db::scope::has_permission(ctx, crate::domain::Permission::SecurityManage) {
+            out.two_factor_enabled = Some(m.two_factor);
+        }
+        out
+    }
 }
 
 impl<'a> From<&'a Member> for MemberOut<'a> {
@@ -55,6 +69,7 @@ impl<'a> From<&'a Member> for MemberOut<'a> {
             status: m.status,
             joined_at: m.joined_at,
             last_active_at: m.last_active_at,
+            two_factor_enabled: None,
         }
     }
 }
