@@ -213,7 +213,24 @@ pub async fn login(
     meta: &ClientMeta,
 ) -> Result<LoginOutcome> {
     let user = check_credentials(svc, throttle, email_raw, password, meta).await?;
-    start_session(svc, policy, user, meta).await
+    start_session(svc, policy, user, meta, SignInMethod::Password).await
+}
+
+/// How a session was opened, as its `auth.login` audit row says.
+#[derive(Debug, Clone, Copy)]
+pub enum SignInMethod {
+    Password,
+    /// Single sign-on through this organization's provider.
+    Sso(OrgId),
+}
+
+/// Whether `user` has confirmed two-factor authentication (a TOTP authenticator). The
+/// owners' break-glass password sign-in into an organization that signs in with single
+/// sign-on only needs it. Two-factor enrolment is not part of this server yet, so no
+/// account has it and the break-glass stays closed: this is the one place that answers
+/// the question, and the place to read the enrolment once it exists.
+pub(crate) fn has_two_factor(_tx: &crate::db::Conn<'_>, _user: UserId) -> Result<bool> {
+    Ok(false)
 }
 
 /// The account behind an email and password, throttled per account and address; every
@@ -280,6 +297,17 @@ async fn check_credentials(
         }
     };
     throttle.record_success(&email_key);
+    // Checked only once the password matched, so the answer says nothing about an account
+    // to someone who does not know its password.
+    let user_id = user.id;
+    let refusal = svc
+        .db
+        .read(move |tx| super::sso::password_refusal(tx, user_id))
+        .await?;
+    if let Some(refusal) = refusal {
+        audit_login_failure_user(svc, &user, "sso_required", meta).await?;
+        return Err(refusal);
+    }
     if auth::needs_rehash(&stored_hash) {
         upgrade_hash(svc, user.id, password, stored_hash).await;
     }
@@ -311,11 +339,12 @@ async fn upgrade_hash(svc: &Services, user: UserId, password: &str, old: String)
 
 /// A new session for `user` (its cookie token and CSRF token, shown only now), audited,
 /// with the organizations they can switch to.
-async fn start_session(
+pub(crate) async fn start_session(
     svc: &Services,
     policy: SessionPolicy,
     user: users::User,
     meta: &ClientMeta,
+    method: SignInMethod,
 ) -> Result<LoginOutcome> {
     let session_token = auth::random_token();
     let csrf_token = auth::random_token();
@@ -356,7 +385,15 @@ async fn start_session(
             };
             audit::append_instance(
                 tx,
-                &actor.entry("auth.login", "session", Some(sid.to_string()), json!({})),
+                &actor.entry(
+                    "auth.login",
+                    "session",
+                    Some(sid.to_string()),
+                    match method {
+                        SignInMethod::Password => json!({}),
+                        SignInMethod::Sso(org) => json!({"method": "sso", "organization_id": org}),
+                    },
+                ),
                 &now_s,
             )?;
             let memberships = unscoped_memberships_of(tx, user_id)?;

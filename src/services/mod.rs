@@ -24,6 +24,7 @@ pub mod orgs;
 pub mod outbound;
 pub mod quota;
 pub mod resources;
+pub mod sso;
 pub mod teams;
 pub mod throttle;
 pub mod upstream;
