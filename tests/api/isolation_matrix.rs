@@ -62,6 +62,8 @@ const GATEWAY_ISO: &str = "usage_and_quota_of_another_org_are_not_found";
 const BILLING_ISO: &str =
     "another_orgs_invoice_has_no_credit_notes_to_read_or_issue_and_nothing_is_written";
 const LLM_ISO: &str = "llm_settings_and_keys_of_another_org_are_not_found";
+const SSO: &str = "sso.rs";
+const SSO_ISO: &str = "sso_settings_of_another_org_are_not_found_and_nothing_is_written";
 const BY_REF: &str = "members_of_another_org_find_nothing_by_id_or_slug_and_change_nothing";
 const UNDER_OWN: &str = "ids_of_another_orgs_objects_under_ones_own_org_are_not_found";
 
@@ -229,6 +231,21 @@ const ROUTES: &[(&str, &str, Probe)] = &[
         "PATCH",
         "/api/v1/orgs/{org}/llm/policy",
         Probe::Elsewhere(LLM, LLM_ISO),
+    ),
+    (
+        "GET",
+        "/api/v1/orgs/{org}/security",
+        Probe::Elsewhere(SSO, SSO_ISO),
+    ),
+    (
+        "PATCH",
+        "/api/v1/orgs/{org}/security",
+        Probe::Elsewhere(SSO, SSO_ISO),
+    ),
+    (
+        "POST",
+        "/api/v1/orgs/{org}/security/sso/test",
+        Probe::Elsewhere(SSO, SSO_ISO),
     ),
     (
         "GET",

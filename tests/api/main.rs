@@ -37,5 +37,6 @@ mod private_columns;
 mod resources;
 mod role_matrix;
 mod secrets_in_logs;
+mod sso;
 mod visibility_property;
 mod workflows;

@@ -14,6 +14,7 @@ mod agent_pages;
 mod audit_pages;
 mod billing_pages;
 mod console_pages;
+mod sso_pages;
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;

@@ -11,6 +11,7 @@ pub mod openapi;
 mod orgs;
 pub mod pagination;
 mod resources;
+mod security;
 mod usage;
 pub mod views;
 mod workflows;
@@ -33,6 +34,7 @@ pub fn router_with_prefix(upload_limit: usize) -> Router<AppState> {
         .merge(members::router())
         .merge(audit::router())
         .merge(llm::router())
+        .merge(security::router())
         .merge(usage::router())
         .merge(resources::router(upload_limit))
         .merge(agents::router())

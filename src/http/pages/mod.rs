@@ -15,6 +15,7 @@ mod orgs;
 mod resource_forms;
 mod resources;
 mod settings;
+mod sso;
 mod teams;
 mod usage;
 
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .merge(invite::router())
         .merge(teams::router())
         .merge(settings::router())
+        .merge(sso::router())
         .merge(audit::router())
         .merge(resources::router())
         .merge(gallery::router())

@@ -17,7 +17,9 @@ use utoipa::{Modify, OpenApi};
 
 pub use schemas::*;
 
-use super::{admin, agents, audit, auth, llm, me, members, orgs, resources, usage, workflows};
+use super::{
+    admin, agents, audit, auth, llm, me, members, orgs, resources, security, usage, workflows,
+};
 use crate::domain::{Permission, Role, Visibility};
 use kinds::PerKind;
 
@@ -80,6 +82,9 @@ pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
         llm::put_my_key,
         llm::delete_my_key,
         llm::test_my_key,
+        security::show,
+        security::change,
+        security::test_sso,
         usage::usage,
         usage::usage_csv,
         usage::show,
