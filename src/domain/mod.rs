@@ -9,6 +9,7 @@ pub mod plans;
 pub mod resources;
 pub mod schemas;
 mod settings;
+pub mod sso;
 pub mod usage;
 mod values;
 mod words;

@@ -28,6 +28,9 @@ use super::{Actor, ClientMeta, Services, fresh_context, require};
 use crate::db::repo::{audit, members, orgs, plans, sso, users};
 use crate::db::scope::SystemScope;
 use crate::db::{OrgContext, WriteTx};
+use crate::domain::sso::{
+    fields, parse_client_id, parse_client_secret, parse_default_role, parse_domains, parse_issuer,
+};
 use crate::domain::{
     Email, Invalid, OrgId, OrgKind, OrgStatus, Permission, PersonName, Role, UserId, UserStatus,
     as_stored, fmt_time,
@@ -44,8 +47,6 @@ pub const STATE_COOKIE: &str = "xagent_sso_state";
 const ISSUER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Larger answers from an issuer are not read.
 const ISSUER_BODY_LIMIT: usize = 1 << 20;
-/// At most this many email domains per organization.
-const MAX_DOMAINS: usize = 50;
 
 // ---------------------------------------------------------------- settings
 
@@ -120,112 +121,6 @@ pub struct SsoInput {
     pub sso_only: Option<bool>,
 }
 
-fn parse_issuer(raw: &str) -> std::result::Result<String, Invalid> {
-    let url = raw.trim();
-    let bad = || {
-        Invalid::new(
-            "sso.issuer",
-            "Enter the issuer's address, starting with https:// (or http://), e.g. https://login.example.com/realms/acme.",
-        )
-    };
-    if url.len() > 2048 || url.contains(char::is_whitespace) {
-        return Err(bad());
-    }
-    let parsed = url::Url::parse(url).map_err(|_| bad())?;
-    if !matches!(parsed.scheme(), "http" | "https")
-        || parsed.host_str().is_none_or(str::is_empty)
-        || parsed.query().is_some()
-        || parsed.fragment().is_some()
-        || !parsed.username().is_empty()
-    {
-        return Err(bad());
-    }
-    Ok(url.to_string())
-}
-
-fn parse_client_id(raw: &str) -> std::result::Result<String, Invalid> {
-    let id = raw.trim();
-    if id.is_empty() || id.len() > 255 || !id.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(Invalid::new(
-            "sso.client_id",
-            "Enter the client id the provider gave you (1 to 255 letters, digits and signs, no spaces).",
-        ));
-    }
-    Ok(id.to_string())
-}
-
-fn parse_client_secret(raw: &str) -> std::result::Result<String, Invalid> {
-    let s = raw.trim();
-    if s.is_empty() || s.len() > 4096 || !s.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(Invalid::new(
-            "sso.client_secret",
-            "Enter the client secret without spaces (at most 4096 letters, digits and signs).",
-        ));
-    }
-    Ok(s.to_string())
-}
-
-/// An email domain as routed: lower case, dot-separated labels of letters, digits and
-/// hyphens, at least two labels.
-fn parse_domain(raw: &str) -> Option<String> {
-    let d = raw.trim().trim_start_matches('@').to_ascii_lowercase();
-    let labels: Vec<&str> = d.split('.').collect();
-    let ok = d.len() <= 253
-        && labels.len() >= 2
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        });
-    ok.then_some(d)
-}
-
-fn parse_domains(raw: &[String]) -> std::result::Result<Vec<String>, Invalid> {
-    let field = "sso.allowed_domains";
-    let mut out = Vec::new();
-    for d in raw {
-        let Some(d) = parse_domain(d) else {
-            return Err(Invalid::new(
-                field,
-                format!(
-                    "\"{}\" is not an email domain; enter domains like example.com.",
-                    d.chars().take(80).collect::<String>()
-                ),
-            ));
-        };
-        if !out.contains(&d) {
-            out.push(d);
-        }
-    }
-    if out.is_empty() {
-        return Err(Invalid::new(
-            field,
-            "Enter at least one email domain whose people sign in here, e.g. example.com.",
-        ));
-    }
-    if out.len() > MAX_DOMAINS {
-        return Err(Invalid::new(
-            field,
-            format!("Enter at most {MAX_DOMAINS} domains."),
-        ));
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn parse_default_role(raw: &str) -> std::result::Result<Role, Invalid> {
-    match Role::parse(raw.trim()) {
-        Some(r) if r != Role::Owner => Ok(r),
-        _ => Err(Invalid::new(
-            "sso.default_role",
-            "Choose admin, manager, member, viewer or guest (owners are made by owners).",
-        )),
-    }
-}
-
 fn secret_aad(org: OrgId) -> String {
     format!("{org}/sso/client_secret")
 }
@@ -255,7 +150,7 @@ pub async fn save(
         .ok()
         .flatten();
     if let Some(i) = &issuer
-        && let Err(e) = super::outbound::check_saved(i, svc.targets, "sso.issuer").await
+        && let Err(e) = super::outbound::check_saved(i, svc.targets, fields::ISSUER).await
     {
         errors.push(e);
     }
@@ -295,7 +190,7 @@ pub async fn save(
         && r.rank() > ctx.role().rank()
     {
         errors.push(Invalid::new(
-            "sso.default_role",
+            fields::DEFAULT_ROLE,
             "Choose a role no higher than your own.",
         ));
     }
@@ -314,14 +209,14 @@ pub async fn save(
             let mut missing = Vec::new();
             if before.is_none() {
                 if issuer.is_none() {
-                    missing.push(Invalid::new("sso.issuer", "Enter the issuer's address."));
+                    missing.push(Invalid::new(fields::ISSUER, "Enter the issuer's address."));
                 }
                 if client_id.is_none() {
-                    missing.push(Invalid::new("sso.client_id", "Enter the client id."));
+                    missing.push(Invalid::new(fields::CLIENT_ID, "Enter the client id."));
                 }
                 if domains.is_none() {
                     missing.push(Invalid::new(
-                        "sso.allowed_domains",
+                        fields::ALLOWED_DOMAINS,
                         "Enter at least one email domain whose people sign in here, e.g. example.com.",
                     ));
                 }
@@ -469,7 +364,7 @@ pub async fn test_connection(
                 .map(|p| p.issuer)
                 .ok_or_else(|| {
                     AppError::invalid(vec![Invalid::new(
-                        "sso.issuer",
+                        fields::ISSUER,
                         "Enter the issuer's address to test, or save one first.",
                     )])
                 })?
@@ -1206,50 +1101,4 @@ pub async fn purge_expired_logins(svc: &Services) -> Result<usize> {
             .await?;
     }
     Ok(total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn domains_are_lower_case_host_names_without_duplicates() {
-        let d = |v: &[&str]| parse_domains(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert_eq!(
-            d(&["Example.COM", "@corp.example.org", "example.com"]).unwrap(),
-            vec!["corp.example.org".to_string(), "example.com".to_string()]
-        );
-        for bad in [
-            "localhost",
-            "exa mple.com",
-            "-x.com",
-            "x..com",
-            "",
-            "a@b.com",
-        ] {
-            assert!(d(&[bad]).is_err(), "{bad} accepted");
-        }
-        assert!(d(&[]).is_err(), "at least one domain");
-    }
-
-    #[test]
-    fn issuers_are_http_urls_without_query_or_credentials() {
-        assert!(parse_issuer("https://login.example.com/realms/acme").is_ok());
-        assert!(parse_issuer("http://127.0.0.1:8080").is_ok());
-        for bad in [
-            "ftp://x.example",
-            "https://",
-            "https://x.example/?a=1",
-            "https://u:p@x.example",
-            "login.example.com",
-        ] {
-            assert!(parse_issuer(bad).is_err(), "{bad} accepted");
-        }
-    }
-
-    #[test]
-    fn owners_are_never_the_default_role() {
-        assert!(parse_default_role("owner").is_err());
-        assert_eq!(parse_default_role(" viewer ").unwrap(), Role::Viewer);
-    }
 }

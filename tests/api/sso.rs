@@ -187,13 +187,27 @@ async fn an_existing_account_with_that_email_signs_in_and_joins_with_the_default
     let user = s.app.create_user("grace@example.com", "Grace").await;
     let browser = cookie_client();
     let back = to_callback(&s.app, &browser, "acme").await;
-    assert_eq!(callback(&browser, &back).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        callback(&browser, &back).await.status,
+        StatusCode::SEE_OTHER
+    );
     let who = me(&browser, &s.app).await;
     assert_eq!(who.body["user"]["id"], Value::String(user.id.clone()));
-    assert_eq!(who.body["user"]["name"], "Grace", "the account is kept as it is");
-    assert_eq!(role_of(&s.owner, "acme", &user.id).await.as_deref(), Some("viewer"));
+    assert_eq!(
+        who.body["user"]["name"], "Grace",
+        "the account is kept as it is"
+    );
+    assert_eq!(
+        role_of(&s.owner, "acme", &user.id).await.as_deref(),
+        Some("viewer")
+    );
     // The password still works for an organization that allows it.
-    assert!(s.app.login_with("grace@example.com", PASSWORD).await.is_ok());
+    assert!(
+        s.app
+            .login_with("grace@example.com", PASSWORD)
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -328,7 +342,10 @@ async fn a_replayed_code_or_callback_is_refused() {
     let s = scene().await;
     let browser = cookie_client();
     let back = to_callback(&s.app, &browser, "acme").await;
-    assert_eq!(callback(&browser, &back).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        callback(&browser, &back).await.status,
+        StatusCode::SEE_OTHER
+    );
     let url = url::Url::parse(&back).unwrap();
     let pair = |k: &str| {
         url.query_pairs()
@@ -415,11 +432,17 @@ async fn a_callback_started_for_one_organization_cannot_sign_in_to_another() {
     assert_eq!(in_b[0]["details"]["reason"], "state_unknown");
     assert!(idp_b.token_refusals().is_empty() && s.idp.token_refusals().is_empty());
     assert!(
-        s.app.login_with("grace@example.com", PASSWORD).await.is_err(),
+        s.app
+            .login_with("grace@example.com", PASSWORD)
+            .await
+            .is_err(),
         "no account was made"
     );
     // acme's own callback still works afterwards (the state was not used up by beta).
-    assert_eq!(callback(&browser, &back).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        callback(&browser, &back).await.status,
+        StatusCode::SEE_OTHER
+    );
     let who = me(&browser, &s.app).await;
     let slugs: Vec<&str> = who.body["memberships"]
         .as_array()
@@ -427,7 +450,10 @@ async fn a_callback_started_for_one_organization_cannot_sign_in_to_another() {
         .iter()
         .map(|m| m["organization"]["slug"].as_str().unwrap())
         .collect();
-    assert!(slugs.contains(&"acme") && !slugs.contains(&"beta"), "{slugs:?}");
+    assert!(
+        slugs.contains(&"acme") && !slugs.contains(&"beta"),
+        "{slugs:?}"
+    );
 }
 
 #[tokio::test]
@@ -465,7 +491,10 @@ async fn sso_settings_show_the_secret_only_as_a_hint_and_every_change_is_audited
     assert_eq!(r.body["sso"]["client_secret_hint"].as_str(), Some(hint));
     let browser = cookie_client();
     let back = to_callback(&s.app, &browser, "acme").await;
-    assert_eq!(callback(&browser, &back).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        callback(&browser, &back).await.status,
+        StatusCode::SEE_OTHER
+    );
     // Removed with null.
     let r = s
         .owner
@@ -561,11 +590,25 @@ async fn an_email_domain_routes_to_one_organization_only() {
     let s = scene().await;
     let (_, other_owner) = new_person(&s.app, "bob@beta.example", "Bob").await;
     let (beta_id, _) = create_org(&other_owner, "Beta", "beta").await;
-    let r = configure(&other_owner, "beta", &s.idp, &["beta.example", "example.com"]).await;
+    let r = configure(
+        &other_owner,
+        "beta",
+        &s.idp,
+        &["beta.example", "example.com"],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
     assert_eq!(r.code(), "domain_taken");
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("example.com"));
-    assert!(!r.text.contains("acme"), "the other organization is not named");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("example.com")
+    );
+    assert!(
+        !r.text.contains("acme"),
+        "the other organization is not named"
+    );
     let r = other_owner.get("/api/v1/orgs/beta/security").await;
     assert_eq!(r.body["sso"], Value::Null, "nothing saved");
     let r = configure(&other_owner, "beta", &s.idp, &["beta.example"]).await;
@@ -580,7 +623,11 @@ async fn an_email_domain_routes_to_one_organization_only() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{email}");
-        assert!(location(&r).starts_with(&format!("/sso/{id}/start?email=")), "{}", location(&r));
+        assert!(
+            location(&r).starts_with(&format!("/sso/{id}/start?email=")),
+            "{}",
+            location(&r)
+        );
     }
     let r = browser
         .post(s.app.url("/login/sso"))
@@ -589,7 +636,12 @@ async fn an_email_domain_routes_to_one_organization_only() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert!(r.text().await.unwrap().contains("sign in with your password"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("sign in with your password")
+    );
 }
 
 #[tokio::test]
@@ -622,11 +674,19 @@ async fn sso_only_refuses_password_sign_in_to_members_and_to_owners_without_two_
         .unwrap();
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "invalid_credentials");
-    assert!(s.app.login_with("olga@else.example", PASSWORD).await.is_ok());
+    assert!(
+        s.app
+            .login_with("olga@else.example", PASSWORD)
+            .await
+            .is_ok()
+    );
     // The existing sessions are not the question; the single sign-on still signs in.
     let browser = cookie_client();
     let back = to_callback(&s.app, &browser, "acme").await;
-    assert_eq!(callback(&browser, &back).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        callback(&browser, &back).await.status,
+        StatusCode::SEE_OTHER
+    );
     let r = s
         .owner
         .send(
@@ -676,21 +736,18 @@ async fn sso_settings_of_another_org_are_not_found_and_nothing_is_written() {
     let s = scene().await;
     let (_, b_owner) = new_person(&s.app, "bob@beta.example", "Bob").await;
     create_org(&b_owner, "Beta", "beta").await;
-    for path in ["/api/v1/orgs/acme/security", &format!("/api/v1/orgs/{}/security", s.org_id)] {
+    for path in [
+        "/api/v1/orgs/acme/security",
+        &format!("/api/v1/orgs/{}/security", s.org_id),
+    ] {
         let r = b_owner.get(path).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
         assert!(!r.text.contains(&s.idp.issuer));
         let r = b_owner
-            .send(
-                reqwest::Method::PATCH,
-                path,
-                Some(json!({"sso": null})),
-            )
+            .send(reqwest::Method::PATCH, path, Some(json!({"sso": null})))
             .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
-        let r = b_owner
-            .post(&format!("{path}/sso/test"), json!({}))
-            .await;
+        let r = b_owner.post(&format!("{path}/sso/test"), json!({})).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}/sso/test");
     }
     let r = s.owner.get("/api/v1/orgs/acme/security").await;
@@ -700,7 +757,10 @@ async fn sso_settings_of_another_org_are_not_found_and_nothing_is_written() {
 #[tokio::test]
 async fn test_the_connection_reads_the_discovery_document_or_says_why_not() {
     let s = scene().await;
-    let r = s.owner.post("/api/v1/orgs/acme/security/sso/test", json!({})).await;
+    let r = s
+        .owner
+        .post("/api/v1/orgs/acme/security/sso/test", json!({}))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["ok"], true, "{}", r.text);
     assert_eq!(
@@ -717,7 +777,11 @@ async fn test_the_connection_reads_the_discovery_document_or_says_why_not() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["ok"], false);
-    assert!(r.body["message"].as_str().unwrap().contains("HTTP 404"), "{}", r.text);
+    assert!(
+        r.body["message"].as_str().unwrap().contains("HTTP 404"),
+        "{}",
+        r.text
+    );
     let r = s
         .owner
         .post(
@@ -726,7 +790,14 @@ async fn test_the_connection_reads_the_discovery_document_or_says_why_not() {
         )
         .await;
     assert_eq!(r.body["ok"], false);
-    assert!(r.body["message"].as_str().unwrap().contains("could not be reached"), "{}", r.text);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be reached"),
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]
@@ -753,6 +824,13 @@ async fn issuers_on_private_addresses_are_refused_unless_the_server_allows_them(
         )
         .await;
     assert_eq!(r.body["ok"], false, "{}", r.text);
-    assert!(r.body["message"].as_str().unwrap().contains("not a public address"), "{}", r.text);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a public address"),
+        "{}",
+        r.text
+    );
     assert!(idp.authorize_requests().is_empty());
 }

@@ -18,7 +18,11 @@ async fn an_owner_sets_up_single_sign_on_and_a_colleague_signs_in_through_the_pr
     let b = Browser::launch(&app).await;
     b.sign_in(&ada).await;
     b.goto("/o/engines/settings").await;
-    b.wait_for("#sso-settings-link").await.click().await.unwrap();
+    b.wait_for("#sso-settings-link")
+        .await
+        .click()
+        .await
+        .unwrap();
     b.wait_for_path("/o/engines/settings/sso").await;
     b.type_into("#sso-issuer", &idp.issuer).await;
     b.wait_for("#sso-test").await.click().await.unwrap();
@@ -33,8 +37,17 @@ async fn an_owner_sets_up_single_sign_on_and_a_colleague_signs_in_through_the_pr
         .await;
     let hint = b.text_of("#sso-secret-hint").await;
     assert!(!hint.is_empty() && !CLIENT_SECRET.contains(&hint), "{hint}");
-    let secret_field = b.wait_for("#sso-client-secret").await.prop("value").await.unwrap();
-    assert_eq!(secret_field.as_deref(), Some(""), "the secret is not sent back");
+    let secret_field = b
+        .wait_for("#sso-client-secret")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(
+        secret_field.as_deref(),
+        Some(""),
+        "the secret is not sent back"
+    );
     assert!(b.text_of("#sso-redirect-uri").await.ends_with("/callback"));
     b.close().await;
 

@@ -187,10 +187,7 @@ async fn jwks() -> Json<Value> {
     }]}))
 }
 
-async fn authorize(
-    State(s): State<Shared>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+async fn authorize(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
     let mut inner = s.inner.lock().unwrap();
     inner.authorize_requests.push(q.clone());
     let get = |k: &str| q.get(k).cloned().unwrap_or_default();
@@ -242,9 +239,10 @@ async fn token(
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default()
     };
-    let ok_client = basic.as_deref().and_then(|b| b.split_once(':')).is_some_and(
-        |(id, secret)| decode(id) == s.client_id && decode(secret) == CLIENT_SECRET,
-    );
+    let ok_client = basic
+        .as_deref()
+        .and_then(|b| b.split_once(':'))
+        .is_some_and(|(id, secret)| decode(id) == s.client_id && decode(secret) == CLIENT_SECRET);
     if !ok_client {
         return refused(&mut inner, "invalid_client");
     }

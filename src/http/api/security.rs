@@ -17,10 +17,7 @@ use crate::services::sso::{self, SsoInput, SsoView};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/api/v1/orgs/{org}/security",
-            get(show).patch(change),
-        )
+        .route("/api/v1/orgs/{org}/security", get(show).patch(change))
         .route("/api/v1/orgs/{org}/security/sso/test", post(test_sso))
 }
 
@@ -55,7 +52,11 @@ async fn show(State(s): State<AppState>, OrgCtx { ctx, .. }: OrgCtx) -> Result<R
 #[serde(deny_unknown_fields)]
 struct SsoPatch {
     /// the OpenID Connect issuer URL, http(s), without query; required when single sign-on is set up
-    #[schema(min_length = 1, max_length = 2048, pattern = "^\\s*https?://[^\\s/?#@]+[^\\s?#]*\\s*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^\\s*https?://[^\\s/?#@]+[^\\s?#]*\\s*$"
+    )]
     #[serde(default)]
     issuer: Option<String>,
     /// the client id registered at the provider; required when single sign-on is set up
@@ -154,7 +155,11 @@ async fn change(
 #[serde(deny_unknown_fields)]
 struct SsoTestBody {
     /// the issuer to test; absent tests the saved one
-    #[schema(min_length = 1, max_length = 2048, pattern = "^\\s*https?://[^\\s/?#@]+[^\\s?#]*\\s*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^\\s*https?://[^\\s/?#@]+[^\\s?#]*\\s*$"
+    )]
     #[serde(default)]
     issuer: Option<String>,
 }

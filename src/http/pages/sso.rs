@@ -14,6 +14,7 @@ use super::org_frame::{form_errors, nav, shown_at};
 use super::{layout, render, render_status, see_other, urlencode};
 use crate::db::OrgContext;
 use crate::db::scope::has_permission;
+use crate::domain::sso::fields;
 use crate::domain::{OrgKind, Permission, Role};
 use crate::error::{AppError, Result};
 use crate::http::extract::{CurrentUser, OrgCtx, OrgForm, PublicForm, cookie_value};
@@ -296,11 +297,11 @@ fn input_of(f: &SsoForm) -> SsoInput {
 }
 
 const FIELDS: &[&str] = &[
-    "sso.issuer",
-    "sso.client_id",
-    "sso.client_secret",
-    "sso.allowed_domains",
-    "sso.default_role",
+    fields::ISSUER,
+    fields::CLIENT_ID,
+    fields::CLIENT_SECRET,
+    fields::ALLOWED_DOMAINS,
+    fields::DEFAULT_ROLE,
 ];
 
 async fn save(
@@ -311,7 +312,7 @@ async fn save(
         Ok(_) => Ok(see_other(&format!("{}?saved=1", page_url(&ctx)))),
         Err(e) => {
             let fallback = if matches!(e, AppError::Conflict { .. }) {
-                "sso.allowed_domains"
+                fields::ALLOWED_DOMAINS
             } else {
                 "form"
             };
@@ -357,7 +358,7 @@ async fn test(
             Ok(shown_at(render(&page)?, &page_url(&ctx)))
         }
         Err(e) => {
-            let Some(errors) = form_errors(&e, FIELDS, "sso.issuer") else {
+            let Some(errors) = form_errors(&e, FIELDS, fields::ISSUER) else {
                 return Err(e);
             };
             page.errors = errors;
