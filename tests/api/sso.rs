@@ -834,3 +834,36 @@ async fn issuers_on_private_addresses_are_refused_unless_the_server_allows_them(
     );
     assert!(idp.authorize_requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_sign_in_that_stays_at_the_provider_too_long_is_refused_and_forgotten() {
+    let s = scene().await;
+    let browser = cookie_client();
+    let back = to_callback(&s.app, &browser, "acme").await;
+    s.app
+        .svc
+        .clock
+        .advance(std::time::Duration::from_secs(11 * 60));
+    let got = callback(&browser, &back).await;
+    assert_refused(&s, got, &browser, "state_unknown").await;
+    // One left behind at the provider is removed by the maintenance.
+    let abandoned = cookie_client();
+    to_callback(&s.app, &abandoned, "acme").await;
+    assert_eq!(
+        xagent::services::sso::purge_expired_logins(&s.app.svc)
+            .await
+            .unwrap(),
+        0,
+        "not expired yet"
+    );
+    s.app
+        .svc
+        .clock
+        .advance(std::time::Duration::from_secs(11 * 60));
+    assert_eq!(
+        xagent::services::sso::purge_expired_logins(&s.app.svc)
+            .await
+            .unwrap(),
+        1
+    );
+}

@@ -61,6 +61,8 @@ struct Inner {
     authorize_requests: Vec<HashMap<String, String>>,
     /// What the token endpoint refused, in order (`invalid_grant`, …).
     token_refusals: Vec<String>,
+    /// Every ID token issued, in order.
+    id_tokens: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -117,6 +119,7 @@ impl OidcProvider {
                 codes: HashMap::new(),
                 authorize_requests: Vec::new(),
                 token_refusals: Vec::new(),
+                id_tokens: Vec::new(),
             })),
         };
         let app = Router::new()
@@ -150,6 +153,10 @@ impl OidcProvider {
 
     pub fn token_refusals(&self) -> Vec<String> {
         self.shared.inner.lock().unwrap().token_refusals.clone()
+    }
+
+    pub fn id_tokens(&self) -> Vec<String> {
+        self.shared.inner.lock().unwrap().id_tokens.clone()
     }
 }
 
@@ -286,6 +293,7 @@ async fn token(
         &jsonwebtoken::EncodingKey::from_rsa_der(der.as_bytes()),
     )
     .expect("signed");
+    inner.id_tokens.push(id_token.clone());
     Json(json!({
         "access_token": b64(&rand::random::<[u8; 24]>()),
         "token_type": "Bearer",
