@@ -346,7 +346,7 @@ async fn background_cleanup(state: AppState) {
         }
         match crate::services::sso::purge_expired_logins(&state.svc).await {
             Ok(n) if n > 0 => {
-                tracing::info!(removed = n, "expired single sign-on attempts removed")
+                tracing::info!(removed = n, "expired single sign-on attempts removed");
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "single sign-on cleanup failed"),
