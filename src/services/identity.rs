@@ -299,10 +299,10 @@ async fn check_credentials(
     throttle.record_success(&email_key);
     // Checked only once the password matched, so the answer says nothing about an account
     // to someone who does not know its password.
-    let user_id = user.id;
+    let checked = user.clone();
     let refusal = svc
         .db
-        .read(move |tx| super::sso::password_refusal(tx, user_id))
+        .read(move |tx| super::sso::password_refusal(tx, &checked))
         .await?;
     if let Some(refusal) = refusal {
         audit_login_failure_user(svc, &user, "sso_required", meta).await?;

@@ -986,6 +986,14 @@ async fn provision(
                     "this account is disabled; ask an administrator.",
                 )));
             }
+            // An organization's provider is trusted for its members, not for the instance:
+            // an instance administrator's account is never opened by one.
+            if user.is_superuser {
+                return Ok(Err(Refusal::new(
+                    "instance_administrator",
+                    "instance administrators sign in with their password.",
+                )));
+            }
             match members::find(tx, &ctx, user.id)? {
                 Some(m) if m.status == crate::domain::MemberStatus::Active => {}
                 Some(_) => {
@@ -1054,14 +1062,21 @@ fn join(
 /// The refusal of a password sign-in by `user`, when an organization they are a member of
 /// signs in with single sign-on only. An owner of such an organization may still use a
 /// password when they have two-factor authentication (the break-glass way in when the
-/// provider is down).
-pub(crate) fn password_refusal(tx: &crate::db::Conn<'_>, user: UserId) -> Result<Option<AppError>> {
-    let strict = crate::db::unscoped::unscoped_sso_only_memberships_of(tx, user)?;
+/// provider is down). Instance administrators are not held to an organization's rule
+/// (no provider signs them in, see `provision`).
+pub(crate) fn password_refusal(
+    tx: &crate::db::Conn<'_>,
+    user: &users::User,
+) -> Result<Option<AppError>> {
+    if user.is_superuser {
+        return Ok(None);
+    }
+    let strict = crate::db::unscoped::unscoped_sso_only_memberships_of(tx, user.id)?;
     if strict.is_empty() {
         return Ok(None);
     }
     let owner_everywhere = strict.iter().all(|(_, role)| *role == Role::Owner);
-    if owner_everywhere && super::identity::has_two_factor(tx, user)? {
+    if owner_everywhere && super::identity::has_two_factor(tx, user.id)? {
         return Ok(None);
     }
     Ok(Some(AppError::Forbidden {

@@ -867,3 +867,34 @@ async fn a_sign_in_that_stays_at_the_provider_too_long_is_refused_and_forgotten(
         1
     );
 }
+
+#[tokio::test]
+async fn an_instance_administrators_account_is_never_opened_by_an_organizations_provider() {
+    let s = scene().await;
+    s.app.create_superuser("root@example.com", "Root").await;
+    s.idp.set_identity(identity("root@example.com", true));
+    let browser = cookie_client();
+    let back = to_callback(&s.app, &browser, "acme").await;
+    let got = callback(&browser, &back).await;
+    assert_refused(&s, got, &browser, "instance_administrator").await;
+    // Nor does "SSO only" lock them out of their password.
+    let root = s.app.login("root@example.com").await;
+    let r = root.get("/api/v1/me").await;
+    let root_id = r.body["user"]["id"].as_str().unwrap().to_string();
+    let (_, token) = invite(&s.owner, "acme", "root@example.com", "member").await;
+    assert_eq!(accept(&root, &token).await.status, StatusCode::OK);
+    let r = s
+        .owner
+        .send(
+            reqwest::Method::PATCH,
+            "/api/v1/orgs/acme/security",
+            Some(json!({"sso": {"sso_only": true}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        role_of(&s.owner, "acme", &root_id).await.as_deref(),
+        Some("member")
+    );
+    assert!(s.app.login_with("root@example.com", PASSWORD).await.is_ok());
+}
