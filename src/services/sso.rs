@@ -32,8 +32,8 @@ use crate::domain::sso::{
     fields, parse_client_id, parse_client_secret, parse_default_role, parse_domains, parse_issuer,
 };
 use crate::domain::{
-    Email, Invalid, OrgId, OrgKind, OrgStatus, Permission, PersonName, Role, UserId, UserStatus,
-    as_stored, fmt_time,
+    Email, Invalid, OrgId, OrgKind, OrgStatus, Permission, PersonName, Role, UserStatus, as_stored,
+    fmt_time,
 };
 use crate::error::AppError;
 
