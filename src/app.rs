@@ -344,6 +344,13 @@ async fn background_cleanup(state: AppState) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "invitation cleanup failed"),
         }
+        match crate::services::sso::purge_expired_logins(&state.svc).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(removed = n, "expired single sign-on attempts removed");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "single sign-on cleanup failed"),
+        }
         match crate::services::audit::purge_expired(&state.svc).await {
             Ok(n) if n > 0 => tracing::info!(removed = n, "audit rows past retention purged"),
             Ok(_) => {}

@@ -55,6 +55,8 @@ pub const TENANT_TABLES: &[&str] = &[
     "messages",
     "resource_shares",
     "import_ledger",
+    "sso_providers",
+    "sso_logins",
 ];
 
 /// How a statement is bound.

@@ -4,7 +4,7 @@ use rusqlite::params;
 
 use super::repo::orgs::{ORG_COLUMN_COUNT, ORG_COLUMNS, Org, org_from_row};
 use super::{Conn, DbError};
-use crate::domain::{Role, UserId};
+use crate::domain::{OrgId, Role, UserId};
 
 #[derive(Debug, Clone)]
 pub struct Membership {
@@ -276,4 +276,24 @@ pub fn unscoped_billing_anchor(c: &Conn<'_>, org: crate::domain::OrgId) -> Resul
             |r| r.get(0),
         )?
         .unwrap_or(1))
+}
+
+/// The organizations whose single sign-on refuses password sign-in, among those `user` is
+/// an active member of, with the user's role in each: the password sign-in checks them
+/// before it opens a session (the user is in no organization yet).
+pub fn unscoped_sso_only_memberships_of(
+    c: &Conn<'_>,
+    user: UserId,
+) -> Result<Vec<(OrgId, Role)>, DbError> {
+    let rows = c.unscoped().query_vec(
+        "SELECT p.organization_id, m.role FROM sso_providers p
+         JOIN organization_members m ON m.organization_id = p.organization_id
+         WHERE p.sso_only = 1 AND m.user_id = ?1 AND m.status = 'active'",
+        params![user.to_string()],
+        |r| Ok((super::repo::uuid_at(r, 0)?, r.get::<_, String>(1)?)),
+    )?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(org, role)| Role::parse(&role).map(|r| (OrgId::from_uuid(org), r)))
+        .collect())
 }

@@ -58,6 +58,9 @@ pub const ORG_AUDIT_ACTIONS: &[&str] = &[
     "quota.updated",
     "quota.alert",
     "invoice.credit_note_issued",
+    "sso.updated",
+    "sso.removed",
+    "auth.sso_failed",
     "audit.purged",
 ];
 

@@ -10,6 +10,7 @@ pub mod resources;
 pub mod schemas;
 pub mod security;
 mod settings;
+pub mod sso;
 pub mod usage;
 mod values;
 mod words;

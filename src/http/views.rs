@@ -464,6 +464,59 @@ pub struct SettingsPage {
     pub saved: bool,
 }
 
+/// "Sign in with single sign-on": the email whose domain picks the organization.
+#[derive(Template)]
+#[template(path = "pages/auth/sso.html")]
+pub struct SsoLoginPage {
+    pub layout: Layout,
+    pub email: String,
+    pub errors: FormErrors,
+}
+
+/// What "Test the connection" found, for the single sign-on page.
+#[derive(Debug, Clone)]
+pub struct SsoTestView {
+    pub ok: bool,
+    pub message: String,
+    pub authorization_endpoint: String,
+    pub latency_ms: u64,
+}
+
+/// An organization's single sign-on settings (`security.manage`).
+#[derive(Template)]
+#[template(path = "pages/settings/sso.html")]
+pub struct SsoSettingsPage {
+    pub layout: Layout,
+    pub nav: OrgNav,
+    pub slug: String,
+    pub can_manage: bool,
+    pub personal: bool,
+    pub configured: bool,
+    pub issuer: String,
+    pub client_id: String,
+    /// The stored secret's hint; the secret itself never reaches a page.
+    pub secret_hint: Option<String>,
+    /// One domain per line.
+    pub allowed_domains: String,
+    pub default_role: String,
+    pub sso_only: bool,
+    pub redirect_uri: String,
+    pub errors: FormErrors,
+    pub notice: Option<String>,
+    pub test: Option<SsoTestView>,
+}
+
+impl SsoSettingsPage {
+    /// The roles a first sign-in may give (never owner).
+    pub fn roles(&self) -> &'static [&'static str] {
+        &["admin", "manager", "member", "viewer", "guest"]
+    }
+
+    pub fn role_selected(&self, role: &str) -> bool {
+        self.default_role.trim() == role
+    }
+}
+
 #[derive(Template)]
 #[template(path = "pages/security/index.html")]
 pub struct SecurityPage {

@@ -234,7 +234,15 @@ pub async fn finish_login(
 ) -> Result<LoginOutcome> {
     super::two_factor::pass_login(svc, throttle, &user, second, meta).await?;
     throttle.record_success(&user.email.to_lowercase());
-    start_session(svc, policy, user, meta).await
+    start_session(svc, policy, user, meta, SignInMethod::Password).await
+}
+
+/// How a session was opened, as its `auth.login` audit row says.
+#[derive(Debug, Clone, Copy)]
+pub enum SignInMethod {
+    Password,
+    /// Single sign-on through this organization's provider.
+    Sso(OrgId),
 }
 
 /// Whether the user has a confirmed second factor (see `two_factor::has_two_factor`).
@@ -305,6 +313,17 @@ pub async fn authenticate_password(
             return Err(AppError::InvalidCredentials);
         }
     };
+    // Checked only once the password matched, so the answer says nothing about an account
+    // to someone who does not know its password.
+    let checked = user.clone();
+    let refusal = svc
+        .db
+        .read(move |tx| super::sso::password_refusal(tx, &checked))
+        .await?;
+    if let Some(refusal) = refusal {
+        audit_login_failure_user(svc, &user, "sso_required", meta).await?;
+        return Err(refusal);
+    }
     if auth::needs_rehash(&stored_hash) {
         upgrade_hash(svc, user.id, password, stored_hash).await;
     }
@@ -336,11 +355,12 @@ async fn upgrade_hash(svc: &Services, user: UserId, password: &str, old: String)
 
 /// A new session for `user` (its cookie token and CSRF token, shown only now), audited,
 /// with the organizations they can switch to.
-async fn start_session(
+pub(crate) async fn start_session(
     svc: &Services,
     policy: SessionPolicy,
     user: users::User,
     meta: &ClientMeta,
+    method: SignInMethod,
 ) -> Result<LoginOutcome> {
     let session_token = auth::random_token();
     let csrf_token = auth::random_token();
@@ -381,7 +401,15 @@ async fn start_session(
             };
             audit::append_instance(
                 tx,
-                &actor.entry("auth.login", "session", Some(sid.to_string()), json!({})),
+                &actor.entry(
+                    "auth.login",
+                    "session",
+                    Some(sid.to_string()),
+                    match method {
+                        SignInMethod::Password => json!({}),
+                        SignInMethod::Sso(org) => json!({"method": "sso", "organization_id": org}),
+                    },
+                ),
                 &now_s,
             )?;
             let memberships = unscoped_memberships_of(tx, user_id)?;

@@ -25,6 +25,7 @@ pub mod outbound;
 pub mod quota;
 pub mod resources;
 pub mod security;
+pub mod sso;
 pub mod teams;
 pub mod throttle;
 pub mod two_factor;

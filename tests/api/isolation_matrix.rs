@@ -66,6 +66,8 @@ const LLM_ISO: &str = "llm_settings_and_keys_of_another_org_are_not_found";
 const TWO_FACTOR: &str = "two_factor.rs";
 const TWO_FACTOR_ISO: &str =
     "another_orgs_security_policy_is_not_found_and_one_orgs_policy_leaves_the_others_alone";
+const SSO: &str = "sso.rs";
+const SSO_ISO: &str = "sso_settings_of_another_org_are_not_found_and_nothing_is_written";
 const BY_REF: &str = "members_of_another_org_find_nothing_by_id_or_slug_and_change_nothing";
 const UNDER_OWN: &str = "ids_of_another_orgs_objects_under_ones_own_org_are_not_found";
 
@@ -259,6 +261,11 @@ const ROUTES: &[(&str, &str, Probe)] = &[
         "PATCH",
         "/api/v1/orgs/{org}/llm/policy",
         Probe::Elsewhere(LLM, LLM_ISO),
+    ),
+    (
+        "POST",
+        "/api/v1/orgs/{org}/security/sso/test",
+        Probe::Elsewhere(SSO, SSO_ISO),
     ),
     (
         "GET",

@@ -39,6 +39,7 @@ mod resources;
 mod role_matrix;
 mod secrets_in_logs;
 mod security_policy;
+mod sso;
 mod two_factor;
 mod visibility_property;
 mod workflows;

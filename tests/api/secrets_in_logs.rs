@@ -1,6 +1,7 @@
 //! Secrets never reach the logs: the real binary runs with debug logging while keys are
 //! stored, resolved and used through the gateway (success, a provider that echoes the key
-//! in its error, an unreachable provider); then its whole log is searched for them.
+//! in its error, an unreachable provider) and a single sign-on goes through an identity
+//! provider; then its whole log is searched for them.
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
@@ -8,6 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::common::mock_llm::MockLlm;
+use crate::common::oidc_provider::{CLIENT_SECRET, OidcProvider, identity};
 use crate::common::{PASSWORD, Session, TokenClient, reply};
 
 const ORG_KEY: &str = "sk-logcheck-org-0000-AAAA1111";
@@ -167,6 +169,41 @@ async fn no_key_or_token_appears_in_the_servers_log() {
             .any(|r| r.authorization.contains(USER_KEY))
     );
 
+    // Single sign-on: the client secret, the code, the state and the ID token stay out too.
+    let idp = OidcProvider::start("xagent-logs", identity("sso@logs.example", true)).await;
+    let r = s
+        .post("/api/v1/orgs", json!({"name": "Logs", "slug": "logs-team"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = s
+        .send(
+            Method::PATCH,
+            "/api/v1/orgs/logs-team/security",
+            Some(
+                json!({"sso": {"issuer": idp.issuer, "client_id": "xagent-logs",
+                "client_secret": CLIENT_SECRET, "allowed_domains": ["logs.example"]}}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let browser = crate::common::cookie_client();
+    let location = |r: &reqwest::Response| r.headers()["location"].to_str().unwrap().to_string();
+    let started = browser
+        .get(format!("{base}/sso/logs-team/start"))
+        .send()
+        .await
+        .unwrap();
+    let approved = browser.get(location(&started)).send().await.unwrap();
+    let back = location(&approved);
+    let signed_in = browser.get(&back).send().await.unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let sso_query: std::collections::HashMap<String, String> = url::Url::parse(&back)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let id_token = idp.id_tokens().pop().unwrap();
+
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status();
@@ -189,6 +226,10 @@ async fn no_key_or_token_appears_in_the_servers_log() {
         ("API token", token.as_str()),
         ("CSRF token", session_cookie),
         ("password", PASSWORD),
+        ("single sign-on client secret", CLIENT_SECRET),
+        ("authorization code", sso_query["code"].as_str()),
+        ("single sign-on state", sso_query["state"].as_str()),
+        ("ID token", id_token.as_str()),
     ] {
         assert!(!log.contains(secret), "the log shows the {what}");
     }

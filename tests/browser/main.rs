@@ -15,6 +15,7 @@ mod audit_pages;
 mod billing_pages;
 mod console_pages;
 mod security_pages;
+mod sso_pages;
 mod two_factor_pages;
 
 use std::net::TcpListener;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mock_llm;
+pub mod oidc_provider;
 
 use std::time::Duration;
 

@@ -48,6 +48,14 @@ const BEYOND_THE_SCHEMA: &[(&str, &str)] = &[
         "expires_at must lie in the future",
     ),
     (
+        "PATCH /api/v1/orgs/{org}/security",
+        "setting up single sign-on needs the issuer, the client id and the email domains together (a later change may send one)",
+    ),
+    (
+        "POST /api/v1/orgs/{org}/security/sso/test",
+        "without an issuer in the body the saved one is tested, and the organization may have none",
+    ),
+    (
         "POST /api/v1/orgs/{org}/documents",
         "the file's bytes decide its type, which must be one of the accepted ones",
     ),
@@ -247,6 +255,9 @@ struct Scene {
     teams: Vec<String>,
     agents: Vec<String>,
     knowledge_bases: Vec<String>,
+    /// The issuer single sign-on bodies name: this server, which answers discovery with a
+    /// 404 (a generated issuer would send the server to random addresses).
+    issuer: String,
 }
 
 /// Uploads a small text document; its id.
@@ -388,6 +399,7 @@ async fn scene(api: &Api<'_>, owner: &common::TestUser, mock: &MockLlm) -> Scene
         teams: vec![team],
         agents: vec![kept["agents"].clone()],
         knowledge_bases: vec![kept["knowledge-bases"].clone()],
+        issuer: api.app.base.clone(),
     }
 }
 
@@ -515,6 +527,8 @@ cursor = ""
 "query.organization_id" = {{ dictionary = "orgs" }}
 "body.to_organization_id" = {{ dictionary = "orgs" }}
 "body.from_organization_id" = {{ dictionary = "personal" }}
+"body.issuer" = {{ dictionary = "issuers" }}
+"body.sso.issuer" = {{ dictionary = "issuers" }}
 
 [dictionaries.members]
 values = {members}
@@ -528,6 +542,8 @@ values = {knowledge_bases}
 values = ["{org}"]
 [dictionaries.personal]
 values = ["{personal}"]
+[dictionaries.issuers]
+values = ["{issuer}"]
 "#,
         org = scene.org,
         members = toml_list(&scene.members),
@@ -535,6 +551,7 @@ values = ["{personal}"]
         agents = toml_list(&scene.agents),
         knowledge_bases = toml_list(&scene.knowledge_bases),
         personal = scene.personal_org,
+        issuer = scene.issuer,
     )
     .unwrap();
     for (op, params) in scene.fixed.iter().chain(doomed) {

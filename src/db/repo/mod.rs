@@ -18,6 +18,7 @@ pub mod resources;
 pub mod runs;
 pub mod sessions;
 pub mod settings;
+pub mod sso;
 pub mod teams;
 pub mod tokens;
 pub mod two_factor;

@@ -21,6 +21,7 @@ use crate::http::session_cookie;
 use crate::http::state::AppState;
 use crate::services::identity::{self, PasswordChange, SignedOut};
 use crate::services::security::{self, Revoked, SecurityInput, SecurityView};
+use crate::services::sso::{self, SsoInput, SsoView};
 use crate::services::two_factor::{self, Enrolment, OrgPolicy, Status};
 use crate::services::{ClientMeta, admin};
 use axum::extract::Path;
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/me/2fa/totp/confirm", post(confirm_totp))
         .route("/api/v1/me/2fa/recovery-codes", post(regenerate_codes))
         .route("/api/v1/orgs/{org}/security", get(show).patch(update))
+        .route("/api/v1/orgs/{org}/security/sso/test", post(test_sso))
         .route(
             "/api/v1/orgs/{org}/members/{user_id}/revoke-access",
             post(revoke_access),
@@ -375,6 +377,8 @@ struct OrgSecurity {
     access: SecurityView,
     #[serde(flatten)]
     two_factor: OrgPolicy,
+    /// the organization's single sign-on; null when it has none
+    sso: Option<SsoView>,
 }
 
 #[utoipa::path(
@@ -389,12 +393,57 @@ struct OrgSecurity {
     ),
     security(("session" = []), ("token" = [])),
 )]
-async fn show(OrgCtx { user, ctx }: OrgCtx) -> Result<Response> {
+async fn show(State(s): State<AppState>, OrgCtx { user, ctx }: OrgCtx) -> Result<Response> {
     Ok(ok(&OrgSecurity {
         access: security::get(&ctx, user.ip())?,
         two_factor: two_factor::org_policy(&ctx)?,
+        sso: sso::settings(&s.svc, &ctx).await?,
     }))
 }
+
+/// A change to the single sign-on: absent fields keep what is stored.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SsoPatch {
+    /// the OpenID Connect issuer URL, http(s), without query; required when single sign-on is set up
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^\\s*https?://[^\\s/?#@]+[^\\s?#]*\\s*$"
+    )]
+    #[serde(default)]
+    issuer: Option<String>,
+    /// the client id registered at the provider; required when single sign-on is set up
+    #[schema(min_length = 1, max_length = 255, pattern = "^\\s*[!-~]+\\s*$")]
+    #[serde(default)]
+    client_id: Option<String>,
+    /// write-only, stored encrypted; null removes it, absent keeps it
+    #[schema(min_length = 1, max_length = 4096, pattern = "^\\s*[!-~]+\\s*$")]
+    #[serde(default, deserialize_with = "super::present")]
+    client_secret: Option<Option<String>>,
+    /// the email domains whose people sign in here (one domain routes to one organization only); required when single sign-on is set up
+    #[schema(min_items = 1, max_items = 50, value_type = Option<Vec<EmailDomain>>)]
+    #[serde(default)]
+    allowed_domains: Option<Vec<String>>,
+    /// the role of members the first sign-in adds (default member); not owner, not above your own
+    #[schema(value_type = Option<String>, pattern = "^\\s*(admin|manager|member|viewer|guest)\\s*$")]
+    #[serde(default)]
+    default_role: Option<String>,
+    /// refuse password sign-in to the organization's members (owners with two-factor authentication excepted)
+    #[serde(default)]
+    sso_only: Option<bool>,
+}
+
+/// An email domain: lower- or upper-case labels of letters, digits and hyphens.
+#[derive(ToSchema)]
+#[schema(
+    value_type = String,
+    min_length = 3,
+    max_length = 253,
+    pattern = "^\\s*@?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+\\s*$"
+)]
+#[allow(dead_code)]
+struct EmailDomain(String);
 
 /// Fields left out stay as they are; `null` clears a limit.
 #[derive(Deserialize, ToSchema)]
@@ -431,6 +480,10 @@ struct SecurityBody {
     /// needed to save an allowlist that leaves out the caller's own address
     #[serde(default)]
     confirm_lockout: bool,
+    /// null removes single sign-on (provider, secret, domains); an object creates or changes it (needs a browser session)
+    #[serde(default, deserialize_with = "super::present")]
+    #[schema(nullable)]
+    sso: Option<Option<SsoPatch>>,
 }
 
 /// A field sent as `null` where a value is needed (leave it out to keep it as it is).
@@ -449,7 +502,7 @@ fn not_null<T>(v: Option<Option<T>>, field: &'static str) -> Result<Option<T>> {
     path = "/api/v1/orgs/{org}/security",
     tag = "security",
     summary = "Change the security policy (security.manage, owners by default)",
-    description = "Members without two-factor are refused the organization (403 two_factor_required) from require_2fa_enforced_from on; turning the requirement on needs two-factor on your own account (422 two_factor_required). An allowlist without the caller's address needs confirm_lockout (409 lockout_unconfirmed). Every part is checked before any is stored. The policy concerns this organization only.",
+    description = "Members without two-factor are refused the organization (403 two_factor_required) from require_2fa_enforced_from on; turning the requirement on needs two-factor on your own account (422 two_factor_required). An allowlist without the caller's address needs confirm_lockout (409 lockout_unconfirmed). Single sign-on changes need a browser session (API tokens get 403) and may answer 409 domain_taken. The access policy is checked before anything is stored; then single sign-on, the two-factor requirement and the access policy are stored in that order, and a refusal stops there. The policy concerns this organization only.",
     params(OrgPath),
     request_body = SecurityBody,
     responses(
@@ -481,13 +534,45 @@ async fn update(
             unreadable: Vec::new(),
         },
     )?;
+    let actor = user.actor();
+    match b.sso {
+        None => {}
+        Some(None) => {
+            user.require_session()?;
+            match sso::remove(&s.svc, &ctx, &actor).await {
+                Ok(()) | Err(AppError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Some(Some(p)) => {
+            user.require_session()?;
+            sso::save(
+                &s.svc,
+                &ctx,
+                &actor,
+                SsoInput {
+                    issuer: p.issuer,
+                    client_id: p.client_id,
+                    client_secret: p.client_secret,
+                    allowed_domains: p.allowed_domains,
+                    default_role: p.default_role,
+                    sso_only: p.sso_only,
+                },
+            )
+            .await?;
+        }
+    }
     let two_factor = if require.is_some() || grace.is_some() {
         two_factor::set_org_policy(&s.svc, &ctx, &user.actor(), require, grace).await?
     } else {
         two_factor::org_policy(&ctx)?
     };
-    let access = security::store(&s.svc, &ctx, &user.actor(), user.ip(), prepared).await?;
-    Ok(ok(&OrgSecurity { access, two_factor }))
+    let access = security::store(&s.svc, &ctx, &actor, user.ip(), prepared).await?;
+    Ok(ok(&OrgSecurity {
+        access,
+        two_factor,
+        sso: sso::settings(&s.svc, &ctx).await?,
+    }))
 }
 
 #[utoipa::path(
@@ -510,4 +595,40 @@ async fn revoke_access(
     let member = UserId::parse(&member).ok_or_else(AppError::not_found)?;
     let out = security::revoke_member_access(&s.svc, &ctx, &user.actor(), member).await?;
     Ok(ok(&out))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SsoTestBody {
+    /// the issuer to test; absent tests the saved one
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^\\s*https?://[^\\s/?#@]+[^\\s?#]*\\s*$"
+    )]
+    #[serde(default)]
+    issuer: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/security/sso/test",
+    tag = "security",
+    summary = "Test the connection: read the issuer's discovery document and signing keys",
+    description = "Needs `security.manage`. The answer says ok or why not, in a sentence; nothing of the issuer's own answer is repeated. The issuer is held to the outbound address policy.",
+    params(OrgPath),
+    request_body = SsoTestBody,
+    responses(
+        (status = 200, description = "Success", body = sso::TestResult),
+        Guarded,
+        Sent,
+    ),
+    security(("session" = [], "csrf" = []), ("token" = [])),
+)]
+async fn test_sso(
+    State(s): State<AppState>,
+    OrgCtx { ctx, .. }: OrgCtx,
+    ApiJson(b): ApiJson<SsoTestBody>,
+) -> Result<Response> {
+    Ok(ok(&sso::test_connection(&s.svc, &ctx, b.issuer).await?))
 }

@@ -16,6 +16,7 @@ mod resource_forms;
 mod resources;
 mod security;
 mod settings;
+mod sso;
 mod teams;
 mod two_factor;
 mod usage;
@@ -45,6 +46,7 @@ pub fn router() -> Router<AppState> {
         .merge(teams::router())
         .merge(settings::router())
         .merge(two_factor::router())
+        .merge(sso::router())
         .merge(audit::router())
         .merge(resources::router())
         .merge(gallery::router())

@@ -94,6 +94,7 @@ pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
         security::show,
         security::update,
         security::revoke_access,
+        security::test_sso,
         usage::usage,
         usage::usage_csv,
         usage::show,
