@@ -532,6 +532,10 @@ pub struct SecurityPage {
     pub your_ip: String,
     /// Saving was refused because the list leaves out `your_ip`: ask for confirmation.
     pub lockout: bool,
+    pub require_2fa: bool,
+    pub require_2fa_grace_days: String,
+    /// When members without two-factor are refused, as shown ("" when not required).
+    pub require_2fa_enforced_from: String,
     pub errors: FormErrors,
     pub saved: bool,
 }

@@ -898,3 +898,55 @@ async fn an_instance_administrators_account_is_never_opened_by_an_organizations_
     );
     assert!(s.app.login_with("root@example.com", PASSWORD).await.is_ok());
 }
+
+#[tokio::test]
+async fn an_owner_with_two_factor_keeps_the_break_glass_password_sign_in_of_an_sso_only_org() {
+    let s = scene().await;
+    let (secret, _) = crate::two_factor::enrol(&s.app, &s.owner).await;
+    let r = s
+        .owner
+        .send(
+            reqwest::Method::PATCH,
+            "/api/v1/orgs/acme/security",
+            Some(json!({"sso": {"sso_only": true}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // The password alone is not refused for the rule but asks for the second factor…
+    let (status, body) = s
+        .app
+        .login_with("ada@acme.example", PASSWORD)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "two_factor_required");
+    // …and with it the owner is in (the next code: the enrolment used this one).
+    crate::two_factor::next_step(&s.app.svc.clock);
+    let r = reply(
+        cookie_client()
+            .post(s.app.url("/api/v1/auth/login"))
+            .json(&json!({
+                "email": "ada@acme.example",
+                "password": PASSWORD,
+                "totp": crate::two_factor::code_now(&s.app, &secret),
+            }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // A member with two-factor is no owner: still refused.
+    let (member, joiner) = new_person(&s.app, "max@acme.example", "Max").await;
+    invite_and_join(&s.owner, "acme", &member.email, "member", &joiner).await;
+    crate::two_factor::enrol(&s.app, &joiner).await;
+    let (status, body) = s
+        .app
+        .login_with("max@acme.example", PASSWORD)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "sso_required");
+}

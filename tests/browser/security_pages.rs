@@ -67,5 +67,16 @@ async fn an_owner_sets_the_security_policy_and_is_warned_before_shutting_themsel
         shown.as_deref(),
         Some("127.0.0.1/32\n10.0.0.0/8\n2001:db8::/32")
     );
+    // Requiring two-factor needs it on one's own account first: said on the page.
+    b.wait_for("#require-2fa").await.click().await.unwrap();
+    b.wait_for("#save-security").await.click().await.unwrap();
+    b.wait_until_text_contains("#security-error", "two-factor")
+        .await;
+    let r = ada.get(&format!("/api/v1/orgs/{org}/security")).await;
+    assert_eq!(r.body["require_2fa"], false);
+    assert_eq!(
+        r.body["api_rate_limit_rpm"], 6000,
+        "nothing else changed either"
+    );
     b.close().await;
 }

@@ -17,6 +17,7 @@ use crate::http::extract::CurrentUser;
 use crate::http::state::AppState;
 use crate::http::views::{FormErrors, SecurityPage};
 use crate::services::security::{self, SecurityInput, SecurityView};
+use crate::services::two_factor;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -38,6 +39,7 @@ async fn page(
     v: &SecurityView,
 ) -> Result<SecurityPage> {
     let title = format!("Security · {}", ctx.org().name);
+    let tf = two_factor::org_policy(ctx)?;
     Ok(SecurityPage {
         layout: layout(s, user, &title, Some(ctx.org_id())).await?,
         nav: nav(ctx, "security"),
@@ -48,6 +50,12 @@ async fn page(
         api_rate_limit_rpm: number(v.api_rate_limit_rpm),
         your_ip: v.your_ip.clone().unwrap_or_else(|| "unknown".into()),
         lockout: false,
+        require_2fa: tf.require_2fa,
+        require_2fa_grace_days: tf.require_2fa_grace_days.to_string(),
+        require_2fa_enforced_from: tf
+            .require_2fa_enforced_from
+            .map(crate::domain::format::time_at)
+            .unwrap_or_default(),
         errors: FormErrors::default(),
         saved: false,
     })
@@ -84,6 +92,10 @@ struct SecurityForm {
     api_rate_limit_rpm: String,
     #[serde(default)]
     confirm_lockout: Option<String>,
+    #[serde(default)]
+    require_2fa: Option<String>,
+    #[serde(default)]
+    require_2fa_grace_days: String,
 }
 
 /// A limit as typed: empty clears it; what is not a whole number is reported with the
@@ -106,6 +118,8 @@ fn typed(field: &'static str, raw: &str, unreadable: &mut Vec<Invalid>) -> Optio
 }
 
 const FIELDS: &[&str] = &[
+    "require_2fa",
+    "require_2fa_grace_days",
     "ip_allowlist",
     "session_idle_minutes",
     "session_max_hours",
@@ -138,7 +152,29 @@ async fn save(
         confirm_lockout: f.confirm_lockout.as_deref() == Some("true"),
         unreadable,
     };
-    let result = security::patch(&s.svc, &ctx, &user.actor(), user.ip(), input).await;
+    let grace = f.require_2fa_grace_days.trim();
+    let grace = if grace.is_empty() {
+        Ok(None)
+    } else {
+        grace.parse::<u32>().map(Some).map_err(|_| {
+            AppError::invalid(vec![Invalid::new(
+                "require_2fa_grace_days",
+                "Enter a whole number of days from 0 to 365.",
+            )])
+        })
+    };
+    let require = f.require_2fa.as_deref() == Some("true");
+    let actor = user.actor();
+    // The access policy is checked first, so that a refusal there changes nothing.
+    let result = match (security::prepare(&ctx, user.ip(), input), grace) {
+        (Err(e), _) | (_, Err(e)) => Err(e),
+        (Ok(prepared), Ok(grace)) => {
+            match two_factor::set_org_policy(&s.svc, &ctx, &actor, Some(require), grace).await {
+                Err(e) => Err(e),
+                Ok(_) => security::store(&s.svc, &ctx, &actor, user.ip(), prepared).await,
+            }
+        }
+    };
     let Err(e) = result else {
         return Ok(see_other(&format!(
             "/o/{}/security?saved=1",
@@ -162,6 +198,8 @@ async fn save(
     p.session_max_hours = f.session_max_hours;
     p.token_max_days = f.token_max_days;
     p.api_rate_limit_rpm = f.api_rate_limit_rpm;
+    p.require_2fa = f.require_2fa.as_deref() == Some("true");
+    p.require_2fa_grace_days = f.require_2fa_grace_days;
     p.lockout = lockout;
     p.errors = errors;
     let status = if lockout {
