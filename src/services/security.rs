@@ -5,14 +5,14 @@
 //! this organization only: the same session keeps working in the member's others.
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use serde::Serialize;
 use serde_json::json;
 
+use super::metering::admission::{per_minute, wait_secs};
 use super::{Actor, Services, fresh_context, require};
 use crate::db::OrgContext;
 use crate::db::repo::{audit, orgs, tokens};
@@ -41,23 +41,21 @@ pub struct ApiRates(Mutex<HashMap<OrgId, (u32, Arc<DefaultDirectRateLimiter>)>>)
 impl ApiRates {
     /// `Err(seconds to wait)` when the organization's requests of this minute are used up.
     fn check(&self, org: OrgId, rpm: u32) -> std::result::Result<(), u64> {
-        let Some(n) = NonZeroU32::new(rpm) else {
-            return Ok(());
-        };
         let limiter = {
             let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
             match all.get(&org) {
                 Some((have, l)) if *have == rpm => l.clone(),
                 _ => {
-                    let l = Arc::new(RateLimiter::direct(Quota::per_minute(n)));
+                    let Some(l) = per_minute(rpm.into()).map(Arc::new) else {
+                        return Ok(());
+                    };
                     all.insert(org, (rpm, l.clone()));
                     l
                 }
             }
         };
         limiter.check().map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
-            (wait.as_secs_f64().ceil() as u64).max(1)
+            wait_secs(not_until.wait_time_from(governor::clock::Clock::now(limiter.clock())))
         })
     }
 }

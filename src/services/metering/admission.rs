@@ -109,14 +109,15 @@ impl Drop for Reservation {
     }
 }
 
-fn per_minute(n: i64) -> Option<DefaultDirectRateLimiter> {
+/// A limiter of `n` a minute; `None` for a limit that is no positive `u32`.
+pub(crate) fn per_minute(n: i64) -> Option<DefaultDirectRateLimiter> {
     let n = NonZeroU32::new(u32::try_from(n).ok()?)?;
     Some(RateLimiter::direct(Rate::per_minute(n)))
 }
 
 /// Seconds until a limiter allows again, at least one (a `Retry-After` of 0 invites a
 /// client to hammer).
-fn wait_secs(wait: std::time::Duration) -> u64 {
+pub(crate) fn wait_secs(wait: std::time::Duration) -> u64 {
     (wait.as_secs_f64().ceil() as u64).max(1)
 }
 
